@@ -1,0 +1,262 @@
+//! The dispatcher: the WIT `analytics` interface over a [`Tenant`], in plain
+//! Rust. The export glue calls it inside Wasm; the host calls it natively
+//! for its baseline benchmark; tests call it directly.
+
+use crate::events::{group_rows, validate_batch, Events, Key, WindowInfo};
+use crate::function::{Function, Imp};
+use crate::output::Alerts;
+use crate::params::Params;
+use crate::schema::Schema;
+use crate::types::{
+    AlertResult, Batch, DataField, FieldDef, FunctionKind, GuestError, KeyGroup, ModuleInfo,
+    Result, WindowGroup,
+};
+use crate::Tenant;
+
+/// An initialised tenant and its functions.
+pub struct Module<T: Tenant> {
+    tenant: T,
+    schema: Schema,
+    functions: Vec<Function<T>>,
+}
+
+impl<T: Tenant> Module<T> {
+    /// Name, version and functions; needs no `init`.
+    pub fn describe() -> ModuleInfo {
+        ModuleInfo {
+            name: T::NAME.to_string(),
+            version: T::VERSION.to_string(),
+            functions: T::functions().iter().map(Function::info).collect(),
+        }
+    }
+
+    /// Parses params and schema and runs [`Tenant::init`].
+    pub fn init(params: Vec<(String, String)>, schema: Vec<FieldDef>) -> Result<Self> {
+        let params = Params::new(params)?;
+        let schema = Schema::new(schema)?;
+        let tenant = T::init(&params, &schema)?;
+        let functions = T::functions();
+        for (i, f) in functions.iter().enumerate() {
+            if functions[..i].iter().any(|g| g.name == f.name) {
+                return Err(GuestError::new(format!(
+                    "module `{}` declares function `{}` twice",
+                    T::NAME,
+                    f.name
+                )));
+            }
+        }
+        Ok(Module {
+            tenant,
+            schema,
+            functions,
+        })
+    }
+
+    pub fn tenant(&self) -> &T {
+        &self.tenant
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Adds each group's events to its accumulator; one result per group.
+    pub fn aggregate_add(
+        &self,
+        function: &str,
+        groups: Vec<KeyGroup>,
+        batch: Batch,
+    ) -> Result<Vec<Vec<u8>>> {
+        let f = self.find(function, FunctionKind::Aggregate)?;
+        let Imp::Aggregate { add, .. } = &f.imp else {
+            return Err(wrong_kind(f, FunctionKind::Aggregate));
+        };
+        validate_batch(&self.schema, &batch).map_err(|e| e.context(at(f)))?;
+        groups
+            .iter()
+            .enumerate()
+            .map(|(i, group)| {
+                let rows = group_rows(&batch, group.start, group.len)
+                    .map_err(|e| e.context(at_group(f, i, &group.key)))?;
+                add(
+                    &self.tenant,
+                    group.state.as_deref(),
+                    Events::new(&batch, rows),
+                )
+                .map_err(|e| e.context(at_group(f, i, &group.key)))
+            })
+            .collect()
+    }
+
+    /// Merges each list of accumulators, in order, into one.
+    pub fn aggregate_merge(
+        &self,
+        function: &str,
+        accumulators: Vec<Vec<Vec<u8>>>,
+    ) -> Result<Vec<Vec<u8>>> {
+        let f = self.find(function, FunctionKind::Aggregate)?;
+        let Imp::Aggregate { merge, .. } = &f.imp else {
+            return Err(wrong_kind(f, FunctionKind::Aggregate));
+        };
+        accumulators
+            .into_iter()
+            .enumerate()
+            .map(|(i, panes)| merge(panes).map_err(|e| e.context(format!("{}, list {i}", at(f)))))
+            .collect()
+    }
+
+    /// For each window, merges its panes in order (none: a fresh
+    /// accumulator) and finishes the result into output fields.
+    pub fn aggregate_finish(
+        &self,
+        function: &str,
+        windows: Vec<Vec<Vec<u8>>>,
+    ) -> Result<Vec<Vec<DataField>>> {
+        let f = self.find(function, FunctionKind::Aggregate)?;
+        let Imp::Aggregate { finish, .. } = &f.imp else {
+            return Err(wrong_kind(f, FunctionKind::Aggregate));
+        };
+        windows
+            .into_iter()
+            .enumerate()
+            .map(|(i, panes)| {
+                finish(&self.tenant, panes).map_err(|e| e.context(format!("{}, window {i}", at(f))))
+            })
+            .collect()
+    }
+
+    /// Runs an alert function over each group with its state.
+    pub fn alert(
+        &self,
+        function: &str,
+        groups: Vec<KeyGroup>,
+        batch: Batch,
+    ) -> Result<Vec<AlertResult>> {
+        let f = self.find(function, FunctionKind::Alert)?;
+        let Imp::Alert(run) = &f.imp else {
+            return Err(wrong_kind(f, FunctionKind::Alert));
+        };
+        validate_batch(&self.schema, &batch).map_err(|e| e.context(at(f)))?;
+        groups
+            .iter()
+            .enumerate()
+            .map(|(i, group)| {
+                let rows = group_rows(&batch, group.start, group.len)
+                    .map_err(|e| e.context(at_group(f, i, &group.key)))?;
+                let mut alerts = Alerts::new();
+                let state = run
+                    .run(
+                        &self.tenant,
+                        group.state.as_deref(),
+                        &Key::new(&group.key),
+                        Events::new(&batch, rows),
+                        &mut alerts,
+                    )
+                    .map_err(|e| e.context(at_group(f, i, &group.key)))?;
+                let alerts = alerts.into_vec();
+                if let Some(bad) = alerts.iter().find(|a| !f.alert_kinds.contains(&a.kind)) {
+                    return Err(GuestError::new(format!(
+                        "{}: raised undeclared alert kind `{}` (declared: [{}])",
+                        at_group(f, i, &group.key),
+                        bad.kind,
+                        f.alert_kinds.join(", ")
+                    )));
+                }
+                Ok(AlertResult { state, alerts })
+            })
+            .collect()
+    }
+
+    /// Runs a process-window function over each fired window.
+    pub fn process_window(
+        &self,
+        function: &str,
+        windows: Vec<WindowGroup>,
+        batch: Batch,
+    ) -> Result<Vec<Vec<DataField>>> {
+        let f = self.find(function, FunctionKind::ProcessWindow)?;
+        let Imp::ProcessWindow(run) = &f.imp else {
+            return Err(wrong_kind(f, FunctionKind::ProcessWindow));
+        };
+        validate_batch(&self.schema, &batch).map_err(|e| e.context(at(f)))?;
+        windows
+            .iter()
+            .enumerate()
+            .map(|(i, window)| {
+                let rows = group_rows(&batch, window.first, window.len)
+                    .map_err(|e| e.context(format!("{}, window {i}", at(f))))?;
+                let info = WindowInfo {
+                    start: window.start,
+                    end: window.end,
+                };
+                Ok(run(
+                    &self.tenant,
+                    &Key::new(&window.key),
+                    info,
+                    Events::new(&batch, rows),
+                )
+                .into_fields())
+            })
+            .collect()
+    }
+
+    fn find(&self, name: &str, kind: FunctionKind) -> Result<&Function<T>> {
+        let f = self
+            .functions
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.functions.iter().map(|f| f.name.as_str()).collect();
+                GuestError::new(format!(
+                    "module `{}` has no function `{name}` (it has: [{}])",
+                    T::NAME,
+                    known.join(", ")
+                ))
+            })?;
+        if f.kind() != kind {
+            return Err(wrong_kind(f, kind));
+        }
+        Ok(f)
+    }
+}
+
+/// Shows the tenant by name, so tenants need not implement `Debug`.
+impl<T: Tenant> std::fmt::Debug for Module<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("tenant", &T::NAME)
+            .field("schema", &self.schema)
+            .field("functions", &self.functions)
+            .finish()
+    }
+}
+
+fn wrong_kind<T>(f: &Function<T>, expected: FunctionKind) -> GuestError {
+    GuestError::new(format!(
+        "function `{}` is {} {} function, not {} {expected} function",
+        f.name,
+        article(f.kind()),
+        f.kind(),
+        article(expected),
+    ))
+}
+
+fn article(kind: FunctionKind) -> &'static str {
+    match kind {
+        FunctionKind::Aggregate | FunctionKind::Alert => "an",
+        FunctionKind::ProcessWindow => "a",
+    }
+}
+
+fn at<T>(f: &Function<T>) -> String {
+    format!("{} `{}`", f.kind(), f.name)
+}
+
+fn at_group<T>(f: &Function<T>, i: usize, key: &[String]) -> String {
+    format!(
+        "{} `{}`, group {i} (key {})",
+        f.kind(),
+        f.name,
+        key.join("/")
+    )
+}

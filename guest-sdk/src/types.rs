@@ -1,0 +1,272 @@
+//! Plain-Rust mirrors of the WIT types.
+//!
+//! Why mirrors and not the wit-bindgen types: these compile and behave the
+//! same on every target, so the host can drive a tenant natively (its
+//! native-baseline benchmark) and tests need no Wasm. The export glue moves
+//! the `Vec`s between the two families, it does not copy elements.
+
+use std::fmt;
+
+/// Column types a tenant manifest can declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldType {
+    Text,
+    Int,
+    Float,
+    Boolean,
+    /// Milliseconds since the Unix epoch, UTC.
+    Timestamp,
+}
+
+impl FieldType {
+    /// The WIT spelling, used in error messages so they match the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Text => "text",
+            FieldType::Int => "int",
+            FieldType::Float => "float",
+            FieldType::Boolean => "boolean",
+            FieldType::Timestamp => "timestamp",
+        }
+    }
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One declared column of the tenant's input schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldDef {
+    pub name: String,
+    pub ty: FieldType,
+    pub optional: bool,
+}
+
+impl FieldDef {
+    /// Shorthand for tests and the native host: a required field.
+    pub fn new(name: impl Into<String>, ty: FieldType) -> Self {
+        FieldDef {
+            name: name.into(),
+            ty,
+            optional: false,
+        }
+    }
+
+    /// Shorthand for an optional field.
+    pub fn optional(name: impl Into<String>, ty: FieldType) -> Self {
+        FieldDef {
+            name: name.into(),
+            ty,
+            optional: true,
+        }
+    }
+}
+
+/// Text values of a column, packed: value `i` is
+/// `data[offsets[i]..offsets[i+1]]` (one more offset than rows).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TextColumn {
+    pub data: String,
+    pub offsets: Vec<u32>,
+}
+
+impl TextColumn {
+    /// Packs values; convenient for tests and the native host.
+    ///
+    /// # Panics
+    /// If the packed text exceeds `u32::MAX` bytes, which the WIT layout
+    /// cannot express.
+    pub fn from_values<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> Self {
+        let mut column = TextColumn {
+            data: String::new(),
+            offsets: vec![0],
+        };
+        for value in values {
+            column.data.push_str(value.as_ref());
+            let end = u32::try_from(column.data.len())
+                .expect("a text column is limited to 4 GiB by the WIT layout");
+            column.offsets.push(end);
+        }
+        column
+    }
+}
+
+/// The values of one column for every row of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Text(TextColumn),
+    Int(Vec<i64>),
+    Float(Vec<f64>),
+    /// 0 = false, anything else = true.
+    Boolean(Vec<u8>),
+    Timestamp(Vec<i64>),
+}
+
+impl Column {
+    /// The declared type this column carries.
+    pub fn field_type(&self) -> FieldType {
+        match self {
+            Column::Text(_) => FieldType::Text,
+            Column::Int(_) => FieldType::Int,
+            Column::Float(_) => FieldType::Float,
+            Column::Boolean(_) => FieldType::Boolean,
+            Column::Timestamp(_) => FieldType::Timestamp,
+        }
+    }
+
+    /// Number of rows the column holds (for text: offsets minus one).
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Text(t) => t.offsets.len().saturating_sub(1),
+            Column::Int(v) | Column::Timestamp(v) => v.len(),
+            Column::Float(v) => v.len(),
+            Column::Boolean(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A batch of events in columnar form; groups name contiguous row ranges.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Batch {
+    /// Event time of each row, ms since the Unix epoch.
+    pub times: Vec<i64>,
+    /// One column per schema field, same order.
+    pub columns: Vec<Column>,
+    /// Per column, ascending rows where an optional field is absent. May be
+    /// empty altogether when nothing is absent.
+    pub absent: Vec<Vec<u32>>,
+}
+
+/// The events of one key inside a [`Batch`], with the key's host-held state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGroup {
+    pub key: Vec<String>,
+    /// `None` = fresh accumulator / default state.
+    pub state: Option<Vec<u8>>,
+    pub start: u32,
+    pub len: u32,
+}
+
+/// One fired window of one key, for a process-window function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowGroup {
+    pub key: Vec<String>,
+    /// `[start, end)`, ms since the Unix epoch.
+    pub start: i64,
+    pub end: i64,
+    pub first: u32,
+    pub len: u32,
+}
+
+/// A scalar result value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Boolean(bool),
+}
+
+/// A named result field, e.g. `("mean", Float(240.5))`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataField {
+    pub name: String,
+    pub value: Value,
+}
+
+/// An alert raised by an alert function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub kind: String,
+    /// Event time of the event that raised it.
+    pub event_time: i64,
+    pub data: Vec<DataField>,
+}
+
+/// Result of an alert function for one key group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertResult {
+    pub state: Vec<u8>,
+    pub alerts: Vec<Alert>,
+}
+
+/// What kind of named function a module implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FunctionKind {
+    Aggregate,
+    ProcessWindow,
+    Alert,
+}
+
+impl fmt::Display for FunctionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FunctionKind::Aggregate => "aggregate",
+            FunctionKind::ProcessWindow => "process-window",
+            FunctionKind::Alert => "alert",
+        })
+    }
+}
+
+/// One named function, as listed by `describe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionInfo {
+    pub name: String,
+    pub kind: FunctionKind,
+    /// Result field names, or alert data field names for alert functions.
+    pub outputs: Vec<String>,
+    /// Alert kinds it may raise (alert functions only).
+    pub alert_kinds: Vec<String>,
+}
+
+/// The module's name, version and functions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleInfo {
+    pub name: String,
+    pub version: String,
+    pub functions: Vec<FunctionInfo>,
+}
+
+/// A failure the tenant reports on purpose: bad params, a schema that does
+/// not fit, an unknown function, state bytes that do not decode.
+///
+/// Why one message-carrying type: it crosses the WIT boundary as
+/// `guest-error { message }`, and the host shows it to an operator; a
+/// message that names the param, field or function is what they need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestError {
+    pub message: String,
+}
+
+impl GuestError {
+    pub fn new(message: impl Into<String>) -> Self {
+        GuestError {
+            message: message.into(),
+        }
+    }
+
+    /// Prefixes the message with where it happened (function, group).
+    pub fn context(self, context: impl fmt::Display) -> Self {
+        GuestError {
+            message: format!("{context}: {}", self.message),
+        }
+    }
+}
+
+impl fmt::Display for GuestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for GuestError {}
+
+/// `Result` with [`GuestError`] as the default error.
+pub type Result<T, E = GuestError> = std::result::Result<T, E>;

@@ -1,0 +1,258 @@
+//! Builds the columnar `event-batch` and its key groups from typed rows.
+//! Rows are appended key by key; each key's rows form one contiguous group.
+
+use super::bindings::{Column, EventBatch, FieldDef, FieldType, KeyGroup, TextColumn};
+
+/// One field value of a row, as the parser produces it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldValue<'a> {
+    Text(&'a str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Timestamp(i64),
+    /// An optional field that the row does not have.
+    Absent,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BatchError {
+    #[error("row has {got} values, the schema has {want} fields")]
+    Arity { got: usize, want: usize },
+    #[error("field `{field}` is {want:?} but the row holds {got}")]
+    Type {
+        field: String,
+        want: FieldType,
+        got: String,
+    },
+    #[error("a row was pushed before any key group was begun")]
+    NoGroup,
+    #[error("batch exceeds u32::MAX rows or bytes")]
+    TooLarge,
+}
+
+/// Accumulates rows into columns matching the schema given to `init`.
+pub struct BatchBuilder {
+    schema: Vec<FieldDef>,
+    times: Vec<i64>,
+    columns: Vec<Column>,
+    absent: Vec<Vec<u32>>,
+    groups: Vec<KeyGroup>,
+}
+
+impl BatchBuilder {
+    pub fn new(schema: &[FieldDef]) -> Self {
+        let columns = schema
+            .iter()
+            .map(|f| match f.ty {
+                FieldType::Text => Column::Text(TextColumn {
+                    data: String::new(),
+                    offsets: vec![0],
+                }),
+                FieldType::Int => Column::Int(Vec::new()),
+                FieldType::Float => Column::Float(Vec::new()),
+                FieldType::Boolean => Column::Boolean(Vec::new()),
+                FieldType::Timestamp => Column::Timestamp(Vec::new()),
+            })
+            .collect();
+        BatchBuilder {
+            schema: schema.to_vec(),
+            times: Vec::new(),
+            columns,
+            absent: vec![Vec::new(); schema.len()],
+            groups: Vec::new(),
+        }
+    }
+
+    /// Rows pushed so far.
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    /// Starts the group of the next rows, with the key's held state.
+    pub fn begin_group(
+        &mut self,
+        key: Vec<String>,
+        state: Option<Vec<u8>>,
+    ) -> Result<(), BatchError> {
+        let start = u32::try_from(self.times.len()).map_err(|_| BatchError::TooLarge)?;
+        self.groups.push(KeyGroup {
+            key,
+            state,
+            start,
+            len: 0,
+        });
+        Ok(())
+    }
+
+    /// Appends one row to the current group; values follow the schema order.
+    pub fn push_row(&mut self, time: i64, values: &[FieldValue<'_>]) -> Result<(), BatchError> {
+        if values.len() != self.schema.len() {
+            return Err(BatchError::Arity {
+                got: values.len(),
+                want: self.schema.len(),
+            });
+        }
+        let row = u32::try_from(self.times.len()).map_err(|_| BatchError::TooLarge)?;
+        // Type-check first so a bad row leaves the columns untouched.
+        for (field, value) in self.schema.iter().zip(values) {
+            let ok = matches!(
+                (field.ty, value),
+                (FieldType::Text, FieldValue::Text(_))
+                    | (FieldType::Int, FieldValue::Int(_))
+                    | (FieldType::Float, FieldValue::Float(_))
+                    | (FieldType::Boolean, FieldValue::Bool(_))
+                    | (FieldType::Timestamp, FieldValue::Timestamp(_))
+            ) || (field.optional && *value == FieldValue::Absent);
+            if !ok {
+                return Err(BatchError::Type {
+                    field: field.name.clone(),
+                    want: field.ty,
+                    got: format!("{value:?}"),
+                });
+            }
+        }
+        let group = self.groups.last_mut().ok_or(BatchError::NoGroup)?;
+        group.len += 1;
+        self.times.push(time);
+        for (i, (column, value)) in self.columns.iter_mut().zip(values).enumerate() {
+            if *value == FieldValue::Absent {
+                self.absent[i].push(row);
+            }
+            match (column, *value) {
+                (Column::Text(t), v) => {
+                    if let FieldValue::Text(s) = v {
+                        t.data.push_str(s);
+                    }
+                    let end = u32::try_from(t.data.len()).map_err(|_| BatchError::TooLarge)?;
+                    t.offsets.push(end);
+                }
+                (Column::Int(c), v) => c.push(if let FieldValue::Int(x) = v { x } else { 0 }),
+                (Column::Float(c), v) => c.push(if let FieldValue::Float(x) = v { x } else { 0.0 }),
+                (Column::Boolean(c), v) => c.push(u8::from(v == FieldValue::Bool(true))),
+                (Column::Timestamp(c), v) => c.push(if let FieldValue::Timestamp(x) = v {
+                    x
+                } else {
+                    0
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// The key groups and the batch, ready for a call.
+    pub fn finish(self) -> (Vec<KeyGroup>, EventBatch) {
+        (
+            self.groups,
+            EventBatch {
+                times: self.times,
+                columns: self.columns,
+                absent: self.absent,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Vec<FieldDef> {
+        vec![
+            FieldDef {
+                name: "id".into(),
+                ty: FieldType::Text,
+                optional: false,
+            },
+            FieldDef {
+                name: "v".into(),
+                ty: FieldType::Float,
+                optional: false,
+            },
+            FieldDef {
+                name: "note".into(),
+                ty: FieldType::Text,
+                optional: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn rows_land_in_columns_and_groups() {
+        let mut b = BatchBuilder::new(&schema());
+        b.begin_group(vec!["a".into()], None).expect("group");
+        b.push_row(
+            10,
+            &[
+                FieldValue::Text("a"),
+                FieldValue::Float(1.5),
+                FieldValue::Absent,
+            ],
+        )
+        .expect("row");
+        b.push_row(
+            11,
+            &[
+                FieldValue::Text("a"),
+                FieldValue::Float(2.5),
+                FieldValue::Text("hi"),
+            ],
+        )
+        .expect("row");
+        b.begin_group(vec!["b".into()], Some(vec![7]))
+            .expect("group");
+        b.push_row(
+            12,
+            &[
+                FieldValue::Text("bb"),
+                FieldValue::Float(3.0),
+                FieldValue::Absent,
+            ],
+        )
+        .expect("row");
+        let (groups, batch) = b.finish();
+        assert_eq!(groups.len(), 2);
+        assert_eq!((groups[1].start, groups[1].len), (2, 1));
+        assert_eq!(batch.times, vec![10, 11, 12]);
+        let Column::Text(ids) = &batch.columns[0] else {
+            panic!("text column expected")
+        };
+        assert_eq!(ids.data, "aabb");
+        assert_eq!(ids.offsets, vec![0, 1, 2, 4]);
+        assert_eq!(batch.absent[2], vec![0, 2]);
+        assert!(batch.absent[1].is_empty());
+    }
+
+    #[test]
+    fn a_mistyped_row_is_refused_and_leaves_the_batch_unchanged() {
+        let mut b = BatchBuilder::new(&schema());
+        b.begin_group(vec!["a".into()], None).expect("group");
+        let err = b
+            .push_row(
+                1,
+                &[
+                    FieldValue::Text("a"),
+                    FieldValue::Int(1),
+                    FieldValue::Absent,
+                ],
+            )
+            .expect_err("int in a float column");
+        assert!(matches!(err, BatchError::Type { ref field, .. } if field == "v"));
+        let err = b
+            .push_row(
+                1,
+                &[
+                    FieldValue::Absent,
+                    FieldValue::Float(1.0),
+                    FieldValue::Absent,
+                ],
+            )
+            .expect_err("required field absent");
+        assert!(matches!(err, BatchError::Type { ref field, .. } if field == "id"));
+        assert!(b.is_empty());
+    }
+}

@@ -1,0 +1,427 @@
+//! One live instance of a tenant module, owned by one shard worker.
+//!
+//! Every call is bounded (epoch deadline, memory cap, output cap). State is
+//! passed in and returned by value, so a failed call changes nothing the
+//! host holds; after a trap the `Store` is discarded (wasmtime cannot enter
+//! it again) and rebuilt lazily before the next call.
+
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{
+    AlertResult, Analytics, DataField, EventBatch, FieldDef, GuestError, KeyGroup, LogLevel,
+    ModuleInfo, Tenant, WindowGroup,
+};
+use super::error::{chain, Limit, Result, SandboxError};
+use super::limits::{Limits, MemoryCap, OutputSize};
+use super::log::TenantLog;
+use super::module::TenantModule;
+use super::wasi::{deterministic_ctx, PinnedClock, SeededRandom};
+
+/// The data of a tenant's `Store`.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    log: TenantLog,
+    pub(crate) limiter: MemoryCap,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl super::bindings::sluice::analytics::host::Host for HostState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.log.line(level, &message);
+    }
+}
+
+impl super::bindings::sluice::analytics::types::Host for HostState {}
+
+/// Counters of one instance, for metrics and benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceStats {
+    pub calls: u64,
+    pub traps: u64,
+    pub limit_hits: u64,
+    pub instantiations: u64,
+    /// Time of the last instantiation (new `Store` + instantiate + `init`).
+    pub last_instantiate: Duration,
+}
+
+struct Live {
+    store: Store<HostState>,
+    bindings: Tenant,
+}
+
+pub struct TenantInstance {
+    module: TenantModule,
+    params: Vec<(String, String)>,
+    schema: Vec<FieldDef>,
+    limits: Limits,
+    log: TenantLog,
+    clock: PinnedClock,
+    random: SeededRandom,
+    live: Option<Live>,
+    stats: InstanceStats,
+}
+
+impl TenantInstance {
+    pub(crate) fn new(
+        module: TenantModule,
+        params: Vec<(String, String)>,
+        schema: Vec<FieldDef>,
+        limits: Limits,
+    ) -> Self {
+        let log = TenantLog::new(module.tenant());
+        TenantInstance {
+            module,
+            params,
+            schema,
+            limits,
+            log,
+            clock: PinnedClock::default(),
+            random: SeededRandom::default(),
+            live: None,
+            stats: InstanceStats::default(),
+        }
+    }
+
+    pub fn module(&self) -> &TenantModule {
+        &self.module
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn stats(&self) -> &InstanceStats {
+        &self.stats
+    }
+
+    /// The tenant's log (lines written and dropped).
+    pub fn log(&self) -> &TenantLog {
+        &self.log
+    }
+
+    /// Bytes of linear memory the live instance holds (0 when none).
+    pub fn memory_in_use(&self) -> usize {
+        self.live
+            .as_ref()
+            .map_or(0, |live| live.store.data().limiter.in_use())
+    }
+
+    /// Makes sure a live, initialised instance exists (instantiates and
+    /// calls `init` if not), so the next call pays no set-up.
+    pub fn warm(&mut self) -> Result<()> {
+        self.ready(true).map(|_| ())
+    }
+
+    /// Drops the live instance; the next call builds a fresh one. Used by
+    /// benchmarks to time instantiation, and after traps.
+    pub fn discard(&mut self) {
+        self.live = None;
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        let tick = self.module.epoch_tick().as_nanos().max(1);
+        let ticks = self.limits.call_budget.as_nanos().div_ceil(tick);
+        // +1: the current tick may be almost over when the call starts.
+        u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
+    }
+
+    fn ready(&mut self, init: bool) -> Result<&mut Live> {
+        if self.live.is_none() {
+            let live = self.instantiate(init)?;
+            self.live = Some(live);
+        }
+        self.live
+            .as_mut()
+            .ok_or_else(|| SandboxError::Engine("instance vanished".into()))
+    }
+
+    fn instantiate(&mut self, init: bool) -> Result<Live> {
+        let started = Instant::now();
+        let fixed_seed = u128::from(seed_of(&[self.module.tenant()], 0));
+        let state = HostState {
+            wasi: deterministic_ctx(&self.log, &self.clock, &self.random, fixed_seed),
+            table: ResourceTable::new(),
+            log: self.log.clone(),
+            limiter: MemoryCap::new(self.limits.memory),
+        };
+        let mut store = Store::new(self.module.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        // Set before instantiating: a zero deadline would trap in `start`.
+        store.set_epoch_deadline(self.deadline_ticks());
+        self.clock.set(0);
+        self.random.reseed(fixed_seed as u64);
+        let bindings = match self.module.pre().instantiate(&mut store) {
+            Ok(bindings) => bindings,
+            Err(err) => {
+                let memory_hit = store.data().limiter.hit;
+                return Err(self.classify("instantiate", &err, memory_hit));
+            }
+        };
+        let mut live = Live { store, bindings };
+        if init {
+            live.store.set_epoch_deadline(self.deadline_ticks());
+            let result = live.bindings.sluice_analytics_analytics().call_init(
+                &mut live.store,
+                &self.params,
+                &self.schema,
+            );
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(GuestError { message })) => {
+                    return Err(SandboxError::Guest {
+                        tenant: self.module.tenant().to_owned(),
+                        function: "init".into(),
+                        message,
+                    })
+                }
+                Err(err) => {
+                    let memory_hit = live.store.data().limiter.hit;
+                    return Err(self.classify("init", &err, memory_hit));
+                }
+            }
+        }
+        self.stats.instantiations += 1;
+        self.stats.last_instantiate = started.elapsed();
+        Ok(live)
+    }
+
+    fn classify(
+        &mut self,
+        function: &str,
+        err: &wasmtime::Error,
+        memory_hit: bool,
+    ) -> SandboxError {
+        let tenant = self.module.tenant().to_owned();
+        let function = function.to_owned();
+        let limit = if memory_hit {
+            Some(Limit::Memory {
+                cap: self.limits.memory,
+            })
+        } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            Some(Limit::Cpu {
+                budget: self.limits.call_budget,
+            })
+        } else {
+            None
+        };
+        let error = match limit {
+            Some(limit) => {
+                self.stats.limit_hits += 1;
+                SandboxError::LimitExceeded {
+                    tenant,
+                    function,
+                    limit,
+                }
+            }
+            None => {
+                // The trap itself, without wasmtime's multi-line backtrace.
+                let mut message = match err.downcast_ref::<Trap>() {
+                    Some(trap) => format!("wasm trap: {trap}"),
+                    None => chain(err),
+                };
+                if let Some(said) = self.log.recent_stdio() {
+                    message.push_str(&format!(" (guest wrote: {said})"));
+                }
+                SandboxError::Trap {
+                    tenant,
+                    function,
+                    message,
+                }
+            }
+        };
+        self.stats.traps += 1;
+        tracing::warn!(tenant = self.module.tenant(), error = %error, "guest call failed; instance discarded");
+        error
+    }
+
+    /// Runs one export call with the deadline, pinned clock and seed set,
+    /// then checks the result's length and size.
+    fn call<R: OutputSize>(
+        &mut self,
+        function: &str,
+        at_ms: i64,
+        seed: u64,
+        expected: usize,
+        f: impl FnOnce(
+            &Analytics,
+            &mut Store<HostState>,
+        ) -> wasmtime::Result<Result<Vec<R>, GuestError>>,
+    ) -> Result<Vec<R>> {
+        self.stats.calls += 1;
+        self.log.clear_recent_stdio();
+        self.clock.set(at_ms);
+        self.random.reseed(seed);
+        let ticks = self.deadline_ticks();
+        let live = self.ready(true)?;
+        live.store.set_epoch_deadline(ticks);
+        live.store.data_mut().limiter.hit = false;
+        let outcome = f(live.bindings.sluice_analytics_analytics(), &mut live.store);
+        let memory_hit = live.store.data().limiter.hit;
+        let tenant = self.module.tenant();
+        match outcome {
+            Ok(Ok(results)) => {
+                let size = results.output_size();
+                if size > self.limits.max_output {
+                    self.stats.limit_hits += 1;
+                    return Err(SandboxError::LimitExceeded {
+                        tenant: tenant.to_owned(),
+                        function: function.to_owned(),
+                        limit: Limit::Output {
+                            cap: self.limits.max_output,
+                            size,
+                        },
+                    });
+                }
+                if results.len() != expected {
+                    return Err(SandboxError::Contract {
+                        tenant: tenant.to_owned(),
+                        function: function.to_owned(),
+                        message: format!(
+                            "returned {} results for {expected} inputs",
+                            results.len()
+                        ),
+                    });
+                }
+                Ok(results)
+            }
+            Ok(Err(GuestError { message })) => Err(SandboxError::Guest {
+                tenant: tenant.to_owned(),
+                function: function.to_owned(),
+                message,
+            }),
+            Err(err) => {
+                self.live = None;
+                Err(self.classify(function, &err, memory_hit))
+            }
+        }
+    }
+
+    /// The module's self-description (no `init` needed).
+    pub fn describe(&mut self) -> Result<ModuleInfo> {
+        let live = self.ready(false)?;
+        live.store.set_epoch_deadline(u64::MAX / 2);
+        match live
+            .bindings
+            .sluice_analytics_analytics()
+            .call_describe(&mut live.store)
+        {
+            Ok(info) => Ok(info),
+            Err(err) => {
+                let memory_hit = live.store.data().limiter.hit;
+                self.live = None;
+                Err(self.classify("describe", &err, memory_hit))
+            }
+        }
+    }
+
+    /// Adds each group's events to its accumulator; returns the new
+    /// accumulators in group order.
+    pub fn aggregate_add(
+        &mut self,
+        function: &str,
+        groups: &[KeyGroup],
+        batch: &EventBatch,
+    ) -> Result<Vec<Vec<u8>>> {
+        let (at, seed) = self.batch_context(function, groups.first().map(|g| &g.key[..]), batch);
+        self.call(function, at, seed, groups.len(), |guest, store| {
+            guest.call_aggregate_add(store, function, groups, batch)
+        })
+    }
+
+    /// Merges each list of accumulators into one. `at_ms` is the instant the
+    /// guest's clock shows (the watermark or window end being processed).
+    pub fn aggregate_merge(
+        &mut self,
+        function: &str,
+        accumulators: &[Vec<Vec<u8>>],
+        at_ms: i64,
+    ) -> Result<Vec<Vec<u8>>> {
+        let seed = seed_of(&[self.module.tenant(), function], at_ms);
+        self.call(function, at_ms, seed, accumulators.len(), |guest, store| {
+            guest.call_aggregate_merge(store, function, accumulators)
+        })
+    }
+
+    /// Merges each window's panes and finishes them into output fields.
+    pub fn aggregate_finish(
+        &mut self,
+        function: &str,
+        windows: &[Vec<Vec<u8>>],
+        at_ms: i64,
+    ) -> Result<Vec<Vec<DataField>>> {
+        let seed = seed_of(&[self.module.tenant(), function], at_ms);
+        self.call(function, at_ms, seed, windows.len(), |guest, store| {
+            guest.call_aggregate_finish(store, function, windows)
+        })
+    }
+
+    /// Runs an alert function over the events of many keys.
+    pub fn alert(
+        &mut self,
+        function: &str,
+        groups: &[KeyGroup],
+        batch: &EventBatch,
+    ) -> Result<Vec<AlertResult>> {
+        let (at, seed) = self.batch_context(function, groups.first().map(|g| &g.key[..]), batch);
+        self.call(function, at, seed, groups.len(), |guest, store| {
+            guest.call_alert(store, function, groups, batch)
+        })
+    }
+
+    /// Runs a process-window function over many fired windows.
+    pub fn process_window(
+        &mut self,
+        function: &str,
+        windows: &[WindowGroup],
+        batch: &EventBatch,
+    ) -> Result<Vec<Vec<DataField>>> {
+        let at = windows.iter().map(|w| w.end).max().unwrap_or(0);
+        let key = windows.first().map(|w| &w.key[..]);
+        let (_, seed) = self.batch_context(function, key, batch);
+        self.call(function, at, seed, windows.len(), |guest, store| {
+            guest.call_process_window(store, function, windows, batch)
+        })
+    }
+
+    /// Clock (latest event time of the batch) and seed (tenant, function,
+    /// first key, first event time) of a batched call.
+    fn batch_context(
+        &self,
+        function: &str,
+        key: Option<&[String]>,
+        batch: &EventBatch,
+    ) -> (i64, u64) {
+        let at = batch.times.iter().copied().max().unwrap_or(0);
+        let first = batch.times.first().copied().unwrap_or(0);
+        let mut parts: Vec<&str> = vec![self.module.tenant(), function];
+        if let Some(key) = key {
+            parts.extend(key.iter().map(String::as_str));
+        }
+        (at, seed_of(&parts, first))
+    }
+}
+
+/// A deterministic 64-bit seed: SipHash with fixed keys over the parts.
+fn seed_of(parts: &[&str], time: i64) -> u64 {
+    #[allow(deprecated)]
+    let mut hasher = std::hash::SipHasher::new_with_keys(0x736c_7569_6365, 0x7365_6564);
+    for part in parts {
+        part.hash(&mut hasher);
+    }
+    time.hash(&mut hasher);
+    hasher.finish()
+}

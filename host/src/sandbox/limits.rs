@@ -1,0 +1,123 @@
+//! Per-call and per-instance bounds: CPU (epoch deadline), memory (a
+//! `ResourceLimiter` that refuses growth softly and remembers it did), and
+//! output size.
+
+use std::time::Duration;
+
+/// The bounds applied to every instance and call of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory (all memories of the instance together), in bytes.
+    pub memory: u64,
+    /// Wall-clock CPU budget of one call, enforced by epoch interruption.
+    pub call_budget: Duration,
+    /// Size of what one call may return, in bytes (states, fields, alerts).
+    pub max_output: u64,
+}
+
+impl Default for Limits {
+    /// The manifest's documented defaults: 64 MiB, 50 ms, 1 MiB.
+    fn default() -> Self {
+        Limits {
+            memory: 64 << 20,
+            call_budget: Duration::from_millis(50),
+            max_output: 1 << 20,
+        }
+    }
+}
+
+/// Caps the instance's memory. Growth past the cap makes `memory.grow`
+/// return -1 (the guest's allocator then aborts, which traps); the flag lets
+/// the host report that trap as a memory limit rather than a plain trap.
+#[derive(Debug)]
+pub(crate) struct MemoryCap {
+    cap: usize,
+    total: usize,
+    pub(crate) hit: bool,
+}
+
+impl MemoryCap {
+    pub(crate) fn new(cap: u64) -> Self {
+        MemoryCap {
+            cap: usize::try_from(cap).unwrap_or(usize::MAX),
+            total: 0,
+            hit: false,
+        }
+    }
+
+    /// Bytes of linear memory the instance holds now.
+    pub(crate) fn in_use(&self) -> usize {
+        self.total
+    }
+}
+
+/// Tables are small in Rust guests; this only stops a table bomb.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grown = self.total.saturating_sub(current).saturating_add(desired);
+        if grown > self.cap {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.total = grown;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Bytes a call's result occupies on the host side, for the output cap.
+pub(crate) trait OutputSize {
+    fn output_size(&self) -> u64;
+}
+
+use super::bindings::{Alert, AlertResult, DataField, Value};
+
+impl OutputSize for Vec<u8> {
+    fn output_size(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+impl OutputSize for DataField {
+    fn output_size(&self) -> u64 {
+        let value = match &self.value {
+            Value::Text(s) => s.len() as u64,
+            Value::Int(_) | Value::Float(_) => 8,
+            Value::Boolean(_) => 1,
+        };
+        self.name.len() as u64 + value
+    }
+}
+
+impl OutputSize for Alert {
+    fn output_size(&self) -> u64 {
+        self.kind.len() as u64 + 8 + self.data.output_size()
+    }
+}
+
+impl OutputSize for AlertResult {
+    fn output_size(&self) -> u64 {
+        self.state.len() as u64 + self.alerts.output_size()
+    }
+}
+
+impl<T: OutputSize> OutputSize for Vec<T> {
+    fn output_size(&self) -> u64 {
+        self.iter().map(OutputSize::output_size).sum()
+    }
+}

@@ -1,0 +1,38 @@
+//! The tenant sandbox: runs tenant WebAssembly components under wasmtime
+//! with no ambient authority and bounded calls.
+//!
+//! - [`SandboxEngine`] (one per process) compiles and validates components —
+//!   a component, importing only `sluice:analytics/host` and the
+//!   deterministic WASI subset, exporting the sluice world — and caches
+//!   compiled artifacts by content hash.
+//! - [`TenantModule`] is a validated, pre-instantiated component.
+//! - [`TenantInstance`] (one per shard worker) makes the batched calls of
+//!   the WIT contract. Each call has a CPU budget (epoch deadline), a memory
+//!   cap and an output cap; a trap or limit becomes a typed
+//!   [`SandboxError`] naming tenant and function, and the instance is
+//!   rebuilt before the next call. State is passed by value, so a failed
+//!   call leaves everything the host holds unchanged.
+
+mod batch;
+mod bindings;
+mod engine;
+mod error;
+mod instance;
+mod limits;
+mod log;
+mod module;
+mod validate;
+mod wasi;
+
+pub use batch::{BatchBuilder, BatchError, FieldValue};
+pub use bindings::{
+    Alert, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType, FunctionInfo,
+    FunctionKind, GuestError, KeyGroup, LogLevel, ModuleInfo, TextColumn, Value, WindowGroup,
+};
+pub use engine::{LoadSource, SandboxConfig, SandboxEngine};
+pub use error::{Limit, RejectReason, Result, SandboxError};
+pub use instance::{InstanceStats, TenantInstance};
+pub use limits::Limits;
+pub use log::TenantLog;
+pub use module::TenantModule;
+pub use wasi::{PinnedClock, SeededRandom};

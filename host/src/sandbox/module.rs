@@ -1,0 +1,117 @@
+//! A validated, pre-instantiated tenant component. Cheap to clone: shard
+//! workers each make their own [`TenantInstance`] from the same module.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::Engine;
+
+use super::bindings::{FieldDef, FunctionKind, ModuleInfo, TenantPre};
+use super::engine::{LoadSource, SandboxEngine};
+use super::error::Result;
+use super::instance::TenantInstance;
+use super::limits::Limits;
+
+#[derive(Clone)]
+pub struct TenantModule {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tenant: String,
+    engine: Engine,
+    epoch_tick: Duration,
+    pre: TenantPre<super::instance::HostState>,
+    hash: String,
+    info: ModuleInfo,
+    source: LoadSource,
+}
+
+impl TenantModule {
+    pub(crate) fn new(
+        engine: &SandboxEngine,
+        tenant: &str,
+        pre: TenantPre<super::instance::HostState>,
+        hash: String,
+        info: ModuleInfo,
+        source: LoadSource,
+    ) -> Self {
+        TenantModule {
+            inner: Arc::new(Inner {
+                tenant: tenant.to_owned(),
+                engine: engine.engine.clone(),
+                epoch_tick: engine.config.epoch_tick,
+                pre,
+                hash,
+                info,
+                source,
+            }),
+        }
+    }
+
+    pub(crate) fn set_info(&mut self, info: ModuleInfo) {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.info = info;
+        }
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.inner.tenant
+    }
+
+    /// SHA-256 of the component bytes, hex: the module's identity.
+    pub fn hash(&self) -> &str {
+        &self.inner.hash
+    }
+
+    /// Whether this load compiled the component or reused a cached artifact.
+    pub fn source(&self) -> LoadSource {
+        self.inner.source
+    }
+
+    /// What the module said about itself at load.
+    pub fn info(&self) -> &ModuleInfo {
+        &self.inner.info
+    }
+
+    /// The kind of the named function, if the module lists it.
+    pub fn function_kind(&self, name: &str) -> Option<FunctionKind> {
+        self.inner
+            .info
+            .functions
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.kind)
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn epoch_tick(&self) -> Duration {
+        self.inner.epoch_tick
+    }
+
+    pub(crate) fn pre(&self) -> &TenantPre<super::instance::HostState> {
+        &self.inner.pre
+    }
+
+    /// A new instance with the manifest's params, input schema and limits.
+    /// It is instantiated and `init` is called now, so a bad param is
+    /// reported at deploy time rather than at the first event.
+    pub fn instantiate(
+        &self,
+        params: Vec<(String, String)>,
+        schema: Vec<FieldDef>,
+        limits: Limits,
+    ) -> Result<TenantInstance> {
+        let mut instance = TenantInstance::new(self.clone(), params, schema, limits);
+        instance.warm()?;
+        Ok(instance)
+    }
+
+    /// Calls `describe` on a throwaway instance (no `init`).
+    pub(crate) fn describe(&self) -> Result<ModuleInfo> {
+        TenantInstance::new(self.clone(), Vec::new(), Vec::new(), Limits::default()).describe()
+    }
+}

@@ -1,0 +1,9 @@
+//! Sandbox integration tests: real compiled guest components under the real
+//! wasmtime sandbox. One binary, a module per area.
+
+mod bts;
+mod common;
+mod determinism;
+mod hostile;
+mod rejection;
+mod spike;
