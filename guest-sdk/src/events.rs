@@ -238,13 +238,22 @@ pub(crate) fn validate_batch(schema: &Schema, batch: &Batch) -> Result<()> {
             schema.len()
         )));
     }
-    for (column, field) in batch.columns.iter().zip(schema.fields()) {
+    for (index, (column, field)) in batch.columns.iter().zip(schema.fields()).enumerate() {
         let actual = column.field_type();
         if actual != field.ty {
             return Err(GuestError::new(format!(
                 "batch column `{}` is {actual}, but the schema declares {}",
                 field.name, field.ty
             )));
+        }
+        // The host may send columns the module does not read empty.
+        let skipped = !schema.is_used(index)
+            && match column {
+                Column::Text(text) => text.offsets.len() <= 1 && text.data.is_empty(),
+                other => other.is_empty(),
+            };
+        if skipped {
+            continue;
         }
         if let Column::Text(text) = column {
             if text.offsets.len() != rows + 1 {

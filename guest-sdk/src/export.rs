@@ -33,7 +33,7 @@ pub fn init<T: Tenant>(
     slot: &'static Slot<T>,
     params: Vec<(String, String)>,
     schema: Vec<wit::FieldDef>,
-) -> WitResult<()> {
+) -> WitResult<Vec<u32>> {
     let schema = schema.into_iter().map(FieldDef::from).collect();
     let module = Module::<T>::init(params, schema);
     slot.with(|cell| {
@@ -42,8 +42,9 @@ pub fn init<T: Tenant>(
             .map_err(|_| GuestError::new("init was called re-entrantly"))?;
         match module {
             Ok(module) => {
+                let reads = module.reads();
                 *current = Some(module);
-                Ok(())
+                Ok(reads)
             }
             Err(e) => {
                 *current = None;

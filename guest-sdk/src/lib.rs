@@ -189,7 +189,7 @@ macro_rules! export_tenant {
                 fn init(
                     params: Vec<(String, String)>,
                     schema: Vec<__wit::FieldDef>,
-                ) -> ::core::result::Result<(), __wit::GuestError> {
+                ) -> ::core::result::Result<Vec<u32>, __wit::GuestError> {
                     $crate::export::init(&MODULE, params, schema)
                 }
 

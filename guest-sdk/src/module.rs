@@ -52,6 +52,12 @@ impl<T: Tenant> Module<T> {
         })
     }
 
+    /// Indices of the schema fields this tenant reads (resolved in `init`):
+    /// what `init` returns to the host, which then sends only those columns.
+    pub fn reads(&self) -> Vec<u32> {
+        self.schema.used_fields()
+    }
+
     pub fn tenant(&self) -> &T {
         &self.tenant
     }

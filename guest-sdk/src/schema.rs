@@ -1,5 +1,7 @@
 //! The input schema and typed field handles.
 
+use std::cell::RefCell;
+
 use crate::types::{Column, FieldDef, FieldType, GuestError, Result};
 
 /// The columns of every batch, as declared by the manifest and given to
@@ -12,6 +14,9 @@ use crate::types::{Column, FieldDef, FieldType, GuestError, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schema {
     fields: Vec<FieldDef>,
+    /// Fields a handle was resolved for: the projection returned by `init`,
+    /// so the host sends only the columns the module reads.
+    used: RefCell<Vec<bool>>,
 }
 
 impl Schema {
@@ -25,7 +30,24 @@ impl Schema {
                 )));
             }
         }
-        Ok(Schema { fields })
+        let used = RefCell::new(vec![false; fields.len()]);
+        Ok(Schema { fields, used })
+    }
+
+    /// Indices of the fields resolved through a handle so far, ascending.
+    pub fn used_fields(&self) -> Vec<u32> {
+        self.used
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter(|(_, used)| **used)
+            .filter_map(|(i, _)| u32::try_from(i).ok())
+            .collect()
+    }
+
+    /// Whether a handle was resolved for field `index`.
+    pub fn is_used(&self, index: usize) -> bool {
+        self.used.borrow().get(index).copied().unwrap_or(false)
     }
 
     pub fn fields(&self) -> &[FieldDef] {
@@ -83,6 +105,9 @@ impl Schema {
             return Err(GuestError::new(format!(
                 "schema field `{name}` is declared as {actual}, but the tenant reads it as {expected}"
             )));
+        }
+        if let Some(used) = self.used.borrow_mut().get_mut(index) {
+            *used = true;
         }
         Ok(index)
     }

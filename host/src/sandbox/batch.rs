@@ -34,6 +34,8 @@ pub enum BatchError {
 /// Accumulates rows into columns matching the schema given to `init`.
 pub struct BatchBuilder {
     schema: Vec<FieldDef>,
+    /// Per field: is its column filled? (projection; all by default)
+    filled: Vec<bool>,
     times: Vec<i64>,
     columns: Vec<Column>,
     absent: Vec<Vec<u32>>,
@@ -41,13 +43,24 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// Fills every column.
     pub fn new(schema: &[FieldDef]) -> Self {
+        Self::projected(schema, &(0..schema.len() as u32).collect::<Vec<_>>())
+    }
+
+    /// Fills only the columns of the fields in `reads` (what the module's
+    /// `init` asked for) and leaves the others empty: fewer bytes lowered
+    /// into the guest per event. Rows are still type-checked in full.
+    pub fn projected(schema: &[FieldDef], reads: &[u32]) -> Self {
+        let filled: Vec<bool> = (0..schema.len())
+            .map(|i| reads.iter().any(|r| *r as usize == i))
+            .collect();
         let columns = schema
             .iter()
             .map(|f| match f.ty {
                 FieldType::Text => Column::Text(TextColumn {
                     data: String::new(),
-                    offsets: vec![0],
+                    offsets: Vec::new(),
                 }),
                 FieldType::Int => Column::Int(Vec::new()),
                 FieldType::Float => Column::Float(Vec::new()),
@@ -55,13 +68,20 @@ impl BatchBuilder {
                 FieldType::Timestamp => Column::Timestamp(Vec::new()),
             })
             .collect();
-        BatchBuilder {
+        let mut builder = BatchBuilder {
             schema: schema.to_vec(),
+            filled,
             times: Vec::new(),
             columns,
             absent: vec![Vec::new(); schema.len()],
             groups: Vec::new(),
+        };
+        for (column, filled) in builder.columns.iter_mut().zip(&builder.filled) {
+            if let (Column::Text(t), true) = (column, filled) {
+                t.offsets.push(0);
+            }
         }
+        builder
     }
 
     /// Rows pushed so far.
@@ -120,6 +140,9 @@ impl BatchBuilder {
         group.len += 1;
         self.times.push(time);
         for (i, (column, value)) in self.columns.iter_mut().zip(values).enumerate() {
+            if !self.filled[i] {
+                continue;
+            }
             if *value == FieldValue::Absent {
                 self.absent[i].push(row);
             }
@@ -225,6 +248,31 @@ mod tests {
         assert_eq!(ids.offsets, vec![0, 1, 2, 4]);
         assert_eq!(batch.absent[2], vec![0, 2]);
         assert!(batch.absent[1].is_empty());
+    }
+
+    #[test]
+    fn a_projected_batch_fills_only_the_columns_read() {
+        let mut b = BatchBuilder::projected(&schema(), &[1]);
+        b.begin_group(vec!["a".into()], None).expect("group");
+        b.push_row(
+            10,
+            &[
+                FieldValue::Text("a"),
+                FieldValue::Float(1.5),
+                FieldValue::Absent,
+            ],
+        )
+        .expect("row");
+        let (_, batch) = b.finish();
+        assert_eq!(batch.columns[1], Column::Float(vec![1.5]));
+        assert_eq!(
+            batch.columns[0],
+            Column::Text(TextColumn {
+                data: String::new(),
+                offsets: Vec::new()
+            })
+        );
+        assert!(batch.absent[2].is_empty());
     }
 
     #[test]

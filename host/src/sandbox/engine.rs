@@ -224,9 +224,18 @@ fn start_ticker(engine: &Engine, tick: Duration) -> Result<EpochTicker> {
         std::thread::Builder::new()
             .name("sluice-epoch".into())
             .spawn(move || {
+                // Ticks follow the real clock, not the number of sleeps: a
+                // sleep can overrun on a loaded machine, and budgets are in
+                // wall time.
+                let started = Instant::now();
+                let mut ticks: u128 = 0;
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
-                    engine.increment_epoch();
+                    let due = started.elapsed().as_nanos() / tick.as_nanos().max(1);
+                    while ticks < due {
+                        engine.increment_epoch();
+                        ticks += 1;
+                    }
                 }
             })
             .map_err(|e| SandboxError::Engine(format!("starting the epoch ticker: {e}")))?

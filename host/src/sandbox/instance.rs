@@ -73,6 +73,8 @@ pub struct TenantInstance {
     random: SeededRandom,
     live: Option<Live>,
     stats: InstanceStats,
+    /// Schema fields the module reads, as its `init` returned them.
+    reads: Vec<u32>,
 }
 
 impl TenantInstance {
@@ -93,6 +95,7 @@ impl TenantInstance {
             random: SeededRandom::default(),
             live: None,
             stats: InstanceStats::default(),
+            reads: Vec::new(),
         }
     }
 
@@ -106,6 +109,13 @@ impl TenantInstance {
 
     pub fn stats(&self) -> &InstanceStats {
         &self.stats
+    }
+
+    /// Indices of the schema fields the module reads (its `init` answer):
+    /// build batches with [`super::BatchBuilder::projected`] to send only
+    /// those columns.
+    pub fn reads(&self) -> &[u32] {
+        &self.reads
     }
 
     /// The tenant's log (lines written and dropped).
@@ -180,7 +190,19 @@ impl TenantInstance {
                 &self.schema,
             );
             match result {
-                Ok(Ok(())) => {}
+                Ok(Ok(reads)) => {
+                    if let Some(bad) = reads.iter().find(|i| **i as usize >= self.schema.len()) {
+                        return Err(SandboxError::Contract {
+                            tenant: self.module.tenant().to_owned(),
+                            function: "init".into(),
+                            message: format!(
+                                "asked for field {bad}, the schema has {} fields",
+                                self.schema.len()
+                            ),
+                        });
+                    }
+                    self.reads = reads;
+                }
                 Ok(Err(GuestError { message })) => {
                     return Err(SandboxError::Guest {
                         tenant: self.module.tenant().to_owned(),

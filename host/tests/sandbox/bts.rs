@@ -150,6 +150,31 @@ fn panes_merged_in_any_grouping_equal_the_native_reference() {
 }
 
 #[test]
+fn the_module_asks_only_for_the_columns_it_reads_and_answers_the_same() {
+    let module = load("bts", "bts_analytics");
+    let mut inst = instance(&module, &[], Limits::default());
+    // value, valueThreshold, isActive: the key comes with each group.
+    assert_eq!(inst.reads(), &[4, 5, 6]);
+    let readings = generate(13, 1_000, 20);
+    let reads = inst.reads().to_vec();
+    let (groups, full) = batch(&readings, |_| None);
+    let (_, projected) = crate::common::batch_with(&readings, Some(&reads), |_| None);
+    assert!(
+        matches!(&projected.columns[0], sluice_host::sandbox::Column::Text(t) if t.data.is_empty())
+    );
+    let a = inst.aggregate_add("stats", &groups, &full).expect("full");
+    let b = inst
+        .aggregate_add("stats", &groups, &projected)
+        .expect("projected");
+    assert_eq!(a, b);
+    let a = inst.alert("alerts", &groups, &full).expect("full");
+    let b = inst
+        .alert("alerts", &groups, &projected)
+        .expect("projected");
+    assert_eq!(a, b);
+}
+
+#[test]
 fn adding_to_a_held_accumulator_continues_it() {
     let module = load("bts", "bts_analytics");
     let mut inst = instance(&module, &[], Limits::default());

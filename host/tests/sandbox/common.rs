@@ -146,11 +146,23 @@ pub fn batch(
     readings: &[Reading],
     state: impl Fn(&[String]) -> Option<Vec<u8>>,
 ) -> (Vec<KeyGroup>, EventBatch) {
+    batch_with(readings, None, state)
+}
+
+/// As [`batch`], filling only the columns in `reads` when given.
+pub fn batch_with(
+    readings: &[Reading],
+    reads: Option<&[u32]>,
+    state: impl Fn(&[String]) -> Option<Vec<u8>>,
+) -> (Vec<KeyGroup>, EventBatch) {
     let mut by_key: BTreeMap<&[String; 3], Vec<&Reading>> = BTreeMap::new();
     for r in readings {
         by_key.entry(&r.key).or_default().push(r);
     }
-    let mut b = BatchBuilder::new(&bts_schema());
+    let mut b = match reads {
+        Some(reads) => BatchBuilder::projected(&bts_schema(), reads),
+        None => BatchBuilder::new(&bts_schema()),
+    };
     for (key, rows) in by_key {
         b.begin_group(key.to_vec(), state(key)).expect("group");
         for r in rows {
