@@ -7,4 +7,7 @@
 //! `ARCHITECTURE.md` at the repository root is the map; this crate's modules
 //! follow those stages, one concern each.
 
+pub mod generate;
+pub mod manifest;
+pub mod parse;
 pub mod sandbox;
