@@ -334,8 +334,11 @@ impl TenantInstance {
 
     /// The module's self-description (no `init` needed).
     pub fn describe(&mut self) -> Result<ModuleInfo> {
+        let ticks = self.deadline_ticks();
         let live = self.ready(false)?;
-        live.store.set_epoch_deadline(u64::MAX / 2);
+        // Bounded like any call: a module that loops in `describe` is
+        // rejected at load instead of hanging the deploy.
+        live.store.set_epoch_deadline(ticks);
         match live
             .bindings
             .sluice_analytics_analytics()

@@ -8,7 +8,7 @@ use wasmtime::Engine;
 
 use super::bindings::{FieldDef, FunctionKind, ModuleInfo, TenantPre};
 use super::engine::{LoadSource, SandboxEngine};
-use super::error::Result;
+use super::error::{Result, SandboxError};
 use super::instance::TenantInstance;
 use super::limits::Limits;
 
@@ -21,6 +21,8 @@ struct Inner {
     tenant: String,
     engine: Engine,
     epoch_tick: Duration,
+    /// The engine's largest memory cap (pool slot size).
+    max_memory: u64,
     pre: TenantPre<super::instance::HostState>,
     hash: String,
     info: ModuleInfo,
@@ -41,6 +43,7 @@ impl TenantModule {
                 tenant: tenant.to_owned(),
                 engine: engine.engine.clone(),
                 epoch_tick: engine.config.epoch_tick,
+                max_memory: engine.config.max_memory,
                 pre,
                 hash,
                 info,
@@ -105,6 +108,14 @@ impl TenantModule {
         schema: Vec<FieldDef>,
         limits: Limits,
     ) -> Result<TenantInstance> {
+        if limits.memory > self.inner.max_memory {
+            return Err(SandboxError::Engine(format!(
+                "tenant `{}`: memory limit of {} bytes exceeds the host's maximum of {} bytes",
+                self.tenant(),
+                limits.memory,
+                self.inner.max_memory
+            )));
+        }
         let mut instance = TenantInstance::new(self.clone(), params, schema, limits);
         instance.warm()?;
         Ok(instance)

@@ -199,3 +199,23 @@ fn a_bad_param_is_reported_at_instantiation() {
     );
     assert!(err.to_string().contains("trend_points"), "{err}");
 }
+
+#[test]
+fn a_memory_limit_above_the_host_maximum_is_refused() {
+    let module = load("bts", "bts_analytics");
+    let err = module
+        .instantiate(
+            Vec::new(),
+            crate::common::bts_schema(),
+            Limits {
+                memory: 64 << 30,
+                ..Limits::default()
+            },
+        )
+        .err()
+        .expect("64 GiB is over the engine's pool slot");
+    assert!(
+        err.to_string().contains("exceeds the host's maximum"),
+        "{err}"
+    );
+}
