@@ -14,4 +14,13 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
 fi
 
 cargo xtask build-examples
-cargo test --release --workspace "$@"
+
+# cargo prints one "test result" line per test binary, the last often a
+# doc-test run with 0 tests; close with the total so the outcome is plain.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --release --workspace "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
