@@ -11,3 +11,4 @@ pub mod generate;
 pub mod manifest;
 pub mod parse;
 pub mod sandbox;
+pub mod window;

@@ -1,0 +1,396 @@
+//! Window-engine benchmark: events/s through `ShardWindows::push` for the
+//! customer's windows (sliding 60 s every 5 s + global every 60 s) over
+//! 1 M BTS readings of 1 000 keys, and the state held (open panes).
+//! The tenant is the BTS analytics, run natively (the same Rust code
+//! through `sluice_guest::Module`, so the figure is the engine's cost plus
+//! the aggregate's) and, when its component is built, in the sandbox.
+//! Prints figures; never passes or fails on time.
+//!
+//! `cargo bench -p sluice-host --bench window`
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bts_analytics::Bts;
+use sluice_guest as sdk;
+use sluice_host::manifest::{WindowFunction, WindowKind, WindowSpec};
+use sluice_host::parse::{Key, OwnedValue, ParsedRow};
+use sluice_host::sandbox::{
+    self, Column, DataField, EventBatch, FieldDef, FieldType, KeyGroup, Limits, SandboxConfig,
+    SandboxEngine, SandboxError, Value, WindowGroup,
+};
+use sluice_host::window::{Emitted, ShardWindows, WindowCalls};
+
+const EVENTS: usize = 1_000_000;
+const KEYS: usize = 1_000;
+const OUT_OF_ORDERNESS: i64 = 5_000;
+
+fn field(name: &str, ty: FieldType, optional: bool) -> FieldDef {
+    FieldDef {
+        name: name.into(),
+        ty,
+        optional,
+    }
+}
+
+fn schema() -> Vec<FieldDef> {
+    vec![
+        field("station_id", FieldType::Text, false),
+        field("datapoint_id", FieldType::Text, false),
+        field("alarm_id", FieldType::Text, false),
+        field("event_time", FieldType::Timestamp, false),
+        field("value", FieldType::Float, false),
+        field("valueThreshold", FieldType::Float, false),
+        field("isActive", FieldType::Boolean, false),
+        field("storedtime", FieldType::Text, true),
+    ]
+}
+
+fn specs() -> Vec<WindowSpec> {
+    vec![
+        WindowSpec {
+            name: "minute".into(),
+            kind: WindowKind::Sliding {
+                size: Duration::from_secs(60),
+                slide: Duration::from_secs(5),
+            },
+            function: WindowFunction::Aggregate("stats".into()),
+        },
+        WindowSpec {
+            name: "global".into(),
+            kind: WindowKind::Global {
+                emit_every: Duration::from_secs(60),
+            },
+            function: WindowFunction::Aggregate("stats".into()),
+        },
+    ]
+}
+
+/// Every key reports once a second, up to 3 s late; each row carries the
+/// watermark before it (max time seen − 5 s).
+fn stream() -> Vec<(ParsedRow, i64)> {
+    let keys: Vec<(Key, String)> = (0..KEYS)
+        .map(|k| {
+            let station = format!("{}", 1_161_115_000 + k);
+            let key = Key::from_parts([station.as_str(), "121", "308"]).expect("no separator");
+            (key, station)
+        })
+        .collect();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut max = i64::MIN;
+    (0..EVENTS)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (key, station) = &keys[i % KEYS];
+            let time = 1_487_442_480_000 + (i / KEYS) as i64 * 1_000 + (i % KEYS) as i64
+                - (x % 3_000) as i64;
+            let wm = max.saturating_sub(OUT_OF_ORDERNESS);
+            max = max.max(time);
+            let row = ParsedRow {
+                key: key.clone(),
+                time,
+                values: vec![
+                    OwnedValue::Text(station.as_str().into()),
+                    OwnedValue::Text("121".into()),
+                    OwnedValue::Text("308".into()),
+                    OwnedValue::Timestamp(time),
+                    OwnedValue::Float(220.0 + (x >> 40) as f64 / (1u64 << 24) as f64 * 20.0),
+                    OwnedValue::Float(999_999.0),
+                    OwnedValue::Bool(x % 10 < 3),
+                    OwnedValue::Absent,
+                ],
+            };
+            (row, wm)
+        })
+        .collect()
+}
+
+/// The BTS analytics run natively. Batches are converted (copied) to the
+/// SDK's types per call, as the Wasm path copies them into guest memory.
+struct Native {
+    module: sdk::Module<Bts>,
+    reads: Vec<u32>,
+}
+
+fn guest_error(function: &str, e: sdk::GuestError) -> SandboxError {
+    SandboxError::Guest {
+        tenant: "bts".into(),
+        function: function.into(),
+        message: e.message,
+    }
+}
+
+fn sdk_batch(b: &EventBatch) -> sdk::Batch {
+    sdk::Batch {
+        times: b.times.clone(),
+        columns: b
+            .columns
+            .iter()
+            .map(|c| match c {
+                Column::Text(t) => sdk::Column::Text(sdk::TextColumn {
+                    data: t.data.clone(),
+                    offsets: t.offsets.clone(),
+                }),
+                Column::Int(v) => sdk::Column::Int(v.clone()),
+                Column::Float(v) => sdk::Column::Float(v.clone()),
+                Column::Boolean(v) => sdk::Column::Boolean(v.clone()),
+                Column::Timestamp(v) => sdk::Column::Timestamp(v.clone()),
+            })
+            .collect(),
+        absent: b.absent.clone(),
+    }
+}
+
+fn host_fields(fields: Vec<Vec<sdk::DataField>>) -> Vec<Vec<DataField>> {
+    fields
+        .into_iter()
+        .map(|w| {
+            w.into_iter()
+                .map(|f| DataField {
+                    name: f.name,
+                    value: match f.value {
+                        sdk::Value::Int(v) => Value::Int(v),
+                        sdk::Value::Float(v) => Value::Float(v),
+                        sdk::Value::Text(v) => Value::Text(v),
+                        sdk::Value::Boolean(v) => Value::Boolean(v),
+                    },
+                })
+                .collect()
+        })
+        .collect()
+}
+
+impl WindowCalls for Native {
+    fn aggregate_add(
+        &mut self,
+        function: &str,
+        groups: &[KeyGroup],
+        batch: &EventBatch,
+    ) -> sandbox::Result<Vec<Vec<u8>>> {
+        let groups = groups
+            .iter()
+            .map(|g| sdk::KeyGroup {
+                key: g.key.clone(),
+                state: g.state.clone(),
+                start: g.start,
+                len: g.len,
+            })
+            .collect();
+        self.module
+            .aggregate_add(function, groups, sdk_batch(batch))
+            .map_err(|e| guest_error(function, e))
+    }
+
+    fn aggregate_merge(
+        &mut self,
+        function: &str,
+        accumulators: &[Vec<Vec<u8>>],
+        _at_ms: i64,
+    ) -> sandbox::Result<Vec<Vec<u8>>> {
+        self.module
+            .aggregate_merge(function, accumulators.to_vec())
+            .map_err(|e| guest_error(function, e))
+    }
+
+    fn aggregate_finish(
+        &mut self,
+        function: &str,
+        windows: &[Vec<Vec<u8>>],
+        _at_ms: i64,
+    ) -> sandbox::Result<Vec<Vec<DataField>>> {
+        self.module
+            .aggregate_finish(function, windows.to_vec())
+            .map(host_fields)
+            .map_err(|e| guest_error(function, e))
+    }
+
+    fn process_window(
+        &mut self,
+        function: &str,
+        _windows: &[WindowGroup],
+        _batch: &EventBatch,
+    ) -> sandbox::Result<Vec<Vec<DataField>>> {
+        Err(guest_error(function, sdk::GuestError::new("not used here")))
+    }
+
+    fn reads(&self) -> &[u32] {
+        &self.reads
+    }
+}
+
+/// Does nothing (one empty accumulator per group, no fields per window):
+/// what is left is the engine's own cost, batch building included.
+struct Null {
+    reads: Vec<u32>,
+}
+
+impl WindowCalls for Null {
+    fn aggregate_add(
+        &mut self,
+        _: &str,
+        groups: &[KeyGroup],
+        _: &EventBatch,
+    ) -> sandbox::Result<Vec<Vec<u8>>> {
+        Ok(vec![Vec::new(); groups.len()])
+    }
+
+    fn aggregate_merge(
+        &mut self,
+        _: &str,
+        accumulators: &[Vec<Vec<u8>>],
+        _: i64,
+    ) -> sandbox::Result<Vec<Vec<u8>>> {
+        Ok(vec![Vec::new(); accumulators.len()])
+    }
+
+    fn aggregate_finish(
+        &mut self,
+        _: &str,
+        windows: &[Vec<Vec<u8>>],
+        _: i64,
+    ) -> sandbox::Result<Vec<Vec<DataField>>> {
+        Ok(vec![Vec::new(); windows.len()])
+    }
+
+    fn process_window(
+        &mut self,
+        _: &str,
+        windows: &[WindowGroup],
+        _: &EventBatch,
+    ) -> sandbox::Result<Vec<Vec<DataField>>> {
+        Ok(vec![Vec::new(); windows.len()])
+    }
+
+    fn reads(&self) -> &[u32] {
+        &self.reads
+    }
+}
+
+struct Run {
+    push: Duration,
+    flush: Duration,
+    outputs: usize,
+    max_panes: usize,
+    end_panes: usize,
+}
+
+fn run(rows: &[(ParsedRow, i64)], batch: usize, calls: &mut dyn WindowCalls) -> Run {
+    let mut shard = ShardWindows::new(&specs(), Duration::ZERO, schema()).expect("specs");
+    let mut out = Emitted::default();
+    let mut outputs = 0;
+    let mut max_panes = 0;
+    let started = Instant::now();
+    for (i, chunk) in rows.chunks(batch).enumerate() {
+        let after = rows.get((i + 1) * batch).map_or_else(
+            || chunk.iter().map(|r| r.0.time).max().unwrap_or(0) - OUT_OF_ORDERNESS,
+            |next| next.1,
+        );
+        shard
+            .push(chunk, &[], after, calls, &mut out)
+            .expect("push");
+        outputs += out.outputs.len();
+        assert!(out.late.is_empty() && out.poisoned.is_empty());
+        out.outputs.clear();
+        if i % 16 == 0 {
+            max_panes = max_panes.max(shard.open_panes());
+        }
+    }
+    let push = started.elapsed();
+    let end_panes = shard.open_panes();
+    let started = Instant::now();
+    shard.flush(calls, &mut out).expect("flush");
+    let flush = started.elapsed();
+    outputs += out.outputs.len();
+    Run {
+        push,
+        flush,
+        outputs,
+        max_panes: max_panes.max(end_panes),
+        end_panes,
+    }
+}
+
+fn report(label: &str, batch: usize, r: &Run) {
+    println!(
+        "{label:<7} batch {batch:>6}  {:>10.0} ev/s  push {:>7.1} ms  flush {:>6.1} ms  \
+         outputs {:>7}  open panes max {:>6} end {:>6} ({:.1}/key)",
+        EVENTS as f64 / r.push.as_secs_f64(),
+        r.push.as_secs_f64() * 1e3,
+        r.flush.as_secs_f64() * 1e3,
+        r.outputs,
+        r.max_panes,
+        r.end_panes,
+        r.end_panes as f64 / KEYS as f64,
+    );
+}
+
+fn component() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target/components/bts_analytics.wasm")
+}
+
+fn main() {
+    println!(
+        "# sluice window benchmark: {EVENTS} events, {KEYS} keys, sliding 60s/5s + global 60s"
+    );
+    let rows = stream();
+    let sdk_schema = schema()
+        .into_iter()
+        .map(|f| sdk::FieldDef {
+            name: f.name,
+            ty: match f.ty {
+                FieldType::Text => sdk::FieldType::Text,
+                FieldType::Int => sdk::FieldType::Int,
+                FieldType::Float => sdk::FieldType::Float,
+                FieldType::Boolean => sdk::FieldType::Boolean,
+                FieldType::Timestamp => sdk::FieldType::Timestamp,
+            },
+            optional: f.optional,
+        })
+        .collect();
+    let module = sdk::Module::<Bts>::init(Vec::new(), sdk_schema).expect("native init");
+    let reads = module.reads();
+    let mut null = Null {
+        reads: reads.clone(),
+    };
+    for batch in [1_000, 10_000] {
+        let r = run(&rows, batch, &mut null);
+        report("engine", batch, &r);
+    }
+    if std::env::args().any(|a| a == "--engine-only") {
+        return;
+    }
+    let mut native = Native { module, reads };
+    for batch in [1_000, 10_000] {
+        let r = run(&rows, batch, &mut native);
+        report("native", batch, &r);
+    }
+    if std::env::args().any(|a| a == "--no-wasm") {
+        return;
+    }
+    let path = component();
+    if !path.exists() {
+        println!(
+            "wasm    skipped: {} not built (cargo xtask build-examples)",
+            path.display()
+        );
+        return;
+    }
+    let engine = SandboxEngine::new(SandboxConfig::default()).expect("sandbox engine");
+    let module = engine
+        .load_file("bts", &path)
+        .expect("loading bts_analytics");
+    let mut wasm = module
+        .instantiate(Vec::new(), schema(), Limits::default())
+        .expect("instantiating bts_analytics");
+    if std::env::args().any(|a| a == "--no-wasm") {
+        return;
+    }
+    for batch in [1_000, 10_000] {
+        let r = run(&rows, batch, &mut wasm);
+        report("wasm", batch, &r);
+    }
+}

@@ -1,0 +1,317 @@
+//! Count windows: every `n` rows of a key, in arrival order.
+
+use rustc_hash::FxHashMap;
+
+use super::{
+    finish_all, isolate, min_opt, process_all, Batch, Buffered, Env, Error, KeyId, OutputKind,
+    PoisonedInput, ProcessItem, Result,
+};
+use crate::manifest::WindowFunction;
+use crate::sandbox::SandboxError;
+
+/// One count `[[windows]]` entry over all keys of a shard.
+pub(super) struct CountWindows {
+    name: String,
+    function: WindowFunction,
+    n: u64,
+    keys: FxHashMap<KeyId, CountKey>,
+    /// Rows of the current push: (key, row index, arrival number).
+    pending: Vec<(KeyId, usize, u64)>,
+}
+
+/// The open window of one key.
+#[derive(Debug, Default)]
+struct CountKey {
+    acc: Option<Vec<u8>>,
+    events: Vec<Buffered>,
+    /// Rows counted, including dead-lettered ones: windows are cut by
+    /// arrival count, so a poisoned row does not shift later windows.
+    count: u64,
+    min_time: Option<i64>,
+    max_time: Option<i64>,
+    /// Why the open window was dead-lettered, if it was.
+    poisoned: Option<String>,
+}
+
+/// A window that filled up, to finish.
+struct Full {
+    key: KeyId,
+    start: i64,
+    end: i64,
+    acc: Option<Vec<u8>>,
+    events: Vec<Buffered>,
+}
+
+/// Rows of one key going into one window within one `aggregate-add`.
+struct Chunk {
+    key: KeyId,
+    /// Range in the sorted pending rows.
+    from: usize,
+    to: usize,
+    /// Adds to the key's open window (else starts a new one).
+    continues: bool,
+}
+
+impl CountWindows {
+    pub fn new(name: &str, function: &WindowFunction, n: u64) -> Self {
+        CountWindows {
+            name: name.to_owned(),
+            function: function.clone(),
+            n,
+            keys: FxHashMap::default(),
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn discard_pending(&mut self) {
+        self.pending.clear();
+    }
+
+    pub fn add_row(&mut self, key: KeyId, i: usize, seq: u64) {
+        self.pending.push((key, i, seq));
+    }
+
+    /// Applies the push's rows: one `aggregate-add` for all keys (a key's
+    /// rows split where its windows fill), then one call finishing every
+    /// window that filled.
+    pub fn apply(&mut self, env: &mut Env<'_, '_>) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by_key(|&(key, _, _)| key); // stable: arrival order per key
+        let mut chunks = Vec::new();
+        let mut from = 0;
+        while from < pending.len() {
+            let key = pending[from].0;
+            let count = self.keys.get(&key).map_or(0, |k| k.count);
+            let mut room = self.n - count;
+            let mut continues = count > 0;
+            let mut i = from;
+            while i < pending.len() && pending[i].0 == key {
+                let take = usize::try_from(room).unwrap_or(usize::MAX);
+                let to = pending[i..]
+                    .iter()
+                    .take(take)
+                    .take_while(|r| r.0 == key)
+                    .count()
+                    + i;
+                chunks.push(Chunk {
+                    key,
+                    from: i,
+                    to,
+                    continues,
+                });
+                i = to;
+                room = self.n;
+                continues = false;
+            }
+            from = i;
+        }
+
+        let results = match &self.function {
+            WindowFunction::Aggregate(function) => {
+                Some(self.add(function, &pending, &chunks, env)?)
+            }
+            WindowFunction::Process(_) => None,
+        };
+        let mut full = Vec::new();
+        let mut results = results.map(Vec::into_iter);
+        for chunk in &chunks {
+            let rows = &pending[chunk.from..chunk.to];
+            let state = self.keys.entry(chunk.key).or_default();
+            let result = match (&mut results, &state.poisoned) {
+                (None, _) => None,
+                (Some(_), Some(why)) if chunk.continues => Some(Err(format!(
+                    "its count window was dead-lettered earlier: {why}"
+                ))),
+                (Some(results), _) => results.next(),
+            };
+            match result {
+                None => {
+                    for &(_, i, seq) in rows {
+                        let row = &env.rows[i].0;
+                        state.min_time = min_opt(state.min_time, Some(row.time));
+                        state.max_time = Some(state.max_time.map_or(row.time, |m| m.max(row.time)));
+                        state.events.push(Buffered {
+                            seq,
+                            row: row.clone(),
+                        });
+                    }
+                }
+                Some(Ok(acc)) => {
+                    for &(_, i, _) in rows {
+                        let time = env.rows[i].0.time;
+                        state.min_time = min_opt(state.min_time, Some(time));
+                        state.max_time = Some(state.max_time.map_or(time, |m| m.max(time)));
+                    }
+                    state.acc = Some(acc);
+                }
+                Some(Err(error)) => {
+                    let failed = rows
+                        .iter()
+                        .map(|&(_, i, _)| env.rows[i].0.clone())
+                        .collect();
+                    env.poison(
+                        &self.name,
+                        chunk.key,
+                        PoisonedInput::Rows(failed),
+                        error.clone(),
+                    );
+                    state.poisoned.get_or_insert(error);
+                }
+            }
+            state.count += rows.len() as u64;
+            if state.count >= self.n {
+                let done = std::mem::take(state);
+                if done.poisoned.is_none() {
+                    if let (Some(start), Some(max)) = (done.min_time, done.max_time) {
+                        full.push(Full {
+                            key: chunk.key,
+                            start,
+                            end: max.saturating_add(1),
+                            acc: done.acc,
+                            events: done.events,
+                        });
+                    }
+                }
+                self.keys.remove(&chunk.key);
+            }
+        }
+        pending.clear();
+        self.pending = pending;
+        self.fire(full, env)
+    }
+
+    /// One `aggregate-add` over the chunks, isolating failing ones.
+    fn add(
+        &self,
+        function: &str,
+        pending: &[(KeyId, usize, u64)],
+        chunks: &[Chunk],
+        env: &mut Env<'_, '_>,
+    ) -> Result<Vec<Result<Vec<u8>, String>>> {
+        // Rows of an already dead-lettered window are not sent.
+        let sent: Vec<&Chunk> = chunks
+            .iter()
+            .filter(|c| {
+                !(c.continues && self.keys.get(&c.key).is_some_and(|k| k.poisoned.is_some()))
+            })
+            .collect();
+        let (schema, reads, keys, rows) = (env.schema, env.reads, env.keys, env.rows);
+        let calls = &mut *env.calls;
+        let mut batch_error = None;
+        let results = isolate(sent.len(), &mut |range| {
+            let mut batch = Batch::new(schema, reads);
+            for c in &sent[range] {
+                let state = if c.continues {
+                    self.keys.get(&c.key).and_then(|k| k.acc.clone())
+                } else {
+                    None
+                };
+                let built = batch.group(keys.key(c.key).to_vec(), state).and_then(|()| {
+                    pending[c.from..c.to]
+                        .iter()
+                        .try_for_each(|&(_, i, _)| batch.row(&rows[i].0))
+                });
+                if let Err(e) = built {
+                    batch_error = Some(e);
+                    return Err(SandboxError::Engine("batch".into()));
+                }
+            }
+            let (groups, events) = batch.finish();
+            calls.aggregate_add(function, &groups, &events)
+        });
+        if let Some(source) = batch_error {
+            return Err(Error::Batch {
+                window: self.name.clone(),
+                source,
+            });
+        }
+        results.map_err(|source| Error::Call {
+            window: self.name.clone(),
+            source,
+        })
+    }
+
+    fn fire(&self, full: Vec<Full>, env: &mut Env<'_, '_>) -> Result<()> {
+        if full.is_empty() {
+            return Ok(());
+        }
+        let at = full.iter().map(|f| f.end).max().unwrap_or(0);
+        let mut with_rows = Vec::with_capacity(full.len());
+        let results = match &self.function {
+            WindowFunction::Aggregate(function) => {
+                let mut windows = Vec::with_capacity(full.len());
+                for (i, f) in full.iter().enumerate() {
+                    if let Some(acc) = &f.acc {
+                        with_rows.push(i);
+                        windows.push(vec![acc.clone()]);
+                    }
+                }
+                finish_all(env, &self.name, function, &windows, at)?
+            }
+            WindowFunction::Process(function) => {
+                let mut items = Vec::with_capacity(full.len());
+                for (i, f) in full.iter().enumerate() {
+                    with_rows.push(i);
+                    items.push(ProcessItem {
+                        key: f.key,
+                        start: f.start,
+                        end: f.end,
+                        rows: f.events.iter().collect(),
+                    });
+                }
+                process_all(env, &self.name, function, &mut items)?
+            }
+        };
+        for (&i, result) in with_rows.iter().zip(results) {
+            let f = &full[i];
+            match result {
+                Ok(data) => env.output(
+                    OutputKind::WindowedAnalytic,
+                    &self.name,
+                    f.key,
+                    f.start,
+                    f.end,
+                    data,
+                    0,
+                ),
+                Err(error) => env.poison(
+                    &self.name,
+                    f.key,
+                    PoisonedInput::Window {
+                        start: f.start,
+                        end: f.end,
+                    },
+                    error,
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// End of input: every partial window fires.
+    pub fn finish_input(&mut self, env: &mut Env<'_, '_>) -> Result<()> {
+        let mut keys: Vec<(KeyId, CountKey)> = self.keys.drain().collect();
+        keys.sort_unstable_by_key(|(key, _)| *key);
+        let full = keys
+            .into_iter()
+            .filter(|(_, k)| k.poisoned.is_none())
+            .filter_map(|(key, k)| {
+                Some(Full {
+                    key,
+                    start: k.min_time?,
+                    end: k.max_time?.saturating_add(1),
+                    acc: k.acc,
+                    events: k.events,
+                })
+            })
+            .collect();
+        self.fire(full, env)
+    }
+
+    pub fn open_panes(&self) -> usize {
+        self.keys.len()
+    }
+}

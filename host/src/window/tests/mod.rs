@@ -1,0 +1,8 @@
+//! Tests of the window engine: against a brute-force oracle on random
+//! streams (`oracle`), on chosen cases (`cases`) and with the real BTS
+//! component (`bts`).
+
+mod bts;
+mod cases;
+mod fake;
+mod oracle;

@@ -1,0 +1,323 @@
+//! Tumbling and sliding windows over event time, built from panes.
+
+use std::collections::BTreeMap;
+
+use super::geometry::Geometry;
+use super::{
+    finish_all, process_all, Buffered, Env, HasPanes, KeyId, OutputKind, Pane, PendingAdds,
+    PoisonedInput, ProcessItem, Result,
+};
+use crate::manifest::WindowFunction;
+use crate::parse::ParsedRow;
+
+/// One tumbling or sliding `[[windows]]` entry over all keys of a shard.
+pub(super) struct TimeWindows {
+    name: String,
+    function: WindowFunction,
+    geo: Geometry,
+    /// By key id.
+    keys: Vec<Option<TimeKey>>,
+    /// When each key next needs a visit (a window end or a pane expiry),
+    /// so a watermark step touches only the keys it fires. A key is listed
+    /// under the time in its `timer`; other entries for it are stale.
+    timers: BTreeMap<i64, Vec<KeyId>>,
+    pending: PendingAdds,
+    /// Fired windows (key, start) that late rows changed since the last
+    /// watermark step: emitted again at the next one.
+    dirty: Vec<(KeyId, i64)>,
+}
+
+#[derive(Debug, Default)]
+struct TimeKey {
+    /// By pane index.
+    panes: BTreeMap<i64, Pane>,
+    /// Emissions so far of fired windows that late rows may still update,
+    /// by window start.
+    emitted: BTreeMap<i64, u32>,
+    timer: Option<i64>,
+}
+
+impl HasPanes for TimeKey {
+    fn panes(&mut self) -> &mut BTreeMap<i64, Pane> {
+        &mut self.panes
+    }
+}
+
+/// A window to emit at this step.
+struct Fire {
+    key: KeyId,
+    start: i64,
+    end: i64,
+    update: u32,
+}
+
+fn slot<T: Default>(states: &mut Vec<Option<T>>, key: KeyId) -> &mut T {
+    let i = key as usize;
+    if states.len() <= i {
+        states.resize_with(i + 1, || None);
+    }
+    states[i].get_or_insert_with(T::default)
+}
+
+impl TimeWindows {
+    pub fn new(name: &str, function: &WindowFunction, size: i64, slide: i64) -> Self {
+        TimeWindows {
+            name: name.to_owned(),
+            function: function.clone(),
+            geo: Geometry::new(size, slide),
+            keys: Vec::new(),
+            timers: BTreeMap::new(),
+            pending: PendingAdds::default(),
+            dirty: Vec::new(),
+        }
+    }
+
+    /// The pane of `key` holding time `t`, created (and the key's timer set)
+    /// if new; marks the fired windows holding it dirty if `t` is late.
+    fn pane(&mut self, key: KeyId, t: i64, wm: i64, lateness: i64) -> &mut Pane {
+        let geo = self.geo;
+        let q = geo.pane_of(t);
+        if t < wm {
+            self.dirty
+                .extend(geo.starts_ending_in(q, i64::MIN, wm).map(|s| (key, s)));
+        }
+        let state = slot(&mut self.keys, key);
+        if !state.panes.contains_key(&q) {
+            let at = geo
+                .first_end_after(q, wm)
+                .unwrap_or_else(|| geo.expiry(q, lateness));
+            if state.timer.is_none_or(|t| at < t) {
+                state.timer = Some(at);
+                self.timers.entry(at).or_default().push(key);
+            }
+        }
+        state.panes.entry(q).or_default()
+    }
+
+    pub fn add_row(
+        &mut self,
+        key: KeyId,
+        i: usize,
+        row: &ParsedRow,
+        seq: u64,
+        wm: i64,
+        lateness: i64,
+    ) {
+        let q = self.geo.pane_of(row.time);
+        let aggregate = matches!(self.function, WindowFunction::Aggregate(_));
+        let pane = self.pane(key, row.time, wm, lateness);
+        if aggregate {
+            self.pending.push(key, q, i);
+        } else {
+            pane.events.push(Buffered {
+                seq,
+                row: row.clone(),
+            });
+        }
+    }
+
+    pub fn add_bad(&mut self, key: KeyId, time: i64, wm: i64, lateness: i64) {
+        let pane = self.pane(key, time, wm, lateness);
+        pane.errors += 1;
+        pane.min_error = Some(pane.min_error.map_or(time, |m| m.min(time)));
+    }
+
+    pub fn discard_pending(&mut self) {
+        self.pending.clear();
+    }
+
+    pub fn due(&self, w1: i64) -> bool {
+        !self.dirty.is_empty() || self.timers.first_key_value().is_some_and(|(&t, _)| t <= w1)
+    }
+
+    pub fn flush_adds(&mut self, env: &mut Env<'_, '_>) -> Result<()> {
+        match &self.function {
+            WindowFunction::Aggregate(f) => self.pending.flush(&self.name, f, &mut self.keys, env),
+            WindowFunction::Process(_) => Ok(()),
+        }
+    }
+
+    /// The watermark moves from `w0` to `w1`: emits the windows late rows
+    /// changed and those ending in `(w0, w1]`, then frees what can no
+    /// longer be updated.
+    pub fn advance(&mut self, w0: i64, w1: i64, env: &mut Env<'_, '_>) -> Result<()> {
+        let geo = self.geo;
+        let mut due = Vec::new();
+        while let Some(entry) = self.timers.first_entry() {
+            if *entry.key() > w1 {
+                break;
+            }
+            let (t, keys) = entry.remove_entry();
+            for key in keys {
+                if let Some(state) = self.keys.get_mut(key as usize).and_then(Option::as_mut) {
+                    if state.timer == Some(t) {
+                        state.timer = None;
+                        due.push(key);
+                    }
+                }
+            }
+        }
+        due.sort_unstable();
+
+        let mut windows: Vec<(KeyId, i64)> = std::mem::take(&mut self.dirty);
+        windows.sort_unstable();
+        windows.dedup();
+        let mut starts = Vec::new();
+        for &key in &due {
+            if let Some(state) = self.keys.get(key as usize).and_then(Option::as_ref) {
+                starts.clear();
+                starts.extend(
+                    state
+                        .panes
+                        .keys()
+                        .flat_map(|&q| geo.starts_ending_in(q, w0, w1)),
+                );
+                starts.sort_unstable();
+                starts.dedup();
+                windows.extend(starts.iter().map(|&s| (key, s)));
+            }
+        }
+
+        let mut fires = Vec::with_capacity(windows.len());
+        for (key, start) in windows {
+            let Some(state) = self.keys.get_mut(key as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            let (first, last) = geo.panes_of_window(start);
+            if !state
+                .panes
+                .range(first..last)
+                .any(|(_, p)| p.has_rows() || p.errors > 0)
+            {
+                continue; // only rows whose add was dead-lettered
+            }
+            let emitted = state.emitted.entry(start).or_insert(0);
+            fires.push(Fire {
+                key,
+                start,
+                end: geo.end_of(start),
+                update: *emitted,
+            });
+            *emitted += 1;
+        }
+        self.emit(&fires, env)?;
+
+        for key in due {
+            self.expire(key, w1, env.lateness);
+        }
+        Ok(())
+    }
+
+    fn emit(&self, fires: &[Fire], env: &mut Env<'_, '_>) -> Result<()> {
+        let at = fires.iter().map(|f| f.end).max().unwrap_or(0);
+        let panes = |f: &Fire| {
+            let (first, last) = self.geo.panes_of_window(f.start);
+            self.keys
+                .get(f.key as usize)
+                .and_then(Option::as_ref)
+                .into_iter()
+                .flat_map(move |s| s.panes.range(first..last).map(|(_, p)| p))
+        };
+        // Fires with rows, and their results.
+        let mut with_rows = Vec::with_capacity(fires.len());
+        let results = match &self.function {
+            WindowFunction::Aggregate(function) => {
+                let mut windows = Vec::with_capacity(fires.len());
+                for (i, f) in fires.iter().enumerate() {
+                    let accs: Vec<Vec<u8>> = panes(f).filter_map(|p| p.acc.clone()).collect();
+                    if !accs.is_empty() {
+                        with_rows.push(i);
+                        windows.push(accs);
+                    }
+                }
+                finish_all(env, &self.name, function, &windows, at)?
+            }
+            WindowFunction::Process(function) => {
+                let mut items = Vec::with_capacity(fires.len());
+                for (i, f) in fires.iter().enumerate() {
+                    let rows: Vec<&Buffered> = panes(f).flat_map(|p| &p.events).collect();
+                    if !rows.is_empty() {
+                        with_rows.push(i);
+                        items.push(ProcessItem {
+                            key: f.key,
+                            start: f.start,
+                            end: f.end,
+                            rows,
+                        });
+                    }
+                }
+                process_all(env, &self.name, function, &mut items)?
+            }
+        };
+        for (&i, result) in with_rows.iter().zip(results) {
+            let f = &fires[i];
+            match result {
+                Ok(data) => env.output(
+                    OutputKind::WindowedAnalytic,
+                    &self.name,
+                    f.key,
+                    f.start,
+                    f.end,
+                    data,
+                    f.update,
+                ),
+                Err(error) => env.poison(
+                    &self.name,
+                    f.key,
+                    PoisonedInput::Window {
+                        start: f.start,
+                        end: f.end,
+                    },
+                    error,
+                ),
+            }
+        }
+        for f in fires {
+            let errors: u64 = panes(f).map(|p| p.errors).sum();
+            if errors > 0 {
+                env.metric(
+                    OutputKind::WindowedMetric,
+                    &self.name,
+                    f.key,
+                    (f.start, f.end),
+                    errors,
+                    f.update,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees the panes and emission counts of `key` that no late row can
+    /// reach any more, and sets its next timer.
+    fn expire(&mut self, key: KeyId, wm: i64, lateness: i64) {
+        let geo = self.geo;
+        let Some(state) = self.keys.get_mut(key as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        state.panes.retain(|&q, _| geo.expiry(q, lateness) > wm);
+        state
+            .emitted
+            .retain(|&s, _| geo.end_of(s).saturating_add(lateness) > wm);
+        let next = state
+            .panes
+            .keys()
+            .map(|&q| {
+                geo.first_end_after(q, wm)
+                    .unwrap_or_else(|| geo.expiry(q, lateness))
+            })
+            .min();
+        match next {
+            Some(at) => {
+                state.timer = Some(at);
+                self.timers.entry(at).or_default().push(key);
+            }
+            // No pane left means no window a late row could still reach.
+            None => self.keys[key as usize] = None,
+        }
+    }
+
+    pub fn open_panes(&self) -> usize {
+        self.keys.iter().flatten().map(|s| s.panes.len()).sum()
+    }
+}
