@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The embedded demo: builds the example tenants and shows what the sandbox
-# makes of them (validation + describe). No broker, no database.
+# The embedded demo: builds the example tenant, generates realistic BTS data
+# (with dirty and out-of-order rows), runs it through `sluice run` with the
+# example manifest, and shows the first result of each type, a dead letter
+# and the run's summary. No broker, no database. Honours CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -9,9 +11,23 @@ fi
 cargo xtask build-examples
 cargo build --release -p sluice-host --bin sluice
 bin="${CARGO_TARGET_DIR:-target}/release/sluice"
-for tenant in bts_analytics spike_filter; do
-    echo "== $tenant"
-    "$bin" inspect "target/components/$tenant.wasm" --tenant "$tenant"
+out="${DEMO_DIR:-target/demo}"
+mkdir -p "$out"
+
+echo "== generating 200000 BTS rows (1% dirty, 5% out of order, 3 keys ramping to their threshold)"
+"$bin" gen-bts --events 200000 --dirty 0.01 --out-of-order 0.05 --ramp 3 -o "$out/bts.csv"
+
+echo "== sluice run examples/bts-analytics/sluice.toml --input $out/bts.csv"
+"$bin" run examples/bts-analytics/sluice.toml --input "$out/bts.csv" \
+    --output "$out/results.jsonl" --dead-letter "$out/dead-letter.jsonl"
+
+for type in "Windowed Analytic" "Global Analytic" "Windowed Metric" "Global Metric" "Alert"; do
+    echo "== first \"$type\" (of $(grep -c "\"type\":\"$type\"" "$out/results.jsonl" || true))"
+    # Per-key results first (the tenant-level metric is shown below).
+    { grep "\"type\":\"$type\"" "$out/results.jsonl" | grep -m1 -v '"key":{}'; } || true
 done
-echo "== a hostile component that opens files is refused:"
-"$bin" inspect target/components/fs_import.wasm --tenant fs-import || true
+echo "== a tenant-level Global Metric (bad rows without a readable key)"
+grep -m1 '"key":{}' "$out/results.jsonl" || true
+echo "== first dead letter (of $(wc -l < "$out/dead-letter.jsonl"))"
+head -n 1 "$out/dead-letter.jsonl"
+echo "== all results: $out/results.jsonl, dead letters: $out/dead-letter.jsonl"

@@ -9,6 +9,9 @@
 
 pub mod generate;
 pub mod manifest;
+pub mod metrics;
 pub mod parse;
+pub mod pipeline;
 pub mod sandbox;
+pub mod sink;
 pub mod window;

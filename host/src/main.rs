@@ -7,7 +7,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use sluice_host::generate::bts::{self, BtsConfig};
+use sluice_host::manifest::Manifest;
+use sluice_host::pipeline::{self, Options, Sinks};
 use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine};
+use sluice_host::sink::LineSink;
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +25,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a tenant over a file or stdin (the embedded mode: no broker, no
+    /// database): results as JSON lines on stdout or `--output`, rows that
+    /// do not parse, late rows and poison events to `--dead-letter`.
+    Run {
+        /// The tenant's manifest (TOML); its `module` path is relative to it.
+        manifest: PathBuf,
+        /// CSV input file, or `-` for stdin (read until it closes).
+        #[arg(long, short, default_value = "-")]
+        input: String,
+        /// Write results here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Write dead letters (JSON lines) here; dropped when not given
+        /// (they are still counted).
+        #[arg(long)]
+        dead_letter: Option<PathBuf>,
+        /// Shard workers (default: all cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Cache compiled artifacts here (by content hash).
+        #[arg(long, env = "SLUICE_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        /// No progress line on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Validate a tenant component as a deploy would, and print what it
     /// implements (its `describe`) as JSON.
     Inspect {
@@ -75,6 +104,23 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Run {
+            manifest,
+            input,
+            output,
+            dead_letter,
+            workers,
+            cache_dir,
+            quiet,
+        } => run(&RunArgs {
+            manifest,
+            input,
+            output,
+            dead_letter,
+            workers,
+            cache_dir,
+            quiet,
+        }),
         Command::Inspect {
             module,
             tenant,
@@ -104,6 +150,125 @@ fn main() -> anyhow::Result<()> {
             gen_bts(&config, output.as_deref())
         }
     }
+}
+
+struct RunArgs {
+    manifest: PathBuf,
+    input: String,
+    output: Option<PathBuf>,
+    dead_letter: Option<PathBuf>,
+    workers: Option<usize>,
+    cache_dir: Option<PathBuf>,
+    quiet: bool,
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let manifest = Manifest::from_path(&args.manifest).context("loading the manifest")?;
+    let workers = match args.workers {
+        Some(0) => anyhow::bail!("--workers must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let engine = SandboxEngine::new(SandboxConfig {
+        cache_dir: args.cache_dir.clone(),
+        pool_instances: u32::try_from(workers * 2 + 2).unwrap_or(u32::MAX),
+        ..SandboxConfig::default()
+    })
+    .context("starting the sandbox engine")?;
+    let module = engine
+        .load_file(&manifest.tenant, &manifest.module)
+        .with_context(|| {
+            format!(
+                "loading the tenant module {} (named by {})",
+                manifest.module.display(),
+                args.manifest.display()
+            )
+        })?;
+    manifest
+        .check_module(module.info())
+        .with_context(|| format!("checking {} against its module", args.manifest.display()))?;
+
+    let (input, source): (Box<dyn std::io::Read + Send>, String) = if args.input == "-" {
+        (Box::new(std::io::stdin()), "stdin".to_owned())
+    } else {
+        let file = std::fs::File::open(&args.input)
+            .with_context(|| format!("opening the input {}", args.input))?;
+        (Box::new(file), args.input.clone())
+    };
+    let output: Box<dyn std::io::Write + Send> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::fs::File::create(path)
+                .with_context(|| format!("creating the output {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stdout(),
+        )),
+    };
+    let dead_letter = match &args.dead_letter {
+        Some(path) => LineSink::new(
+            "dead-letter",
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating the dead-letter file {}", path.display()))?,
+            )),
+        ),
+        None => LineSink::discard("dead-letter"),
+    };
+    let sinks = Sinks {
+        output: LineSink::new("output", output),
+        dead_letter,
+    };
+    let options = Options {
+        workers,
+        progress: !args.quiet,
+        ..Options::default()
+    };
+    let report = match pipeline::run(&manifest, &module, input, &source, &sinks, &options) {
+        Ok(report) => report,
+        // `sluice run ... | head` is not an error.
+        Err(e) if broken_pipe(&e) => return Ok(()),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("running tenant `{}` over {source}", manifest.tenant))
+        }
+    };
+    let s = report.summary;
+    eprintln!(
+        "sluice run: {} rows in ({:.1} MB), {} deserialization errors ({} without a key), \
+         {} late dropped, {} outputs ({} alerts), {} poisoned, {workers} workers, \
+         {:.2} s, {:.0} events/s",
+        s.rows_in,
+        s.bytes_in as f64 / 1e6,
+        s.bad_rows,
+        s.bad_rows_keyless,
+        s.late_dropped,
+        s.outputs,
+        s.alerts,
+        s.poisoned,
+        s.elapsed.as_secs_f64(),
+        s.events_per_sec(),
+    );
+    let letters = s.bad_rows + s.late_dropped + s.poisoned;
+    if args.dead_letter.is_none() && letters > 0 {
+        eprintln!("sluice run: {letters} dead letters were counted but not kept (pass --dead-letter FILE)");
+    }
+    Ok(())
+}
+
+/// Whether the run stopped because whoever reads its output went away.
+fn broken_pipe(e: &pipeline::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn gen_bts(config: &BtsConfig, output: Option<&std::path::Path>) -> anyhow::Result<()> {

@@ -1,0 +1,350 @@
+//! Pipeline benchmark: `sluice run` on generated BTS data with the example
+//! manifest (`minute` sliding 60 s/5 s and `global` windows, `alerts`),
+//! with the Wasm tenant on 1 worker and on every core, parse-only, and the
+//! same pipeline with the analytics run natively (the same Rust code
+//! through `sluice_guest::Module`) for the Wasm/native ratio. Prints
+//! figures; never passes or fails on time.
+//!
+//! `cargo bench -p sluice-host --bench pipeline` (`SLUICE_BENCH_ROWS` sets
+//! the row count, default 1 000 000).
+
+#[path = "../tests/sandbox/common.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bts_analytics::Bts;
+use sluice_guest as sdk;
+use sluice_host::generate::bts::{self, BtsConfig};
+use sluice_host::manifest::Manifest;
+use sluice_host::parse::RowParser;
+use sluice_host::pipeline::{self, AlertCalls, Options, Report, Sinks};
+use sluice_host::sandbox::{
+    self, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType, KeyGroup, SandboxConfig,
+    SandboxEngine, SandboxError, Value, WindowGroup,
+};
+use sluice_host::sink::LineSink;
+use sluice_host::window::WindowCalls;
+
+fn main() {
+    let rows: u64 = std::env::var("SLUICE_BENCH_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    // Builds the components (the manifest's module) if needed.
+    let _ = common::component("bts_analytics");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf();
+    let manifest = Manifest::from_path(&root.join("examples/bts-analytics/sluice.toml"))
+        .expect("the example manifest");
+
+    let config = BtsConfig {
+        events: rows,
+        out_of_order: 0.05,
+        dirty: 0.001,
+        ramp: 3,
+        ..BtsConfig::default()
+    };
+    let mut data = Vec::with_capacity(rows as usize * 64);
+    let summary = bts::write_bts(&config, &mut data).expect("generating");
+    let data: Arc<[u8]> = data.into();
+    println!(
+        "input: {} generated BTS rows ({} keys, {:.1} MB, 5% out of order, 0.1% dirty), \
+         manifest examples/bts-analytics/sluice.toml, {cores} cores",
+        summary.lines,
+        summary.keys,
+        data.len() as f64 / 1e6
+    );
+
+    // Parse only: the reader's work, on one thread.
+    let mut parser = RowParser::new(&manifest.input).expect("parser");
+    let started = Instant::now();
+    let mut good = 0u64;
+    for row in parser.read_file(&data[..], "bench") {
+        good += u64::from(matches!(row, Ok(Ok(_))));
+    }
+    let parse = started.elapsed();
+    println!(
+        "parse only:                 {:>10.0} events/s ({good} good rows, {:.2} s)",
+        rows as f64 / parse.as_secs_f64(),
+        parse.as_secs_f64()
+    );
+
+    let engine = SandboxEngine::new(SandboxConfig {
+        pool_instances: 16,
+        ..SandboxConfig::default()
+    })
+    .expect("engine");
+    let module = engine
+        .load_file(&manifest.tenant, &manifest.module)
+        .expect("loading the BTS module");
+    manifest.check_module(module.info()).expect("module fits");
+
+    let sinks = || Sinks {
+        output: LineSink::discard("output"),
+        dead_letter: LineSink::discard("dead-letter"),
+    };
+    let input = |data: &Arc<[u8]>| -> Box<dyn std::io::Read + Send> {
+        Box::new(Cursor::new(ArcBytes(Arc::clone(data))))
+    };
+    let options = |workers| Options {
+        workers,
+        ..Options::default()
+    };
+
+    let mut figures = Vec::new();
+    for workers in [1, cores] {
+        let report = pipeline::run(
+            &manifest,
+            &module,
+            input(&data),
+            "bench",
+            &sinks(),
+            &options(workers),
+        )
+        .expect("wasm run");
+        print_run(&format!("wasm, {workers} worker(s)"), &report);
+        figures.push(report);
+    }
+    let params = manifest.params_list();
+    let schema = manifest.schema();
+    for workers in [1, cores] {
+        let report = pipeline::run_with(
+            &manifest,
+            input(&data),
+            "bench",
+            &sinks(),
+            &options(workers),
+            |_| Ok(Native::new(params.clone(), schema.clone())),
+        )
+        .expect("native run");
+        print_run(&format!("native, {workers} worker(s)"), &report);
+        figures.push(report);
+    }
+    let rate = |r: &Report| r.summary.events_per_sec();
+    println!(
+        "wasm/native throughput: {:.2} (1 worker), {:.2} ({cores} workers)",
+        rate(&figures[0]) / rate(&figures[2]),
+        rate(&figures[1]) / rate(&figures[3]),
+    );
+    println!("peak memory (VmHWM): {}", vm_hwm());
+}
+
+fn print_run(label: &str, r: &Report) {
+    let s = &r.summary;
+    println!(
+        "{label:<27} {:>10.0} events/s ({:.2} s, {} outputs, {} alerts, {} late, \
+         {} bad rows, peak open panes {})",
+        s.events_per_sec(),
+        s.elapsed.as_secs_f64(),
+        s.outputs,
+        s.alerts,
+        s.late_dropped,
+        s.bad_rows,
+        r.peak_open_panes
+    );
+}
+
+fn vm_hwm() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.trim_start_matches("VmHWM:").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Shared input bytes, readable many times without copying.
+struct ArcBytes(Arc<[u8]>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The BTS analytics called natively, through the same dispatcher the
+/// component exports, with the same conversions of host types the Wasm
+/// path pays as lowering (each call copies its inputs).
+struct Native {
+    module: sdk::Module<Bts>,
+    reads: Vec<u32>,
+}
+
+impl Native {
+    fn new(params: Vec<(String, String)>, schema: Vec<FieldDef>) -> Native {
+        let schema = schema
+            .into_iter()
+            .map(|f| sdk::FieldDef {
+                name: f.name,
+                ty: match f.ty {
+                    FieldType::Text => sdk::FieldType::Text,
+                    FieldType::Int => sdk::FieldType::Int,
+                    FieldType::Float => sdk::FieldType::Float,
+                    FieldType::Boolean => sdk::FieldType::Boolean,
+                    FieldType::Timestamp => sdk::FieldType::Timestamp,
+                },
+                optional: f.optional,
+            })
+            .collect();
+        let module = sdk::Module::<Bts>::init(params, schema).expect("native init");
+        let reads = module.reads();
+        Native { module, reads }
+    }
+}
+
+fn guest_error(function: &str, e: sdk::GuestError) -> SandboxError {
+    SandboxError::Guest {
+        tenant: "bts".into(),
+        function: function.into(),
+        message: e.message,
+    }
+}
+
+fn sdk_batch(b: &EventBatch) -> sdk::Batch {
+    sdk::Batch {
+        times: b.times.clone(),
+        columns: b
+            .columns
+            .iter()
+            .map(|c| match c {
+                Column::Text(t) => sdk::Column::Text(sdk::TextColumn {
+                    data: t.data.clone(),
+                    offsets: t.offsets.clone(),
+                }),
+                Column::Int(v) => sdk::Column::Int(v.clone()),
+                Column::Float(v) => sdk::Column::Float(v.clone()),
+                Column::Boolean(v) => sdk::Column::Boolean(v.clone()),
+                Column::Timestamp(v) => sdk::Column::Timestamp(v.clone()),
+            })
+            .collect(),
+        absent: b.absent.clone(),
+    }
+}
+
+fn sdk_groups(groups: &[KeyGroup]) -> Vec<sdk::KeyGroup> {
+    groups
+        .iter()
+        .map(|g| sdk::KeyGroup {
+            key: g.key.clone(),
+            state: g.state.clone(),
+            start: g.start,
+            len: g.len,
+        })
+        .collect()
+}
+
+fn host_fields(fields: Vec<sdk::DataField>) -> Vec<DataField> {
+    fields
+        .into_iter()
+        .map(|f| DataField {
+            name: f.name,
+            value: match f.value {
+                sdk::Value::Int(i) => Value::Int(i),
+                sdk::Value::Float(x) => Value::Float(x),
+                sdk::Value::Text(t) => Value::Text(t),
+                sdk::Value::Boolean(b) => Value::Boolean(b),
+            },
+        })
+        .collect()
+}
+
+impl WindowCalls for Native {
+    fn aggregate_add(
+        &mut self,
+        function: &str,
+        groups: &[KeyGroup],
+        batch: &EventBatch,
+    ) -> sandbox::Result<Vec<Vec<u8>>> {
+        self.module
+            .aggregate_add(function, sdk_groups(groups), sdk_batch(batch))
+            .map_err(|e| guest_error(function, e))
+    }
+
+    fn aggregate_merge(
+        &mut self,
+        function: &str,
+        accumulators: &[Vec<Vec<u8>>],
+        _at_ms: i64,
+    ) -> sandbox::Result<Vec<Vec<u8>>> {
+        self.module
+            .aggregate_merge(function, accumulators.to_vec())
+            .map_err(|e| guest_error(function, e))
+    }
+
+    fn aggregate_finish(
+        &mut self,
+        function: &str,
+        windows: &[Vec<Vec<u8>>],
+        _at_ms: i64,
+    ) -> sandbox::Result<Vec<Vec<DataField>>> {
+        self.module
+            .aggregate_finish(function, windows.to_vec())
+            .map(|all| all.into_iter().map(host_fields).collect())
+            .map_err(|e| guest_error(function, e))
+    }
+
+    fn process_window(
+        &mut self,
+        function: &str,
+        windows: &[WindowGroup],
+        batch: &EventBatch,
+    ) -> sandbox::Result<Vec<Vec<DataField>>> {
+        let windows = windows
+            .iter()
+            .map(|w| sdk::WindowGroup {
+                key: w.key.clone(),
+                start: w.start,
+                end: w.end,
+                first: w.first,
+                len: w.len,
+            })
+            .collect();
+        self.module
+            .process_window(function, windows, sdk_batch(batch))
+            .map(|all| all.into_iter().map(host_fields).collect())
+            .map_err(|e| guest_error(function, e))
+    }
+
+    fn reads(&self) -> &[u32] {
+        &self.reads
+    }
+}
+
+impl AlertCalls for Native {
+    fn alert(
+        &mut self,
+        function: &str,
+        groups: &[KeyGroup],
+        batch: &EventBatch,
+    ) -> sandbox::Result<Vec<AlertResult>> {
+        self.module
+            .alert(function, sdk_groups(groups), sdk_batch(batch))
+            .map(|all| {
+                all.into_iter()
+                    .map(|r| AlertResult {
+                        state: r.state,
+                        alerts: r
+                            .alerts
+                            .into_iter()
+                            .map(|a| sandbox::Alert {
+                                kind: a.kind,
+                                event_time: a.event_time,
+                                data: host_fields(a.data),
+                            })
+                            .collect(),
+                    })
+                    .collect()
+            })
+            .map_err(|e| guest_error(function, e))
+    }
+}

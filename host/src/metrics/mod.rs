@@ -1,0 +1,136 @@
+//! Run counters: what came in, what was rejected and what came out. Shared
+//! by the reading thread, the coordinator and the shard workers as relaxed
+//! atomics (each counter is only ever added to; readers want a recent
+//! figure for the progress line and the exact one after the threads have
+//! joined, which the join makes visible).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Names of the counters, as the summary and future exporters print them.
+pub mod names {
+    pub const ROWS_IN: &str = "rows_in";
+    pub const BYTES_IN: &str = "bytes_in";
+    pub const DATA_CONVERSION_ERRORS: &str = "data_conversion_errors";
+    pub const LATE_EVENTS_DROPPED: &str = "late_events_dropped";
+    pub const OUTPUTS: &str = "outputs";
+    pub const ALERTS: &str = "alerts";
+    pub const POISONED: &str = "poisoned";
+}
+
+/// The live counters of one run.
+#[derive(Debug, Default)]
+pub struct Counters {
+    rows_in: AtomicU64,
+    bytes_in: AtomicU64,
+    bad_rows: AtomicU64,
+    bad_rows_keyless: AtomicU64,
+    late_dropped: AtomicU64,
+    outputs: AtomicU64,
+    alerts: AtomicU64,
+    poisoned: AtomicU64,
+}
+
+impl Counters {
+    pub fn new() -> Counters {
+        Counters::default()
+    }
+
+    /// Records read (good and bad), and their bytes including terminators.
+    pub fn add_input(&self, rows: u64, bytes: u64) {
+        self.rows_in.fetch_add(rows, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Rows that did not parse; `keyless` of them had no readable key.
+    pub fn add_bad_rows(&self, rows: u64, keyless: u64) {
+        self.bad_rows.fetch_add(rows, Ordering::Relaxed);
+        self.bad_rows_keyless.fetch_add(keyless, Ordering::Relaxed);
+    }
+
+    pub fn add_late_dropped(&self, rows: u64) {
+        self.late_dropped.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Result lines written; `alerts` of them are alerts.
+    pub fn add_outputs(&self, lines: u64, alerts: u64) {
+        self.outputs.fetch_add(lines, Ordering::Relaxed);
+        self.alerts.fetch_add(alerts, Ordering::Relaxed);
+    }
+
+    /// Key groups or windows dead-lettered because a guest call failed on
+    /// them.
+    pub fn add_poisoned(&self, n: u64) {
+        self.poisoned.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A copy of the figures now.
+    pub fn snapshot(&self, elapsed: Duration) -> Summary {
+        Summary {
+            rows_in: self.rows_in.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bad_rows: self.bad_rows.load(Ordering::Relaxed),
+            bad_rows_keyless: self.bad_rows_keyless.load(Ordering::Relaxed),
+            late_dropped: self.late_dropped.load(Ordering::Relaxed),
+            outputs: self.outputs.load(Ordering::Relaxed),
+            alerts: self.alerts.load(Ordering::Relaxed),
+            poisoned: self.poisoned.load(Ordering::Relaxed),
+            elapsed,
+        }
+    }
+}
+
+/// The figures of a run (or of a run so far).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Summary {
+    pub rows_in: u64,
+    pub bytes_in: u64,
+    /// Deserialization errors (bad rows), with and without a readable key.
+    pub bad_rows: u64,
+    pub bad_rows_keyless: u64,
+    pub late_dropped: u64,
+    /// Result lines, alerts included.
+    pub outputs: u64,
+    pub alerts: u64,
+    pub poisoned: u64,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Input records per second of wall time.
+    pub fn events_per_sec(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.rows_in as f64 / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}={} {}={} {}={} (without a key: {}) {}={} {}={} {}={} {}={} \
+             in {:.2} s = {:.0} events/s",
+            names::ROWS_IN,
+            self.rows_in,
+            names::BYTES_IN,
+            self.bytes_in,
+            names::DATA_CONVERSION_ERRORS,
+            self.bad_rows,
+            self.bad_rows_keyless,
+            names::LATE_EVENTS_DROPPED,
+            self.late_dropped,
+            names::OUTPUTS,
+            self.outputs,
+            names::ALERTS,
+            self.alerts,
+            names::POISONED,
+            self.poisoned,
+            self.elapsed.as_secs_f64(),
+            self.events_per_sec(),
+        )
+    }
+}

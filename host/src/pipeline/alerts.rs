@@ -1,0 +1,205 @@
+//! The alert function of one shard: every parsed row of each key, in
+//! arrival order, with the key's state held by the host.
+//!
+//! Per batch, rows are grouped by key (first appearance order, rows in
+//! arrival order within a key) and the function is called once for all
+//! keys. New states are applied only for a successful call. A call that
+//! fails because of its input is retried in halves until the failing key
+//! group is alone; that group is dead-lettered with the error, its state is
+//! left as it was, and every other group's results are kept.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use super::{Ctx, Error, Result};
+use crate::metrics::Counters;
+use crate::parse::{Key, ParsedRow};
+use crate::sandbox::{
+    self, AlertResult, BatchBuilder, EventBatch, FieldValue, KeyGroup, SandboxError, TenantInstance,
+};
+use crate::sink::{Data, DeadLetter, OutputType, Record};
+use crate::window::WindowCalls;
+
+/// The alert call, so tests and the benchmark can use a native stand-in.
+pub trait AlertCalls {
+    fn alert(
+        &mut self,
+        function: &str,
+        groups: &[KeyGroup],
+        batch: &EventBatch,
+    ) -> sandbox::Result<Vec<AlertResult>>;
+}
+
+impl AlertCalls for TenantInstance {
+    fn alert(
+        &mut self,
+        function: &str,
+        groups: &[KeyGroup],
+        batch: &EventBatch,
+    ) -> sandbox::Result<Vec<AlertResult>> {
+        TenantInstance::alert(self, function, groups, batch)
+    }
+}
+
+/// Each key's alert state, as the guest last returned it.
+pub(super) type States = HashMap<Key, Vec<u8>>;
+
+/// Runs the alert function over one batch; appends alert lines to `out`
+/// and poison groups to `dead`. Returns the number of alert lines.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run<C: AlertCalls + WindowCalls>(
+    worker: usize,
+    ctx: &Ctx,
+    function: &str,
+    calls: &mut C,
+    states: &mut States,
+    rows: &[(ParsedRow, i64)],
+    out: &mut Vec<u8>,
+    dead: &mut Vec<u8>,
+    counters: &Counters,
+) -> Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // Group by key, keys in order of first appearance.
+    let mut index: HashMap<&Key, usize> = HashMap::new();
+    let mut groups: Vec<(&Key, Vec<&ParsedRow>)> = Vec::new();
+    for (row, _) in rows {
+        let i = *index.entry(&row.key).or_insert_with(|| {
+            groups.push((&row.key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(row);
+    }
+    let reads = calls.reads().to_vec();
+    let mut results: Vec<std::result::Result<AlertResult, String>> =
+        Vec::with_capacity(groups.len());
+    isolate(0..groups.len(), &mut results, &mut |range| {
+        let mut builder = BatchBuilder::projected(&ctx.schema, &reads);
+        let mut values: Vec<FieldValue<'_>> = Vec::with_capacity(ctx.schema.len());
+        for (key, group_rows) in &groups[range] {
+            builder
+                .begin_group(key.to_vec(), states.get(*key).cloned())
+                .map_err(|source| Error::AlertBatch {
+                    worker,
+                    function: function.to_owned(),
+                    source,
+                })?;
+            for row in group_rows {
+                values.clear();
+                values.extend(row.values.iter().map(|v| v.as_field_value()));
+                builder
+                    .push_row(row.time, &values)
+                    .map_err(|source| Error::AlertBatch {
+                        worker,
+                        function: function.to_owned(),
+                        source,
+                    })?;
+            }
+        }
+        let (key_groups, batch) = builder.finish();
+        Ok(calls.alert(function, &key_groups, &batch))
+    })
+    .map_err(|e| match e {
+        Isolate::Fatal(source) => Error::Alert {
+            worker,
+            function: function.to_owned(),
+            source,
+        },
+        Isolate::Pipeline(e) => e,
+    })?;
+
+    let mut lines = 0;
+    let mut poisoned = 0;
+    for ((key, group_rows), result) in groups.iter().zip(results) {
+        match result {
+            Ok(AlertResult { state, alerts }) => {
+                for alert in &alerts {
+                    Record {
+                        tenant: &ctx.tenant,
+                        ty: OutputType::Alert,
+                        window: None,
+                        key_names: &ctx.key_names,
+                        key: Some(key),
+                        data: Data::Alert {
+                            kind: &alert.kind,
+                            event_time: alert.event_time,
+                            fields: &alert.data,
+                        },
+                        update: 0,
+                    }
+                    .write_line(out);
+                    lines += 1;
+                }
+                states.insert((*key).clone(), state);
+            }
+            Err(error) => {
+                poisoned += 1;
+                tracing::warn!(tenant = %ctx.tenant, function, key = %key, %error, "alert call failed on this key's events; dead-lettered");
+                ctx.dead_letter(
+                    DeadLetter::Poison {
+                        function: Some(function),
+                        window: None,
+                        bounds: None,
+                        key,
+                        rows: group_rows,
+                        error: &error,
+                    },
+                    dead,
+                );
+            }
+        }
+    }
+    counters.add_poisoned(poisoned);
+    Ok(lines)
+}
+
+enum Isolate {
+    /// A failure no smaller call can fix (engine, I/O).
+    Fatal(SandboxError),
+    /// Building the call failed.
+    Pipeline(Error),
+}
+
+/// Calls `call` on `range` at once; on a failure caused by the input,
+/// retries in halves until the failing group is alone (O(log n) extra
+/// calls per poison group). One result per item, in order.
+fn isolate<T>(
+    range: Range<usize>,
+    out: &mut Vec<std::result::Result<T, String>>,
+    call: &mut dyn FnMut(Range<usize>) -> Result<sandbox::Result<Vec<T>>>,
+) -> std::result::Result<(), Isolate> {
+    if range.is_empty() {
+        return Ok(());
+    }
+    let error = match call(range.clone()).map_err(Isolate::Pipeline)? {
+        Ok(results) if results.len() == range.len() => {
+            out.extend(results.into_iter().map(Ok));
+            return Ok(());
+        }
+        Ok(results) => format!(
+            "returned {} results for {} key groups",
+            results.len(),
+            range.len()
+        ),
+        Err(e) if e.is_caused_by_input() => e.to_string(),
+        Err(e) => return Err(Isolate::Fatal(e)),
+    };
+    if range.len() == 1 {
+        out.push(Err(error));
+        return Ok(());
+    }
+    let mid = range.start + range.len() / 2;
+    isolate(range.start..mid, out, call)?;
+    isolate(mid..range.end, out, call)
+}
+
+/// [`isolate`] over `0..n`, for the unit tests.
+#[cfg(test)]
+pub(super) fn isolate_for_tests<T>(
+    n: usize,
+    out: &mut Vec<std::result::Result<T, String>>,
+    call: &mut dyn FnMut(Range<usize>) -> Result<sandbox::Result<Vec<T>>>,
+) -> bool {
+    isolate(0..n, out, call).is_ok()
+}

@@ -1,0 +1,866 @@
+//! The embedded pipeline: one tenant's input, read, parsed, keyed and
+//! spread over shard workers, each running the tenant's windows and alert
+//! function, with results and dead letters written as JSON lines.
+//!
+//! ```text
+//! reader ──rows──▶ coordinator ──batches──▶ worker 0 (shard 0: alerts, windows) ─┐
+//! (read + parse)   (watermark,    (every     worker 1 (shard 1: …)              ├─▶ sinks
+//!                   keyless        worker,   …                                  ─┘
+//!                   errors)        each batch)
+//! ```
+//!
+//! - **Reader thread** reads lines and parses them; it hands over what it
+//!   has whenever the input has nothing more buffered, so a quiet stdin
+//!   does not hold rows back.
+//! - **Coordinator** (the calling thread) owns the input's watermark: max
+//!   event time seen in arrival order − `max_out_of_orderness`, never going
+//!   back. Every row carries the watermark in effect before it; every batch
+//!   ends with the watermark after it and goes to *every* worker, also
+//!   those that got no rows, so windows fire at the same points whatever
+//!   the number of workers. With `idle_timeout` set, a quiet input's
+//!   watermark is advanced by the wall time since its last record, so
+//!   windows still fire. It also writes the bad rows to the dead-letter
+//!   sink and counts those without a readable key (tenant level).
+//! - **Workers**: key → `Key::shard(workers)`; each worker owns one shard
+//!   and one `TenantInstance`, so per-key order holds and guest calls are
+//!   batched across the keys of a shard.
+//!
+//! Decisions (see also `README.md`, "sluice run"):
+//! - The alert function sees *every* parsed row of its key in arrival
+//!   order, including rows later than the allowed lateness: it is not
+//!   windowed, and an alarm is worth raising late.
+//! - Only parsed rows advance the watermark: a bad row's time may be as
+//!   broken as the rest of it.
+//! - A bad row with a readable key but no readable time is counted at the
+//!   latest event time seen so far (it arrived "now"); before any event
+//!   time has been seen it is counted at tenant level.
+//! - The tenant-level `Global Metric` (`"key": {}`) is emitted for each
+//!   global window when the watermark passes a multiple `B` of its
+//!   `emit_every` (`start` = the start of that period, `end` = `B`) and at
+//!   the end of input (`end` = the next multiple above the latest event
+//!   time), whenever its count — all keyless bad rows read so far, in
+//!   arrival order — has grown since the last one.
+
+mod alerts;
+#[cfg(test)]
+mod tests;
+
+use std::io::{BufRead, BufReader, Read};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::manifest::{Manifest, WindowKind};
+use crate::metrics::{Counters, Summary};
+use crate::parse::{self, BadRow, ParsedRow, RowParser};
+use crate::sandbox::{self, DataField, SandboxError, TenantModule, Value};
+use crate::sink::{
+    self, Data, DeadLetter, DeadLetterRecord, LineSink, OutputType, Record, WindowRef,
+};
+use crate::window::{self, Emitted, OutputKind, PoisonedInput, ShardWindows, WindowCalls};
+
+pub use alerts::AlertCalls;
+
+/// Result of pipeline operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Rows per batch sent to the workers: large enough that a guest call's
+/// fixed cost (≈ µs) vanishes, small enough to keep latency and memory low.
+pub const DEFAULT_BATCH_ROWS: usize = 4096;
+
+/// Errors that stop a run. A bad row, a late row or a guest call failing on
+/// its input never stop a run; these do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot build the row parser: {0}")]
+    Parser(#[from] parse::Error),
+    #[error("reading the input {source_name}: {source}")]
+    Input {
+        source_name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("worker {worker}: cannot instantiate the tenant module: {source}")]
+    Instantiate {
+        worker: usize,
+        #[source]
+        source: SandboxError,
+    },
+    #[error("worker {worker}: {source}")]
+    Window {
+        worker: usize,
+        #[source]
+        source: window::Error,
+    },
+    #[error("worker {worker}: alert function `{function}`: {source}")]
+    Alert {
+        worker: usize,
+        function: String,
+        #[source]
+        source: SandboxError,
+    },
+    #[error(
+        "worker {worker}: alert function `{function}`: a row does not fit the schema: {source}"
+    )]
+    AlertBatch {
+        worker: usize,
+        function: String,
+        #[source]
+        source: sandbox::BatchError,
+    },
+    #[error(transparent)]
+    Sink(#[from] sink::Error),
+    #[error("the {0} thread panicked")]
+    Panicked(String),
+    /// A worker hung up; its own error (reported instead) says why.
+    #[error("a shard worker stopped early")]
+    WorkerGone,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Shard workers (and shards); at least 1.
+    pub workers: usize,
+    /// Rows per batch handed to the workers.
+    pub batch_rows: usize,
+    /// Show a progress line on stderr.
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            workers: thread::available_parallelism().map_or(1, usize::from),
+            batch_rows: DEFAULT_BATCH_ROWS,
+            progress: false,
+        }
+    }
+}
+
+/// Where results and dead letters go.
+#[derive(Debug, Clone)]
+pub struct Sinks {
+    pub output: LineSink,
+    pub dead_letter: LineSink,
+}
+
+/// The figures of a finished run, beyond the counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Report {
+    pub summary: Summary,
+    /// Largest number of panes all shards held together after a batch.
+    pub peak_open_panes: usize,
+}
+
+/// What one shard needs from the tenant: window calls and alert calls.
+/// `TenantInstance` implements both; the benchmark has a native one.
+pub trait ShardCalls: WindowCalls + AlertCalls + Send {}
+
+impl<T: WindowCalls + AlertCalls + Send> ShardCalls for T {}
+
+/// Runs `manifest`'s tenant over `input` with the sandboxed `module` (one
+/// instance per worker).
+pub fn run(
+    manifest: &Manifest,
+    module: &TenantModule,
+    input: Box<dyn Read + Send>,
+    source_name: &str,
+    sinks: &Sinks,
+    options: &Options,
+) -> Result<Report> {
+    let params = manifest.params_list();
+    let schema = manifest.schema();
+    let limits = manifest.limits.clone();
+    run_with(manifest, input, source_name, sinks, options, |worker| {
+        module
+            .instantiate(params.clone(), schema.clone(), limits.clone())
+            .map_err(|source| Error::Instantiate { worker, source })
+    })
+}
+
+/// Runs `manifest`'s tenant over `input`; `calls(worker)` makes the tenant
+/// calls of each worker (a sandbox instance, or a native stand-in).
+pub fn run_with<C, F>(
+    manifest: &Manifest,
+    input: Box<dyn Read + Send>,
+    source_name: &str,
+    sinks: &Sinks,
+    options: &Options,
+    calls: F,
+) -> Result<Report>
+where
+    C: ShardCalls,
+    F: Fn(usize) -> Result<C>,
+{
+    let started = Instant::now();
+    let counters = Arc::new(Counters::new());
+    let workers = options.workers.max(1);
+    let batch_rows = options.batch_rows.max(1);
+    let parser = RowParser::new(&manifest.input)?;
+    let ctx = Arc::new(Ctx::new(manifest));
+
+    // Instantiate up front, on this thread: a module that fails `init`
+    // fails the run before any input is read.
+    // Window specs the engine cannot run fail here too.
+    let mut shard_calls = Vec::with_capacity(workers);
+    for worker in 0..workers {
+        let windows = ShardWindows::new(
+            &manifest.windows,
+            manifest.input.allowed_lateness,
+            ctx.schema.clone(),
+        )
+        .map_err(|source| Error::Window { worker, source })?;
+        shard_calls.push((calls(worker)?, windows));
+    }
+
+    let progress = if options.progress {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    thread::scope(|scope| -> Result<Report> {
+        let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(4);
+        // Not scoped: a reader blocked on a live stdin cannot be stopped,
+        // so after a failure it is left behind (detached) instead of
+        // joined; it ends with the process.
+        let reader = {
+            let counters = Arc::clone(&counters);
+            let source_name = source_name.to_owned();
+            thread::Builder::new()
+                .name("sluice-reader".into())
+                .spawn(move || {
+                    read_input(
+                        input,
+                        parser,
+                        &source_name,
+                        batch_rows,
+                        &counters,
+                        &chunk_tx,
+                    )
+                })
+                .map_err(|e| Error::Panicked(format!("reader (spawn: {e})")))?
+        };
+
+        let mut senders = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        let panes = Arc::new(
+            (0..workers)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect::<Vec<_>>(),
+        );
+        for (worker, (calls, windows)) in shard_calls.into_iter().enumerate() {
+            let (tx, rx) = mpsc::sync_channel::<Work>(4);
+            senders.push(tx);
+            let ctx = Arc::clone(&ctx);
+            let counters = Arc::clone(&counters);
+            let sinks = sinks.clone();
+            let panes = Arc::clone(&panes);
+            let handle = thread::Builder::new()
+                .name(format!("sluice-shard-{worker}"))
+                .spawn_scoped(scope, move || -> Result<usize> {
+                    let mut shard = Shard {
+                        worker,
+                        ctx: &ctx,
+                        calls,
+                        windows,
+                        alert_states: alerts::States::default(),
+                        counters: &counters,
+                        sinks: &sinks,
+                        peak_panes: 0,
+                    };
+                    shard.run(&rx, &panes[worker])
+                })
+                .map_err(|e| Error::Panicked(format!("worker {worker} (spawn: {e})")))?;
+            handles.push(handle);
+        }
+
+        let mut coordinator = Coordinator::new(&ctx, workers, senders, sinks, &counters);
+        let outcome = coordinator.run(&chunk_rx, &progress, &counters, started, &panes);
+        // Whatever happened, close the channels so every thread ends.
+        drop(coordinator);
+        drop(chunk_rx);
+        let mut peak_panes = 0;
+        // A worker's or the reader's own error explains `WorkerGone`.
+        let (mut first_error, gone) = match outcome {
+            Err(Error::WorkerGone) => (None, Some(Error::WorkerGone)),
+            other => (other.err(), None),
+        };
+        for (worker, handle) in handles.into_iter().enumerate() {
+            match handle.join() {
+                Ok(Ok(peak)) => peak_panes += peak,
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(Error::Panicked(format!("worker {worker}")));
+                }
+            }
+        }
+        // Without a failure the reader has finished (it closed the
+        // channel); with one, it may be blocked on input: leave it.
+        if first_error.is_none() && gone.is_none() {
+            match reader.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => first_error = Some(e),
+                Err(_) => first_error = Some(Error::Panicked("reader".into())),
+            }
+        }
+        progress.finish_and_clear();
+        if let Some(e) = first_error.or(gone) {
+            return Err(e);
+        }
+        sinks.output.flush()?;
+        sinks.dead_letter.flush()?;
+        Ok(Report {
+            summary: counters.snapshot(started.elapsed()),
+            peak_open_panes: peak_panes,
+        })
+    })
+}
+
+/// What the threads share about the tenant.
+struct Ctx {
+    tenant: String,
+    key_names: Vec<String>,
+    columns: Vec<String>,
+    schema: Vec<sandbox::FieldDef>,
+    alert_function: Option<String>,
+    max_out_of_orderness: i64,
+    idle_timeout: Option<Duration>,
+    /// Global windows: (name, emit_every ms), for the tenant-level metric.
+    globals: Vec<(String, i64)>,
+}
+
+impl Ctx {
+    fn new(manifest: &Manifest) -> Ctx {
+        Ctx {
+            tenant: manifest.tenant.clone(),
+            key_names: manifest.input.key.clone(),
+            columns: manifest
+                .input
+                .columns
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
+            schema: manifest.schema(),
+            alert_function: manifest.alerts.as_ref().map(|a| a.function.clone()),
+            max_out_of_orderness: millis(manifest.input.max_out_of_orderness),
+            idle_timeout: manifest.input.idle_timeout,
+            globals: manifest
+                .windows
+                .iter()
+                .filter_map(|w| match w.kind {
+                    WindowKind::Global { emit_every } => {
+                        Some((w.name.clone(), millis(emit_every).max(1)))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    fn dead_letter(&self, letter: DeadLetter<'_>, out: &mut Vec<u8>) {
+        DeadLetterRecord {
+            tenant: &self.tenant,
+            key_names: &self.key_names,
+            columns: &self.columns,
+            letter,
+        }
+        .write_line(out);
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Parsed records handed from the reader to the coordinator.
+struct Chunk {
+    rows: Vec<std::result::Result<ParsedRow, BadRow>>,
+}
+
+/// Reads and parses the input; sends a chunk when it holds `batch_rows`
+/// rows or when the input has nothing more buffered (so a quiet stream's
+/// rows are not held back waiting for more).
+fn read_input(
+    input: Box<dyn Read + Send>,
+    mut parser: RowParser,
+    source_name: &str,
+    batch_rows: usize,
+    counters: &Counters,
+    tx: &SyncSender<Chunk>,
+) -> Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 16, input);
+    let mut line = Vec::with_capacity(256);
+    let mut line_no: u64 = 0;
+    let mut offset: u64 = 0;
+    let mut rows = Vec::with_capacity(batch_rows);
+    let mut bytes: u64 = 0;
+    let mut skip_header = parser.skips_header();
+    let io_error = |source| Error::Input {
+        source_name: source_name.to_owned(),
+        source,
+    };
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(io_error)?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let at = offset;
+        offset += n as u64;
+        if skip_header {
+            skip_header = false;
+            continue;
+        }
+        bytes += n as u64;
+        rows.push(parser.parse_record(&line, source_name, line_no, at));
+        if rows.len() >= batch_rows || reader.buffer().is_empty() {
+            counters.add_input(rows.len() as u64, bytes);
+            bytes = 0;
+            let chunk = Chunk {
+                rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
+            };
+            if tx.send(chunk).is_err() {
+                // The coordinator stopped (an error there is reported).
+                return Ok(());
+            }
+        }
+    }
+    if !rows.is_empty() {
+        counters.add_input(rows.len() as u64, bytes);
+        // A closed channel means the coordinator stopped; it reports why.
+        let _ = tx.send(Chunk { rows });
+    }
+    Ok(())
+}
+
+/// A batch for one worker: its shard's rows and bad rows (each with the
+/// watermark before it) and the watermark after the batch; or the end.
+enum Work {
+    Batch {
+        rows: Vec<(ParsedRow, i64)>,
+        bad: Vec<(BadRow, i64)>,
+        wm_after: i64,
+    },
+    /// End of a bounded input: flush every window.
+    Flush,
+}
+
+/// The tenant-level (keyless) error count of one global window.
+struct KeylessMetric {
+    name: String,
+    every: i64,
+    /// Next multiple of `every` the watermark has to pass.
+    next: Option<i64>,
+    /// Count at the last emission.
+    emitted: u64,
+}
+
+struct Coordinator<'a> {
+    ctx: &'a Ctx,
+    workers: usize,
+    senders: Vec<SyncSender<Work>>,
+    sinks: &'a Sinks,
+    counters: &'a Counters,
+    /// The input's watermark (`i64::MIN` before any row).
+    wm: i64,
+    max_time: Option<i64>,
+    /// When the last record arrived, and the watermark then (idle advance).
+    last_record: Instant,
+    wm_at_last_record: i64,
+    keyless: u64,
+    keyless_metrics: Vec<KeylessMetric>,
+    dead: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl<'a> Coordinator<'a> {
+    fn new(
+        ctx: &'a Ctx,
+        workers: usize,
+        senders: Vec<SyncSender<Work>>,
+        sinks: &'a Sinks,
+        counters: &'a Counters,
+    ) -> Coordinator<'a> {
+        Coordinator {
+            ctx,
+            workers,
+            senders,
+            sinks,
+            counters,
+            wm: i64::MIN,
+            max_time: None,
+            last_record: Instant::now(),
+            wm_at_last_record: i64::MIN,
+            keyless: 0,
+            keyless_metrics: ctx
+                .globals
+                .iter()
+                .map(|(name, every)| KeylessMetric {
+                    name: name.clone(),
+                    every: *every,
+                    next: None,
+                    emitted: 0,
+                })
+                .collect(),
+            dead: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    fn run(
+        &mut self,
+        rx: &Receiver<Chunk>,
+        progress: &indicatif::ProgressBar,
+        counters: &Counters,
+        started: Instant,
+        panes: &[std::sync::atomic::AtomicUsize],
+    ) -> Result<()> {
+        // How often a quiet input is looked at: often enough that windows
+        // fire within about a tenth of the timeout of becoming due.
+        let tick = self
+            .ctx
+            .idle_timeout
+            .map(|t| (t / 10).clamp(Duration::from_millis(5), Duration::from_secs(1)));
+        let mut last_progress = Instant::now();
+        loop {
+            let chunk = match tick {
+                None => rx.recv().ok(),
+                Some(tick) => match rx.recv_timeout(tick) {
+                    Ok(chunk) => Some(chunk),
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.idle()?;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            let Some(chunk) = chunk else { break };
+            self.chunk(chunk)?;
+            if last_progress.elapsed() >= Duration::from_millis(250) {
+                last_progress = Instant::now();
+                let s = counters.snapshot(started.elapsed());
+                let open: usize = panes
+                    .iter()
+                    .map(|p| p.load(std::sync::atomic::Ordering::Relaxed))
+                    .sum();
+                progress.set_message(format!(
+                    "{} rows, {} MB, {} bad, {} late, {} outputs, {:.0} events/s, {open} panes",
+                    s.rows_in,
+                    s.bytes_in / 1_000_000,
+                    s.bad_rows,
+                    s.late_dropped,
+                    s.outputs,
+                    s.events_per_sec()
+                ));
+            }
+        }
+        for tx in &self.senders {
+            // A worker that hung up has failed; its join reports why.
+            let _ = tx.send(Work::Flush);
+        }
+        self.keyless_at_end();
+        self.write()
+    }
+
+    /// Routes one chunk of parsed records, in batches of rows.
+    fn chunk(&mut self, chunk: Chunk) -> Result<()> {
+        self.last_record = Instant::now();
+        let mut rows: Vec<Vec<(ParsedRow, i64)>> = (0..self.workers).map(|_| Vec::new()).collect();
+        let mut bad: Vec<Vec<(BadRow, i64)>> = (0..self.workers).map(|_| Vec::new()).collect();
+        let (mut n_bad, mut n_keyless) = (0u64, 0u64);
+        let shards = u32::try_from(self.workers).unwrap_or(u32::MAX);
+        for item in chunk.rows {
+            match item {
+                Ok(row) => {
+                    let before = self.wm;
+                    self.max_time = Some(self.max_time.map_or(row.time, |m| m.max(row.time)));
+                    self.wm = self
+                        .wm
+                        .max(row.time.saturating_sub(self.ctx.max_out_of_orderness));
+                    let shard = row.key.shard(shards) as usize;
+                    rows[shard].push((row, before));
+                }
+                Err(mut b) => {
+                    n_bad += 1;
+                    self.ctx.dead_letter(DeadLetter::BadRow(&b), &mut self.dead);
+                    if b.time.is_none() {
+                        b.time = self.max_time;
+                    }
+                    match (&b.key, b.time) {
+                        (Some(key), Some(_)) => {
+                            let shard = key.shard(shards) as usize;
+                            bad[shard].push((b, self.wm));
+                        }
+                        _ => {
+                            n_keyless += 1;
+                            self.keyless += 1;
+                        }
+                    }
+                }
+            }
+            // The keyless metric is emitted as the watermark passes each
+            // period boundary, counting what arrived before.
+            self.keyless_passed();
+        }
+        self.wm_at_last_record = self.wm;
+        self.counters.add_bad_rows(n_bad, n_keyless);
+        self.send(rows, bad)?;
+        self.write()
+    }
+
+    fn send(
+        &mut self,
+        rows: Vec<Vec<(ParsedRow, i64)>>,
+        bad: Vec<Vec<(BadRow, i64)>>,
+    ) -> Result<()> {
+        for ((tx, rows), bad) in self.senders.iter().zip(rows).zip(bad) {
+            let work = Work::Batch {
+                rows,
+                bad,
+                wm_after: self.wm,
+            };
+            if tx.send(work).is_err() {
+                // The worker failed; stop reading. Its join says why.
+                return Err(Error::Panicked(
+                    "a worker stopped early; see its error".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The input is quiet: when it has been so for `idle_timeout`, advance
+    /// the watermark by the wall time since the last record.
+    fn idle(&mut self) -> Result<()> {
+        let Some(timeout) = self.ctx.idle_timeout else {
+            return Ok(());
+        };
+        let quiet = self.last_record.elapsed();
+        if quiet < timeout || self.wm_at_last_record == i64::MIN {
+            return Ok(());
+        }
+        let advanced = self
+            .wm_at_last_record
+            .saturating_add(i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX));
+        if advanced <= self.wm {
+            return Ok(());
+        }
+        tracing::debug!(
+            watermark = advanced,
+            quiet_ms = quiet.as_millis() as u64,
+            "idle input: watermark advanced"
+        );
+        self.wm = advanced;
+        self.keyless_passed();
+        let rows = (0..self.workers).map(|_| Vec::new()).collect();
+        let bad = (0..self.workers).map(|_| Vec::new()).collect();
+        self.send(rows, bad)?;
+        self.write()
+    }
+
+    /// Emits the keyless metric of each global window whose next boundary
+    /// the watermark has passed.
+    fn keyless_passed(&mut self) {
+        if self.wm == i64::MIN {
+            return;
+        }
+        for i in 0..self.keyless_metrics.len() {
+            let m = &mut self.keyless_metrics[i];
+            let next = *m
+                .next
+                .get_or_insert_with(|| next_multiple_above(self.wm, m.every));
+            if self.wm < next {
+                continue;
+            }
+            // Every boundary passed at once counts the same rows: one line.
+            let boundary = self.wm.div_euclid(m.every) * m.every;
+            m.next = Some(boundary.saturating_add(m.every));
+            if self.keyless > m.emitted {
+                m.emitted = self.keyless;
+                let (name, start) = (m.name.clone(), boundary - m.every);
+                self.keyless_line(&name, start, boundary);
+            }
+        }
+    }
+
+    fn keyless_at_end(&mut self) {
+        let end_time = self.max_time.unwrap_or(0);
+        for i in 0..self.keyless_metrics.len() {
+            let m = &mut self.keyless_metrics[i];
+            if self.keyless > m.emitted {
+                m.emitted = self.keyless;
+                let end = next_multiple_above(end_time, m.every);
+                let (name, start) = (m.name.clone(), end - m.every);
+                self.keyless_line(&name, start, end);
+            }
+        }
+    }
+
+    fn keyless_line(&mut self, window: &str, start: i64, end: i64) {
+        let data = [DataField {
+            name: window::DATA_CONVERSION_ERRORS.to_owned(),
+            value: Value::Int(i64::try_from(self.keyless).unwrap_or(i64::MAX)),
+        }];
+        Record {
+            tenant: &self.ctx.tenant,
+            ty: OutputType::GlobalMetric,
+            window: Some(WindowRef {
+                name: window,
+                start,
+                end,
+            }),
+            key_names: &self.ctx.key_names,
+            key: None,
+            data: Data::Fields(&data),
+            update: 0,
+        }
+        .write_line(&mut self.out);
+        self.counters.add_outputs(1, 0);
+    }
+
+    fn write(&mut self) -> Result<()> {
+        self.sinks.output.write_chunk(&self.out)?;
+        self.sinks.dead_letter.write_chunk(&self.dead)?;
+        self.out.clear();
+        self.dead.clear();
+        Ok(())
+    }
+}
+
+/// The smallest multiple of `every` strictly above `t`.
+fn next_multiple_above(t: i64, every: i64) -> i64 {
+    (t.div_euclid(every) + 1).saturating_mul(every)
+}
+
+/// One worker: one shard's windows, alert states and tenant calls.
+struct Shard<'a, C> {
+    worker: usize,
+    ctx: &'a Ctx,
+    calls: C,
+    windows: ShardWindows,
+    alert_states: alerts::States,
+    counters: &'a Counters,
+    sinks: &'a Sinks,
+    peak_panes: usize,
+}
+
+impl<C: ShardCalls> Shard<'_, C> {
+    /// Processes batches until the end of input; returns the peak of open
+    /// panes.
+    fn run(
+        &mut self,
+        rx: &Receiver<Work>,
+        panes: &std::sync::atomic::AtomicUsize,
+    ) -> Result<usize> {
+        let mut out = Vec::new();
+        let mut dead = Vec::new();
+        while let Ok(work) = rx.recv() {
+            let mut emitted = Emitted::default();
+            let mut alert_lines = 0;
+            match work {
+                Work::Batch {
+                    rows,
+                    bad,
+                    wm_after,
+                } => {
+                    if let Some(function) = &self.ctx.alert_function {
+                        alert_lines = alerts::run(
+                            self.worker,
+                            self.ctx,
+                            function,
+                            &mut self.calls,
+                            &mut self.alert_states,
+                            &rows,
+                            &mut out,
+                            &mut dead,
+                            self.counters,
+                        )?;
+                    }
+                    self.windows
+                        .push(&rows, &bad, wm_after, &mut self.calls, &mut emitted)
+                        .map_err(|source| Error::Window {
+                            worker: self.worker,
+                            source,
+                        })?;
+                }
+                Work::Flush => {
+                    self.windows
+                        .flush(&mut self.calls, &mut emitted)
+                        .map_err(|source| Error::Window {
+                            worker: self.worker,
+                            source,
+                        })?;
+                }
+            }
+            self.render(&emitted, &mut out, &mut dead);
+            self.counters
+                .add_outputs(emitted.outputs.len() as u64 + alert_lines, alert_lines);
+            self.counters.add_late_dropped(emitted.late.len() as u64);
+            self.counters.add_poisoned(emitted.poisoned.len() as u64);
+            let open = self.windows.open_panes();
+            self.peak_panes = self.peak_panes.max(open);
+            panes.store(open, std::sync::atomic::Ordering::Relaxed);
+            self.sinks.output.write_chunk(&out)?;
+            self.sinks.dead_letter.write_chunk(&dead)?;
+            out.clear();
+            dead.clear();
+        }
+        Ok(self.peak_panes)
+    }
+
+    fn render(&self, emitted: &Emitted, out: &mut Vec<u8>, dead: &mut Vec<u8>) {
+        for o in &emitted.outputs {
+            Record {
+                tenant: &self.ctx.tenant,
+                ty: match o.kind {
+                    OutputKind::WindowedAnalytic => OutputType::WindowedAnalytic,
+                    OutputKind::GlobalAnalytic => OutputType::GlobalAnalytic,
+                    OutputKind::WindowedMetric => OutputType::WindowedMetric,
+                    OutputKind::GlobalMetric => OutputType::GlobalMetric,
+                },
+                window: Some(WindowRef {
+                    name: &o.window,
+                    start: o.start,
+                    end: o.end,
+                }),
+                key_names: &self.ctx.key_names,
+                key: Some(&o.key),
+                data: Data::Fields(&o.data),
+                update: o.update,
+            }
+            .write_line(out);
+        }
+        for row in &emitted.late {
+            self.ctx.dead_letter(DeadLetter::Late { row }, dead);
+        }
+        for p in &emitted.poisoned {
+            let (rows, bounds): (Vec<&ParsedRow>, _) = match &p.input {
+                PoisonedInput::Rows(rows) => (rows.iter().collect(), None),
+                PoisonedInput::Window { start, end } => (Vec::new(), Some((*start, *end))),
+            };
+            self.ctx.dead_letter(
+                DeadLetter::Poison {
+                    function: None,
+                    window: Some(&p.window),
+                    bounds,
+                    key: &p.key,
+                    rows: &rows,
+                    error: &p.error,
+                },
+                dead,
+            );
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! Sinks: where results and dead letters go. The embedded mode writes JSON
+//! lines — one result object per line to the output, one dead letter per
+//! line to the dead-letter sink.
+//!
+//! Lines are rendered here, by the shard workers, into plain strings, and
+//! only the finished text crosses to the writer: serialising is per-shard
+//! work that spreads over the cores, writing is one `write_all` per batch.
+//!
+//! The result shape is fixed by the product (`{"tenant", "type", "window",
+//! "key", "data"}`): keys in the manifest's key order with string values,
+//! counts as JSON integers and measurements as floats that always carry a
+//! decimal point or an exponent (`241.0`, never `241`), so a consumer can
+//! tell a count from a measurement without a schema. Non-finite floats
+//! become `null` (JSON has no NaN).
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use crate::parse::{BadRow, Key, OwnedValue, ParsedRow};
+use crate::sandbox::{DataField, Value};
+
+/// Result of sink operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of writing to a sink.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The underlying writer failed (disk full, closed pipe).
+    #[error("writing to the {sink} sink: {source}")]
+    Write {
+        sink: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A writer's lock was poisoned by a panicking thread.
+    #[error("the {0} sink is unusable: a thread panicked while writing to it")]
+    Poisoned(&'static str),
+}
+
+/// The five result types of the product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputType {
+    WindowedAnalytic,
+    GlobalAnalytic,
+    WindowedMetric,
+    GlobalMetric,
+    Alert,
+}
+
+impl OutputType {
+    /// The `"type"` value of the JSON line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputType::WindowedAnalytic => "Windowed Analytic",
+            OutputType::GlobalAnalytic => "Global Analytic",
+            OutputType::WindowedMetric => "Windowed Metric",
+            OutputType::GlobalMetric => "Global Metric",
+            OutputType::Alert => "Alert",
+        }
+    }
+}
+
+/// The `"window"` object: which window, and its bounds (ms since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowRef<'a> {
+    pub name: &'a str,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// What goes under `"data"`.
+#[derive(Debug, Clone, Copy)]
+pub enum Data<'a> {
+    /// Result fields of a window, in the order the function returned them.
+    Fields(&'a [DataField]),
+    /// An alert: `{"kind", "event_time", ...fields}`.
+    Alert {
+        kind: &'a str,
+        event_time: i64,
+        fields: &'a [DataField],
+    },
+}
+
+/// One result line, borrowed from wherever the result lives.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub tenant: &'a str,
+    pub ty: OutputType,
+    pub window: Option<WindowRef<'a>>,
+    /// The manifest's key column names, in key order.
+    pub key_names: &'a [String],
+    /// `None` for tenant-level results (`"key": {}`).
+    pub key: Option<&'a Key>,
+    pub data: Data<'a>,
+    /// 0 for the first emission; N ≥ 1 for the N-th late update of a window.
+    pub update: u32,
+}
+
+impl Record<'_> {
+    /// Appends the record as one JSON line (with its `\n`) to `out`.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        // Serialising into a Vec cannot fail: every value here is a string,
+        // integer, float or map with string keys.
+        if serde_json::to_writer(&mut *out, self).is_ok() {
+            out.push(b'\n');
+        }
+    }
+
+    /// The record as a JSON line without the terminator (for tests and
+    /// logs).
+    pub fn to_line(&self) -> String {
+        let mut out = Vec::new();
+        self.write_line(&mut out);
+        out.pop();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Serialize for Record<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("tenant", self.tenant)?;
+        map.serialize_entry("type", self.ty.as_str())?;
+        if let Some(w) = &self.window {
+            map.serialize_entry("window", &WindowJson(w))?;
+        }
+        map.serialize_entry(
+            "key",
+            &KeyJson {
+                names: self.key_names,
+                key: self.key,
+            },
+        )?;
+        map.serialize_entry("data", &DataJson(&self.data))?;
+        if self.update > 0 {
+            map.serialize_entry("update", &self.update)?;
+        }
+        map.end()
+    }
+}
+
+struct WindowJson<'a>(&'a WindowRef<'a>);
+
+impl Serialize for WindowJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("name", self.0.name)?;
+        map.serialize_entry("start", &self.0.start)?;
+        map.serialize_entry("end", &self.0.end)?;
+        map.end()
+    }
+}
+
+/// A key as `{"column": "value", ...}` in key order; `{}` for none.
+struct KeyJson<'a> {
+    names: &'a [String],
+    key: Option<&'a Key>,
+}
+
+impl Serialize for KeyJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(key) = self.key {
+            for (i, part) in key.parts().enumerate() {
+                // A key always has as many parts as the manifest has key
+                // columns; a positional name keeps any mismatch visible.
+                match self.names.get(i) {
+                    Some(name) => map.serialize_entry(name.as_str(), part)?,
+                    None => map.serialize_entry(&format!("key{i}"), part)?,
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+struct DataJson<'a>(&'a Data<'a>);
+
+impl Serialize for DataJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        let fields = match self.0 {
+            Data::Fields(fields) => fields,
+            Data::Alert {
+                kind,
+                event_time,
+                fields,
+            } => {
+                map.serialize_entry("kind", kind)?;
+                map.serialize_entry("event_time", event_time)?;
+                fields
+            }
+        };
+        for field in *fields {
+            map.serialize_entry(&field.name, &ValueJson(&field.value))?;
+        }
+        map.end()
+    }
+}
+
+/// A result value. serde_json writes an `f64` with the shortest text that
+/// reads back the same and always keeps a `.0` or exponent on integral
+/// values (`241.0`), and writes non-finite values as `null`; the sink tests
+/// pin both.
+struct ValueJson<'a>(&'a Value);
+
+impl Serialize for ValueJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Int(i) => serializer.serialize_i64(*i),
+            Value::Float(f) => serializer.serialize_f64(*f),
+            Value::Text(t) => serializer.serialize_str(t),
+            Value::Boolean(b) => serializer.serialize_bool(*b),
+        }
+    }
+}
+
+/// Why a record went to the dead-letter sink.
+#[derive(Debug, Clone, Copy)]
+pub enum DeadLetter<'a> {
+    /// A row that did not parse (a deserialization error).
+    BadRow(&'a BadRow),
+    /// A row that arrived after its windows were closed for good (event
+    /// time older than the watermark minus the allowed lateness).
+    Late { row: &'a ParsedRow },
+    /// Events (or a window) of one key whose guest call failed even when
+    /// called alone, with the error: an alert function's key group, a
+    /// window's key group (`rows`), or a fired window (`bounds`).
+    Poison {
+        /// The alert function, when it was an alert call.
+        function: Option<&'a str>,
+        /// The window, when it was a window call.
+        window: Option<&'a str>,
+        bounds: Option<(i64, i64)>,
+        key: &'a Key,
+        rows: &'a [&'a ParsedRow],
+        error: &'a str,
+    },
+}
+
+/// A dead letter with the context that names it.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetterRecord<'a> {
+    pub tenant: &'a str,
+    pub key_names: &'a [String],
+    /// Column names, to render a late row's values.
+    pub columns: &'a [String],
+    pub letter: DeadLetter<'a>,
+}
+
+impl DeadLetterRecord<'_> {
+    /// Appends the dead letter as one JSON line (with its `\n`) to `out`.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        if serde_json::to_writer(&mut *out, self).is_ok() {
+            out.push(b'\n');
+        }
+    }
+}
+
+impl Serialize for DeadLetterRecord<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("tenant", self.tenant)?;
+        match self.letter {
+            DeadLetter::BadRow(bad) => {
+                map.serialize_entry("kind", "bad-row")?;
+                map.serialize_entry("raw", &bad.raw)?;
+                map.serialize_entry("reason", &bad.reason)?;
+                map.serialize_entry(
+                    "position",
+                    &PositionJson {
+                        source: &bad.position.source,
+                        line: bad.position.line,
+                        offset: bad.position.offset,
+                    },
+                )?;
+                let key = KeyJson {
+                    names: self.key_names,
+                    key: bad.key.as_ref(),
+                };
+                if bad.key.is_some() {
+                    map.serialize_entry("key", &key)?;
+                }
+                if let Some(time) = bad.time {
+                    map.serialize_entry("event_time", &time)?;
+                }
+            }
+            DeadLetter::Late { row } => {
+                map.serialize_entry("kind", "late")?;
+                map.serialize_entry(
+                    "reason",
+                    "event time is older than the watermark minus the allowed lateness",
+                )?;
+                map.serialize_entry(
+                    "key",
+                    &KeyJson {
+                        names: self.key_names,
+                        key: Some(&row.key),
+                    },
+                )?;
+                map.serialize_entry("event_time", &row.time)?;
+                map.serialize_entry(
+                    "row",
+                    &RowJson {
+                        columns: self.columns,
+                        values: &row.values,
+                    },
+                )?;
+            }
+            DeadLetter::Poison {
+                function,
+                window,
+                bounds,
+                key,
+                rows,
+                error,
+            } => {
+                map.serialize_entry("kind", "poison")?;
+                map.serialize_entry("reason", error)?;
+                if let Some(function) = function {
+                    map.serialize_entry("function", function)?;
+                }
+                if let Some(window) = window {
+                    map.serialize_entry("window", window)?;
+                }
+                if let Some((start, end)) = bounds {
+                    map.serialize_entry("start", &start)?;
+                    map.serialize_entry("end", &end)?;
+                }
+                map.serialize_entry(
+                    "key",
+                    &KeyJson {
+                        names: self.key_names,
+                        key: Some(key),
+                    },
+                )?;
+                let rows: Vec<RowJson<'_>> = rows
+                    .iter()
+                    .map(|row| RowJson {
+                        columns: self.columns,
+                        values: &row.values,
+                    })
+                    .collect();
+                map.serialize_entry("rows", &rows)?;
+            }
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct PositionJson<'a> {
+    source: &'a str,
+    line: u64,
+    offset: u64,
+}
+
+/// A parsed row as `{"column": value, ...}`; absent optional fields omitted.
+struct RowJson<'a> {
+    columns: &'a [String],
+    values: &'a [OwnedValue],
+}
+
+impl Serialize for RowJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in self.columns.iter().zip(self.values) {
+            match value {
+                OwnedValue::Text(t) => map.serialize_entry(name, &**t)?,
+                OwnedValue::Int(i) | OwnedValue::Timestamp(i) => map.serialize_entry(name, i)?,
+                OwnedValue::Float(f) => map.serialize_entry(name, f)?,
+                OwnedValue::Bool(b) => map.serialize_entry(name, b)?,
+                OwnedValue::Absent => {}
+            }
+        }
+        map.end()
+    }
+}
+
+/// A shared line writer: shard workers hand it whole chunks of rendered
+/// lines, so lines never interleave mid-line and the lock is taken once per
+/// batch, not per line.
+#[derive(Clone)]
+pub struct LineSink {
+    name: &'static str,
+    inner: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl std::fmt::Debug for LineSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineSink")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl LineSink {
+    /// `name` is used in errors (`output`, `dead-letter`).
+    pub fn new(name: &'static str, writer: Box<dyn Write + Send>) -> LineSink {
+        LineSink {
+            name,
+            inner: Arc::new(Mutex::new(writer)),
+        }
+    }
+
+    /// A sink that drops everything (no dead-letter file asked for, or a
+    /// benchmark that measures without output).
+    pub fn discard(name: &'static str) -> LineSink {
+        LineSink::new(name, Box::new(std::io::sink()))
+    }
+
+    /// Writes complete lines and flushes them: a chunk is a whole batch,
+    /// so this is one write per batch, and a reader of a live stream (stdin
+    /// in, stdout out) sees results as windows fire.
+    pub fn write_chunk(&self, chunk: &[u8]) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.inner.lock().map_err(|_| Error::Poisoned(self.name))?;
+        writer
+            .write_all(chunk)
+            .and_then(|()| writer.flush())
+            .map_err(|source| Error::Write {
+                sink: self.name,
+                source,
+            })
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        let mut writer = self.inner.lock().map_err(|_| Error::Poisoned(self.name))?;
+        writer.flush().map_err(|source| Error::Write {
+            sink: self.name,
+            source,
+        })
+    }
+}

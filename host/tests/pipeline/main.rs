@@ -1,0 +1,9 @@
+//! Pipeline integration tests: `sluice run` (the real binary) over
+//! generated and hand-written inputs with real compiled tenant components.
+//! One binary, a module per area.
+
+mod cli;
+mod common;
+mod flow;
+mod idle;
+mod poison;
