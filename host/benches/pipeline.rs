@@ -11,6 +11,8 @@
 #[path = "../tests/sandbox/common.rs"]
 #[allow(dead_code)]
 mod common;
+#[allow(dead_code)]
+mod native;
 
 use std::io::Cursor;
 use std::path::PathBuf;
@@ -18,17 +20,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bts_analytics::Bts;
-use sluice_guest as sdk;
+use native::Native;
 use sluice_host::generate::bts::{self, BtsConfig};
 use sluice_host::manifest::Manifest;
 use sluice_host::parse::RowParser;
-use sluice_host::pipeline::{self, AlertCalls, Options, Report, Sinks};
-use sluice_host::sandbox::{
-    self, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType, KeyGroup, SandboxConfig,
-    SandboxEngine, SandboxError, Value, WindowGroup,
-};
+use sluice_host::pipeline::{self, Options, Report, Sinks};
+use sluice_host::sandbox::{SandboxConfig, SandboxEngine};
 use sluice_host::sink::LineSink;
-use sluice_host::window::WindowCalls;
 
 fn main() {
     let rows: u64 = std::env::var("SLUICE_BENCH_ROWS")
@@ -122,7 +120,7 @@ fn main() {
             "bench",
             &sinks(),
             &options(workers),
-            |_| Ok(Native::new(params.clone(), schema.clone())),
+            |_| Ok(Native::<Bts>::new(params.clone(), schema.clone())),
         )
         .expect("native run");
         print_run(&format!("native, {workers} worker(s)"), &report);
@@ -169,182 +167,5 @@ struct ArcBytes(Arc<[u8]>);
 impl AsRef<[u8]> for ArcBytes {
     fn as_ref(&self) -> &[u8] {
         &self.0
-    }
-}
-
-/// The BTS analytics called natively, through the same dispatcher the
-/// component exports, with the same conversions of host types the Wasm
-/// path pays as lowering (each call copies its inputs).
-struct Native {
-    module: sdk::Module<Bts>,
-    reads: Vec<u32>,
-}
-
-impl Native {
-    fn new(params: Vec<(String, String)>, schema: Vec<FieldDef>) -> Native {
-        let schema = schema
-            .into_iter()
-            .map(|f| sdk::FieldDef {
-                name: f.name,
-                ty: match f.ty {
-                    FieldType::Text => sdk::FieldType::Text,
-                    FieldType::Int => sdk::FieldType::Int,
-                    FieldType::Float => sdk::FieldType::Float,
-                    FieldType::Boolean => sdk::FieldType::Boolean,
-                    FieldType::Timestamp => sdk::FieldType::Timestamp,
-                },
-                optional: f.optional,
-            })
-            .collect();
-        let module = sdk::Module::<Bts>::init(params, schema).expect("native init");
-        let reads = module.reads();
-        Native { module, reads }
-    }
-}
-
-fn guest_error(function: &str, e: sdk::GuestError) -> SandboxError {
-    SandboxError::Guest {
-        tenant: "bts".into(),
-        function: function.into(),
-        message: e.message,
-    }
-}
-
-fn sdk_batch(b: &EventBatch) -> sdk::Batch {
-    sdk::Batch {
-        times: b.times.clone(),
-        columns: b
-            .columns
-            .iter()
-            .map(|c| match c {
-                Column::Text(t) => sdk::Column::Text(sdk::TextColumn {
-                    data: t.data.clone(),
-                    offsets: t.offsets.clone(),
-                }),
-                Column::Int(v) => sdk::Column::Int(v.clone()),
-                Column::Float(v) => sdk::Column::Float(v.clone()),
-                Column::Boolean(v) => sdk::Column::Boolean(v.clone()),
-                Column::Timestamp(v) => sdk::Column::Timestamp(v.clone()),
-            })
-            .collect(),
-        absent: b.absent.clone(),
-    }
-}
-
-fn sdk_groups(groups: &[KeyGroup]) -> Vec<sdk::KeyGroup> {
-    groups
-        .iter()
-        .map(|g| sdk::KeyGroup {
-            key: g.key.clone(),
-            state: g.state.clone(),
-            start: g.start,
-            len: g.len,
-        })
-        .collect()
-}
-
-fn host_fields(fields: Vec<sdk::DataField>) -> Vec<DataField> {
-    fields
-        .into_iter()
-        .map(|f| DataField {
-            name: f.name,
-            value: match f.value {
-                sdk::Value::Int(i) => Value::Int(i),
-                sdk::Value::Float(x) => Value::Float(x),
-                sdk::Value::Text(t) => Value::Text(t),
-                sdk::Value::Boolean(b) => Value::Boolean(b),
-            },
-        })
-        .collect()
-}
-
-impl WindowCalls for Native {
-    fn aggregate_add(
-        &mut self,
-        function: &str,
-        groups: &[KeyGroup],
-        batch: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
-        self.module
-            .aggregate_add(function, sdk_groups(groups), sdk_batch(batch))
-            .map_err(|e| guest_error(function, e))
-    }
-
-    fn aggregate_merge(
-        &mut self,
-        function: &str,
-        accumulators: &[Vec<Vec<u8>>],
-        _at_ms: i64,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
-        self.module
-            .aggregate_merge(function, accumulators.to_vec())
-            .map_err(|e| guest_error(function, e))
-    }
-
-    fn aggregate_finish(
-        &mut self,
-        function: &str,
-        windows: &[Vec<Vec<u8>>],
-        _at_ms: i64,
-    ) -> sandbox::Result<Vec<Vec<DataField>>> {
-        self.module
-            .aggregate_finish(function, windows.to_vec())
-            .map(|all| all.into_iter().map(host_fields).collect())
-            .map_err(|e| guest_error(function, e))
-    }
-
-    fn process_window(
-        &mut self,
-        function: &str,
-        windows: &[WindowGroup],
-        batch: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<DataField>>> {
-        let windows = windows
-            .iter()
-            .map(|w| sdk::WindowGroup {
-                key: w.key.clone(),
-                start: w.start,
-                end: w.end,
-                first: w.first,
-                len: w.len,
-            })
-            .collect();
-        self.module
-            .process_window(function, windows, sdk_batch(batch))
-            .map(|all| all.into_iter().map(host_fields).collect())
-            .map_err(|e| guest_error(function, e))
-    }
-
-    fn reads(&self) -> &[u32] {
-        &self.reads
-    }
-}
-
-impl AlertCalls for Native {
-    fn alert(
-        &mut self,
-        function: &str,
-        groups: &[KeyGroup],
-        batch: &EventBatch,
-    ) -> sandbox::Result<Vec<AlertResult>> {
-        self.module
-            .alert(function, sdk_groups(groups), sdk_batch(batch))
-            .map(|all| {
-                all.into_iter()
-                    .map(|r| AlertResult {
-                        state: r.state,
-                        alerts: r
-                            .alerts
-                            .into_iter()
-                            .map(|a| sandbox::Alert {
-                                kind: a.kind,
-                                event_time: a.event_time,
-                                data: host_fields(a.data),
-                            })
-                            .collect(),
-                    })
-                    .collect()
-            })
-            .map_err(|e| guest_error(function, e))
     }
 }

@@ -10,16 +10,17 @@
 #[path = "../tests/sandbox/common.rs"]
 #[allow(dead_code)]
 mod common;
+#[allow(dead_code)]
+mod native;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bts_analytics::Bts;
 use common::{batch_with, bts_schema, component, generate, Reading};
+use native::{sdk_batch, sdk_groups, sdk_schema, sdk_windows};
 use sluice_guest as sdk;
-use sluice_host::sandbox::{
-    Column, EventBatch, FieldType, KeyGroup, Limits, SandboxConfig, SandboxEngine, WindowGroup,
-};
+use sluice_host::sandbox::{KeyGroup, Limits, SandboxConfig, SandboxEngine, WindowGroup};
 use spike_filter::SpikeFilter;
 
 /// Runs `f` until `budget` has passed (at least 3 times); mean time per run.
@@ -38,56 +39,6 @@ const BUDGET: Duration = Duration::from_millis(300);
 
 fn per_sec(n: usize, t: Duration) -> f64 {
     n as f64 / t.as_secs_f64()
-}
-
-fn sdk_schema() -> Vec<sdk::FieldDef> {
-    bts_schema()
-        .into_iter()
-        .map(|f| sdk::FieldDef {
-            name: f.name,
-            ty: match f.ty {
-                FieldType::Text => sdk::FieldType::Text,
-                FieldType::Int => sdk::FieldType::Int,
-                FieldType::Float => sdk::FieldType::Float,
-                FieldType::Boolean => sdk::FieldType::Boolean,
-                FieldType::Timestamp => sdk::FieldType::Timestamp,
-            },
-            optional: f.optional,
-        })
-        .collect()
-}
-
-fn sdk_batch(b: &EventBatch) -> sdk::Batch {
-    sdk::Batch {
-        times: b.times.clone(),
-        columns: b
-            .columns
-            .iter()
-            .map(|c| match c {
-                Column::Text(t) => sdk::Column::Text(sdk::TextColumn {
-                    data: t.data.clone(),
-                    offsets: t.offsets.clone(),
-                }),
-                Column::Int(v) => sdk::Column::Int(v.clone()),
-                Column::Float(v) => sdk::Column::Float(v.clone()),
-                Column::Boolean(v) => sdk::Column::Boolean(v.clone()),
-                Column::Timestamp(v) => sdk::Column::Timestamp(v.clone()),
-            })
-            .collect(),
-        absent: b.absent.clone(),
-    }
-}
-
-fn sdk_groups(groups: &[KeyGroup]) -> Vec<sdk::KeyGroup> {
-    groups
-        .iter()
-        .map(|g| sdk::KeyGroup {
-            key: g.key.clone(),
-            state: g.state.clone(),
-            start: g.start,
-            len: g.len,
-        })
-        .collect()
 }
 
 fn windows_of(groups: &[KeyGroup]) -> Vec<WindowGroup> {
@@ -189,7 +140,8 @@ fn main() {
     let mut wasm = module
         .instantiate(Vec::new(), bts_schema(), Limits::default())
         .expect("instance");
-    let native = sdk::Module::<Bts>::init(Vec::new(), sdk_schema()).expect("native init");
+    let native =
+        sdk::Module::<Bts>::init(Vec::new(), sdk_schema(bts_schema())).expect("native init");
     // Both paths get the projected batch: only the columns `init` asked for.
     let reads = wasm.reads().to_vec();
     assert_eq!(reads, native.reads());
@@ -300,8 +252,8 @@ fn main() {
     let mut wasm_spikes = spikes
         .instantiate(Vec::new(), bts_schema(), Limits::default())
         .expect("instance");
-    let native_spikes =
-        sdk::Module::<SpikeFilter>::init(Vec::new(), sdk_schema()).expect("native init");
+    let native_spikes = sdk::Module::<SpikeFilter>::init(Vec::new(), sdk_schema(bts_schema()))
+        .expect("native init");
     let spike_reads = wasm_spikes.reads().to_vec();
     let batch = |rows: &[Reading], state: &dyn Fn(&[String]) -> Option<Vec<u8>>| {
         batch_with(rows, Some(&spike_reads), state)
@@ -314,16 +266,7 @@ fn main() {
             }
             let (groups, b) = batch(&readings(events, keys), &|_| None);
             let windows = windows_of(&groups);
-            let nw: Vec<sdk::WindowGroup> = windows
-                .iter()
-                .map(|w| sdk::WindowGroup {
-                    key: w.key.clone(),
-                    start: w.start,
-                    end: w.end,
-                    first: w.first,
-                    len: w.len,
-                })
-                .collect();
+            let nw = sdk_windows(&windows);
             let nb = sdk_batch(&b);
             let w = time(BUDGET, || {
                 black_box(

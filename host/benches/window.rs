@@ -11,13 +11,16 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
+mod native;
+
 use bts_analytics::Bts;
-use sluice_guest as sdk;
+use native::Native;
 use sluice_host::manifest::{WindowFunction, WindowKind, WindowSpec};
 use sluice_host::parse::{Key, OwnedValue, ParsedRow};
 use sluice_host::sandbox::{
-    self, Column, DataField, EventBatch, FieldDef, FieldType, KeyGroup, Limits, SandboxConfig,
-    SandboxEngine, SandboxError, Value, WindowGroup,
+    self, DataField, EventBatch, FieldDef, FieldType, KeyGroup, Limits, SandboxConfig,
+    SandboxEngine, WindowGroup,
 };
 use sluice_host::window::{Emitted, ShardWindows, WindowCalls};
 
@@ -105,119 +108,6 @@ fn stream() -> Vec<(ParsedRow, i64)> {
             (row, wm)
         })
         .collect()
-}
-
-/// The BTS analytics run natively. Batches are converted (copied) to the
-/// SDK's types per call, as the Wasm path copies them into guest memory.
-struct Native {
-    module: sdk::Module<Bts>,
-    reads: Vec<u32>,
-}
-
-fn guest_error(function: &str, e: sdk::GuestError) -> SandboxError {
-    SandboxError::Guest {
-        tenant: "bts".into(),
-        function: function.into(),
-        message: e.message,
-    }
-}
-
-fn sdk_batch(b: &EventBatch) -> sdk::Batch {
-    sdk::Batch {
-        times: b.times.clone(),
-        columns: b
-            .columns
-            .iter()
-            .map(|c| match c {
-                Column::Text(t) => sdk::Column::Text(sdk::TextColumn {
-                    data: t.data.clone(),
-                    offsets: t.offsets.clone(),
-                }),
-                Column::Int(v) => sdk::Column::Int(v.clone()),
-                Column::Float(v) => sdk::Column::Float(v.clone()),
-                Column::Boolean(v) => sdk::Column::Boolean(v.clone()),
-                Column::Timestamp(v) => sdk::Column::Timestamp(v.clone()),
-            })
-            .collect(),
-        absent: b.absent.clone(),
-    }
-}
-
-fn host_fields(fields: Vec<Vec<sdk::DataField>>) -> Vec<Vec<DataField>> {
-    fields
-        .into_iter()
-        .map(|w| {
-            w.into_iter()
-                .map(|f| DataField {
-                    name: f.name,
-                    value: match f.value {
-                        sdk::Value::Int(v) => Value::Int(v),
-                        sdk::Value::Float(v) => Value::Float(v),
-                        sdk::Value::Text(v) => Value::Text(v),
-                        sdk::Value::Boolean(v) => Value::Boolean(v),
-                    },
-                })
-                .collect()
-        })
-        .collect()
-}
-
-impl WindowCalls for Native {
-    fn aggregate_add(
-        &mut self,
-        function: &str,
-        groups: &[KeyGroup],
-        batch: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
-        let groups = groups
-            .iter()
-            .map(|g| sdk::KeyGroup {
-                key: g.key.clone(),
-                state: g.state.clone(),
-                start: g.start,
-                len: g.len,
-            })
-            .collect();
-        self.module
-            .aggregate_add(function, groups, sdk_batch(batch))
-            .map_err(|e| guest_error(function, e))
-    }
-
-    fn aggregate_merge(
-        &mut self,
-        function: &str,
-        accumulators: &[Vec<Vec<u8>>],
-        _at_ms: i64,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
-        self.module
-            .aggregate_merge(function, accumulators.to_vec())
-            .map_err(|e| guest_error(function, e))
-    }
-
-    fn aggregate_finish(
-        &mut self,
-        function: &str,
-        windows: &[Vec<Vec<u8>>],
-        _at_ms: i64,
-    ) -> sandbox::Result<Vec<Vec<DataField>>> {
-        self.module
-            .aggregate_finish(function, windows.to_vec())
-            .map(host_fields)
-            .map_err(|e| guest_error(function, e))
-    }
-
-    fn process_window(
-        &mut self,
-        function: &str,
-        _windows: &[WindowGroup],
-        _batch: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<DataField>>> {
-        Err(guest_error(function, sdk::GuestError::new("not used here")))
-    }
-
-    fn reads(&self) -> &[u32] {
-        &self.reads
-    }
 }
 
 /// Does nothing (one empty accumulator per group, no fields per window):
@@ -337,22 +227,8 @@ fn main() {
         "# sluice window benchmark: {EVENTS} events, {KEYS} keys, sliding 60s/5s + global 60s"
     );
     let rows = stream();
-    let sdk_schema = schema()
-        .into_iter()
-        .map(|f| sdk::FieldDef {
-            name: f.name,
-            ty: match f.ty {
-                FieldType::Text => sdk::FieldType::Text,
-                FieldType::Int => sdk::FieldType::Int,
-                FieldType::Float => sdk::FieldType::Float,
-                FieldType::Boolean => sdk::FieldType::Boolean,
-                FieldType::Timestamp => sdk::FieldType::Timestamp,
-            },
-            optional: f.optional,
-        })
-        .collect();
-    let module = sdk::Module::<Bts>::init(Vec::new(), sdk_schema).expect("native init");
-    let reads = module.reads();
+    let mut native = Native::<Bts>::new(Vec::new(), schema());
+    let reads = native.reads().to_vec();
     let mut null = Null {
         reads: reads.clone(),
     };
@@ -363,7 +239,6 @@ fn main() {
     if std::env::args().any(|a| a == "--engine-only") {
         return;
     }
-    let mut native = Native { module, reads };
     for batch in [1_000, 10_000] {
         let r = run(&rows, batch, &mut native);
         report("native", batch, &r);
