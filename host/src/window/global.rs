@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use super::geometry::{clamp, next_multiple_after};
 use super::{
-    finish_all, isolate, min_opt, Env, Error, HasPanes, KeyId, OutputKind, Pane, PendingAdds,
-    PoisonedInput, Result,
+    finish_all, isolate, min_opt, take_due, Env, Error, HasPanes, KeyId, OutputKind, Pane,
+    PendingAdds, PoisonedInput, Result,
 };
 use crate::parse::ParsedRow;
 
@@ -125,22 +125,9 @@ impl GlobalWindows {
         let every = self.every;
         let next = next_multiple_after(w0, every);
         let cut = w1.div_euclid(self.every); // periods < cut have ended by w1
-        let mut due = Vec::new();
-        while let Some(entry) = self.timers.first_entry() {
-            if *entry.key() > w1 {
-                break;
-            }
-            let (t, keys) = entry.remove_entry();
-            for key in keys {
-                if let Some(state) = self.keys.get_mut(key as usize).and_then(Option::as_mut) {
-                    if state.timer == Some(t) {
-                        state.timer = None;
-                        due.push(key);
-                    }
-                }
-            }
-        }
-        due.sort_unstable();
+        let due = take_due(&mut self.timers, w1, &mut self.keys, |state| {
+            &mut state.timer
+        });
 
         let mut emissions = Vec::new();
         // Per due key: everything its running accumulator becomes.

@@ -265,6 +265,35 @@ impl Pane {
     }
 }
 
+/// Removes the timers due by `wm` and returns, ascending, the keys whose
+/// current timer was one of them (a key re-armed later left a stale entry,
+/// which is skipped). Shared by the time and global windows.
+fn take_due<S>(
+    timers: &mut BTreeMap<i64, Vec<KeyId>>,
+    wm: i64,
+    keys: &mut [Option<S>],
+    timer: impl Fn(&mut S) -> &mut Option<i64>,
+) -> Vec<KeyId> {
+    let mut due = Vec::new();
+    while let Some(entry) = timers.first_entry() {
+        if *entry.key() > wm {
+            break;
+        }
+        let (t, armed) = entry.remove_entry();
+        for key in armed {
+            if let Some(state) = keys.get_mut(key as usize).and_then(Option::as_mut) {
+                let slot = timer(state);
+                if *slot == Some(t) {
+                    *slot = None;
+                    due.push(key);
+                }
+            }
+        }
+    }
+    due.sort_unstable();
+    due
+}
+
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use super::geometry::Geometry;
 use super::{
-    finish_all, process_all, Buffered, Env, HasPanes, KeyId, OutputKind, Pane, PendingAdds,
-    PoisonedInput, ProcessItem, Result,
+    finish_all, process_all, take_due, Buffered, Env, HasPanes, KeyId, OutputKind, Pane,
+    PendingAdds, PoisonedInput, ProcessItem, Result,
 };
 use crate::manifest::WindowFunction;
 use crate::parse::ParsedRow;
@@ -142,22 +142,9 @@ impl TimeWindows {
     /// longer be updated.
     pub fn advance(&mut self, w0: i64, w1: i64, env: &mut Env<'_, '_>) -> Result<()> {
         let geo = self.geo;
-        let mut due = Vec::new();
-        while let Some(entry) = self.timers.first_entry() {
-            if *entry.key() > w1 {
-                break;
-            }
-            let (t, keys) = entry.remove_entry();
-            for key in keys {
-                if let Some(state) = self.keys.get_mut(key as usize).and_then(Option::as_mut) {
-                    if state.timer == Some(t) {
-                        state.timer = None;
-                        due.push(key);
-                    }
-                }
-            }
-        }
-        due.sort_unstable();
+        let due = take_due(&mut self.timers, w1, &mut self.keys, |state| {
+            &mut state.timer
+        });
 
         let mut windows: Vec<(KeyId, i64)> = std::mem::take(&mut self.dirty);
         windows.sort_unstable();
