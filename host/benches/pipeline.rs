@@ -22,6 +22,7 @@ use std::time::Instant;
 use bts_analytics::Bts;
 use native::Native;
 use sluice_host::generate::bts::{self, BtsConfig};
+use sluice_host::ingress::Input;
 use sluice_host::manifest::Manifest;
 use sluice_host::parse::RowParser;
 use sluice_host::pipeline::{self, Options, Report, Sinks};
@@ -85,13 +86,14 @@ fn main() {
         .expect("loading the BTS module");
     manifest.check_module(module.info()).expect("module fits");
 
-    let sinks = || Sinks {
-        output: LineSink::discard("output"),
-        dead_letter: LineSink::discard("dead-letter"),
+    let sinks = || {
+        Sinks::lines(
+            LineSink::discard("output"),
+            LineSink::discard("dead-letter"),
+        )
     };
-    let input = |data: &Arc<[u8]>| -> Box<dyn std::io::Read + Send> {
-        Box::new(Cursor::new(ArcBytes(Arc::clone(data))))
-    };
+    let input =
+        |data: &Arc<[u8]>| Input::bytes(Box::new(Cursor::new(ArcBytes(Arc::clone(data)))), "bench");
     let options = |workers| Options {
         workers,
         ..Options::default()
@@ -103,7 +105,6 @@ fn main() {
             &manifest,
             &module,
             input(&data),
-            "bench",
             &sinks(),
             &options(workers),
         )
@@ -114,15 +115,11 @@ fn main() {
     let params = manifest.params_list();
     let schema = manifest.schema();
     for workers in [1, cores] {
-        let report = pipeline::run_with(
-            &manifest,
-            input(&data),
-            "bench",
-            &sinks(),
-            &options(workers),
-            |_| Ok(Native::<Bts>::new(params.clone(), schema.clone())),
-        )
-        .expect("native run");
+        let report =
+            pipeline::run_with(&manifest, input(&data), &sinks(), &options(workers), |_| {
+                Ok(Native::<Bts>::new(params.clone(), schema.clone()))
+            })
+            .expect("native run");
         print_run(&format!("native, {workers} worker(s)"), &report);
         figures.push(report);
     }

@@ -7,7 +7,10 @@
 //! `ARCHITECTURE.md` at the repository root is the map; this crate's modules
 //! follow those stages, one concern each.
 
+pub mod broker;
+pub mod client;
 pub mod generate;
+pub mod ingress;
 pub mod manifest;
 pub mod metrics;
 pub mod parse;

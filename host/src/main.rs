@@ -8,8 +8,17 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use sluice_host::generate::bts::{self, BtsConfig};
 use sluice_host::manifest::Manifest;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_host::broker::topology;
+use sluice_host::client::publish::{self as publisher, PublishConfig};
+use sluice_host::client::tail;
+use sluice_host::ingress::amqp::{AmqpIngress, AmqpIngressConfig};
+use sluice_host::ingress::Input;
 use sluice_host::pipeline::{self, Options, Sinks};
 use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine};
+use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
 use sluice_host::sink::LineSink;
 
 #[derive(Parser)]
@@ -50,6 +59,61 @@ enum Command {
         /// No progress line on stderr.
         #[arg(long)]
         quiet: bool,
+        /// Consume the manifest's `[input] queue` from this RabbitMQ and
+        /// publish results to its `[output] exchange` (instead of reading
+        /// `--input`; results still go to `--output` when given).
+        #[arg(long, env = "SLUICE_AMQP_URL")]
+        amqp: Option<String>,
+        /// With `--amqp`: end the input once no message has arrived for this
+        /// many seconds (flush every window, wait for confirms, ack, exit 0).
+        #[arg(long)]
+        until_idle: Option<f64>,
+        /// With `--amqp`: unacked messages the broker may hand over at once.
+        #[arg(long, default_value_t = AmqpIngressConfig::DEFAULT_PREFETCH)]
+        prefetch: u16,
+    },
+    /// Publish CSV lines to a tenant's input queue (the sensor simulator):
+    /// persistent messages with publisher confirms and deterministic ids.
+    Publish {
+        /// RabbitMQ URL.
+        #[arg(long, env = "SLUICE_AMQP_URL")]
+        amqp: String,
+        /// The input queue (declared as the host declares it).
+        #[arg(long, required_unless_present = "manifest")]
+        queue: Option<String>,
+        /// Take the queue from this manifest's `[input] queue`.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// CSV file, or `-` for stdin.
+        file: String,
+        /// Rows per second (default: as fast as the broker confirms).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// CSV lines per message.
+        #[arg(long, default_value_t = 1)]
+        lines_per_message: usize,
+        /// Unconfirmed messages in flight.
+        #[arg(long, default_value_t = 2000)]
+        max_in_flight: usize,
+    },
+    /// Print a tenant's results from its output exchange as JSON lines
+    /// (through an exclusive queue of its own).
+    Tail {
+        /// RabbitMQ URL.
+        #[arg(long, env = "SLUICE_AMQP_URL")]
+        amqp: String,
+        /// The output exchange.
+        #[arg(long, required_unless_present = "manifest")]
+        exchange: Option<String>,
+        /// Take the exchange from this manifest's `[output] exchange`.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Only this result type.
+        #[arg(long = "type", value_parser = ["windowed-analytic", "global-analytic", "windowed-metric", "global-metric", "alert"])]
+        ty: Option<String>,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// Validate a tenant component as a deploy would, and print what it
     /// implements (its `describe`) as JSON.
@@ -112,6 +176,9 @@ fn main() -> anyhow::Result<()> {
             workers,
             cache_dir,
             quiet,
+            amqp,
+            until_idle,
+            prefetch,
         } => run(&RunArgs {
             manifest,
             input,
@@ -120,7 +187,83 @@ fn main() -> anyhow::Result<()> {
             workers,
             cache_dir,
             quiet,
+            amqp,
+            until_idle,
+            prefetch,
         }),
+        Command::Publish {
+            amqp,
+            queue,
+            manifest,
+            file,
+            rate,
+            lines_per_message,
+            max_in_flight,
+        } => {
+            let queue = match (queue, manifest) {
+                (Some(q), _) => q,
+                (None, Some(m)) => {
+                    Manifest::from_path(&m)
+                        .context("loading the manifest")?
+                        .input
+                        .queue
+                }
+                (None, None) => anyhow::bail!("give --queue or --manifest"),
+            };
+            publish(
+                PublishConfig {
+                    url: amqp,
+                    queue,
+                    source_name: if file == "-" {
+                        "stdin".to_owned()
+                    } else {
+                        file.clone()
+                    },
+                    rate,
+                    lines_per_message,
+                    max_in_flight,
+                },
+                &file,
+            )
+        }
+        Command::Tail {
+            amqp,
+            exchange,
+            manifest,
+            ty,
+            count,
+        } => {
+            let exchange = match (exchange, manifest) {
+                (Some(x), _) => x,
+                (None, Some(m)) => {
+                    Manifest::from_path(&m)
+                        .context("loading the manifest")?
+                        .output
+                        .exchange
+                }
+                (None, None) => anyhow::bail!("give --exchange or --manifest"),
+            };
+            let runtime = runtime()?;
+            let mut stdout = std::io::stdout().lock();
+            let printed = runtime.block_on(tail::tail(
+                &amqp,
+                &exchange,
+                &tail::binding_key(ty.as_deref()),
+                count,
+                &mut stdout,
+                async {
+                    let _ = tokio::signal::ctrl_c().await;
+                },
+            ));
+            match printed {
+                Ok(n) => {
+                    eprintln!("sluice tail: {n} messages");
+                    Ok(())
+                }
+                Err(tail::Error::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => Err(e).with_context(|| format!("tailing the exchange {exchange}")),
+            }
+        }
         Command::Inspect {
             module,
             tenant,
@@ -160,6 +303,20 @@ struct RunArgs {
     workers: Option<usize>,
     cache_dir: Option<PathBuf>,
     quiet: bool,
+    amqp: Option<String>,
+    until_idle: Option<f64>,
+    prefetch: u16,
+}
+
+/// A small runtime for the broker clients; the pipeline keeps its own
+/// threads and calls into it.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sluice-io")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<()> {
@@ -188,23 +345,22 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         .check_module(module.info())
         .with_context(|| format!("checking {} against its module", args.manifest.display()))?;
 
-    let (input, source): (Box<dyn std::io::Read + Send>, String) = if args.input == "-" {
-        (Box::new(std::io::stdin()), "stdin".to_owned())
-    } else {
-        let file = std::fs::File::open(&args.input)
-            .with_context(|| format!("opening the input {}", args.input))?;
-        (Box::new(file), args.input.clone())
-    };
-    let output: Box<dyn std::io::Write + Send> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::with_capacity(
+    let output: Option<Box<dyn std::io::Write + Send>> = match &args.output {
+        Some(path) if path.as_os_str() == "-" => Some(Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stdout(),
+        ))),
+        Some(path) => Some(Box::new(std::io::BufWriter::with_capacity(
             1 << 16,
             std::fs::File::create(path)
                 .with_context(|| format!("creating the output {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::with_capacity(
+        ))),
+        // With a broker the results go to its exchange; without one, stdout.
+        None if args.amqp.is_some() => None,
+        None => Some(Box::new(std::io::BufWriter::with_capacity(
             1 << 16,
             std::io::stdout(),
-        )),
+        ))),
     };
     let dead_letter = match &args.dead_letter {
         Some(path) => LineSink::new(
@@ -216,16 +372,74 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         ),
         None => LineSink::discard("dead-letter"),
     };
-    let sinks = Sinks {
-        output: LineSink::new("output", output),
+    let mut sinks = Sinks::lines(
+        output.map_or_else(
+            || LineSink::discard("output"),
+            |w| LineSink::new("output", w),
+        ),
         dead_letter,
-    };
+    );
     let options = Options {
         workers,
         progress: !args.quiet,
         ..Options::default()
     };
-    let report = match pipeline::run(&manifest, &module, input, &source, &sinks, &options) {
+
+    let mut broker = None;
+    let (input, source) = match &args.amqp {
+        Some(url) => {
+            let rt = runtime()?;
+            let handle = rt.handle().clone();
+            let sink = rt
+                .block_on(AmqpSink::connect(
+                    AmqpSinkConfig {
+                        url: url.clone(),
+                        exchange: manifest.output.exchange.clone(),
+                        dead_letter_exchange: Some(topology::dead_letter_name(
+                            &manifest.input.queue,
+                        )),
+                        give_up: BROKER_GIVE_UP,
+                    },
+                    handle.clone(),
+                ))
+                .context("connecting the result sink")?;
+            sinks.messages = Some(Arc::new(sink));
+            let until_idle = match args.until_idle {
+                Some(s) if !(s.is_finite() && s >= 0.0) => {
+                    anyhow::bail!("--until-idle must be a number of seconds ≥ 0")
+                }
+                s => s.map(Duration::from_secs_f64),
+            };
+            let (input, ingress) = rt
+                .block_on(AmqpIngress::start(
+                    AmqpIngressConfig {
+                        url: url.clone(),
+                        queue: manifest.input.queue.clone(),
+                        prefetch: args.prefetch.max(1),
+                        until_idle,
+                        max_message_bytes: AmqpIngressConfig::DEFAULT_MAX_MESSAGE_BYTES,
+                        give_up: BROKER_GIVE_UP,
+                    },
+                    handle,
+                ))
+                .context("starting to consume")?;
+            broker = Some((rt, ingress));
+            (input, format!("queue {}", manifest.input.queue))
+        }
+        None if args.input == "-" => (
+            Input::bytes(Box::new(std::io::stdin()), "stdin"),
+            "stdin".to_owned(),
+        ),
+        None => {
+            let file = std::fs::File::open(&args.input)
+                .with_context(|| format!("opening the input {}", args.input))?;
+            (
+                Input::bytes(Box::new(file), args.input.clone()),
+                args.input.clone(),
+            )
+        }
+    };
+    let report = match pipeline::run(&manifest, &module, input, &sinks, &options) {
         Ok(report) => report,
         // `sluice run ... | head` is not an error.
         Err(e) if broken_pipe(&e) => return Ok(()),
@@ -234,6 +448,15 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("running tenant `{}` over {source}", manifest.tenant))
         }
     };
+    if let Some((rt, ingress)) = broker {
+        let r = ingress.finish().context("acknowledging the input")?;
+        eprintln!(
+            "sluice run: {} messages consumed, {} dead-lettered undecoded, {} redeliveries recognised, {} reconnects",
+            r.messages, r.dead_messages, r.duplicates_skipped, r.reconnects
+        );
+        drop(sinks);
+        rt.shutdown_timeout(Duration::from_secs(2));
+    }
     let s = report.summary;
     eprintln!(
         "sluice run: {} rows in ({:.1} MB), {} deserialization errors ({} without a key), \
@@ -253,6 +476,56 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     let letters = s.bad_rows + s.late_dropped + s.poisoned;
     if args.dead_letter.is_none() && letters > 0 {
         eprintln!("sluice run: {letters} dead letters were counted but not kept (pass --dead-letter FILE)");
+    }
+    Ok(())
+}
+
+/// How long a run keeps reconnecting to a broker that went away.
+const BROKER_GIVE_UP: Duration = Duration::from_secs(300);
+
+fn publish(config: PublishConfig, file: &str) -> anyhow::Result<()> {
+    let (input, total): (Box<dyn std::io::BufRead>, Option<u64>) = if file == "-" {
+        (Box::new(std::io::stdin().lock()), None)
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("opening {file}"))?;
+        let len = f.metadata().ok().map(|m| m.len());
+        (Box::new(std::io::BufReader::with_capacity(1 << 16, f)), len)
+    };
+    let bar = match total {
+        Some(len) => indicatif::ProgressBar::new(len).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec}, eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        ),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    let rt = runtime()?;
+    let summary = rt
+        .block_on(publisher::publish(
+            &config,
+            input,
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+            },
+            |bytes| bar.set_position(bytes),
+        ))
+        .with_context(|| format!("publishing {file} to the queue {}", config.queue))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "sluice publish: {}{} messages, {} rows, {:.1} MB confirmed{} in {:.2} s: {:.0} msgs/s, {:.0} rows/s",
+        if summary.interrupted { "interrupted; " } else { "" },
+        summary.messages,
+        summary.rows,
+        summary.bytes as f64 / 1e6,
+        if summary.nacked > 0 { format!(" ({} refused by the broker)", summary.nacked) } else { String::new() },
+        summary.elapsed.as_secs_f64(),
+        summary.messages_per_sec(),
+        summary.rows_per_sec(),
+    );
+    if summary.nacked > 0 {
+        anyhow::bail!("{} messages were refused by the broker", summary.nacked);
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::parse::{Key, ParsedRow};
 use crate::sandbox::{
     self, AlertResult, BatchBuilder, EventBatch, FieldValue, KeyGroup, SandboxError, TenantInstance,
 };
-use crate::sink::{Data, DeadLetter, OutputType, Record};
+use crate::sink::{Data, DeadLetter, OutputType, Record, Rendered};
 use crate::window::WindowCalls;
 
 /// The alert call, so tests and the benchmark can use a native stand-in.
@@ -54,8 +54,8 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
     calls: &mut C,
     states: &mut States,
     rows: &[(ParsedRow, i64)],
-    out: &mut Vec<u8>,
-    dead: &mut Vec<u8>,
+    out: &mut Rendered,
+    dead: &mut Rendered,
     counters: &Counters,
 ) -> Result<u64> {
     if rows.is_empty() {
@@ -115,7 +115,7 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
         match result {
             Ok(AlertResult { state, alerts }) => {
                 for alert in &alerts {
-                    Record {
+                    out.push_record(&Record {
                         tenant: &ctx.tenant,
                         ty: OutputType::Alert,
                         window: None,
@@ -127,8 +127,7 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
                             fields: &alert.data,
                         },
                         update: 0,
-                    }
-                    .write_line(out);
+                    });
                     lines += 1;
                 }
                 states.insert((*key).clone(), state);

@@ -51,12 +51,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::ingress::{Acknowledger, Input, Message};
 use crate::manifest::{Manifest, WindowKind};
 use crate::metrics::{Counters, Summary};
 use crate::parse::{self, BadRow, ParsedRow, RowParser};
 use crate::sandbox::{self, DataField, SandboxError, TenantModule, Value};
+pub use crate::sink::Sinks;
 use crate::sink::{
-    self, Data, DeadLetter, DeadLetterRecord, LineSink, OutputType, Record, WindowRef,
+    self, Data, DeadLetter, DeadLetterRecord, OutputType, Record, Rendered, WindowRef,
 };
 use crate::window::{self, Emitted, OutputKind, PoisonedInput, ShardWindows, WindowCalls};
 
@@ -139,13 +141,6 @@ impl Default for Options {
     }
 }
 
-/// Where results and dead letters go.
-#[derive(Debug, Clone)]
-pub struct Sinks {
-    pub output: LineSink,
-    pub dead_letter: LineSink,
-}
-
 /// The figures of a finished run, beyond the counters.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Report {
@@ -165,15 +160,14 @@ impl<T: WindowCalls + AlertCalls + Send> ShardCalls for T {}
 pub fn run(
     manifest: &Manifest,
     module: &TenantModule,
-    input: Box<dyn Read + Send>,
-    source_name: &str,
+    input: Input,
     sinks: &Sinks,
     options: &Options,
 ) -> Result<Report> {
     let params = manifest.params_list();
     let schema = manifest.schema();
     let limits = manifest.limits.clone();
-    run_with(manifest, input, source_name, sinks, options, |worker| {
+    run_with(manifest, input, sinks, options, |worker| {
         module
             .instantiate(params.clone(), schema.clone(), limits.clone())
             .map_err(|source| Error::Instantiate { worker, source })
@@ -184,8 +178,7 @@ pub fn run(
 /// calls of each worker (a sandbox instance, or a native stand-in).
 pub fn run_with<C, F>(
     manifest: &Manifest,
-    input: Box<dyn Read + Send>,
-    source_name: &str,
+    input: Input,
     sinks: &Sinks,
     options: &Options,
     calls: F,
@@ -232,20 +225,25 @@ where
         // Not scoped: a reader blocked on a live stdin cannot be stopped,
         // so after a failure it is left behind (detached) instead of
         // joined; it ends with the process.
+        let acks = match &input {
+            Input::Bytes { .. } => None,
+            Input::Messages { acks, .. } => {
+                acks.set_stages(workers + 1);
+                Some(Arc::clone(acks))
+            }
+        };
         let reader = {
             let counters = Arc::clone(&counters);
-            let source_name = source_name.to_owned();
             thread::Builder::new()
                 .name("sluice-reader".into())
-                .spawn(move || {
-                    read_input(
-                        input,
-                        parser,
-                        &source_name,
-                        batch_rows,
-                        &counters,
-                        &chunk_tx,
-                    )
+                .spawn(move || match input {
+                    Input::Bytes { reader, name } => {
+                        read_input(reader, parser, &name, batch_rows, &counters, &chunk_tx)
+                    }
+                    Input::Messages { rx, .. } => {
+                        read_messages(rx, parser, batch_rows, &counters, &chunk_tx);
+                        Ok(())
+                    }
                 })
                 .map_err(|e| Error::Panicked(format!("reader (spawn: {e})")))?
         };
@@ -264,6 +262,7 @@ where
             let counters = Arc::clone(&counters);
             let sinks = sinks.clone();
             let panes = Arc::clone(&panes);
+            let acks = acks.clone();
             let handle = thread::Builder::new()
                 .name(format!("sluice-shard-{worker}"))
                 .spawn_scoped(scope, move || -> Result<usize> {
@@ -275,6 +274,7 @@ where
                         alert_states: alerts::States::default(),
                         counters: &counters,
                         sinks: &sinks,
+                        acks: acks.as_deref(),
                         peak_panes: 0,
                     };
                     shard.run(&rx, &panes[worker])
@@ -283,7 +283,8 @@ where
             handles.push(handle);
         }
 
-        let mut coordinator = Coordinator::new(&ctx, workers, senders, sinks, &counters);
+        let mut coordinator =
+            Coordinator::new(&ctx, workers, senders, sinks, &counters, acks.as_deref());
         let outcome = coordinator.run(&chunk_rx, &progress, &counters, started, &panes);
         // Whatever happened, close the channels so every thread ends.
         drop(coordinator);
@@ -318,8 +319,7 @@ where
         if let Some(e) = first_error.or(gone) {
             return Err(e);
         }
-        sinks.output.flush()?;
-        sinks.dead_letter.flush()?;
+        sinks.flush()?;
         Ok(Report {
             summary: counters.snapshot(started.elapsed()),
             peak_open_panes: peak_panes,
@@ -368,14 +368,13 @@ impl Ctx {
         }
     }
 
-    fn dead_letter(&self, letter: DeadLetter<'_>, out: &mut Vec<u8>) {
-        DeadLetterRecord {
+    fn dead_letter(&self, letter: DeadLetter<'_>, out: &mut Rendered) {
+        out.push_dead_letter(&DeadLetterRecord {
             tenant: &self.tenant,
             key_names: &self.key_names,
             columns: &self.columns,
             letter,
-        }
-        .write_line(out);
+        });
     }
 }
 
@@ -383,9 +382,11 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Parsed records handed from the reader to the coordinator.
+/// Parsed records handed from the reader to the coordinator; `seq`: the
+/// last message they complete (message input only).
 struct Chunk {
     rows: Vec<std::result::Result<ParsedRow, BadRow>>,
+    seq: Option<u64>,
 }
 
 /// Reads and parses the input; sends a chunk when it holds `batch_rows`
@@ -430,6 +431,7 @@ fn read_input(
             bytes = 0;
             let chunk = Chunk {
                 rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
+                seq: None,
             };
             if tx.send(chunk).is_err() {
                 // The coordinator stopped (an error there is reported).
@@ -440,9 +442,45 @@ fn read_input(
     if !rows.is_empty() {
         counters.add_input(rows.len() as u64, bytes);
         // A closed channel means the coordinator stopped; it reports why.
-        let _ = tx.send(Chunk { rows });
+        let _ = tx.send(Chunk { rows, seq: None });
     }
     Ok(())
+}
+
+/// Parses messages as they arrive: every line of a message is a record
+/// positioned by (message source, line, byte offset). Hands over a chunk
+/// when it holds `batch_rows` rows or when no further message is waiting,
+/// and always at a message boundary, so a chunk's `seq` settles whole
+/// messages.
+fn read_messages(
+    mut rx: tokio::sync::mpsc::Receiver<Message>,
+    mut parser: RowParser,
+    batch_rows: usize,
+    counters: &Counters,
+    tx: &SyncSender<Chunk>,
+) {
+    let mut rows = Vec::with_capacity(batch_rows);
+    let mut bytes: u64 = 0;
+    while let Some(message) = rx.blocking_recv() {
+        let mut offset = 0u64;
+        for (i, line) in message.body.split_inclusive(|b| *b == b'\n').enumerate() {
+            let at = offset;
+            offset += line.len() as u64;
+            bytes += line.len() as u64;
+            rows.push(parser.parse_record(line, &message.source, i as u64 + 1, at));
+        }
+        if rows.len() >= batch_rows || rx.is_empty() {
+            counters.add_input(rows.len() as u64, bytes);
+            bytes = 0;
+            let chunk = Chunk {
+                rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
+                seq: Some(message.seq),
+            };
+            if tx.send(chunk).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// A batch for one worker: its shard's rows and bad rows (each with the
@@ -452,6 +490,8 @@ enum Work {
         rows: Vec<(ParsedRow, i64)>,
         bad: Vec<(BadRow, i64)>,
         wm_after: i64,
+        /// The last message this batch completes (message input only).
+        seq: Option<u64>,
     },
     /// End of a bounded input: flush every window.
     Flush,
@@ -481,8 +521,9 @@ struct Coordinator<'a> {
     wm_at_last_record: i64,
     keyless: u64,
     keyless_metrics: Vec<KeylessMetric>,
-    dead: Vec<u8>,
-    out: Vec<u8>,
+    dead: Rendered,
+    out: Rendered,
+    acks: Option<&'a dyn Acknowledger>,
 }
 
 impl<'a> Coordinator<'a> {
@@ -492,6 +533,7 @@ impl<'a> Coordinator<'a> {
         senders: Vec<SyncSender<Work>>,
         sinks: &'a Sinks,
         counters: &'a Counters,
+        acks: Option<&'a dyn Acknowledger>,
     ) -> Coordinator<'a> {
         Coordinator {
             ctx,
@@ -514,8 +556,9 @@ impl<'a> Coordinator<'a> {
                     emitted: 0,
                 })
                 .collect(),
-            dead: Vec::new(),
-            out: Vec::new(),
+            dead: sinks.buffer(),
+            out: sinks.buffer(),
+            acks,
         }
     }
 
@@ -616,20 +659,26 @@ impl<'a> Coordinator<'a> {
         }
         self.wm_at_last_record = self.wm;
         self.counters.add_bad_rows(n_bad, n_keyless);
-        self.send(rows, bad)?;
-        self.write()
+        self.send(rows, bad, chunk.seq)?;
+        self.write()?;
+        if let (Some(acks), Some(seq)) = (self.acks, chunk.seq) {
+            acks.settled(self.workers, seq);
+        }
+        Ok(())
     }
 
     fn send(
         &mut self,
         rows: Vec<Vec<(ParsedRow, i64)>>,
         bad: Vec<Vec<(BadRow, i64)>>,
+        seq: Option<u64>,
     ) -> Result<()> {
         for ((tx, rows), bad) in self.senders.iter().zip(rows).zip(bad) {
             let work = Work::Batch {
                 rows,
                 bad,
                 wm_after: self.wm,
+                seq,
             };
             if tx.send(work).is_err() {
                 // The worker failed; stop reading. Its join says why.
@@ -666,7 +715,7 @@ impl<'a> Coordinator<'a> {
         self.keyless_passed();
         let rows = (0..self.workers).map(|_| Vec::new()).collect();
         let bad = (0..self.workers).map(|_| Vec::new()).collect();
-        self.send(rows, bad)?;
+        self.send(rows, bad, None)?;
         self.write()
     }
 
@@ -713,7 +762,7 @@ impl<'a> Coordinator<'a> {
             name: window::DATA_CONVERSION_ERRORS.to_owned(),
             value: Value::Int(i64::try_from(self.keyless).unwrap_or(i64::MAX)),
         }];
-        Record {
+        self.out.push_record(&Record {
             tenant: &self.ctx.tenant,
             ty: OutputType::GlobalMetric,
             window: Some(WindowRef {
@@ -725,14 +774,13 @@ impl<'a> Coordinator<'a> {
             key: None,
             data: Data::Fields(&data),
             update: 0,
-        }
-        .write_line(&mut self.out);
+        });
         self.counters.add_outputs(1, 0);
     }
 
     fn write(&mut self) -> Result<()> {
-        self.sinks.output.write_chunk(&self.out)?;
-        self.sinks.dead_letter.write_chunk(&self.dead)?;
+        self.sinks.results(&self.out)?;
+        self.sinks.dead_letters(&self.dead)?;
         self.out.clear();
         self.dead.clear();
         Ok(())
@@ -753,6 +801,7 @@ struct Shard<'a, C> {
     alert_states: alerts::States,
     counters: &'a Counters,
     sinks: &'a Sinks,
+    acks: Option<&'a dyn Acknowledger>,
     peak_panes: usize,
 }
 
@@ -764,17 +813,20 @@ impl<C: ShardCalls> Shard<'_, C> {
         rx: &Receiver<Work>,
         panes: &std::sync::atomic::AtomicUsize,
     ) -> Result<usize> {
-        let mut out = Vec::new();
-        let mut dead = Vec::new();
+        let mut out = self.sinks.buffer();
+        let mut dead = self.sinks.buffer();
         while let Ok(work) = rx.recv() {
             let mut emitted = Emitted::default();
             let mut alert_lines = 0;
+            let mut settles = None;
             match work {
                 Work::Batch {
                     rows,
                     bad,
                     wm_after,
+                    seq,
                 } => {
+                    settles = seq;
                     if let Some(function) = &self.ctx.alert_function {
                         alert_lines = alerts::run(
                             self.worker,
@@ -812,17 +864,20 @@ impl<C: ShardCalls> Shard<'_, C> {
             let open = self.windows.open_panes();
             self.peak_panes = self.peak_panes.max(open);
             panes.store(open, std::sync::atomic::Ordering::Relaxed);
-            self.sinks.output.write_chunk(&out)?;
-            self.sinks.dead_letter.write_chunk(&dead)?;
+            self.sinks.results(&out)?;
+            self.sinks.dead_letters(&dead)?;
             out.clear();
             dead.clear();
+            if let (Some(acks), Some(seq)) = (self.acks, settles) {
+                acks.settled(self.worker, seq);
+            }
         }
         Ok(self.peak_panes)
     }
 
-    fn render(&self, emitted: &Emitted, out: &mut Vec<u8>, dead: &mut Vec<u8>) {
+    fn render(&self, emitted: &Emitted, out: &mut Rendered, dead: &mut Rendered) {
         for o in &emitted.outputs {
-            Record {
+            out.push_record(&Record {
                 tenant: &self.ctx.tenant,
                 ty: match o.kind {
                     OutputKind::WindowedAnalytic => OutputType::WindowedAnalytic,
@@ -839,8 +894,7 @@ impl<C: ShardCalls> Shard<'_, C> {
                 key: Some(&o.key),
                 data: Data::Fields(&o.data),
                 update: o.update,
-            }
-            .write_line(out);
+            });
         }
         for row in &emitted.late {
             self.ctx.dead_letter(DeadLetter::Late { row }, dead);

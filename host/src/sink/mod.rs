@@ -13,8 +13,12 @@
 //! tell a count from a measurement without a schema. Non-finite floats
 //! become `null` (JSON has no NaN).
 
+pub mod amqp;
+mod rendered;
 #[cfg(test)]
 mod tests;
+
+pub use rendered::{message_id, routing_key, type_slug, Rendered, Route};
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -41,6 +45,90 @@ pub enum Error {
     /// A writer's lock was poisoned by a panicking thread.
     #[error("the {0} sink is unusable: a thread panicked while writing to it")]
     Poisoned(&'static str),
+    /// A message sink could not get its messages confirmed (it retries
+    /// across reconnects first; this is after it gave up).
+    #[error("publishing to the {sink} sink: {source}")]
+    Publish {
+        sink: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The two streams a run produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Results,
+    DeadLetters,
+}
+
+/// A sink that sends each rendered line as its own message (a broker).
+/// `publish` returns only once every message of the batch is confirmed:
+/// the input is acknowledged after that, never before.
+pub trait MessageSink: Send + Sync {
+    fn publish(&self, stream: Stream, batch: &Rendered) -> Result<()>;
+}
+
+/// Where a run's results and dead letters go: line writers always (a file,
+/// stdout, or nothing), and a message sink when a broker is attached.
+#[derive(Clone)]
+pub struct Sinks {
+    pub output: LineSink,
+    pub dead_letter: LineSink,
+    pub messages: Option<Arc<dyn MessageSink>>,
+}
+
+impl std::fmt::Debug for Sinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sinks")
+            .field("output", &self.output)
+            .field("dead_letter", &self.dead_letter)
+            .field("messages", &self.messages.is_some())
+            .finish()
+    }
+}
+
+impl Sinks {
+    /// Line sinks only (the embedded default).
+    pub fn lines(output: LineSink, dead_letter: LineSink) -> Sinks {
+        Sinks {
+            output,
+            dead_letter,
+            messages: None,
+        }
+    }
+
+    /// A fresh buffer for one batch, routed when a message sink needs it.
+    pub fn buffer(&self) -> Rendered {
+        Rendered::new(self.messages.is_some())
+    }
+
+    /// Writes a batch of results to every sink; returns once all have it.
+    pub fn results(&self, batch: &Rendered) -> Result<()> {
+        self.write(Stream::Results, &self.output, batch)
+    }
+
+    /// Writes a batch of dead letters to every sink.
+    pub fn dead_letters(&self, batch: &Rendered) -> Result<()> {
+        self.write(Stream::DeadLetters, &self.dead_letter, batch)
+    }
+
+    fn write(&self, stream: Stream, lines: &LineSink, batch: &Rendered) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        lines.write_chunk(&batch.lines)?;
+        if let Some(messages) = &self.messages {
+            messages.publish(stream, batch)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the line writers (message sinks confirm as they go).
+    pub fn flush(&self) -> Result<()> {
+        self.output.flush()?;
+        self.dead_letter.flush()
+    }
 }
 
 /// The five result types of the product.

@@ -1,0 +1,194 @@
+//! `sluice publish`: reads CSV lines and publishes them to a tenant's input
+//! queue as persistent messages of K lines, with publisher confirms, a
+//! `timestamp` and a deterministic `message_id` (`<source>:<first line>`),
+//! so re-publishing a file gives the same ids. The queue is declared
+//! exactly as the host declares it ([`topology::declare_input`]).
+
+use std::collections::VecDeque;
+use std::io::BufRead;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Confirmation, PublisherConfirm};
+
+use crate::broker::{self, topology};
+
+/// Result of publishing.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Broker(#[from] broker::Error),
+    #[error("reading {source_name}: {source}")]
+    Read {
+        source_name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--lines-per-message must be at least 1")]
+    NoLines,
+}
+
+/// What to publish and how fast.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    pub url: String,
+    pub queue: String,
+    /// Names the input in message ids (a file name, or `stdin`).
+    pub source_name: String,
+    /// Rows per second; `None` publishes as fast as confirms allow.
+    pub rate: Option<f64>,
+    pub lines_per_message: usize,
+    /// Unconfirmed messages allowed in flight.
+    pub max_in_flight: usize,
+}
+
+/// What was published; `confirmed` counts only what the broker confirmed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PublishSummary {
+    pub messages: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub nacked: u64,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+}
+
+impl PublishSummary {
+    pub fn messages_per_sec(&self) -> f64 {
+        self.messages as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+    pub fn rows_per_sec(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Publishes every line of `input`; stops early (cleanly, after waiting
+/// for the confirms in flight) when `stop` resolves. `on_progress` gets the
+/// bytes read so far.
+pub async fn publish<R: BufRead>(
+    config: &PublishConfig,
+    mut input: R,
+    stop: impl std::future::Future<Output = ()>,
+    mut on_progress: impl FnMut(u64),
+) -> Result<PublishSummary> {
+    if config.lines_per_message == 0 {
+        return Err(Error::NoLines);
+    }
+    let connection = broker::connect(&config.url, "sluice-publish").await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(broker::Error::amqp("opening a channel"))?;
+    topology::declare_input(&channel, &config.queue).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(broker::Error::amqp("enabling publisher confirms"))?;
+
+    let started = Instant::now();
+    let mut summary = PublishSummary::default();
+    let mut in_flight: VecDeque<(PublisherConfirm, u64, u64)> = VecDeque::new();
+    let mut body = Vec::with_capacity(4096);
+    let mut line = Vec::with_capacity(256);
+    let mut line_no: u64 = 0;
+    let mut read_bytes: u64 = 0;
+    let mut sent_rows: u64 = 0;
+    tokio::pin!(stop);
+    'outer: loop {
+        body.clear();
+        let first = line_no + 1;
+        let mut rows = 0u64;
+        while rows < config.lines_per_message as u64 {
+            line.clear();
+            let n = input
+                .read_until(b'\n', &mut line)
+                .map_err(|source| Error::Read {
+                    source_name: config.source_name.clone(),
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            read_bytes += n as u64;
+            line_no += 1;
+            rows += 1;
+            body.extend_from_slice(&line);
+            if !line.ends_with(b"\n") {
+                body.push(b'\n');
+            }
+        }
+        if rows == 0 {
+            break;
+        }
+        if let Some(rate) = config.rate.filter(|r| *r > 0.0) {
+            let due = started + Duration::from_secs_f64(sent_rows as f64 / rate);
+            let now = Instant::now();
+            if due > now {
+                tokio::select! {
+                    () = tokio::time::sleep(due - now) => {}
+                    () = &mut stop => { summary.interrupted = true; break 'outer; }
+                }
+            }
+        }
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("text/csv".into())
+            .with_timestamp(timestamp)
+            .with_message_id(format!("{}:{first}", config.source_name).into());
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                config.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                props,
+            )
+            .await
+            .map_err(broker::Error::amqp("publishing"))?;
+        sent_rows += rows;
+        in_flight.push_back((confirm, rows, body.len() as u64));
+        while in_flight.len() >= config.max_in_flight.max(1) {
+            if let Some(front) = in_flight.pop_front() {
+                settle(front, &mut summary, &config.queue).await?;
+            }
+        }
+        on_progress(read_bytes);
+        if futures_lite::future::poll_once(&mut stop).await.is_some() {
+            summary.interrupted = true;
+            break;
+        }
+    }
+    while let Some(front) = in_flight.pop_front() {
+        settle(front, &mut summary, &config.queue).await?;
+    }
+    summary.elapsed = started.elapsed();
+    let _ = connection.close(200, "done".into()).await;
+    Ok(summary)
+}
+
+async fn settle(
+    (confirm, rows, bytes): (PublisherConfirm, u64, u64),
+    summary: &mut PublishSummary,
+    queue: &str,
+) -> Result<()> {
+    match confirm
+        .await
+        .map_err(broker::Error::amqp("waiting for a confirm"))?
+    {
+        Confirmation::Nack(_) => {
+            summary.nacked += 1;
+            tracing::warn!(queue, "the broker refused a message");
+        }
+        _ => {
+            summary.messages += 1;
+            summary.rows += rows;
+            summary.bytes += bytes;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,547 @@
+//! The RabbitMQ consumer: manual acknowledgements, a bounded prefetch, and
+//! an acknowledgement only after the pipeline has settled a message (its
+//! records applied, every output they triggered confirmed by the sinks).
+//!
+//! Each delivery gets a sequence number and goes to the pipeline in
+//! delivery order; the pipeline's stages report the numbers they have
+//! settled ([`Acknowledger`]), and the consumer acks every delivery up to
+//! the lowest of them — one `multiple` ack when the tags allow.
+//!
+//! A lost connection is re-opened with backoff. The broker then redelivers
+//! every unacked message, including some the pipeline has already applied
+//! or still holds. Those are recognised — by `message_id`, or by a hash of
+//! the body when a publisher sets none, and only among redeliveries — and
+//! not applied twice: one still in the pipeline takes the new delivery tag
+//! for its ack, one already settled is acked at once.
+//!
+//! A message that cannot be decoded (over the size limit, not UTF-8) is
+//! published to `<queue>.dead` with the reason in a header, then acked in
+//! its turn; it never comes back.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_lite::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::{Acknowledger, Input, Message};
+use crate::broker::{self, topology, Backoff};
+
+/// How to consume.
+#[derive(Debug, Clone)]
+pub struct AmqpIngressConfig {
+    pub url: String,
+    pub queue: String,
+    /// Unacked messages the broker may hand over at once.
+    pub prefetch: u16,
+    /// End the input once no message has arrived for this long.
+    pub until_idle: Option<Duration>,
+    /// A message larger than this is dead-lettered undecoded.
+    pub max_message_bytes: usize,
+    /// Stop reconnecting after the broker has been unreachable this long.
+    pub give_up: Duration,
+}
+
+impl AmqpIngressConfig {
+    pub const DEFAULT_PREFETCH: u16 = 1000;
+    pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
+}
+
+/// What the consumer did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngressReport {
+    /// Deliveries handed to the pipeline (redeliveries of those not counted).
+    pub messages: u64,
+    /// Messages dead-lettered undecoded.
+    pub dead_messages: u64,
+    /// Redeliveries recognised as already applied or in flight.
+    pub duplicates_skipped: u64,
+    pub reconnects: u64,
+}
+
+/// A running consumer. Dropping it aborts it (unacked messages go back to
+/// the queue when its connection closes).
+pub struct AmqpIngress {
+    task: Option<tokio::task::JoinHandle<broker::Result<IngressReport>>>,
+    finish: Option<oneshot::Sender<()>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl AmqpIngress {
+    /// Connects (failing at once if the broker is unreachable), declares
+    /// the input topology, and starts consuming on `runtime`. The returned
+    /// [`Input`] goes to the pipeline.
+    pub async fn start(
+        config: AmqpIngressConfig,
+        runtime: tokio::runtime::Handle,
+    ) -> broker::Result<(Input, AmqpIngress)> {
+        let link = Link::open(&config).await?;
+        let (tx, rx) = mpsc::channel(usize::from(config.prefetch.max(1)));
+        let acks = Arc::new(Settled::default());
+        let (finish_tx, finish_rx) = oneshot::channel();
+        let consumer = ConsumerTask {
+            config,
+            link: Some(link),
+            generation: 1,
+            sender: Some(tx),
+            acks: Arc::clone(&acks),
+            pending: VecDeque::new(),
+            settled_unacked: Vec::new(),
+            outstanding: BTreeSet::new(),
+            next_seq: 1,
+            report: IngressReport::default(),
+        };
+        let task = runtime.spawn(consumer.run(finish_rx));
+        Ok((
+            Input::Messages { rx, acks },
+            AmqpIngress {
+                task: Some(task),
+                finish: Some(finish_tx),
+                runtime,
+            },
+        ))
+    }
+
+    /// After the pipeline has returned (every delivered message settled):
+    /// acks everything and closes the connection.
+    pub fn finish(mut self) -> broker::Result<IngressReport> {
+        if let Some(finish) = self.finish.take() {
+            let _ = finish.send(());
+        }
+        let Some(task) = self.task.take() else {
+            return Ok(IngressReport::default());
+        };
+        match self.runtime.block_on(task) {
+            Ok(result) => result,
+            Err(e) => Err(broker::Error::GaveUp {
+                url: String::new(),
+                after: Duration::ZERO,
+                last: format!("the consumer task failed: {e}"),
+            }),
+        }
+    }
+}
+
+impl Drop for AmqpIngress {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The pipeline's progress: per stage, the last settled sequence number;
+/// the lowest of them is what may be acked.
+#[derive(Default)]
+struct Settled {
+    stages: Mutex<Vec<u64>>,
+    upto: AtomicU64,
+    notify: Notify,
+}
+
+impl Acknowledger for Settled {
+    fn set_stages(&self, stages: usize) {
+        if let Ok(mut s) = self.stages.lock() {
+            *s = vec![0; stages.max(1)];
+        }
+    }
+
+    fn settled(&self, stage: usize, seq: u64) {
+        let Ok(mut stages) = self.stages.lock() else {
+            return;
+        };
+        if let Some(s) = stages.get_mut(stage) {
+            *s = (*s).max(seq);
+        }
+        let low = stages.iter().copied().min().unwrap_or(0);
+        if low > self.upto.load(Ordering::Acquire) {
+            self.upto.store(low, Ordering::Release);
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// A delivery handed to the pipeline and not yet acked.
+struct Pending {
+    seq: u64,
+    fingerprint: Fingerprint,
+    /// The connection generation and delivery tag to ack it with.
+    generation: u64,
+    tag: u64,
+}
+
+/// What recognises a redelivery: the publisher's `message_id`, or a hash
+/// of the body (with its length) when it set none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fingerprint {
+    Id(String),
+    Body(u64, usize),
+}
+
+impl Fingerprint {
+    fn of(delivery: &Delivery) -> Fingerprint {
+        match delivery.properties.message_id() {
+            Some(id) => Fingerprint::Id(id.as_str().to_owned()),
+            None => {
+                let mut h = std::hash::DefaultHasher::new();
+                delivery.data.hash(&mut h);
+                Fingerprint::Body(h.finish(), delivery.data.len())
+            }
+        }
+    }
+}
+
+struct Link {
+    connection: Connection,
+    channel: Channel,
+    /// For dead-lettering undecodable messages, with confirms.
+    publisher: Channel,
+    consumer: Option<lapin::Consumer>,
+}
+
+impl Link {
+    async fn open(config: &AmqpIngressConfig) -> broker::Result<Link> {
+        let connection = broker::connect(&config.url, "sluice-ingress").await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(broker::Error::amqp("opening a channel"))?;
+        topology::declare_input(&channel, &config.queue).await?;
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(broker::Error::amqp("setting the prefetch"))?;
+        let publisher = connection
+            .create_channel()
+            .await
+            .map_err(broker::Error::amqp("opening a channel"))?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(broker::Error::amqp("enabling publisher confirms"))?;
+        let consumer = channel
+            .basic_consume(
+                config.queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(broker::Error::amqp("starting to consume"))?;
+        Ok(Link {
+            connection,
+            channel,
+            publisher,
+            consumer: Some(consumer),
+        })
+    }
+}
+
+struct ConsumerTask {
+    config: AmqpIngressConfig,
+    link: Option<Link>,
+    generation: u64,
+    /// `None` once the input has ended (idle): no more deliveries go on.
+    sender: Option<mpsc::Sender<Message>>,
+    acks: Arc<Settled>,
+    pending: VecDeque<Pending>,
+    /// Settled deliveries of a lost connection: the broker will redeliver
+    /// them, and those redeliveries are acked without being applied.
+    settled_unacked: Vec<Fingerprint>,
+    /// Unacked delivery tags of the current connection.
+    outstanding: BTreeSet<u64>,
+    next_seq: u64,
+    report: IngressReport,
+}
+
+impl ConsumerTask {
+    async fn run(mut self, mut finish: oneshot::Receiver<()>) -> broker::Result<IngressReport> {
+        let mut last_delivery = Instant::now();
+        let acks = Arc::clone(&self.acks);
+        loop {
+            let idle_at = self
+                .config
+                .until_idle
+                .filter(|_| self.sender.is_some())
+                .map(|d| tokio::time::Instant::from_std(last_delivery + d));
+            let consumer = self.link.as_mut().and_then(|l| l.consumer.as_mut());
+            tokio::select! {
+                delivery = next(consumer) => match delivery {
+                    Some(Ok(delivery)) => {
+                        last_delivery = Instant::now();
+                        self.delivery(delivery).await;
+                    }
+                    Some(Err(e)) => {
+                        self.lost(&e.to_string()).await?;
+                        last_delivery = Instant::now();
+                    }
+                    None => {
+                        self.lost("the consumer was cancelled").await?;
+                        last_delivery = Instant::now();
+                    }
+                },
+                () = acks.notify.notified() => {
+                    let upto = acks.upto.load(Ordering::Acquire);
+                    self.ack_settled(upto).await;
+                }
+                () = sleep_until(idle_at) => {
+                    tracing::info!(queue = %self.config.queue, "no message for the idle time: ending the input");
+                    self.end_input().await;
+                }
+                _ = &mut finish => {
+                    self.end_input().await;
+                    self.ack_settled(u64::MAX).await;
+                    if let Some(link) = self.link.take() {
+                        let _ = link.connection.close(200, "done".into()).await;
+                    }
+                    return Ok(self.report);
+                }
+            }
+        }
+    }
+
+    /// Stops consuming and ends the pipeline's input.
+    async fn end_input(&mut self) {
+        self.sender = None;
+        if let Some(link) = self.link.as_mut() {
+            if let Some(consumer) = link.consumer.take() {
+                let _ = link
+                    .channel
+                    .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                    .await;
+            }
+        }
+    }
+
+    async fn delivery(&mut self, delivery: Delivery) {
+        let fingerprint = Fingerprint::of(&delivery);
+        let tag = delivery.delivery_tag;
+        if self.sender.is_none() {
+            // The input has ended; left unacked, it goes back to the queue.
+            return;
+        }
+        if delivery.redelivered {
+            if let Some(p) = self
+                .pending
+                .iter_mut()
+                .find(|p| p.generation < self.generation && p.fingerprint == fingerprint)
+            {
+                // Still in the pipeline: ack it under its new tag.
+                p.generation = self.generation;
+                p.tag = tag;
+                self.outstanding.insert(tag);
+                self.report.duplicates_skipped += 1;
+                return;
+            }
+            if let Some(i) = self.settled_unacked.iter().position(|f| *f == fingerprint) {
+                self.settled_unacked.swap_remove(i);
+                self.report.duplicates_skipped += 1;
+                self.outstanding.insert(tag);
+                self.ack(vec![tag]).await;
+                return;
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let source = match &fingerprint {
+            Fingerprint::Id(id) => format!("amqp:{id}"),
+            Fingerprint::Body(..) => format!("amqp:{}#{seq}", self.config.queue),
+        };
+        let body = match self.decode(&delivery) {
+            Ok(()) => delivery.data,
+            Err(reason) => {
+                if let Err(e) = self.dead_letter(&delivery, &reason).await {
+                    // Unacked: it comes back after the reconnect.
+                    self.lost(&e.to_string()).await.ok();
+                    return;
+                }
+                self.report.dead_messages += 1;
+                tracing::warn!(queue = %self.config.queue, %source, %reason, "undecodable message dead-lettered");
+                Vec::new()
+            }
+        };
+        self.pending.push_back(Pending {
+            seq,
+            fingerprint,
+            generation: self.generation,
+            tag,
+        });
+        self.outstanding.insert(tag);
+        self.report.messages += 1;
+        if let Some(sender) = &self.sender {
+            if sender.send(Message { seq, source, body }).await.is_err() {
+                // The pipeline stopped; its error is reported by the run.
+                self.sender = None;
+            }
+        }
+    }
+
+    fn decode(&self, delivery: &Delivery) -> Result<(), String> {
+        if delivery.data.len() > self.config.max_message_bytes {
+            return Err(format!(
+                "message of {} bytes exceeds the limit of {} bytes",
+                delivery.data.len(),
+                self.config.max_message_bytes
+            ));
+        }
+        std::str::from_utf8(&delivery.data)
+            .map(|_| ())
+            .map_err(|e| format!("not UTF-8: {e}"))
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> broker::Result<()> {
+        let Some(link) = &self.link else {
+            return Err(broker::Error::Nacked {
+                exchange: topology::dead_letter_name(&self.config.queue),
+            });
+        };
+        let exchange = topology::dead_letter_name(&self.config.queue);
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            topology::REASON_HEADER.into(),
+            AMQPValue::LongString(reason.into()),
+        );
+        headers.insert(
+            topology::KIND_HEADER.into(),
+            AMQPValue::LongString("message".into()),
+        );
+        let mut props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        if let Some(id) = delivery.properties.message_id() {
+            props = props.with_message_id(id.clone());
+        }
+        let confirm = link
+            .publisher
+            .basic_publish(
+                exchange.as_str().into(),
+                self.config.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &delivery.data,
+                props,
+            )
+            .await
+            .map_err(broker::Error::amqp("dead-lettering a message"))?
+            .await
+            .map_err(broker::Error::amqp("dead-lettering a message"))?;
+        match confirm {
+            Confirmation::Nack(_) => Err(broker::Error::Nacked { exchange }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Acks every pending delivery settled up to `upto`.
+    async fn ack_settled(&mut self, upto: u64) {
+        let mut tags = Vec::new();
+        while self.pending.front().is_some_and(|p| p.seq <= upto) {
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            if p.generation == self.generation {
+                tags.push(p.tag);
+            } else {
+                self.settled_unacked.push(p.fingerprint);
+            }
+        }
+        self.ack(tags).await;
+    }
+
+    /// Acks `tags` of the current connection: one `multiple` ack when they
+    /// are all the outstanding tags up to the highest, else one by one.
+    async fn ack(&mut self, mut tags: Vec<u64>) {
+        let Some(link) = &self.link else { return };
+        let Some(&max) = tags.iter().max() else {
+            return;
+        };
+        let below = self.outstanding.range(..=max).count();
+        let result = if below == tags.len() {
+            link.channel
+                .basic_ack(max, BasicAckOptions { multiple: true })
+                .await
+        } else {
+            tags.sort_unstable();
+            let mut result = Ok(());
+            for tag in &tags {
+                result = link
+                    .channel
+                    .basic_ack(*tag, BasicAckOptions::default())
+                    .await;
+                if result.is_err() {
+                    break;
+                }
+            }
+            result
+        };
+        for tag in &tags {
+            self.outstanding.remove(tag);
+        }
+        if let Err(e) = result {
+            // The connection is going; these are redelivered and then
+            // recognised as settled.
+            tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+        }
+    }
+
+    /// The connection is gone: reconnect with backoff. Deliveries not yet
+    /// acked keep their place and are matched with their redeliveries.
+    async fn lost(&mut self, why: &str) -> broker::Result<()> {
+        tracing::warn!(queue = %self.config.queue, reason = why, "lost the broker connection; reconnecting");
+        if let Some(link) = self.link.take() {
+            let _ = link.connection.close(200, "reconnecting".into()).await;
+        }
+        // Settled but unacked deliveries of the old connection.
+        self.outstanding.clear();
+        self.generation += 1;
+        if self.sender.is_none() {
+            // The input has ended; nothing more to consume.
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut backoff = Backoff::new();
+        loop {
+            match Link::open(&self.config).await {
+                Ok(link) => {
+                    self.link = Some(link);
+                    self.report.reconnects += 1;
+                    tracing::info!(queue = %self.config.queue, "reconnected to the broker");
+                    return Ok(());
+                }
+                Err(e) if started.elapsed() >= self.config.give_up => {
+                    return Err(broker::Error::GaveUp {
+                        url: broker::redact(&self.config.url),
+                        after: self.config.give_up,
+                        last: e.to_string(),
+                    })
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "broker still unreachable");
+                    backoff.wait().await;
+                }
+            }
+        }
+    }
+}
+
+async fn next(consumer: Option<&mut lapin::Consumer>) -> Option<lapin::Result<Delivery>> {
+    match consumer {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,57 @@
+//! Ingress: where records enter. A byte stream (file, stdin) is read by
+//! the pipeline itself; a message broker delivers [`Message`]s, and learns
+//! through [`Acknowledger`] when the pipeline is done with them, so it
+//! acknowledges a message only after everything it triggered reached the
+//! sinks.
+
+pub mod amqp;
+
+use std::io::Read;
+use std::sync::Arc;
+
+/// Where a run's records come from.
+pub enum Input {
+    /// A byte stream read until it ends; `name` is the position source.
+    Bytes {
+        reader: Box<dyn Read + Send>,
+        name: String,
+    },
+    /// Messages from a broker, in delivery order; the stream ends when the
+    /// sender is dropped (an idle or stopped consumer).
+    Messages {
+        rx: tokio::sync::mpsc::Receiver<Message>,
+        acks: Arc<dyn Acknowledger>,
+    },
+}
+
+impl Input {
+    /// A byte stream.
+    pub fn bytes(reader: Box<dyn Read + Send>, name: impl Into<String>) -> Input {
+        Input::Bytes {
+            reader,
+            name: name.into(),
+        }
+    }
+}
+
+/// One message: one or many newline-separated records.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Delivery order; the pipeline reports progress in these numbers.
+    pub seq: u64,
+    /// Position source of its rows (`amqp:<message id>` or similar).
+    pub source: String,
+    /// The records. Empty for a message the ingress dead-lettered itself:
+    /// it still flows through so its acknowledgement keeps its place.
+    pub body: Vec<u8>,
+}
+
+/// Told by each stage of the pipeline (`stage` = one per shard worker plus
+/// one for the coordinator) when everything triggered by the messages up
+/// to `seq` is in the sinks. A message is settled when every stage has
+/// passed its number.
+pub trait Acknowledger: Send + Sync {
+    /// The number of stages that report.
+    fn set_stages(&self, stages: usize);
+    fn settled(&self, stage: usize, seq: u64);
+}
