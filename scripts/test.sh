@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test from a fresh clone: installs what the tests need (the
-# wasm32-wasip2 target), builds the guest components, then the test suite.
+# Runs every test from a fresh clone: installs and starts what the tests
+# need (the wasm32-wasip2 target, RabbitMQ and Cassandra on loopback via
+# scripts/services.sh, a Python venv with the standard clients the tests
+# compare against), builds the guest components, then the test suite.
 # Honours CARGO_TARGET_DIR (CI keeps it in a cache outside the clone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +15,27 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2
 fi
 
+# Services start in the background while the guests build.
+services_log=$(mktemp)
+scripts/services.sh start all >"$services_log" 2>&1 &
+services_pid=$!
+
+# Standard clients the tests use as independent witnesses.
+venv="${SLUICE_VENV:-/var/cache/sluice/venv}"
+if ! "$venv/bin/python" -c 'import pika' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet pika
+fi
+export SLUICE_PYTHON="$venv/bin/python"
+
 cargo xtask build-examples
+
+if ! wait "$services_pid"; then
+    cat "$services_log" >&2
+    echo "starting the services failed" >&2
+    exit 1
+fi
+cat "$services_log" >&2
 
 # cargo prints one "test result" line per test binary, the last often a
 # doc-test run with 0 tests; close with the total so the outcome is plain.

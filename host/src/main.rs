@@ -71,6 +71,9 @@ enum Command {
         /// With `--amqp`: unacked messages the broker may hand over at once.
         #[arg(long, default_value_t = AmqpIngressConfig::DEFAULT_PREFETCH)]
         prefetch: u16,
+        /// With `--amqp`: a larger message is dead-lettered undecoded.
+        #[arg(long, default_value_t = AmqpIngressConfig::DEFAULT_MAX_MESSAGE_BYTES)]
+        max_message_bytes: usize,
     },
     /// Publish CSV lines to a tenant's input queue (the sensor simulator):
     /// persistent messages with publisher confirms and deterministic ids.
@@ -179,6 +182,7 @@ fn main() -> anyhow::Result<()> {
             amqp,
             until_idle,
             prefetch,
+            max_message_bytes,
         } => run(&RunArgs {
             manifest,
             input,
@@ -190,6 +194,7 @@ fn main() -> anyhow::Result<()> {
             amqp,
             until_idle,
             prefetch,
+            max_message_bytes,
         }),
         Command::Publish {
             amqp,
@@ -254,6 +259,7 @@ fn main() -> anyhow::Result<()> {
                 async {
                     let _ = tokio::signal::ctrl_c().await;
                 },
+                || eprintln!("sluice tail: listening on {exchange}"),
             ));
             match printed {
                 Ok(n) => {
@@ -306,6 +312,7 @@ struct RunArgs {
     amqp: Option<String>,
     until_idle: Option<f64>,
     prefetch: u16,
+    max_message_bytes: usize,
 }
 
 /// A small runtime for the broker clients; the pipeline keeps its own
@@ -417,7 +424,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                         queue: manifest.input.queue.clone(),
                         prefetch: args.prefetch.max(1),
                         until_idle,
-                        max_message_bytes: AmqpIngressConfig::DEFAULT_MAX_MESSAGE_BYTES,
+                        max_message_bytes: args.max_message_bytes,
                         give_up: BROKER_GIVE_UP,
                     },
                     handle,

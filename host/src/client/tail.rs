@@ -29,7 +29,8 @@ pub fn binding_key(ty: Option<&str>) -> String {
 }
 
 /// Prints result messages until `count` were printed (or forever; `stop`
-/// ends it cleanly). Returns how many were printed.
+/// ends it cleanly). `on_ready` runs once the queue is bound: from then on
+/// no result is missed. Returns how many were printed.
 pub async fn tail(
     url: &str,
     exchange: &str,
@@ -37,6 +38,7 @@ pub async fn tail(
     count: Option<u64>,
     out: &mut dyn Write,
     stop: impl std::future::Future<Output = ()>,
+    on_ready: impl FnOnce(),
 ) -> Result<u64, Error> {
     let connection = broker::connect(url, "sluice-tail").await?;
     let channel = connection
@@ -78,6 +80,7 @@ pub async fn tail(
         )
         .await
         .map_err(broker::Error::amqp("consuming"))?;
+    on_ready();
     let mut printed = 0u64;
     tokio::pin!(stop);
     while count.is_none_or(|c| printed < c) {
