@@ -291,6 +291,7 @@ fn host_run(
                 until_idle: Some(idle.unwrap_or(IDLE)),
                 max_message_bytes: AmqpIngressConfig::DEFAULT_MAX_MESSAGE_BYTES,
                 give_up: Duration::from_secs(30),
+                skip: Vec::new(),
             },
             handle,
         ))

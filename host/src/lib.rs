@@ -17,4 +17,5 @@ pub mod parse;
 pub mod pipeline;
 pub mod sandbox;
 pub mod sink;
+pub mod state;
 pub mod window;

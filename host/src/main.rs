@@ -16,10 +16,13 @@ use sluice_host::client::publish::{self as publisher, PublishConfig};
 use sluice_host::client::tail;
 use sluice_host::ingress::amqp::{AmqpIngress, AmqpIngressConfig};
 use sluice_host::ingress::Input;
+use sluice_host::pipeline::CheckpointOptions;
 use sluice_host::pipeline::{self, Options, Sinks};
 use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine};
 use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
 use sluice_host::sink::LineSink;
+use sluice_host::state::local::LocalStore;
+use sluice_host::state::{CheckpointStore, InputPosition};
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +74,15 @@ enum Command {
         /// With `--amqp`: unacked messages the broker may hand over at once.
         #[arg(long, default_value_t = AmqpIngressConfig::DEFAULT_PREFETCH)]
         prefetch: u16,
+        /// Take checkpoints here (and resume from the newest on start): a
+        /// file input resumes at its checkpointed offset, the output files
+        /// are cut back to what the checkpoint covers, a broker input is
+        /// acked only up to the last checkpoint.
+        #[arg(long)]
+        checkpoint_dir: Option<PathBuf>,
+        /// Time between checkpoints while records flow (`500ms`, `1s`, …).
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        checkpoint_interval: Duration,
         /// With `--amqp`: a larger message is dead-lettered undecoded.
         #[arg(long, default_value_t = AmqpIngressConfig::DEFAULT_MAX_MESSAGE_BYTES)]
         max_message_bytes: usize,
@@ -183,6 +195,8 @@ fn main() -> anyhow::Result<()> {
             until_idle,
             prefetch,
             max_message_bytes,
+            checkpoint_dir,
+            checkpoint_interval,
         } => run(&RunArgs {
             manifest,
             input,
@@ -195,6 +209,8 @@ fn main() -> anyhow::Result<()> {
             until_idle,
             prefetch,
             max_message_bytes,
+            checkpoint_dir,
+            checkpoint_interval,
         }),
         Command::Publish {
             amqp,
@@ -313,6 +329,46 @@ struct RunArgs {
     until_idle: Option<f64>,
     prefetch: u16,
     max_message_bytes: usize,
+    checkpoint_dir: Option<PathBuf>,
+    checkpoint_interval: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    sluice_host::manifest::units::parse_duration(text)
+}
+
+/// Opens a line sink on `path`: created afresh, or — resuming from a
+/// checkpoint that covers `resume` bytes of it — cut back to those bytes
+/// and appended to.
+fn file_sink(
+    name: &'static str,
+    path: &std::path::Path,
+    resume: Option<u64>,
+) -> anyhow::Result<LineSink> {
+    let file = match resume {
+        Some(len) => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            file.set_len(len).with_context(|| {
+                format!(
+                    "cutting {} back to the checkpoint ({len} bytes)",
+                    path.display()
+                )
+            })?;
+            let mut file = file;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(len))
+                .with_context(|| format!("seeking in {}", path.display()))?;
+            file
+        }
+        None => {
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?
+        }
+    };
+    Ok(LineSink::file(name, file, resume.unwrap_or(0)))
 }
 
 /// A small runtime for the broker clients; the pipeline keeps its own
@@ -352,43 +408,75 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         .check_module(module.info())
         .with_context(|| format!("checking {} against its module", args.manifest.display()))?;
 
-    let output: Option<Box<dyn std::io::Write + Send>> = match &args.output {
-        Some(path) if path.as_os_str() == "-" => Some(Box::new(std::io::BufWriter::with_capacity(
-            1 << 16,
-            std::io::stdout(),
-        ))),
-        Some(path) => Some(Box::new(std::io::BufWriter::with_capacity(
-            1 << 16,
-            std::fs::File::create(path)
-                .with_context(|| format!("creating the output {}", path.display()))?,
-        ))),
-        // With a broker the results go to its exchange; without one, stdout.
-        None if args.amqp.is_some() => None,
-        None => Some(Box::new(std::io::BufWriter::with_capacity(
-            1 << 16,
-            std::io::stdout(),
-        ))),
+    let store = match &args.checkpoint_dir {
+        Some(dir) => Some(Arc::new(
+            LocalStore::open(dir, 3).context("opening the checkpoint directory")?,
+        )),
+        None => None,
     };
-    let dead_letter = match &args.dead_letter {
-        Some(path) => LineSink::new(
-            "dead-letter",
-            Box::new(std::io::BufWriter::new(
-                std::fs::File::create(path)
-                    .with_context(|| format!("creating the dead-letter file {}", path.display()))?,
+    let restore = match &store {
+        Some(store) => store.latest().context("reading the latest checkpoint")?,
+        None => None,
+    };
+    if let Some(c) = &restore {
+        eprintln!(
+            "sluice run: resuming from checkpoint {} ({} rows in so far)",
+            c.id, c.counters.rows_in
+        );
+    }
+    if store.is_some() && args.amqp.is_none() && args.input == "-" {
+        anyhow::bail!("--checkpoint-dir needs a file --input or --amqp: stdin cannot be resumed");
+    }
+    let output = match &args.output {
+        Some(path) if path.as_os_str() == "-" => LineSink::new(
+            "output",
+            Box::new(std::io::BufWriter::with_capacity(
+                1 << 16,
+                std::io::stdout(),
             )),
         ),
+        Some(path) => file_sink(
+            "output",
+            path,
+            restore.as_ref().and_then(|c| c.output_bytes),
+        )?,
+        // With a broker the results go to its exchange; without one, stdout.
+        None if args.amqp.is_some() => LineSink::discard("output"),
+        None => LineSink::new(
+            "output",
+            Box::new(std::io::BufWriter::with_capacity(
+                1 << 16,
+                std::io::stdout(),
+            )),
+        ),
+    };
+    let dead_letter = match &args.dead_letter {
+        Some(path) => file_sink(
+            "dead-letter",
+            path,
+            restore.as_ref().and_then(|c| c.dead_letter_bytes),
+        )?,
         None => LineSink::discard("dead-letter"),
     };
-    let mut sinks = Sinks::lines(
-        output.map_or_else(
-            || LineSink::discard("output"),
-            |w| LineSink::new("output", w),
-        ),
-        dead_letter,
-    );
+    let mut sinks = Sinks::lines(output, dead_letter);
+    let skip = match restore.as_ref().map(|c| &c.input) {
+        Some(InputPosition::Messages { unacked }) => unacked.clone(),
+        _ => Vec::new(),
+    };
+    let file_start = match restore.as_ref().map(|c| &c.input) {
+        Some(InputPosition::File { offset, line }) => (*offset, *line),
+        _ => (0, 0),
+    };
     let options = Options {
         workers,
         progress: !args.quiet,
+        checkpoint: store.map(|store| CheckpointOptions {
+            store,
+            interval: args.checkpoint_interval,
+            every_rows: None,
+            module_hash: module.hash().to_owned(),
+            restore,
+        }),
         ..Options::default()
     };
 
@@ -426,6 +514,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                         until_idle,
                         max_message_bytes: args.max_message_bytes,
                         give_up: BROKER_GIVE_UP,
+                        skip,
                     },
                     handle,
                 ))
@@ -438,10 +527,17 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             "stdin".to_owned(),
         ),
         None => {
-            let file = std::fs::File::open(&args.input)
+            let mut file = std::fs::File::open(&args.input)
                 .with_context(|| format!("opening the input {}", args.input))?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(file_start.0))
+                .with_context(|| format!("seeking to the checkpoint in {}", args.input))?;
             (
-                Input::bytes(Box::new(file), args.input.clone()),
+                Input::bytes_from(
+                    Box::new(file),
+                    args.input.clone(),
+                    file_start.0,
+                    file_start.1,
+                ),
                 args.input.clone(),
             )
         }

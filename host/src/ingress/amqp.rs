@@ -19,7 +19,6 @@
 //! its turn; it never comes back.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +31,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{Acknowledger, Input, Message};
@@ -50,6 +50,9 @@ pub struct AmqpIngressConfig {
     pub max_message_bytes: usize,
     /// Stop reconnecting after the broker has been unreachable this long.
     pub give_up: Duration,
+    /// Fingerprints of messages a restored checkpoint covers but that were
+    /// not acked: their redeliveries are acked and skipped.
+    pub skip: Vec<Vec<u8>>,
 }
 
 impl AmqpIngressConfig {
@@ -86,6 +89,7 @@ impl AmqpIngress {
         runtime: tokio::runtime::Handle,
     ) -> broker::Result<(Input, AmqpIngress)> {
         let link = Link::open(&config).await?;
+        let skip = config.skip.iter().cloned().map(Fingerprint).collect();
         let (tx, rx) = mpsc::channel(usize::from(config.prefetch.max(1)));
         let acks = Arc::new(Settled::default());
         let (finish_tx, finish_rx) = oneshot::channel();
@@ -96,7 +100,7 @@ impl AmqpIngress {
             sender: Some(tx),
             acks: Arc::clone(&acks),
             pending: VecDeque::new(),
-            settled_unacked: Vec::new(),
+            settled_unacked: skip,
             outstanding: BTreeSet::new(),
             next_seq: 1,
             report: IngressReport::default(),
@@ -180,24 +184,40 @@ struct Pending {
     tag: u64,
 }
 
-/// What recognises a redelivery: the publisher's `message_id`, or a hash
-/// of the body (with its length) when it set none.
+/// What recognises a redelivery: the publisher's `message_id` (`i` +
+/// id), or 128 bits of SHA-256 of the body (`b` + hash) when it set none.
+/// Bytes, because checkpoints store them across restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Fingerprint {
-    Id(String),
-    Body(u64, usize),
-}
+struct Fingerprint(Vec<u8>);
 
 impl Fingerprint {
     fn of(delivery: &Delivery) -> Fingerprint {
         match delivery.properties.message_id() {
-            Some(id) => Fingerprint::Id(id.as_str().to_owned()),
+            Some(id) => {
+                let mut f = Vec::with_capacity(id.as_str().len() + 1);
+                f.push(b'i');
+                f.extend_from_slice(id.as_str().as_bytes());
+                Fingerprint(f)
+            }
             None => {
-                let mut h = std::hash::DefaultHasher::new();
-                delivery.data.hash(&mut h);
-                Fingerprint::Body(h.finish(), delivery.data.len())
+                let hash = Sha256::digest(&delivery.data);
+                let mut f = Vec::with_capacity(17);
+                f.push(b'b');
+                f.extend_from_slice(&hash[..16]);
+                Fingerprint(f)
             }
         }
+    }
+
+    fn is_id(&self) -> bool {
+        self.0.first() == Some(&b'i')
+    }
+
+    /// The message id, for positions.
+    fn id(&self) -> Option<&str> {
+        self.is_id()
+            .then(|| std::str::from_utf8(&self.0[1..]).ok())
+            .flatten()
     }
 }
 
@@ -266,13 +286,17 @@ struct ConsumerTask {
 
 impl ConsumerTask {
     async fn run(mut self, mut finish: oneshot::Receiver<()>) -> broker::Result<IngressReport> {
+        // Last delivery, or the moment the pipeline caught up with it.
         let mut last_delivery = Instant::now();
         let acks = Arc::clone(&self.acks);
         loop {
+            // Idle means: nothing arrived for the idle time *and* nothing
+            // is still being processed (a full prefetch window being worked
+            // through delivers nothing new, but is not an ended input).
             let idle_at = self
                 .config
                 .until_idle
-                .filter(|_| self.sender.is_some())
+                .filter(|_| self.sender.is_some() && self.pending.is_empty())
                 .map(|d| tokio::time::Instant::from_std(last_delivery + d));
             let consumer = self.link.as_mut().and_then(|l| l.consumer.as_mut());
             tokio::select! {
@@ -293,6 +317,9 @@ impl ConsumerTask {
                 () = acks.notify.notified() => {
                     let upto = acks.upto.load(Ordering::Acquire);
                     self.ack_settled(upto).await;
+                    if self.pending.is_empty() {
+                        last_delivery = Instant::now();
+                    }
                 }
                 () = sleep_until(idle_at) => {
                     tracing::info!(queue = %self.config.queue, "no message for the idle time: ending the input");
@@ -353,9 +380,9 @@ impl ConsumerTask {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let source = match &fingerprint {
-            Fingerprint::Id(id) => format!("amqp:{id}"),
-            Fingerprint::Body(..) => format!("amqp:{}#{seq}", self.config.queue),
+        let source = match fingerprint.id() {
+            Some(id) => format!("amqp:{id}"),
+            None => format!("amqp:{}#{seq}", self.config.queue),
         };
         let body = match self.decode(&delivery) {
             Ok(()) => delivery.data,
@@ -370,6 +397,7 @@ impl ConsumerTask {
                 Vec::new()
             }
         };
+        let message_fingerprint = fingerprint.0.clone();
         self.pending.push_back(Pending {
             seq,
             fingerprint,
@@ -379,7 +407,13 @@ impl ConsumerTask {
         self.outstanding.insert(tag);
         self.report.messages += 1;
         if let Some(sender) = &self.sender {
-            if sender.send(Message { seq, source, body }).await.is_err() {
+            let message = Message {
+                seq,
+                source,
+                body,
+                fingerprint: message_fingerprint,
+            };
+            if sender.send(message).await.is_err() {
                 // The pipeline stopped; its error is reported by the run.
                 self.sender = None;
             }

@@ -15,6 +15,9 @@ pub enum Input {
     Bytes {
         reader: Box<dyn Read + Send>,
         name: String,
+        /// Where `reader` starts: byte offset and lines before it (a file
+        /// resumed from a checkpoint).
+        start: (u64, u64),
     },
     /// Messages from a broker, in delivery order; the stream ends when the
     /// sender is dropped (an idle or stopped consumer).
@@ -30,6 +33,22 @@ impl Input {
         Input::Bytes {
             reader,
             name: name.into(),
+            start: (0, 0),
+        }
+    }
+
+    /// A byte stream that starts `offset` bytes and `line` lines into its
+    /// source.
+    pub fn bytes_from(
+        reader: Box<dyn Read + Send>,
+        name: impl Into<String>,
+        offset: u64,
+        line: u64,
+    ) -> Input {
+        Input::Bytes {
+            reader,
+            name: name.into(),
+            start: (offset, line),
         }
     }
 }
@@ -44,6 +63,9 @@ pub struct Message {
     /// The records. Empty for a message the ingress dead-lettered itself:
     /// it still flows through so its acknowledgement keeps its place.
     pub body: Vec<u8>,
+    /// What recognises its redelivery (see `amqp::Fingerprint`), recorded
+    /// by checkpoints that cover it before it is acked.
+    pub fingerprint: Vec<u8>,
 }
 
 /// Told by each stage of the pipeline (`stage` = one per shard worker plus

@@ -10,7 +10,7 @@
 mod raw;
 #[cfg(test)]
 mod tests;
-mod units;
+pub mod units;
 
 use std::collections::BTreeMap;
 use std::fmt;

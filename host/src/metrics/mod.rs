@@ -36,6 +36,21 @@ impl Counters {
         Counters::default()
     }
 
+    /// Counters resumed from a checkpoint.
+    pub fn restored(c: &crate::state::CounterState) -> Counters {
+        let n = |v: u64| AtomicU64::new(v);
+        Counters {
+            rows_in: n(c.rows_in),
+            bytes_in: n(c.bytes_in),
+            bad_rows: n(c.bad_rows),
+            bad_rows_keyless: n(c.bad_rows_keyless),
+            late_dropped: n(c.late_dropped),
+            outputs: n(c.outputs),
+            alerts: n(c.alerts),
+            poisoned: n(c.poisoned),
+        }
+    }
+
     /// Records read (good and bad), and their bytes including terminators.
     pub fn add_input(&self, rows: u64, bytes: u64) {
         self.rows_in.fetch_add(rows, Ordering::Relaxed);

@@ -137,7 +137,14 @@ impl fmt::Display for Key {
 /// in-memory separator.
 impl Serialize for Key {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.parts())
+        // With its length up front: compact formats (postcard, in
+        // checkpoints) need it.
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.parts().count()))?;
+        for part in self.parts() {
+            seq.serialize_element(part)?;
+        }
+        seq.end()
     }
 }
 

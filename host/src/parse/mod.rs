@@ -63,7 +63,7 @@ impl std::fmt::Display for Position {
 }
 
 /// A typed field value owned by a parsed row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum OwnedValue {
     Text(Box<str>),
     Int(i64),
@@ -91,7 +91,7 @@ impl OwnedValue {
 }
 
 /// A record that parsed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ParsedRow {
     pub key: Key,
     /// Event time, ms since the Unix epoch.

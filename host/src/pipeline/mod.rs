@@ -60,6 +60,7 @@ pub use crate::sink::Sinks;
 use crate::sink::{
     self, Data, DeadLetter, DeadLetterRecord, OutputType, Record, Rendered, WindowRef,
 };
+use crate::state::{self, Checkpoint, CheckpointStore};
 use crate::window::{self, Emitted, OutputKind, PoisonedInput, ShardWindows, WindowCalls};
 
 pub use alerts::AlertCalls;
@@ -115,13 +116,21 @@ pub enum Error {
     Sink(#[from] sink::Error),
     #[error("the {0} thread panicked")]
     Panicked(String),
+    #[error(transparent)]
+    Checkpoint(#[from] state::Error),
+    #[error("worker {worker}: restoring its shard: {source}")]
+    Restore {
+        worker: usize,
+        #[source]
+        source: window::Error,
+    },
     /// A worker hung up; its own error (reported instead) says why.
     #[error("a shard worker stopped early")]
     WorkerGone,
 }
 
 /// How to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// Shard workers (and shards); at least 1.
     pub workers: usize,
@@ -129,6 +138,8 @@ pub struct Options {
     pub batch_rows: usize,
     /// Show a progress line on stderr.
     pub progress: bool,
+    /// Take checkpoints (and resume from one).
+    pub checkpoint: Option<CheckpointOptions>,
 }
 
 impl Default for Options {
@@ -137,8 +148,26 @@ impl Default for Options {
             workers: thread::available_parallelism().map_or(1, usize::from),
             batch_rows: DEFAULT_BATCH_ROWS,
             progress: false,
+            checkpoint: None,
         }
     }
+}
+
+/// Checkpointing: where, how often, and the checkpoint to resume from.
+/// With it, a broker input is acknowledged only up to the last durable
+/// checkpoint (instead of as soon as outputs are confirmed).
+#[derive(Clone)]
+pub struct CheckpointOptions {
+    pub store: Arc<dyn CheckpointStore>,
+    /// At most this long between checkpoints while records flow.
+    pub interval: Duration,
+    /// Also after this many rows (if set).
+    pub every_rows: Option<u64>,
+    /// The tenant module's hash, recorded with its keyed state.
+    pub module_hash: String,
+    /// Resume from this checkpoint (the caller has positioned the input
+    /// and cut the output files back to it).
+    pub restore: Option<Checkpoint>,
 }
 
 /// The figures of a finished run, beyond the counters.
@@ -188,7 +217,11 @@ where
     F: Fn(usize) -> Result<C>,
 {
     let started = Instant::now();
-    let counters = Arc::new(Counters::new());
+    let restore = options.checkpoint.as_ref().and_then(|c| c.restore.as_ref());
+    let counters = Arc::new(match restore {
+        Some(c) => Counters::restored(&c.counters),
+        None => Counters::new(),
+    });
     let workers = options.workers.max(1);
     let batch_rows = options.batch_rows.max(1);
     let parser = RowParser::new(&manifest.input)?;
@@ -205,7 +238,31 @@ where
             ctx.schema.clone(),
         )
         .map_err(|source| Error::Window { worker, source })?;
-        shard_calls.push((calls(worker)?, windows));
+        shard_calls.push((calls(worker)?, windows, alerts::States::default()));
+    }
+    if let Some(c) = restore {
+        if c.tenant != manifest.tenant {
+            return Err(state::Error::Tenant {
+                saved: c.tenant.clone(),
+                now: manifest.tenant.clone(),
+            }
+            .into());
+        }
+        if c.shards.len() != workers {
+            return Err(state::Error::Workers {
+                saved: c.shards.len(),
+                now: workers,
+            }
+            .into());
+        }
+        for (worker, ((_, windows, alert_states), saved)) in
+            shard_calls.iter_mut().zip(&c.shards).enumerate()
+        {
+            windows
+                .restore(&saved.windows)
+                .map_err(|source| Error::Restore { worker, source })?;
+            alert_states.extend(saved.alert_states.iter().cloned());
+        }
     }
 
     let progress = if options.progress {
@@ -225,21 +282,29 @@ where
         // Not scoped: a reader blocked on a live stdin cannot be stopped,
         // so after a failure it is left behind (detached) instead of
         // joined; it ends with the process.
+        // Without checkpoints every stage reports what it settled; with
+        // them only the coordinator does, once a checkpoint is durable.
+        let checkpointing = options.checkpoint.is_some();
         let acks = match &input {
             Input::Bytes { .. } => None,
             Input::Messages { acks, .. } => {
-                acks.set_stages(workers + 1);
+                acks.set_stages(if checkpointing { 1 } else { workers + 1 });
                 Some(Arc::clone(acks))
             }
         };
+        let worker_acks = if checkpointing { None } else { acks.clone() };
         let reader = {
             let counters = Arc::clone(&counters);
             thread::Builder::new()
                 .name("sluice-reader".into())
                 .spawn(move || match input {
-                    Input::Bytes { reader, name } => {
-                        read_input(reader, parser, &name, batch_rows, &counters, &chunk_tx)
-                    }
+                    Input::Bytes {
+                        reader,
+                        name,
+                        start,
+                    } => read_input(
+                        reader, parser, &name, start, batch_rows, &counters, &chunk_tx,
+                    ),
                     Input::Messages { rx, .. } => {
                         read_messages(rx, parser, batch_rows, &counters, &chunk_tx);
                         Ok(())
@@ -255,14 +320,14 @@ where
                 .map(|_| std::sync::atomic::AtomicUsize::new(0))
                 .collect::<Vec<_>>(),
         );
-        for (worker, (calls, windows)) in shard_calls.into_iter().enumerate() {
+        for (worker, (calls, windows, alert_states)) in shard_calls.into_iter().enumerate() {
             let (tx, rx) = mpsc::sync_channel::<Work>(4);
             senders.push(tx);
             let ctx = Arc::clone(&ctx);
             let counters = Arc::clone(&counters);
             let sinks = sinks.clone();
             let panes = Arc::clone(&panes);
-            let acks = acks.clone();
+            let acks = worker_acks.clone();
             let handle = thread::Builder::new()
                 .name(format!("sluice-shard-{worker}"))
                 .spawn_scoped(scope, move || -> Result<usize> {
@@ -271,7 +336,7 @@ where
                         ctx: &ctx,
                         calls,
                         windows,
-                        alert_states: alerts::States::default(),
+                        alert_states,
                         counters: &counters,
                         sinks: &sinks,
                         acks: acks.as_deref(),
@@ -285,6 +350,9 @@ where
 
         let mut coordinator =
             Coordinator::new(&ctx, workers, senders, sinks, &counters, acks.as_deref());
+        if let Some(c) = &options.checkpoint {
+            coordinator.checkpoints(c, manifest);
+        }
         let outcome = coordinator.run(&chunk_rx, &progress, &counters, started, &panes);
         // Whatever happened, close the channels so every thread ends.
         drop(coordinator);
@@ -387,6 +455,10 @@ fn millis(d: Duration) -> i64 {
 struct Chunk {
     rows: Vec<std::result::Result<ParsedRow, BadRow>>,
     seq: Option<u64>,
+    /// File input: byte offset and line after the chunk.
+    end: Option<(u64, u64)>,
+    /// Message input: the fingerprints of the messages it completes.
+    fingerprints: Vec<Vec<u8>>,
 }
 
 /// Reads and parses the input; sends a chunk when it holds `batch_rows`
@@ -396,17 +468,19 @@ fn read_input(
     input: Box<dyn Read + Send>,
     mut parser: RowParser,
     source_name: &str,
+    (start_offset, start_line): (u64, u64),
     batch_rows: usize,
     counters: &Counters,
     tx: &SyncSender<Chunk>,
 ) -> Result<()> {
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let mut line = Vec::with_capacity(256);
-    let mut line_no: u64 = 0;
-    let mut offset: u64 = 0;
+    let mut line_no: u64 = start_line;
+    let mut offset: u64 = start_offset;
     let mut rows = Vec::with_capacity(batch_rows);
     let mut bytes: u64 = 0;
-    let mut skip_header = parser.skips_header();
+    // A resumed file is past its header.
+    let mut skip_header = parser.skips_header() && start_offset == 0;
     let io_error = |source| Error::Input {
         source_name: source_name.to_owned(),
         source,
@@ -432,6 +506,8 @@ fn read_input(
             let chunk = Chunk {
                 rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
                 seq: None,
+                end: Some((offset, line_no)),
+                fingerprints: Vec::new(),
             };
             if tx.send(chunk).is_err() {
                 // The coordinator stopped (an error there is reported).
@@ -442,7 +518,12 @@ fn read_input(
     if !rows.is_empty() {
         counters.add_input(rows.len() as u64, bytes);
         // A closed channel means the coordinator stopped; it reports why.
-        let _ = tx.send(Chunk { rows, seq: None });
+        let _ = tx.send(Chunk {
+            rows,
+            seq: None,
+            end: Some((offset, line_no)),
+            fingerprints: Vec::new(),
+        });
     }
     Ok(())
 }
@@ -461,7 +542,9 @@ fn read_messages(
 ) {
     let mut rows = Vec::with_capacity(batch_rows);
     let mut bytes: u64 = 0;
+    let mut fingerprints = Vec::new();
     while let Some(message) = rx.blocking_recv() {
+        fingerprints.push(message.fingerprint);
         let mut offset = 0u64;
         for (i, line) in message.body.split_inclusive(|b| *b == b'\n').enumerate() {
             let at = offset;
@@ -475,6 +558,8 @@ fn read_messages(
             let chunk = Chunk {
                 rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
                 seq: Some(message.seq),
+                end: None,
+                fingerprints: std::mem::take(&mut fingerprints),
             };
             if tx.send(chunk).is_err() {
                 return;
@@ -495,6 +580,9 @@ enum Work {
     },
     /// End of a bounded input: flush every window.
     Flush,
+    /// A checkpoint barrier: reply with this shard's state as it is after
+    /// every batch before the barrier (their outputs already in the sinks).
+    Checkpoint(SyncSender<(usize, Result<state::ShardState>)>),
 }
 
 /// The tenant-level (keyless) error count of one global window.
@@ -524,6 +612,30 @@ struct Coordinator<'a> {
     dead: Rendered,
     out: Rendered,
     acks: Option<&'a dyn Acknowledger>,
+    checkpoints: Option<Checkpoints>,
+    /// The last message settled by a chunk (message input).
+    last_seq: Option<u64>,
+}
+
+/// The coordinator's checkpoint schedule and what the next checkpoint
+/// records about the input.
+struct Checkpoints {
+    store: Arc<dyn CheckpointStore>,
+    interval: Duration,
+    every_rows: Option<u64>,
+    module_hash: String,
+    next_id: u64,
+    last_at: Instant,
+    rows_since: u64,
+    /// Something arrived since the last checkpoint.
+    dirty: bool,
+    /// File input: the position after the last chunk.
+    file_end: (u64, u64),
+    /// Fingerprints of the messages since the last checkpoint, and of
+    /// those of the one before (its acks may not have reached the broker
+    /// when the next one is taken).
+    covered: Vec<Vec<u8>>,
+    previous: Vec<Vec<u8>>,
 }
 
 impl<'a> Coordinator<'a> {
@@ -559,7 +671,122 @@ impl<'a> Coordinator<'a> {
             dead: sinks.buffer(),
             out: sinks.buffer(),
             acks,
+            checkpoints: None,
+            last_seq: None,
         }
+    }
+
+    /// Takes checkpoints from now on, resuming from `options.restore`.
+    fn checkpoints(&mut self, options: &CheckpointOptions, manifest: &Manifest) {
+        let _ = manifest;
+        let mut c = Checkpoints {
+            store: Arc::clone(&options.store),
+            interval: options.interval,
+            every_rows: options.every_rows,
+            module_hash: options.module_hash.clone(),
+            next_id: 1,
+            last_at: Instant::now(),
+            rows_since: 0,
+            dirty: false,
+            file_end: (0, 0),
+            covered: Vec::new(),
+            previous: Vec::new(),
+        };
+        if let Some(saved) = &options.restore {
+            c.next_id = saved.id + 1;
+            match &saved.input {
+                state::InputPosition::File { offset, line } => c.file_end = (*offset, *line),
+                state::InputPosition::Messages { unacked } => c.previous = unacked.clone(),
+            }
+            let s = &saved.coordinator;
+            self.wm = s.wm;
+            self.max_time = s.max_time;
+            self.wm_at_last_record = s.wm_at_last_record;
+            self.keyless = s.keyless;
+            for (m, (next, emitted)) in self.keyless_metrics.iter_mut().zip(&s.keyless_metrics) {
+                m.next = *next;
+                m.emitted = *emitted;
+            }
+        }
+        self.checkpoints = Some(c);
+    }
+
+    /// Whether a checkpoint is due after a chunk.
+    fn checkpoint_due(&self) -> bool {
+        self.checkpoints.as_ref().is_some_and(|c| {
+            c.dirty
+                && (c.last_at.elapsed() >= c.interval
+                    || c.every_rows.is_some_and(|n| c.rows_since >= n))
+        })
+    }
+
+    /// A barrier through every shard, then the checkpoint, written
+    /// durably, then the acknowledgement of the input it covers.
+    fn checkpoint(&mut self) -> Result<()> {
+        let Some(c) = self.checkpoints.as_mut() else {
+            return Ok(());
+        };
+        let (tx, rx) = mpsc::sync_channel(self.workers);
+        for s in &self.senders {
+            s.send(Work::Checkpoint(tx.clone()))
+                .map_err(|_| Error::WorkerGone)?;
+        }
+        drop(tx);
+        let mut shards: Vec<Option<state::ShardState>> = vec![None; self.workers];
+        for _ in 0..self.workers {
+            let (worker, shard) = rx.recv().map_err(|_| Error::WorkerGone)?;
+            shards[worker] = Some(shard?);
+        }
+        self.sinks.sync()?;
+        state::failpoint::hit("after-output-before-checkpoint");
+        let input = if self.acks.is_some() {
+            let mut unacked = c.previous.clone();
+            unacked.extend(c.covered.iter().cloned());
+            state::InputPosition::Messages { unacked }
+        } else {
+            state::InputPosition::File {
+                offset: c.file_end.0,
+                line: c.file_end.1,
+            }
+        };
+        let checkpoint = Checkpoint {
+            id: c.next_id,
+            tenant: self.ctx.tenant.clone(),
+            module_hash: c.module_hash.clone(),
+            input,
+            output_bytes: Some(self.sinks.output.written()),
+            dead_letter_bytes: Some(self.sinks.dead_letter.written()),
+            coordinator: state::CoordinatorState {
+                wm: self.wm,
+                max_time: self.max_time,
+                wm_at_last_record: self.wm_at_last_record,
+                keyless: self.keyless,
+                keyless_metrics: self
+                    .keyless_metrics
+                    .iter()
+                    .map(|m| (m.next, m.emitted))
+                    .collect(),
+            },
+            counters: (&self.counters.snapshot(Duration::ZERO)).into(),
+            shards: shards.into_iter().flatten().collect(),
+        };
+        let started = Instant::now();
+        c.store.write(&checkpoint)?;
+        tracing::debug!(
+            id = checkpoint.id,
+            took_ms = started.elapsed().as_millis() as u64,
+            "checkpoint written"
+        );
+        state::failpoint::hit("after-checkpoint-before-ack");
+        if let (Some(acks), Some(seq)) = (self.acks, self.last_seq) {
+            acks.settled(0, seq);
+        }
+        c.previous = std::mem::take(&mut c.covered);
+        c.next_id += 1;
+        c.last_at = Instant::now();
+        c.rows_since = 0;
+        c.dirty = false;
+        Ok(())
     }
 
     fn run(
@@ -572,10 +799,19 @@ impl<'a> Coordinator<'a> {
     ) -> Result<()> {
         // How often a quiet input is looked at: often enough that windows
         // fire within about a tenth of the timeout of becoming due.
-        let tick = self
+        let idle_tick = self
             .ctx
             .idle_timeout
             .map(|t| (t / 10).clamp(Duration::from_millis(5), Duration::from_secs(1)));
+        // A quiet input still gets its checkpoint (and its acks) on time.
+        let checkpoint_tick = self
+            .checkpoints
+            .as_ref()
+            .map(|c| (c.interval / 4).clamp(Duration::from_millis(5), Duration::from_secs(1)));
+        let tick = match (idle_tick, checkpoint_tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut last_progress = Instant::now();
         loop {
             let chunk = match tick {
@@ -584,6 +820,9 @@ impl<'a> Coordinator<'a> {
                     Ok(chunk) => Some(chunk),
                     Err(RecvTimeoutError::Timeout) => {
                         self.idle()?;
+                        if self.checkpoint_due() {
+                            self.checkpoint()?;
+                        }
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => None,
@@ -614,7 +853,16 @@ impl<'a> Coordinator<'a> {
             let _ = tx.send(Work::Flush);
         }
         self.keyless_at_end();
-        self.write()
+        self.write()?;
+        // Broker input: the flushed state is checkpointed before the last
+        // messages are acked, so a restart does not lose them.
+        if self.acks.is_some() {
+            if let Some(c) = self.checkpoints.as_mut() {
+                c.dirty = true;
+                self.checkpoint()?;
+            }
+        }
+        Ok(())
     }
 
     /// Routes one chunk of parsed records, in batches of rows.
@@ -624,6 +872,7 @@ impl<'a> Coordinator<'a> {
         let mut bad: Vec<Vec<(BadRow, i64)>> = (0..self.workers).map(|_| Vec::new()).collect();
         let (mut n_bad, mut n_keyless) = (0u64, 0u64);
         let shards = u32::try_from(self.workers).unwrap_or(u32::MAX);
+        let n_rows = chunk.rows.len() as u64;
         for item in chunk.rows {
             match item {
                 Ok(row) => {
@@ -661,8 +910,26 @@ impl<'a> Coordinator<'a> {
         self.counters.add_bad_rows(n_bad, n_keyless);
         self.send(rows, bad, chunk.seq)?;
         self.write()?;
-        if let (Some(acks), Some(seq)) = (self.acks, chunk.seq) {
-            acks.settled(self.workers, seq);
+        if chunk.seq.is_some() {
+            self.last_seq = chunk.seq;
+        }
+        match self.checkpoints.as_mut() {
+            None => {
+                if let (Some(acks), Some(seq)) = (self.acks, chunk.seq) {
+                    acks.settled(self.workers, seq);
+                }
+            }
+            Some(c) => {
+                c.dirty = true;
+                c.rows_since += n_rows;
+                if let Some(end) = chunk.end {
+                    c.file_end = end;
+                }
+                c.covered.extend(chunk.fingerprints);
+                if self.checkpoint_due() {
+                    self.checkpoint()?;
+                }
+            }
         }
         Ok(())
     }
@@ -855,6 +1122,12 @@ impl<C: ShardCalls> Shard<'_, C> {
                             source,
                         })?;
                 }
+                Work::Checkpoint(reply) => {
+                    let state = self.snapshot();
+                    // The coordinator waits for this; if it is gone, so is the run.
+                    let _ = reply.send((self.worker, state));
+                    continue;
+                }
             }
             self.render(&emitted, &mut out, &mut dead);
             self.counters
@@ -873,6 +1146,24 @@ impl<C: ShardCalls> Shard<'_, C> {
             }
         }
         Ok(self.peak_panes)
+    }
+
+    /// This shard's state for a checkpoint.
+    fn snapshot(&self) -> Result<state::ShardState> {
+        let windows = self.windows.snapshot().map_err(|source| Error::Window {
+            worker: self.worker,
+            source,
+        })?;
+        let mut alert_states: Vec<(parse::Key, Vec<u8>)> = self
+            .alert_states
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        alert_states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(state::ShardState {
+            windows,
+            alert_states,
+        })
     }
 
     fn render(&self, emitted: &Emitted, out: &mut Rendered, dead: &mut Rendered) {

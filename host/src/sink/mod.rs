@@ -129,6 +129,12 @@ impl Sinks {
         self.output.flush()?;
         self.dead_letter.flush()
     }
+
+    /// Makes the line sinks durable (fsync of file sinks).
+    pub fn sync(&self) -> Result<()> {
+        self.output.sync()?;
+        self.dead_letter.sync()
+    }
 }
 
 /// The five result types of the product.
@@ -478,6 +484,11 @@ impl Serialize for RowJson<'_> {
 pub struct LineSink {
     name: &'static str,
     inner: Arc<Mutex<Box<dyn Write + Send>>>,
+    /// Bytes written so far (from `start`): a checkpoint records it.
+    written: Arc<std::sync::atomic::AtomicU64>,
+    /// The file behind the writer, when there is one, to fsync at a
+    /// checkpoint.
+    file: Option<Arc<std::fs::File>>,
 }
 
 impl std::fmt::Debug for LineSink {
@@ -494,7 +505,40 @@ impl LineSink {
         LineSink {
             name,
             inner: Arc::new(Mutex::new(writer)),
+            written: Arc::default(),
+            file: None,
         }
+    }
+
+    /// A sink appending to `file`, which already holds `start` bytes;
+    /// [`sync`](Self::sync) makes what was written durable.
+    pub fn file(name: &'static str, file: std::fs::File, start: u64) -> LineSink {
+        let file = Arc::new(file);
+        let writer = std::io::BufWriter::with_capacity(1 << 16, ArcFile(Arc::clone(&file)));
+        LineSink {
+            name,
+            inner: Arc::new(Mutex::new(Box::new(writer))),
+            written: Arc::new(std::sync::atomic::AtomicU64::new(start)),
+            file: Some(file),
+        }
+    }
+
+    /// Bytes written so far (including the `start` of a file sink).
+    pub fn written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Flushes, and for a file sink fsyncs: a checkpoint covers only what
+    /// is on disk.
+    pub fn sync(&self) -> Result<()> {
+        self.flush()?;
+        if let Some(file) = &self.file {
+            file.sync_data().map_err(|source| Error::Write {
+                sink: self.name,
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// A sink that drops everything (no dead-letter file asked for, or a
@@ -517,7 +561,10 @@ impl LineSink {
             .map_err(|source| Error::Write {
                 sink: self.name,
                 source,
-            })
+            })?;
+        self.written
+            .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::AcqRel);
+        Ok(())
     }
 
     pub fn flush(&self) -> Result<()> {
@@ -526,5 +573,18 @@ impl LineSink {
             sink: self.name,
             source,
         })
+    }
+}
+
+/// A shared file handle as a writer (the sink writes, the checkpoint
+/// fsyncs the same file).
+struct ArcFile(Arc<std::fs::File>);
+
+impl Write for ArcFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        (&*self.0).flush()
     }
 }

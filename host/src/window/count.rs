@@ -11,17 +11,17 @@ use crate::sandbox::SandboxError;
 
 /// One count `[[windows]]` entry over all keys of a shard.
 pub(super) struct CountWindows {
-    name: String,
+    pub(super) name: String,
     function: WindowFunction,
     n: u64,
-    keys: FxHashMap<KeyId, CountKey>,
+    pub(super) keys: FxHashMap<KeyId, CountKey>,
     /// Rows of the current push: (key, row index, arrival number).
     pending: Vec<(KeyId, usize, u64)>,
 }
 
 /// The open window of one key.
-#[derive(Debug, Default)]
-struct CountKey {
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct CountKey {
     acc: Option<Vec<u8>>,
     events: Vec<Buffered>,
     /// Rows counted, including dead-lettered ones: windows are cut by

@@ -11,17 +11,17 @@ use crate::parse::ParsedRow;
 
 /// One global `[[windows]]` entry over all keys of a shard.
 pub(super) struct GlobalWindows {
-    name: String,
+    pub(super) name: String,
     function: String,
     every: i64,
-    keys: Vec<Option<GlobalKey>>,
+    pub(super) keys: Vec<Option<GlobalKey>>,
     /// When each key next has something to emit; see `TimeWindows`.
-    timers: BTreeMap<i64, Vec<KeyId>>,
+    pub(super) timers: BTreeMap<i64, Vec<KeyId>>,
     pending: PendingAdds,
 }
 
-#[derive(Debug, Default)]
-struct GlobalKey {
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct GlobalKey {
     /// Accumulator over the rows already emitted.
     running: Option<Vec<u8>>,
     /// Earliest row time / bad-row time emitted so far.

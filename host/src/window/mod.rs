@@ -75,6 +75,7 @@ mod calls;
 mod count;
 mod geometry;
 mod global;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod time;
@@ -104,6 +105,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// is unspecified: restore it from the last checkpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A checkpoint's window state does not fit these windows (another
+    /// manifest) or does not decode.
+    #[error("window state of a checkpoint: {0}")]
+    Snapshot(String),
     /// A window spec the engine cannot run (checked in [`ShardWindows::new`]).
     #[error("window `{window}`: {message}")]
     Spec { window: String, message: String },
@@ -239,14 +244,14 @@ impl KeyTable {
 
 /// A row kept for a process-window function, with its arrival number so
 /// that ties in event time keep arrival order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Buffered {
     seq: u64,
     row: ParsedRow,
 }
 
 /// One pane (or global period) of one key.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Pane {
     /// Accumulator over the rows added so far (aggregates).
     acc: Option<Vec<u8>>,
@@ -847,6 +852,19 @@ impl ShardWindows {
                 Spec::Count(s) => s.open_panes(),
             })
             .sum()
+    }
+
+    /// The shard's window state (panes, accumulators, timers, late-update
+    /// counts, watermark, keys) in the checkpoint format; taken between
+    /// batches, when no push is half done.
+    pub fn snapshot(&self) -> Result<Vec<u8>> {
+        snapshot::save(self)
+    }
+
+    /// Replaces this shard's state with a [`snapshot`](Self::snapshot) of
+    /// the same windows.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        snapshot::load(self, bytes)
     }
 
     pub fn stats(&self) -> &WindowStats {

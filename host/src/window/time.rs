@@ -12,23 +12,23 @@ use crate::parse::ParsedRow;
 
 /// One tumbling or sliding `[[windows]]` entry over all keys of a shard.
 pub(super) struct TimeWindows {
-    name: String,
+    pub(super) name: String,
     function: WindowFunction,
     geo: Geometry,
     /// By key id.
-    keys: Vec<Option<TimeKey>>,
+    pub(super) keys: Vec<Option<TimeKey>>,
     /// When each key next needs a visit (a window end or a pane expiry),
     /// so a watermark step touches only the keys it fires. A key is listed
     /// under the time in its `timer`; other entries for it are stale.
-    timers: BTreeMap<i64, Vec<KeyId>>,
+    pub(super) timers: BTreeMap<i64, Vec<KeyId>>,
     pending: PendingAdds,
     /// Fired windows (key, start) that late rows changed since the last
     /// watermark step: emitted again at the next one.
-    dirty: Vec<(KeyId, i64)>,
+    pub(super) dirty: Vec<(KeyId, i64)>,
 }
 
-#[derive(Debug, Default)]
-struct TimeKey {
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct TimeKey {
     /// By pane index.
     panes: BTreeMap<i64, Pane>,
     /// Emissions so far of fired windows that late rows may still update,

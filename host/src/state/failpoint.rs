@@ -1,0 +1,29 @@
+//! Test-only fail points: `SLUICE_FAILPOINT=<name>` makes the process
+//! abort at that point, so crash tests can stop it at the hardest moments
+//! deterministically. Names: `after-checkpoint-write-before-rename`,
+//! `after-checkpoint-before-ack`, `after-output-before-checkpoint`.
+//! `SLUICE_FAILPOINT_SKIP=N` lets the point pass N times first.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
+static HITS: AtomicU64 = AtomicU64::new(0);
+
+/// Aborts the process if `name` is the armed fail point (after its skips).
+pub fn hit(name: &str) {
+    let armed = ARMED.get_or_init(|| {
+        let name = std::env::var("SLUICE_FAILPOINT").ok()?;
+        let skip = std::env::var("SLUICE_FAILPOINT_SKIP")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Some((name, skip))
+    });
+    if let Some((armed, skip)) = armed {
+        if armed == name && HITS.fetch_add(1, Ordering::Relaxed) >= *skip {
+            eprintln!("sluice: fail point `{name}` reached: aborting");
+            std::process::abort();
+        }
+    }
+}

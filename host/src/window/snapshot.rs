@@ -1,0 +1,116 @@
+//! A shard's window state in the checkpoint format: postcard (compact,
+//! serde) of the dynamic state only — configuration comes from the
+//! manifest, and the window names are recorded so a checkpoint of other
+//! windows is refused rather than misread. Serialized straight from the
+//! live structures (no copy of the state is made).
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use super::count::CountKey;
+use super::global::GlobalKey;
+use super::time::TimeKey;
+use super::{Error, KeyId, KeyTable, Result, ShardWindows, Spec};
+use crate::parse::Key;
+
+/// Timers: when each key next needs a visit.
+type Timers = BTreeMap<i64, Vec<KeyId>>;
+
+#[derive(Serialize)]
+enum SpecRef<'a> {
+    Time(&'a [Option<TimeKey>], &'a Timers, &'a [(KeyId, i64)]),
+    Global(&'a [Option<GlobalKey>], &'a Timers),
+    Count(&'a FxHashMap<KeyId, CountKey>),
+}
+
+/// The same layout as [`SpecRef`], owned.
+#[derive(Deserialize)]
+pub(super) enum SpecState {
+    Time(Vec<Option<TimeKey>>, Timers, Vec<(KeyId, i64)>),
+    Global(Vec<Option<GlobalKey>>, Timers),
+    Count(FxHashMap<KeyId, CountKey>),
+}
+
+#[derive(Serialize)]
+struct ShardRef<'a> {
+    windows: Vec<&'a str>,
+    wm: i64,
+    seq: u64,
+    keys: &'a [Key],
+    specs: Vec<SpecRef<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ShardState {
+    windows: Vec<String>,
+    wm: i64,
+    seq: u64,
+    keys: Vec<Key>,
+    specs: Vec<SpecState>,
+}
+
+pub(super) fn save(w: &ShardWindows) -> Result<Vec<u8>> {
+    let specs = w
+        .specs
+        .iter()
+        .map(|s| match s {
+            Spec::Time(t) => SpecRef::Time(&t.keys, &t.timers, &t.dirty),
+            Spec::Global(g) => SpecRef::Global(&g.keys, &g.timers),
+            Spec::Count(c) => SpecRef::Count(&c.keys),
+        })
+        .collect();
+    let state = ShardRef {
+        windows: w.specs.iter().map(spec_name).collect(),
+        wm: w.wm,
+        seq: w.seq,
+        keys: &w.shared.keys.keys,
+        specs,
+    };
+    postcard::to_allocvec(&state).map_err(|e| Error::Snapshot(e.to_string()))
+}
+
+pub(super) fn load(w: &mut ShardWindows, bytes: &[u8]) -> Result<()> {
+    let state: ShardState = postcard::from_bytes(bytes)
+        .map_err(|e| Error::Snapshot(format!("does not decode: {e}")))?;
+    let names: Vec<&str> = w.specs.iter().map(spec_name).collect();
+    if state.windows != names || state.specs.len() != w.specs.len() {
+        return Err(Error::Snapshot(format!(
+            "it holds windows {:?}, the manifest has {names:?}",
+            state.windows
+        )));
+    }
+    for (spec, saved) in w.specs.iter_mut().zip(state.specs) {
+        match (spec, saved) {
+            (Spec::Time(t), SpecState::Time(keys, timers, dirty)) => {
+                (t.keys, t.timers, t.dirty) = (keys, timers, dirty);
+            }
+            (Spec::Global(g), SpecState::Global(keys, timers)) => {
+                (g.keys, g.timers) = (keys, timers);
+            }
+            (Spec::Count(c), SpecState::Count(keys)) => c.keys = keys,
+            _ => {
+                return Err(Error::Snapshot(
+                    "a window changed kind since the checkpoint".to_owned(),
+                ))
+            }
+        }
+    }
+    let mut table = KeyTable::default();
+    for key in &state.keys {
+        table.intern(key);
+    }
+    w.shared.keys = table;
+    w.wm = state.wm;
+    w.seq = state.seq;
+    Ok(())
+}
+
+fn spec_name(s: &Spec) -> &str {
+    match s {
+        Spec::Time(t) => &t.name,
+        Spec::Global(g) => &g.name,
+        Spec::Count(c) => &c.name,
+    }
+}
