@@ -292,6 +292,7 @@ fn host_run(
                 max_message_bytes: AmqpIngressConfig::DEFAULT_MAX_MESSAGE_BYTES,
                 give_up: Duration::from_secs(30),
                 skip: Vec::new(),
+                commit_acks: false,
             },
             handle,
         ))

@@ -22,7 +22,7 @@ use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine};
 use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
 use sluice_host::sink::LineSink;
 use sluice_host::state::local::LocalStore;
-use sluice_host::state::{CheckpointStore, InputPosition};
+use sluice_host::state::{self, CheckpointStore, InputPosition};
 
 #[derive(Parser)]
 #[command(
@@ -415,7 +415,10 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let restore = match &store {
-        Some(store) => store.latest().context("reading the latest checkpoint")?,
+        Some(store) => store
+            .latest()
+            .context("reading the latest checkpoint")?
+            .map(state::Restored::into_resume),
         None => None,
     };
     if let Some(c) = &restore {
@@ -515,6 +518,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                         max_message_bytes: args.max_message_bytes,
                         give_up: BROKER_GIVE_UP,
                         skip,
+                        commit_acks: args.checkpoint_dir.is_some(),
                     },
                     handle,
                 ))

@@ -53,6 +53,9 @@ pub struct AmqpIngressConfig {
     /// Fingerprints of messages a restored checkpoint covers but that were
     /// not acked: their redeliveries are acked and skipped.
     pub skip: Vec<Vec<u8>>,
+    /// Acks in a transaction (`tx.select`), committed before they count as
+    /// done: a checkpoint then knows for sure its input was acknowledged.
+    pub commit_acks: bool,
 }
 
 impl AmqpIngressConfig {
@@ -151,6 +154,8 @@ struct Settled {
     stages: Mutex<Vec<u64>>,
     upto: AtomicU64,
     notify: Notify,
+    /// Acknowledgements sent up to here.
+    acked: AtomicU64,
 }
 
 impl Acknowledger for Settled {
@@ -172,6 +177,10 @@ impl Acknowledger for Settled {
             self.upto.store(low, Ordering::Release);
             self.notify.notify_one();
         }
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
     }
 }
 
@@ -237,6 +246,12 @@ impl Link {
             .await
             .map_err(broker::Error::amqp("opening a channel"))?;
         topology::declare_input(&channel, &config.queue).await?;
+        if config.commit_acks {
+            channel
+                .tx_select()
+                .await
+                .map_err(broker::Error::amqp("starting ack transactions"))?;
+        }
         channel
             .basic_qos(config.prefetch, BasicQosOptions::default())
             .await
@@ -374,7 +389,7 @@ impl ConsumerTask {
                 self.settled_unacked.swap_remove(i);
                 self.report.duplicates_skipped += 1;
                 self.outstanding.insert(tag);
-                self.ack(vec![tag]).await;
+                let _ = self.ack(vec![tag]).await;
                 return;
             }
         }
@@ -476,6 +491,7 @@ impl ConsumerTask {
 
     /// Acks every pending delivery settled up to `upto`.
     async fn ack_settled(&mut self, upto: u64) {
+        let before = self.pending.front().map(|p| p.seq);
         let mut tags = Vec::new();
         while self.pending.front().is_some_and(|p| p.seq <= upto) {
             let Some(p) = self.pending.pop_front() else {
@@ -487,15 +503,22 @@ impl ConsumerTask {
                 self.settled_unacked.push(p.fingerprint);
             }
         }
-        self.ack(tags).await;
+        if self.ack(tags).await && before.is_some() {
+            self.acks
+                .acked
+                .fetch_max(upto.min(self.next_seq - 1), Ordering::AcqRel);
+        }
     }
 
     /// Acks `tags` of the current connection: one `multiple` ack when they
     /// are all the outstanding tags up to the highest, else one by one.
-    async fn ack(&mut self, mut tags: Vec<u64>) {
-        let Some(link) = &self.link else { return };
+    /// Whether every ack was sent.
+    async fn ack(&mut self, mut tags: Vec<u64>) -> bool {
+        let Some(link) = &self.link else {
+            return tags.is_empty();
+        };
         let Some(&max) = tags.iter().max() else {
-            return;
+            return true;
         };
         let below = self.outstanding.range(..=max).count();
         let result = if below == tags.len() {
@@ -516,13 +539,21 @@ impl ConsumerTask {
             }
             result
         };
+        let result = match result {
+            Ok(()) if self.config.commit_acks => link.channel.tx_commit().await,
+            other => other,
+        };
         for tag in &tags {
             self.outstanding.remove(tag);
         }
-        if let Err(e) = result {
-            // The connection is going; these are redelivered and then
-            // recognised as settled.
-            tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                // The connection is going; these are redelivered and then
+                // recognised as settled.
+                tracing::warn!(error = %e, "acknowledging failed; the broker will redeliver");
+                false
+            }
         }
     }
 

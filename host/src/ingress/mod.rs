@@ -76,4 +76,6 @@ pub trait Acknowledger: Send + Sync {
     /// The number of stages that report.
     fn set_stages(&self, stages: usize);
     fn settled(&self, stage: usize, seq: u64);
+    /// The highest sequence number whose acknowledgement has been sent.
+    fn acked(&self) -> u64;
 }

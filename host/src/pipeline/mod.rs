@@ -632,10 +632,16 @@ struct Checkpoints {
     /// File input: the position after the last chunk.
     file_end: (u64, u64),
     /// Fingerprints of the messages since the last checkpoint, and of
-    /// those of the one before (its acks may not have reached the broker
-    /// when the next one is taken).
+    /// those of the one before with the last sequence number it covers:
+    /// they are recorded again only while their acks are not yet sent (a
+    /// body hash recorded after its ack could match a later identical
+    /// message and drop it).
     covered: Vec<Vec<u8>>,
     previous: Vec<Vec<u8>>,
+    previous_seq: u64,
+    /// The last checkpoint (id, last sequence number) whose acks are not
+    /// yet known committed; marked in the store once they are.
+    awaiting_ack: Option<(u64, u64)>,
 }
 
 impl<'a> Coordinator<'a> {
@@ -691,12 +697,20 @@ impl<'a> Coordinator<'a> {
             file_end: (0, 0),
             covered: Vec::new(),
             previous: Vec::new(),
+            previous_seq: 0,
+            awaiting_ack: None,
         };
         if let Some(saved) = &options.restore {
             c.next_id = saved.id + 1;
             match &saved.input {
                 state::InputPosition::File { offset, line } => c.file_end = (*offset, *line),
-                state::InputPosition::Messages { unacked } => c.previous = unacked.clone(),
+                state::InputPosition::Messages { unacked } => {
+                    // Their redeliveries come first after the restart; the
+                    // next checkpoint records them again in case it is the
+                    // one the next restart uses.
+                    c.previous = unacked.clone();
+                    c.previous_seq = u64::MAX;
+                }
             }
             let s = &saved.coordinator;
             self.wm = s.wm;
@@ -709,6 +723,21 @@ impl<'a> Coordinator<'a> {
             }
         }
         self.checkpoints = Some(c);
+    }
+
+    /// Marks the last checkpoint acknowledged once the input's acks for it
+    /// are committed.
+    fn mark_acked(&mut self) -> Result<()> {
+        let (Some(acks), Some(c)) = (self.acks, self.checkpoints.as_mut()) else {
+            return Ok(());
+        };
+        if let Some((id, seq)) = c.awaiting_ack {
+            if acks.acked() >= seq {
+                c.store.mark_acked(id)?;
+                c.awaiting_ack = None;
+            }
+        }
+        Ok(())
     }
 
     /// Whether a checkpoint is due after a chunk.
@@ -739,8 +768,12 @@ impl<'a> Coordinator<'a> {
         }
         self.sinks.sync()?;
         state::failpoint::hit("after-output-before-checkpoint");
-        let input = if self.acks.is_some() {
-            let mut unacked = c.previous.clone();
+        let input = if let Some(acks) = self.acks {
+            let mut unacked = if acks.acked() < c.previous_seq {
+                c.previous.clone()
+            } else {
+                Vec::new()
+            };
             unacked.extend(c.covered.iter().cloned());
             state::InputPosition::Messages { unacked }
         } else {
@@ -780,8 +813,10 @@ impl<'a> Coordinator<'a> {
         state::failpoint::hit("after-checkpoint-before-ack");
         if let (Some(acks), Some(seq)) = (self.acks, self.last_seq) {
             acks.settled(0, seq);
+            c.awaiting_ack = Some((checkpoint.id, seq));
         }
         c.previous = std::mem::take(&mut c.covered);
+        c.previous_seq = self.last_seq.unwrap_or(0);
         c.next_id += 1;
         c.last_at = Instant::now();
         c.rows_since = 0;
@@ -820,6 +855,7 @@ impl<'a> Coordinator<'a> {
                     Ok(chunk) => Some(chunk),
                     Err(RecvTimeoutError::Timeout) => {
                         self.idle()?;
+                        self.mark_acked()?;
                         if self.checkpoint_due() {
                             self.checkpoint()?;
                         }
@@ -919,7 +955,11 @@ impl<'a> Coordinator<'a> {
                     acks.settled(self.workers, seq);
                 }
             }
-            Some(c) => {
+            Some(_) => {
+                self.mark_acked()?;
+                let Some(c) = self.checkpoints.as_mut() else {
+                    return Ok(());
+                };
                 c.dirty = true;
                 c.rows_since += n_rows;
                 if let Some(end) = chunk.end {

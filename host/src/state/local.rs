@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{failpoint, Checkpoint, CheckpointStore, Error, Result};
+use super::{failpoint, Checkpoint, CheckpointStore, Error, Restored, Result};
 
 /// A directory of checkpoints.
 #[derive(Debug, Clone)]
@@ -65,14 +65,25 @@ impl CheckpointStore for LocalStore {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io(&self.dir))?;
-        for (_, old) in self.files()?.into_iter().skip(self.keep) {
+        for (id, old) in self.files()?.into_iter().skip(self.keep) {
             let _ = fs::remove_file(old);
+            let _ = fs::remove_file(self.dir.join(format!("{}.acked", Self::name(id))));
         }
         Ok(())
     }
 
-    fn latest(&self) -> Result<Option<Checkpoint>> {
-        for (_, path) in self.files()? {
+    fn mark_acked(&self, id: u64) -> Result<()> {
+        let path = self.dir.join(format!("{}.acked", Self::name(id)));
+        File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&path))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))
+    }
+
+    fn latest(&self) -> Result<Option<Restored>> {
+        for (id, path) in self.files()? {
             let name = path.display().to_string();
             let bytes = match fs::read(&path) {
                 Ok(b) => b,
@@ -82,7 +93,10 @@ impl CheckpointStore for LocalStore {
                 }
             };
             match Checkpoint::decode(&bytes, &name) {
-                Ok(c) => return Ok(Some(c)),
+                Ok(checkpoint) => {
+                    let acked = self.dir.join(format!("{}.acked", Self::name(id))).exists();
+                    return Ok(Some(Restored { checkpoint, acked }));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "corrupt checkpoint skipped; trying the previous one")
                 }
@@ -132,6 +146,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::open(dir.path(), 3).expect("open");
         assert_eq!(store.latest().expect("latest"), None);
+        store.write(&checkpoint(1)).expect("write");
+        assert!(!store.latest().expect("latest").expect("one").acked);
+        store.mark_acked(1).expect("mark");
+        assert!(store.latest().expect("latest").expect("one").acked);
         for id in 1..=5 {
             store.write(&checkpoint(id)).expect("write");
         }
@@ -140,20 +158,29 @@ mod tests {
             3,
             "only the newest 3 kept"
         );
-        assert_eq!(store.latest().expect("latest").map(|c| c.id), Some(5));
+        assert_eq!(
+            store.latest().expect("latest").map(|c| c.checkpoint.id),
+            Some(5)
+        );
         // Corrupt the newest: the previous one is used.
         let newest = dir.path().join(LocalStore::name(5));
         let mut bytes = fs::read(&newest).expect("read");
         let n = bytes.len();
         bytes[n - 1] ^= 0xff;
         fs::write(&newest, bytes).expect("write");
-        assert_eq!(store.latest().expect("latest").map(|c| c.id), Some(4));
+        assert_eq!(
+            store.latest().expect("latest").map(|c| c.checkpoint.id),
+            Some(4)
+        );
         // A leftover temporary file (a crash before the rename) is ignored.
         fs::write(
             dir.path().join(format!("{}.tmp", LocalStore::name(9))),
             b"half",
         )
         .expect("tmp");
-        assert_eq!(store.latest().expect("latest").map(|c| c.id), Some(4));
+        assert_eq!(
+            store.latest().expect("latest").map(|c| c.checkpoint.id),
+            Some(4)
+        );
     }
 }

@@ -176,9 +176,35 @@ pub trait CheckpointStore: Send + Sync {
     /// Writes `checkpoint` durably and atomically: after a crash, either it
     /// is complete or it is absent.
     fn write(&self, checkpoint: &Checkpoint) -> Result<()>;
+    /// Records durably that the input checkpoint `id` covers has been
+    /// acknowledged (the broker committed the acks): a restore from it then
+    /// expects no redelivery of what it covers.
+    fn mark_acked(&self, id: u64) -> Result<()>;
     /// The newest complete checkpoint; corrupt ones are skipped with a log
     /// line.
-    fn latest(&self) -> Result<Option<Checkpoint>>;
+    fn latest(&self) -> Result<Option<Restored>>;
+}
+
+/// A checkpoint read back, and whether its input was known acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub checkpoint: Checkpoint,
+    pub acked: bool,
+}
+
+impl Restored {
+    /// The checkpoint to resume from: when its acks are known committed, no
+    /// message it covers will come back, so none is to be skipped (a body
+    /// hash kept there could match a later identical message).
+    pub fn into_resume(self) -> Checkpoint {
+        let mut c = self.checkpoint;
+        if self.acked {
+            if let InputPosition::Messages { unacked } = &mut c.input {
+                unacked.clear();
+            }
+        }
+        c
+    }
 }
 
 #[cfg(test)]

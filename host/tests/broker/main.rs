@@ -9,5 +9,6 @@ mod amqp;
 #[allow(dead_code)]
 mod common;
 
+mod checkpoint;
 mod faults;
 mod flow;

@@ -1,0 +1,283 @@
+//! Exactly-once over the broker with checkpoints: the host killed at
+//! seeded moments and aborted at fail points, restarted each time, leaves
+//! on the output exchange exactly the crash-free results — one content
+//! per message id, every result present — and an empty input queue; the
+//! same with a publisher that sets no message ids, and with the broker
+//! cutting every connection mid-run (no restart).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::amqp::{self, Got};
+use crate::common::{self, sluice};
+
+fn spawn_host(manifest: &Path, dir: &Path, failpoint: Option<&str>) -> Child {
+    let mut cmd = sluice();
+    cmd.arg("run")
+        .arg(manifest)
+        .args([
+            "--amqp",
+            &amqp::url(),
+            "--until-idle",
+            "2",
+            "--quiet",
+            "--workers",
+            "2",
+        ])
+        .args(["--checkpoint-interval", "100ms", "--prefetch", "500"])
+        .arg("--checkpoint-dir")
+        .arg(dir.join("checkpoints"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(point) = failpoint {
+        cmd.env("SLUICE_FAILPOINT", point)
+            .env("SLUICE_FAILPOINT_SKIP", "1");
+    }
+    cmd.spawn().expect("spawning the host")
+}
+
+/// xorshift delays, from a seed.
+fn delay(state: &mut u64, lo: u64, hi: u64) -> Duration {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    Duration::from_millis(lo + *state % (hi - lo))
+}
+
+/// Kills the host `min_kills` times or more at seeded moments, aborts it at
+/// each fail point, then lets it finish. Returns the number of kills.
+fn crash_until_done(manifest: &Path, dir: &Path, seed: u64, min_kills: u64) -> u64 {
+    for point in [
+        "after-checkpoint-before-ack",
+        "after-checkpoint-write-before-rename",
+    ] {
+        let out = spawn_host(manifest, dir, Some(point))
+            .wait_with_output()
+            .expect("host");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{point}: did not abort: {stderr}");
+    }
+    let mut state = seed;
+    let mut kills = 0;
+    loop {
+        let mut host = spawn_host(manifest, dir, None);
+        let grace = Duration::from_millis(40 * kills);
+        std::thread::sleep(delay(&mut state, 300, 1200) + grace);
+        if kills >= min_kills {
+            let out = host.wait_with_output().expect("host");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return kills;
+        }
+        if host.try_wait().expect("try_wait").is_some() {
+            let out = host.wait_with_output().expect("host");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return kills;
+        }
+        host.kill().expect("SIGKILL");
+        let _ = host.wait();
+        kills += 1;
+    }
+}
+
+/// The results must be the crash-free run's, exactly.
+fn assert_exact(got: &[Got], embedded: &[String]) {
+    let mut by_id: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for g in got {
+        by_id
+            .entry(g.message_id.as_deref().expect("message id"))
+            .or_default()
+            .insert(g.text());
+    }
+    let conflicting: Vec<_> = by_id.iter().filter(|(_, b)| b.len() > 1).take(2).collect();
+    assert!(
+        conflicting.is_empty(),
+        "a message id with two contents (an event counted twice?): {conflicting:?}"
+    );
+    let distinct: BTreeSet<String> = got.iter().map(Got::text).collect();
+    let want: BTreeSet<String> = embedded.iter().cloned().collect();
+    let missing = want.difference(&distinct).count();
+    let extra: Vec<&String> = distinct.difference(&want).take(2).collect();
+    assert!(
+        missing == 0 && extra.is_empty(),
+        "{missing} results missing, unexpected: {extra:?}"
+    );
+    assert_eq!(
+        by_id.len(),
+        embedded.len(),
+        "distinct message ids = the crash-free results"
+    );
+}
+
+#[test]
+fn kills_and_fail_points_leave_exactly_the_crash_free_results() {
+    let _guard = amqp::shared();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (queue, exchange) = (amqp::unique("ck"), amqp::unique("ck-out"));
+    let manifest = amqp::manifest(dir, &queue, &exchange);
+    let input = common::gen_bts(
+        dir,
+        "bts.csv",
+        &[
+            "--events",
+            "30000",
+            "--stations",
+            "4",
+            "--dirty",
+            "0.01",
+            "--out-of-order",
+            "0.05",
+            "--ramp",
+            "1",
+        ],
+    );
+    let embedded = amqp::embedded_lines(&manifest, &input);
+    let rt = amqp::runtime();
+    let (_conn, channel) = rt.block_on(amqp::connect());
+    let collector = rt.block_on(amqp::collector(&channel, &exchange));
+    amqp::publish(&manifest, &input, 5);
+
+    let kills = crash_until_done(&manifest, dir, 0x0c0f_fee0_1234_5678, 10);
+    assert!(kills >= 10, "{kills} kills");
+    let got = rt.block_on(amqp::drain(&channel, &collector));
+    assert_eq!(
+        rt.block_on(amqp::ready(&channel, &queue)),
+        0,
+        "the input was all acked"
+    );
+    assert_exact(&got, &embedded);
+    let dead = format!("{queue}.dead");
+    rt.block_on(amqp::delete(&channel, &[&queue, &dead, &collector]));
+}
+
+#[test]
+fn a_publisher_without_message_ids_is_exact_across_kills() {
+    let _guard = amqp::shared();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (queue, exchange) = (amqp::unique("ck-noid"), amqp::unique("ck-noid-out"));
+    let manifest = amqp::manifest(dir, &queue, &exchange);
+    let input = common::gen_bts(
+        dir,
+        "bts.csv",
+        &["--events", "4000", "--stations", "2", "--dirty", "0.01"],
+    );
+    // Identical readings: each must count once per copy.
+    let mut text = std::fs::read_to_string(&input).expect("input");
+    let repeat: String = text
+        .lines()
+        .skip(100)
+        .take(40)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(&repeat);
+    std::fs::write(&input, &text).expect("input");
+    let embedded = amqp::embedded_lines(&manifest, &input);
+    let rt = amqp::runtime();
+    let (_conn, channel) = rt.block_on(amqp::connect());
+    let collector = rt.block_on(amqp::collector(&channel, &exchange));
+    let script = r#"
+import sys, pika
+url, queue, path = sys.argv[1:4]
+conn = pika.BlockingConnection(pika.URLParameters(url))
+ch = conn.channel()
+ch.queue_declare(queue=queue, durable=True, arguments={"x-dead-letter-exchange": queue + ".dead"})
+ch.confirm_delivery()
+with open(path, "rb") as f:
+    for line in f:
+        ch.basic_publish(exchange="", routing_key=queue, body=line,
+                         properties=pika.BasicProperties(delivery_mode=2))
+conn.close()
+"#;
+    let python = std::env::var("SLUICE_PYTHON")
+        .unwrap_or_else(|_| "/var/cache/sluice/venv/bin/python".into());
+    let out = Command::new(&python)
+        .args(["-c", script, &amqp::url(), &queue])
+        .arg(&input)
+        .output()
+        .unwrap_or_else(|e| panic!("running {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let kills = crash_until_done(&manifest, dir, 0x1d1e_55aa_0000_0042, 5);
+    assert!(kills >= 5, "{kills} kills");
+    let got = rt.block_on(amqp::drain(&channel, &collector));
+    assert_eq!(rt.block_on(amqp::ready(&channel, &queue)), 0);
+    assert_exact(&got, &embedded);
+    let dead = format!("{queue}.dead");
+    rt.block_on(amqp::delete(&channel, &[&queue, &dead, &collector]));
+}
+
+#[test]
+fn a_cut_broker_connection_is_exact_without_a_restart() {
+    let _guard = amqp::exclusive();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (queue, exchange) = (amqp::unique("ck-cut"), amqp::unique("ck-cut-out"));
+    let manifest = amqp::manifest(dir, &queue, &exchange);
+    let input = common::gen_bts(
+        dir,
+        "bts.csv",
+        &["--events", "30000", "--stations", "4", "--dirty", "0.01"],
+    );
+    let embedded = amqp::embedded_lines(&manifest, &input);
+    let rt = amqp::runtime();
+    let collector = {
+        let (_conn, channel) = rt.block_on(amqp::connect());
+        rt.block_on(amqp::collector(&channel, &exchange))
+    };
+    amqp::publish(&manifest, &input, 2);
+    let host = spawn_host(&manifest, dir, None);
+    // Cut once the host is visibly mid-run.
+    let started = std::time::Instant::now();
+    loop {
+        let left = rt.block_on(async {
+            let (_c, ch) = amqp::connect().await;
+            amqp::ready(&ch, &queue).await
+        });
+        if left < 11_000 {
+            assert!(left > 0, "the host finished before the cut");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the host does not consume"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new("rabbitmqctl")
+        .args(["close_all_connections", "sluice test: connection cut"])
+        .output()
+        .expect("rabbitmqctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = host.wait_with_output().expect("host");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(amqp::figure(&stderr, "reconnects") >= 1, "{stderr}");
+
+    let (_conn, channel) = rt.block_on(amqp::connect());
+    let got = rt.block_on(amqp::drain(&channel, &collector));
+    assert_eq!(rt.block_on(amqp::ready(&channel, &queue)), 0);
+    assert_exact(&got, &embedded);
+    let dead = format!("{queue}.dead");
+    rt.block_on(amqp::delete(&channel, &[&queue, &dead, &collector]));
+}
