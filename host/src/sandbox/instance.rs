@@ -17,7 +17,7 @@ use super::bindings::{
     ModuleInfo, Tenant, WindowGroup,
 };
 use super::error::{chain, Limit, Result, SandboxError};
-use super::limits::{Limits, MemoryCap, OutputSize};
+use super::limits::{thread_cpu_time, Limits, MemoryCap, OutputSize};
 use super::log::TenantLog;
 use super::module::TenantModule;
 use super::wasi::{deterministic_ctx, PinnedClock, SeededRandom};
@@ -28,6 +28,8 @@ pub struct HostState {
     table: ResourceTable,
     log: TenantLog,
     pub(crate) limiter: MemoryCap,
+    /// The thread's CPU time when the current call started.
+    cpu_start: Duration,
 }
 
 impl WasiView for HostState {
@@ -167,11 +169,29 @@ impl TenantInstance {
             table: ResourceTable::new(),
             log: self.log.clone(),
             limiter: MemoryCap::new(self.limits.memory),
+            cpu_start: thread_cpu_time(),
         };
         let mut store = Store::new(self.module.engine(), state);
         store.limiter(|state| &mut state.limiter);
+        // The epoch deadline is wall time; the budget is CPU time. At each
+        // deadline, a call that has not used its budget on this thread (it
+        // was descheduled on a busy machine) gets the rest; one that has is
+        // interrupted. Limits stay independent of machine load.
+        let budget = self.limits.call_budget;
+        let tick = self.module.epoch_tick().max(Duration::from_nanos(1));
+        store.epoch_deadline_callback(move |ctx| {
+            let used = thread_cpu_time().saturating_sub(ctx.data().cpu_start);
+            if used >= budget {
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
+            }
+            let left = (budget - used).as_nanos().div_ceil(tick.as_nanos()).max(1);
+            Ok(wasmtime::UpdateDeadline::Continue(
+                u64::try_from(left).unwrap_or(u64::MAX),
+            ))
+        });
         // Set before instantiating: a zero deadline would trap in `start`.
         store.set_epoch_deadline(self.deadline_ticks());
+        store.data_mut().cpu_start = thread_cpu_time();
         self.clock.set(0);
         self.random.reseed(fixed_seed as u64);
         let bindings = match self.module.pre().instantiate(&mut store) {
@@ -184,6 +204,7 @@ impl TenantInstance {
         let mut live = Live { store, bindings };
         if init {
             live.store.set_epoch_deadline(self.deadline_ticks());
+            live.store.data_mut().cpu_start = thread_cpu_time();
             let result = live.bindings.sluice_analytics_analytics().call_init(
                 &mut live.store,
                 &self.params,
@@ -290,6 +311,7 @@ impl TenantInstance {
         let ticks = self.deadline_ticks();
         let live = self.ready(true)?;
         live.store.set_epoch_deadline(ticks);
+        live.store.data_mut().cpu_start = thread_cpu_time();
         live.store.data_mut().limiter.hit = false;
         let outcome = f(live.bindings.sluice_analytics_analytics(), &mut live.store);
         let memory_hit = live.store.data().limiter.hit;
@@ -339,6 +361,7 @@ impl TenantInstance {
         // Bounded like any call: a module that loops in `describe` is
         // rejected at load instead of hanging the deploy.
         live.store.set_epoch_deadline(ticks);
+        live.store.data_mut().cpu_start = thread_cpu_time();
         match live
             .bindings
             .sluice_analytics_analytics()

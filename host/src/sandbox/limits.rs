@@ -9,7 +9,9 @@ use std::time::Duration;
 pub struct Limits {
     /// Linear memory (all memories of the instance together), in bytes.
     pub memory: u64,
-    /// Wall-clock CPU budget of one call, enforced by epoch interruption.
+    /// CPU budget of one call: the calling thread's CPU time, checked at
+    /// every epoch deadline (so a busy machine that deschedules the thread
+    /// does not count against the tenant).
     pub call_budget: Duration,
     /// Size of what one call may return, in bytes (states, fields, alerts).
     pub max_output: u64,
@@ -120,4 +122,23 @@ impl<T: OutputSize> OutputSize for Vec<T> {
     fn output_size(&self) -> u64 {
         self.iter().map(OutputSize::output_size).sum()
     }
+}
+
+/// CPU time consumed by the calling thread so far.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is
+    // supported on every Linux the host runs on. On failure `ts` stays zero
+    // and the budget degrades to the epoch deadline alone.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
