@@ -22,9 +22,10 @@ services_pid=$!
 
 # Standard clients the tests use as independent witnesses.
 venv="${SLUICE_VENV:-/var/cache/sluice/venv}"
-if ! "$venv/bin/python" -c 'import pika' 2>/dev/null; then
+# pika (broker tests) and the DataStax driver (Cassandra tests).
+if ! "$venv/bin/python" -c 'import pika, cassandra' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet pika
+    "$venv/bin/pip" install --quiet pika 'cassandra-driver>=3.29'
 fi
 export SLUICE_PYTHON="$venv/bin/python"
 

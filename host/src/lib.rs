@@ -3,7 +3,8 @@
 //! A multi-tenant streaming-analytics host. Records enter (ingress), are
 //! parsed against the tenant's schema (parse), keyed and sharded (key),
 //! assigned to event-time windows (window), and handed to the tenant's
-//! sandboxed WebAssembly component (sandbox) whose results go to the sinks.
+//! sandboxed WebAssembly component (sandbox) whose results go to the sinks
+//! (JSON lines, RabbitMQ, Cassandra).
 //! `ARCHITECTURE.md` at the repository root is the map; this crate's modules
 //! follow those stages, one concern each.
 

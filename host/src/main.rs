@@ -20,7 +20,8 @@ use sluice_host::pipeline::CheckpointOptions;
 use sluice_host::pipeline::{self, Options, Sinks};
 use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine};
 use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
-use sluice_host::sink::LineSink;
+use sluice_host::sink::cassandra::{self, CassandraConfig, CassandraSink, QueryFilter};
+use sluice_host::sink::{LineSink, OutputType};
 use sluice_host::state::local::LocalStore;
 use sluice_host::state::{self, CheckpointStore, InputPosition};
 
@@ -33,6 +34,24 @@ use sluice_host::state::{self, CheckpointStore, InputPosition};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where in Cassandra a run writes.
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
+    /// With `--cassandra`: the keyspace.
+    #[arg(long, default_value = CassandraConfig::DEFAULT_KEYSPACE)]
+    keyspace: String,
+    /// With `--cassandra`: the keyspace's replication when it is created,
+    /// as a CQL map.
+    #[arg(long, default_value = CassandraConfig::DEFAULT_REPLICATION)]
+    replication: String,
+    /// With `--cassandra`: requests in flight at once (all workers).
+    #[arg(long, default_value_t = CassandraConfig::DEFAULT_MAX_CONCURRENCY)]
+    cassandra_concurrency: usize,
+    /// With `--cassandra`: MiB of rows in flight at once (all workers).
+    #[arg(long, default_value_t = CassandraConfig::DEFAULT_MAX_IN_FLIGHT_BYTES >> 20)]
+    cassandra_in_flight_mib: usize,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +105,39 @@ enum Command {
         /// With `--amqp`: a larger message is dead-lettered undecoded.
         #[arg(long, default_value_t = AmqpIngressConfig::DEFAULT_MAX_MESSAGE_BYTES)]
         max_message_bytes: usize,
+        /// Also write results, dead letters and raw events to this Cassandra
+        /// node (`HOST:PORT`, or several separated by commas); creates the
+        /// keyspace and tables when missing.
+        #[arg(long, env = "SLUICE_CASSANDRA")]
+        cassandra: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// With `--cassandra`: store every row that parsed in `events`
+        /// (the default with `--cassandra`).
+        #[arg(long, overrides_with = "no_store_events")]
+        store_events: bool,
+        /// With `--cassandra`: do not store the raw events.
+        #[arg(long, overrides_with = "store_events")]
+        no_store_events: bool,
+    },
+    /// Print the results stored in Cassandra as JSON lines, in the shape
+    /// `sluice run` prints them (a window updated late shows its last
+    /// update).
+    Query {
+        /// Cassandra node(s), `HOST:PORT[,HOST:PORT…]`.
+        #[arg(long, env = "SLUICE_CASSANDRA")]
+        cassandra: String,
+        #[arg(long, default_value = CassandraConfig::DEFAULT_KEYSPACE)]
+        keyspace: String,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Only this result type.
+        #[arg(long = "type", value_parser = ["windowed-analytic", "global-analytic", "windowed-metric", "global-metric", "alert"])]
+        ty: Option<String>,
+        /// Only keys with these values: `column=value,column=value`.
+        #[arg(long)]
+        key: Option<String>,
     },
     /// Publish CSV lines to a tenant's input queue (the sensor simulator):
     /// persistent messages with publisher confirms and deterministic ids.
@@ -197,21 +249,42 @@ fn main() -> anyhow::Result<()> {
             max_message_bytes,
             checkpoint_dir,
             checkpoint_interval,
-        } => run(&RunArgs {
-            manifest,
-            input,
-            output,
-            dead_letter,
-            workers,
-            cache_dir,
-            quiet,
-            amqp,
-            until_idle,
-            prefetch,
-            max_message_bytes,
-            checkpoint_dir,
-            checkpoint_interval,
-        }),
+            cassandra,
+            store,
+            store_events,
+            no_store_events,
+        } => {
+            if cassandra.is_none() && store_events {
+                anyhow::bail!(
+                    "--store-events needs --cassandra (the raw events go to its `events` table)"
+                );
+            }
+            run(&RunArgs {
+                manifest,
+                input,
+                output,
+                dead_letter,
+                workers,
+                cache_dir,
+                quiet,
+                amqp,
+                until_idle,
+                prefetch,
+                max_message_bytes,
+                checkpoint_dir,
+                checkpoint_interval,
+                cassandra,
+                store,
+                store_events: !no_store_events,
+            })
+        }
+        Command::Query {
+            cassandra,
+            keyspace,
+            tenant,
+            ty,
+            key,
+        } => query(cassandra, keyspace, tenant, ty.as_deref(), key.as_deref()),
         Command::Publish {
             amqp,
             queue,
@@ -331,6 +404,65 @@ struct RunArgs {
     max_message_bytes: usize,
     checkpoint_dir: Option<PathBuf>,
     checkpoint_interval: Duration,
+    cassandra: Option<String>,
+    store: StoreArgs,
+    store_events: bool,
+}
+
+/// `HOST:PORT[,HOST:PORT…]` → contact points.
+fn nodes(list: &str) -> anyhow::Result<Vec<String>> {
+    let nodes: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if nodes.is_empty() {
+        anyhow::bail!("--cassandra needs HOST:PORT");
+    }
+    Ok(nodes)
+}
+
+fn query(
+    list: String,
+    keyspace: String,
+    tenant: String,
+    ty: Option<&str>,
+    key: Option<&str>,
+) -> anyhow::Result<()> {
+    let nodes = nodes(&list)?;
+    let ty = ty.map(|t| match t {
+        "windowed-analytic" => OutputType::WindowedAnalytic,
+        "global-analytic" => OutputType::GlobalAnalytic,
+        "windowed-metric" => OutputType::WindowedMetric,
+        "global-metric" => OutputType::GlobalMetric,
+        _ => OutputType::Alert,
+    });
+    let mut pairs = Vec::new();
+    for pair in key.unwrap_or("").split(',').filter(|p| !p.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else {
+            anyhow::bail!("--key takes column=value pairs separated by commas, not `{pair}`");
+        };
+        pairs.push((k.trim().to_owned(), v.to_owned()));
+    }
+    let filter = QueryFilter {
+        tenant,
+        ty,
+        key: pairs,
+    };
+    let rt = runtime()?;
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let printed = rt.block_on(async {
+        let session = cassandra::connect(&nodes).await?;
+        cassandra::query(&session, &keyspace, &filter, &mut stdout).await
+    });
+    match printed {
+        Ok(n) => {
+            eprintln!("sluice query: {n} results");
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("querying keyspace {keyspace} at {list}")),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -443,8 +575,8 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             path,
             restore.as_ref().and_then(|c| c.output_bytes),
         )?,
-        // With a broker the results go to its exchange; without one, stdout.
-        None if args.amqp.is_some() => LineSink::discard("output"),
+        // With a broker or a database the results go there; without, stdout.
+        None if args.amqp.is_some() || args.cassandra.is_some() => LineSink::discard("output"),
         None => LineSink::new(
             "output",
             Box::new(std::io::BufWriter::with_capacity(
@@ -483,10 +615,33 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         ..Options::default()
     };
 
+    // One runtime for the broker and database clients.
+    let rt = if args.amqp.is_some() || args.cassandra.is_some() {
+        Some(runtime()?)
+    } else {
+        None
+    };
+    let mut table_sink = None;
+    if let (Some(list), Some(rt)) = (&args.cassandra, &rt) {
+        let config = CassandraConfig {
+            keyspace: args.store.keyspace.clone(),
+            replication: args.store.replication.clone(),
+            max_concurrency: args.store.cassandra_concurrency.max(1),
+            max_in_flight_bytes: args.store.cassandra_in_flight_mib.max(1) << 20,
+            ..CassandraConfig::new(nodes(list)?)
+        };
+        let sink = Arc::new(
+            rt.block_on(CassandraSink::connect(config, rt.handle().clone()))
+                .with_context(|| format!("connecting the Cassandra sink at {list}"))?,
+        );
+        sinks.tables = Some(sink.clone());
+        sinks.store_events = args.store_events;
+        table_sink = Some(sink);
+    }
+
     let mut broker = None;
-    let (input, source) = match &args.amqp {
-        Some(url) => {
-            let rt = runtime()?;
+    let (input, source) = match (&args.amqp, &rt) {
+        (Some(url), Some(rt)) => {
             let handle = rt.handle().clone();
             let sink = rt
                 .block_on(AmqpSink::connect(
@@ -523,14 +678,14 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                     handle,
                 ))
                 .context("starting to consume")?;
-            broker = Some((rt, ingress));
+            broker = Some(ingress);
             (input, format!("queue {}", manifest.input.queue))
         }
-        None if args.input == "-" => (
+        _ if args.input == "-" => (
             Input::bytes(Box::new(std::io::stdin()), "stdin"),
             "stdin".to_owned(),
         ),
-        None => {
+        _ => {
             let mut file = std::fs::File::open(&args.input)
                 .with_context(|| format!("opening the input {}", args.input))?;
             std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(file_start.0))
@@ -555,13 +710,27 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("running tenant `{}` over {source}", manifest.tenant))
         }
     };
-    if let Some((rt, ingress)) = broker {
+    if let Some(ingress) = broker {
         let r = ingress.finish().context("acknowledging the input")?;
         eprintln!(
             "sluice run: {} messages consumed, {} dead-lettered undecoded, {} redeliveries recognised, {} reconnects",
             r.messages, r.dead_messages, r.duplicates_skipped, r.reconnects
         );
-        drop(sinks);
+    }
+    if let Some(sink) = &table_sink {
+        let c = sink.stats();
+        eprintln!(
+            "sluice run: Cassandra ({}): {} rows in {} requests, {} retries in {} outages",
+            sink.keyspace(),
+            c.rows,
+            c.requests,
+            c.retries,
+            c.outages
+        );
+    }
+    drop(table_sink);
+    drop(sinks);
+    if let Some(rt) = rt {
         rt.shutdown_timeout(Duration::from_secs(2));
     }
     let s = report.summary;

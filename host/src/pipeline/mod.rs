@@ -24,6 +24,12 @@
 //! - **Workers**: key → `Key::shard(workers)`; each worker owns one shard
 //!   and one `TenantInstance`, so per-key order holds and guest calls are
 //!   batched across the keys of a shard.
+//! - **Sinks**: each stage writes what a batch produced to every sink and
+//!   only then reports the batch settled (acks). With a table sink that
+//!   stores raw events, the reader keeps each row's position and a worker
+//!   hands its shard's parsed rows — late ones too — to the sink with the
+//!   batch's results, so an event's partition (tenant, key, day) is always
+//!   written by one worker.
 //!
 //! Decisions (see also `README.md`, "sluice run"):
 //! - The alert function sees *every* parsed row of its key in arrival
@@ -58,7 +64,8 @@ use crate::parse::{self, BadRow, ParsedRow, RowParser};
 use crate::sandbox::{self, DataField, SandboxError, TenantModule, Value};
 pub use crate::sink::Sinks;
 use crate::sink::{
-    self, Data, DeadLetter, DeadLetterRecord, OutputType, Record, Rendered, WindowRef,
+    self, Data, DeadLetter, DeadLetterRecord, Event, EventBatch, OutputType, Record, Rendered,
+    RowPos, WindowRef,
 };
 use crate::state::{self, Checkpoint, CheckpointStore};
 use crate::window::{self, Emitted, OutputKind, PoisonedInput, ShardWindows, WindowCalls};
@@ -292,6 +299,11 @@ where
                 Some(Arc::clone(acks))
             }
         };
+        let chunking = Chunking {
+            batch_rows,
+            // Positions are kept for the raw-event store only.
+            keep_positions: sinks.stores_events(),
+        };
         let worker_acks = if checkpointing { None } else { acks.clone() };
         let reader = {
             let counters = Arc::clone(&counters);
@@ -302,11 +314,9 @@ where
                         reader,
                         name,
                         start,
-                    } => read_input(
-                        reader, parser, &name, start, batch_rows, &counters, &chunk_tx,
-                    ),
+                    } => read_input(reader, parser, &name, start, chunking, &counters, &chunk_tx),
                     Input::Messages { rx, .. } => {
-                        read_messages(rx, parser, batch_rows, &counters, &chunk_tx);
+                        read_messages(rx, parser, chunking, &counters, &chunk_tx);
                         Ok(())
                     }
                 })
@@ -436,6 +446,16 @@ impl Ctx {
         }
     }
 
+    /// `events` labelled with the tenant's names.
+    fn events<'e>(&'e self, events: &'e [Event<'e>]) -> EventBatch<'e> {
+        EventBatch {
+            tenant: &self.tenant,
+            key_names: &self.key_names,
+            columns: &self.columns,
+            events,
+        }
+    }
+
     fn dead_letter(&self, letter: DeadLetter<'_>, out: &mut Rendered) {
         out.push_dead_letter(&DeadLetterRecord {
             tenant: &self.tenant,
@@ -450,10 +470,22 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How the reader cuts its output into chunks.
+#[derive(Debug, Clone, Copy)]
+struct Chunking {
+    /// Rows per chunk at most.
+    batch_rows: usize,
+    /// Keep each row's position (for the raw-event store).
+    keep_positions: bool,
+}
+
 /// Parsed records handed from the reader to the coordinator; `seq`: the
 /// last message they complete (message input only).
 struct Chunk {
     rows: Vec<std::result::Result<ParsedRow, BadRow>>,
+    /// Where each record was read, parallel to `rows`; empty unless raw
+    /// events are stored.
+    positions: Vec<RowPos>,
     seq: Option<u64>,
     /// File input: byte offset and line after the chunk.
     end: Option<(u64, u64)>,
@@ -469,10 +501,15 @@ fn read_input(
     mut parser: RowParser,
     source_name: &str,
     (start_offset, start_line): (u64, u64),
-    batch_rows: usize,
+    Chunking {
+        batch_rows,
+        keep_positions,
+    }: Chunking,
     counters: &Counters,
     tx: &SyncSender<Chunk>,
 ) -> Result<()> {
+    let source: Arc<str> = Arc::from(source_name);
+    let mut positions = Vec::new();
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let mut line = Vec::with_capacity(256);
     let mut line_no: u64 = start_line;
@@ -500,11 +537,19 @@ fn read_input(
         }
         bytes += n as u64;
         rows.push(parser.parse_record(&line, source_name, line_no, at));
+        if keep_positions {
+            positions.push(RowPos {
+                source: Arc::clone(&source),
+                line: line_no,
+                offset: at,
+            });
+        }
         if rows.len() >= batch_rows || reader.buffer().is_empty() {
             counters.add_input(rows.len() as u64, bytes);
             bytes = 0;
             let chunk = Chunk {
                 rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
+                positions: std::mem::take(&mut positions),
                 seq: None,
                 end: Some((offset, line_no)),
                 fingerprints: Vec::new(),
@@ -520,6 +565,7 @@ fn read_input(
         // A closed channel means the coordinator stopped; it reports why.
         let _ = tx.send(Chunk {
             rows,
+            positions,
             seq: None,
             end: Some((offset, line_no)),
             fingerprints: Vec::new(),
@@ -536,27 +582,40 @@ fn read_input(
 fn read_messages(
     mut rx: tokio::sync::mpsc::Receiver<Message>,
     mut parser: RowParser,
-    batch_rows: usize,
+    Chunking {
+        batch_rows,
+        keep_positions,
+    }: Chunking,
     counters: &Counters,
     tx: &SyncSender<Chunk>,
 ) {
     let mut rows = Vec::with_capacity(batch_rows);
+    let mut positions = Vec::new();
     let mut bytes: u64 = 0;
     let mut fingerprints = Vec::new();
     while let Some(message) = rx.blocking_recv() {
         fingerprints.push(message.fingerprint);
         let mut offset = 0u64;
+        let source: Arc<str> = Arc::from(message.source.as_str());
         for (i, line) in message.body.split_inclusive(|b| *b == b'\n').enumerate() {
             let at = offset;
             offset += line.len() as u64;
             bytes += line.len() as u64;
             rows.push(parser.parse_record(line, &message.source, i as u64 + 1, at));
+            if keep_positions {
+                positions.push(RowPos {
+                    source: Arc::clone(&source),
+                    line: i as u64 + 1,
+                    offset: at,
+                });
+            }
         }
         if rows.len() >= batch_rows || rx.is_empty() {
             counters.add_input(rows.len() as u64, bytes);
             bytes = 0;
             let chunk = Chunk {
                 rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
+                positions: std::mem::take(&mut positions),
                 seq: Some(message.seq),
                 end: None,
                 fingerprints: std::mem::take(&mut fingerprints),
@@ -573,6 +632,9 @@ fn read_messages(
 enum Work {
     Batch {
         rows: Vec<(ParsedRow, i64)>,
+        /// Where each row was read, parallel to `rows`; empty unless raw
+        /// events are stored.
+        positions: Vec<RowPos>,
         bad: Vec<(BadRow, i64)>,
         wm_after: i64,
         /// The last message this batch completes (message input only).
@@ -905,11 +967,14 @@ impl<'a> Coordinator<'a> {
     fn chunk(&mut self, chunk: Chunk) -> Result<()> {
         self.last_record = Instant::now();
         let mut rows: Vec<Vec<(ParsedRow, i64)>> = (0..self.workers).map(|_| Vec::new()).collect();
+        let mut positions: Vec<Vec<RowPos>> = (0..self.workers).map(|_| Vec::new()).collect();
         let mut bad: Vec<Vec<(BadRow, i64)>> = (0..self.workers).map(|_| Vec::new()).collect();
         let (mut n_bad, mut n_keyless) = (0u64, 0u64);
         let shards = u32::try_from(self.workers).unwrap_or(u32::MAX);
         let n_rows = chunk.rows.len() as u64;
+        let mut chunk_positions = chunk.positions.into_iter();
         for item in chunk.rows {
+            let position = chunk_positions.next();
             match item {
                 Ok(row) => {
                     let before = self.wm;
@@ -919,6 +984,9 @@ impl<'a> Coordinator<'a> {
                         .max(row.time.saturating_sub(self.ctx.max_out_of_orderness));
                     let shard = row.key.shard(shards) as usize;
                     rows[shard].push((row, before));
+                    if let Some(position) = position {
+                        positions[shard].push(position);
+                    }
                 }
                 Err(mut b) => {
                     n_bad += 1;
@@ -944,7 +1012,7 @@ impl<'a> Coordinator<'a> {
         }
         self.wm_at_last_record = self.wm;
         self.counters.add_bad_rows(n_bad, n_keyless);
-        self.send(rows, bad, chunk.seq)?;
+        self.send(rows, positions, bad, chunk.seq)?;
         self.write()?;
         if chunk.seq.is_some() {
             self.last_seq = chunk.seq;
@@ -977,12 +1045,15 @@ impl<'a> Coordinator<'a> {
     fn send(
         &mut self,
         rows: Vec<Vec<(ParsedRow, i64)>>,
+        positions: Vec<Vec<RowPos>>,
         bad: Vec<Vec<(BadRow, i64)>>,
         seq: Option<u64>,
     ) -> Result<()> {
-        for ((tx, rows), bad) in self.senders.iter().zip(rows).zip(bad) {
+        for (((tx, rows), positions), bad) in self.senders.iter().zip(rows).zip(positions).zip(bad)
+        {
             let work = Work::Batch {
                 rows,
+                positions,
                 bad,
                 wm_after: self.wm,
                 seq,
@@ -1021,8 +1092,9 @@ impl<'a> Coordinator<'a> {
         self.wm = advanced;
         self.keyless_passed();
         let rows = (0..self.workers).map(|_| Vec::new()).collect();
+        let positions = (0..self.workers).map(|_| Vec::new()).collect();
         let bad = (0..self.workers).map(|_| Vec::new()).collect();
-        self.send(rows, bad, None)?;
+        self.send(rows, positions, bad, None)?;
         self.write()
     }
 
@@ -1086,8 +1158,8 @@ impl<'a> Coordinator<'a> {
     }
 
     fn write(&mut self) -> Result<()> {
-        self.sinks.results(&self.out)?;
-        self.sinks.dead_letters(&self.dead)?;
+        let no_events = self.ctx.events(&[]);
+        self.sinks.batch(&self.out, &self.dead, &no_events)?;
         self.out.clear();
         self.dead.clear();
         Ok(())
@@ -1126,9 +1198,12 @@ impl<C: ShardCalls> Shard<'_, C> {
             let mut emitted = Emitted::default();
             let mut alert_lines = 0;
             let mut settles = None;
+            let mut batch_rows = Vec::new();
+            let mut batch_positions = Vec::new();
             match work {
                 Work::Batch {
                     rows,
+                    positions,
                     bad,
                     wm_after,
                     seq,
@@ -1153,6 +1228,8 @@ impl<C: ShardCalls> Shard<'_, C> {
                             worker: self.worker,
                             source,
                         })?;
+                    batch_rows = rows;
+                    batch_positions = positions;
                 }
                 Work::Flush => {
                     self.windows
@@ -1177,8 +1254,18 @@ impl<C: ShardCalls> Shard<'_, C> {
             let open = self.windows.open_panes();
             self.peak_panes = self.peak_panes.max(open);
             panes.store(open, std::sync::atomic::Ordering::Relaxed);
-            self.sinks.results(&out)?;
-            self.sinks.dead_letters(&dead)?;
+            // Every row that parsed is a raw event, late ones too.
+            let events: Vec<Event<'_>> = batch_rows
+                .iter()
+                .zip(&batch_positions)
+                .map(|((row, _), position)| Event {
+                    key: &row.key,
+                    time: row.time,
+                    values: &row.values,
+                    position,
+                })
+                .collect();
+            self.sinks.batch(&out, &dead, &self.ctx.events(&events))?;
             out.clear();
             dead.clear();
             if let (Some(acks), Some(seq)) = (self.acks, settles) {

@@ -12,13 +12,21 @@
 //! decimal point or an exponent (`241.0`, never `241`), so a consumer can
 //! tell a count from a measurement without a schema. Non-finite floats
 //! become `null` (JSON has no NaN).
+//!
+//! Besides the line writers a run may have a message sink (a broker: one
+//! message per line) and a table sink (Cassandra: typed rows of results,
+//! dead letters and the raw events). Both confirm synchronously: a batch's
+//! input is acknowledged only after every sink has it.
 
 pub mod amqp;
+pub mod cassandra;
 mod rendered;
 #[cfg(test)]
 mod tests;
+mod typed;
 
 pub use rendered::{message_id, routing_key, type_slug, Rendered, Route};
+pub use typed::{Event, EventBatch, OwnedWindow, RowPos, TypedDeadLetter, TypedResult};
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -53,6 +61,14 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A table sink could not get a batch stored (it retries with backoff
+    /// first; this is after it gave up).
+    #[error("storing to the {sink} sink: {source}")]
+    Store {
+        sink: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// The two streams a run produces.
@@ -69,13 +85,30 @@ pub trait MessageSink: Send + Sync {
     fn publish(&self, stream: Stream, batch: &Rendered) -> Result<()>;
 }
 
+/// A sink that stores typed rows (a database). `write` returns only once
+/// the store has acknowledged every row of the batch — results, dead
+/// letters and raw events — retrying meanwhile: that wait is the
+/// backpressure that slows intake when the store is slow or away.
+pub trait TableSink: Send + Sync {
+    fn write(
+        &self,
+        results: &Rendered,
+        dead_letters: &Rendered,
+        events: &EventBatch<'_>,
+    ) -> Result<()>;
+}
+
 /// Where a run's results and dead letters go: line writers always (a file,
-/// stdout, or nothing), and a message sink when a broker is attached.
+/// stdout, or nothing), a message sink when a broker is attached, a table
+/// sink when a database is.
 #[derive(Clone)]
 pub struct Sinks {
     pub output: LineSink,
     pub dead_letter: LineSink,
     pub messages: Option<Arc<dyn MessageSink>>,
+    pub tables: Option<Arc<dyn TableSink>>,
+    /// Also hand the raw events (every parsed row) to the table sink.
+    pub store_events: bool,
 }
 
 impl std::fmt::Debug for Sinks {
@@ -84,6 +117,7 @@ impl std::fmt::Debug for Sinks {
             .field("output", &self.output)
             .field("dead_letter", &self.dead_letter)
             .field("messages", &self.messages.is_some())
+            .field("tables", &self.tables.is_some())
             .finish()
     }
 }
@@ -95,22 +129,38 @@ impl Sinks {
             output,
             dead_letter,
             messages: None,
+            tables: None,
+            store_events: false,
         }
     }
 
-    /// A fresh buffer for one batch, routed when a message sink needs it.
+    /// A fresh buffer for one batch, routed when a message sink needs it,
+    /// typed when a table sink does.
     pub fn buffer(&self) -> Rendered {
-        Rendered::new(self.messages.is_some())
+        Rendered::new(self.messages.is_some(), self.tables.is_some())
     }
 
-    /// Writes a batch of results to every sink; returns once all have it.
-    pub fn results(&self, batch: &Rendered) -> Result<()> {
-        self.write(Stream::Results, &self.output, batch)
+    /// Whether raw events are wanted (a table sink that stores them).
+    pub fn stores_events(&self) -> bool {
+        self.tables.is_some() && self.store_events
     }
 
-    /// Writes a batch of dead letters to every sink.
-    pub fn dead_letters(&self, batch: &Rendered) -> Result<()> {
-        self.write(Stream::DeadLetters, &self.dead_letter, batch)
+    /// Writes one batch — its results, dead letters and (with a table
+    /// sink) raw events — to every sink; returns once all have it.
+    pub fn batch(
+        &self,
+        results: &Rendered,
+        dead_letters: &Rendered,
+        events: &EventBatch<'_>,
+    ) -> Result<()> {
+        self.write(Stream::Results, &self.output, results)?;
+        self.write(Stream::DeadLetters, &self.dead_letter, dead_letters)?;
+        if let Some(tables) = &self.tables {
+            if !(results.is_empty() && dead_letters.is_empty() && events.is_empty()) {
+                tables.write(results, dead_letters, events)?;
+            }
+        }
+        Ok(())
     }
 
     fn write(&self, stream: Stream, lines: &LineSink, batch: &Rendered) -> Result<()> {

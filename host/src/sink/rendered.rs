@@ -1,6 +1,7 @@
 //! Rendered lines of one batch and, when a message sink is attached, what
 //! each line needs to travel as its own message: a routing key and a
-//! deterministic message id.
+//! deterministic message id; when a table sink is attached, an owned typed
+//! copy of each result and dead letter.
 //!
 //! Ids are computed from what identifies a result — never from its data —
 //! so a replay that re-emits a result gives it the id it had, and a
@@ -8,7 +9,8 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{DeadLetter, DeadLetterRecord, OutputType, Record};
+use super::typed::{OwnedWindow, TypedDeadLetter, TypedResult};
+use super::{Data, DeadLetter, DeadLetterRecord, OutputType, Record};
 
 /// One message's routing: where its line ends in [`Rendered::lines`], its
 /// routing key and its message id.
@@ -27,14 +29,19 @@ pub struct Rendered {
     pub lines: Vec<u8>,
     routes: Vec<Route>,
     routed: bool,
+    typed: bool,
+    results: Vec<TypedResult>,
+    dead_letters: Vec<TypedDeadLetter>,
 }
 
 impl Rendered {
     /// `routed`: compute routes (only when a message sink is attached;
-    /// hashing an id per line is not free).
-    pub fn new(routed: bool) -> Rendered {
+    /// hashing an id per line is not free). `typed`: keep a typed copy of
+    /// each record (only when a table sink is attached).
+    pub fn new(routed: bool, typed: bool) -> Rendered {
         Rendered {
             routed,
+            typed,
             ..Rendered::default()
         }
     }
@@ -49,6 +56,9 @@ impl Rendered {
                 message_id: message_id(record),
             });
         }
+        if self.typed {
+            self.results.push(typed_result(record));
+        }
     }
 
     /// Appends a dead-letter line; its routing key is its kind (`bad-row`,
@@ -57,19 +67,59 @@ impl Rendered {
     pub fn push_dead_letter(&mut self, record: &DeadLetterRecord<'_>) {
         let start = self.lines.len();
         record.write_line(&mut self.lines);
-        if self.routed {
-            let kind = match record.letter {
-                DeadLetter::BadRow(_) => "bad-row",
-                DeadLetter::Late { .. } => "late",
-                DeadLetter::Poison { .. } => "poison",
+        if !(self.routed || self.typed) {
+            return;
+        }
+        let kind = match record.letter {
+            DeadLetter::BadRow(_) => "bad-row",
+            DeadLetter::Late { .. } => "late",
+            DeadLetter::Poison { .. } => "poison",
+        };
+        let line = &self.lines[start..];
+        let id = hex_id(&[line]);
+        if self.typed {
+            let (key, event_time, position) = match record.letter {
+                DeadLetter::BadRow(bad) => (bad.key.clone(), bad.time, Some(bad.position.clone())),
+                DeadLetter::Late { row } => (Some(row.key.clone()), Some(row.time), None),
+                DeadLetter::Poison {
+                    key, bounds, rows, ..
+                } => (
+                    Some(key.clone()),
+                    bounds
+                        .map(|(start, _)| start)
+                        .or_else(|| rows.first().map(|r| r.time)),
+                    None,
+                ),
             };
-            let line = &self.lines[start..];
+            let text = line.strip_suffix(b"\n").unwrap_or(line);
+            self.dead_letters.push(TypedDeadLetter {
+                tenant: record.tenant.to_owned(),
+                kind,
+                id: id.clone(),
+                line: String::from_utf8_lossy(text).into_owned(),
+                key_names: record.key_names.to_vec(),
+                key,
+                event_time,
+                position,
+            });
+        }
+        if self.routed {
             self.routes.push(Route {
                 end: self.lines.len(),
                 routing_key: kind.to_owned(),
-                message_id: hex_id(&[line]),
+                message_id: id,
             });
         }
+    }
+
+    /// The typed results (empty unless typed).
+    pub fn typed_results(&self) -> &[TypedResult] {
+        &self.results
+    }
+
+    /// The typed dead letters (empty unless typed).
+    pub fn typed_dead_letters(&self) -> &[TypedDeadLetter] {
+        &self.dead_letters
     }
 
     pub fn is_empty(&self) -> bool {
@@ -94,6 +144,33 @@ impl Rendered {
     pub fn clear(&mut self) {
         self.lines.clear();
         self.routes.clear();
+        self.results.clear();
+        self.dead_letters.clear();
+    }
+}
+
+fn typed_result(record: &Record<'_>) -> TypedResult {
+    let (alert, fields) = match record.data {
+        Data::Fields(fields) => (None, fields),
+        Data::Alert {
+            kind,
+            event_time,
+            fields,
+        } => (Some((kind.to_owned(), event_time)), fields),
+    };
+    TypedResult {
+        tenant: record.tenant.to_owned(),
+        ty: record.ty,
+        window: record.window.map(|w| OwnedWindow {
+            name: w.name.to_owned(),
+            start: w.start,
+            end: w.end,
+        }),
+        key_names: record.key_names.to_vec(),
+        key: record.key.cloned(),
+        alert,
+        fields: fields.to_vec(),
+        update: record.update,
     }
 }
 

@@ -1,0 +1,315 @@
+//! Cassandra benchmark (needs a node: `scripts/services.sh start
+//! cassandra`). Prints figures; never passes or fails on time.
+//!
+//! 1. Rows/s written by the sink (`CassandraSink`, two threads writing
+//!    batches as two shard workers do) against a minimal `scylla` loop
+//!    writing the same rows with the same prepared statement and the same
+//!    concurrency, in the same run.
+//! 2. End-to-end events/s of `sluice run --cassandra` with raw-event
+//!    storage on and off (and without Cassandra, for reference).
+//! 3. Cassandra's start time in `scripts/services.sh` (a restart; skipped
+//!    with `SLUICE_BENCH_NO_RESTART=1`).
+//!
+//! `cargo bench -p sluice-host --bench cassandra` (`SLUICE_BENCH_ROWS`:
+//! result rows for 1, default 200 000; `SLUICE_BENCH_EVENTS`: input rows
+//! for 2, default 100 000; `SLUICE_TEST_CASSANDRA`: the node, default
+//! 127.0.0.1:9042).
+
+#[path = "../tests/sandbox/common.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use scylla::statement::batch::{Batch, BatchStatement, BatchType};
+use sluice_host::parse::Key;
+use sluice_host::sandbox::{DataField, Value};
+use sluice_host::sink::cassandra::rows::{Grouper, Rows, Table};
+use sluice_host::sink::cassandra::{CassandraConfig, CassandraSink};
+use sluice_host::sink::{Data, EventBatch, OutputType, Record, Rendered, TableSink, WindowRef};
+
+const CONCURRENCY: usize = 64;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let node =
+        std::env::var("SLUICE_TEST_CASSANDRA").unwrap_or_else(|_| "127.0.0.1:9042".to_owned());
+    let rows = env_u64("SLUICE_BENCH_ROWS", 200_000) as usize;
+    let events = env_u64("SLUICE_BENCH_EVENTS", 100_000);
+    let keyspace = format!("sluice_bench_{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sink = Arc::new(
+        rt.block_on(CassandraSink::connect(
+            CassandraConfig {
+                keyspace: keyspace.clone(),
+                max_concurrency: CONCURRENCY,
+                ..CassandraConfig::new(vec![node.clone()])
+            },
+            rt.handle().clone(),
+        ))
+        .unwrap_or_else(|e| {
+            panic!("{e}: is Cassandra running? `scripts/services.sh start cassandra`")
+        }),
+    );
+
+    // 1. The same Windowed Analytic rows: 60 keys × minute windows sliding
+    // by 5 s, five fields each (as the BTS tenant makes them).
+    let key_names: Vec<String> = ["station_id", "datapoint_id", "alarm_id"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let keys: Vec<Key> = (0..60)
+        .map(|i| Key::from_parts([format!("11611140{i:02}"), "121".into(), "309".into()]))
+        .collect::<Result<_, _>>()
+        .expect("keys");
+    let fields = |i: usize| {
+        vec![
+            DataField {
+                name: "mean".into(),
+                value: Value::Float(240.5 + i as f64),
+            },
+            DataField {
+                name: "max".into(),
+                value: Value::Float(241.0),
+            },
+            DataField {
+                name: "min".into(),
+                value: Value::Float(240.0),
+            },
+            DataField {
+                name: "counter".into(),
+                value: Value::Int(10),
+            },
+            DataField {
+                name: "alarms".into(),
+                value: Value::Int(i as i64 % 3),
+            },
+        ]
+    };
+    let batches: Vec<Rendered> = (0..rows)
+        .collect::<Vec<_>>()
+        .chunks(8192)
+        .map(|chunk| {
+            let mut r = Rendered::new(false, true);
+            for &i in chunk {
+                let start = 1_487_442_480_000 + (i / keys.len()) as i64 * 5_000;
+                let data = fields(i);
+                r.push_record(&Record {
+                    tenant: "bench",
+                    ty: OutputType::WindowedAnalytic,
+                    window: Some(WindowRef {
+                        name: "minute",
+                        start,
+                        end: start + 60_000,
+                    }),
+                    key_names: &key_names,
+                    key: Some(&keys[i % keys.len()]),
+                    data: Data::Fields(&data),
+                    update: 0,
+                });
+            }
+            r
+        })
+        .collect();
+    let empty = Rendered::new(false, true);
+    let no_events = EventBatch {
+        tenant: "bench",
+        key_names: &key_names,
+        columns: &[],
+        events: &[],
+    };
+    let prepared = sink
+        .insert(Table::WindowedAnalytics)
+        .expect("prepared")
+        .clone();
+    let session = Arc::clone(sink.session());
+
+    println!(
+        "1. {rows} Windowed Analytic rows (60 keys, 5 fields), concurrency {CONCURRENCY}, keyspace {keyspace}"
+    );
+    for round in 1..=3 {
+        // The sink: two threads, as two shard workers.
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for part in batches.chunks(batches.len().div_ceil(2)) {
+                let sink = Arc::clone(&sink);
+                let (empty, no_events) = (&empty, &no_events);
+                s.spawn(move || {
+                    for b in part {
+                        sink.write(b, empty, no_events).expect("sink write");
+                    }
+                });
+            }
+        });
+        let sink_rate = rows as f64 / started.elapsed().as_secs_f64();
+
+        // The minimal loop: the same rows, one execute each, CONCURRENCY
+        // in flight.
+        let mut grouper = Grouper::new(1);
+        for b in &batches {
+            for r in b.typed_results() {
+                grouper.result(r);
+            }
+        }
+        let groups: Vec<_> = grouper
+            .finish()
+            .into_iter()
+            .filter_map(|r| match r.rows {
+                Rows::Window(rows) => Some(rows),
+                _ => None,
+            })
+            .collect();
+        let flat: Vec<_> = groups.iter().flatten().collect();
+        let started = Instant::now();
+        rt.block_on(async {
+            let mut stream = futures_util::stream::iter(flat.iter())
+                .map(|row| session.execute_unpaged(&prepared, row))
+                .buffer_unordered(CONCURRENCY);
+            while let Some(r) = stream.next().await {
+                r.expect("loop write");
+            }
+        });
+        let loop_rate = rows as f64 / started.elapsed().as_secs_f64();
+
+        // The same loop sending the sink's partition groups as unlogged
+        // batches: what the sink's own work (grouping, conversion,
+        // budgets, retries) costs on top of the driver.
+        let started = Instant::now();
+        rt.block_on(async {
+            let mut stream = futures_util::stream::iter(groups.iter())
+                .map(|rows| {
+                    let batch = Batch::new_with_statements(
+                        BatchType::Unlogged,
+                        vec![BatchStatement::PreparedStatement(prepared.clone()); rows.len()],
+                    );
+                    let session = &session;
+                    async move { session.batch(&batch, rows).await }
+                })
+                .buffer_unordered(CONCURRENCY);
+            while let Some(r) = stream.next().await {
+                r.expect("batch loop write");
+            }
+        });
+        let batch_rate = rows as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "   round {round}: sink {sink_rate:>7.0} rows/s | minimal loop, one execute a row: \
+             {loop_rate:>7.0} rows/s (sink {:.0} %) | minimal loop, the same unlogged batches: \
+             {batch_rate:>7.0} rows/s (sink {:.0} %)",
+            100.0 * sink_rate / loop_rate,
+            100.0 * sink_rate / batch_rate
+        );
+    }
+    println!("   sink counters: {:?}", sink.stats());
+
+    // 2. End to end.
+    let _ = common::component("bts_analytics");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.csv");
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let gen = Command::new(sluice)
+        .args([
+            "gen-bts",
+            "--events",
+            &events.to_string(),
+            "--out-of-order",
+            "0.05",
+        ])
+        .args(["--dirty", "0.001", "--ramp", "3", "-o"])
+        .arg(&input)
+        .output()
+        .expect("gen-bts");
+    assert!(gen.status.success());
+    let manifest = root.join("examples/bts-analytics/sluice.toml");
+    println!("2. sluice run over {events} generated BTS rows, examples/bts-analytics/sluice.toml");
+    for (label, extra) in [
+        ("no Cassandra (output to a file)", vec![]),
+        (
+            "--cassandra, raw events stored",
+            vec!["--cassandra", &node, "--keyspace", &keyspace],
+        ),
+        (
+            "--cassandra --no-store-events",
+            vec![
+                "--cassandra",
+                &node,
+                "--keyspace",
+                &keyspace,
+                "--no-store-events",
+            ],
+        ),
+    ] {
+        let out = Command::new(sluice)
+            .arg("run")
+            .arg(&manifest)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(dir.path().join("out.jsonl"))
+            .arg("--quiet")
+            .args(&extra)
+            .output()
+            .expect("sluice run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "sluice run failed: {stderr}");
+        let rate = stderr
+            .lines()
+            .find(|l| l.ends_with("events/s"))
+            .and_then(|l| l.rsplit(", ").next())
+            .unwrap_or("?");
+        let stored = stderr
+            .lines()
+            .find(|l| l.contains("Cassandra ("))
+            .map_or(String::new(), |l| {
+                format!("  [{}]", l.trim_start_matches("sluice run: "))
+            });
+        println!("   {label:<34} {rate}{stored}");
+    }
+
+    // Drop the keyspace before a restart (its files would slow it).
+    let _ = rt.block_on(session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[]));
+    drop(sink);
+    drop(session);
+
+    // 3. Start time.
+    if std::env::var("SLUICE_BENCH_NO_RESTART").is_ok() {
+        println!("3. Cassandra start time: skipped (SLUICE_BENCH_NO_RESTART)");
+        return;
+    }
+    let script = root.join("scripts/services.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(["restart", "cassandra"])
+        .output()
+        .expect("services.sh restart cassandra");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = |what: &str| {
+        log.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or("?")
+            .trim_start_matches("services: ")
+            .to_owned()
+    };
+    println!(
+        "3. scripts/services.sh restart cassandra: {}; {}",
+        line("stopped in"),
+        line("started in")
+    );
+}

@@ -1,0 +1,15 @@
+//! Cassandra integration tests: `sluice run --cassandra` and `sluice query`
+//! (the real binary, the real BTS component) against a real Cassandra node,
+//! read back also with a standard client (the DataStax Python driver).
+//!
+//! Needs Cassandra on `SLUICE_TEST_CASSANDRA` (default 127.0.0.1:9042:
+//! `scripts/services.sh start cassandra`) and the Python driver in
+//! `SLUICE_PYTHON` (default /var/cache/sluice/venv/bin/python;
+//! `scripts/test.sh` installs it). Each test writes to a keyspace of its
+//! own, so tests run in parallel — except the outage test, which stops
+//! the node and so runs alone (it takes the shared lock exclusively).
+
+mod broker;
+mod common;
+mod outage;
+mod store;
