@@ -48,9 +48,30 @@ fn delay(state: &mut u64, lo: u64, hi: u64) -> Duration {
     Duration::from_millis(lo + *state % (hi - lo))
 }
 
-/// Kills the host `min_kills` times or more at seeded moments, aborts it at
-/// each fail point, then lets it finish. Returns the number of kills.
-fn crash_until_done(manifest: &Path, dir: &Path, seed: u64, min_kills: u64) -> u64 {
+/// Where the input queue is: the test's runtime and channel, and its name.
+struct Input<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    channel: &'a lapin::Channel,
+    queue: &'a str,
+}
+
+impl Input<'_> {
+    fn ready(&self) -> u32 {
+        self.rt.block_on(amqp::ready(self.channel, self.queue))
+    }
+}
+
+/// Aborts the host at each fail point, then kills it once the input
+/// queue's ready count falls to each of `kills` seeded levels — points in
+/// the data, not in time, so the kills land however fast the machine is —
+/// then lets it finish. Returns the number of kills that landed.
+fn crash_until_done(
+    manifest: &Path,
+    dir: &Path,
+    input: &Input<'_>,
+    seed: u64,
+    kills: usize,
+) -> usize {
     for point in [
         "after-checkpoint-before-ack",
         "after-checkpoint-write-before-rename",
@@ -61,34 +82,55 @@ fn crash_until_done(manifest: &Path, dir: &Path, seed: u64, min_kills: u64) -> u
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{point}: did not abort: {stderr}");
     }
+    let total = u64::from(input.ready());
     let mut state = seed;
-    let mut kills = 0;
-    loop {
+    let mut levels: Vec<u64> = (0..kills)
+        .map(|_| total * (1000 - delay(&mut state, 50, 900).as_millis() as u64) / 1000)
+        .collect();
+    levels.sort_unstable_by(|a, b| b.cmp(a));
+    let mut landed = 0;
+    for level in levels {
         let mut host = spawn_host(manifest, dir, None);
-        let grace = Duration::from_millis(40 * kills);
-        std::thread::sleep(delay(&mut state, 300, 1200) + grace);
-        if kills >= min_kills {
-            let out = host.wait_with_output().expect("host");
+        let started = std::time::Instant::now();
+        let finished = loop {
+            if host.try_wait().expect("try_wait").is_some() {
+                break true;
+            }
+            let ready = u64::from(input.ready());
+            if ready <= level {
+                break false;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the input queue stays at {ready} ready, above {level}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if !finished {
+            // A seeded few milliseconds more, so kills land mid-batch too.
+            std::thread::sleep(delay(&mut state, 0, 30));
+            host.kill().expect("SIGKILL");
+        }
+        let out = host.wait_with_output().expect("host");
+        if finished || out.status.success() {
             assert!(
                 out.status.success(),
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            return kills;
+            return landed;
         }
-        if host.try_wait().expect("try_wait").is_some() {
-            let out = host.wait_with_output().expect("host");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return kills;
-        }
-        host.kill().expect("SIGKILL");
-        let _ = host.wait();
-        kills += 1;
+        landed += 1;
     }
+    let out = spawn_host(manifest, dir, None)
+        .wait_with_output()
+        .expect("host");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    landed
 }
 
 /// The results must be the crash-free run's, exactly.
@@ -149,8 +191,17 @@ fn kills_and_fail_points_leave_exactly_the_crash_free_results() {
     let collector = rt.block_on(amqp::collector(&channel, &exchange));
     amqp::publish(&manifest, &input, 5);
 
-    let kills = crash_until_done(&manifest, dir, 0x0c0f_fee0_1234_5678, 10);
-    assert!(kills >= 10, "{kills} kills");
+    let input = Input {
+        rt: &rt,
+        channel: &channel,
+        queue: &queue,
+    };
+    let kills = crash_until_done(&manifest, dir, &input, 0x0c0f_fee0_1234_5678, 12);
+    eprintln!("{kills} kills");
+    assert!(
+        kills >= 10,
+        "only {kills} of 12 kills landed before the end"
+    );
     let got = rt.block_on(amqp::drain(&channel, &collector));
     assert_eq!(
         rt.block_on(amqp::ready(&channel, &queue)),
@@ -214,8 +265,13 @@ conn.close()
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let kills = crash_until_done(&manifest, dir, 0x1d1e_55aa_0000_0042, 5);
-    assert!(kills >= 5, "{kills} kills");
+    let input = Input {
+        rt: &rt,
+        channel: &channel,
+        queue: &queue,
+    };
+    let kills = crash_until_done(&manifest, dir, &input, 0x1d1e_55aa_0000_0042, 6);
+    assert!(kills >= 5, "only {kills} of 6 kills landed before the end");
     let got = rt.block_on(amqp::drain(&channel, &collector));
     assert_eq!(rt.block_on(amqp::ready(&channel, &queue)), 0);
     assert_exact(&got, &embedded);

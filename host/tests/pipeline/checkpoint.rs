@@ -156,43 +156,67 @@ fn assert_exact(f: &Fixture) {
     assert_eq!(got_dead, want_dead, "the same dead letters");
 }
 
+/// Kills the run once its output file reaches each of `kills` seeded sizes
+/// (fractions of the crash-free output), so the crashes land at the same
+/// points of the data however fast the machine is; returns how many kills
+/// landed and how many restarts resumed from a checkpoint.
+fn kill_at_output_sizes(f: &Fixture, seed: u64, kills: usize) -> (usize, usize) {
+    let total: u64 = f.reference.lines.iter().map(|l| l.len() as u64 + 1).sum();
+    let mut delays = Delays(seed);
+    let mut targets: Vec<u64> = (0..kills)
+        .map(|_| total * delays.next(30, 850).as_millis() as u64 / 1000)
+        .collect();
+    targets.sort_unstable();
+    let out_path = f.dir.join("out.jsonl");
+    let (mut landed, mut resumed) = (0, 0);
+    for target in targets {
+        let mut child = spawn_run(&f.manifest, &f.input, &f.dir, None);
+        let started = std::time::Instant::now();
+        let finished = loop {
+            if child.try_wait().expect("try_wait").is_some() {
+                break true;
+            }
+            let size = std::fs::metadata(&out_path).map_or(0, |m| m.len());
+            if size >= target {
+                break false;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the output stays at {size} bytes, short of {target}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if !finished {
+            // A seeded few milliseconds more, so kills also land mid-write.
+            std::thread::sleep(delays.next(0, 20));
+            child.kill().expect("SIGKILL");
+        }
+        let out = child.wait_with_output().expect("reap");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        resumed += usize::from(stderr.contains("resuming from checkpoint"));
+        if finished || out.status.success() {
+            assert!(out.status.success(), "{stderr}");
+            break;
+        }
+        landed += 1;
+    }
+    (landed, resumed)
+}
+
 #[test]
 fn sigkill_at_seeded_moments_gives_the_crash_free_output() {
     let f = fixture("150000");
-    let mut delays = Delays(0x5eed_1234_abcd_0001);
-    let mut kills: u64 = 0;
-    let mut resumed = 0;
-    loop {
-        let mut child = spawn_run(&f.manifest, &f.input, &f.dir, None);
-        // Later attempts live a little longer, so a slow machine finishes.
-        let grace = Duration::from_millis(20 * kills);
-        std::thread::sleep(delays.next(150, 700) + grace);
-        if child.try_wait().expect("try_wait").is_some() {
-            let out = child.wait_with_output().expect("output");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            resumed += u32::from(stderr.contains("resuming from checkpoint"));
-            break;
-        }
-        child.kill().expect("SIGKILL");
-        let out = child.wait_with_output().expect("reap");
-        resumed +=
-            u32::from(String::from_utf8_lossy(&out.stderr).contains("resuming from checkpoint"));
-        kills += 1;
-        assert!(kills < 200, "the run never finishes between kills");
-    }
+    let (kills, resumed) = kill_at_output_sizes(&f, 0x5eed_1234_abcd_0001, 12);
+    eprintln!("{kills} kills, {resumed} restarts resumed from a checkpoint");
     assert!(
         kills >= 10,
-        "only {kills} kills: the input is too small to test"
+        "only {kills} of 12 kills landed before the end"
     );
     assert!(
-        resumed >= 5,
-        "restarts resumed from checkpoints ({resumed})"
+        resumed >= kills / 2,
+        "only {resumed} of {kills} restarts resumed from a checkpoint"
     );
+    finish(&f);
     assert_exact(&f);
 }
 
