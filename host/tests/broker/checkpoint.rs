@@ -3,7 +3,8 @@
 //! on the output exchange exactly the crash-free results — one content
 //! per message id, every result present — and an empty input queue; the
 //! same with a publisher that sets no message ids, and with the broker
-//! cutting every connection mid-run (no restart).
+//! cutting every connection mid-run (no restart). With `--cassandra`, the
+//! tables after the crashes equal a crash-free run's, row for row.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -11,9 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::amqp::{self, Got};
+use crate::cassandra;
 use crate::common::{self, sluice};
 
-fn spawn_host(manifest: &Path, dir: &Path, failpoint: Option<&str>) -> Child {
+fn spawn_host(manifest: &Path, dir: &Path, failpoint: Option<&str>, extra: &[&str]) -> Child {
     let mut cmd = sluice();
     cmd.arg("run")
         .arg(manifest)
@@ -31,6 +33,7 @@ fn spawn_host(manifest: &Path, dir: &Path, failpoint: Option<&str>) -> Child {
         .arg(dir.join("checkpoints"))
         .arg("--cache-dir")
         .arg(dir.join("cache"))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if let Some(point) = failpoint {
@@ -71,12 +74,13 @@ fn crash_until_done(
     input: &Input<'_>,
     seed: u64,
     kills: usize,
+    extra: &[&str],
 ) -> usize {
     for point in [
         "after-checkpoint-before-ack",
         "after-checkpoint-write-before-rename",
     ] {
-        let out = spawn_host(manifest, dir, Some(point))
+        let out = spawn_host(manifest, dir, Some(point), extra)
             .wait_with_output()
             .expect("host");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -90,7 +94,7 @@ fn crash_until_done(
     levels.sort_unstable_by(|a, b| b.cmp(a));
     let mut landed = 0;
     for level in levels {
-        let mut host = spawn_host(manifest, dir, None);
+        let mut host = spawn_host(manifest, dir, None, extra);
         let started = std::time::Instant::now();
         let finished = loop {
             if host.try_wait().expect("try_wait").is_some() {
@@ -122,7 +126,7 @@ fn crash_until_done(
         }
         landed += 1;
     }
-    let out = spawn_host(manifest, dir, None)
+    let out = spawn_host(manifest, dir, None, extra)
         .wait_with_output()
         .expect("host");
     assert!(
@@ -186,17 +190,49 @@ fn kills_and_fail_points_leave_exactly_the_crash_free_results() {
         ],
     );
     let embedded = amqp::embedded_lines(&manifest, &input);
+    let node = cassandra::node();
+    let (ks, ks_ref) = (
+        cassandra::keyspace("crash"),
+        cassandra::keyspace("crash_ref"),
+    );
+
+    // The crash-free reference: the same file over the broker (the same
+    // message ids, so the same raw-event positions) into a keyspace of its
+    // own.
+    let ref_dir = dir.join("reference");
+    std::fs::create_dir_all(&ref_dir).expect("mkdir");
+    let (ref_queue, ref_exchange) = (amqp::unique("ck-ref"), amqp::unique("ck-ref-out"));
+    let ref_manifest = amqp::manifest(&ref_dir, &ref_queue, &ref_exchange);
+    amqp::publish(&ref_manifest, &input, 5);
+    let out = amqp::run_host(
+        &ref_manifest,
+        "2",
+        &[
+            "--workers",
+            "2",
+            "--cassandra",
+            &node,
+            "--keyspace",
+            &ks_ref,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "the crash-free run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
     let collector = rt.block_on(amqp::collector(&channel, &exchange));
     amqp::publish(&manifest, &input, 5);
-
     let input = Input {
         rt: &rt,
         channel: &channel,
         queue: &queue,
     };
-    let kills = crash_until_done(&manifest, dir, &input, 0x0c0f_fee0_1234_5678, 12);
+    let store = ["--cassandra", node.as_str(), "--keyspace", ks.as_str()];
+    let kills = crash_until_done(&manifest, dir, &input, 0x0c0f_fee0_1234_5678, 12, &store);
     eprintln!("{kills} kills");
     assert!(
         kills >= 10,
@@ -209,8 +245,30 @@ fn kills_and_fail_points_leave_exactly_the_crash_free_results() {
         "the input was all acked"
     );
     assert_exact(&got, &embedded);
+
+    // Every row of every table, every column: the last Global Analytic's
+    // counter per key included, so an event counted twice shows.
+    let rows = |ks: &str| {
+        let mut rows = cassandra::python_read(ks, "rows");
+        rows.sort();
+        rows
+    };
+    let (crashed, reference) = (rows(&ks), rows(&ks_ref));
+    eprintln!("{} Cassandra rows compared", reference.len());
+    assert!(
+        reference.iter().any(|r| r.starts_with("events "))
+            && reference.iter().any(|r| r.starts_with("global_analytics ")),
+        "the reference run stored events and global analytics"
+    );
+    cassandra::assert_same_rows("Cassandra after the crashes", &crashed, &reference);
+    cassandra::drop_keyspace(&ks);
+    cassandra::drop_keyspace(&ks_ref);
     let dead = format!("{queue}.dead");
-    rt.block_on(amqp::delete(&channel, &[&queue, &dead, &collector]));
+    let ref_dead = format!("{ref_queue}.dead");
+    rt.block_on(amqp::delete(
+        &channel,
+        &[&queue, &dead, &collector, &ref_queue, &ref_dead],
+    ));
 }
 
 #[test]
@@ -270,7 +328,7 @@ conn.close()
         channel: &channel,
         queue: &queue,
     };
-    let kills = crash_until_done(&manifest, dir, &input, 0x1d1e_55aa_0000_0042, 6);
+    let kills = crash_until_done(&manifest, dir, &input, 0x1d1e_55aa_0000_0042, 6, &[]);
     assert!(kills >= 5, "only {kills} of 6 kills landed before the end");
     let got = rt.block_on(amqp::drain(&channel, &collector));
     assert_eq!(rt.block_on(amqp::ready(&channel, &queue)), 0);
@@ -298,7 +356,7 @@ fn a_cut_broker_connection_is_exact_without_a_restart() {
         rt.block_on(amqp::collector(&channel, &exchange))
     };
     amqp::publish(&manifest, &input, 2);
-    let host = spawn_host(&manifest, dir, None);
+    let host = spawn_host(&manifest, dir, None, &[]);
     // Cut once the host is visibly mid-run.
     let started = std::time::Instant::now();
     loop {

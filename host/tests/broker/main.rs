@@ -2,9 +2,13 @@
 //! RabbitMQ (`scripts/services.sh start rabbitmq`; `SLUICE_AMQP_URL`
 //! overrides the address) with the real compiled BTS component. Each test
 //! uses queues and exchanges of its own; the broker-restart test excludes
-//! the others while it runs.
+//! the others while it runs. The crash test also stores to Cassandra
+//! (`scripts/services.sh start cassandra`) and compares the tables.
 
 mod amqp;
+#[path = "../cassandra/common.rs"]
+#[allow(dead_code, unused_imports)]
+mod cassandra;
 #[path = "../pipeline/common.rs"]
 #[allow(dead_code)]
 mod common;

@@ -6,6 +6,7 @@ standard client, independent of the Rust code under test) and prints JSON.
     read_tables.py HOST PORT KEYSPACE TENANT events    # {"k1|k2|k3": rows}
     read_tables.py HOST PORT KEYSPACE TENANT sources   # the distinct sources of the raw events
     read_tables.py HOST PORT KEYSPACE TENANT dead      # one dead letter per line, chunks joined
+    read_tables.py HOST PORT KEYSPACE TENANT rows      # every row of every table, every column
 
 `results` rebuilds each stored result in the pipeline's JSON shape from the
 typed columns: key in `key_names` order, data in `fields` order, ints as
@@ -105,6 +106,22 @@ elif mode == "dead":
         parts = d["parts"]
         print(json.dumps({"id": id_, "chunks": d["chunks"], "stored": len(parts),
                           "line": "".join(parts[i] for i in sorted(parts))}))
+elif mode == "rows":
+    def plain(v):
+        """A column value as JSON: collections recursively, maps sorted."""
+        if isinstance(v, (str, int, bool)) or v is None:
+            return v
+        if isinstance(v, float):
+            return v if math.isfinite(v) else repr(v)
+        if hasattr(v, "items"):
+            return sorted([plain(k), plain(x)] for k, x in v.items())
+        if isinstance(v, (list, tuple, set, frozenset)):
+            return [plain(x) for x in v]
+        return str(v)
+
+    for table in ("windowed_analytics", "global_analytics", "metrics", "alerts", "events", "dead_letters"):
+        for r in scan(f"SELECT * FROM {table}"):
+            print(table, json.dumps({k: plain(v) for k, v in r._asdict().items()}, sort_keys=True))
 else:
     sys.exit(f"unknown mode {mode}")
 cluster.shutdown()
