@@ -8,6 +8,10 @@
 //! `cargo bench -p sluice-host --bench pipeline` (`SLUICE_BENCH_ROWS` sets
 //! the row count, default 1 000 000).
 
+/// The allocator the `sluice` binary uses, so the figures are its figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/sandbox/common.rs"]
 #[allow(dead_code)]
 mod common;
