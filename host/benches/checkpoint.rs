@@ -168,6 +168,7 @@ fn main() {
             store: Arc::new(LocalStore::open(&store_dir, 3).expect("store")),
             interval,
             every_rows: None,
+            every_messages: None,
             module_hash: String::new(),
             restore: None,
         });

@@ -615,6 +615,12 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             store,
             interval: args.checkpoint_interval,
             every_rows: None,
+            // Acks come only with checkpoints: take one before the
+            // prefetch window runs out, so the consumer never stalls.
+            every_messages: args
+                .amqp
+                .as_ref()
+                .map(|_| usize::from(args.prefetch.max(2)) / 2),
             module_hash: module.hash().to_owned(),
             restore,
         }),

@@ -170,6 +170,11 @@ pub struct CheckpointOptions {
     pub interval: Duration,
     /// Also after this many rows (if set).
     pub every_rows: Option<u64>,
+    /// Also once this many messages await their ack (if set). A broker
+    /// delivers at most `prefetch` unacked messages, and with checkpoints
+    /// none is acked before one: set to about half the prefetch, so the
+    /// next checkpoint's acks free the window before the consumer runs dry.
+    pub every_messages: Option<usize>,
     /// The tenant module's hash, recorded with its keyed state.
     pub module_hash: String,
     /// Resume from this checkpoint (the caller has positioned the input
@@ -679,12 +684,16 @@ struct Coordinator<'a> {
     last_seq: Option<u64>,
 }
 
+/// An input quiet this long gets its checkpoint (and acks) at once.
+const QUIET_CHECKPOINT: Duration = Duration::from_secs(1);
+
 /// The coordinator's checkpoint schedule and what the next checkpoint
 /// records about the input.
 struct Checkpoints {
     store: Arc<dyn CheckpointStore>,
     interval: Duration,
     every_rows: Option<u64>,
+    every_messages: Option<usize>,
     module_hash: String,
     next_id: u64,
     last_at: Instant,
@@ -751,6 +760,7 @@ impl<'a> Coordinator<'a> {
             store: Arc::clone(&options.store),
             interval: options.interval,
             every_rows: options.every_rows,
+            every_messages: options.every_messages,
             module_hash: options.module_hash.clone(),
             next_id: 1,
             last_at: Instant::now(),
@@ -802,12 +812,18 @@ impl<'a> Coordinator<'a> {
         Ok(())
     }
 
-    /// Whether a checkpoint is due after a chunk.
+    /// Whether a checkpoint is due: the interval passed, enough rows or
+    /// unacked messages piled up, or the input went quiet — a broker's
+    /// input is acked only with checkpoints, so a quiet input must not
+    /// wait a long interval for the acks of its last messages (nor an
+    /// `--until-idle` run for its end).
     fn checkpoint_due(&self) -> bool {
         self.checkpoints.as_ref().is_some_and(|c| {
             c.dirty
                 && (c.last_at.elapsed() >= c.interval
-                    || c.every_rows.is_some_and(|n| c.rows_since >= n))
+                    || self.last_record.elapsed() >= c.interval.min(QUIET_CHECKPOINT)
+                    || c.every_rows.is_some_and(|n| c.rows_since >= n)
+                    || c.every_messages.is_some_and(|n| c.covered.len() >= n))
         })
     }
 

@@ -395,3 +395,54 @@ fn a_cut_broker_connection_is_exact_without_a_restart() {
     let dead = format!("{queue}.dead");
     rt.block_on(amqp::delete(&channel, &[&queue, &dead, &collector]));
 }
+
+#[test]
+fn a_long_checkpoint_interval_neither_stalls_the_consumer_nor_holds_the_last_acks() {
+    let _guard = amqp::shared();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (queue, exchange) = (amqp::unique("ck-window"), amqp::unique("ck-window-out"));
+    let manifest = amqp::manifest(dir, &queue, &exchange);
+    let input = common::gen_bts(dir, "bts.csv", &["--events", "3000", "--stations", "2"]);
+    let embedded = amqp::embedded_lines(&manifest, &input);
+    let rt = amqp::runtime();
+    let (_conn, channel) = rt.block_on(amqp::connect());
+    let collector = rt.block_on(amqp::collector(&channel, &exchange));
+    amqp::publish(&manifest, &input, 5);
+    // An hour between timed checkpoints and 20 unacked messages at most:
+    // only checkpoints taken as the window fills (or the input goes quiet)
+    // let 600 messages through, and the last ones are acked (so the run
+    // can end idle) only because a quiet input is checkpointed at once.
+    let mut host = sluice()
+        .arg("run")
+        .arg(&manifest)
+        .args(["--amqp", &amqp::url(), "--until-idle", "2", "--quiet"])
+        .args(["--prefetch", "20", "--checkpoint-interval", "1h"])
+        .arg("--checkpoint-dir")
+        .arg(dir.join("checkpoints"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning the host");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = host.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            let _ = host.kill();
+            panic!(
+                "the host stalled: {} messages still ready",
+                rt.block_on(amqp::ready(&channel, &queue))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = host.wait_with_output().expect("host");
+    assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = rt.block_on(amqp::drain(&channel, &collector));
+    assert_eq!(rt.block_on(amqp::ready(&channel, &queue)), 0);
+    assert_exact(&got, &embedded);
+    let dead = format!("{queue}.dead");
+    rt.block_on(amqp::delete(&channel, &[&queue, &dead, &collector]));
+}
