@@ -185,26 +185,7 @@ pub async fn delete(channel: &Channel, queues: &[&str]) {
 /// A BTS manifest whose input queue and output exchange are `queue` and
 /// `exchange`, with the example's windows and alerts.
 pub fn manifest(dir: &Path, queue: &str, exchange: &str) -> PathBuf {
-    let rest = r#"
-max_out_of_orderness = "5s"
-[[windows]]
-name = "minute"
-kind = "sliding"
-size = "60s"
-slide = "5s"
-aggregate = "stats"
-[[windows]]
-name = "global"
-kind = "global"
-emit_every = "60s"
-aggregate = "stats"
-[alerts]
-function = "alerts"
-[params]
-trend_points = "10"
-horizon = "10m"
-"#;
-    let path = common::manifest(dir, "bts_analytics", "", rest);
+    let path = common::bts_manifest(dir, "max_out_of_orderness = \"5s\"\n");
     let text = std::fs::read_to_string(&path)
         .expect("reading the manifest")
         .replace("queue = \"bts.readings\"", &format!("queue = {queue:?}"))

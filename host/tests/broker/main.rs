@@ -7,7 +7,7 @@
 
 mod amqp;
 #[path = "../cassandra/common.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(dead_code, unused_imports, clippy::duplicate_mod)]
 mod cassandra;
 #[path = "../pipeline/common.rs"]
 #[allow(dead_code)]

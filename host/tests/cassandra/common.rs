@@ -6,14 +6,14 @@
 mod pipeline;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::Value;
 
-pub use pipeline::{gen_bts, manifest, sluice};
+pub use pipeline::{bts_manifest, gen_bts, sluice};
 
 /// Held shared by every test, exclusively by the one that stops the node.
 static NODE: RwLock<()> = RwLock::new(());
@@ -52,37 +52,6 @@ pub fn keyspace(test: &str) -> String {
         "sluice_test_{test}_{}_{}_{nanos}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// The BTS manifest: minute windows sliding by 5 s, global stats every
-/// minute, alerts; `input_extra` goes into `[input]`.
-pub fn bts_manifest(dir: &Path, input_extra: &str) -> PathBuf {
-    manifest(
-        dir,
-        "bts_analytics",
-        input_extra,
-        r#"
-[[windows]]
-name = "minute"
-kind = "sliding"
-size = "60s"
-slide = "5s"
-aggregate = "stats"
-
-[[windows]]
-name = "global"
-kind = "global"
-emit_every = "60s"
-aggregate = "stats"
-
-[alerts]
-function = "alerts"
-
-[params]
-trend_points = "10"
-horizon = "10m"
-"#,
     )
 }
 

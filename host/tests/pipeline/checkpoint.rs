@@ -9,29 +9,6 @@ use std::time::Duration;
 
 use crate::common::{self, sluice};
 
-fn bts_manifest(dir: &Path) -> PathBuf {
-    let rest = r#"
-max_out_of_orderness = "5s"
-[[windows]]
-name = "minute"
-kind = "sliding"
-size = "60s"
-slide = "5s"
-aggregate = "stats"
-[[windows]]
-name = "global"
-kind = "global"
-emit_every = "60s"
-aggregate = "stats"
-[alerts]
-function = "alerts"
-[params]
-trend_points = "10"
-horizon = "10m"
-"#;
-    common::manifest(dir, "bts_analytics", "", rest)
-}
-
 fn spawn_run(manifest: &Path, input: &Path, dir: &Path, failpoint: Option<(&str, u32)>) -> Child {
     let mut cmd = sluice();
     cmd.arg("run")
@@ -91,7 +68,7 @@ struct Fixture {
 fn fixture(events: &str) -> Fixture {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_owned();
-    let manifest = bts_manifest(&dir);
+    let manifest = common::bts_manifest(&dir, "max_out_of_orderness = \"5s\"\n");
     let input = common::gen_bts(
         &dir,
         "bts.csv",

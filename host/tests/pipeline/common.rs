@@ -64,6 +64,36 @@ pub fn manifest(dir: &Path, module: &str, input_extra: &str, rest: &str) -> Path
     path
 }
 
+/// The customer's windows and alerts: minute windows sliding by 5 s,
+/// global stats every minute, the alert function.
+pub const BTS_WINDOWS: &str = r#"
+[[windows]]
+name = "minute"
+kind = "sliding"
+size = "60s"
+slide = "5s"
+aggregate = "stats"
+
+[[windows]]
+name = "global"
+kind = "global"
+emit_every = "60s"
+aggregate = "stats"
+
+[alerts]
+function = "alerts"
+
+[params]
+trend_points = "10"
+horizon = "10m"
+"#;
+
+/// The BTS manifest with the customer's windows and alerts;
+/// `input_extra` goes into `[input]`.
+pub fn bts_manifest(dir: &Path, input_extra: &str) -> PathBuf {
+    manifest(dir, "bts_analytics", input_extra, BTS_WINDOWS)
+}
+
 /// Writes generated BTS data with `sluice gen-bts ARGS -o dir/name`.
 pub fn gen_bts(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let path = dir.join(name);

@@ -5,29 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::common::{gen_bts, key_of, manifest, read_lines, run, Counts};
-
-const BTS_WINDOWS: &str = r#"
-[[windows]]
-name = "minute"
-kind = "sliding"
-size = "60s"
-slide = "5s"
-aggregate = "stats"
-
-[[windows]]
-name = "global"
-kind = "global"
-emit_every = "60s"
-aggregate = "stats"
-
-[alerts]
-function = "alerts"
-
-[params]
-trend_points = "10"
-horizon = "10m"
-"#;
+use crate::common::{gen_bts, key_of, manifest, read_lines, run, Counts, BTS_WINDOWS};
 
 const NO_LATENESS: &str = "max_out_of_orderness = \"5s\"\nallowed_lateness = \"0s\"\n";
 

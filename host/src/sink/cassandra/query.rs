@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use futures_util::TryStreamExt;
+use scylla::client::pager::TypedRowStream;
 use scylla::client::session::Session;
+use scylla::deserialize::row::DeserializeRow;
 use scylla::value::CqlTimestamp;
 
 use super::rows::Table;
@@ -92,6 +94,92 @@ fn matches(filter: &QueryFilter, key: &BTreeMap<String, String>) -> bool {
         .all(|(name, value)| key.get(name) == Some(value))
 }
 
+/// Writes rebuilt records as JSON lines and counts them.
+struct Printer<'o> {
+    out: &'o mut dyn Write,
+    line: Vec<u8>,
+    printed: u64,
+}
+
+impl Printer<'_> {
+    fn print(&mut self, record: &Record<'_>, table: Table) -> Result<()> {
+        self.line.clear();
+        record.write_line(&mut self.line);
+        self.out.write_all(&self.line).map_err(|e| Error::Read {
+            table: table.name(),
+            message: format!("writing the output: {e}"),
+        })?;
+        self.printed += 1;
+        Ok(())
+    }
+}
+
+/// A stored windowed result: the columns the analytics and metrics tables
+/// share.
+struct WindowRow {
+    tenant: String,
+    key: BTreeMap<String, String>,
+    name: String,
+    start: CqlTimestamp,
+    end: CqlTimestamp,
+    key_names: Option<Vec<String>>,
+    typed: Typed,
+    update: Option<i32>,
+}
+
+impl WindowRow {
+    /// Rebuilds the pipeline's record of type `ty` and prints it.
+    fn print(self, ty: OutputType, printer: &mut Printer<'_>, table: Table) -> Result<()> {
+        let (key_names, key) = key_of(self.key_names, &self.key);
+        let fields = self.typed.fields();
+        printer.print(
+            &Record {
+                tenant: &self.tenant,
+                ty,
+                window: Some(WindowRef {
+                    name: &self.name,
+                    start: self.start.0,
+                    end: self.end.0,
+                }),
+                key_names: &key_names,
+                key: key.as_ref(),
+                data: Data::Fields(&fields),
+                update: u32::try_from(self.update.unwrap_or(0)).unwrap_or(0),
+            },
+            table,
+        )
+    }
+}
+
+/// Streams the rows of `cql` (one `?`, bound to the tenant) decoded as `R`.
+async fn scan<R>(
+    session: &Session,
+    cql: String,
+    tenant: &str,
+    table: Table,
+) -> Result<TypedRowStream<R>>
+where
+    R: for<'f, 'm> DeserializeRow<'f, 'm>,
+{
+    let err = read_err(table);
+    session
+        .query_iter(cql, (tenant,))
+        .await
+        .map_err(|e| err(&e))?
+        .rows_stream::<R>()
+        .map_err(|e| err(&e))
+}
+
+fn read_err(table: Table) -> impl Fn(&dyn std::fmt::Display) -> Error {
+    move |e| Error::Read {
+        table: table.name(),
+        message: e.to_string(),
+    }
+}
+
+/// A result row's typed data columns, as selected after its own columns.
+const DATA_COLUMNS: &str = "key_names, fields, ints, floats, texts, bools";
+
 /// Prints the tenant's stored results as JSON lines to `out`; returns how
 /// many.
 pub async fn query(
@@ -101,23 +189,10 @@ pub async fn query(
     out: &mut dyn Write,
 ) -> Result<u64> {
     let wanted = |ty: OutputType| filter.ty.is_none_or(|t| t == ty);
-    let mut printed = 0;
-    let mut line = Vec::with_capacity(512);
-    let mut emit = |record: &Record<'_>, out: &mut dyn Write, table: Table| -> Result<()> {
-        line.clear();
-        record.write_line(&mut line);
-        out.write_all(&line).map_err(|e| Error::Read {
-            table: table.name(),
-            message: format!("writing the output: {e}"),
-        })?;
-        printed += 1;
-        Ok(())
-    };
-    let read_err = |table: Table| {
-        move |e: &dyn std::fmt::Display| Error::Read {
-            table: table.name(),
-            message: e.to_string(),
-        }
+    let mut printer = Printer {
+        out,
+        line: Vec::with_capacity(512),
+        printed: 0,
     };
 
     for (table, ty) in [
@@ -127,7 +202,6 @@ pub async fn query(
         if !wanted(ty) {
             continue;
         }
-        let err = read_err(table);
         type Row = (
             String,
             BTreeMap<String, String>,
@@ -143,17 +217,12 @@ pub async fn query(
             Option<i32>,
         );
         let cql = format!(
-            "SELECT tenant, key, window_name, window_start, window_end, key_names, fields, \
-             ints, floats, texts, bools, late_update FROM {keyspace}.{} \
-             WHERE tenant = ? ALLOW FILTERING",
+            "SELECT tenant, key, window_name, window_start, window_end, {DATA_COLUMNS}, \
+             late_update FROM {keyspace}.{} WHERE tenant = ? ALLOW FILTERING",
             table.name()
         );
-        let mut rows = session
-            .query_iter(cql, (&filter.tenant,))
-            .await
-            .map_err(|e| err(&e))?
-            .rows_stream::<Row>()
-            .map_err(|e| err(&e))?;
+        let mut rows = scan::<Row>(session, cql, &filter.tenant, table).await?;
+        let err = read_err(table);
         while let Some(row) = rows.try_next().await.map_err(|e| err(&e))? {
             let (
                 tenant,
@@ -172,38 +241,29 @@ pub async fn query(
             if !matches(filter, &key) {
                 continue;
             }
-            let (key_names, key) = key_of(key_names, &key);
-            let fields = Typed {
+            let typed = Typed {
                 names,
                 ints,
                 floats,
                 texts,
                 bools,
+            };
+            WindowRow {
+                tenant,
+                key,
+                name,
+                start,
+                end,
+                key_names,
+                typed,
+                update,
             }
-            .fields();
-            emit(
-                &Record {
-                    tenant: &tenant,
-                    ty,
-                    window: Some(WindowRef {
-                        name: &name,
-                        start: start.0,
-                        end: end.0,
-                    }),
-                    key_names: &key_names,
-                    key: key.as_ref(),
-                    data: Data::Fields(&fields),
-                    update: u32::try_from(update.unwrap_or(0)).unwrap_or(0),
-                },
-                out,
-                table,
-            )?;
+            .print(ty, &mut printer, table)?;
         }
     }
 
     if wanted(OutputType::WindowedMetric) || wanted(OutputType::GlobalMetric) {
         let table = Table::Metrics;
-        let err = read_err(table);
         type Row = (
             String,
             BTreeMap<String, String>,
@@ -220,16 +280,11 @@ pub async fn query(
             Option<i32>,
         );
         let cql = format!(
-            "SELECT tenant, key, metric_type, window_name, window_start, window_end, key_names, \
-             fields, ints, floats, texts, bools, late_update FROM {keyspace}.metrics \
-             WHERE tenant = ? ALLOW FILTERING"
+            "SELECT tenant, key, metric_type, window_name, window_start, window_end, \
+             {DATA_COLUMNS}, late_update FROM {keyspace}.metrics WHERE tenant = ? ALLOW FILTERING"
         );
-        let mut rows = session
-            .query_iter(cql, (&filter.tenant,))
-            .await
-            .map_err(|e| err(&e))?
-            .rows_stream::<Row>()
-            .map_err(|e| err(&e))?;
+        let mut rows = scan::<Row>(session, cql, &filter.tenant, table).await?;
+        let err = read_err(table);
         while let Some(row) = rows.try_next().await.map_err(|e| err(&e))? {
             let (
                 tenant,
@@ -254,38 +309,29 @@ pub async fn query(
             if !wanted(ty) || !matches(filter, &key) {
                 continue;
             }
-            let (key_names, key) = key_of(key_names, &key);
-            let fields = Typed {
+            let typed = Typed {
                 names,
                 ints,
                 floats,
                 texts,
                 bools,
+            };
+            WindowRow {
+                tenant,
+                key,
+                name,
+                start,
+                end,
+                key_names,
+                typed,
+                update,
             }
-            .fields();
-            emit(
-                &Record {
-                    tenant: &tenant,
-                    ty,
-                    window: Some(WindowRef {
-                        name: &name,
-                        start: start.0,
-                        end: end.0,
-                    }),
-                    key_names: &key_names,
-                    key: key.as_ref(),
-                    data: Data::Fields(&fields),
-                    update: u32::try_from(update.unwrap_or(0)).unwrap_or(0),
-                },
-                out,
-                table,
-            )?;
+            .print(ty, &mut printer, table)?;
         }
     }
 
     if wanted(OutputType::Alert) {
         let table = Table::Alerts;
-        let err = read_err(table);
         type Row = (
             String,
             BTreeMap<String, String>,
@@ -299,15 +345,11 @@ pub async fn query(
             Map<bool>,
         );
         let cql = format!(
-            "SELECT tenant, key, kind, event_time, key_names, fields, ints, floats, texts, bools \
+            "SELECT tenant, key, kind, event_time, {DATA_COLUMNS} \
              FROM {keyspace}.alerts WHERE tenant = ? ALLOW FILTERING"
         );
-        let mut rows = session
-            .query_iter(cql, (&filter.tenant,))
-            .await
-            .map_err(|e| err(&e))?
-            .rows_stream::<Row>()
-            .map_err(|e| err(&e))?;
+        let mut rows = scan::<Row>(session, cql, &filter.tenant, table).await?;
+        let err = read_err(table);
         while let Some(row) = rows.try_next().await.map_err(|e| err(&e))? {
             let (tenant, key, kind, event_time, key_names, names, ints, floats, texts, bools) = row;
             if !matches(filter, &key) {
@@ -322,7 +364,7 @@ pub async fn query(
                 bools,
             }
             .fields();
-            emit(
+            printer.print(
                 &Record {
                     tenant: &tenant,
                     ty: OutputType::Alert,
@@ -336,14 +378,13 @@ pub async fn query(
                     },
                     update: 0,
                 },
-                out,
                 table,
             )?;
         }
     }
-    out.flush().map_err(|e| Error::Read {
+    printer.out.flush().map_err(|e| Error::Read {
         table: "output",
         message: e.to_string(),
     })?;
-    Ok(printed)
+    Ok(printer.printed)
 }
