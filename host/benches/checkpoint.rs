@@ -6,6 +6,12 @@
 //! 1 s against checkpoints off, in the same run. Prints figures; never
 //! passes or fails on time.
 //!
+//! For 1 k and 100 k keys the same checkpoint is also written to and
+//! restored from the Cassandra store (1 MiB chunks, 4 in flight) when a
+//! node answers on `SLUICE_TEST_CASSANDRA` (default 127.0.0.1:9042; the
+//! part is skipped with a message otherwise), in a keyspace of its own
+//! that is dropped at the end.
+//!
 //! `cargo bench -p sluice-host --bench checkpoint` (`SLUICE_BENCH_ROWS`:
 //! rows of the end-to-end runs, default 1 000 000).
 
@@ -23,7 +29,9 @@ use sluice_host::ingress::Input;
 use sluice_host::manifest::Manifest;
 use sluice_host::parse::{Key, OwnedValue, ParsedRow};
 use sluice_host::pipeline::{self, CheckpointOptions, Options};
+use sluice_host::sink::cassandra::CassandraConfig;
 use sluice_host::sink::{LineSink, Sinks};
+use sluice_host::state::cassandra::{CassandraStore, CassandraStoreOptions};
 use sluice_host::state::local::LocalStore;
 use sluice_host::state::{
     Checkpoint, CheckpointStore, CoordinatorState, CounterState, InputPosition, ShardState,
@@ -41,6 +49,7 @@ fn main() {
     let schema = manifest.schema();
     let dir = tempfile::tempdir().expect("tempdir");
 
+    let cassandra = cassandra_store();
     println!("one shard's checkpoint (sliding 60 s/5 s + global 60 s, BTS stats; 20 rows per key over 20 s):");
     for keys in [1_000usize, 100_000, 1_000_000] {
         let mut windows = ShardWindows::new(
@@ -134,6 +143,37 @@ fn main() {
             write.as_secs_f64() * 1e3,
             restore.as_secs_f64() * 1e3,
         );
+        if let (Some((_, store, _)), true) = (&cassandra, keys <= 100_000) {
+            let mut checkpoint = checkpoint;
+            checkpoint.id = keys as u64;
+            let encoded = checkpoint.encode().expect("encode").len();
+            let started = Instant::now();
+            store.write(&checkpoint).expect("write to Cassandra");
+            let write = started.elapsed();
+            let started = Instant::now();
+            let restored = store.latest().expect("latest").expect("a checkpoint");
+            let mut fresh = ShardWindows::new(
+                &manifest.windows,
+                manifest.input.allowed_lateness,
+                schema.clone(),
+            )
+            .expect("windows");
+            fresh
+                .restore(&restored.checkpoint.shards[0].windows)
+                .expect("restore");
+            let restore = started.elapsed();
+            assert_eq!(restored.checkpoint.id, checkpoint.id);
+            println!(
+                "  {keys:>9} keys, Cassandra store ({} chunks of 1 MiB): encode+write chunks+marker {:>7.1} ms, read+decode+restore {:>7.1} ms",
+                encoded.div_ceil(CassandraStoreOptions::DEFAULT_CHUNK_BYTES),
+                write.as_secs_f64() * 1e3,
+                restore.as_secs_f64() * 1e3,
+            );
+        }
+    }
+    if let Some((rt, store, keyspace)) = cassandra {
+        let drop = format!("DROP KEYSPACE IF EXISTS {keyspace}");
+        let _ = rt.block_on(store.session().query_unpaged(drop, &[]));
     }
 
     let rows: u64 = std::env::var("SLUICE_BENCH_ROWS")
@@ -207,4 +247,44 @@ fn main() {
         "  cost of 1 s checkpoints: {:.1} % of throughput",
         (1.0 - rates[1] / off) * 100.0
     );
+}
+
+/// The Cassandra store in a keyspace of its own, or `None` (with a message)
+/// when no node answers.
+fn cassandra_store() -> Option<(tokio::runtime::Runtime, CassandraStore, String)> {
+    let node =
+        std::env::var("SLUICE_TEST_CASSANDRA").unwrap_or_else(|_| "127.0.0.1:9042".to_owned());
+    let reachable = node
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if !reachable {
+        println!(
+            "(Cassandra store skipped: no node at {node}; `scripts/services.sh start cassandra`)"
+        );
+        return None;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let keyspace = format!("sluice_bench_ckpt_{}", std::process::id());
+    let config = CassandraConfig {
+        keyspace: keyspace.clone(),
+        ..CassandraConfig::new(vec![node.clone()])
+    };
+    match rt.block_on(CassandraStore::connect(
+        &config,
+        rt.handle().clone(),
+        "bts",
+        "bench",
+        &CassandraStoreOptions::default(),
+    )) {
+        Ok(store) => Some((rt, store, keyspace)),
+        Err(e) => {
+            println!("(Cassandra store skipped: {e})");
+            None
+        }
+    }
 }

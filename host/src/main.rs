@@ -28,6 +28,7 @@ use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine};
 use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
 use sluice_host::sink::cassandra::{self, CassandraConfig, CassandraSink, QueryFilter};
 use sluice_host::sink::{LineSink, OutputType};
+use sluice_host::state::cassandra::{CassandraStore, CassandraStoreOptions};
 use sluice_host::state::local::LocalStore;
 use sluice_host::state::{self, CheckpointStore, InputPosition};
 
@@ -58,6 +59,14 @@ struct StoreArgs {
     /// With `--cassandra`: MiB of rows in flight at once (all workers).
     #[arg(long, default_value_t = CassandraConfig::DEFAULT_MAX_IN_FLIGHT_BYTES >> 20)]
     cassandra_in_flight_mib: usize,
+}
+
+/// Where checkpoints go besides a directory (`--checkpoint-dir`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum CheckpointStoreKind {
+    /// The Cassandra of `--cassandra` (tables `checkpoints` and
+    /// `checkpoint_chunks` of `--keyspace`).
+    Cassandra,
 }
 
 #[derive(Subcommand)]
@@ -103,8 +112,19 @@ enum Command {
         /// file input resumes at its checkpointed offset, the output files
         /// are cut back to what the checkpoint covers, a broker input is
         /// acked only up to the last checkpoint.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "checkpoint_store")]
         checkpoint_dir: Option<PathBuf>,
+        /// Take checkpoints in this store instead of a directory (and
+        /// resume from the newest on start): `cassandra` keeps them in the
+        /// `--cassandra` keyspace's `checkpoints` tables.
+        #[arg(long, value_enum, requires = "cassandra")]
+        checkpoint_store: Option<CheckpointStoreKind>,
+        /// With `--checkpoint-store cassandra`: the name of this pipeline's
+        /// checkpoints among the tenant's (default: the input's file name,
+        /// or the queue with `--amqp`). Runs that resume each other must
+        /// use the same name; concurrent runs must not.
+        #[arg(long, requires = "checkpoint_store")]
+        checkpoint_name: Option<String>,
         /// Time between checkpoints while records flow (`500ms`, `1s`, …).
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         checkpoint_interval: Duration,
@@ -117,7 +137,7 @@ enum Command {
         #[arg(long, env = "SLUICE_CASSANDRA")]
         cassandra: Option<String>,
         #[command(flatten)]
-        store: StoreArgs,
+        store: Box<StoreArgs>,
         /// With `--cassandra`: store every row that parsed in `events`
         /// (the default with `--cassandra`).
         #[arg(long, overrides_with = "no_store_events")]
@@ -254,6 +274,8 @@ fn main() -> anyhow::Result<()> {
             prefetch,
             max_message_bytes,
             checkpoint_dir,
+            checkpoint_store,
+            checkpoint_name,
             checkpoint_interval,
             cassandra,
             store,
@@ -278,9 +300,11 @@ fn main() -> anyhow::Result<()> {
                 prefetch,
                 max_message_bytes,
                 checkpoint_dir,
+                checkpoint_store,
+                checkpoint_name,
                 checkpoint_interval,
                 cassandra,
-                store,
+                store: *store,
                 store_events: !no_store_events,
             })
         }
@@ -409,6 +433,8 @@ struct RunArgs {
     prefetch: u16,
     max_message_bytes: usize,
     checkpoint_dir: Option<PathBuf>,
+    checkpoint_store: Option<CheckpointStoreKind>,
+    checkpoint_name: Option<String>,
     checkpoint_interval: Duration,
     cassandra: Option<String>,
     store: StoreArgs,
@@ -469,6 +495,21 @@ fn query(
         }
         Err(e) => Err(e).with_context(|| format!("querying keyspace {keyspace} at {list}")),
     }
+}
+
+/// The name a run's checkpoints get in Cassandra when `--checkpoint-name`
+/// is not given: the queue it consumes, or its input file's name (not the
+/// path, so a run resumed from another directory finds them).
+fn default_checkpoint_name(args: &RunArgs, manifest: &Manifest) -> anyhow::Result<String> {
+    if args.amqp.is_some() {
+        return Ok(manifest.input.queue.clone());
+    }
+    std::path::Path::new(&args.input)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|_| args.input != "-")
+        .map(str::to_owned)
+        .context("give --checkpoint-name: the input has no file name to name the checkpoints by")
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -546,12 +587,57 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         .check_module(module.info())
         .with_context(|| format!("checking {} against its module", args.manifest.display()))?;
 
-    let store = match &args.checkpoint_dir {
-        Some(dir) => Some(Arc::new(
-            LocalStore::open(dir, 3).context("opening the checkpoint directory")?,
-        )),
-        None => None,
+    // One runtime for the broker and database clients.
+    let rt = if args.amqp.is_some() || args.cassandra.is_some() {
+        Some(runtime()?)
+    } else {
+        None
     };
+    // The Cassandra sink connects (and migrates the schema) first: a
+    // Cassandra checkpoint store shares its session.
+    let mut table_sink = None;
+    if let (Some(list), Some(rt)) = (&args.cassandra, &rt) {
+        let config = CassandraConfig {
+            keyspace: args.store.keyspace.clone(),
+            replication: args.store.replication.clone(),
+            max_concurrency: args.store.cassandra_concurrency.max(1),
+            max_in_flight_bytes: args.store.cassandra_in_flight_mib.max(1) << 20,
+            ..CassandraConfig::new(nodes(list)?)
+        };
+        let sink = Arc::new(
+            rt.block_on(CassandraSink::connect(config, rt.handle().clone()))
+                .with_context(|| format!("connecting the Cassandra sink at {list}"))?,
+        );
+        table_sink = Some(sink);
+    }
+
+    let store: Option<Arc<dyn CheckpointStore>> =
+        match (&args.checkpoint_dir, args.checkpoint_store) {
+            (Some(dir), _) => Some(Arc::new(
+                LocalStore::open(dir, 3).context("opening the checkpoint directory")?,
+            )),
+            (None, Some(CheckpointStoreKind::Cassandra)) => {
+                let (Some(sink), Some(rt)) = (&table_sink, &rt) else {
+                    anyhow::bail!("--checkpoint-store cassandra needs --cassandra");
+                };
+                let name = match &args.checkpoint_name {
+                    Some(name) => name.clone(),
+                    None => default_checkpoint_name(args, &manifest)?,
+                };
+                let opened = rt
+                    .block_on(CassandraStore::open(
+                        Arc::clone(sink.session()),
+                        rt.handle().clone(),
+                        sink.keyspace(),
+                        &manifest.tenant,
+                        &name,
+                        &CassandraStoreOptions::default(),
+                    ))
+                    .with_context(|| format!("opening the checkpoints `{name}` in Cassandra"))?;
+                Some(Arc::new(opened))
+            }
+            (None, None) => None,
+        };
     let restore = match &store {
         Some(store) => store
             .latest()
@@ -566,7 +652,10 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         );
     }
     if store.is_some() && args.amqp.is_none() && args.input == "-" {
-        anyhow::bail!("--checkpoint-dir needs a file --input or --amqp: stdin cannot be resumed");
+        anyhow::bail!(
+            "checkpoints (--checkpoint-dir, --checkpoint-store) need a file --input or --amqp: \
+             stdin cannot be resumed"
+        );
     }
     let output = match &args.output {
         Some(path) if path.as_os_str() == "-" => LineSink::new(
@@ -608,6 +697,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         Some(InputPosition::File { offset, line }) => (*offset, *line),
         _ => (0, 0),
     };
+    let checkpointing = store.is_some();
     let options = Options {
         workers,
         progress: !args.quiet,
@@ -627,28 +717,9 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         ..Options::default()
     };
 
-    // One runtime for the broker and database clients.
-    let rt = if args.amqp.is_some() || args.cassandra.is_some() {
-        Some(runtime()?)
-    } else {
-        None
-    };
-    let mut table_sink = None;
-    if let (Some(list), Some(rt)) = (&args.cassandra, &rt) {
-        let config = CassandraConfig {
-            keyspace: args.store.keyspace.clone(),
-            replication: args.store.replication.clone(),
-            max_concurrency: args.store.cassandra_concurrency.max(1),
-            max_in_flight_bytes: args.store.cassandra_in_flight_mib.max(1) << 20,
-            ..CassandraConfig::new(nodes(list)?)
-        };
-        let sink = Arc::new(
-            rt.block_on(CassandraSink::connect(config, rt.handle().clone()))
-                .with_context(|| format!("connecting the Cassandra sink at {list}"))?,
-        );
+    if let Some(sink) = &table_sink {
         sinks.tables = Some(sink.clone());
         sinks.store_events = args.store_events;
-        table_sink = Some(sink);
     }
 
     let mut broker = None;
@@ -685,7 +756,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                         max_message_bytes: args.max_message_bytes,
                         give_up: BROKER_GIVE_UP,
                         skip,
-                        commit_acks: args.checkpoint_dir.is_some(),
+                        commit_acks: checkpointing,
                     },
                     handle,
                 ))

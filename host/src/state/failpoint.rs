@@ -1,7 +1,9 @@
 //! Test-only fail points: `SLUICE_FAILPOINT=<name>` makes the process
 //! abort at that point, so crash tests can stop it at the hardest moments
 //! deterministically. Names: `after-checkpoint-write-before-rename`,
-//! `after-checkpoint-before-ack`, `after-output-before-checkpoint`.
+//! `after-checkpoint-before-ack`, `after-output-before-checkpoint`
+//! (`after-checkpoint-write-before-rename` is, in the Cassandra store, after
+//! the chunks and before the marker that completes the checkpoint).
 //! `SLUICE_FAILPOINT_SKIP=N` lets the point pass N times first.
 
 use std::sync::atomic::{AtomicU64, Ordering};

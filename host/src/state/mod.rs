@@ -8,6 +8,7 @@
 //! bytes written to the output files. It is written atomically, and only
 //! then is the input acknowledged up to it.
 
+pub mod cassandra;
 pub mod failpoint;
 pub mod local;
 
@@ -37,6 +38,8 @@ pub enum Error {
     Workers { saved: usize, now: usize },
     #[error("the checkpoint belongs to tenant `{saved}`, not `{now}`")]
     Tenant { saved: String, now: String },
+    #[error("checkpoint store in Cassandra: {0}")]
+    Cassandra(#[from] cassandra::StoreError),
 }
 
 /// The format version; bumped on any incompatible change of [`Checkpoint`].

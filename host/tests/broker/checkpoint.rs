@@ -15,6 +15,8 @@ use crate::amqp::{self, Got};
 use crate::cassandra;
 use crate::common::{self, sluice};
 
+/// The host over the broker with checkpoints: in `dir/checkpoints`, unless
+/// `extra` picks another store (`--checkpoint-store cassandra`).
 fn spawn_host(manifest: &Path, dir: &Path, failpoint: Option<&str>, extra: &[&str]) -> Child {
     let mut cmd = sluice();
     cmd.arg("run")
@@ -29,13 +31,14 @@ fn spawn_host(manifest: &Path, dir: &Path, failpoint: Option<&str>, extra: &[&st
             "2",
         ])
         .args(["--checkpoint-interval", "100ms", "--prefetch", "500"])
-        .arg("--checkpoint-dir")
-        .arg(dir.join("checkpoints"))
         .arg("--cache-dir")
         .arg(dir.join("cache"))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    if !extra.contains(&"--checkpoint-store") {
+        cmd.arg("--checkpoint-dir").arg(dir.join("checkpoints"));
+    }
     if let Some(point) = failpoint {
         cmd.env("SLUICE_FAILPOINT", point)
             .env("SLUICE_FAILPOINT_SKIP", "1");
@@ -231,7 +234,15 @@ fn kills_and_fail_points_leave_exactly_the_crash_free_results() {
         channel: &channel,
         queue: &queue,
     };
-    let store = ["--cassandra", node.as_str(), "--keyspace", ks.as_str()];
+    // Results, raw events and the checkpoints all in Cassandra.
+    let store = [
+        "--cassandra",
+        node.as_str(),
+        "--keyspace",
+        ks.as_str(),
+        "--checkpoint-store",
+        "cassandra",
+    ];
     let kills = crash_until_done(&manifest, dir, &input, 0x0c0f_fee0_1234_5678, 12, &store);
     eprintln!("{kills} kills");
     assert!(

@@ -10,6 +10,7 @@
 //! the node and so runs alone (it takes the shared lock exclusively).
 
 mod broker;
+mod checkpoints;
 mod common;
 mod outage;
 mod store;

@@ -452,7 +452,7 @@ impl TableSink for CassandraSink {
 }
 
 /// Whether retrying may help: not when the request itself is wrong.
-fn retryable(e: &ExecutionError) -> bool {
+pub(crate) fn retryable(e: &ExecutionError) -> bool {
     match e {
         ExecutionError::BadQuery(_) => false,
         ExecutionError::LastAttemptError(attempt) => match attempt {

@@ -18,6 +18,9 @@
 //!   time.
 //! - Primary keys are deterministic, so writing a result again (a replay, a
 //!   late update of the same window) overwrites its row.
+//! - Checkpoints (migration 2, used by `state::cassandra`) live in
+//!   `checkpoints` (a completion marker per slot) and `checkpoint_chunks`
+//!   (the encoded bytes in chunks of one small mutation each).
 
 use scylla::client::session::Session;
 
@@ -37,11 +40,12 @@ const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {ks}.schema_migration
     description text,
     applied_at timestamp)";
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "results, alerts, raw events and dead letters",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS {ks}.windowed_analytics (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "results, alerts, raw events and dead letters",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {ks}.windowed_analytics (
             tenant text, key frozen<map<text, text>>, day date,
             window_name text, window_start timestamp, window_end timestamp,
             key_names frozen<list<text>>, fields frozen<list<text>>,
@@ -49,7 +53,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             texts frozen<map<text, text>>, bools frozen<map<text, boolean>>,
             late_update int,
             PRIMARY KEY ((tenant, key, day), window_name, window_start, window_end))",
-        "CREATE TABLE IF NOT EXISTS {ks}.global_analytics (
+            "CREATE TABLE IF NOT EXISTS {ks}.global_analytics (
             tenant text, key frozen<map<text, text>>, day date,
             window_name text, window_start timestamp, window_end timestamp,
             key_names frozen<list<text>>, fields frozen<list<text>>,
@@ -57,7 +61,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             texts frozen<map<text, text>>, bools frozen<map<text, boolean>>,
             late_update int,
             PRIMARY KEY ((tenant, key, day), window_name, window_start, window_end))",
-        "CREATE TABLE IF NOT EXISTS {ks}.metrics (
+            "CREATE TABLE IF NOT EXISTS {ks}.metrics (
             tenant text, key frozen<map<text, text>>, day date,
             metric_type text,
             window_name text, window_start timestamp, window_end timestamp,
@@ -66,14 +70,14 @@ const MIGRATIONS: &[Migration] = &[Migration {
             texts frozen<map<text, text>>, bools frozen<map<text, boolean>>,
             late_update int,
             PRIMARY KEY ((tenant, key, day), metric_type, window_name, window_start, window_end))",
-        "CREATE TABLE IF NOT EXISTS {ks}.alerts (
+            "CREATE TABLE IF NOT EXISTS {ks}.alerts (
             tenant text, key frozen<map<text, text>>, day date,
             kind text, event_time timestamp,
             key_names frozen<list<text>>, fields frozen<list<text>>,
             ints frozen<map<text, bigint>>, floats frozen<map<text, double>>,
             texts frozen<map<text, text>>, bools frozen<map<text, boolean>>,
             PRIMARY KEY ((tenant, key, day), kind, event_time))",
-        "CREATE TABLE IF NOT EXISTS {ks}.events (
+            "CREATE TABLE IF NOT EXISTS {ks}.events (
             tenant text, key frozen<map<text, text>>, day date,
             event_time timestamp, source text, line bigint,
             byte_offset bigint, key_names frozen<list<text>>,
@@ -81,17 +85,44 @@ const MIGRATIONS: &[Migration] = &[Migration {
             texts frozen<map<text, text>>, bools frozen<map<text, boolean>>,
             times frozen<map<text, timestamp>>,
             PRIMARY KEY ((tenant, key, day), event_time, source, line))",
-        "CREATE TABLE IF NOT EXISTS {ks}.dead_letters (
+            "CREATE TABLE IF NOT EXISTS {ks}.dead_letters (
             tenant text, day date, kind text, id text, chunk int,
             chunks int, body text,
             key frozen<map<text, text>>, key_names frozen<list<text>>,
             event_time timestamp, source text, line bigint, byte_offset bigint,
             PRIMARY KEY ((tenant, day), kind, id, chunk))",
-    ],
-}];
+        ],
+    },
+    Migration {
+        version: 2,
+        description: "checkpoints: a marker per slot, chunks per slot",
+        statements: &[
+            // One row per slot (`id % keep`): the checkpoint the slot holds,
+            // written only once all its chunks are acknowledged — a checkpoint
+            // is complete exactly when its marker names it. Slots are
+            // overwritten in place, never deleted, so the partition holds
+            // `keep` rows and no tombstones however many checkpoints a run
+            // takes (a delete per checkpoint would pile up tombstones that
+            // every restore has to scan).
+            "CREATE TABLE IF NOT EXISTS {ks}.checkpoints (
+            tenant text, pipeline text, slot int,
+            id bigint, chunks int, length bigint, crc32 bigint, chunk_bytes int,
+            written_at timestamp, acked_id bigint,
+            PRIMARY KEY ((tenant, pipeline), slot))",
+            // The encoded checkpoint in chunks, a partition per slot so one
+            // partition never holds more than one checkpoint. Each chunk row
+            // names the checkpoint it belongs to, so a slot overwritten half
+            // way is recognised and not mistaken for its old checkpoint.
+            "CREATE TABLE IF NOT EXISTS {ks}.checkpoint_chunks (
+            tenant text, pipeline text, slot int, chunk int,
+            id bigint, data blob,
+            PRIMARY KEY ((tenant, pipeline, slot), chunk))",
+        ],
+    },
+];
 
 /// The newest schema version this host knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Creates the keyspace (with `replication`, a CQL map literal) and
 /// applies every migration not yet recorded.

@@ -1,0 +1,745 @@
+//! Checkpoints in Cassandra, for runs that write there anyway: a host that
+//! restarts on another machine finds its state where its results are.
+//!
+//! Layout (schema migration 2): a pipeline's checkpoints are kept in
+//! `keep` *slots*; checkpoint `id` goes to slot `id % keep`, so the newest
+//! `keep` are kept and older ones are overwritten in place — never
+//! deleted, so no tombstones pile up at one checkpoint a second.
+//!
+//! - `checkpoint_chunks ((tenant, pipeline, slot), chunk)`: the encoded
+//!   checkpoint (the SLCK format of [`Checkpoint::encode`]) cut into
+//!   chunks of `chunk_bytes`. A chunk is one insert, so one mutation, well
+//!   under half the commit-log segment (Cassandra refuses a larger one;
+//!   the default segment is 32 MiB, the default chunk 1 MiB). Every chunk
+//!   row names the checkpoint `id` it belongs to.
+//! - `checkpoints ((tenant, pipeline), slot)`: the marker — id, chunk
+//!   count, length, CRC-32 of the encoded bytes — written only after every
+//!   chunk is acknowledged. That is the atomic step: a checkpoint exists
+//!   once its marker names it. A crash before it leaves the slot's old
+//!   marker, whose chunks now name another id, so it is skipped as
+//!   overwritten, and the newest complete checkpoint is another slot's.
+//! - On restore, markers are tried newest first; a checkpoint with a
+//!   chunk missing, a chunk of another id, a wrong length or checksum, or
+//!   that does not decode, is skipped with a warning and the previous one
+//!   is used.
+//!
+//! Writes and reads are at `LOCAL_QUORUM`, so a restore that sees a marker
+//! sees the chunks acknowledged before it. Requests that fail for a reason
+//! retrying can fix are retried with backoff for up to `give_up`; the
+//! pipeline waits meanwhile (its input is not acknowledged past the last
+//! checkpoint).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, TryStreamExt};
+use scylla::client::session::Session;
+use scylla::errors::ExecutionError;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::Consistency;
+
+use super::{failpoint, Checkpoint, CheckpointStore, Restored};
+use crate::broker::Backoff;
+use crate::sink::cassandra::{self as sink, schema, CassandraConfig};
+
+/// Errors of the Cassandra checkpoint store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid checkpoint name `{0}`: 1–256 characters, no control characters")]
+    Name(String),
+    #[error(
+        "checkpoint chunk size {0} B: give {min} B to {max} B (a chunk is one mutation, \
+         which Cassandra refuses above half its commit-log segment)",
+        min = CassandraStoreOptions::MIN_CHUNK_BYTES,
+        max = CassandraStoreOptions::MAX_CHUNK_BYTES
+    )]
+    ChunkSize(usize),
+    #[error("checkpoint id {0} does not fit a CQL bigint")]
+    Id(u64),
+    #[error("checkpoint {id} needs {chunks} chunks, more than a CQL int counts")]
+    TooLarge { id: u64, chunks: usize },
+    #[error(transparent)]
+    Connect(#[from] sink::Error),
+    #[error("preparing `{statement}`: {message}")]
+    Prepare {
+        statement: &'static str,
+        message: String,
+    },
+    /// Retrying cannot help (the request itself is wrong).
+    #[error("{what}: {message}")]
+    Failed { what: &'static str, message: String },
+    #[error("{what}: Cassandra did not answer for {after:?}; last error: {last}")]
+    GaveUp {
+        what: &'static str,
+        after: Duration,
+        last: String,
+    },
+}
+
+/// How checkpoints are stored.
+#[derive(Debug, Clone)]
+pub struct CassandraStoreOptions {
+    /// Checkpoints kept (slots); at least 2, so a corrupt newest one still
+    /// leaves one to fall back on.
+    pub keep: usize,
+    /// Bytes per chunk (one mutation each).
+    pub chunk_bytes: usize,
+    /// Chunk inserts in flight at once: bounds the memory a write takes
+    /// beyond the encoded checkpoint (about `concurrency × chunk_bytes`).
+    pub concurrency: usize,
+    /// Stop retrying a request after this long.
+    pub give_up: Duration,
+}
+
+impl CassandraStoreOptions {
+    pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
+    pub const MIN_CHUNK_BYTES: usize = 1 << 10;
+    /// Half the smallest commit-log segment an operator is likely to set
+    /// (16 MiB), so a chunk is accepted even then.
+    pub const MAX_CHUNK_BYTES: usize = 8 << 20;
+}
+
+impl Default for CassandraStoreOptions {
+    fn default() -> Self {
+        CassandraStoreOptions {
+            keep: 3,
+            chunk_bytes: Self::DEFAULT_CHUNK_BYTES,
+            concurrency: 4,
+            give_up: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The prepared statements, one per request the store makes.
+struct Statements {
+    insert_chunk: PreparedStatement,
+    insert_marker: PreparedStatement,
+    mark_acked: PreparedStatement,
+    select_markers: PreparedStatement,
+    select_slot_chunks: PreparedStatement,
+    select_chunks: PreparedStatement,
+    select_first_chunk: PreparedStatement,
+    trim_chunks: PreparedStatement,
+}
+
+/// A pipeline's checkpoints in Cassandra; see the module docs.
+pub struct CassandraStore {
+    session: Arc<Session>,
+    runtime: tokio::runtime::Handle,
+    keyspace: String,
+    tenant: String,
+    pipeline: String,
+    slots: i32,
+    chunk_bytes: usize,
+    concurrency: usize,
+    give_up: Duration,
+    statements: Statements,
+    /// Whether this store has cut its first slot back yet: the first write
+    /// after a start also drops chunks a torn write of an earlier run may
+    /// have left beyond the new checkpoint's end.
+    trimmed_once: AtomicBool,
+}
+
+impl std::fmt::Debug for CassandraStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CassandraStore")
+            .field("keyspace", &self.keyspace)
+            .field("tenant", &self.tenant)
+            .field("pipeline", &self.pipeline)
+            .finish()
+    }
+}
+
+/// A failed attempt: whether retrying may help, and why.
+struct Failure {
+    retry: bool,
+    message: String,
+}
+
+impl Failure {
+    fn execution(e: &ExecutionError) -> Failure {
+        Failure {
+            retry: sink::retryable(e),
+            message: e.to_string(),
+        }
+    }
+
+    /// A failed read (paging, a lost connection): worth another attempt.
+    fn transient(e: &dyn std::fmt::Display) -> Failure {
+        Failure {
+            retry: true,
+            message: e.to_string(),
+        }
+    }
+
+    /// Rows that do not have the expected types: a schema this host does
+    /// not know; retrying cannot help.
+    fn fatal(e: &dyn std::fmt::Display) -> Failure {
+        Failure {
+            retry: false,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// One slot's marker as read back; every column may be missing (a row
+/// made only by `mark_acked`, a foreign write), so all are optional.
+type MarkerRow = (
+    i32,
+    Option<i64>,
+    Option<i32>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// A complete-looking marker.
+#[derive(Debug, Clone, Copy)]
+struct Marker {
+    slot: i32,
+    id: i64,
+    chunks: i32,
+    length: i64,
+    crc32: i64,
+    acked: bool,
+}
+
+/// Retries `$attempt` (an expression yielding `Result<T, Failure>`) with
+/// backoff until it succeeds, fails for good or `give_up` has passed.
+macro_rules! retrying {
+    ($store:expr, $what:expr, $attempt:expr) => {{
+        let mut backoff = Backoff::new();
+        let started = Instant::now();
+        loop {
+            match $attempt {
+                Ok(value) => break Ok(value),
+                Err(failure) => {
+                    if let Err(e) = $store.failed($what, started, &mut backoff, failure).await {
+                        break Err(e);
+                    }
+                }
+            }
+        }
+    }};
+}
+
+impl CassandraStore {
+    /// Prepares the store's statements on a session whose keyspace is
+    /// already migrated (as `CassandraSink::connect` leaves it).
+    /// `pipeline` names this run's checkpoints among the tenant's.
+    pub async fn open(
+        session: Arc<Session>,
+        runtime: tokio::runtime::Handle,
+        keyspace: &str,
+        tenant: &str,
+        pipeline: &str,
+        options: &CassandraStoreOptions,
+    ) -> Result<CassandraStore, StoreError> {
+        if !schema::valid_keyspace(keyspace) {
+            return Err(StoreError::Connect(sink::Error::Keyspace(
+                keyspace.to_owned(),
+            )));
+        }
+        if !valid_name(pipeline) {
+            return Err(StoreError::Name(pipeline.to_owned()));
+        }
+        if !(CassandraStoreOptions::MIN_CHUNK_BYTES..=CassandraStoreOptions::MAX_CHUNK_BYTES)
+            .contains(&options.chunk_bytes)
+        {
+            return Err(StoreError::ChunkSize(options.chunk_bytes));
+        }
+        let ks = keyspace;
+        let prepare = |statement: &'static str, cql: String, idempotent: bool| {
+            let session = Arc::clone(&session);
+            async move {
+                let mut prepared = session
+                    .prepare(cql)
+                    .await
+                    .map_err(|e| StoreError::Prepare {
+                        statement,
+                        message: e.to_string(),
+                    })?;
+                prepared.set_consistency(Consistency::LocalQuorum);
+                prepared.set_is_idempotent(idempotent);
+                Ok::<_, StoreError>(prepared)
+            }
+        };
+        let mut select_chunks = prepare(
+            "select chunks",
+            format!(
+                "SELECT chunk, id, data FROM {ks}.checkpoint_chunks \
+                 WHERE tenant = ? AND pipeline = ? AND slot = ? AND chunk < ?"
+            ),
+            true,
+        )
+        .await?;
+        // Chunks are large: a few per page keeps a restore's memory at the
+        // checkpoint plus a few chunks.
+        select_chunks.set_page_size(4);
+        let statements = Statements {
+            insert_chunk: prepare(
+                "insert a chunk",
+                format!(
+                    "INSERT INTO {ks}.checkpoint_chunks (tenant, pipeline, slot, chunk, id, data) \
+                     VALUES (?, ?, ?, ?, ?, ?)"
+                ),
+                true,
+            )
+            .await?,
+            insert_marker: prepare(
+                "insert a marker",
+                format!(
+                    "INSERT INTO {ks}.checkpoints \
+                     (tenant, pipeline, slot, id, chunks, length, crc32, chunk_bytes, written_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, toTimestamp(now()))"
+                ),
+                true,
+            )
+            .await?,
+            mark_acked: prepare(
+                "mark acked",
+                format!(
+                    "UPDATE {ks}.checkpoints SET acked_id = ? \
+                     WHERE tenant = ? AND pipeline = ? AND slot = ?"
+                ),
+                true,
+            )
+            .await?,
+            select_markers: prepare(
+                "select markers",
+                format!(
+                    "SELECT slot, id, chunks, length, crc32, acked_id FROM {ks}.checkpoints \
+                     WHERE tenant = ? AND pipeline = ?"
+                ),
+                true,
+            )
+            .await?,
+            select_slot_chunks: prepare(
+                "select a slot's chunk count",
+                format!(
+                    "SELECT chunks FROM {ks}.checkpoints \
+                     WHERE tenant = ? AND pipeline = ? AND slot = ?"
+                ),
+                true,
+            )
+            .await?,
+            select_chunks,
+            select_first_chunk: prepare(
+                "select a slot's first chunk id",
+                format!(
+                    "SELECT id FROM {ks}.checkpoint_chunks \
+                     WHERE tenant = ? AND pipeline = ? AND slot = ? AND chunk = 0"
+                ),
+                true,
+            )
+            .await?,
+            trim_chunks: prepare(
+                "trim a slot",
+                format!(
+                    "DELETE FROM {ks}.checkpoint_chunks \
+                     WHERE tenant = ? AND pipeline = ? AND slot = ? AND chunk >= ?"
+                ),
+                true,
+            )
+            .await?,
+        };
+        Ok(CassandraStore {
+            session,
+            runtime,
+            keyspace: keyspace.to_owned(),
+            tenant: tenant.to_owned(),
+            pipeline: pipeline.to_owned(),
+            slots: i32::try_from(options.keep.clamp(2, 1000)).unwrap_or(3),
+            chunk_bytes: options.chunk_bytes,
+            concurrency: options.concurrency.max(1),
+            give_up: options.give_up,
+            statements,
+            trimmed_once: AtomicBool::new(false),
+        })
+    }
+
+    /// Connects to `config`'s nodes, creates or migrates the schema, and
+    /// opens the store (for tools and tests that have no sink).
+    pub async fn connect(
+        config: &CassandraConfig,
+        runtime: tokio::runtime::Handle,
+        tenant: &str,
+        pipeline: &str,
+        options: &CassandraStoreOptions,
+    ) -> Result<CassandraStore, StoreError> {
+        let session = sink::connect(&config.nodes).await?;
+        schema::migrate(&session, &config.keyspace, &config.replication).await?;
+        Self::open(
+            Arc::new(session),
+            runtime,
+            &config.keyspace,
+            tenant,
+            pipeline,
+            options,
+        )
+        .await
+    }
+
+    /// The session (for tests and the benchmark).
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// The slot checkpoint `id` lives in.
+    pub fn slot(&self, id: u64) -> i32 {
+        // `slots` is at least 2 and fits an i32, so the remainder does too.
+        i32::try_from(id % self.slots.unsigned_abs() as u64).unwrap_or(0)
+    }
+
+    /// After a failed attempt: waits before the next one, or says why
+    /// there will be none.
+    async fn failed(
+        &self,
+        what: &'static str,
+        started: Instant,
+        backoff: &mut Backoff,
+        failure: Failure,
+    ) -> Result<(), StoreError> {
+        if !failure.retry {
+            return Err(StoreError::Failed {
+                what,
+                message: failure.message,
+            });
+        }
+        if started.elapsed() >= self.give_up {
+            return Err(StoreError::GaveUp {
+                what,
+                after: self.give_up,
+                last: failure.message,
+            });
+        }
+        tracing::warn!(
+            keyspace = %self.keyspace,
+            pipeline = %self.pipeline,
+            error = %failure.message,
+            "checkpoint store: {what} failed; retrying in {:?}",
+            backoff.peek()
+        );
+        backoff.wait().await;
+        Ok(())
+    }
+
+    async fn execute(
+        &self,
+        what: &'static str,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow + Clone,
+    ) -> Result<scylla::response::query_result::QueryResult, StoreError> {
+        retrying!(
+            self,
+            what,
+            self.session
+                .execute_unpaged(statement, values.clone())
+                .await
+                .map_err(|e| Failure::execution(&e))
+        )
+    }
+
+    /// Writes the chunks, then the marker; see the module docs.
+    async fn write_bytes(&self, id: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let cql_id = i64::try_from(id).map_err(|_| StoreError::Id(id))?;
+        let slot = self.slot(id);
+        let chunks: Vec<&[u8]> = bytes.chunks(self.chunk_bytes).collect();
+        let count = i32::try_from(chunks.len()).map_err(|_| StoreError::TooLarge {
+            id,
+            chunks: chunks.len(),
+        })?;
+        let (tenant, pipeline) = (self.tenant.as_str(), self.pipeline.as_str());
+        let before = self.slot_chunks(slot).await?;
+
+        let insert = &self.statements.insert_chunk;
+        futures_util::stream::iter(chunks.iter().enumerate())
+            .map(|(n, data)| {
+                // `n < count`, which fits an i32.
+                let n = i32::try_from(n).unwrap_or(i32::MAX);
+                self.execute(
+                    "writing a checkpoint chunk",
+                    insert,
+                    (tenant, pipeline, slot, n, cql_id, *data),
+                )
+            })
+            .buffer_unordered(self.concurrency)
+            .try_for_each(|_| std::future::ready(Ok(())))
+            .await?;
+
+        failpoint::hit("after-checkpoint-write-before-rename");
+        let crc = i64::from(crc32fast::hash(bytes));
+        let length = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+        let chunk_bytes = i32::try_from(self.chunk_bytes).unwrap_or(i32::MAX);
+        self.execute(
+            "writing a checkpoint marker",
+            &self.statements.insert_marker,
+            (
+                tenant,
+                pipeline,
+                slot,
+                cql_id,
+                count,
+                length,
+                crc,
+                chunk_bytes,
+            ),
+        )
+        .await?;
+
+        // Chunks past the new end (an older, larger checkpoint in this
+        // slot, or a torn write of an earlier run) are never read —
+        // reads stop at the marker's count — but they hold space: drop
+        // them when there may be some. Rarely, so range tombstones stay
+        // few.
+        let first = !self.trimmed_once.swap(true, Ordering::Relaxed);
+        if first || before.is_some_and(|b| b > count) {
+            self.execute(
+                "trimming a checkpoint slot",
+                &self.statements.trim_chunks,
+                (tenant, pipeline, slot, count),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The chunk count of the checkpoint `slot` holds now, if any.
+    async fn slot_chunks(&self, slot: i32) -> Result<Option<i32>, StoreError> {
+        let what = "reading a checkpoint slot";
+        let result = self
+            .execute(
+                what,
+                &self.statements.select_slot_chunks,
+                (&self.tenant, &self.pipeline, slot),
+            )
+            .await?;
+        let fatal = |e: &dyn std::fmt::Display| StoreError::Failed {
+            what,
+            message: e.to_string(),
+        };
+        let rows = result.into_rows_result().map_err(|e| fatal(&e))?;
+        let row = rows
+            .maybe_first_row::<(Option<i32>,)>()
+            .map_err(|e| fatal(&e))?;
+        Ok(row.and_then(|(chunks,)| chunks))
+    }
+
+    async fn markers(&self) -> Result<Vec<MarkerRow>, StoreError> {
+        let what = "reading checkpoint markers";
+        let result = self
+            .execute(
+                what,
+                &self.statements.select_markers,
+                (&self.tenant, &self.pipeline),
+            )
+            .await?;
+        let fatal = |e: &dyn std::fmt::Display| StoreError::Failed {
+            what,
+            message: e.to_string(),
+        };
+        let rows = result.into_rows_result().map_err(|e| fatal(&e))?;
+        let mut out = Vec::new();
+        for row in rows.rows::<MarkerRow>().map_err(|e| fatal(&e))? {
+            out.push(row.map_err(|e| fatal(&e))?);
+        }
+        Ok(out)
+    }
+
+    /// The id named by chunk 0 of `slot`, if there is one.
+    async fn first_chunk_id(&self, slot: i32) -> Result<Option<i64>, StoreError> {
+        let what = "reading a checkpoint chunk";
+        let result = self
+            .execute(
+                what,
+                &self.statements.select_first_chunk,
+                (&self.tenant, &self.pipeline, slot),
+            )
+            .await?;
+        let fatal = |e: &dyn std::fmt::Display| StoreError::Failed {
+            what,
+            message: e.to_string(),
+        };
+        let rows = result.into_rows_result().map_err(|e| fatal(&e))?;
+        let row = rows
+            .maybe_first_row::<(Option<i64>,)>()
+            .map_err(|e| fatal(&e))?;
+        Ok(row.and_then(|(id,)| id))
+    }
+
+    /// The encoded checkpoint `marker` names, or why it is unusable.
+    async fn read_chunks(&self, marker: &Marker) -> Result<Result<Vec<u8>, String>, StoreError> {
+        retrying!(
+            self,
+            "reading checkpoint chunks",
+            self.try_read_chunks(marker).await
+        )
+    }
+
+    async fn try_read_chunks(&self, m: &Marker) -> Result<Result<Vec<u8>, String>, Failure> {
+        let mut rows = self
+            .session
+            .execute_iter(
+                self.statements.select_chunks.clone(),
+                (&self.tenant, &self.pipeline, m.slot, m.chunks),
+            )
+            .await
+            .map_err(|e| Failure::transient(&e))?
+            .rows_stream::<(i32, Option<i64>, Option<Vec<u8>>)>()
+            .map_err(|e| Failure::fatal(&e))?;
+        // The length comes from the database: reserve at most 64 MiB up
+        // front, so a corrupt marker cannot ask for an absurd allocation.
+        let reserve = usize::try_from(m.length).unwrap_or(0).min(64 << 20);
+        let mut bytes = Vec::with_capacity(reserve);
+        let mut next = 0i32;
+        while let Some((chunk, id, data)) =
+            rows.try_next().await.map_err(|e| Failure::transient(&e))?
+        {
+            if chunk != next {
+                return Ok(Err(format!("chunk {next} of {} is missing", m.chunks)));
+            }
+            if id != Some(m.id) {
+                return Ok(Err(format!(
+                    "chunk {chunk} belongs to checkpoint {} (the slot was being overwritten)",
+                    id.map_or("?".to_owned(), |i| i.to_string())
+                )));
+            }
+            let Some(data) = data else {
+                return Ok(Err(format!("chunk {chunk} has no data")));
+            };
+            bytes.extend_from_slice(&data);
+            if bytes.len() as u64 > m.length.unsigned_abs() {
+                return Ok(Err(format!(
+                    "longer than the {} bytes its marker names",
+                    m.length
+                )));
+            }
+            next += 1;
+        }
+        if next != m.chunks {
+            return Ok(Err(format!("chunk {next} of {} is missing", m.chunks)));
+        }
+        if bytes.len() as i64 != m.length {
+            return Ok(Err(format!(
+                "{} bytes, its marker names {}",
+                bytes.len(),
+                m.length
+            )));
+        }
+        if i64::from(crc32fast::hash(&bytes)) != m.crc32 {
+            return Ok(Err("checksum mismatch (a chunk is corrupt)".to_owned()));
+        }
+        Ok(Ok(bytes))
+    }
+
+    async fn latest_async(&self) -> Result<Option<Restored>, StoreError> {
+        let mut markers = Vec::new();
+        for (slot, id, chunks, length, crc32, acked_id) in self.markers().await? {
+            match (id, chunks, length, crc32) {
+                (Some(id), Some(chunks), Some(length), Some(crc32)) => markers.push(Marker {
+                    slot,
+                    id,
+                    chunks,
+                    length,
+                    crc32,
+                    acked: acked_id == Some(id),
+                }),
+                _ => tracing::warn!(
+                    pipeline = %self.pipeline,
+                    slot,
+                    "checkpoint marker without its id, size or checksum skipped"
+                ),
+            }
+        }
+        markers.sort_by_key(|m| std::cmp::Reverse(m.id));
+
+        // Checkpoints are written one after the other, so a write that did
+        // not complete is the one after the newest marker: say so.
+        let newest = markers.first().map_or(0, |m| m.id);
+        if let Some(next) = newest.checked_add(1).and_then(|n| u64::try_from(n).ok()) {
+            if self.first_chunk_id(self.slot(next)).await? == Some(newest + 1) {
+                tracing::warn!(
+                    pipeline = %self.pipeline,
+                    "checkpoint {next} was not completed (its marker was never written): skipped"
+                );
+            }
+        }
+
+        for marker in &markers {
+            let name = format!(
+                "{}.checkpoints[{}/{}] id {}",
+                self.keyspace, self.tenant, self.pipeline, marker.id
+            );
+            let reason = match self.read_chunks(marker).await? {
+                Ok(bytes) => match Checkpoint::decode(&bytes, &name) {
+                    Ok(checkpoint) if checkpoint.id == marker.id.unsigned_abs() => {
+                        return Ok(Some(Restored {
+                            checkpoint,
+                            acked: marker.acked,
+                        }))
+                    }
+                    Ok(checkpoint) => format!("its bytes are checkpoint {}", checkpoint.id),
+                    Err(e) => e.to_string(),
+                },
+                Err(reason) => reason,
+            };
+            tracing::warn!(
+                checkpoint = %name,
+                reason = %reason,
+                "unusable checkpoint skipped; trying the previous one"
+            );
+        }
+        Ok(None)
+    }
+}
+
+impl CheckpointStore for CassandraStore {
+    fn write(&self, checkpoint: &Checkpoint) -> super::Result<()> {
+        let bytes = checkpoint.encode()?;
+        self.runtime
+            .block_on(self.write_bytes(checkpoint.id, &bytes))
+            .map_err(super::Error::from)
+    }
+
+    fn mark_acked(&self, id: u64) -> super::Result<()> {
+        let cql_id = i64::try_from(id).map_err(|_| StoreError::Id(id))?;
+        // The pipeline marks only its newest checkpoint, so the slot holds
+        // it; were it overwritten already, `acked_id` would name an id the
+        // slot's marker does not, and read as not acked.
+        self.runtime
+            .block_on(self.execute(
+                "marking a checkpoint acked",
+                &self.statements.mark_acked,
+                (cql_id, &self.tenant, &self.pipeline, self.slot(id)),
+            ))
+            .map(|_| ())
+            .map_err(super::Error::from)
+    }
+
+    fn latest(&self) -> super::Result<Option<Restored>> {
+        self.runtime
+            .block_on(self.latest_async())
+            .map_err(super::Error::from)
+    }
+}
+
+/// Whether `name` can name a pipeline's checkpoints (it is a bound value,
+/// never spliced into a statement; the limits keep it readable in logs).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= 256 && !name.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(valid_name("bts.csv"));
+        assert!(valid_name("queue bts-input"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a\nb"));
+        assert!(!valid_name(&"x".repeat(257)));
+    }
+}
