@@ -4,6 +4,7 @@
 //! figure for the progress line and the exact one after the threads have
 //! joined, which the join makes visible).
 
+pub mod prometheus;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
