@@ -55,8 +55,8 @@ impl Served {
         Served::start_with(config)
     }
 
-    /// Starts a host on an existing `host.toml`.
-    fn start_with(config: PathBuf) -> Served {
+    /// Starts (or restarts) a host on an existing `host.toml`.
+    pub fn start_with(config: PathBuf) -> Served {
         let mut child = sluice()
             .args(["serve", "--config"])
             .arg(&config)

@@ -326,3 +326,61 @@ fn redeploy_mid_stream_swaps_the_module_at_a_checkpoint_with_nothing_lost_or_rep
         &[&queue, &collector, &format!("{queue}.dead")],
     ));
 }
+
+#[test]
+fn sigterm_suspends_at_a_checkpoint_and_the_restarted_host_carries_on_exactly() {
+    let _broker = amqp::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let queue = unique("serve.restart");
+    let exchange = format!("{queue}.out");
+    let manifest = amqp::manifest(dir.path(), &queue, &exchange);
+    let data = common::gen_bts(
+        dir.path(),
+        "bts.csv",
+        &[
+            "--events",
+            "5000",
+            "--dirty",
+            "0.01",
+            "--out-of-order",
+            "0.05",
+            "--ramp",
+            "2",
+        ],
+    );
+    let text = std::fs::read_to_string(&data).expect("data");
+    let lines: Vec<&str> = text.lines().collect();
+    let half = lines.len() / 2;
+    let first = dir.path().join("first.csv");
+    let second = dir.path().join("second.csv");
+    std::fs::write(&first, lines[..half].join("\n") + "\n").expect("first half");
+    std::fs::write(&second, lines[half..].join("\n") + "\n").expect("second half");
+    let rt = amqp::runtime();
+    let (_conn, channel) = rt.block_on(amqp::connect());
+    let collector = rt.block_on(amqp::collector(&channel, &exchange));
+
+    let served = Served::start(dir.path(), &[], &[&manifest]);
+    amqp::publish(&manifest, &first, 40);
+    served.wait_records("bts", half as u64);
+    let log = served.stop();
+    assert!(
+        log.contains("suspending every tenant at a checkpoint"),
+        "{log}"
+    );
+    // Published while no host runs: waits in the queue.
+    amqp::publish(&manifest, &second, 40);
+
+    let served = Served::start_with(dir.path().join("host.toml"));
+    served.wait_records("bts", lines.len() as u64);
+    undeploy(&served, "bts");
+    assert_eq!(
+        collected(&rt, &channel, &collector),
+        amqp::embedded_lines(&manifest, &data)
+    );
+    let log = served.stop();
+    assert!(log.contains("resuming from a checkpoint"), "{log}");
+    rt.block_on(amqp::delete(
+        &channel,
+        &[&queue, &collector, &format!("{queue}.dead")],
+    ));
+}
