@@ -303,7 +303,7 @@ impl Host {
                                     traps_before,
                                     paused,
                                     deployed_at: SystemTime::now(),
-                                    trap_samples: VecDeque::new(),
+                                    trap_samples: since_now(traps_before),
                                 },
                             );
                         }
@@ -347,7 +347,7 @@ impl Host {
             traps_before,
             paused,
             deployed_at: SystemTime::now(),
-            trap_samples: VecDeque::new(),
+            trap_samples: since_now(traps_before),
         };
         let view = view(tenant, &slot);
         self.tenants().insert(tenant.to_owned(), slot);
@@ -398,7 +398,7 @@ impl Host {
                 traps_before: 0,
                 paused: None,
                 deployed_at: SystemTime::now(),
-                trap_samples: VecDeque::new(),
+                trap_samples: since_now(0),
             },
         );
         Ok(())
@@ -459,7 +459,7 @@ impl Host {
         if slot.paused.take().is_some() {
             slot.run.resume();
             // A fresh minute for auto-pause.
-            slot.trap_samples.clear();
+            slot.trap_samples = since_now(slot.traps());
             tracing::info!(%tenant, "resumed");
         }
         Ok(view(tenant, slot))
@@ -577,6 +577,12 @@ fn compatible(old: &Manifest, new: &Manifest) -> Result<()> {
             "a redeploy keeps the running state, so it cannot change {what}; undeploy first"
         ),
     })
+}
+
+/// Auto-pause samples starting now at `traps`: traps from this moment on
+/// count, also those before the watcher's next look.
+fn since_now(traps: u64) -> VecDeque<(Instant, u64)> {
+    VecDeque::from([(Instant::now(), traps)])
 }
 
 fn view(tenant: &str, slot: &Slot) -> TenantView {
