@@ -22,10 +22,11 @@ services_pid=$!
 
 # Standard clients the tests use as independent witnesses.
 venv="${SLUICE_VENV:-/var/cache/sluice/venv}"
-# pika (broker tests) and the DataStax driver (Cassandra tests).
-if ! "$venv/bin/python" -c 'import pika, cassandra' 2>/dev/null; then
+# pika (broker tests), the DataStax driver (Cassandra tests), prometheus_client
+# (the serve tests parse `/metrics` with it).
+if ! "$venv/bin/python" -c 'import pika, cassandra, prometheus_client' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet pika 'cassandra-driver>=3.29'
+    "$venv/bin/pip" install --quiet pika 'cassandra-driver>=3.29' prometheus_client
 fi
 export SLUICE_PYTHON="$venv/bin/python"
 

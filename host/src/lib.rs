@@ -8,6 +8,7 @@
 //! `ARCHITECTURE.md` at the repository root is the map; this crate's modules
 //! follow those stages, one concern each.
 
+pub mod admin;
 pub mod broker;
 pub mod client;
 pub mod generate;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod sandbox;
+pub mod serve;
 pub mod sink;
 pub mod state;
 pub mod window;

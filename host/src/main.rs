@@ -17,14 +17,18 @@ use sluice_host::manifest::Manifest;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_host::admin::{self, AdminState};
 use sluice_host::broker::topology;
+use sluice_host::client::admin::AdminClient;
 use sluice_host::client::publish::{self as publisher, PublishConfig};
 use sluice_host::client::tail;
 use sluice_host::ingress::amqp::{AmqpIngress, AmqpIngressConfig};
 use sluice_host::ingress::Input;
+use sluice_host::metrics::prometheus::HostMetrics;
 use sluice_host::pipeline::CheckpointOptions;
 use sluice_host::pipeline::{self, Options, Sinks};
 use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine};
+use sluice_host::serve::{Host, HostConfig};
 use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
 use sluice_host::sink::cassandra::{self, CassandraConfig, CassandraSink, QueryFilter};
 use sluice_host::sink::{LineSink, OutputType};
@@ -69,8 +73,59 @@ enum CheckpointStoreKind {
     Cassandra,
 }
 
+/// Where the admin commands find the host.
+#[derive(clap::Args, Clone)]
+struct AdminArgs {
+    /// The host's admin API.
+    #[arg(long, env = "SLUICE_ADMIN", default_value = "http://127.0.0.1:7171")]
+    admin: String,
+    /// Bearer token (the operator's, or a tenant's for its own tenant).
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the host for many tenants with the admin API and `/metrics`
+    /// (see the README's `host.toml` reference).
+    Serve {
+        /// The host's configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Deploy (or redeploy, swapping the module at a checkpoint) a tenant
+    /// on a running host: uploads the manifest and the module it names.
+    Deploy {
+        manifest: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Stop a tenant for good: its open windows fire, its state is deleted.
+    Undeploy {
+        tenant: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// The host's tenants: state, module, counters.
+    List {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Stop consuming a tenant's queue (messages wait in it).
+    Pause {
+        tenant: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Consume a paused tenant's queue again.
+    Resume {
+        tenant: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Run a tenant over a file or stdin (the embedded mode: no broker, no
     /// database): results as JSON lines on stdout or `--output`, rows that
     /// do not parse, late rows and poison events to `--dead-letter`.
@@ -261,6 +316,48 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Serve { config } => serve(&config),
+        Command::Deploy { manifest, admin } => {
+            let client = AdminClient::new(&admin.admin, admin.token)?;
+            let view = client.deploy(&manifest)?;
+            eprintln!(
+                "sluice deploy: tenant `{}` running module {}",
+                view["tenant"].as_str().unwrap_or("?"),
+                view["module"]["sha256"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Command::Undeploy { tenant, admin } => {
+            let client = AdminClient::new(&admin.admin, admin.token)?;
+            let view = client.undeploy(&tenant)?;
+            eprintln!(
+                "sluice undeploy: tenant `{tenant}` stopped after {} records in, {} outputs",
+                view["counters"]["records_in"], view["counters"]["outputs"]
+            );
+            Ok(())
+        }
+        Command::List { json, admin } => {
+            let client = AdminClient::new(&admin.admin, admin.token)?;
+            let tenants = client.list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tenants)?);
+            } else {
+                print_list(&tenants);
+            }
+            Ok(())
+        }
+        Command::Pause { tenant, admin } => {
+            let client = AdminClient::new(&admin.admin, admin.token)?;
+            client.control(&tenant, "pause")?;
+            eprintln!("sluice pause: tenant `{tenant}` paused");
+            Ok(())
+        }
+        Command::Resume { tenant, admin } => {
+            let client = AdminClient::new(&admin.admin, admin.token)?;
+            client.control(&tenant, "resume")?;
+            eprintln!("sluice resume: tenant `{tenant}` consuming again");
+            Ok(())
+        }
         Command::Run {
             manifest,
             input,
@@ -837,6 +934,144 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         eprintln!("sluice run: {letters} dead letters were counted but not kept (pass --dead-letter FILE)");
     }
     Ok(())
+}
+
+/// `sluice list` as a table.
+fn print_list(tenants: &serde_json::Value) {
+    let rows = tenants.as_array().map(Vec::as_slice).unwrap_or(&[]);
+    println!(
+        "{:<20} {:<8} {:<14} {:>12} {:>8} {:>10} {:>7}  reason",
+        "TENANT", "STATE", "MODULE", "RECORDS IN", "ERRORS", "OUTPUTS", "TRAPS"
+    );
+    for t in rows {
+        let c = &t["counters"];
+        let hash = t["module"]["sha256"].as_str().unwrap_or("");
+        println!(
+            "{:<20} {:<8} {:<14} {:>12} {:>8} {:>10} {:>7}  {}",
+            t["tenant"].as_str().unwrap_or(""),
+            t["state"].as_str().unwrap_or(""),
+            hash.get(..12).unwrap_or(hash),
+            c["records_in"].as_u64().unwrap_or(0),
+            c["deserialization_errors"].as_u64().unwrap_or(0),
+            c["outputs"].as_u64().unwrap_or(0),
+            c["guest_traps"].as_u64().unwrap_or(0),
+            t["reason"].as_str().unwrap_or(""),
+        );
+    }
+}
+
+/// `sluice serve`: the host, its tenants and the admin API until SIGTERM
+/// or Ctrl-C; then every tenant is suspended at a checkpoint.
+fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let config = HostConfig::from_path(config_path).context("loading the host config")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sluice-io")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let engine = SandboxEngine::new(SandboxConfig {
+        cache_dir: config.cache_dir.clone(),
+        ..SandboxConfig::default()
+    })
+    .context("starting the sandbox engine")?;
+    let tables: Option<Arc<dyn sluice_host::sink::TableSink>> = match &config.cassandra {
+        Some(nodes) => {
+            let sink = rt
+                .block_on(CassandraSink::connect(
+                    CassandraConfig::new(nodes.clone()),
+                    rt.handle().clone(),
+                ))
+                .with_context(|| format!("connecting the Cassandra sink at {}", nodes.join(",")))?;
+            Some(Arc::new(sink))
+        }
+        None => None,
+    };
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(config.listen))
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let listen = listener.local_addr().unwrap_or(config.listen);
+    // The metrics read the host's tenants; the host records checkpoints
+    // into the metrics: the source is filled in once the host exists.
+    let source = Arc::new(LateSource::default());
+    let metrics = Arc::new(HostMetrics::new(source.clone()));
+    let host = Arc::new(Host::new(
+        config,
+        engine,
+        tables,
+        rt.handle().clone(),
+        metrics.checkpoints.clone(),
+    ));
+    source.set(Arc::clone(&host));
+    host.start_tenants()
+        .context("starting the configured tenants")?;
+    eprintln!(
+        "sluice serve: admin API on http://{listen}, {} tenants",
+        host.list().len()
+    );
+    let state = Arc::new(AdminState {
+        host: Arc::clone(&host),
+        metrics,
+    });
+    let watcher = {
+        let host = Arc::clone(&host);
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                host.watch_traps();
+            }
+        })
+    };
+    rt.block_on(admin::serve(listener, state, shutdown_signal()))
+        .context("serving the admin API")?;
+    watcher.abort();
+    eprintln!("sluice serve: shutting down: suspending every tenant at a checkpoint");
+    host.shutdown();
+    rt.shutdown_timeout(Duration::from_secs(5));
+    eprintln!("sluice serve: stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// The metrics' view of the host, set once the host is built.
+#[derive(Default)]
+struct LateSource(std::sync::OnceLock<Arc<Host>>);
+
+impl LateSource {
+    fn set(&self, host: Arc<Host>) {
+        let _ = self.0.set(host);
+    }
+}
+
+impl sluice_host::metrics::prometheus::TenantSource for LateSource {
+    fn figures(&self) -> Vec<sluice_host::metrics::prometheus::TenantFigures> {
+        self.0
+            .get()
+            .map(|h| sluice_host::metrics::prometheus::TenantSource::figures(h.as_ref()))
+            .unwrap_or_default()
+    }
 }
 
 /// How long a run keeps reconnecting to a broker that went away.

@@ -81,6 +81,46 @@ pub struct AmqpIngress {
     task: Option<tokio::task::JoinHandle<broker::Result<IngressReport>>>,
     finish: Option<oneshot::Sender<()>>,
     runtime: tokio::runtime::Handle,
+    control: IngressControl,
+}
+
+/// What an operator can do to a running consumer (`sluice serve`): pause
+/// and resume consumption, or end the input. Cheap to clone; a command to
+/// a consumer that has finished is ignored.
+#[derive(Debug, Clone)]
+pub struct IngressControl {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+#[derive(Debug)]
+enum Command {
+    /// Replies once the broker has confirmed the cancel.
+    Pause(oneshot::Sender<()>),
+    Resume,
+    End,
+}
+
+impl IngressControl {
+    /// Stops taking deliveries (`basic.cancel`): new messages stay in the
+    /// queue, those already delivered are still processed and acked. The
+    /// receiver completes once the broker has confirmed the cancel (or
+    /// the consumer is gone): from then on nothing more is delivered.
+    pub fn pause(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::Pause(tx));
+        rx
+    }
+
+    /// Consumes again after [`IngressControl::pause`].
+    pub fn resume(&self) {
+        let _ = self.tx.send(Command::Resume);
+    }
+
+    /// Ends the pipeline's input: what was delivered is processed, what
+    /// was not goes back to the queue when the connection closes.
+    pub fn end(&self) {
+        let _ = self.tx.send(Command::End);
+    }
 }
 
 impl AmqpIngress {
@@ -91,12 +131,15 @@ impl AmqpIngress {
         config: AmqpIngressConfig,
         runtime: tokio::runtime::Handle,
     ) -> broker::Result<(Input, AmqpIngress)> {
-        let link = Link::open(&config).await?;
+        let link = Link::open(&config, false).await?;
         let skip = config.skip.iter().cloned().map(Fingerprint).collect();
         let (tx, rx) = mpsc::channel(usize::from(config.prefetch.max(1)));
         let acks = Arc::new(Settled::default());
         let (finish_tx, finish_rx) = oneshot::channel();
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
         let consumer = ConsumerTask {
+            paused: false,
+            cancelling: false,
             config,
             link: Some(link),
             generation: 1,
@@ -108,15 +151,21 @@ impl AmqpIngress {
             next_seq: 1,
             report: IngressReport::default(),
         };
-        let task = runtime.spawn(consumer.run(finish_rx));
+        let task = runtime.spawn(consumer.run(finish_rx, control_rx));
         Ok((
             Input::Messages { rx, acks },
             AmqpIngress {
                 task: Some(task),
                 finish: Some(finish_tx),
                 runtime,
+                control: IngressControl { tx: control_tx },
             },
         ))
+    }
+
+    /// A handle to pause, resume or end this consumer.
+    pub fn control(&self) -> IngressControl {
+        self.control.clone()
     }
 
     /// After the pipeline has returned (every delivered message settled):
@@ -239,7 +288,8 @@ struct Link {
 }
 
 impl Link {
-    async fn open(config: &AmqpIngressConfig) -> broker::Result<Link> {
+    /// Connects, declares the input and, unless `paused`, consumes.
+    async fn open(config: &AmqpIngressConfig, paused: bool) -> broker::Result<Link> {
         let connection = broker::connect(&config.url, "sluice-ingress").await?;
         let channel = connection
             .create_channel()
@@ -264,26 +314,39 @@ impl Link {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(broker::Error::amqp("enabling publisher confirms"))?;
-        let consumer = channel
-            .basic_consume(
-                config.queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(broker::Error::amqp("starting to consume"))?;
+        let consumer = if paused {
+            None
+        } else {
+            Some(consume(&channel, &config.queue).await?)
+        };
         Ok(Link {
             connection,
             channel,
             publisher,
-            consumer: Some(consumer),
+            consumer,
         })
     }
 }
 
+async fn consume(channel: &Channel, queue: &str) -> broker::Result<lapin::Consumer> {
+    channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(broker::Error::amqp("starting to consume"))
+}
+
 struct ConsumerTask {
     config: AmqpIngressConfig,
+    /// Paused by the operator: no consumer on the queue.
+    paused: bool,
+    /// A `basic.cancel` was sent; the consumer's stream still yields what
+    /// the broker had pushed before it, then ends.
+    cancelling: bool,
     link: Option<Link>,
     generation: u64,
     /// `None` once the input has ended (idle): no more deliveries go on.
@@ -300,7 +363,11 @@ struct ConsumerTask {
 }
 
 impl ConsumerTask {
-    async fn run(mut self, mut finish: oneshot::Receiver<()>) -> broker::Result<IngressReport> {
+    async fn run(
+        mut self,
+        mut finish: oneshot::Receiver<()>,
+        mut control: mpsc::UnboundedReceiver<Command>,
+    ) -> broker::Result<IngressReport> {
         // Last delivery, or the moment the pipeline caught up with it.
         let mut last_delivery = Instant::now();
         let acks = Arc::clone(&self.acks);
@@ -324,10 +391,19 @@ impl ConsumerTask {
                         self.lost(&e.to_string()).await?;
                         last_delivery = Instant::now();
                     }
+                    None if self.cancelling => self.cancelled().await?,
                     None => {
                         self.lost("the consumer was cancelled").await?;
                         last_delivery = Instant::now();
                     }
+                },
+                Some(command) = control.recv() => match command {
+                    Command::Pause(done) => {
+                        self.pause().await;
+                        let _ = done.send(());
+                    }
+                    Command::Resume => self.resume().await?,
+                    Command::End => self.end_input().await,
                 },
                 () = acks.notify.notified() => {
                     let upto = acks.upto.load(Ordering::Acquire);
@@ -349,6 +425,73 @@ impl ConsumerTask {
                     return Ok(self.report);
                 }
             }
+        }
+    }
+
+    /// Cancels the consumer; its stream is drained (deliveries already
+    /// pushed are processed as usual) until it ends.
+    async fn pause(&mut self) {
+        if self.paused || self.sender.is_none() {
+            return;
+        }
+        self.paused = true;
+        tracing::info!(queue = %self.config.queue, "consumer paused");
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let Some(tag) = link.consumer.as_ref().map(|c| c.tag()) else {
+            return;
+        };
+        self.cancelling = true;
+        if let Err(e) = link
+            .channel
+            .basic_cancel(tag, BasicCancelOptions::default())
+            .await
+        {
+            // The reconnect that follows opens the link without a consumer.
+            tracing::warn!(queue = %self.config.queue, error = %e, "cancelling the consumer failed");
+        }
+    }
+
+    /// The cancelled consumer's stream has ended: consume again if resumed
+    /// meanwhile.
+    async fn cancelled(&mut self) -> broker::Result<()> {
+        self.cancelling = false;
+        if let Some(link) = self.link.as_mut() {
+            link.consumer = None;
+        }
+        if !self.paused {
+            self.start_consuming().await?;
+        }
+        Ok(())
+    }
+
+    async fn resume(&mut self) -> broker::Result<()> {
+        if !self.paused || self.sender.is_none() {
+            return Ok(());
+        }
+        self.paused = false;
+        tracing::info!(queue = %self.config.queue, "consumer resumed");
+        if !self.cancelling {
+            self.start_consuming().await?;
+        }
+        Ok(())
+    }
+
+    async fn start_consuming(&mut self) -> broker::Result<()> {
+        let Some(link) = self.link.as_mut() else {
+            // Reconnecting: the new link consumes.
+            return Ok(());
+        };
+        if link.consumer.is_some() {
+            return Ok(());
+        }
+        match consume(&link.channel, &self.config.queue).await {
+            Ok(consumer) => {
+                link.consumer = Some(consumer);
+                Ok(())
+            }
+            Err(e) => self.lost(&e.to_string()).await,
         }
     }
 
@@ -574,8 +717,9 @@ impl ConsumerTask {
         let started = Instant::now();
         let mut backoff = Backoff::new();
         loop {
-            match Link::open(&self.config).await {
+            match Link::open(&self.config, self.paused).await {
                 Ok(link) => {
+                    self.cancelling = false;
                     self.link = Some(link);
                     self.report.reconnects += 1;
                     tracing::info!(queue = %self.config.queue, "reconnected to the broker");

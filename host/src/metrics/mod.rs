@@ -4,6 +4,8 @@
 //! figure for the progress line and the exact one after the threads have
 //! joined, which the join makes visible).
 
+pub mod prometheus;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -49,6 +51,20 @@ impl Counters {
             alerts: n(c.alerts),
             poisoned: n(c.poisoned),
         }
+    }
+
+    /// Sets every figure to a checkpoint's (a shared set of counters
+    /// reused by the next run of the same tenant).
+    pub fn reset(&self, c: &crate::state::CounterState) {
+        self.rows_in.store(c.rows_in, Ordering::Relaxed);
+        self.bytes_in.store(c.bytes_in, Ordering::Relaxed);
+        self.bad_rows.store(c.bad_rows, Ordering::Relaxed);
+        self.bad_rows_keyless
+            .store(c.bad_rows_keyless, Ordering::Relaxed);
+        self.late_dropped.store(c.late_dropped, Ordering::Relaxed);
+        self.outputs.store(c.outputs, Ordering::Relaxed);
+        self.alerts.store(c.alerts, Ordering::Relaxed);
+        self.poisoned.store(c.poisoned, Ordering::Relaxed);
     }
 
     /// Records read (good and bad), and their bytes including terminators.

@@ -52,6 +52,7 @@ mod alerts;
 mod tests;
 
 use std::io::{BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread;
@@ -147,6 +148,16 @@ pub struct Options {
     pub progress: bool,
     /// Take checkpoints (and resume from one).
     pub checkpoint: Option<CheckpointOptions>,
+    /// Count into these (reset to a restored checkpoint's figures) instead
+    /// of counters of the run's own: `sluice serve` reads them live for
+    /// `sluice list` and `/metrics` while the run goes on.
+    pub counters: Option<Arc<Counters>>,
+    /// Set before ending a broker input to *suspend* the run rather than
+    /// finish it: at the end of the input no window fires; the state is
+    /// checkpointed (with `checkpoint`) and acked instead, so a later run
+    /// restoring that checkpoint carries on as if never stopped — a
+    /// shutdown, or a redeploy swapping the module at this barrier.
+    pub suspend: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Options {
@@ -156,6 +167,8 @@ impl Default for Options {
             batch_rows: DEFAULT_BATCH_ROWS,
             progress: false,
             checkpoint: None,
+            counters: None,
+            suspend: None,
         }
     }
 }
@@ -230,10 +243,18 @@ where
 {
     let started = Instant::now();
     let restore = options.checkpoint.as_ref().and_then(|c| c.restore.as_ref());
-    let counters = Arc::new(match restore {
-        Some(c) => Counters::restored(&c.counters),
-        None => Counters::new(),
-    });
+    let counters = match (&options.counters, restore) {
+        (Some(shared), Some(c)) => {
+            shared.reset(&c.counters);
+            Arc::clone(shared)
+        }
+        (Some(shared), None) => {
+            shared.reset(&state::CounterState::default());
+            Arc::clone(shared)
+        }
+        (None, Some(c)) => Arc::new(Counters::restored(&c.counters)),
+        (None, None) => Arc::new(Counters::new()),
+    };
     let workers = options.workers.max(1);
     let batch_rows = options.batch_rows.max(1);
     let parser = RowParser::new(&manifest.input)?;
@@ -368,6 +389,7 @@ where
         if let Some(c) = &options.checkpoint {
             coordinator.checkpoints(c, manifest);
         }
+        coordinator.suspend = options.suspend.clone();
         let outcome = coordinator.run(&chunk_rx, &progress, &counters, started, &panes);
         // Whatever happened, close the channels so every thread ends.
         drop(coordinator);
@@ -682,6 +704,8 @@ struct Coordinator<'a> {
     checkpoints: Option<Checkpoints>,
     /// The last message settled by a chunk (message input).
     last_seq: Option<u64>,
+    /// See [`Options::suspend`].
+    suspend: Option<Arc<AtomicBool>>,
 }
 
 /// An input quiet this long gets its checkpoint (and acks) at once.
@@ -750,6 +774,7 @@ impl<'a> Coordinator<'a> {
             acks,
             checkpoints: None,
             last_seq: None,
+            suspend: None,
         }
     }
 
@@ -962,12 +987,24 @@ impl<'a> Coordinator<'a> {
                 ));
             }
         }
-        for tx in &self.senders {
-            // A worker that hung up has failed; its join reports why.
-            let _ = tx.send(Work::Flush);
+        let suspended = self.acks.is_some()
+            && self.checkpoints.is_some()
+            && self
+                .suspend
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::Acquire));
+        if suspended {
+            // Open windows stay open: they are in the checkpoint below, and
+            // the run that restores it fires them.
+            tracing::info!(tenant = %self.ctx.tenant, "input suspended: checkpointing without firing windows");
+        } else {
+            for tx in &self.senders {
+                // A worker that hung up has failed; its join reports why.
+                let _ = tx.send(Work::Flush);
+            }
+            self.keyless_at_end();
+            self.write()?;
         }
-        self.keyless_at_end();
-        self.write()?;
         // Broker input: the flushed state is checkpointed before the last
         // messages are acked, so a restart does not lose them.
         if self.acks.is_some() {

@@ -287,6 +287,7 @@ impl TenantInstance {
             }
         };
         self.stats.traps += 1;
+        self.module.count_trap();
         tracing::warn!(tenant = self.module.tenant(), error = %error, "guest call failed; instance discarded");
         error
     }

@@ -1,6 +1,7 @@
 //! A validated, pre-instantiated tenant component. Cheap to clone: shard
 //! workers each make their own [`TenantInstance`] from the same module.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ struct Inner {
     hash: String,
     info: ModuleInfo,
     source: LoadSource,
+    /// Calls of any instance of this module that trapped or hit a limit:
+    /// the operator plane watches it to pause a tenant that keeps trapping.
+    traps: AtomicU64,
 }
 
 impl TenantModule {
@@ -48,6 +52,7 @@ impl TenantModule {
                 hash,
                 info,
                 source,
+                traps: AtomicU64::new(0),
             }),
         }
     }
@@ -70,6 +75,16 @@ impl TenantModule {
     /// Whether this load compiled the component or reused a cached artifact.
     pub fn source(&self) -> LoadSource {
         self.inner.source
+    }
+
+    /// Calls of every instance of this module so far that trapped or hit a
+    /// CPU, memory or output limit.
+    pub fn traps(&self) -> u64 {
+        self.inner.traps.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_trap(&self) {
+        self.inner.traps.fetch_add(1, Ordering::Relaxed);
     }
 
     /// What the module said about itself at load.

@@ -26,6 +26,13 @@ impl LocalStore {
         })
     }
 
+    /// Bytes of checkpoint `id` on disk, if it is there.
+    pub fn size_of(&self, id: u64) -> Option<u64> {
+        fs::metadata(self.dir.join(Self::name(id)))
+            .ok()
+            .map(|m| m.len())
+    }
+
     fn name(id: u64) -> String {
         format!("checkpoint-{id:020}.bin")
     }

@@ -1,0 +1,268 @@
+//! `/metrics` of `sluice serve`: every tenant's run counters, trap count
+//! and state, and its checkpoints' duration and size, in the OpenMetrics
+//! text format (which Prometheus scrapes) with a `tenant` label.
+//!
+//! The counters are not kept twice: a [`Collector`] reads the pipelines'
+//! live [`Counters`](super::Counters) (through [`TenantSource`]) at each
+//! scrape, so `/metrics`, `sluice list` and a run's summary always agree.
+//! Checkpoint figures are observed as they happen ([`CheckpointMetrics`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::Summary;
+
+/// The metric names (OpenMetrics adds `_total` to counters on the wire).
+pub mod names {
+    pub const RECORDS_IN: &str = "sluice_records_in";
+    pub const INPUT_BYTES: &str = "sluice_input_bytes";
+    pub const DESERIALIZATION_ERRORS: &str = "sluice_deserialization_errors";
+    pub const LATE_DROPPED: &str = "sluice_late_events_dropped";
+    pub const OUTPUTS: &str = "sluice_outputs";
+    pub const ALERTS: &str = "sluice_alerts";
+    pub const POISONED: &str = "sluice_poisoned";
+    pub const GUEST_TRAPS: &str = "sluice_guest_traps";
+    pub const PAUSED: &str = "sluice_tenant_paused";
+    pub const RUNNING: &str = "sluice_tenant_running";
+    pub const CHECKPOINT_DURATION: &str = "sluice_checkpoint_write_duration_seconds";
+    pub const CHECKPOINT_SIZE: &str = "sluice_checkpoint_size_bytes";
+    /// The OpenMetrics content type `/metrics` answers with.
+    pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabel {
+    pub tenant: String,
+}
+
+/// One tenant's figures at scrape time.
+#[derive(Debug, Clone)]
+pub struct TenantFigures {
+    pub tenant: String,
+    pub summary: Summary,
+    pub traps: u64,
+    pub paused: bool,
+    pub running: bool,
+}
+
+/// Where the collector reads the tenants from (the serving host).
+pub trait TenantSource: Send + Sync + 'static {
+    fn figures(&self) -> Vec<TenantFigures>;
+}
+
+/// Checkpoint duration and size per tenant, observed by the checkpoint
+/// store as each one is written.
+#[derive(Clone, Debug)]
+pub struct CheckpointMetrics {
+    duration: Family<TenantLabel, Histogram>,
+    size: Family<TenantLabel, Gauge>,
+}
+
+impl CheckpointMetrics {
+    pub fn observe(&self, tenant: &str, took: Duration, bytes: u64) {
+        let label = TenantLabel {
+            tenant: tenant.to_owned(),
+        };
+        self.duration
+            .get_or_create(&label)
+            .observe(took.as_secs_f64());
+        self.size
+            .get_or_create(&label)
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Drops an undeployed tenant's series.
+    pub fn remove(&self, tenant: &str) {
+        let label = TenantLabel {
+            tenant: tenant.to_owned(),
+        };
+        self.duration.remove(&label);
+        self.size.remove(&label);
+    }
+}
+
+/// The registry behind `/metrics`.
+pub struct HostMetrics {
+    registry: Registry,
+    pub checkpoints: CheckpointMetrics,
+}
+
+impl std::fmt::Debug for HostMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostMetrics").finish_non_exhaustive()
+    }
+}
+
+impl HostMetrics {
+    pub fn new(source: Arc<dyn TenantSource>) -> HostMetrics {
+        let mut registry = Registry::default();
+        let duration = Family::<TenantLabel, Histogram>::new_with_constructor(|| {
+            // 1 ms … ≈ 16 s.
+            Histogram::new(exponential_buckets(0.001, 2.0, 15))
+        });
+        let size = Family::<TenantLabel, Gauge>::default();
+        registry.register(
+            names::CHECKPOINT_DURATION,
+            "Time to write a checkpoint durably (encode, write, fsync, rename)",
+            duration.clone(),
+        );
+        registry.register(
+            names::CHECKPOINT_SIZE,
+            "Size of the tenant's last checkpoint",
+            size.clone(),
+        );
+        registry.register_collector(Box::new(TenantCollector { source }));
+        HostMetrics {
+            registry,
+            checkpoints: CheckpointMetrics { duration, size },
+        }
+    }
+
+    /// The exposition, `# EOF` included.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+struct TenantCollector {
+    source: Arc<dyn TenantSource>,
+}
+
+impl std::fmt::Debug for TenantCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantCollector").finish_non_exhaustive()
+    }
+}
+
+type Pick = fn(&TenantFigures) -> u64;
+type Flag = fn(&TenantFigures) -> bool;
+
+impl Collector for TenantCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let tenants = self.source.figures();
+        let counters: [(&str, &str, Pick); 8] = [
+            (names::RECORDS_IN, "Records read (good and bad)", |t| {
+                t.summary.rows_in
+            }),
+            (
+                names::INPUT_BYTES,
+                "Bytes of the records read, line terminators included",
+                |t| t.summary.bytes_in,
+            ),
+            (
+                names::DESERIALIZATION_ERRORS,
+                "Records that did not parse against the tenant's schema (dead-lettered)",
+                |t| t.summary.bad_rows,
+            ),
+            (
+                names::LATE_DROPPED,
+                "Records later than the allowed lateness (dead-lettered)",
+                |t| t.summary.late_dropped,
+            ),
+            (names::OUTPUTS, "Results emitted, alerts included", |t| {
+                t.summary.outputs
+            }),
+            (names::ALERTS, "Alerts emitted", |t| t.summary.alerts),
+            (
+                names::POISONED,
+                "Key groups or windows dead-lettered because a guest call failed on them",
+                |t| t.summary.poisoned,
+            ),
+            (
+                names::GUEST_TRAPS,
+                "Guest calls that trapped or hit a CPU, memory or output limit",
+                |t| t.traps,
+            ),
+        ];
+        for (name, help, pick) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for t in &tenants {
+                let label = TenantLabel {
+                    tenant: t.tenant.clone(),
+                };
+                ConstCounter::new(pick(t)).encode(family.encode_family(&label)?)?;
+            }
+        }
+        let gauges: [(&str, &str, Flag); 2] = [
+            (
+                names::PAUSED,
+                "1 while the tenant's consumer is paused",
+                |t| t.paused,
+            ),
+            (names::RUNNING, "1 while the tenant's pipeline runs", |t| {
+                t.running
+            }),
+        ];
+        for (name, help, pick) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for t in &tenants {
+                let label = TenantLabel {
+                    tenant: t.tenant.clone(),
+                };
+                ConstGauge::new(i64::from(pick(t))).encode(family.encode_family(&label)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Two;
+
+    impl TenantSource for Two {
+        fn figures(&self) -> Vec<TenantFigures> {
+            ["a", "b"]
+                .iter()
+                .enumerate()
+                .map(|(i, t)| TenantFigures {
+                    tenant: (*t).to_owned(),
+                    summary: Summary {
+                        rows_in: 10 + i as u64,
+                        ..Summary::default()
+                    },
+                    traps: 0,
+                    paused: i == 1,
+                    running: true,
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn counters_carry_the_tenant_label_and_the_total_suffix() {
+        let m = HostMetrics::new(Arc::new(Two));
+        m.checkpoints.observe("a", Duration::from_millis(3), 1234);
+        let text = m.encode().expect("encodes");
+        assert!(
+            text.contains("sluice_records_in_total{tenant=\"a\"} 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_records_in_total{tenant=\"b\"} 11"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_tenant_paused{tenant=\"b\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_checkpoint_size_bytes{tenant=\"a\"} 1234"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+}

@@ -1,0 +1,282 @@
+//! One run of one tenant inside `sluice serve`: the tenant's queue consumed
+//! by the same AMQP ingress as `sluice run --amqp`, the same
+//! [`pipeline::run`] on a thread of its own, results to the tenant's
+//! exchange (and Cassandra), checkpoints in the tenant's state directory.
+//!
+//! A run ends in one of two ways, both at a checkpoint barrier:
+//! - **suspend** (shutdown, redeploy): consumption stops, what was
+//!   delivered is processed, the state — open windows included — is
+//!   checkpointed and the input acked; the next run restores it and carries
+//!   on, so nothing is lost or applied twice;
+//! - **finish** (undeploy): as the end of a `--until-idle` input, every
+//!   window fires first.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::broker::topology;
+use crate::ingress::amqp::{AmqpIngress, AmqpIngressConfig, IngressControl};
+use crate::manifest::Manifest;
+use crate::metrics::prometheus::CheckpointMetrics;
+use crate::metrics::Counters;
+use crate::pipeline::{self, CheckpointOptions, Options, Sinks};
+use crate::sandbox::TenantModule;
+use crate::sink::amqp::{AmqpSink, AmqpSinkConfig};
+use crate::sink::{LineSink, TableSink};
+use crate::state::local::LocalStore;
+use crate::state::{self, Checkpoint, CheckpointStore, InputPosition, Restored};
+
+use super::{Error, Result};
+
+/// How long a tenant keeps reconnecting to a broker that went away.
+const BROKER_GIVE_UP: Duration = Duration::from_secs(300);
+
+/// What every run of the host shares.
+#[derive(Clone)]
+pub struct RunEnv {
+    pub amqp: String,
+    pub tables: Option<Arc<dyn TableSink>>,
+    pub runtime: tokio::runtime::Handle,
+    pub workers: usize,
+    pub prefetch: u16,
+    pub checkpoint_interval: Duration,
+    pub checkpoint_metrics: CheckpointMetrics,
+}
+
+/// A running (or just ended) pipeline of one tenant.
+pub struct Run {
+    pub manifest: Manifest,
+    pub module: TenantModule,
+    pub started: Instant,
+    control: IngressControl,
+    suspend: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Set by the run's thread when it ends: `Err` says why it failed.
+    outcome: Arc<Mutex<Option<Result<(), String>>>>,
+}
+
+impl Run {
+    /// Starts consuming `manifest`'s queue with `module`, restoring the
+    /// newest checkpoint in `checkpoints` (a previous run of the tenant).
+    pub fn start(
+        env: &RunEnv,
+        manifest: Manifest,
+        module: TenantModule,
+        checkpoints: &Path,
+        counters: Arc<Counters>,
+    ) -> Result<Run> {
+        let tenant = manifest.tenant.clone();
+        let store = Arc::new(MeteredStore {
+            inner: LocalStore::open(checkpoints, 3).map_err(|source| Error::State {
+                tenant: tenant.clone(),
+                source: Box::new(source),
+            })?,
+            tenant: tenant.clone(),
+            metrics: env.checkpoint_metrics.clone(),
+        });
+        let restore = store
+            .latest()
+            .map_err(|source| Error::State {
+                tenant: tenant.clone(),
+                source: Box::new(source),
+            })?
+            .map(Restored::into_resume);
+        if let Some(c) = &restore {
+            tracing::info!(%tenant, checkpoint = c.id, rows_in = c.counters.rows_in, "resuming from a checkpoint");
+        }
+        let skip = match restore.as_ref().map(|c| &c.input) {
+            Some(InputPosition::Messages { unacked }) => unacked.clone(),
+            _ => Vec::new(),
+        };
+        let broker = |source| Error::Broker {
+            tenant: tenant.clone(),
+            source: Box::new(source),
+        };
+        let sink = env
+            .runtime
+            .block_on(AmqpSink::connect(
+                AmqpSinkConfig {
+                    url: env.amqp.clone(),
+                    exchange: manifest.output.exchange.clone(),
+                    dead_letter_exchange: Some(topology::dead_letter_name(&manifest.input.queue)),
+                    give_up: BROKER_GIVE_UP,
+                },
+                env.runtime.clone(),
+            ))
+            .map_err(broker)?;
+        let (input, ingress) = env
+            .runtime
+            .block_on(AmqpIngress::start(
+                AmqpIngressConfig {
+                    url: env.amqp.clone(),
+                    queue: manifest.input.queue.clone(),
+                    prefetch: env.prefetch,
+                    until_idle: None,
+                    max_message_bytes: AmqpIngressConfig::DEFAULT_MAX_MESSAGE_BYTES,
+                    give_up: BROKER_GIVE_UP,
+                    skip,
+                    commit_acks: true,
+                },
+                env.runtime.clone(),
+            ))
+            .map_err(broker)?;
+        let mut sinks = Sinks::lines(
+            LineSink::discard("output"),
+            LineSink::discard("dead-letter"),
+        );
+        sinks.messages = Some(Arc::new(sink));
+        if let Some(tables) = &env.tables {
+            sinks.tables = Some(Arc::clone(tables));
+            sinks.store_events = true;
+        }
+        let suspend = Arc::new(AtomicBool::new(false));
+        let options = Options {
+            workers: env.workers,
+            progress: false,
+            checkpoint: Some(CheckpointOptions {
+                store: store.clone(),
+                interval: env.checkpoint_interval,
+                every_rows: None,
+                // Acks come only with checkpoints: one before the prefetch
+                // window runs dry.
+                every_messages: Some(usize::from(env.prefetch.max(2)) / 2),
+                module_hash: module.hash().to_owned(),
+                restore,
+            }),
+            counters: Some(counters),
+            suspend: Some(Arc::clone(&suspend)),
+            ..Options::default()
+        };
+        let control = ingress.control();
+        let outcome = Arc::new(Mutex::new(None));
+        let thread = {
+            let manifest = manifest.clone();
+            let module = module.clone();
+            let outcome = Arc::clone(&outcome);
+            let suspend = Arc::clone(&suspend);
+            std::thread::Builder::new()
+                .name(format!("sluice-tenant-{tenant}"))
+                .spawn(move || {
+                    let result = run_to_end(
+                        &manifest, &module, input, ingress, &sinks, &options, &store, &suspend,
+                    );
+                    if let Err(e) = &result {
+                        tracing::error!(tenant = %manifest.tenant, error = %e, "tenant run failed");
+                    }
+                    if let Ok(mut o) = outcome.lock() {
+                        *o = Some(result);
+                    }
+                })
+                .map_err(|e| Error::Internal(format!("starting the tenant thread: {e}")))?
+        };
+        Ok(Run {
+            manifest,
+            module,
+            started: Instant::now(),
+            control,
+            suspend,
+            thread: Some(thread),
+            outcome,
+        })
+    }
+
+    /// Pauses the consumer; the receiver completes once the broker has
+    /// confirmed (nothing more is delivered from then on).
+    pub fn pause(&self) -> tokio::sync::oneshot::Receiver<()> {
+        self.control.pause()
+    }
+
+    pub fn resume(&self) {
+        self.control.resume();
+    }
+
+    /// `None` while running; why it ended otherwise.
+    pub fn ended(&self) -> Option<Result<(), String>> {
+        self.outcome.lock().ok().and_then(|o| o.clone())
+    }
+
+    /// Ends the run at a checkpoint barrier and waits for it: `suspend`
+    /// keeps the open windows in the checkpoint (a later run resumes
+    /// them); otherwise every window fires first.
+    pub fn stop(mut self, suspend: bool) -> Result<(), String> {
+        self.suspend.store(suspend, Ordering::Release);
+        self.control.end();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                return Err("the tenant thread panicked".into());
+            }
+        }
+        self.ended().unwrap_or(Ok(()))
+    }
+}
+
+/// The run's thread: the pipeline until its input ends, then the final
+/// acks; after a suspend, the last checkpoint is marked acknowledged so
+/// the next run expects no redelivery of what it covers.
+#[allow(clippy::too_many_arguments)]
+fn run_to_end(
+    manifest: &Manifest,
+    module: &TenantModule,
+    input: crate::ingress::Input,
+    ingress: AmqpIngress,
+    sinks: &Sinks,
+    options: &Options,
+    store: &MeteredStore,
+    suspend: &AtomicBool,
+) -> Result<(), String> {
+    let report =
+        pipeline::run(manifest, module, input, sinks, options).map_err(|e| e.to_string())?;
+    let acks = ingress
+        .finish()
+        .map_err(|e| format!("acknowledging the input: {e}"))?;
+    if suspend.load(Ordering::Acquire) {
+        if let Ok(Some(latest)) = store.latest() {
+            if let Err(e) = store.mark_acked(latest.checkpoint.id) {
+                tracing::warn!(tenant = %manifest.tenant, error = %e, "marking the last checkpoint acknowledged");
+            }
+        }
+    }
+    tracing::info!(
+        tenant = %manifest.tenant,
+        suspended = suspend.load(Ordering::Acquire),
+        messages = acks.messages,
+        summary = %report.summary,
+        "tenant run ended"
+    );
+    Ok(())
+}
+
+/// The tenant's checkpoint directory, timing each write and recording its
+/// size for `/metrics`.
+struct MeteredStore {
+    inner: LocalStore,
+    tenant: String,
+    metrics: CheckpointMetrics,
+}
+
+impl CheckpointStore for MeteredStore {
+    fn write(&self, checkpoint: &Checkpoint) -> state::Result<()> {
+        let started = Instant::now();
+        self.inner.write(checkpoint)?;
+        let took = started.elapsed();
+        let bytes = self.inner.size_of(checkpoint.id).unwrap_or(0);
+        self.metrics.observe(&self.tenant, took, bytes);
+        Ok(())
+    }
+
+    fn mark_acked(&self, id: u64) -> state::Result<()> {
+        self.inner.mark_acked(id)
+    }
+
+    fn latest(&self) -> state::Result<Option<Restored>> {
+        self.inner.latest()
+    }
+}
+
+/// Where a tenant keeps its checkpoints and its deployed files.
+pub fn checkpoint_dir(tenant_dir: &Path) -> PathBuf {
+    tenant_dir.join("checkpoints")
+}

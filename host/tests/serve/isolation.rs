@@ -1,0 +1,153 @@
+//! A trapping tenant beside a healthy one: the healthy one's results are
+//! complete and right, the trapping one is paused automatically.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::amqp::{self, unique};
+use crate::common;
+use crate::host::{Served, OPERATOR};
+
+/// The `hostile` test guest trapping on `value = 666`, as tenant
+/// `hostile` on its own queue (BTS columns, a tumbling window, alerts).
+fn hostile_manifest(dir: &Path, queue: &str, exchange: &str) -> PathBuf {
+    let sub = dir.join("hostile");
+    std::fs::create_dir_all(&sub).expect("dir");
+    let rest = r#"
+[[windows]]
+name = "ten"
+kind = "tumbling"
+size = "10s"
+aggregate = "count"
+
+[alerts]
+function = "alerts"
+
+[params]
+mode = "trap-on-value"
+poison = "666"
+"#;
+    let path = common::manifest(&sub, "hostile", "", rest);
+    let text = std::fs::read_to_string(&path)
+        .expect("manifest")
+        .replace("tenant = \"bts\"", "tenant = \"hostile\"")
+        .replace("queue = \"bts.readings\"", &format!("queue = {queue:?}"))
+        .replace(
+            "exchange = \"bts.results\"",
+            &format!("exchange = {exchange:?}"),
+        );
+    std::fs::write(&path, text).expect("writing the manifest");
+    path
+}
+
+/// `rows` BTS-shaped rows over 5 keys, every `every`-th one poison.
+fn rows(dir: &Path, name: &str, rows: usize, every: usize) -> PathBuf {
+    let mut text = String::new();
+    for i in 0..rows {
+        let value = if every > 0 && i % every == every - 1 {
+            666.0
+        } else {
+            1.5
+        };
+        text.push_str(&format!(
+            "s{},1,1,2017-02-18 18:{:02}:{:02} UTC,{value},100,false,\n",
+            i % 5,
+            (i / 60) % 60,
+            i % 60
+        ));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("writing rows");
+    path
+}
+
+#[test]
+fn a_tenant_trapping_past_the_limit_is_paused_with_the_reason_and_its_neighbour_is_unharmed() {
+    let _broker = amqp::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hq, bq) = (unique("serve.hostile"), unique("serve.healthy"));
+    let (hx, bx) = (format!("{hq}.out"), format!("{bq}.out"));
+    let hostile = hostile_manifest(dir.path(), &hq, &hx);
+    let healthy = amqp::manifest(dir.path(), &bq, &bx);
+    let healthy_data = common::gen_bts(
+        dir.path(),
+        "bts.csv",
+        &["--events", "4000", "--dirty", "0.01"],
+    );
+    // 20 poison rows, one per 10-row message: at least 20 trapping calls,
+    // over the test host's limit of 5 a minute.
+    let poison = rows(dir.path(), "poison.csv", 200, 10);
+    let later = rows(dir.path(), "later.csv", 50, 0);
+    let rt = amqp::runtime();
+    let (_conn, channel) = rt.block_on(amqp::connect());
+    let bc = rt.block_on(amqp::collector(&channel, &bx));
+    let served = Served::start(dir.path(), &[], &[&healthy, &hostile]);
+
+    amqp::publish(&hostile, &poison, 10);
+    amqp::publish(&healthy, &healthy_data, 40);
+    let started = Instant::now();
+    let view = loop {
+        let view = served.tenant("hostile");
+        if view["state"] == "paused" {
+            break view;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the trapping tenant was not paused: {view}\n{}",
+            served.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let reason = view["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("auto-paused: ")
+            && reason.contains("guest traps within a minute (limit 5)"),
+        "{view}"
+    );
+    assert!(
+        view["counters"]["guest_traps"].as_u64().unwrap_or(0) > 5,
+        "{view}"
+    );
+    // Paused: what is published now waits in its queue (with whatever of
+    // the poison batch had not been delivered yet) and is not read.
+    amqp::publish(&hostile, &later, 10);
+    assert!(rt.block_on(amqp::ready(&channel, &hq)) >= 5);
+    let read = served.tenant("hostile")["counters"]["records_in"].as_u64();
+    assert!(
+        read.is_some_and(|n| n <= 200),
+        "the paused tenant read {read:?} rows"
+    );
+    let (_, metrics) = served.get("/metrics", Some(OPERATOR));
+    let metrics = metrics.as_str().unwrap_or("").to_owned();
+    assert!(
+        metrics.contains("sluice_tenant_paused{tenant=\"hostile\"} 1"),
+        "{metrics}"
+    );
+
+    // The healthy neighbour: everything consumed, results equal its
+    // embedded run, never paused.
+    let rows_in = std::fs::read_to_string(&healthy_data)
+        .expect("data")
+        .lines()
+        .count() as u64;
+    served.wait_records("bts", rows_in);
+    assert_eq!(served.tenant("bts")["state"], "running");
+    let out = served.cli(&["undeploy", "bts"], OPERATOR);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got: Vec<String> = rt
+        .block_on(amqp::drain(&channel, &bc))
+        .iter()
+        .map(|m| m.text())
+        .collect();
+    got.sort();
+    assert_eq!(got, amqp::embedded_lines(&healthy, &healthy_data));
+    served.stop();
+    rt.block_on(amqp::delete(
+        &channel,
+        &[&hq, &bq, &bc, &format!("{hq}.dead"), &format!("{bq}.dead")],
+    ));
+}

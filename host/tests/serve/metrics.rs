@@ -1,0 +1,137 @@
+//! `/metrics` read by a real Prometheus parser, its counters equal to the
+//! run's own figures.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::amqp::{self, unique};
+use crate::common;
+use crate::host::{Served, OPERATOR};
+
+/// `(name, tenant label) → value` of every sample, as the Python
+/// `prometheus_client` OpenMetrics parser reads the text (it fails on text
+/// that is not valid OpenMetrics).
+fn parse(text: &str) -> BTreeMap<(String, String), f64> {
+    let python = std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        out.append([s.name, s.labels.get("tenant", ""), s.value])
+print(json.dumps(out))
+"#;
+    let mut child = Command::new(&python)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("running {python} (set SLUICE_PYTHON to the venv's python): {e}")
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("writing the metrics to the parser");
+    let out = child.wait_with_output().expect("the parser");
+    assert!(
+        out.status.success(),
+        "prometheus_client refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<(String, String, f64)> =
+        serde_json::from_slice(&out.stdout).expect("the parser's JSON");
+    samples
+        .into_iter()
+        .map(|(name, tenant, value)| ((name, tenant), value))
+        .collect()
+}
+
+/// The number just before `label` in a `sluice run` summary.
+fn figure(stderr: &str, label: &str) -> u64 {
+    let at = stderr
+        .find(&format!(" {label}"))
+        .unwrap_or_else(|| panic!("no `{label}` in: {stderr}"));
+    stderr[..at]
+        .rsplit([' ', ','])
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number before `{label}` in: {stderr}"))
+}
+
+#[test]
+fn metrics_parse_as_openmetrics_and_count_what_the_run_counted() {
+    let _broker = amqp::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let queue = unique("serve.metrics");
+    let exchange = format!("{queue}.out");
+    let manifest = amqp::manifest(dir.path(), &queue, &exchange);
+    let data = common::gen_bts(
+        dir.path(),
+        "bts.csv",
+        &["--events", "5000", "--dirty", "0.02", "--ramp", "2"],
+    );
+    let rows = std::fs::read_to_string(&data)
+        .expect("data")
+        .lines()
+        .count() as u64;
+    let bytes = std::fs::metadata(&data).expect("data").len();
+    // The embedded run's own count of deserialization errors.
+    let embedded = common::run(&manifest, &data, 2);
+    let bad = figure(&embedded.stderr, "deserialization errors");
+    assert!(bad > 0, "the data should have bad rows");
+
+    let rt = amqp::runtime();
+    let (_conn, channel) = rt.block_on(amqp::connect());
+    let collector = rt.block_on(amqp::collector(&channel, &exchange));
+    let served = Served::start(dir.path(), &[], &[&manifest]);
+    amqp::publish(&manifest, &data, 50);
+    served.wait_records("bts", rows);
+
+    // Results arrive after they are counted: collect until what arrived is
+    // what `/metrics` counts (they agree once the tenant is quiet).
+    let mut got = Vec::new();
+    let started = Instant::now();
+    let samples = loop {
+        got.extend(rt.block_on(amqp::drain(&channel, &collector)));
+        let (status, text) = served.get("/metrics", Some(OPERATOR));
+        assert_eq!(status, 200);
+        let samples = parse(text.as_str().expect("metrics text"));
+        let outputs = samples[&("sluice_outputs_total".into(), "bts".into())];
+        if outputs as usize == got.len() {
+            break samples;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "/metrics counts {outputs} outputs, {} arrived",
+            got.len()
+        );
+    };
+    let at = |name: &str| samples[&(name.to_owned(), "bts".to_owned())];
+    assert_eq!(at("sluice_records_in_total"), rows as f64);
+    assert_eq!(at("sluice_input_bytes_total"), bytes as f64);
+    assert_eq!(at("sluice_deserialization_errors_total"), bad as f64);
+    assert_eq!(at("sluice_late_events_dropped_total"), 0.0);
+    let alerts = got
+        .iter()
+        .filter(|m| m.text().contains("\"type\":\"Alert\""))
+        .count();
+    assert!(alerts > 0, "the ramp keys should raise alerts");
+    assert_eq!(at("sluice_alerts_total"), alerts as f64);
+    assert_eq!(at("sluice_guest_traps_total"), 0.0);
+    assert_eq!(at("sluice_tenant_paused"), 0.0);
+    assert_eq!(at("sluice_tenant_running"), 1.0);
+    assert!(at("sluice_checkpoint_size_bytes") > 0.0);
+    assert!(at("sluice_checkpoint_write_duration_seconds_count") >= 1.0);
+    served.stop();
+    rt.block_on(amqp::delete(
+        &channel,
+        &[&queue, &collector, &format!("{queue}.dead")],
+    ));
+}
