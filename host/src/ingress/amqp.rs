@@ -12,7 +12,8 @@
 //! or still holds. Those are recognised — by `message_id`, or by a hash of
 //! the body when a publisher sets none, and only among redeliveries — and
 //! not applied twice: one still in the pipeline takes the new delivery tag
-//! for its ack, one already settled is acked at once.
+//! for its ack, one already settled is acked at once — also one whose ack
+//! was sent but lost with the connection (see [`AppliedUnacked`]).
 //!
 //! A message that cannot be decoded (over the size limit, not UTF-8) is
 //! published to `<queue>.dead` with the reason in a header, then acked in
@@ -90,6 +91,29 @@ pub struct AmqpIngress {
 #[derive(Debug, Clone)]
 pub struct IngressControl {
     tx: mpsc::UnboundedSender<Command>,
+    gauges: Arc<IngressGauges>,
+}
+
+/// The input's backlog, sampled about once a second while connected.
+#[derive(Debug, Default)]
+pub struct IngressGauges {
+    /// Messages ready in the queue (the broker's count).
+    ready: AtomicU64,
+    /// Delivered to this consumer and not yet acked.
+    unacked: AtomicU64,
+}
+
+impl IngressGauges {
+    /// Messages waiting in the queue.
+    pub fn queue_depth(&self) -> u64 {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Messages not yet done with: waiting in the queue, or delivered and
+    /// not yet acked.
+    pub fn lag(&self) -> u64 {
+        self.queue_depth() + self.unacked.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug)]
@@ -121,6 +145,11 @@ impl IngressControl {
     pub fn end(&self) {
         let _ = self.tx.send(Command::End);
     }
+
+    /// The input's backlog as last sampled.
+    pub fn gauges(&self) -> &IngressGauges {
+        &self.gauges
+    }
 }
 
 impl AmqpIngress {
@@ -132,12 +161,17 @@ impl AmqpIngress {
         runtime: tokio::runtime::Handle,
     ) -> broker::Result<(Input, AmqpIngress)> {
         let link = Link::open(&config, false).await?;
-        let skip = config.skip.iter().cloned().map(Fingerprint).collect();
+        let applied_unacked = AppliedUnacked::new(
+            config.skip.iter().cloned().map(Fingerprint).collect(),
+            usize::from(config.prefetch.max(1)),
+        );
         let (tx, rx) = mpsc::channel(usize::from(config.prefetch.max(1)));
         let acks = Arc::new(Settled::default());
         let (finish_tx, finish_rx) = oneshot::channel();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let gauges = Arc::new(IngressGauges::default());
         let consumer = ConsumerTask {
+            gauges: Arc::clone(&gauges),
             paused: false,
             cancelling: false,
             config,
@@ -146,7 +180,7 @@ impl AmqpIngress {
             sender: Some(tx),
             acks: Arc::clone(&acks),
             pending: VecDeque::new(),
-            settled_unacked: skip,
+            applied_unacked,
             outstanding: BTreeSet::new(),
             next_seq: 1,
             report: IngressReport::default(),
@@ -158,7 +192,10 @@ impl AmqpIngress {
                 task: Some(task),
                 finish: Some(finish_tx),
                 runtime,
-                control: IngressControl { tx: control_tx },
+                control: IngressControl {
+                    tx: control_tx,
+                    gauges,
+                },
             },
         ))
     }
@@ -279,6 +316,93 @@ impl Fingerprint {
     }
 }
 
+/// Applied messages the broker may still hold unacked, so may redeliver:
+/// those settled after their connection was lost, those a restored
+/// checkpoint covers, and the last acks sent on a connection that was then
+/// lost. Outside a transaction the broker does not answer an ack, and one
+/// still on the wire when the connection drops is lost: its message comes
+/// back redelivered and must not be applied again. The broker holds at most
+/// `prefetch` unacked messages per channel and handles acks in order, so
+/// the acks it may have missed are among the last `prefetch` sent.
+///
+/// Kept in delivery order, because the broker redelivers in queue order
+/// (a requeued message keeps its place) and these are older than anything
+/// else unacked: they come back first, in this order, or not at all. So a
+/// redelivery matches the first equal entry and the entries before it are
+/// dropped (they did not come back: their acks had arrived), and one that
+/// matches nothing ends them all. That keeps a stale entry — a message
+/// whose ack did arrive — from matching a later message with the same
+/// body (publishers without message ids are told apart by body hash).
+#[derive(Debug)]
+struct AppliedUnacked {
+    /// Of lost connections and a restored checkpoint, by sequence number
+    /// (a restored checkpoint's are 0: before every delivery of this run).
+    lost: VecDeque<(u64, Fingerprint)>,
+    /// The last acks sent on this connection, not known to have arrived.
+    unconfirmed: VecDeque<(u64, Fingerprint)>,
+    /// How many of those to keep: the prefetch.
+    window: usize,
+}
+
+impl AppliedUnacked {
+    fn new(restored: Vec<Fingerprint>, window: usize) -> AppliedUnacked {
+        AppliedUnacked {
+            lost: restored.into_iter().map(|f| (0, f)).collect(),
+            unconfirmed: VecDeque::with_capacity(window),
+            window,
+        }
+    }
+
+    /// Its ack is being sent on the current connection.
+    fn acked(&mut self, seq: u64, fingerprint: Fingerprint) {
+        if self.unconfirmed.len() == self.window {
+            self.unconfirmed.pop_front();
+        }
+        insert_ordered(&mut self.unconfirmed, seq, fingerprint);
+    }
+
+    /// Settled after its connection was lost: it will come back.
+    fn settled_unacked(&mut self, seq: u64, fingerprint: Fingerprint) {
+        insert_ordered(&mut self.lost, seq, fingerprint);
+    }
+
+    /// The acks sent so far were committed (`tx.commit` answered).
+    fn confirmed(&mut self) {
+        self.unconfirmed.clear();
+    }
+
+    /// The connection is gone, and maybe the last acks with it.
+    fn connection_lost(&mut self) {
+        while let Some((seq, f)) = self.unconfirmed.pop_front() {
+            insert_ordered(&mut self.lost, seq, f);
+        }
+    }
+
+    /// For a redelivery: the sequence number of the applied message it
+    /// repeats (then forgotten: it is acked), or `None` for one to apply.
+    fn take(&mut self, fingerprint: &Fingerprint) -> Option<u64> {
+        match self.lost.iter().position(|(_, f)| f == fingerprint) {
+            Some(i) => self.lost.drain(..=i).next_back().map(|(seq, _)| seq),
+            None => {
+                self.lost.clear();
+                None
+            }
+        }
+    }
+
+    /// A message delivered for the first time: every redelivery has come
+    /// before it, and what is left never will.
+    fn first_delivery(&mut self) {
+        self.lost.clear();
+    }
+}
+
+/// Inserts after every entry with a sequence number up to `seq`.
+fn insert_ordered(list: &mut VecDeque<(u64, Fingerprint)>, seq: u64, fingerprint: Fingerprint) {
+    let at = list.partition_point(|(s, _)| *s <= seq);
+    list.insert(at, (seq, fingerprint));
+}
+
 struct Link {
     connection: Connection,
     channel: Channel,
@@ -353,13 +477,14 @@ struct ConsumerTask {
     sender: Option<mpsc::Sender<Message>>,
     acks: Arc<Settled>,
     pending: VecDeque<Pending>,
-    /// Settled deliveries of a lost connection: the broker will redeliver
-    /// them, and those redeliveries are acked without being applied.
-    settled_unacked: Vec<Fingerprint>,
+    /// Applied deliveries the broker may still redeliver: their
+    /// redeliveries are acked without being applied.
+    applied_unacked: AppliedUnacked,
     /// Unacked delivery tags of the current connection.
     outstanding: BTreeSet<u64>,
     next_seq: u64,
     report: IngressReport,
+    gauges: Arc<IngressGauges>,
 }
 
 impl ConsumerTask {
@@ -371,6 +496,8 @@ impl ConsumerTask {
         // Last delivery, or the moment the pipeline caught up with it.
         let mut last_delivery = Instant::now();
         let acks = Arc::clone(&self.acks);
+        let mut sample = tokio::time::interval(Duration::from_secs(1));
+        sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Idle means: nothing arrived for the idle time *and* nothing
             // is still being processed (a full prefetch window being worked
@@ -412,6 +539,7 @@ impl ConsumerTask {
                         last_delivery = Instant::now();
                     }
                 }
+                _ = sample.tick() => self.sample_backlog().await,
                 () = sleep_until(idle_at) => {
                     tracing::info!(queue = %self.config.queue, "no message for the idle time: ending the input");
                     self.end_input().await;
@@ -425,6 +553,21 @@ impl ConsumerTask {
                     return Ok(self.report);
                 }
             }
+        }
+    }
+
+    /// Samples the queue's depth and what is delivered but not acked. A
+    /// failure is left to the consumer's stream to report.
+    async fn sample_backlog(&mut self) {
+        self.gauges
+            .unacked
+            .store(self.pending.len() as u64, Ordering::Relaxed);
+        let Some(link) = &self.link else {
+            return;
+        };
+        match topology::input_depth(&link.channel, &self.config.queue).await {
+            Ok(ready) => self.gauges.ready.store(u64::from(ready), Ordering::Relaxed),
+            Err(e) => tracing::debug!(error = %e, "sampling the queue depth"),
         }
     }
 
@@ -516,6 +659,18 @@ impl ConsumerTask {
             return;
         }
         if delivery.redelivered {
+            // Settled ones are older than those still in the pipeline, so
+            // they come back first.
+            if let Some(seq) = self.applied_unacked.take(&fingerprint) {
+                self.report.duplicates_skipped += 1;
+                self.outstanding.insert(tag);
+                let sent = self.ack(vec![tag]).await;
+                if !(sent && self.config.commit_acks) {
+                    // Not known to have arrived: it may come back again.
+                    self.applied_unacked.acked(seq, fingerprint);
+                }
+                return;
+            }
             if let Some(p) = self
                 .pending
                 .iter_mut()
@@ -528,13 +683,8 @@ impl ConsumerTask {
                 self.report.duplicates_skipped += 1;
                 return;
             }
-            if let Some(i) = self.settled_unacked.iter().position(|f| *f == fingerprint) {
-                self.settled_unacked.swap_remove(i);
-                self.report.duplicates_skipped += 1;
-                self.outstanding.insert(tag);
-                let _ = self.ack(vec![tag]).await;
-                return;
-            }
+        } else {
+            self.applied_unacked.first_delivery();
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -556,6 +706,7 @@ impl ConsumerTask {
             }
         };
         let message_fingerprint = fingerprint.0.clone();
+        let published_ms = published_ms(&delivery.properties);
         self.pending.push_back(Pending {
             seq,
             fingerprint,
@@ -570,6 +721,7 @@ impl ConsumerTask {
                 source,
                 body,
                 fingerprint: message_fingerprint,
+                published_ms,
             };
             if sender.send(message).await.is_err() {
                 // The pipeline stopped; its error is reported by the run.
@@ -642,11 +794,17 @@ impl ConsumerTask {
             };
             if p.generation == self.generation {
                 tags.push(p.tag);
+                self.applied_unacked.acked(p.seq, p.fingerprint);
             } else {
-                self.settled_unacked.push(p.fingerprint);
+                self.applied_unacked.settled_unacked(p.seq, p.fingerprint);
             }
         }
-        if self.ack(tags).await && before.is_some() {
+        let sent = self.ack(tags).await;
+        if sent && self.config.commit_acks {
+            // A committed transaction: the broker has every ack.
+            self.applied_unacked.confirmed();
+        }
+        if sent && before.is_some() {
             self.acks
                 .acked
                 .fetch_max(upto.min(self.next_seq - 1), Ordering::AcqRel);
@@ -707,7 +865,8 @@ impl ConsumerTask {
         if let Some(link) = self.link.take() {
             let _ = link.connection.close(200, "reconnecting".into()).await;
         }
-        // Settled but unacked deliveries of the old connection.
+        // Acks still on the wire are lost with the connection.
+        self.applied_unacked.connection_lost();
         self.outstanding.clear();
         self.generation += 1;
         if self.sender.is_none() {
@@ -741,6 +900,30 @@ impl ConsumerTask {
     }
 }
 
+/// When the publisher published a message, in ms: the
+/// [`topology::TIMESTAMP_MS_HEADER`] header (`sluice publish` and
+/// RabbitMQ's message-timestamp plugin set it), else the `timestamp`
+/// property (whole seconds, as AMQP defines it).
+fn published_ms(properties: &BasicProperties) -> Option<i64> {
+    let header = properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(topology::TIMESTAMP_MS_HEADER));
+    let from_header = match header {
+        Some(AMQPValue::LongLongInt(ms)) => Some(*ms),
+        Some(AMQPValue::Timestamp(ms)) => i64::try_from(*ms).ok(),
+        Some(AMQPValue::LongUInt(ms)) => Some(i64::from(*ms)),
+        Some(AMQPValue::LongInt(ms)) => Some(i64::from(*ms)),
+        _ => None,
+    };
+    from_header.or_else(|| {
+        properties
+            .timestamp()
+            .and_then(|s| i64::try_from(s).ok())
+            .map(|s| s.saturating_mul(1000))
+    })
+}
+
 async fn next(consumer: Option<&mut lapin::Consumer>) -> Option<lapin::Result<Delivery>> {
     match consumer {
         Some(c) => c.next().await,
@@ -752,5 +935,92 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AppliedUnacked, Fingerprint};
+
+    fn fp(id: &str) -> Fingerprint {
+        Fingerprint(format!("b{id}").into_bytes())
+    }
+
+    #[test]
+    fn an_ack_lost_with_its_connection_is_recognised_once() {
+        let mut applied = AppliedUnacked::new(Vec::new(), 4);
+        applied.acked(1, fp("a"));
+        applied.acked(2, fp("b"));
+        assert_eq!(
+            applied.take(&fp("a")),
+            None,
+            "not before the connection is lost"
+        );
+        applied.connection_lost();
+        assert_eq!(applied.take(&fp("a")), Some(1));
+        assert_eq!(applied.take(&fp("b")), Some(2));
+        assert_eq!(applied.take(&fp("b")), None, "a second redelivery is new");
+    }
+
+    #[test]
+    fn only_the_last_prefetch_acks_can_be_missing() {
+        let mut applied = AppliedUnacked::new(Vec::new(), 2);
+        for (seq, id) in [(1, "a"), (2, "b"), (3, "c")] {
+            applied.acked(seq, fp(id));
+        }
+        applied.connection_lost();
+        assert_eq!(applied.take(&fp("b")), Some(2));
+        assert_eq!(applied.take(&fp("c")), Some(3));
+        applied.connection_lost();
+        assert_eq!(applied.take(&fp("a")), None, "the broker had its ack");
+    }
+
+    #[test]
+    fn committed_acks_are_not_expected_back() {
+        let mut applied = AppliedUnacked::new(Vec::new(), 8);
+        applied.acked(1, fp("a"));
+        applied.confirmed();
+        applied.acked(2, fp("b"));
+        applied.connection_lost();
+        assert_eq!(applied.take(&fp("b")), Some(2));
+    }
+
+    #[test]
+    fn a_first_delivery_ends_the_redeliveries() {
+        let mut applied = AppliedUnacked::new(vec![fp("restored")], 8);
+        applied.settled_unacked(4, fp("settled"));
+        applied.first_delivery();
+        assert_eq!(applied.take(&fp("restored")), None);
+        assert_eq!(applied.take(&fp("settled")), None);
+    }
+
+    #[test]
+    fn redeliveries_come_in_order_so_skipped_entries_had_their_acks() {
+        // Body hashes: `x` twice. The restored checkpoint covers x, y, x;
+        // the first x's ack had arrived, so the redeliveries are y, x, then
+        // a new message that happens to equal x.
+        let mut applied = AppliedUnacked::new(vec![fp("x"), fp("y"), fp("x")], 8);
+        assert!(applied.take(&fp("y")).is_some(), "y drops the stale x");
+        assert!(applied.take(&fp("x")).is_some());
+        assert_eq!(applied.take(&fp("x")), None, "a new x is applied");
+    }
+
+    #[test]
+    fn a_redelivery_matching_nothing_ends_the_redeliveries() {
+        let mut applied = AppliedUnacked::new(vec![fp("x")], 8);
+        assert_eq!(applied.take(&fp("new")), None);
+        assert_eq!(applied.take(&fp("x")), None, "x's ack had arrived");
+    }
+
+    #[test]
+    fn entries_are_kept_in_delivery_order_across_connections() {
+        let mut applied = AppliedUnacked::new(Vec::new(), 8);
+        // Settled after the first connection was lost (seq 5), then acked
+        // on the second (seq 3, redelivered and re-matched earlier).
+        applied.settled_unacked(5, fp("p5"));
+        applied.acked(3, fp("p3"));
+        applied.connection_lost();
+        assert_eq!(applied.take(&fp("p3")), Some(3));
+        assert_eq!(applied.take(&fp("p5")), Some(5));
     }
 }
