@@ -74,9 +74,15 @@ fn build_examples() -> Result<()> {
 }
 
 /// The workspace's `Cargo.toml`, found from this crate so the task works
-/// from any directory.
+/// from any directory. `cargo run` says where the crate is at run time;
+/// the path compiled in is only a fallback, because a target directory
+/// shared between checkouts (CI's cache) reuses this binary unchanged
+/// for a checkout elsewhere.
 fn workspace_manifest() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    crate_dir
         .parent()
         .unwrap_or(Path::new("."))
         .join("Cargo.toml")
