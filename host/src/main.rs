@@ -1001,6 +1001,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
         tables,
         rt.handle().clone(),
         metrics.checkpoints.clone(),
+        metrics.latency.clone(),
     ));
     source.set(Arc::clone(&host));
     host.start_tenants()
@@ -1019,7 +1020,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                host.watch_traps();
+                host.watch();
             }
         })
     };

@@ -24,6 +24,11 @@ pub const REASON_HEADER: &str = "x-sluice-reason";
 /// could not be decoded), `bad-row`, `late`, `poison`.
 pub const KIND_HEADER: &str = "x-sluice-kind";
 
+/// Header with the publish time in ms since the epoch (the `timestamp`
+/// property holds whole seconds); the name RabbitMQ's message-timestamp
+/// plugin uses, so a broker with the plugin sets it for any publisher.
+pub const TIMESTAMP_MS_HEADER: &str = "timestamp_in_ms";
+
 /// The dead-letter exchange (and queue) of an input queue.
 pub fn dead_letter_name(queue: &str) -> String {
     format!("{queue}.dead")
@@ -72,6 +77,13 @@ pub async fn declare_input(channel: &Channel, queue: &str) -> Result<()> {
         )
         .await
         .map_err(declare(format!("the binding of {dead}")))?;
+    input_depth(channel, queue).await.map(|_| ())
+}
+
+/// Messages ready in the input queue (delivered ones not counted), read by
+/// declaring it again as it is declared everywhere: a passive declare of a
+/// missing queue would close the channel.
+pub async fn input_depth(channel: &Channel, queue: &str) -> Result<u32> {
     channel
         .queue_declare(
             queue.into(),
@@ -79,8 +91,8 @@ pub async fn declare_input(channel: &Channel, queue: &str) -> Result<()> {
             input_queue_arguments(queue),
         )
         .await
-        .map_err(declare(format!("the input queue {queue}")))?;
-    Ok(())
+        .map(|q| q.message_count())
+        .map_err(declare(format!("the input queue {queue}")))
 }
 
 /// Declares the output exchange (durable, topic).

@@ -9,6 +9,7 @@ use std::io::BufRead;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation, PublisherConfirm};
 
 use crate::broker::{self, topology};
@@ -132,13 +133,19 @@ pub async fn publish<R: BufRead>(
                 }
             }
         }
-        let timestamp = SystemTime::now()
+        let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+            .unwrap_or_default();
+        let mut headers = FieldTable::default();
+        headers.insert(
+            topology::TIMESTAMP_MS_HEADER.into(),
+            AMQPValue::LongLongInt(i64::try_from(now.as_millis()).unwrap_or(i64::MAX)),
+        );
         let props = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("text/csv".into())
-            .with_timestamp(timestamp)
+            .with_timestamp(now.as_secs())
+            .with_headers(headers)
             .with_message_id(format!("{}:{first}", config.source_name).into());
         let confirm = channel
             .basic_publish(

@@ -66,6 +66,9 @@ pub struct Message {
     /// What recognises its redelivery (see `amqp::Fingerprint`), recorded
     /// by checkpoints that cover it before it is acked.
     pub fingerprint: Vec<u8>,
+    /// When its publisher published it (ms since the epoch), if it said:
+    /// the start of the end-to-end latency.
+    pub published_ms: Option<i64>,
 }
 
 /// Told by each stage of the pipeline (`stage` = one per shard worker plus

@@ -7,7 +7,27 @@
 pub mod prometheus;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where a run reports latencies, each measured when the sinks have
+/// confirmed the outputs (`sluice serve` feeds `/metrics` histograms).
+pub trait LatencyObserver: Send + Sync {
+    /// From the watermark passing (the batch that moved it leaving the
+    /// coordinator) to the windows it fired being in the sinks.
+    fn window_fire(&self, took: Duration);
+    /// From the publish time of the earliest input message of a batch to
+    /// the outputs it triggered being in the sinks.
+    fn end_to_end(&self, took: Duration);
+}
+
+/// Wall time since `at_ms` (ms since the epoch); zero for a time ahead of
+/// this clock (another machine's skew).
+pub fn since_epoch_ms(at_ms: i64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Duration::from_millis(u64::try_from(now.saturating_sub(at_ms)).unwrap_or(0))
+}
 
 /// Names of the counters, as the summary and future exporters print them.
 pub mod names {

@@ -1,11 +1,13 @@
-//! `/metrics` of `sluice serve`: every tenant's run counters, trap count
-//! and state, and its checkpoints' duration and size, in the OpenMetrics
-//! text format (which Prometheus scrapes) with a `tenant` label.
+//! `/metrics` of `sluice serve`: every tenant's run counters, trap count,
+//! guest CPU time, input backlog, events/s and state, its checkpoints'
+//! duration and size, and its window-fire and end-to-end latencies, in the
+//! OpenMetrics text format (which Prometheus scrapes) with a `tenant` label.
 //!
 //! The counters are not kept twice: a [`Collector`] reads the pipelines'
 //! live [`Counters`](super::Counters) (through [`TenantSource`]) at each
 //! scrape, so `/metrics`, `sluice list` and a run's summary always agree.
-//! Checkpoint figures are observed as they happen ([`CheckpointMetrics`]).
+//! Checkpoint figures and latencies are observed as they happen
+//! ([`CheckpointMetrics`], [`LatencyMetrics`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::Summary;
+use super::{LatencyObserver, Summary};
 
 /// The metric names (OpenMetrics adds `_total` to counters on the wire).
 pub mod names {
@@ -31,6 +33,14 @@ pub mod names {
     pub const ALERTS: &str = "sluice_alerts";
     pub const POISONED: &str = "sluice_poisoned";
     pub const GUEST_TRAPS: &str = "sluice_guest_traps";
+    /// CPU time in guest calls: the sandbox meters CPU time (epoch
+    /// deadlines), not fuel, so this is the tenant's "fuel used".
+    pub const GUEST_CPU: &str = "sluice_guest_cpu_seconds";
+    pub const QUEUE_DEPTH: &str = "sluice_input_queue_messages";
+    pub const CONSUMER_LAG: &str = "sluice_consumer_lag_messages";
+    pub const EVENTS_PER_SECOND: &str = "sluice_events_per_second";
+    pub const WINDOW_FIRE_LATENCY: &str = "sluice_window_fire_latency_seconds";
+    pub const END_TO_END_LATENCY: &str = "sluice_end_to_end_latency_seconds";
     pub const PAUSED: &str = "sluice_tenant_paused";
     pub const RUNNING: &str = "sluice_tenant_running";
     pub const CHECKPOINT_DURATION: &str = "sluice_checkpoint_write_duration_seconds";
@@ -50,6 +60,13 @@ pub struct TenantFigures {
     pub tenant: String,
     pub summary: Summary,
     pub traps: u64,
+    pub guest_cpu: Duration,
+    /// Messages ready in the input queue.
+    pub queue_depth: u64,
+    /// Messages ready or delivered and not yet acked.
+    pub consumer_lag: u64,
+    /// Records per second over the last few seconds.
+    pub events_per_sec: f64,
     pub paused: bool,
     pub running: bool,
 }
@@ -90,10 +107,56 @@ impl CheckpointMetrics {
     }
 }
 
+/// Window-fire and end-to-end latency histograms per tenant.
+#[derive(Clone, Debug)]
+pub struct LatencyMetrics {
+    window_fire: Family<TenantLabel, Histogram>,
+    end_to_end: Family<TenantLabel, Histogram>,
+}
+
+impl LatencyMetrics {
+    /// What one tenant's pipeline reports into.
+    pub fn observer(&self, tenant: &str) -> Arc<dyn LatencyObserver> {
+        let label = TenantLabel {
+            tenant: tenant.to_owned(),
+        };
+        Arc::new(TenantLatency {
+            window_fire: self.window_fire.get_or_create(&label).clone(),
+            end_to_end: self.end_to_end.get_or_create(&label).clone(),
+        })
+    }
+
+    /// Drops an undeployed tenant's series.
+    pub fn remove(&self, tenant: &str) {
+        let label = TenantLabel {
+            tenant: tenant.to_owned(),
+        };
+        self.window_fire.remove(&label);
+        self.end_to_end.remove(&label);
+    }
+}
+
+/// One tenant's histograms (handles to the family's series).
+struct TenantLatency {
+    window_fire: Histogram,
+    end_to_end: Histogram,
+}
+
+impl LatencyObserver for TenantLatency {
+    fn window_fire(&self, took: Duration) {
+        self.window_fire.observe(took.as_secs_f64());
+    }
+
+    fn end_to_end(&self, took: Duration) {
+        self.end_to_end.observe(took.as_secs_f64());
+    }
+}
+
 /// The registry behind `/metrics`.
 pub struct HostMetrics {
     registry: Registry,
     pub checkpoints: CheckpointMetrics,
+    pub latency: LatencyMetrics,
 }
 
 impl std::fmt::Debug for HostMetrics {
@@ -120,10 +183,29 @@ impl HostMetrics {
             "Size of the tenant's last checkpoint",
             size.clone(),
         );
+        // 1 ms … ≈ 65 s: a window fires within ms; an input backlog
+        // makes end-to-end latency grow to seconds and more.
+        let latency = || Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        let window_fire = Family::<TenantLabel, Histogram>::new_with_constructor(latency);
+        let end_to_end = Family::<TenantLabel, Histogram>::new_with_constructor(latency);
+        registry.register(
+            names::WINDOW_FIRE_LATENCY,
+            "From the watermark passing a window's end to its output being in the sinks",
+            window_fire.clone(),
+        );
+        registry.register(
+            names::END_TO_END_LATENCY,
+            "From the input message's publish time to the outputs it triggered being in the sinks",
+            end_to_end.clone(),
+        );
         registry.register_collector(Box::new(TenantCollector { source }));
         HostMetrics {
             registry,
             checkpoints: CheckpointMetrics { duration, size },
+            latency: LatencyMetrics {
+                window_fire,
+                end_to_end,
+            },
         }
     }
 
@@ -188,10 +270,7 @@ impl Collector for TenantCollector {
         for (name, help, pick) in counters {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for t in &tenants {
-                let label = TenantLabel {
-                    tenant: t.tenant.clone(),
-                };
-                ConstCounter::new(pick(t)).encode(family.encode_family(&label)?)?;
+                ConstCounter::new(pick(t)).encode(family.encode_family(&label(t))?)?;
             }
         }
         let gauges: [(&str, &str, Flag); 2] = [
@@ -207,13 +286,54 @@ impl Collector for TenantCollector {
         for (name, help, pick) in gauges {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for t in &tenants {
-                let label = TenantLabel {
-                    tenant: t.tenant.clone(),
-                };
-                ConstGauge::new(i64::from(pick(t))).encode(family.encode_family(&label)?)?;
+                ConstGauge::new(i64::from(pick(t))).encode(family.encode_family(&label(t))?)?;
             }
         }
+        let mut family = encoder.encode_descriptor(
+            names::GUEST_CPU,
+            "CPU time spent in the tenant's guest calls (the sandbox meters CPU time, not fuel)",
+            None,
+            MetricType::Counter,
+        )?;
+        for t in &tenants {
+            ConstCounter::new(t.guest_cpu.as_secs_f64())
+                .encode(family.encode_family(&label(t))?)?;
+        }
+        let backlog: [(&str, &str, Pick); 2] = [
+            (
+                names::QUEUE_DEPTH,
+                "Messages ready in the tenant's input queue (sampled each second)",
+                |t| t.queue_depth,
+            ),
+            (
+                names::CONSUMER_LAG,
+                "Input messages not yet done with: ready in the queue or delivered and not yet acked",
+                |t| t.consumer_lag,
+            ),
+        ];
+        for (name, help, pick) in backlog {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for t in &tenants {
+                let n = i64::try_from(pick(t)).unwrap_or(i64::MAX);
+                ConstGauge::new(n).encode(family.encode_family(&label(t))?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            names::EVENTS_PER_SECOND,
+            "Records read per second over the last 10 s",
+            None,
+            MetricType::Gauge,
+        )?;
+        for t in &tenants {
+            ConstGauge::new(t.events_per_sec).encode(family.encode_family(&label(t))?)?;
+        }
         Ok(())
+    }
+}
+
+fn label(t: &TenantFigures) -> TenantLabel {
+    TenantLabel {
+        tenant: t.tenant.clone(),
     }
 }
 
@@ -235,6 +355,10 @@ mod tests {
                         ..Summary::default()
                     },
                     traps: 0,
+                    guest_cpu: Duration::from_millis(1500),
+                    queue_depth: 7,
+                    consumer_lag: 9,
+                    events_per_sec: 12.5,
                     paused: i == 1,
                     running: true,
                 })
@@ -246,6 +370,9 @@ mod tests {
     fn counters_carry_the_tenant_label_and_the_total_suffix() {
         let m = HostMetrics::new(Arc::new(Two));
         m.checkpoints.observe("a", Duration::from_millis(3), 1234);
+        m.latency
+            .observer("b")
+            .end_to_end(Duration::from_millis(20));
         let text = m.encode().expect("encodes");
         assert!(
             text.contains("sluice_records_in_total{tenant=\"a\"} 10"),
@@ -263,6 +390,16 @@ mod tests {
             text.contains("sluice_checkpoint_size_bytes{tenant=\"a\"} 1234"),
             "{text}"
         );
+        for line in [
+            "sluice_guest_cpu_seconds_total{tenant=\"a\"} 1.5",
+            "sluice_input_queue_messages{tenant=\"a\"} 7",
+            "sluice_consumer_lag_messages{tenant=\"b\"} 9",
+            "sluice_events_per_second{tenant=\"a\"} 12.5",
+            "sluice_end_to_end_latency_seconds_count{tenant=\"b\"} 1",
+            "sluice_end_to_end_latency_seconds_sum{tenant=\"b\"} 0.02",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
     }
 }

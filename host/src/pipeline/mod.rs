@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 
 use crate::ingress::{Acknowledger, Input, Message};
 use crate::manifest::{Manifest, WindowKind};
-use crate::metrics::{Counters, Summary};
+use crate::metrics::{Counters, LatencyObserver, Summary};
 use crate::parse::{self, BadRow, ParsedRow, RowParser};
 use crate::sandbox::{self, DataField, SandboxError, TenantModule, Value};
 pub use crate::sink::Sinks;
@@ -158,6 +158,8 @@ pub struct Options {
     /// restoring that checkpoint carries on as if never stopped — a
     /// shutdown, or a redeploy swapping the module at this barrier.
     pub suspend: Option<Arc<AtomicBool>>,
+    /// Where to report window-fire and end-to-end latencies (`/metrics`).
+    pub latency: Option<Arc<dyn LatencyObserver>>,
 }
 
 impl Default for Options {
@@ -169,6 +171,7 @@ impl Default for Options {
             checkpoint: None,
             counters: None,
             suspend: None,
+            latency: None,
         }
     }
 }
@@ -364,6 +367,7 @@ where
             let sinks = sinks.clone();
             let panes = Arc::clone(&panes);
             let acks = worker_acks.clone();
+            let latency = options.latency.clone();
             let handle = thread::Builder::new()
                 .name(format!("sluice-shard-{worker}"))
                 .spawn_scoped(scope, move || -> Result<usize> {
@@ -377,6 +381,7 @@ where
                         sinks: &sinks,
                         acks: acks.as_deref(),
                         peak_panes: 0,
+                        latency: latency.as_deref(),
                     };
                     shard.run(&rx, &panes[worker])
                 })
@@ -518,6 +523,8 @@ struct Chunk {
     end: Option<(u64, u64)>,
     /// Message input: the fingerprints of the messages it completes.
     fingerprints: Vec<Vec<u8>>,
+    /// Message input: the earliest publish time (ms) of its messages.
+    published_ms: Option<i64>,
 }
 
 /// Reads and parses the input; sends a chunk when it holds `batch_rows`
@@ -580,6 +587,7 @@ fn read_input(
                 seq: None,
                 end: Some((offset, line_no)),
                 fingerprints: Vec::new(),
+                published_ms: None,
             };
             if tx.send(chunk).is_err() {
                 // The coordinator stopped (an error there is reported).
@@ -596,6 +604,7 @@ fn read_input(
             seq: None,
             end: Some((offset, line_no)),
             fingerprints: Vec::new(),
+            published_ms: None,
         });
     }
     Ok(())
@@ -620,8 +629,12 @@ fn read_messages(
     let mut positions = Vec::new();
     let mut bytes: u64 = 0;
     let mut fingerprints = Vec::new();
+    let mut published_ms: Option<i64> = None;
     while let Some(message) = rx.blocking_recv() {
         fingerprints.push(message.fingerprint);
+        if let Some(at) = message.published_ms {
+            published_ms = Some(published_ms.map_or(at, |p| p.min(at)));
+        }
         let mut offset = 0u64;
         let source: Arc<str> = Arc::from(message.source.as_str());
         for (i, line) in message.body.split_inclusive(|b| *b == b'\n').enumerate() {
@@ -646,6 +659,7 @@ fn read_messages(
                 seq: Some(message.seq),
                 end: None,
                 fingerprints: std::mem::take(&mut fingerprints),
+                published_ms: published_ms.take(),
             };
             if tx.send(chunk).is_err() {
                 return;
@@ -666,6 +680,11 @@ enum Work {
         wm_after: i64,
         /// The last message this batch completes (message input only).
         seq: Option<u64>,
+        /// When the coordinator sent it: the watermark `wm_after` passed
+        /// then (window-fire latency starts here).
+        sent_at: Instant,
+        /// The earliest publish time (ms) of its messages, if known.
+        published_ms: Option<i64>,
     },
     /// End of a bounded input: flush every window.
     Flush,
@@ -1065,7 +1084,7 @@ impl<'a> Coordinator<'a> {
         }
         self.wm_at_last_record = self.wm;
         self.counters.add_bad_rows(n_bad, n_keyless);
-        self.send(rows, positions, bad, chunk.seq)?;
+        self.send(rows, positions, bad, chunk.seq, chunk.published_ms)?;
         self.write()?;
         if chunk.seq.is_some() {
             self.last_seq = chunk.seq;
@@ -1101,7 +1120,9 @@ impl<'a> Coordinator<'a> {
         positions: Vec<Vec<RowPos>>,
         bad: Vec<Vec<(BadRow, i64)>>,
         seq: Option<u64>,
+        published_ms: Option<i64>,
     ) -> Result<()> {
+        let sent_at = Instant::now();
         for (((tx, rows), positions), bad) in self.senders.iter().zip(rows).zip(positions).zip(bad)
         {
             let work = Work::Batch {
@@ -1110,6 +1131,8 @@ impl<'a> Coordinator<'a> {
                 bad,
                 wm_after: self.wm,
                 seq,
+                sent_at,
+                published_ms,
             };
             if tx.send(work).is_err() {
                 // The worker failed; stop reading. Its join says why.
@@ -1147,7 +1170,7 @@ impl<'a> Coordinator<'a> {
         let rows = (0..self.workers).map(|_| Vec::new()).collect();
         let positions = (0..self.workers).map(|_| Vec::new()).collect();
         let bad = (0..self.workers).map(|_| Vec::new()).collect();
-        self.send(rows, positions, bad, None)?;
+        self.send(rows, positions, bad, None, None)?;
         self.write()
     }
 
@@ -1235,6 +1258,7 @@ struct Shard<'a, C> {
     sinks: &'a Sinks,
     acks: Option<&'a dyn Acknowledger>,
     peak_panes: usize,
+    latency: Option<&'a dyn LatencyObserver>,
 }
 
 impl<C: ShardCalls> Shard<'_, C> {
@@ -1253,6 +1277,7 @@ impl<C: ShardCalls> Shard<'_, C> {
             let mut settles = None;
             let mut batch_rows = Vec::new();
             let mut batch_positions = Vec::new();
+            let mut timing = None;
             match work {
                 Work::Batch {
                     rows,
@@ -1260,8 +1285,11 @@ impl<C: ShardCalls> Shard<'_, C> {
                     bad,
                     wm_after,
                     seq,
+                    sent_at,
+                    published_ms,
                 } => {
                     settles = seq;
+                    timing = Some((sent_at, published_ms));
                     if let Some(function) = &self.ctx.alert_function {
                         alert_lines = alerts::run(
                             self.worker,
@@ -1319,6 +1347,16 @@ impl<C: ShardCalls> Shard<'_, C> {
                 })
                 .collect();
             self.sinks.batch(&out, &dead, &self.ctx.events(&events))?;
+            if let (Some(latency), Some((sent_at, published_ms))) = (self.latency, timing) {
+                // Measured once the sinks have confirmed the outputs.
+                if !emitted.outputs.is_empty() {
+                    latency.window_fire(sent_at.elapsed());
+                }
+                let outputs = emitted.outputs.len() as u64 + alert_lines;
+                if let Some(at) = published_ms.filter(|_| outputs > 0) {
+                    latency.end_to_end(crate::metrics::since_epoch_ms(at));
+                }
+            }
             out.clear();
             dead.clear();
             if let (Some(acks), Some(seq)) = (self.acks, settles) {

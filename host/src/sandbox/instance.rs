@@ -316,6 +316,8 @@ impl TenantInstance {
         live.store.data_mut().limiter.hit = false;
         let outcome = f(live.bindings.sluice_analytics_analytics(), &mut live.store);
         let memory_hit = live.store.data().limiter.hit;
+        let used = thread_cpu_time().saturating_sub(live.store.data().cpu_start);
+        self.module.add_guest_cpu(used);
         let tenant = self.module.tenant();
         match outcome {
             Ok(Ok(results)) => {

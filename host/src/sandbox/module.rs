@@ -31,6 +31,10 @@ struct Inner {
     /// Calls of any instance of this module that trapped or hit a limit:
     /// the operator plane watches it to pause a tenant that keeps trapping.
     traps: AtomicU64,
+    /// CPU time spent in calls of any instance of this module, in ns: the
+    /// budget is CPU time (epoch deadlines, not fuel), so this is what a
+    /// tenant "burns".
+    guest_cpu_ns: AtomicU64,
 }
 
 impl TenantModule {
@@ -53,6 +57,7 @@ impl TenantModule {
                 info,
                 source,
                 traps: AtomicU64::new(0),
+                guest_cpu_ns: AtomicU64::new(0),
             }),
         }
     }
@@ -85,6 +90,16 @@ impl TenantModule {
 
     pub(crate) fn count_trap(&self) {
         self.inner.traps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// CPU time the calls of every instance of this module have used.
+    pub fn guest_cpu(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.inner.guest_cpu_ns.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn add_guest_cpu(&self, used: std::time::Duration) {
+        let ns = u64::try_from(used.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.guest_cpu_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// What the module said about itself at load.

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::manifest::{self, Manifest};
-use crate::metrics::prometheus::{CheckpointMetrics, TenantFigures, TenantSource};
+use crate::metrics::prometheus::{CheckpointMetrics, LatencyMetrics, TenantFigures, TenantSource};
 use crate::metrics::{Counters, Summary};
 use crate::sandbox::{SandboxEngine, SandboxError, TenantModule};
 
@@ -138,17 +138,70 @@ struct Slot {
     run: Run,
     /// Counters the runs count into (restored from checkpoints).
     counters: Arc<Counters>,
-    /// Traps of earlier module versions (a module counts its own).
-    traps_before: u64,
+    /// Of earlier module versions (a module counts its own).
+    before: GuestUse,
     paused: Option<String>,
     deployed_at: SystemTime,
     /// (when, traps) samples of the last minute, for auto-pause.
     trap_samples: VecDeque<(Instant, u64)>,
+    /// (when, records in) samples of the last [`RATE_WINDOW`], for events/s.
+    rate_samples: VecDeque<(Instant, u64)>,
 }
 
+/// What a tenant's guest calls have cost.
+#[derive(Debug, Clone, Copy, Default)]
+struct GuestUse {
+    traps: u64,
+    cpu: Duration,
+}
+
+/// Events/s is the records read over about this long.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
 impl Slot {
+    fn new(run: Run, counters: Arc<Counters>, before: GuestUse, paused: Option<String>) -> Slot {
+        Slot {
+            run,
+            counters,
+            before,
+            paused,
+            deployed_at: SystemTime::now(),
+            trap_samples: since_now(before.traps),
+            rate_samples: VecDeque::new(),
+        }
+    }
+
     fn traps(&self) -> u64 {
-        self.traps_before + self.run.module.traps()
+        self.before.traps + self.run.module.traps()
+    }
+
+    fn guest_use(&self) -> GuestUse {
+        GuestUse {
+            traps: self.traps(),
+            cpu: self.before.cpu + self.run.module.guest_cpu(),
+        }
+    }
+
+    fn sample_rate(&mut self, now: Instant) {
+        let rows = self.counters.snapshot(Duration::ZERO).rows_in;
+        self.rate_samples.push_back((now, rows));
+        while self
+            .rate_samples
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RATE_WINDOW)
+        {
+            self.rate_samples.pop_front();
+        }
+    }
+
+    /// Records per second between the oldest and newest sample.
+    fn events_per_sec(&self) -> f64 {
+        match (self.rate_samples.front(), self.rate_samples.back()) {
+            (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => {
+                n1.saturating_sub(*n0) as f64 / t1.duration_since(*t0).as_secs_f64()
+            }
+            _ => 0.0,
+        }
     }
 }
 
@@ -172,6 +225,7 @@ impl Host {
         tables: Option<Arc<dyn crate::sink::TableSink>>,
         runtime: tokio::runtime::Handle,
         checkpoint_metrics: CheckpointMetrics,
+        latency_metrics: LatencyMetrics,
     ) -> Host {
         let env = RunEnv {
             amqp: config.amqp.clone(),
@@ -181,6 +235,7 @@ impl Host {
             prefetch: config.prefetch,
             checkpoint_interval: config.checkpoint_interval,
             checkpoint_metrics,
+            latency_metrics,
         };
         Host {
             config,
@@ -259,17 +314,17 @@ impl Host {
 
         let old = self.tenants().remove(tenant);
         let mut previous = None;
-        let (counters, traps_before, paused) = match old {
+        let (counters, before, paused) = match old {
             Some(slot) => {
-                let traps = slot.traps();
+                let before = slot.guest_use();
                 previous = Some((slot.run.manifest.clone(), slot.run.module.clone()));
                 let stopped = slot.run.stop(true);
                 if let Err(e) = stopped {
                     tracing::warn!(%tenant, error = %e, "the previous version ended with an error");
                 }
-                (slot.counters, traps, slot.paused)
+                (slot.counters, before, slot.paused)
             }
-            None => (Arc::new(Counters::new()), 0, None),
+            None => (Arc::new(Counters::new()), GuestUse::default(), None),
         };
         let checkpoints = tenant::checkpoint_dir(&self.tenant_dir(tenant));
         let run = match Run::start(
@@ -297,14 +352,7 @@ impl Host {
                             }
                             self.tenants().insert(
                                 tenant.to_owned(),
-                                Slot {
-                                    run,
-                                    counters,
-                                    traps_before,
-                                    paused,
-                                    deployed_at: SystemTime::now(),
-                                    trap_samples: since_now(traps_before),
-                                },
+                                Slot::new(run, counters, before, paused),
                             );
                         }
                         Err(again) => {
@@ -341,14 +389,7 @@ impl Host {
         if let Err(e) = stored {
             tracing::error!(%tenant, error = %e, "storing the deployed files failed: a restart will not bring this version back");
         }
-        let slot = Slot {
-            run,
-            counters,
-            traps_before,
-            paused,
-            deployed_at: SystemTime::now(),
-            trap_samples: since_now(traps_before),
-        };
+        let slot = Slot::new(run, counters, before, paused);
         let view = view(tenant, &slot);
         self.tenants().insert(tenant.to_owned(), slot);
         tracing::info!(%tenant, module = %view.module.sha256, "deployed");
@@ -390,17 +431,8 @@ impl Host {
             &tenant::checkpoint_dir(&self.tenant_dir(&tenant)),
             Arc::clone(&counters),
         )?;
-        self.tenants().insert(
-            tenant,
-            Slot {
-                run,
-                counters,
-                traps_before: 0,
-                paused: None,
-                deployed_at: SystemTime::now(),
-                trap_samples: since_now(0),
-            },
-        );
+        self.tenants()
+            .insert(tenant, Slot::new(run, counters, GuestUse::default(), None));
         Ok(())
     }
 
@@ -421,6 +453,7 @@ impl Host {
             last.counters.guest_traps,
         );
         self.env.checkpoint_metrics.remove(tenant);
+        self.env.latency_metrics.remove(tenant);
         let dir = self.tenant_dir(tenant);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             tracing::warn!(%tenant, error = %e, "removing the tenant's state");
@@ -478,16 +511,18 @@ impl Host {
         self.tenants().values().all(|s| s.run.ended().is_none())
     }
 
-    /// Pauses tenants whose guest trapped more than the configured number
-    /// of times within the last minute. Called about once a second.
-    pub fn watch_traps(&self) {
+    /// Called about once a second: samples each tenant's input rate, and
+    /// pauses tenants whose guest trapped more than the configured number
+    /// of times within the last minute.
+    pub fn watch(&self) {
         let limit = self.config.max_traps_per_minute;
-        if limit == 0 {
-            return;
-        }
         let now = Instant::now();
         let mut tenants = self.tenants();
         for (tenant, slot) in tenants.iter_mut() {
+            slot.sample_rate(now);
+            if limit == 0 {
+                continue;
+            }
             let traps = slot.traps();
             slot.trap_samples.push_back((now, traps));
             while slot
@@ -530,12 +565,19 @@ impl TenantSource for Host {
     fn figures(&self) -> Vec<TenantFigures> {
         self.tenants()
             .iter()
-            .map(|(t, s)| TenantFigures {
-                tenant: t.clone(),
-                summary: s.counters.snapshot(Duration::ZERO),
-                traps: s.traps(),
-                paused: s.paused.is_some(),
-                running: s.run.ended().is_none(),
+            .map(|(t, s)| {
+                let backlog = s.run.backlog();
+                TenantFigures {
+                    tenant: t.clone(),
+                    summary: s.counters.snapshot(Duration::ZERO),
+                    traps: s.traps(),
+                    guest_cpu: s.guest_use().cpu,
+                    queue_depth: backlog.queue_depth(),
+                    consumer_lag: backlog.lag(),
+                    events_per_sec: s.events_per_sec(),
+                    paused: s.paused.is_some(),
+                    running: s.run.ended().is_none(),
+                }
             })
             .collect()
     }

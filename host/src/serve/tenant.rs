@@ -18,9 +18,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::broker::topology;
+use crate::ingress::amqp::IngressGauges;
 use crate::ingress::amqp::{AmqpIngress, AmqpIngressConfig, IngressControl};
 use crate::manifest::Manifest;
-use crate::metrics::prometheus::CheckpointMetrics;
+use crate::metrics::prometheus::{CheckpointMetrics, LatencyMetrics};
 use crate::metrics::Counters;
 use crate::pipeline::{self, CheckpointOptions, Options, Sinks};
 use crate::sandbox::TenantModule;
@@ -44,6 +45,7 @@ pub struct RunEnv {
     pub prefetch: u16,
     pub checkpoint_interval: Duration,
     pub checkpoint_metrics: CheckpointMetrics,
+    pub latency_metrics: LatencyMetrics,
 }
 
 /// A running (or just ended) pipeline of one tenant.
@@ -148,6 +150,7 @@ impl Run {
             }),
             counters: Some(counters),
             suspend: Some(Arc::clone(&suspend)),
+            latency: Some(env.latency_metrics.observer(&tenant)),
             ..Options::default()
         };
         let control = ingress.control();
@@ -191,6 +194,11 @@ impl Run {
 
     pub fn resume(&self) {
         self.control.resume();
+    }
+
+    /// The input's backlog as last sampled.
+    pub fn backlog(&self) -> &IngressGauges {
+        self.control.gauges()
     }
 
     /// `None` while running; why it ended otherwise.

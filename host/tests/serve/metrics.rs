@@ -67,6 +67,7 @@ fn figure(stderr: &str, label: &str) -> u64 {
 
 #[test]
 fn metrics_parse_as_openmetrics_and_count_what_the_run_counted() {
+    let test_started = Instant::now();
     let _broker = amqp::shared();
     let dir = tempfile::tempdir().expect("tempdir");
     let queue = unique("serve.metrics");
@@ -129,6 +130,40 @@ fn metrics_parse_as_openmetrics_and_count_what_the_run_counted() {
     assert_eq!(at("sluice_tenant_running"), 1.0);
     assert!(at("sluice_checkpoint_size_bytes") > 0.0);
     assert!(at("sluice_checkpoint_write_duration_seconds_count") >= 1.0);
+    assert!(at("sluice_guest_cpu_seconds_total") > 0.0);
+    assert!(at("sluice_events_per_second") >= 0.0);
+    // Windows fired and outputs went out: both latencies were observed,
+    // each between zero and the time this test has run.
+    let test_time = test_started.elapsed().as_secs_f64();
+    for name in [
+        "sluice_window_fire_latency_seconds",
+        "sluice_end_to_end_latency_seconds",
+    ] {
+        let count = at(&format!("{name}_count"));
+        let sum = at(&format!("{name}_sum"));
+        assert!(count >= 1.0, "{name}: no observation");
+        assert!(
+            sum >= 0.0 && sum / count <= test_time,
+            "{name}: mean {} s in a test of {test_time} s",
+            sum / count
+        );
+    }
+    // Everything is done with: the backlog drains to zero (acks come with
+    // checkpoints, the gauges are sampled each second).
+    let started = Instant::now();
+    loop {
+        let (_, text) = served.get("/metrics", Some(OPERATOR));
+        let samples = parse(text.as_str().expect("metrics text"));
+        let at = |name: &str| samples[&(name.to_owned(), "bts".to_owned())];
+        if at("sluice_consumer_lag_messages") == 0.0 && at("sluice_input_queue_messages") == 0.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the backlog never drained: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     served.stop();
     rt.block_on(amqp::delete(
         &channel,

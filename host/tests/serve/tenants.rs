@@ -235,6 +235,22 @@ fn pause_leaves_messages_in_the_queue_and_resume_drains_them_with_nothing_lost()
         .as_str()
         .unwrap_or("")
         .contains("sluice_tenant_paused{tenant=\"bts\"} 1"));
+    // The backlog gauges see the queue grow (sampled each second).
+    let depth = format!("sluice_input_queue_messages{{tenant=\"bts\"}} {messages}\n");
+    let lag = format!("sluice_consumer_lag_messages{{tenant=\"bts\"}} {messages}\n");
+    let started = std::time::Instant::now();
+    loop {
+        let (_, metrics) = served.get("/metrics", Some(OPERATOR));
+        let text = metrics.as_str().unwrap_or("").to_owned();
+        if text.contains(&depth) && text.contains(&lag) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "/metrics never showed {depth} and {lag}: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     let out = served.cli(&["resume", "bts"], OPERATOR);
     assert!(
