@@ -1,0 +1,530 @@
+//! Operator-plane benchmark (needs RabbitMQ: `scripts/services.sh start
+//! rabbitmq`): one `serve::Host` in this process, real components, real
+//! queues. Prints, in one run:
+//! - **isolation**: the healthy BTS tenant's throughput draining N
+//!   pre-published rows alone, then the same beside a hostile tenant (the
+//!   `hostile` guest in `loop` mode on a queue of poison rows: each of its
+//!   calls spins to the CPU budget and traps) — once with auto-pause at its
+//!   default limit, once with auto-pause off (the worst case: nothing
+//!   stops the hostile tenant);
+//! - **deploy → first output**: from the deploy call to the first result
+//!   message on the tenant's exchange, rows already waiting;
+//! - **swap pause**: rows published at a steady rate, the same module
+//!   redeployed mid-stream; the longest gap between result messages around
+//!   the redeploy against the longest gap of the same stretch without one.
+//!
+//! `cargo bench -p sluice-host --bench serve` (`SLUICE_BENCH_ROWS`, default
+//! 60 000). Figures only; never passes or fails on time.
+
+#[path = "../tests/sandbox/common.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use sluice_host::broker::topology;
+use sluice_host::client::publish::{self, PublishConfig};
+use sluice_host::generate::bts::{self, BtsConfig};
+use sluice_host::metrics::prometheus::{HostMetrics, TenantFigures, TenantSource};
+use sluice_host::sandbox::{SandboxConfig, SandboxEngine};
+use sluice_host::serve::config::HostConfig;
+use sluice_host::serve::Host;
+
+fn url() -> String {
+    std::env::var("SLUICE_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into())
+}
+
+/// `/metrics` is not scraped here.
+struct NoScrape;
+
+impl TenantSource for NoScrape {
+    fn figures(&self) -> Vec<TenantFigures> {
+        Vec::new()
+    }
+}
+
+struct Bench {
+    rt: tokio::runtime::Runtime,
+    channel: Channel,
+    _conn: Connection,
+    healthy_manifest: String,
+    healthy_wasm: Vec<u8>,
+    hostile_manifest: String,
+    hostile_wasm: Vec<u8>,
+    tag: String,
+}
+
+fn main() {
+    let rows: u64 = std::env::var("SLUICE_BENCH_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60_000);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf();
+    let healthy_wasm = std::fs::read(common::component("bts_analytics")).expect("bts component");
+    let hostile_wasm = std::fs::read(common::component("hostile")).expect("hostile component");
+    let healthy_manifest = std::fs::read_to_string(root.join("examples/bts-analytics/sluice.toml"))
+        .expect("the example manifest");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (conn, channel) = rt.block_on(async {
+        let conn = Connection::connect(&url(), ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|e| {
+                panic!("RabbitMQ unreachable ({e}): scripts/services.sh start rabbitmq")
+            });
+        let ch = conn.create_channel().await.expect("channel");
+        (conn, ch)
+    });
+    let bench = Bench {
+        rt,
+        channel,
+        _conn: conn,
+        healthy_manifest,
+        healthy_wasm,
+        hostile_manifest: HOSTILE.to_owned(),
+        hostile_wasm,
+        tag: std::process::id().to_string(),
+    };
+    let data = generate(rows);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!("serve benchmark: {rows} BTS rows (100 per message), {cores} cores, workers per tenant = cores, checkpoints every 1 s");
+
+    let alone = bench.healthy_rate("alone", &data, None);
+    let guarded = bench.healthy_rate("beside-paused", &data, Some(10));
+    let unguarded = bench.healthy_rate("beside-unpaused", &data, Some(0));
+    println!("isolation (healthy tenant draining {rows} rows):");
+    println!("    alone:                                  {alone:>8.0} rows/s");
+    println!(
+        "    beside a hostile tenant, auto-pause 10/min: {guarded:>8.0} rows/s = {:.0} % of alone",
+        guarded / alone * 100.0
+    );
+    println!(
+        "    beside a hostile tenant, auto-pause off:    {unguarded:>8.0} rows/s = {:.0} % of alone",
+        unguarded / alone * 100.0
+    );
+    bench.deploy_to_first_output(&data);
+    bench.swap_pause(&data);
+}
+
+/// Rows of the generated BTS data set, 4 stations.
+fn generate(events: u64) -> Vec<u8> {
+    let mut data = Vec::new();
+    bts::write_bts(
+        &BtsConfig {
+            events,
+            stations: 4,
+            out_of_order: 0.05,
+            ramp: 2,
+            ..BtsConfig::default()
+        },
+        &mut data,
+    )
+    .expect("generating");
+    data
+}
+
+/// The hostile guest spinning on value 666 (BTS columns).
+const HOSTILE: &str = r#"
+tenant = "hostile"
+module = "hostile.wasm"
+
+[input]
+queue = "QUEUE"
+columns = [
+  { name = "station_id", type = "text" },
+  { name = "datapoint_id", type = "text" },
+  { name = "alarm_id", type = "text" },
+  { name = "event_time", type = "timestamp", format = "%Y-%m-%d %H:%M:%S UTC" },
+  { name = "value", type = "float" },
+  { name = "valueThreshold", type = "float" },
+  { name = "isActive", type = "bool" },
+  { name = "storedtime", type = "text", optional = true },
+]
+key = ["station_id", "datapoint_id", "alarm_id"]
+event_time = "event_time"
+
+[[windows]]
+name = "ten"
+kind = "tumbling"
+size = "10s"
+aggregate = "count"
+
+[alerts]
+function = "alerts"
+
+[params]
+mode = "loop"
+poison = "666"
+
+[output]
+exchange = "EXCHANGE"
+"#;
+
+/// Rows for the hostile tenant: 10 per message, one of them poison.
+fn poison(messages: usize) -> Vec<u8> {
+    let mut text = String::new();
+    for i in 0..messages * 10 {
+        let value = if i % 10 == 9 { 666.0 } else { 1.5 };
+        text.push_str(&format!(
+            "s{},1,1,2017-02-18 18:{:02}:{:02} UTC,{value},100,false,\n",
+            i % 5,
+            (i / 60) % 60,
+            i % 60
+        ));
+    }
+    text.into_bytes()
+}
+
+/// A host of its own, its state in a temp dir, auto-pause at `max_traps`.
+struct Served {
+    host: Arc<Host>,
+    stop: Arc<AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    fn start(bench: &Bench, max_traps: u64) -> Served {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\noperator_token = \"bench\"\namqp = {:?}\nstate_dir = {:?}\ncheckpoint_interval = \"1s\"\nmax_traps_per_minute = {max_traps}\n",
+            url(),
+            dir.path().join("state").display().to_string(),
+        );
+        let path = dir.path().join("host.toml");
+        std::fs::write(&path, &text).expect("host.toml");
+        let config = HostConfig::from_path(&path).expect("host config");
+        let engine = SandboxEngine::new(SandboxConfig {
+            pool_instances: 32,
+            ..SandboxConfig::default()
+        })
+        .expect("engine");
+        let metrics = HostMetrics::new(Arc::new(NoScrape));
+        let host = Arc::new(Host::new(
+            config,
+            engine,
+            None,
+            bench.rt.handle().clone(),
+            metrics.checkpoints.clone(),
+            metrics.latency.clone(),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (host, stop) = (Arc::clone(&host), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    host.watch();
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+        };
+        Served {
+            host,
+            stop,
+            watcher: Some(watcher),
+            _dir: dir,
+        }
+    }
+
+    fn records_in(&self, tenant: &str) -> u64 {
+        self.host.get(tenant).map_or(0, |v| v.counters.records_in)
+    }
+
+    fn wait_records(&self, tenant: &str, rows: u64) {
+        let started = Instant::now();
+        while self.records_in(tenant) < rows {
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "{tenant} read {} of {rows} rows",
+                self.records_in(tenant)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+        self.host.shutdown();
+    }
+}
+
+impl Bench {
+    /// Names of a fresh queue and its output exchange.
+    fn names(&self, what: &str) -> (String, String) {
+        let q = format!("bench.serve.{}.{what}", self.tag);
+        let x = format!("{q}.out");
+        (q, x)
+    }
+
+    fn manifest(&self, template: &str, queue: &str, exchange: &str) -> String {
+        template
+            .replace("queue = \"bts.readings\"", &format!("queue = {queue:?}"))
+            .replace(
+                "exchange = \"bts.results\"",
+                &format!("exchange = {exchange:?}"),
+            )
+            .replace("queue = \"QUEUE\"", &format!("queue = {queue:?}"))
+            .replace(
+                "exchange = \"EXCHANGE\"",
+                &format!("exchange = {exchange:?}"),
+            )
+    }
+
+    /// Rows/s of the healthy tenant draining `data`, alone (`hostile` =
+    /// `None`) or beside a hostile tenant with auto-pause at that limit.
+    fn healthy_rate(&self, what: &str, data: &[u8], hostile: Option<u64>) -> f64 {
+        let served = Served::start(self, hostile.unwrap_or(10));
+        let (q, x) = self.names(what);
+        let (hq, hx) = self.names(&format!("{what}.hostile"));
+        let sink = self.rt.block_on(bind_sink_queue(&self.channel, &x));
+        self.rt.block_on(prepublish(&q, data, 100));
+        let mut drop_queues = vec![q.clone(), format!("{q}.dead"), sink];
+        if hostile.is_some() {
+            let hsink = self.rt.block_on(bind_sink_queue(&self.channel, &hx));
+            self.rt.block_on(prepublish(&hq, &poison(2_000), 10));
+            served
+                .host
+                .deploy(
+                    "hostile",
+                    &self.manifest(&self.hostile_manifest, &hq, &hx),
+                    &self.hostile_wasm,
+                )
+                .expect("deploying the hostile tenant");
+            // Let it get going (and, with auto-pause, trap) first.
+            std::thread::sleep(Duration::from_secs(1));
+            drop_queues.extend([hq.clone(), format!("{hq}.dead"), hsink]);
+        }
+        let rows = data.iter().filter(|b| **b == b'\n').count() as u64;
+        let started = Instant::now();
+        served
+            .host
+            .deploy(
+                "bts",
+                &self.manifest(&self.healthy_manifest, &q, &x),
+                &self.healthy_wasm,
+            )
+            .expect("deploying the healthy tenant");
+        served.wait_records("bts", rows);
+        let took = started.elapsed();
+        if hostile.is_some() {
+            let view = served.host.get("hostile").expect("hostile tenant");
+            println!(
+                "    ({what}: hostile tenant {:?}, {} traps{})",
+                view.state,
+                view.counters.guest_traps,
+                view.reason.map(|r| format!(", {r}")).unwrap_or_default()
+            );
+        }
+        drop(served);
+        let names: Vec<&str> = drop_queues.iter().map(String::as_str).collect();
+        self.rt.block_on(delete(&self.channel, &names));
+        rows as f64 / took.as_secs_f64()
+    }
+
+    fn deploy_to_first_output(&self, data: &[u8]) {
+        let served = Served::start(self, 10);
+        let (q, x) = self.names("first");
+        let sink = self.rt.block_on(bind_sink_queue(&self.channel, &x));
+        self.rt
+            .block_on(prepublish(&q, &data[..data.len().min(200_000)], 100));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let receiver = self.rt.spawn(receive(sink.clone(), Arc::clone(&arrivals)));
+        let started = Instant::now();
+        served
+            .host
+            .deploy(
+                "bts",
+                &self.manifest(&self.healthy_manifest, &q, &x),
+                &self.healthy_wasm,
+            )
+            .expect("deploying");
+        let deployed = started.elapsed();
+        let first = loop {
+            if let Some(at) = arrivals.lock().ok().and_then(|a| a.first().copied()) {
+                break at;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no output");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        println!(
+            "deploy → first output: {:.0} ms (the deploy call {:.0} ms: load, compile, check, start)",
+            first.duration_since(started).as_secs_f64() * 1e3,
+            deployed.as_secs_f64() * 1e3
+        );
+        receiver.abort();
+        drop(served);
+        self.rt
+            .block_on(delete(&self.channel, &[&q, &format!("{q}.dead"), &sink]));
+    }
+
+    /// Publishes at a steady rate; redeploys the same module in the middle.
+    fn swap_pause(&self, data: &[u8]) {
+        let served = Served::start(self, 10);
+        let (q, x) = self.names("swap");
+        let sink = self.rt.block_on(bind_sink_queue(&self.channel, &x));
+        let manifest = self.manifest(&self.healthy_manifest, &q, &x);
+        served
+            .host
+            .deploy("bts", &manifest, &self.healthy_wasm)
+            .expect("deploying");
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let receiver = self.rt.spawn(receive(sink.clone(), Arc::clone(&arrivals)));
+        // 12 s of publishing at 4 000 rows/s, 20 rows a message.
+        let rate = 4_000.0;
+        let rows = (rate * 12.0) as usize;
+        let slice: Vec<u8> = data
+            .split_inclusive(|b| *b == b'\n')
+            .take(rows)
+            .flatten()
+            .copied()
+            .collect();
+        let publisher = self.rt.spawn(paced(q.clone(), slice, rate));
+        std::thread::sleep(Duration::from_secs(4));
+        let calm_from = Instant::now();
+        std::thread::sleep(Duration::from_secs(3));
+        let swap_from = Instant::now();
+        served
+            .host
+            .deploy("bts", &manifest, &self.healthy_wasm)
+            .expect("redeploying");
+        let swap_took = swap_from.elapsed();
+        self.rt.block_on(publisher).expect("publisher");
+        std::thread::sleep(Duration::from_secs(2));
+        receiver.abort();
+        let arrivals = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
+        let gap = |from: Instant, to: Instant| {
+            let inside: Vec<Instant> = arrivals
+                .iter()
+                .copied()
+                .filter(|t| *t >= from && *t <= to)
+                .collect();
+            inside
+                .windows(2)
+                .map(|w| w[1].duration_since(w[0]))
+                .max()
+                .unwrap_or(to.duration_since(from))
+        };
+        let calm = gap(calm_from, calm_from + Duration::from_secs(3));
+        let swap = gap(swap_from, swap_from + Duration::from_secs(3));
+        println!(
+            "swap pause: longest gap between results {:.0} ms around a redeploy (the call took {:.0} ms) vs {:.0} ms in 3 s without one; {} results",
+            swap.as_secs_f64() * 1e3,
+            swap_took.as_secs_f64() * 1e3,
+            calm.as_secs_f64() * 1e3,
+            arrivals.len()
+        );
+        drop(served);
+        self.rt
+            .block_on(delete(&self.channel, &[&q, &format!("{q}.dead"), &sink]));
+    }
+}
+
+/// Records the arrival time of every message on `queue`.
+async fn receive(queue: String, arrivals: Arc<Mutex<Vec<Instant>>>) {
+    let conn = Connection::connect(&url(), ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    let mut consumer = ch
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    while let Some(Ok(d)) = consumer.next().await {
+        if let Ok(mut a) = arrivals.lock() {
+            a.push(Instant::now());
+        }
+        let _ = d.ack(BasicAckOptions::default()).await;
+    }
+}
+
+async fn bind_sink_queue(channel: &Channel, exchange: &str) -> String {
+    topology::declare_output(channel, exchange)
+        .await
+        .expect("exchange");
+    let q = format!("{exchange}.sink");
+    channel
+        .queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("sink queue");
+    channel
+        .queue_bind(
+            q.as_str().into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    q
+}
+
+fn publish_config(queue: &str, rate: Option<f64>, lines: usize) -> PublishConfig {
+    PublishConfig {
+        url: url(),
+        queue: queue.to_owned(),
+        source_name: "bench".into(),
+        rate,
+        lines_per_message: lines,
+        max_in_flight: 2000,
+    }
+}
+
+async fn prepublish(queue: &str, data: &[u8], lines: usize) {
+    publish::publish(
+        &publish_config(queue, None, lines),
+        data,
+        std::future::pending(),
+        |_| {},
+    )
+    .await
+    .expect("pre-publishing");
+}
+
+async fn paced(queue: String, data: Vec<u8>, rate: f64) {
+    publish::publish(
+        &publish_config(&queue, Some(rate), 20),
+        &data[..],
+        std::future::pending(),
+        |_| {},
+    )
+    .await
+    .expect("publishing");
+}
+
+async fn delete(channel: &Channel, queues: &[&str]) {
+    for q in queues {
+        let _ = channel
+            .queue_delete((*q).into(), QueueDeleteOptions::default())
+            .await;
+    }
+}
