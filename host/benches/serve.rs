@@ -202,7 +202,7 @@ impl Served {
     fn start(bench: &Bench, max_traps: u64) -> Served {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = format!(
-            "listen = \"127.0.0.1:0\"\noperator_token = \"bench\"\namqp = {:?}\nstate_dir = {:?}\ncheckpoint_interval = \"1s\"\nmax_traps_per_minute = {max_traps}\n",
+            "listen = \"127.0.0.1:0\"\noperator_token = \"bench-operator-token\"\namqp = {:?}\nstate_dir = {:?}\ncheckpoint_interval = \"1s\"\nmax_traps_per_minute = {max_traps}\n",
             url(),
             dir.path().join("state").display().to_string(),
         );
