@@ -6,12 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
 
-use futures_lite::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
 
@@ -112,21 +108,18 @@ pub async fn collector(channel: &Channel, exchange: &str) -> String {
     queue
 }
 
-/// Every message in `queue` now (acked, so the queue ends empty).
+/// Every message in `queue` now, taken one by one with `basic.get`: its
+/// "empty" means the queue holds nothing more, where a push consumer
+/// cannot tell a pause on a loaded machine from the end (callers drain
+/// once the producer is done).
 pub async fn drain(channel: &Channel, queue: &str) -> Vec<Got> {
     let mut out = Vec::new();
-    let mut consumer = channel
-        .basic_consume(
-            queue.into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
+    while let Some(got) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
         .await
-        .expect("consuming");
-    loop {
-        let next = tokio::time::timeout(Duration::from_millis(1500), consumer.next()).await;
-        let Ok(Some(Ok(d))) = next else { break };
+        .expect("basic.get")
+    {
+        let d = got.delivery;
         out.push(Got {
             routing_key: d.routing_key.as_str().to_owned(),
             message_id: d
@@ -135,9 +128,8 @@ pub async fn drain(channel: &Channel, queue: &str) -> Vec<Got> {
                 .as_ref()
                 .map(|s| s.as_str().to_owned()),
             headers: headers(d.properties.headers().as_ref()),
-            body: d.data.clone(),
+            body: d.data,
         });
-        d.ack(BasicAckOptions::default()).await.expect("ack");
     }
     out
 }
