@@ -35,7 +35,7 @@ use sluice_host::broker::topology;
 use sluice_host::client::publish::{self, PublishConfig};
 use sluice_host::generate::bts::{self, BtsConfig};
 use sluice_host::metrics::prometheus::{HostMetrics, TenantFigures, TenantSource};
-use sluice_host::sandbox::{SandboxConfig, SandboxEngine};
+use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TrapBackoff};
 use sluice_host::serve::config::HostConfig;
 use sluice_host::serve::Host;
 
@@ -211,6 +211,7 @@ impl Served {
         let config = HostConfig::from_path(&path).expect("host config");
         let engine = SandboxEngine::new(SandboxConfig {
             pool_instances: 32,
+            trap_backoff: Some(TrapBackoff::SERVE),
             ..SandboxConfig::default()
         })
         .expect("engine");

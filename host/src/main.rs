@@ -27,7 +27,7 @@ use sluice_host::ingress::Input;
 use sluice_host::metrics::prometheus::HostMetrics;
 use sluice_host::pipeline::CheckpointOptions;
 use sluice_host::pipeline::{self, Options, Sinks};
-use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine};
+use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine, TrapBackoff};
 use sluice_host::serve::{Host, HostConfig};
 use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
 use sluice_host::sink::cassandra::{self, CassandraConfig, CassandraSink, QueryFilter};
@@ -972,6 +972,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let engine = SandboxEngine::new(SandboxConfig {
         cache_dir: config.cache_dir.clone(),
+        trap_backoff: Some(TrapBackoff::SERVE),
         ..SandboxConfig::default()
     })
     .context("starting the sandbox engine")?;

@@ -35,6 +35,36 @@ pub struct SandboxConfig {
     /// Where compiled artifacts are kept, keyed by content hash; `None`
     /// compiles every load.
     pub cache_dir: Option<PathBuf>,
+    /// Delay a tenant's next call after a trap (`None`: no delay).
+    pub trap_backoff: Option<TrapBackoff>,
+}
+
+/// After a trap, a tenant's calls wait `first`, doubling with each trap
+/// that follows within [`TrapBackoff::reset_after`] of the last wait, up
+/// to `max`. A trap costs up to a whole CPU budget; a tenant that keeps
+/// trapping would otherwise spend its workers' CPU — which its neighbours
+/// on the same cores need — at the rate it can fail. Successes in between
+/// do not reset it: a poisoned batch is retried in halves, and the halves
+/// without the poison succeed. `sluice serve` sets this; a lone `sluice
+/// run` does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrapBackoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl TrapBackoff {
+    /// A trap this long after the last wait ended starts over at `first`.
+    pub fn reset_after(&self) -> Duration {
+        self.max * 5
+    }
+
+    /// What `sluice serve` uses: short enough for a rare poison event,
+    /// bounded so a checkpoint barrier waits at most this long.
+    pub const SERVE: TrapBackoff = TrapBackoff {
+        first: Duration::from_millis(100),
+        max: Duration::from_secs(2),
+    };
 }
 
 impl Default for SandboxConfig {
@@ -45,6 +75,7 @@ impl Default for SandboxConfig {
             max_memory: 1 << 30,
             epoch_tick: Duration::from_millis(1),
             cache_dir: None,
+            trap_backoff: None,
         }
     }
 }

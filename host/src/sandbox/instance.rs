@@ -306,6 +306,7 @@ impl TenantInstance {
         ) -> wasmtime::Result<Result<Vec<R>, GuestError>>,
     ) -> Result<Vec<R>> {
         self.stats.calls += 1;
+        self.module.before_call();
         self.log.clear_recent_stdio();
         self.clock.set(at_ms);
         self.random.reseed(seed);

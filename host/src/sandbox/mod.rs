@@ -29,7 +29,7 @@ pub use bindings::{
     Alert, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType, FunctionInfo,
     FunctionKind, GuestError, KeyGroup, LogLevel, ModuleInfo, TextColumn, Value, WindowGroup,
 };
-pub use engine::{LoadSource, SandboxConfig, SandboxEngine};
+pub use engine::{LoadSource, SandboxConfig, SandboxEngine, TrapBackoff};
 pub use error::{Limit, RejectReason, Result, SandboxError};
 pub use instance::{InstanceStats, TenantInstance};
 pub use limits::Limits;

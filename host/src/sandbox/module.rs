@@ -2,13 +2,13 @@
 //! workers each make their own [`TenantInstance`] from the same module.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
 
 use super::bindings::{FieldDef, FunctionKind, ModuleInfo, TenantPre};
-use super::engine::{LoadSource, SandboxEngine};
+use super::engine::{LoadSource, SandboxEngine, TrapBackoff};
 use super::error::{Result, SandboxError};
 use super::instance::TenantInstance;
 use super::limits::Limits;
@@ -35,6 +35,15 @@ struct Inner {
     /// budget is CPU time (epoch deadlines, not fuel), so this is what a
     /// tenant "burns".
     guest_cpu_ns: AtomicU64,
+    backoff: Option<Backoff>,
+}
+
+/// The trap backoff of one tenant module, shared by its instances (one
+/// per shard worker), so every worker of a trapping tenant slows down.
+struct Backoff {
+    config: TrapBackoff,
+    /// The current delay and until when to wait (from the last trap).
+    state: Mutex<(Duration, Option<Instant>)>,
 }
 
 impl TenantModule {
@@ -58,6 +67,10 @@ impl TenantModule {
                 source,
                 traps: AtomicU64::new(0),
                 guest_cpu_ns: AtomicU64::new(0),
+                backoff: engine.config.trap_backoff.map(|config| Backoff {
+                    config,
+                    state: Mutex::new((Duration::ZERO, None)),
+                }),
             }),
         }
     }
@@ -90,6 +103,33 @@ impl TenantModule {
 
     pub(crate) fn count_trap(&self) {
         self.inner.traps.fetch_add(1, Ordering::Relaxed);
+        if let Some(b) = &self.inner.backoff {
+            if let Ok(mut state) = b.state.lock() {
+                let now = Instant::now();
+                // A trap soon after the last one's wait doubles the delay;
+                // one after a quiet spell starts over.
+                let recent = state.1.is_some_and(|until| {
+                    now.saturating_duration_since(until) < b.config.reset_after()
+                });
+                let delay = if recent {
+                    (state.0 * 2).min(b.config.max)
+                } else {
+                    b.config.first
+                };
+                *state = (delay, Some(now + delay));
+            }
+        }
+    }
+
+    /// Waits out a trap backoff before a call.
+    pub(crate) fn before_call(&self) {
+        let Some(b) = &self.inner.backoff else {
+            return;
+        };
+        let until = b.state.lock().ok().and_then(|s| s.1);
+        if let Some(wait) = until.and_then(|u| u.checked_duration_since(Instant::now())) {
+            std::thread::sleep(wait);
+        }
     }
 
     /// CPU time the calls of every instance of this module have used.

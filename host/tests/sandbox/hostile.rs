@@ -219,3 +219,44 @@ fn a_memory_limit_above_the_host_maximum_is_refused() {
         "{err}"
     );
 }
+
+/// With a trap backoff, the call after a trap waits out the delay (and the
+/// one after a second trap twice as long); a success ends the backoff.
+/// Lower bounds only: a sleep never ends early, whatever the load.
+#[test]
+fn a_trap_backoff_delays_the_next_call_and_doubles() {
+    use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TrapBackoff};
+    use std::time::Instant;
+
+    let first = Duration::from_millis(300);
+    let engine = SandboxEngine::new(SandboxConfig {
+        pool_instances: 4,
+        trap_backoff: Some(TrapBackoff {
+            first,
+            max: Duration::from_secs(10),
+        }),
+        ..SandboxConfig::default()
+    })
+    .expect("engine");
+    let module = engine
+        .load_file("hostile", &crate::common::component("hostile"))
+        .expect("loading hostile");
+    let mut inst = instance(&module, &[("mode", "panic")], limits());
+    let (evil_groups, evil_events) = batch(&readings(true), |_| None);
+    let (good_groups, good_events) = batch(&readings(false), |_| None);
+
+    inst.aggregate_add("count", &evil_groups, &evil_events)
+        .expect_err("traps");
+    let started = Instant::now();
+    inst.aggregate_add("count", &evil_groups, &evil_events)
+        .expect_err("traps again");
+    assert!(started.elapsed() >= first, "the call after a trap waited");
+    let started = Instant::now();
+    inst.aggregate_add("count", &good_groups, &good_events)
+        .expect("a good call works");
+    assert!(
+        started.elapsed() >= first * 2,
+        "the second trap doubled the delay"
+    );
+    assert_eq!(module.traps(), 2, "the module counts its instances' traps");
+}
