@@ -44,6 +44,10 @@ struct Backoff {
     config: TrapBackoff,
     /// The current delay and until when to wait (from the last trap).
     state: Mutex<(Duration, Option<Instant>)>,
+    /// Not waited out while the tenant's run is stopping: a shutdown or
+    /// redeploy drains what was delivered, and must not take a backoff
+    /// per remaining trap.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl TenantModule {
@@ -70,6 +74,7 @@ impl TenantModule {
                 backoff: engine.config.trap_backoff.map(|config| Backoff {
                     config,
                     state: Mutex::new((Duration::ZERO, None)),
+                    stopping: std::sync::atomic::AtomicBool::new(false),
                 }),
             }),
         }
@@ -121,11 +126,22 @@ impl TenantModule {
         }
     }
 
+    /// Whether calls wait out the trap backoff: not while a run of this
+    /// module stops (it drains at full speed), again when one starts.
+    pub fn set_stopping(&self, stopping: bool) {
+        if let Some(b) = &self.inner.backoff {
+            b.stopping.store(stopping, Ordering::Relaxed);
+        }
+    }
+
     /// Waits out a trap backoff before a call.
     pub(crate) fn before_call(&self) {
         let Some(b) = &self.inner.backoff else {
             return;
         };
+        if b.stopping.load(Ordering::Relaxed) {
+            return;
+        }
         let until = b.state.lock().ok().and_then(|s| s.1);
         if let Some(wait) = until.and_then(|u| u.checked_duration_since(Instant::now())) {
             std::thread::sleep(wait);

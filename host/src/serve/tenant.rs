@@ -71,6 +71,9 @@ impl Run {
         counters: Arc<Counters>,
     ) -> Result<Run> {
         let tenant = manifest.tenant.clone();
+        // A module restarted after a stop (a failed redeploy's rollback)
+        // backs off again.
+        module.set_stopping(false);
         let store = Arc::new(MeteredStore {
             inner: LocalStore::open(checkpoints, 3).map_err(|source| Error::State {
                 tenant: tenant.clone(),
@@ -210,6 +213,7 @@ impl Run {
     /// keeps the open windows in the checkpoint (a later run resumes
     /// them); otherwise every window fires first.
     pub fn stop(mut self, suspend: bool) -> Result<(), String> {
+        self.module.set_stopping(true);
         self.suspend.store(suspend, Ordering::Release);
         self.control.end();
         if let Some(thread) = self.thread.take() {

@@ -95,8 +95,10 @@ fn metrics_parse_as_openmetrics_and_count_what_the_run_counted() {
     amqp::publish(&manifest, &data, 50);
     served.wait_records("bts", rows);
 
-    // Results arrive after they are counted: collect until what arrived is
-    // what `/metrics` counts (they agree once the tenant is quiet).
+    // Records are counted as read, bad ones and results a little later,
+    // and results arrive after they are counted: collect until what
+    // arrived is what `/metrics` counts and every bad row is counted (they
+    // agree once the tenant is quiet).
     let mut got = Vec::new();
     let started = Instant::now();
     let samples = loop {
@@ -104,15 +106,20 @@ fn metrics_parse_as_openmetrics_and_count_what_the_run_counted() {
         let (status, text) = served.get("/metrics", Some(OPERATOR));
         assert_eq!(status, 200);
         let samples = parse(text.as_str().expect("metrics text"));
-        let outputs = samples[&("sluice_outputs_total".into(), "bts".into())];
-        if outputs as usize == got.len() {
+        let of = |name: &str| samples[&(name.to_owned(), "bts".to_owned())];
+        let (outputs, errors) = (
+            of("sluice_outputs_total"),
+            of("sluice_deserialization_errors_total"),
+        );
+        if outputs > 0.0 && outputs as usize == got.len() && errors == bad as f64 {
             break samples;
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "/metrics counts {outputs} outputs, {} arrived",
+            "/metrics counts {outputs} outputs and {errors} bad rows; {} results arrived, {bad} bad rows in the data",
             got.len()
         );
+        std::thread::sleep(Duration::from_millis(100));
     };
     let at = |name: &str| samples[&(name.to_owned(), "bts".to_owned())];
     assert_eq!(at("sluice_records_in_total"), rows as f64);
