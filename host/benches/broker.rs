@@ -18,6 +18,8 @@
 //! for one line per message, default 20 000; 100 lines per message use 5×).
 //! Prints figures; never passes or fails on time.
 
+#[path = "support/amqp.rs"]
+mod amqp;
 #[path = "../tests/sandbox/common.rs"]
 #[allow(dead_code)]
 mod common;
@@ -26,15 +28,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use amqp::{bind_sink_queue, delete, prepublish, url};
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use sluice_host::broker::topology;
-use sluice_host::client::publish::{self, PublishConfig};
 use sluice_host::generate::bts::{self, BtsConfig};
 use sluice_host::ingress::amqp::{AmqpIngress, AmqpIngressConfig};
 use sluice_host::ingress::Input;
@@ -46,10 +48,6 @@ use sluice_host::sink::{LineSink, Sinks};
 
 const PREFETCH: u16 = 1000;
 const IDLE: Duration = Duration::from_millis(500);
-
-fn url() -> String {
-    std::env::var("SLUICE_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into())
-}
 
 fn main() {
     let rows: u64 = std::env::var("SLUICE_BENCH_ROWS")
@@ -317,50 +315,6 @@ fn host_run(
     report.summary.outputs
 }
 
-async fn bind_sink_queue(channel: &Channel, exchange: &str) -> String {
-    topology::declare_output(channel, exchange)
-        .await
-        .expect("exchange");
-    let q = format!("{exchange}.sink");
-    channel
-        .queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("sink queue");
-    channel
-        .queue_bind(
-            q.as_str().into(),
-            exchange.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
-    q
-}
-
-async fn prepublish(queue: &str, data: &[u8], lines: usize) {
-    publish::publish(
-        &PublishConfig {
-            url: url(),
-            queue: queue.to_owned(),
-            source_name: "bench".into(),
-            rate: None,
-            lines_per_message: lines,
-            max_in_flight: 2000,
-        },
-        data,
-        std::future::pending(),
-        |_| {},
-    )
-    .await
-    .expect("pre-publishing");
-}
-
 /// Consumes `messages`, publishes `results` messages of `size` bytes in
 /// proportion, with confirms, and acks (multiple) after the confirms.
 async fn bare_consumer(
@@ -505,12 +459,4 @@ async fn receive_windows(queue: String) -> Vec<(i64, Instant)> {
         }
     }
     out
-}
-
-async fn delete(channel: &Channel, queues: &[&str]) {
-    for q in queues {
-        let _ = channel
-            .queue_delete((*q).into(), QueueDeleteOptions::default())
-            .await;
-    }
 }

@@ -16,32 +16,30 @@
 //! `cargo bench -p sluice-host --bench serve` (`SLUICE_BENCH_ROWS`, default
 //! 60 000). Figures only; never passes or fails on time.
 
+#[path = "support/amqp.rs"]
+mod amqp;
 #[path = "../tests/sandbox/common.rs"]
 #[allow(dead_code)]
 mod common;
+#[path = "../tests/pipeline/common.rs"]
+#[allow(dead_code)]
+mod fixtures;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use amqp::{bind_sink_queue, delete, prepublish, url};
 use futures_lite::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
-use sluice_host::broker::topology;
-use sluice_host::client::publish::{self, PublishConfig};
 use sluice_host::generate::bts::{self, BtsConfig};
 use sluice_host::metrics::prometheus::{HostMetrics, TenantFigures, TenantSource};
 use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TrapBackoff};
 use sluice_host::serve::config::HostConfig;
 use sluice_host::serve::Host;
-
-fn url() -> String {
-    std::env::var("SLUICE_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into())
-}
 
 /// `/metrics` is not scraped here.
 struct NoScrape;
@@ -96,7 +94,7 @@ fn main() {
         _conn: conn,
         healthy_manifest,
         healthy_wasm,
-        hostile_manifest: HOSTILE.to_owned(),
+        hostile_manifest: hostile_manifest(),
         hostile_wasm,
         tag: std::process::id().to_string(),
     };
@@ -138,26 +136,13 @@ fn generate(events: u64) -> Vec<u8> {
     data
 }
 
-/// The hostile guest spinning on value 666 (BTS columns).
-const HOSTILE: &str = r#"
-tenant = "hostile"
-module = "hostile.wasm"
-
-[input]
-queue = "QUEUE"
-columns = [
-  { name = "station_id", type = "text" },
-  { name = "datapoint_id", type = "text" },
-  { name = "alarm_id", type = "text" },
-  { name = "event_time", type = "timestamp", format = "%Y-%m-%d %H:%M:%S UTC" },
-  { name = "value", type = "float" },
-  { name = "valueThreshold", type = "float" },
-  { name = "isActive", type = "bool" },
-  { name = "storedtime", type = "text", optional = true },
-]
-key = ["station_id", "datapoint_id", "alarm_id"]
-event_time = "event_time"
-
+/// The hostile guest spinning on value 666: the BTS columns, a tumbling
+/// window and alerts (queue and exchange names are filled in).
+fn hostile_manifest() -> String {
+    format!(
+        "tenant = \"hostile\"\nmodule = \"hostile.wasm\"\n\n[input]\n{}{}",
+        fixtures::BTS_COLUMNS,
+        r#"
 [[windows]]
 name = "ten"
 kind = "tumbling"
@@ -172,8 +157,10 @@ mode = "loop"
 poison = "666"
 
 [output]
-exchange = "EXCHANGE"
-"#;
+exchange = "bts.results"
+"#
+    )
+}
 
 /// Rows for the hostile tenant: 10 per message, one of them poison.
 fn poison(messages: usize) -> Vec<u8> {
@@ -284,11 +271,18 @@ impl Bench {
                 "exchange = \"bts.results\"",
                 &format!("exchange = {exchange:?}"),
             )
-            .replace("queue = \"QUEUE\"", &format!("queue = {queue:?}"))
-            .replace(
-                "exchange = \"EXCHANGE\"",
-                &format!("exchange = {exchange:?}"),
+    }
+
+    /// Deploys the BTS tenant on queue `q`, results to `x`.
+    fn deploy_healthy(&self, served: &Served, q: &str, x: &str) {
+        served
+            .host
+            .deploy(
+                "bts",
+                &self.manifest(&self.healthy_manifest, q, x),
+                &self.healthy_wasm,
             )
+            .expect("deploying the BTS tenant");
     }
 
     /// Rows/s of the healthy tenant draining `data`, alone (`hostile` =
@@ -317,14 +311,7 @@ impl Bench {
         }
         let rows = data.iter().filter(|b| **b == b'\n').count() as u64;
         let started = Instant::now();
-        served
-            .host
-            .deploy(
-                "bts",
-                &self.manifest(&self.healthy_manifest, &q, &x),
-                &self.healthy_wasm,
-            )
-            .expect("deploying the healthy tenant");
+        self.deploy_healthy(&served, &q, &x);
         served.wait_records("bts", rows);
         let took = started.elapsed();
         if hostile.is_some() {
@@ -351,14 +338,7 @@ impl Bench {
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let receiver = self.rt.spawn(receive(sink.clone(), Arc::clone(&arrivals)));
         let started = Instant::now();
-        served
-            .host
-            .deploy(
-                "bts",
-                &self.manifest(&self.healthy_manifest, &q, &x),
-                &self.healthy_wasm,
-            )
-            .expect("deploying");
+        self.deploy_healthy(&served, &q, &x);
         let deployed = started.elapsed();
         let first = loop {
             if let Some(at) = arrivals.lock().ok().and_then(|a| a.first().copied()) {
@@ -399,7 +379,11 @@ impl Bench {
             .flatten()
             .copied()
             .collect();
-        let publisher = self.rt.spawn(paced(q.clone(), slice, rate));
+        let publisher = {
+            let q = q.clone();
+            self.rt
+                .spawn(async move { amqp::publish(&q, &slice, 20, Some(rate)).await })
+        };
         std::thread::sleep(Duration::from_secs(4));
         let calm_from = Instant::now();
         std::thread::sleep(Duration::from_secs(3));
@@ -460,72 +444,5 @@ async fn receive(queue: String, arrivals: Arc<Mutex<Vec<Instant>>>) {
             a.push(Instant::now());
         }
         let _ = d.ack(BasicAckOptions::default()).await;
-    }
-}
-
-async fn bind_sink_queue(channel: &Channel, exchange: &str) -> String {
-    topology::declare_output(channel, exchange)
-        .await
-        .expect("exchange");
-    let q = format!("{exchange}.sink");
-    channel
-        .queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("sink queue");
-    channel
-        .queue_bind(
-            q.as_str().into(),
-            exchange.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
-    q
-}
-
-fn publish_config(queue: &str, rate: Option<f64>, lines: usize) -> PublishConfig {
-    PublishConfig {
-        url: url(),
-        queue: queue.to_owned(),
-        source_name: "bench".into(),
-        rate,
-        lines_per_message: lines,
-        max_in_flight: 2000,
-    }
-}
-
-async fn prepublish(queue: &str, data: &[u8], lines: usize) {
-    publish::publish(
-        &publish_config(queue, None, lines),
-        data,
-        std::future::pending(),
-        |_| {},
-    )
-    .await
-    .expect("pre-publishing");
-}
-
-async fn paced(queue: String, data: Vec<u8>, rate: f64) {
-    publish::publish(
-        &publish_config(&queue, Some(rate), 20),
-        &data[..],
-        std::future::pending(),
-        |_| {},
-    )
-    .await
-    .expect("publishing");
-}
-
-async fn delete(channel: &Channel, queues: &[&str]) {
-    for q in queues {
-        let _ = channel
-            .queue_delete((*q).into(), QueueDeleteOptions::default())
-            .await;
     }
 }
