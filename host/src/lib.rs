@@ -9,6 +9,7 @@
 //! follow those stages, one concern each.
 
 pub mod admin;
+pub mod batch;
 pub mod broker;
 pub mod client;
 pub mod generate;

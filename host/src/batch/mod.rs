@@ -1,0 +1,73 @@
+//! Batch analytics: a `[[batch]]` job of the manifest run once over a
+//! bounded input (a CSV file, or the tenant's stored events in Cassandra)
+//! through the same pipeline and tenant contract as the stream — "batch as
+//! a special case of streaming": the watermark stays put until the input
+//! ends, then every window flushes.
+
+use crate::sandbox::DataField;
+use crate::sink::OwnedWindow;
+
+/// The event-time range a job run covers, ms since the Unix epoch,
+/// `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobRange {
+    pub from: i64,
+    pub to: i64,
+}
+
+/// One result of a job run: a window of one key, with the tenant
+/// function's output fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchResult {
+    pub tenant: String,
+    pub job: String,
+    pub range: JobRange,
+    /// A `range` window covers exactly `range`.
+    pub window: OwnedWindow,
+    /// The job's key column names, in key order.
+    pub key_names: Vec<String>,
+    /// Key values, in the order of `key_names`.
+    pub key: Vec<String>,
+    /// Output fields in the order the function returned them.
+    pub fields: Vec<DataField>,
+}
+
+/// How the HTML report draws one window of a job (`[[batch.charts]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartSpec {
+    /// The job window whose results the chart shows.
+    pub window: String,
+    pub kind: ChartKind,
+    /// The output field drawn (`bars`, `series`); ignored by `histogram`
+    /// and `profile`, which read their own fields.
+    pub field: Option<String>,
+    pub title: String,
+    /// Unit of the drawn values (axis label).
+    pub unit: String,
+}
+
+/// Chart shapes of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChartKind {
+    /// One bar per key: `field` summed over the key's windows; the largest
+    /// is highlighted (e.g. records per station, breaches per alarm type).
+    Bars,
+    /// `field` over time: x = window start, one line per key (e.g. active
+    /// alarms per station per day).
+    Series,
+    /// Per key, the counts of fields named `bin:<lower edge>` summed over
+    /// its windows, bars `bin_width` wide (an int or float field).
+    Histogram,
+    /// Per key, the counts of fields `h00`…`h23` (UTC hour of day) summed
+    /// over its windows; the peak hour is highlighted.
+    Profile,
+}
+
+/// A job's results as the report draws them.
+#[derive(Debug, Clone)]
+pub struct ReportJob {
+    pub name: String,
+    pub range: JobRange,
+    pub charts: Vec<ChartSpec>,
+    pub results: Vec<BatchResult>,
+}
