@@ -4,6 +4,13 @@
 //! a special case of streaming": the watermark stays put until the input
 //! ends, then every window flushes.
 
+pub mod output;
+pub mod range;
+pub mod run;
+
+pub use range::{alert_range, parse_instant, schedule_range};
+pub use run::{Error, JobOutcome, JobRun};
+
 use crate::sandbox::DataField;
 use crate::sink::OwnedWindow;
 

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::sandbox::{FieldDef, FieldType, FunctionKind, Limits, ModuleInfo};
-use raw::{RawColumn, RawInput, RawLimits, RawManifest, RawWindow, S};
+use crate::batch::{ChartKind, ChartSpec};
+use raw::{RawBatch, RawColumn, RawInput, RawLimits, RawManifest, RawWindow, S};
 
 pub use units::{format_duration, parse_duration, parse_size};
 
@@ -92,6 +93,8 @@ pub struct Manifest {
     pub params: BTreeMap<String, String>,
     pub limits: Limits,
     pub output: OutputSpec,
+    /// `[[batch]]` jobs over stored or file input.
+    pub batch: Vec<BatchJobSpec>,
 }
 
 /// `[input]`: where records come from and how to read them.
@@ -222,6 +225,64 @@ pub struct AlertSpec {
     pub function: String,
 }
 
+/// One `[[batch]]` job: the tenant's functions over a bounded input (a
+/// time range of stored events, or a file), keyed and windowed its own way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchJobSpec {
+    /// Letters, digits, `_`, `-`; unique in the manifest.
+    pub name: String,
+    /// The job's key columns (text or int), in key order.
+    pub key: Vec<String>,
+    /// Only rows whose column (text or int) has this value.
+    pub filter: Vec<(String, String)>,
+    pub windows: Vec<BatchWindowSpec>,
+    /// How `--report` draws the results.
+    pub charts: Vec<ChartSpec>,
+    pub schedule: Option<ScheduleSpec>,
+    pub on_alert: Option<OnAlertSpec>,
+}
+
+/// One window of a batch job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchWindowSpec {
+    pub name: String,
+    pub span: BatchSpan,
+    pub function: WindowFunction,
+}
+
+/// What a batch window covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSpan {
+    /// The job's whole range, one window per key.
+    Range,
+    /// Tumbling or sliding windows over event time, epoch-aligned as in the
+    /// stream. (Count windows depend on arrival order, which a scan of
+    /// stored events does not keep; a global window is `range`.)
+    Window(WindowKind),
+}
+
+/// `[batch.schedule]`: run every `every` over the `range` that ends at the
+/// firing time rounded down to `align` — so every firing inside one
+/// `align` period covers the same range and writes the same rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleSpec {
+    pub every: Duration,
+    pub range: Duration,
+    pub align: Duration,
+}
+
+/// `[batch.on_alert]`: run when the stream raises one of `kinds`, over the
+/// `range` that ends at the alert's event time rounded up to `align`,
+/// restricted to the alert key's values of the `scope` columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnAlertSpec {
+    pub kinds: Vec<String>,
+    pub range: Duration,
+    pub align: Duration,
+    /// Stream key columns (also job key columns) the run is restricted to.
+    pub scope: Vec<String>,
+}
+
 /// `[output]`: where results go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputSpec {
@@ -295,6 +356,15 @@ impl Manifest {
                     a.function.as_str(),
                     FunctionKind::Alert,
                 )
+            }))
+            .chain(self.batch.iter().flat_map(|job| {
+                job.windows.iter().map(move |w| {
+                    (
+                        format!("batch job `{}` window `{}`", job.name, w.name),
+                        w.function.name(),
+                        w.function.kind(),
+                    )
+                })
             }));
         for (user, name, kind) in wanted {
             let found = info.functions.iter().find(|f| f.name == name);
@@ -327,6 +397,34 @@ impl Manifest {
                 version: info.version.clone(),
                 message: format!("{problem} (it offers: {offers})"),
             });
+        }
+        // An on_alert trigger waiting for a kind the alert function never
+        // raises would never run.
+        let raised: &[String] = self
+            .alerts
+            .as_ref()
+            .and_then(|a| info.functions.iter().find(|f| f.name == a.function))
+            .map_or(&[], |f| &f.alert_kinds);
+        for job in &self.batch {
+            let Some(on_alert) = &job.on_alert else {
+                continue;
+            };
+            if let Some(kind) = on_alert.kinds.iter().find(|k| !raised.contains(k)) {
+                return Err(Error::Module {
+                    module: info.name.clone(),
+                    version: info.version.clone(),
+                    message: format!(
+                        "batch job `{}` waits for alert kind `{kind}`, which the alert function \
+                         does not raise (it raises: {})",
+                        job.name,
+                        if raised.is_empty() {
+                            "nothing".to_owned()
+                        } else {
+                            list(raised)
+                        }
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -468,9 +566,11 @@ impl Ctx<'_> {
             }
             None => None,
         };
-        if windows.is_empty() && alerts.is_none() {
+        let batch = self.batch_jobs(&raw.batch, &input, alerts.is_some())?;
+        if windows.is_empty() && alerts.is_none() && batch.is_empty() {
             return Err(self.nowhere(
-                "nothing to compute: declare at least one [[windows]] or an [alerts] function",
+                "nothing to compute: declare at least one [[windows]], an [alerts] function \
+                 or a [[batch]] job",
             ));
         }
         let mut params = BTreeMap::new();
@@ -512,6 +612,249 @@ impl Ctx<'_> {
             output: OutputSpec {
                 exchange: raw.output.exchange.into_inner(),
             },
+            batch,
+        })
+    }
+
+    fn batch_jobs(
+        &self,
+        raw: &[S<RawBatch>],
+        input: &InputSpec,
+        has_alerts: bool,
+    ) -> Result<Vec<BatchJobSpec>> {
+        let mut jobs: Vec<BatchJobSpec> = Vec::with_capacity(raw.len());
+        for job in raw {
+            let job = job.get_ref();
+            let name = job.name.get_ref();
+            if !valid_name(name, false) {
+                return Err(self.at(
+                    job.name.span(),
+                    format!("batch job name `{name}` must be 1 to 64 letters, digits, `_` or `-`"),
+                ));
+            }
+            if jobs.iter().any(|j| &j.name == name) {
+                return Err(self.at(
+                    job.name.span(),
+                    format!("batch job name `{name}` is used twice"),
+                ));
+            }
+            jobs.push(self.batch_job(job, input, has_alerts)?);
+        }
+        Ok(jobs)
+    }
+
+    fn batch_job(&self, raw: &RawBatch, input: &InputSpec, has_alerts: bool) -> Result<BatchJobSpec> {
+        let name = raw.name.get_ref();
+        let prefix = format!("batch job `{name}`: ");
+        let key = self.key(
+            &raw.key,
+            &input.columns,
+            &format!("batch job `{name}`: `key`"),
+            &prefix,
+        )?;
+        let mut filter = Vec::with_capacity(raw.filter.len());
+        for (column, value) in &raw.filter {
+            let Some(spec) = input.columns.iter().find(|c| &c.name == column) else {
+                return Err(self.at(
+                    value.span(),
+                    format!(
+                        "{prefix}filter column `{column}` is not a declared column (columns: {})",
+                        list(input.columns.iter().map(|c| c.name.as_str()))
+                    ),
+                ));
+            };
+            let text = match (spec.ty, value.get_ref()) {
+                (FieldType::Text, toml::Value::String(s)) => s.clone(),
+                (FieldType::Int, toml::Value::Integer(i)) => i.to_string(),
+                (FieldType::Int, toml::Value::String(s)) if s.parse::<i64>().is_ok() => {
+                    s.clone()
+                }
+                (FieldType::Text | FieldType::Int, _) => {
+                    return Err(self.at(
+                        value.span(),
+                        format!(
+                            "{prefix}filter `{column}` must be a {} value",
+                            type_name(spec.ty)
+                        ),
+                    ))
+                }
+                (ty, _) => {
+                    return Err(self.at(
+                        value.span(),
+                        format!(
+                            "{prefix}filter column `{column}` is {}; filters compare text or \
+                             int columns (other values have more than one spelling)",
+                            type_name(ty)
+                        ),
+                    ))
+                }
+            };
+            filter.push((column.clone(), text));
+        }
+        if raw.windows.get_ref().is_empty() {
+            return Err(self.at(
+                raw.windows.span(),
+                format!("{prefix}`windows` is empty; give at least one window"),
+            ));
+        }
+        let windows = self.named_windows(raw.windows.get_ref(), |w| self.batch_window(w, &prefix))?;
+        let mut charts = Vec::with_capacity(raw.charts.len());
+        for chart in &raw.charts {
+            let chart = chart.get_ref();
+            let window = chart.window.get_ref();
+            if !windows.iter().any(|w| &w.name == window) {
+                return Err(self.at(
+                    chart.window.span(),
+                    format!(
+                        "{prefix}chart window `{window}` is not a window of the job (windows: {})",
+                        list(windows.iter().map(|w| w.name.as_str()))
+                    ),
+                ));
+            }
+            let kind = match chart.kind.get_ref().as_str() {
+                "bars" => ChartKind::Bars,
+                "series" => ChartKind::Series,
+                "histogram" => ChartKind::Histogram,
+                "profile" => ChartKind::Profile,
+                other => {
+                    return Err(self.at(
+                        chart.kind.span(),
+                        format!(
+                            "{prefix}unknown chart kind `{other}` (expected bars, series, \
+                             histogram or profile)"
+                        ),
+                    ))
+                }
+            };
+            let field = chart.field.as_ref().map(|f| f.get_ref().clone());
+            if matches!(kind, ChartKind::Bars | ChartKind::Series) && field.is_none() {
+                return Err(self.at(
+                    chart.kind.span(),
+                    format!(
+                        "{prefix}a {} chart needs `field`, the output field it draws",
+                        chart.kind.get_ref()
+                    ),
+                ));
+            }
+            charts.push(ChartSpec {
+                window: window.clone(),
+                kind,
+                field,
+                title: chart.title.get_ref().clone(),
+                unit: chart.unit.as_ref().map_or_else(String::new, |u| u.get_ref().clone()),
+            });
+        }
+        let schedule = match &raw.schedule {
+            None => None,
+            Some(s) => {
+                let s = s.get_ref();
+                let every = self.positive_duration(&s.every, &format!("{prefix}schedule `every`"))?;
+                let range = self.positive_duration(&s.range, &format!("{prefix}schedule `range`"))?;
+                let align = match &s.align {
+                    Some(a) => self.positive_duration(a, &format!("{prefix}schedule `align`"))?,
+                    None => every,
+                };
+                Some(ScheduleSpec { every, range, align })
+            }
+        };
+        let on_alert = match &raw.on_alert {
+            None => None,
+            Some(a) => {
+                let span = a.span();
+                let a = a.get_ref();
+                if !has_alerts {
+                    return Err(self.at(
+                        span,
+                        format!(
+                            "{prefix}`on_alert` needs the stream's [alerts] function, which \
+                             raises the alerts"
+                        ),
+                    ));
+                }
+                if a.kinds.get_ref().is_empty() {
+                    return Err(self.at(
+                        a.kinds.span(),
+                        format!("{prefix}on_alert `kinds` is empty; name the alert kinds"),
+                    ));
+                }
+                let range = self.positive_duration(&a.range, &format!("{prefix}on_alert `range`"))?;
+                let align = match &a.align {
+                    Some(al) => self.positive_duration(al, &format!("{prefix}on_alert `align`"))?,
+                    None => Duration::from_secs(3600),
+                };
+                let mut scope = Vec::with_capacity(a.scope.len());
+                for column in &a.scope {
+                    let c = column.get_ref();
+                    if !input.key.contains(c) || !key.contains(c) {
+                        return Err(self.at(
+                            column.span(),
+                            format!(
+                                "{prefix}on_alert scope column `{c}` must be a key column of \
+                                 both the stream ([input] key: {}) and the job (key: {}): the \
+                                 alert's key gives its value, and runs scoped to different \
+                                 values must write different rows",
+                                list(&input.key),
+                                list(&key)
+                            ),
+                        ));
+                    }
+                    scope.push(c.clone());
+                }
+                Some(OnAlertSpec {
+                    kinds: a.kinds.get_ref().iter().map(|k| k.get_ref().clone()).collect(),
+                    range,
+                    align,
+                    scope,
+                })
+            }
+        };
+        Ok(BatchJobSpec {
+            name: name.clone(),
+            key,
+            filter,
+            windows,
+            charts,
+            schedule,
+            on_alert,
+        })
+    }
+
+    fn batch_window(&self, w: &RawWindow, prefix: &str) -> Result<BatchWindowSpec> {
+        let name = w.name.get_ref();
+        let span = match w.kind.get_ref().as_str() {
+            "range" => {
+                let extra = [
+                    ("size", w.size.as_ref().map(S::span)),
+                    ("slide", w.slide.as_ref().map(S::span)),
+                    ("n", w.n.as_ref().map(S::span)),
+                    ("emit_every", w.emit_every.as_ref().map(S::span)),
+                ];
+                if let Some((key, Some(span))) = extra.into_iter().find(|(_, s)| s.is_some()) {
+                    return Err(self.at(
+                        span,
+                        format!(
+                            "{prefix}window `{name}`: `{key}` does not apply to a range window \
+                             (it covers the job's whole range)"
+                        ),
+                    ));
+                }
+                BatchSpan::Range
+            }
+            "tumbling" | "sliding" => BatchSpan::Window(self.window(w)?.kind),
+            other => {
+                return Err(self.at(
+                    w.kind.span(),
+                    format!(
+                        "{prefix}window `{name}`: kind `{other}` is not a batch window kind \
+                         (expected range, tumbling or sliding)"
+                    ),
+                ))
+            }
+        };
+        Ok(BatchWindowSpec {
+            name: name.clone(),
+            span,
+            function: self.window_function(w)?,
         })
     }
 
@@ -561,51 +904,7 @@ impl Ctx<'_> {
         }
         let names = || list(columns.iter().map(|c| c.name.as_str()));
 
-        if raw.key.get_ref().is_empty() {
-            return Err(self.at(
-                raw.key.span(),
-                format!(
-                    "[input] `key` is empty; name one or more key columns (columns: {})",
-                    names()
-                ),
-            ));
-        }
-        let mut key: Vec<String> = Vec::new();
-        for k in raw.key.get_ref() {
-            let name = k.get_ref();
-            let Some(column) = columns.iter().find(|c| &c.name == name) else {
-                return Err(self.at(
-                    k.span(),
-                    format!(
-                        "key column `{name}` is not a declared column (columns: {})",
-                        names()
-                    ),
-                ));
-            };
-            if column.optional {
-                return Err(self.at(
-                    k.span(),
-                    format!(
-                        "key column `{name}` is optional; key columns must be present in every row"
-                    ),
-                ));
-            }
-            if !matches!(column.ty, FieldType::Text | FieldType::Int) {
-                return Err(self.at(
-                    k.span(),
-                    format!(
-                        "key column `{name}` is {}; key columns are text or int (a key is \
-                         compared by its text, and equal floats or times can be spelled \
-                         differently)",
-                        type_name(column.ty)
-                    ),
-                ));
-            }
-            if key.contains(name) {
-                return Err(self.at(k.span(), format!("key column `{name}` is listed twice")));
-            }
-            key.push(name.clone());
-        }
+        let key = self.key(&raw.key, &columns, "[input] `key`", "")?;
 
         let event_time = raw.event_time.get_ref();
         match columns.iter().find(|c| &c.name == event_time) {
@@ -660,6 +959,66 @@ impl Ctx<'_> {
             allowed_lateness,
             idle_timeout,
         })
+    }
+
+    /// Checks key columns: declared, required, text or int, each once.
+    /// `what` names the list (`[input] \`key\``), `prefix` starts the
+    /// other messages.
+    fn key(
+        &self,
+        raw: &S<Vec<S<String>>>,
+        columns: &[ColumnSpec],
+        what: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>> {
+        let names = || list(columns.iter().map(|c| c.name.as_str()));
+        if raw.get_ref().is_empty() {
+            return Err(self.at(
+                raw.span(),
+                format!(
+                    "{what} is empty; name one or more key columns (columns: {})",
+                    names()
+                ),
+            ));
+        }
+        let mut key: Vec<String> = Vec::new();
+        for k in raw.get_ref() {
+            let name = k.get_ref();
+            let Some(column) = columns.iter().find(|c| &c.name == name) else {
+                return Err(self.at(
+                    k.span(),
+                    format!(
+                        "{prefix}key column `{name}` is not a declared column (columns: {})",
+                        names()
+                    ),
+                ));
+            };
+            if column.optional {
+                return Err(self.at(
+                    k.span(),
+                    format!(
+                        "{prefix}key column `{name}` is optional; key columns must be present in every row"
+                    ),
+                ));
+            }
+            if !matches!(column.ty, FieldType::Text | FieldType::Int) {
+                return Err(self.at(
+                    k.span(),
+                    format!(
+                        "{prefix}key column `{name}` is {}; key columns are text or int (a key is \
+                         compared by its text, and equal floats or times can be spelled \
+                         differently)",
+                        type_name(column.ty)
+                    ),
+                ));
+            }
+            if key.contains(name) {
+                return Err(self.at(k.span(), format!("{prefix}key column `{name}` is listed twice")));
+            }
+            key.push(name.clone());
+        }
+
+        Ok(key)
     }
 
     fn column(&self, raw: &RawColumn, before: &[ColumnSpec]) -> Result<ColumnSpec> {
@@ -728,7 +1087,16 @@ impl Ctx<'_> {
     }
 
     fn windows(&self, raw: &[S<RawWindow>]) -> Result<Vec<WindowSpec>> {
-        let mut windows: Vec<WindowSpec> = Vec::with_capacity(raw.len());
+        self.named_windows(raw, |w| self.window(w))
+    }
+
+    /// Builds each window with `build`, checking names: valid and unique.
+    fn named_windows<T>(
+        &self,
+        raw: &[S<RawWindow>],
+        build: impl Fn(&RawWindow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut windows: Vec<T> = Vec::with_capacity(raw.len());
         let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
         for w in raw {
             let w = w.get_ref();
@@ -746,7 +1114,7 @@ impl Ctx<'_> {
                 ));
             }
             first_seen.insert(name, line_column(self.text, w.name.span().start).0);
-            windows.push(self.window(w)?);
+            windows.push(build(w)?);
         }
         Ok(windows)
     }
@@ -864,6 +1232,17 @@ impl Ctx<'_> {
                 ))
             }
         };
+        let function = self.window_function(w)?;
+        Ok(WindowSpec {
+            name: name.clone(),
+            kind,
+            function,
+        })
+    }
+
+    /// The function a window calls: exactly one of `aggregate`, `process`.
+    fn window_function(&self, w: &RawWindow) -> Result<WindowFunction> {
+        let name = w.name.get_ref();
         let function = match (&w.aggregate, &w.process) {
             (Some(_), Some(p)) => {
                 return Err(self.at(
@@ -889,11 +1268,7 @@ impl Ctx<'_> {
             (Some(a), None) => WindowFunction::Aggregate(a.get_ref().clone()),
             (None, Some(p)) => WindowFunction::Process(p.get_ref().clone()),
         };
-        Ok(WindowSpec {
-            name: name.clone(),
-            kind,
-            function,
-        })
+        Ok(function)
     }
 
     fn limits(&self, raw: &RawLimits) -> Result<Limits> {

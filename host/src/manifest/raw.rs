@@ -24,6 +24,8 @@ pub(super) struct RawManifest {
     #[serde(default)]
     pub limits: RawLimits,
     pub output: RawOutput,
+    #[serde(default)]
+    pub batch: Vec<S<RawBatch>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,4 +86,47 @@ pub(super) struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOutput {
     pub exchange: S<String>,
+}
+
+/// One `[[batch]]` job.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBatch {
+    pub name: S<String>,
+    pub key: S<Vec<S<String>>>,
+    #[serde(default)]
+    pub filter: BTreeMap<String, S<toml::Value>>,
+    pub windows: S<Vec<S<RawWindow>>>,
+    #[serde(default)]
+    pub charts: Vec<S<RawChart>>,
+    pub schedule: Option<S<RawSchedule>>,
+    pub on_alert: Option<S<RawOnAlert>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawChart {
+    pub window: S<String>,
+    pub kind: S<String>,
+    pub field: Option<S<String>>,
+    pub title: S<String>,
+    pub unit: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSchedule {
+    pub every: S<String>,
+    pub range: S<String>,
+    pub align: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOnAlert {
+    pub kinds: S<Vec<S<String>>>,
+    pub range: S<String>,
+    pub align: Option<S<String>>,
+    #[serde(default)]
+    pub scope: Vec<S<String>>,
 }

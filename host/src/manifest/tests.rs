@@ -488,7 +488,7 @@ fn a_manifest_must_compute_something() {
         .replace("[alerts]\nfunction = \"alerts\"\n", "")
         .replace("[[windows]]\nname = \"minute\"\nkind = \"sliding\"\nsize = \"60s\"\nslide = \"5s\"\naggregate = \"stats\"\n", "");
     let err = load(&text).expect_err("nothing").to_string();
-    assert_eq!(err, "conf/bts.toml: nothing to compute: declare at least one [[windows]] or an [alerts] function");
+    assert_eq!(err, "conf/bts.toml: nothing to compute: declare at least one [[windows]], an [alerts] function or a [[batch]] job");
 }
 
 #[test]
@@ -621,6 +621,153 @@ fn the_example_manifest_fits_the_real_bts_module() {
     assert!(
         err.to_string()
             .contains("window `global` uses `stats` as a process-window function"),
+        "{err}"
+    );
+}
+
+/// BASE with batch jobs appended.
+fn with_batch(batch: &str) -> Result<Manifest> {
+    load(&format!("{BASE}{batch}"))
+}
+
+const JOB: &str = r#"
+[[batch]]
+name = "per_day"
+key = ["station_id"]
+filter = { station_id = "7" }
+windows = [
+  { name = "day", kind = "tumbling", size = "1d", aggregate = "stats" },
+  { name = "all", kind = "range", aggregate = "stats" },
+]
+charts = [{ window = "day", kind = "series", field = "mean", title = "Mean per day", unit = "V" }]
+[batch.schedule]
+every = "10s"
+range = "30d"
+align = "1h"
+[batch.on_alert]
+kinds = ["predicted-breach"]
+range = "24h"
+scope = ["station_id"]
+"#;
+
+#[test]
+fn a_batch_job_loads_with_its_windows_charts_and_triggers() {
+    let m = with_batch(JOB).expect("valid");
+    let job = &m.batch[0];
+    assert_eq!(job.name, "per_day");
+    assert_eq!(job.key, ["station_id"]);
+    assert_eq!(job.filter, [("station_id".to_owned(), "7".to_owned())]);
+    assert_eq!(
+        job.windows[0].span,
+        BatchSpan::Window(WindowKind::Tumbling {
+            size: Duration::from_secs(86_400)
+        })
+    );
+    assert_eq!(job.windows[1].span, BatchSpan::Range);
+    assert_eq!(job.windows[1].function, WindowFunction::Aggregate("stats".into()));
+    assert_eq!(job.charts[0].kind, ChartKind::Series);
+    assert_eq!(job.charts[0].field.as_deref(), Some("mean"));
+    assert_eq!(
+        job.schedule,
+        Some(ScheduleSpec {
+            every: Duration::from_secs(10),
+            range: Duration::from_secs(30 * 86_400),
+            align: Duration::from_secs(3600),
+        })
+    );
+    let on_alert = job.on_alert.as_ref().expect("on_alert");
+    assert_eq!(on_alert.kinds, ["predicted-breach"]);
+    assert_eq!(on_alert.align, Duration::from_secs(3600), "default align");
+    assert_eq!(on_alert.scope, ["station_id"]);
+}
+
+#[test]
+fn batch_job_errors_say_which_job_and_what_was_expected() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (r#"kind = "range", aggregate"#, r#"kind = "count", n = 5, aggregate"#, &[
+            "batch job `per_day`: window `all`: kind `count` is not a batch window kind",
+            "range, tumbling or sliding",
+        ]),
+        (r#"kind = "range", aggregate"#, r#"kind = "range", size = "1h", aggregate"#, &[
+            "`size` does not apply to a range window",
+        ]),
+        (r#"key = ["station_id"]"#, r#"key = ["value"]"#, &[
+            "batch job `per_day`: key column `value` is float",
+        ]),
+        (r#"key = ["station_id"]"#, r#"key = []"#, &["batch job `per_day`: `key` is empty"]),
+        (r#"filter = { station_id = "7" }"#, r#"filter = { nope = "7" }"#, &[
+            "filter column `nope` is not a declared column",
+        ]),
+        (r#"filter = { station_id = "7" }"#, r#"filter = { value = "7" }"#, &[
+            "filter column `value` is float",
+        ]),
+        (r#"window = "day""#, r#"window = "week""#, &[
+            "chart window `week` is not a window of the job (windows: day, all)",
+        ]),
+        (r#"kind = "series""#, r#"kind = "pie""#, &["unknown chart kind `pie`"]),
+        (r#"field = "mean", "#, "", &["a series chart needs `field`"]),
+        (r#"every = "10s""#, r#"every = "0s""#, &["schedule `every` must be greater than zero"]),
+        (r#"range = "24h""#, r#"range = "24""#, &["on_alert `range`", "has no unit"]),
+        (r#"scope = ["station_id"]"#, r#"scope = ["value"]"#, &[
+            "on_alert scope column `value` must be a key column of both the stream",
+        ]),
+        (r#"kinds = ["predicted-breach"]"#, r#"kinds = []"#, &["on_alert `kinds` is empty"]),
+        (r#"name = "per_day""#, r#"name = "per day""#, &["batch job name `per day` must be"]),
+        (r#"every = "10s""#, r#"every = "10s"
+cron = "* * *""#, &["unknown field `cron`"]),
+    ];
+    for (from, to, parts) in cases {
+        assert!(JOB.contains(from), "JOB has no {from:?}");
+        let err = with_batch(&JOB.replacen(from, to, 1))
+            .expect_err(to)
+            .to_string();
+        assert!(err.starts_with("conf/bts.toml:"), "{err}");
+        for part in *parts {
+            assert!(err.contains(part), "expected {part:?} in: {err}");
+        }
+    }
+    let twice = with_batch(&format!("{JOB}{JOB}")).expect_err("duplicate").to_string();
+    assert!(twice.contains("batch job name `per_day` is used twice"), "{twice}");
+    let no_alerts = load(&format!("{}{JOB}", BASE.replace("[alerts]\nfunction = \"alerts\"\n", "")))
+        .expect_err("on_alert without alerts")
+        .to_string();
+    assert!(no_alerts.contains("`on_alert` needs the stream's [alerts] function"), "{no_alerts}");
+}
+
+#[test]
+fn a_manifest_with_only_batch_jobs_has_something_to_compute() {
+    let stream_less = BASE
+        .replace("[alerts]\nfunction = \"alerts\"\n", "")
+        .replace(
+            "[[windows]]\nname = \"minute\"\nkind = \"sliding\"\nsize = \"60s\"\nslide = \"5s\"\naggregate = \"stats\"\n",
+            "",
+        );
+    let job = JOB.replace(
+        "[batch.on_alert]\nkinds = [\"predicted-breach\"]\nrange = \"24h\"\nscope = [\"station_id\"]\n",
+        "",
+    );
+    let m = load(&format!("{stream_less}{job}")).expect("batch only is enough");
+    assert!(m.windows.is_empty() && m.alerts.is_none());
+    assert_eq!(m.batch.len(), 1);
+}
+
+#[test]
+fn check_module_covers_batch_functions_and_alert_kinds() {
+    let m = with_batch(JOB).expect("valid");
+    let mut offer = info(&[("stats", FunctionKind::Aggregate), ("alerts", FunctionKind::Alert)]);
+    offer.functions[1].alert_kinds = vec!["predicted-breach".into()];
+    m.check_module(&offer).expect("fits");
+    let mut renamed = m.clone();
+    renamed.batch[0].windows[1].function = WindowFunction::Aggregate("histogram".into());
+    let err = renamed.check_module(&offer).expect_err("missing").to_string();
+    assert!(
+        err.contains("batch job `per_day` window `all` uses aggregate function `histogram`"),
+        "{err}"
+    );
+    offer.functions[1].alert_kinds = vec!["alarm-raised".into()];
+    let err = m.check_module(&offer).expect_err("kind").to_string();
+    assert!(
+        err.contains("batch job `per_day` waits for alert kind `predicted-breach`, which the alert function does not raise (it raises: alarm-raised)"),
         "{err}"
     );
 }

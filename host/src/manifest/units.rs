@@ -1,4 +1,4 @@
-//! Durations (`"250ms"`, `"5s"`, `"10m"`, `"1h"`) and sizes (`"512B"`,
+//! Durations (`"250ms"`, `"5s"`, `"10m"`, `"1h"`, `"1d"`) and sizes (`"512B"`,
 //! `"64KiB"`, `"64MiB"`, `"4GiB"`) as the manifest spells them.
 //!
 //! Whole numbers with an explicit unit only: a bare `60` could mean seconds
@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-const DURATION_UNITS: &str = "ms, s, m or h";
+const DURATION_UNITS: &str = "ms, s, m, h or d";
 const SIZE_UNITS: &str = "B, KiB, MiB or GiB";
 
 /// Splits `"64 MiB"` into `(64, "MiB")`; `units` and `example` show the
@@ -33,8 +33,8 @@ fn split(text: &str, units: &str, example: &str) -> Result<(u64, String), String
     Ok((value, unit.to_owned()))
 }
 
-/// Parses a manifest duration: a whole number followed by `ms`, `s`, `m` or
-/// `h`. Zero is allowed here; callers that need a positive duration check.
+/// Parses a manifest duration: a whole number followed by `ms`, `s`, `m`,
+/// `h` or `d` (24 h: batch jobs window and schedule by days). Zero is allowed here; callers that need a positive duration check.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (value, unit) = split(text, DURATION_UNITS, "5s")?;
     let ms_per_unit: u64 = match unit.as_str() {
@@ -42,6 +42,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
+        "d" => 86_400_000,
         other => {
             return Err(format!(
                 "`{text}`: unknown duration unit `{other}` (expected {DURATION_UNITS})"
@@ -80,6 +81,7 @@ pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     match ms {
         0 => "0s".to_owned(),
+        _ if ms.is_multiple_of(86_400_000) => format!("{}d", ms / 86_400_000),
         _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
         _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
         _ if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
@@ -97,6 +99,7 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("2 h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
     }
 
@@ -104,7 +107,7 @@ mod tests {
     fn durations_without_a_known_unit_are_refused_with_the_accepted_units() {
         let bare = parse_duration("60").expect_err("no unit");
         assert!(
-            bare.contains("has no unit") && bare.contains("ms, s, m or h"),
+            bare.contains("has no unit") && bare.contains("ms, s, m, h or d"),
             "{bare}"
         );
         let unknown = parse_duration("5sec").expect_err("unknown unit");

@@ -88,6 +88,17 @@ impl OwnedValue {
             OwnedValue::Absent => FieldValue::Absent,
         }
     }
+
+    /// Whether the value reads as `text`: a text column's value itself, an
+    /// int in decimal (how key values are compared); never for other types,
+    /// whose spelling is not unique.
+    pub fn text_equals(&self, text: &str) -> bool {
+        match self {
+            OwnedValue::Text(s) => &**s == text,
+            OwnedValue::Int(i) => text.parse::<i64>() == Ok(*i),
+            _ => false,
+        }
+    }
 }
 
 /// A record that parsed.

@@ -160,6 +160,40 @@ pub struct Options {
     pub suspend: Option<Arc<AtomicBool>>,
     /// Where to report window-fire and end-to-end latencies (`/metrics`).
     pub latency: Option<Arc<dyn LatencyObserver>>,
+    /// Keep only the parsed rows this selects (a batch job's range and
+    /// scope); bad rows are kept, they are counted and dead-lettered.
+    pub select: Option<Arc<RowSelect>>,
+}
+
+/// Which parsed rows a run keeps: an event-time range and column values.
+/// Applied where rows are read, before anything counts or windows them.
+#[derive(Debug, Default)]
+pub struct RowSelect {
+    /// `[from, to)`, ms since the Unix epoch.
+    pub time: Option<(i64, i64)>,
+    /// (column index, value): the column's value, as text, must equal it.
+    pub equals: Vec<(usize, String)>,
+    /// Rows left out so far.
+    pub skipped: std::sync::atomic::AtomicU64,
+}
+
+impl RowSelect {
+    /// Whether `row` is kept; counts it in `skipped` when not.
+    pub fn keeps(&self, row: &ParsedRow) -> bool {
+        let in_time = self
+            .time
+            .is_none_or(|(from, to)| (from..to).contains(&row.time));
+        let keep = in_time
+            && self.equals.iter().all(|(column, value)| {
+                row.values
+                    .get(*column)
+                    .is_some_and(|v| v.text_equals(value))
+            });
+        if !keep {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        keep
+    }
 }
 
 impl Default for Options {
@@ -172,6 +206,7 @@ impl Default for Options {
             counters: None,
             suspend: None,
             latency: None,
+            select: None,
         }
     }
 }
@@ -332,6 +367,7 @@ where
             batch_rows,
             // Positions are kept for the raw-event store only.
             keep_positions: sinks.stores_events(),
+            select: options.select.clone(),
         };
         let worker_acks = if checkpointing { None } else { acks.clone() };
         let reader = {
@@ -503,12 +539,14 @@ fn millis(d: Duration) -> i64 {
 }
 
 /// How the reader cuts its output into chunks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Chunking {
     /// Rows per chunk at most.
     batch_rows: usize,
     /// Keep each row's position (for the raw-event store).
     keep_positions: bool,
+    /// Leave out the parsed rows this does not keep.
+    select: Option<Arc<RowSelect>>,
 }
 
 /// Parsed records handed from the reader to the coordinator; `seq`: the
@@ -538,6 +576,7 @@ fn read_input(
     Chunking {
         batch_rows,
         keep_positions,
+        select,
     }: Chunking,
     counters: &Counters,
     tx: &SyncSender<Chunk>,
@@ -570,7 +609,13 @@ fn read_input(
             continue;
         }
         bytes += n as u64;
-        rows.push(parser.parse_record(&line, source_name, line_no, at));
+        let row = parser.parse_record(&line, source_name, line_no, at);
+        if let (Some(select), Ok(parsed)) = (&select, &row) {
+            if !select.keeps(parsed) {
+                continue;
+            }
+        }
+        rows.push(row);
         if keep_positions {
             positions.push(RowPos {
                 source: Arc::clone(&source),
@@ -621,6 +666,7 @@ fn read_messages(
     Chunking {
         batch_rows,
         keep_positions,
+        ..
     }: Chunking,
     counters: &Counters,
     tx: &SyncSender<Chunk>,

@@ -352,7 +352,7 @@ impl Serialize for DataJson<'_> {
 /// reads back the same and always keeps a `.0` or exponent on integral
 /// values (`241.0`), and writes non-finite values as `null`; the sink tests
 /// pin both.
-struct ValueJson<'a>(&'a Value);
+pub(crate) struct ValueJson<'a>(pub(crate) &'a Value);
 
 impl Serialize for ValueJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
