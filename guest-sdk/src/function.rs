@@ -72,11 +72,17 @@ pub struct Function<T> {
 }
 
 /// Decodes an accumulator (or starts one), adds events, encodes it.
-type AddShim<T> = fn(&T, Option<&[u8]>, Events<'_>) -> Result<Vec<u8>>;
+///
+/// This, [`FinishShim`] and [`ProcessShim`] are boxed closures rather than
+/// `fn` pointers so [`Function::embed`] can wrap them with the projection
+/// to the embedded tenant.
+type AddShim<T> = Box<dyn Fn(&T, Option<&[u8]>, Events<'_>) -> Result<Vec<u8>> + Send + Sync>;
 /// Decodes panes, merges them in order, encodes the result.
 type MergeShim = fn(Vec<Vec<u8>>) -> Result<Vec<u8>>;
 /// Decodes and merges panes, finishes into output fields.
-type FinishShim<T> = fn(&T, Vec<Vec<u8>>) -> Result<Vec<DataField>>;
+type FinishShim<T> = Box<dyn Fn(&T, Vec<Vec<u8>>) -> Result<Vec<DataField>> + Send + Sync>;
+/// Runs a process-window function.
+type ProcessShim<T> = Box<dyn Fn(&T, &Key<'_>, WindowInfo, Events<'_>) -> Output + Send + Sync>;
 
 pub(crate) enum Imp<T> {
     Aggregate {
@@ -85,7 +91,30 @@ pub(crate) enum Imp<T> {
         finish: FinishShim<T>,
     },
     Alert(Box<dyn ErasedAlert<T>>),
-    ProcessWindow(ProcessWindowFn<T>),
+    ProcessWindow(ProcessShim<T>),
+}
+
+// The closures get their higher-ranked signatures from these parameters;
+// written inline in `Box::new` they would not.
+fn add_shim<T, F>(f: F) -> AddShim<T>
+where
+    F: Fn(&T, Option<&[u8]>, Events<'_>) -> Result<Vec<u8>> + Send + Sync + 'static,
+{
+    Box::new(f)
+}
+
+fn finish_shim<T, F>(f: F) -> FinishShim<T>
+where
+    F: Fn(&T, Vec<Vec<u8>>) -> Result<Vec<DataField>> + Send + Sync + 'static,
+{
+    Box::new(f)
+}
+
+fn process_shim<T, F>(f: F) -> ProcessShim<T>
+where
+    F: Fn(&T, &Key<'_>, WindowInfo, Events<'_>) -> Output + Send + Sync + 'static,
+{
+    Box::new(f)
 }
 
 impl<T: 'static> Function<T> {
@@ -96,9 +125,9 @@ impl<T: 'static> Function<T> {
             outputs: strings(A::OUTPUTS),
             alert_kinds: Vec::new(),
             imp: Imp::Aggregate {
-                add: aggregate_add::<T, A>,
+                add: add_shim(aggregate_add::<T, A>),
                 merge: aggregate_merge::<T, A>,
-                finish: aggregate_finish::<T, A>,
+                finish: finish_shim(aggregate_finish::<T, A>),
             },
         }
     }
@@ -123,7 +152,38 @@ impl<T: 'static> Function<T> {
             name: name.to_string(),
             outputs: strings(outputs),
             alert_kinds: Vec::new(),
-            imp: Imp::ProcessWindow(f),
+            imp: Imp::ProcessWindow(process_shim(f)),
+        }
+    }
+
+    /// Offers this function of tenant `T` from a tenant `O` that embeds a
+    /// `T`, reached through `inner`: name, kind, outputs, alert kinds,
+    /// accumulator and state encodings stay `T`'s, so the function behaves
+    /// exactly as in `T`'s own module. This is how one module serves
+    /// another tenant crate's functions without copying them.
+    ///
+    /// `O::init` builds the embedded `T` (usually with `T::init` on the same
+    /// params and schema), and `O::functions` maps `T::functions()` through
+    /// `embed`. A name clash with `O`'s own functions fails `init`.
+    pub fn embed<O: 'static>(self, inner: fn(&O) -> &T) -> Function<O> {
+        let imp = match self.imp {
+            Imp::Aggregate { add, merge, finish } => Imp::Aggregate {
+                add: add_shim(move |o: &O, state, events| add(inner(o), state, events)),
+                merge,
+                finish: finish_shim(move |o: &O, panes| finish(inner(o), panes)),
+            },
+            Imp::Alert(run) => Imp::Alert(Box::new(EmbeddedAlert { run, inner })),
+            Imp::ProcessWindow(run) => {
+                Imp::ProcessWindow(process_shim(move |o: &O, key, window, events| {
+                    run(inner(o), key, window, events)
+                }))
+            }
+        };
+        Function {
+            name: self.name,
+            outputs: self.outputs,
+            alert_kinds: self.alert_kinds,
+            imp,
         }
     }
 }
@@ -260,5 +320,26 @@ where
         let mut s: S = decode(state)?;
         (self.f)(tenant, &mut s, key, events, alerts);
         encode(&s)
+    }
+}
+
+/// An embedded tenant's alert function, run on the part of the outer
+/// tenant that [`Function::embed`] projects to.
+struct EmbeddedAlert<O, T> {
+    run: Box<dyn ErasedAlert<T>>,
+    inner: fn(&O) -> &T,
+}
+
+impl<O, T> ErasedAlert<O> for EmbeddedAlert<O, T> {
+    fn run(
+        &self,
+        tenant: &O,
+        state: Option<&[u8]>,
+        key: &Key<'_>,
+        events: Events<'_>,
+        alerts: &mut Alerts,
+    ) -> Result<Vec<u8>> {
+        self.run
+            .run((self.inner)(tenant), state, key, events, alerts)
     }
 }

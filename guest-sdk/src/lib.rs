@@ -11,6 +11,9 @@
 //! - **process-window functions** ([`Function::process_window`]): get all
 //!   events of a fired window.
 //!
+//! A tenant can also offer another tenant's functions by embedding it
+//! ([`Function::embed`]), so one module serves both without copied code.
+//!
 //! Accumulators and keyed state are host-held: they cross the boundary as
 //! `postcard` bytes with each call, so the host can checkpoint them and a
 //! failed call changes nothing. [`export_tenant!`] turns the type into the

@@ -538,6 +538,169 @@ fn init_reports_schema_and_param_problems() {
     assert!(err.message.contains("param `rise_by` = \"lots\""), "{err}");
 }
 
+// --- Embedding: a tenant offering another tenant's functions.
+
+/// Embeds a `Probe` and adds one function of its own.
+struct Outer {
+    probe: Probe,
+    value: FloatField,
+}
+
+fn probe_of(outer: &Outer) -> &Probe {
+    &outer.probe
+}
+
+impl Tenant for Outer {
+    const NAME: &'static str = "outer";
+    const VERSION: &'static str = "0.0.1";
+
+    fn init(params: &Params, schema: &Schema) -> Result<Self, GuestError> {
+        Ok(Outer {
+            probe: Probe::init(params, schema)?,
+            value: schema.float("value")?,
+        })
+    }
+
+    fn functions() -> Vec<Function<Self>> {
+        let mut functions = vec![Function::aggregate::<Peak>("peak")];
+        functions.extend(Probe::functions().into_iter().map(|f| f.embed(probe_of)));
+        functions
+    }
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Peak(Option<f64>);
+
+impl Aggregate<Outer> for Peak {
+    const OUTPUTS: &'static [&'static str] = &["peak"];
+
+    fn add(&mut self, t: &Outer, e: Event<'_>) {
+        let v = e.get(t.value);
+        self.0 = Some(self.0.map_or(v, |p| p.max(v)));
+    }
+
+    fn merge(&mut self, other: Self) {
+        if let Some(v) = other.0 {
+            self.0 = Some(self.0.map_or(v, |p| p.max(v)));
+        }
+    }
+
+    fn finish(&self, _: &Outer) -> Output {
+        Output::new().float("peak", self.0.unwrap_or(f64::NAN))
+    }
+}
+
+#[test]
+fn embedded_functions_describe_as_in_their_own_module() {
+    let outer = Module::<Outer>::describe();
+    let probe = Module::<Probe>::describe();
+    assert_eq!(outer.name, "outer");
+    assert_eq!(outer.functions[0].name, "peak");
+    assert_eq!(outer.functions[1..], probe.functions[..]);
+}
+
+#[test]
+fn embedded_functions_give_the_results_of_their_own_module() {
+    // A non-default param: the embedded tenant is built from the same params.
+    let params = || vec![("rise_by".to_string(), "0.5".to_string())];
+    let probe = Module::<Probe>::init(params(), schema()).expect("probe");
+    let outer = Module::<Outer>::init(params(), schema()).expect("outer");
+    assert_eq!(outer.reads(), probe.reads());
+
+    let groups = || vec![group("x", None, 0, 3), group("y", None, 3, 1)];
+    let p_accs = probe.aggregate_add("acc", groups(), sample()).expect("add");
+    let o_accs = outer.aggregate_add("acc", groups(), sample()).expect("add");
+    assert_eq!(o_accs, p_accs, "same accumulator bytes");
+    assert_eq!(
+        outer.aggregate_merge("acc", vec![o_accs.clone()]),
+        probe.aggregate_merge("acc", vec![p_accs.clone()])
+    );
+    assert_eq!(
+        outer.aggregate_finish("acc", vec![o_accs]),
+        probe.aggregate_finish("acc", vec![p_accs])
+    );
+
+    let o_alerts = outer.alert("rises", groups(), sample()).expect("alert");
+    assert_eq!(
+        o_alerts,
+        probe.alert("rises", groups(), sample()).expect("alert")
+    );
+    // 1.5 → 2.5 → 3.0: the rise by 0.5 counts only because the embedded
+    // probe got `rise_by` = 0.5.
+    assert_eq!(o_alerts[0].alerts.len(), 2);
+
+    let windows = || {
+        vec![WindowGroup {
+            key: vec!["k".into()],
+            start: 0,
+            end: 10,
+            first: 0,
+            len: 4,
+        }]
+    };
+    assert_eq!(
+        outer.process_window("window", windows(), sample()),
+        probe.process_window("window", windows(), sample())
+    );
+
+    // The outer tenant's own function sees its own fields.
+    let peak = outer
+        .aggregate_add("peak", vec![group("x", None, 0, 4)], sample())
+        .and_then(|accs| outer.aggregate_finish("peak", vec![accs]))
+        .expect("peak");
+    assert_eq!(peak[0][0].value, Value::Float(3.0));
+}
+
+#[test]
+fn embedded_checks_still_apply() {
+    let outer = Module::<Outer>::init(vec![], schema()).expect("outer");
+    let err = outer
+        .alert("sloppy", vec![group("x", None, 0, 1)], sample())
+        .expect_err("typo is not declared by the probe");
+    assert!(
+        err.message.contains("undeclared alert kind `typo`"),
+        "{err}"
+    );
+    let err = outer
+        .aggregate_add("acc", vec![group("x", Some(vec![0xff]), 0, 1)], sample())
+        .expect_err("garbage state");
+    assert!(err.message.contains("do not decode"), "{err}");
+}
+
+/// Declares `acc` itself and embeds the probe's `acc`.
+struct Clash(Probe);
+
+impl Tenant for Clash {
+    const NAME: &'static str = "clash";
+    const VERSION: &'static str = "0.0.1";
+
+    fn init(params: &Params, schema: &Schema) -> Result<Self, GuestError> {
+        Probe::init(params, schema).map(Clash)
+    }
+
+    fn functions() -> Vec<Function<Self>> {
+        let mut functions = vec![Function::process_window("acc", &[], |_, _, _, _| {
+            Output::new()
+        })];
+        functions.extend(
+            Probe::functions()
+                .into_iter()
+                .map(|f| f.embed(|c: &Clash| &c.0)),
+        );
+        functions
+    }
+}
+
+#[test]
+fn an_embedded_name_clash_fails_init() {
+    let err = Module::<Clash>::init(vec![], schema()).expect_err("acc twice");
+    assert!(
+        err.message
+            .contains("module `clash` declares function `acc` twice"),
+        "{err}"
+    );
+}
+
 // --- The export glue, natively: the same calls the Wasm exports make.
 
 thread_local! {
