@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_host::admin::{self, AdminState};
+use sluice_host::batch::{self, JobRange, JobRun, ReportJob};
 use sluice_host::broker::topology;
 use sluice_host::client::admin::AdminClient;
 use sluice_host::client::publish::{self as publisher, PublishConfig};
@@ -200,6 +201,61 @@ enum Command {
         /// With `--cassandra`: do not store the raw events.
         #[arg(long, overrides_with = "store_events")]
         no_store_events: bool,
+    },
+    /// Run a `[[batch]]` job of the manifest once over a range: over a CSV
+    /// file (`--input`) or the tenant's events stored in Cassandra
+    /// (`--cassandra`); results as JSON lines (`--output`, stdout by
+    /// default without `--cassandra`), in Cassandra's `batch_results`, and
+    /// as an HTML report with charts (`--report`).
+    Batch {
+        /// The tenant's manifest (TOML) with the `[[batch]]` job.
+        manifest: PathBuf,
+        /// The job's name.
+        #[arg(long)]
+        job: String,
+        /// Start of the range (inclusive): RFC 3339, `YYYY-MM-DD[ HH:MM:SS]`
+        /// (UTC) or ms since the epoch.
+        #[arg(long)]
+        from: String,
+        /// End of the range (exclusive), same spellings.
+        #[arg(long)]
+        to: String,
+        /// Read this CSV file (the manifest's format and `header`) instead
+        /// of the stored events.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Store the results in `batch_results` on this Cassandra node
+        /// (`HOST:PORT[,…]`); without `--input`, scan the tenant's stored
+        /// events there.
+        #[arg(long, env = "SLUICE_CASSANDRA")]
+        cassandra: Option<String>,
+        #[command(flatten)]
+        store: Box<StoreArgs>,
+        /// Only rows with these values: `column=value,column=value` (how an
+        /// alert trigger scopes a run).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Write the results (JSON lines) here; `-` for stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Write an HTML report with the job's charts here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Write dead letters (bad rows, poison) here.
+        #[arg(long)]
+        dead_letter: Option<PathBuf>,
+        /// Shard workers (default: all cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Partitions scanned at once (with `--cassandra`).
+        #[arg(long, default_value_t = 8)]
+        scan_parallelism: usize,
+        /// Cache compiled artifacts here (by content hash).
+        #[arg(long, env = "SLUICE_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        /// No progress bar on stderr.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Print the results stored in Cassandra as JSON lines, in the shape
     /// `sluice run` prints them (a window updated late shows its last
@@ -405,6 +461,39 @@ fn main() -> anyhow::Result<()> {
                 store_events: !no_store_events,
             })
         }
+        Command::Batch {
+            manifest,
+            job,
+            from,
+            to,
+            input,
+            cassandra,
+            store,
+            scope,
+            output,
+            report,
+            dead_letter,
+            workers,
+            scan_parallelism,
+            cache_dir,
+            quiet,
+        } => batch(BatchArgs {
+            manifest,
+            job,
+            from,
+            to,
+            input,
+            cassandra,
+            store: *store,
+            scope,
+            output,
+            report,
+            dead_letter,
+            workers,
+            scan_parallelism,
+            cache_dir,
+            quiet,
+        }),
         Command::Query {
             cassandra,
             keyspace,
@@ -552,6 +641,138 @@ fn nodes(list: &str) -> anyhow::Result<Vec<String>> {
     Ok(nodes)
 }
 
+/// `sluice batch`'s arguments.
+struct BatchArgs {
+    manifest: PathBuf,
+    job: String,
+    from: String,
+    to: String,
+    input: Option<PathBuf>,
+    cassandra: Option<String>,
+    store: StoreArgs,
+    scope: Option<String>,
+    output: Option<PathBuf>,
+    report: Option<PathBuf>,
+    dead_letter: Option<PathBuf>,
+    workers: Option<usize>,
+    scan_parallelism: usize,
+    cache_dir: Option<PathBuf>,
+    quiet: bool,
+}
+
+fn batch(args: BatchArgs) -> anyhow::Result<()> {
+    let manifest = Manifest::from_path(&args.manifest).context("loading the manifest")?;
+    let range = JobRange {
+        from: batch::parse_instant(&args.from).map_err(|e| anyhow::anyhow!("--from: {e}"))?,
+        to: batch::parse_instant(&args.to).map_err(|e| anyhow::anyhow!("--to: {e}"))?,
+    };
+    let scope = column_pairs(args.scope.as_deref(), "--scope")?;
+    let run = JobRun::new(&manifest, &args.job, range, scope)?;
+    if args.input.is_none() && args.cassandra.is_none() {
+        anyhow::bail!("give --input FILE or --cassandra HOST:PORT (the stored events)");
+    }
+    let workers = match args.workers {
+        Some(0) => anyhow::bail!("--workers must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let engine = SandboxEngine::new(SandboxConfig {
+        cache_dir: args.cache_dir.clone(),
+        pool_instances: u32::try_from(workers * 2 + 2).unwrap_or(u32::MAX),
+        ..SandboxConfig::default()
+    })
+    .context("starting the sandbox engine")?;
+    let module = engine
+        .load_file(&manifest.tenant, &manifest.module)
+        .with_context(|| format!("loading the tenant module {}", manifest.module.display()))?;
+    manifest
+        .check_module(module.info())
+        .with_context(|| format!("checking {} against its module", args.manifest.display()))?;
+    let dead_letter = match &args.dead_letter {
+        Some(path) => file_sink("dead-letter", path, None)?,
+        None => LineSink::discard("dead-letter"),
+    };
+    let options = Options {
+        workers,
+        progress: !args.quiet,
+        ..Options::default()
+    };
+    let started = std::time::Instant::now();
+    let (input, header, source) = match &args.input {
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("opening the input {}", path.display()))?;
+            (
+                Input::bytes(Box::new(file), path.display().to_string()),
+                manifest.input.header,
+                path.display().to_string(),
+            )
+        }
+        None => anyhow::bail!("--cassandra without --input: not wired yet"),
+    };
+    let outcome = run
+        .run(&module, input, header, dead_letter, &options)
+        .with_context(|| format!("running batch job `{}` over {source}", args.job))?;
+    let mut lines = Vec::new();
+    for r in &outcome.results {
+        r.write_line(&mut lines);
+    }
+    match &args.output {
+        Some(path) if path.as_os_str() != "-" => {
+            std::fs::write(path, &lines).with_context(|| format!("writing {}", path.display()))?
+        }
+        Some(_) => std::io::Write::write_all(&mut std::io::stdout().lock(), &lines)?,
+        None if args.cassandra.is_none() => {
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &lines)?
+        }
+        None => {}
+    }
+    if let Some(path) = &args.report {
+        let html = report_render(
+            &manifest.tenant,
+            &[ReportJob {
+                name: run.job.name.clone(),
+                range,
+                charts: run.job.charts.clone(),
+                results: outcome.results.clone(),
+            }],
+        )?;
+        std::fs::write(path, html).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let s = &outcome.summary;
+    eprintln!(
+        "sluice batch: job `{}` over [{}, {}): {} rows read, {} in range and scope, {} left out, \
+         {} bad, {} results, {:.1} s",
+        args.job,
+        range.from,
+        range.to,
+        s.rows_in + outcome.rows_skipped,
+        outcome.rows_used(),
+        outcome.rows_skipped,
+        s.bad_rows,
+        outcome.results.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+// TEMP until the report module lands.
+fn report_render(_: &str, _: &[ReportJob]) -> anyhow::Result<String> {
+    anyhow::bail!("--report is not available yet")
+}
+
+/// `column=value,column=value` pairs (`--scope`, `--key`).
+fn column_pairs(text: Option<&str>, flag: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    for pair in text.unwrap_or("").split(',').filter(|p| !p.is_empty()) {
+        let Some((k, v)) = pair.split_once('=') else {
+            anyhow::bail!("{flag} takes column=value pairs separated by commas, not `{pair}`");
+        };
+        pairs.push((k.trim().to_owned(), v.to_owned()));
+    }
+    Ok(pairs)
+}
+
 fn query(
     list: String,
     keyspace: String,
@@ -567,13 +788,7 @@ fn query(
         "global-metric" => OutputType::GlobalMetric,
         _ => OutputType::Alert,
     });
-    let mut pairs = Vec::new();
-    for pair in key.unwrap_or("").split(',').filter(|p| !p.is_empty()) {
-        let Some((k, v)) = pair.split_once('=') else {
-            anyhow::bail!("--key takes column=value pairs separated by commas, not `{pair}`");
-        };
-        pairs.push((k.trim().to_owned(), v.to_owned()));
-    }
+    let pairs = column_pairs(key, "--key")?;
     let filter = QueryFilter {
         tenant,
         ty,

@@ -18,8 +18,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::sandbox::{FieldDef, FieldType, FunctionKind, Limits, ModuleInfo};
 use crate::batch::{ChartKind, ChartSpec};
+use crate::sandbox::{FieldDef, FieldType, FunctionKind, Limits, ModuleInfo};
 use raw::{RawBatch, RawColumn, RawInput, RawLimits, RawManifest, RawWindow, S};
 
 pub use units::{format_duration, parse_duration, parse_size};
@@ -643,7 +643,12 @@ impl Ctx<'_> {
         Ok(jobs)
     }
 
-    fn batch_job(&self, raw: &RawBatch, input: &InputSpec, has_alerts: bool) -> Result<BatchJobSpec> {
+    fn batch_job(
+        &self,
+        raw: &RawBatch,
+        input: &InputSpec,
+        has_alerts: bool,
+    ) -> Result<BatchJobSpec> {
         let name = raw.name.get_ref();
         let prefix = format!("batch job `{name}`: ");
         let key = self.key(
@@ -666,9 +671,7 @@ impl Ctx<'_> {
             let text = match (spec.ty, value.get_ref()) {
                 (FieldType::Text, toml::Value::String(s)) => s.clone(),
                 (FieldType::Int, toml::Value::Integer(i)) => i.to_string(),
-                (FieldType::Int, toml::Value::String(s)) if s.parse::<i64>().is_ok() => {
-                    s.clone()
-                }
+                (FieldType::Int, toml::Value::String(s)) if s.parse::<i64>().is_ok() => s.clone(),
                 (FieldType::Text | FieldType::Int, _) => {
                     return Err(self.at(
                         value.span(),
@@ -697,7 +700,8 @@ impl Ctx<'_> {
                 format!("{prefix}`windows` is empty; give at least one window"),
             ));
         }
-        let windows = self.named_windows(raw.windows.get_ref(), |w| self.batch_window(w, &prefix))?;
+        let windows =
+            self.named_windows(raw.windows.get_ref(), |w| self.batch_window(w, &prefix))?;
         let mut charts = Vec::with_capacity(raw.charts.len());
         for chart in &raw.charts {
             let chart = chart.get_ref();
@@ -741,20 +745,29 @@ impl Ctx<'_> {
                 kind,
                 field,
                 title: chart.title.get_ref().clone(),
-                unit: chart.unit.as_ref().map_or_else(String::new, |u| u.get_ref().clone()),
+                unit: chart
+                    .unit
+                    .as_ref()
+                    .map_or_else(String::new, |u| u.get_ref().clone()),
             });
         }
         let schedule = match &raw.schedule {
             None => None,
             Some(s) => {
                 let s = s.get_ref();
-                let every = self.positive_duration(&s.every, &format!("{prefix}schedule `every`"))?;
-                let range = self.positive_duration(&s.range, &format!("{prefix}schedule `range`"))?;
+                let every =
+                    self.positive_duration(&s.every, &format!("{prefix}schedule `every`"))?;
+                let range =
+                    self.positive_duration(&s.range, &format!("{prefix}schedule `range`"))?;
                 let align = match &s.align {
                     Some(a) => self.positive_duration(a, &format!("{prefix}schedule `align`"))?,
                     None => every,
                 };
-                Some(ScheduleSpec { every, range, align })
+                Some(ScheduleSpec {
+                    every,
+                    range,
+                    align,
+                })
             }
         };
         let on_alert = match &raw.on_alert {
@@ -777,7 +790,8 @@ impl Ctx<'_> {
                         format!("{prefix}on_alert `kinds` is empty; name the alert kinds"),
                     ));
                 }
-                let range = self.positive_duration(&a.range, &format!("{prefix}on_alert `range`"))?;
+                let range =
+                    self.positive_duration(&a.range, &format!("{prefix}on_alert `range`"))?;
                 let align = match &a.align {
                     Some(al) => self.positive_duration(al, &format!("{prefix}on_alert `align`"))?,
                     None => Duration::from_secs(3600),
@@ -801,7 +815,12 @@ impl Ctx<'_> {
                     scope.push(c.clone());
                 }
                 Some(OnAlertSpec {
-                    kinds: a.kinds.get_ref().iter().map(|k| k.get_ref().clone()).collect(),
+                    kinds: a
+                        .kinds
+                        .get_ref()
+                        .iter()
+                        .map(|k| k.get_ref().clone())
+                        .collect(),
                     range,
                     align,
                     scope,
@@ -1013,7 +1032,10 @@ impl Ctx<'_> {
                 ));
             }
             if key.contains(name) {
-                return Err(self.at(k.span(), format!("{prefix}key column `{name}` is listed twice")));
+                return Err(self.at(
+                    k.span(),
+                    format!("{prefix}key column `{name}` is listed twice"),
+                ));
             }
             key.push(name.clone());
         }

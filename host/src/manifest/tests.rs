@@ -586,7 +586,10 @@ fn line_and_column_count_characters_not_bytes() {
 
 /// The BTS module's own `describe` (run natively), as the host sees it.
 fn bts_module_info() -> ModuleInfo {
-    let info = sluice_guest::Module::<bts_analytics::Bts>::describe();
+    module_info(sluice_guest::Module::<bts_analytics::Bts>::describe())
+}
+
+fn module_info(info: sluice_guest::ModuleInfo) -> ModuleInfo {
     ModuleInfo {
         name: info.name,
         version: info.version,
@@ -664,7 +667,10 @@ fn a_batch_job_loads_with_its_windows_charts_and_triggers() {
         })
     );
     assert_eq!(job.windows[1].span, BatchSpan::Range);
-    assert_eq!(job.windows[1].function, WindowFunction::Aggregate("stats".into()));
+    assert_eq!(
+        job.windows[1].function,
+        WindowFunction::Aggregate("stats".into())
+    );
     assert_eq!(job.charts[0].kind, ChartKind::Series);
     assert_eq!(job.charts[0].field.as_deref(), Some("mean"));
     assert_eq!(
@@ -684,37 +690,81 @@ fn a_batch_job_loads_with_its_windows_charts_and_triggers() {
 #[test]
 fn batch_job_errors_say_which_job_and_what_was_expected() {
     let cases: &[(&str, &str, &[&str])] = &[
-        (r#"kind = "range", aggregate"#, r#"kind = "count", n = 5, aggregate"#, &[
-            "batch job `per_day`: window `all`: kind `count` is not a batch window kind",
-            "range, tumbling or sliding",
-        ]),
-        (r#"kind = "range", aggregate"#, r#"kind = "range", size = "1h", aggregate"#, &[
-            "`size` does not apply to a range window",
-        ]),
-        (r#"key = ["station_id"]"#, r#"key = ["value"]"#, &[
-            "batch job `per_day`: key column `value` is float",
-        ]),
-        (r#"key = ["station_id"]"#, r#"key = []"#, &["batch job `per_day`: `key` is empty"]),
-        (r#"filter = { station_id = "7" }"#, r#"filter = { nope = "7" }"#, &[
-            "filter column `nope` is not a declared column",
-        ]),
-        (r#"filter = { station_id = "7" }"#, r#"filter = { value = "7" }"#, &[
-            "filter column `value` is float",
-        ]),
-        (r#"window = "day""#, r#"window = "week""#, &[
-            "chart window `week` is not a window of the job (windows: day, all)",
-        ]),
-        (r#"kind = "series""#, r#"kind = "pie""#, &["unknown chart kind `pie`"]),
+        (
+            r#"kind = "range", aggregate"#,
+            r#"kind = "count", n = 5, aggregate"#,
+            &[
+                "batch job `per_day`: window `all`: kind `count` is not a batch window kind",
+                "range, tumbling or sliding",
+            ],
+        ),
+        (
+            r#"kind = "range", aggregate"#,
+            r#"kind = "range", size = "1h", aggregate"#,
+            &["`size` does not apply to a range window"],
+        ),
+        (
+            r#"key = ["station_id"]"#,
+            r#"key = ["value"]"#,
+            &["batch job `per_day`: key column `value` is float"],
+        ),
+        (
+            r#"key = ["station_id"]"#,
+            r#"key = []"#,
+            &["batch job `per_day`: `key` is empty"],
+        ),
+        (
+            r#"filter = { station_id = "7" }"#,
+            r#"filter = { nope = "7" }"#,
+            &["filter column `nope` is not a declared column"],
+        ),
+        (
+            r#"filter = { station_id = "7" }"#,
+            r#"filter = { value = "7" }"#,
+            &["filter column `value` is float"],
+        ),
+        (
+            r#"window = "day""#,
+            r#"window = "week""#,
+            &["chart window `week` is not a window of the job (windows: day, all)"],
+        ),
+        (
+            r#"kind = "series""#,
+            r#"kind = "pie""#,
+            &["unknown chart kind `pie`"],
+        ),
         (r#"field = "mean", "#, "", &["a series chart needs `field`"]),
-        (r#"every = "10s""#, r#"every = "0s""#, &["schedule `every` must be greater than zero"]),
-        (r#"range = "24h""#, r#"range = "24""#, &["on_alert `range`", "has no unit"]),
-        (r#"scope = ["station_id"]"#, r#"scope = ["value"]"#, &[
-            "on_alert scope column `value` must be a key column of both the stream",
-        ]),
-        (r#"kinds = ["predicted-breach"]"#, r#"kinds = []"#, &["on_alert `kinds` is empty"]),
-        (r#"name = "per_day""#, r#"name = "per day""#, &["batch job name `per day` must be"]),
-        (r#"every = "10s""#, r#"every = "10s"
-cron = "* * *""#, &["unknown field `cron`"]),
+        (
+            r#"every = "10s""#,
+            r#"every = "0s""#,
+            &["schedule `every` must be greater than zero"],
+        ),
+        (
+            r#"range = "24h""#,
+            r#"range = "24""#,
+            &["on_alert `range`", "has no unit"],
+        ),
+        (
+            r#"scope = ["station_id"]"#,
+            r#"scope = ["value"]"#,
+            &["on_alert scope column `value` must be a key column of both the stream"],
+        ),
+        (
+            r#"kinds = ["predicted-breach"]"#,
+            r#"kinds = []"#,
+            &["on_alert `kinds` is empty"],
+        ),
+        (
+            r#"name = "per_day""#,
+            r#"name = "per day""#,
+            &["batch job name `per day` must be"],
+        ),
+        (
+            r#"every = "10s""#,
+            r#"every = "10s"
+cron = "* * *""#,
+            &["unknown field `cron`"],
+        ),
     ];
     for (from, to, parts) in cases {
         assert!(JOB.contains(from), "JOB has no {from:?}");
@@ -726,12 +776,23 @@ cron = "* * *""#, &["unknown field `cron`"]),
             assert!(err.contains(part), "expected {part:?} in: {err}");
         }
     }
-    let twice = with_batch(&format!("{JOB}{JOB}")).expect_err("duplicate").to_string();
-    assert!(twice.contains("batch job name `per_day` is used twice"), "{twice}");
-    let no_alerts = load(&format!("{}{JOB}", BASE.replace("[alerts]\nfunction = \"alerts\"\n", "")))
-        .expect_err("on_alert without alerts")
+    let twice = with_batch(&format!("{JOB}{JOB}"))
+        .expect_err("duplicate")
         .to_string();
-    assert!(no_alerts.contains("`on_alert` needs the stream's [alerts] function"), "{no_alerts}");
+    assert!(
+        twice.contains("batch job name `per_day` is used twice"),
+        "{twice}"
+    );
+    let no_alerts = load(&format!(
+        "{}{JOB}",
+        BASE.replace("[alerts]\nfunction = \"alerts\"\n", "")
+    ))
+    .expect_err("on_alert without alerts")
+    .to_string();
+    assert!(
+        no_alerts.contains("`on_alert` needs the stream's [alerts] function"),
+        "{no_alerts}"
+    );
 }
 
 #[test]
@@ -754,12 +815,18 @@ fn a_manifest_with_only_batch_jobs_has_something_to_compute() {
 #[test]
 fn check_module_covers_batch_functions_and_alert_kinds() {
     let m = with_batch(JOB).expect("valid");
-    let mut offer = info(&[("stats", FunctionKind::Aggregate), ("alerts", FunctionKind::Alert)]);
+    let mut offer = info(&[
+        ("stats", FunctionKind::Aggregate),
+        ("alerts", FunctionKind::Alert),
+    ]);
     offer.functions[1].alert_kinds = vec!["predicted-breach".into()];
     m.check_module(&offer).expect("fits");
     let mut renamed = m.clone();
     renamed.batch[0].windows[1].function = WindowFunction::Aggregate("histogram".into());
-    let err = renamed.check_module(&offer).expect_err("missing").to_string();
+    let err = renamed
+        .check_module(&offer)
+        .expect_err("missing")
+        .to_string();
     assert!(
         err.contains("batch job `per_day` window `all` uses aggregate function `histogram`"),
         "{err}"
@@ -769,5 +836,29 @@ fn check_module_covers_batch_functions_and_alert_kinds() {
     assert!(
         err.contains("batch job `per_day` waits for alert kind `predicted-breach`, which the alert function does not raise (it raises: alarm-raised)"),
         "{err}"
+    );
+}
+
+#[test]
+fn the_example_batch_manifest_fits_the_real_bts_batch_module() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bts-batch/sluice.toml");
+    let m = Manifest::from_path(&path).expect("the batch example manifest loads");
+    let names: Vec<_> = m.batch.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "station_rates",
+            "temperature_histogram",
+            "alarms_per_day",
+            "breaches_by_alarm",
+            "alarm_hours"
+        ]
+    );
+    let info = module_info(sluice_guest::Module::<bts_batch::BtsBatch>::describe());
+    m.check_module(&info)
+        .expect("bts-batch offers the stream's and the jobs' functions");
+    assert!(
+        m.batch.iter().all(|j| !j.charts.is_empty()),
+        "every job is charted"
     );
 }

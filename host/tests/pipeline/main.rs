@@ -2,6 +2,7 @@
 //! generated and hand-written inputs with real compiled tenant components.
 //! One binary, a module per area.
 
+mod batch;
 mod checkpoint;
 mod cli;
 mod common;
