@@ -2,9 +2,11 @@
 //! the pipeline itself; a message broker delivers [`Message`]s, and learns
 //! through [`Acknowledger`] when the pipeline is done with them, so it
 //! acknowledges a message only after everything it triggered reached the
-//! sinks.
+//! sinks. A batch job over stored events reads them as a byte stream
+//! ([`events_scan`]).
 
 pub mod amqp;
+pub mod events_scan;
 
 use std::io::Read;
 use std::sync::Arc;

@@ -62,6 +62,19 @@ impl TimestampFormat {
         self.parse_with_chrono(text)
     }
 
+    /// Appends `ms` (UTC) written in this format to `out`: the inverse of
+    /// [`TimestampFormat::parse`] for instants the format can hold, so a
+    /// stored event time can be rendered back into the CSV it came from
+    /// (the batch scan of stored events). `false` when the instant is out
+    /// of chrono's range or the format cannot write it.
+    pub fn format_into(&self, ms: i64, out: &mut String) -> bool {
+        use std::fmt::Write;
+        let Some(time) = DateTime::<Utc>::from_timestamp_millis(ms) else {
+            return false;
+        };
+        write!(out, "{}", time.format_with_items(self.items.iter())).is_ok()
+    }
+
     /// Parses with chrono only, bypassing the fast path (the reference the
     /// fast path is tested and benchmarked against).
     pub fn parse_with_chrono(&self, text: &[u8]) -> Option<i64> {
@@ -269,6 +282,28 @@ mod tests {
             z.parse(b"2017-02-18T19:28:05.250+0100"),
             Some(1_487_442_485_250)
         );
+    }
+
+    #[test]
+    fn formatting_is_the_inverse_of_parsing() {
+        for (format, ms) in [
+            (BTS_TIME_FORMAT, 1_487_442_485_000),
+            (BTS_TIME_FORMAT, -1000),
+            ("%d/%m/%Y %H:%M", 1_487_442_480_000),
+            ("%Y-%m-%dT%H:%M:%S%.3f%z", 1_487_442_485_250),
+            ("%Y-%m-%dT%H:%M:%S%.f", 1_487_442_485_007),
+        ] {
+            let f = TimestampFormat::new(format).expect("format");
+            let mut text = String::new();
+            assert!(f.format_into(ms, &mut text), "{format}");
+            assert_eq!(f.parse(text.as_bytes()), Some(ms), "{format}: {text}");
+        }
+        // A coarser format cannot hold the milliseconds: what it writes
+        // reads back as another instant (the caller checks).
+        let coarse = TimestampFormat::new(BTS_TIME_FORMAT).expect("format");
+        let mut text = String::new();
+        assert!(coarse.format_into(1_487_442_485_250, &mut text));
+        assert_eq!(coarse.parse(text.as_bytes()), Some(1_487_442_485_000));
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! Needs Cassandra on `SLUICE_TEST_CASSANDRA` (default 127.0.0.1:9042:
 //! `scripts/services.sh start cassandra`) and the Python driver in
 //! `SLUICE_PYTHON` (default /var/cache/sluice/venv/bin/python;
-//! `scripts/test.sh` installs it). Each test writes to a keyspace of its
-//! own, so tests run in parallel — except the outage test, which stops
+//! `scripts/test.sh` installs it). `batch` covers batch jobs: the scan of
+//! stored events and the results store. Each test writes to a keyspace of
+//! its own, so tests run in parallel — except the outage test, which stops
 //! the node and so runs alone (it takes the shared lock exclusively).
 
+mod batch;
 mod broker;
 mod checkpoints;
 mod common;

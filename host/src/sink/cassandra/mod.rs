@@ -22,6 +22,7 @@
 //!   not acknowledged meanwhile) until `give_up`; an outage is logged when
 //!   it starts, every 10 s while it lasts and when it ends, and counted.
 
+pub mod batch_results;
 mod query;
 pub mod rows;
 pub mod schema;
@@ -35,7 +36,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::errors::{
+    DbError, ExecutionError, NextPageError, NextRowError, PagerExecutionError, RequestAttemptError,
+    RequestError,
+};
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::Semaphore;
@@ -75,6 +79,19 @@ pub enum Error {
     Read {
         table: &'static str,
         message: String,
+    },
+    /// A row the caller asked to write cannot be stored as it is.
+    #[error("cannot write to {table}: {message}")]
+    Invalid {
+        table: &'static str,
+        message: String,
+    },
+    /// Reading failed for a reason retrying may fix, until `give_up`.
+    #[error("reading {table}: Cassandra did not answer for {after:?}; last error: {last}")]
+    ReadGaveUp {
+        table: &'static str,
+        after: Duration,
+        last: String,
     },
 }
 
@@ -455,21 +472,55 @@ impl TableSink for CassandraSink {
 pub(crate) fn retryable(e: &ExecutionError) -> bool {
     match e {
         ExecutionError::BadQuery(_) => false,
-        ExecutionError::LastAttemptError(attempt) => match attempt {
-            RequestAttemptError::SerializationError(_)
-            | RequestAttemptError::CqlRequestSerialization(_) => false,
-            RequestAttemptError::DbError(db, _) => !matches!(
-                db,
-                DbError::SyntaxError
-                    | DbError::Invalid
-                    | DbError::Unauthorized
-                    | DbError::ConfigError
-                    | DbError::AlreadyExists { .. }
-                    | DbError::FunctionFailure { .. }
-            ),
-            _ => true,
-        },
+        ExecutionError::LastAttemptError(attempt) => attempt_retryable(attempt),
         _ => true,
+    }
+}
+
+/// Whether a failed attempt may succeed when sent again.
+fn attempt_retryable(attempt: &RequestAttemptError) -> bool {
+    match attempt {
+        RequestAttemptError::SerializationError(_)
+        | RequestAttemptError::CqlRequestSerialization(_) => false,
+        RequestAttemptError::DbError(db, _) => !matches!(
+            db,
+            DbError::SyntaxError
+                | DbError::Invalid
+                | DbError::Unauthorized
+                | DbError::ConfigError
+                | DbError::AlreadyExists { .. }
+                | DbError::FunctionFailure { .. }
+        ),
+        _ => true,
+    }
+}
+
+/// Whether a paged read that failed to start may succeed when started
+/// again: not when the statement or its values are wrong.
+pub(crate) fn pager_retryable(e: &PagerExecutionError) -> bool {
+    match e {
+        PagerExecutionError::PrepareError(_) | PagerExecutionError::SerializationError(_) => false,
+        PagerExecutionError::NextPageError(page) => page_retryable(page),
+        _ => true,
+    }
+}
+
+/// Whether a paged read that failed mid-way may succeed when resumed: a
+/// lost connection or a timeout may, rows of unexpected types never do.
+pub(crate) fn row_retryable(e: &NextRowError) -> bool {
+    match e {
+        NextRowError::NextPageError(page) => page_retryable(page),
+        _ => false,
+    }
+}
+
+fn page_retryable(e: &NextPageError) -> bool {
+    match e {
+        NextPageError::RequestFailure(RequestError::LastAttemptError(attempt)) => {
+            attempt_retryable(attempt)
+        }
+        NextPageError::RequestFailure(_) => true,
+        _ => false,
     }
 }
 

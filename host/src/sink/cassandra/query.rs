@@ -33,19 +33,20 @@ pub struct QueryFilter {
     pub key: Vec<(String, String)>,
 }
 
-type Map<V> = Option<BTreeMap<String, V>>;
+pub(super) type Map<V> = Option<BTreeMap<String, V>>;
 
-struct Typed {
-    names: Option<Vec<String>>,
-    ints: Map<i64>,
-    floats: Map<f64>,
-    texts: Map<String>,
-    bools: Map<bool>,
+/// A stored row's typed data columns (`fields` and the maps), as read.
+pub(super) struct Typed {
+    pub names: Option<Vec<String>>,
+    pub ints: Map<i64>,
+    pub floats: Map<f64>,
+    pub texts: Map<String>,
+    pub bools: Map<bool>,
 }
 
 impl Typed {
     /// The fields in their stored order.
-    fn fields(self) -> Vec<DataField> {
+    pub(super) fn fields(self) -> Vec<DataField> {
         let (mut ints, mut floats, mut texts, mut bools) = (
             self.ints.unwrap_or_default(),
             self.floats.unwrap_or_default(),

@@ -104,7 +104,8 @@ impl Table {
     }
 }
 
-type KeyMap<'a> = BTreeMap<&'a str, &'a str>;
+/// A key as stored: column name → value.
+pub type KeyMap<'a> = BTreeMap<&'a str, &'a str>;
 
 /// Typed data fields: the order of names, then one map per type.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -117,7 +118,8 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn of(fields: &'a [DataField]) -> Fields<'a> {
+    /// The typed maps of `fields` (shared by every result table).
+    pub(crate) fn of(fields: &'a [DataField]) -> Fields<'a> {
         let mut out = Fields::default();
         for f in fields {
             out.names.push(&f.name);
@@ -139,7 +141,8 @@ impl<'a> Fields<'a> {
         out
     }
 
-    fn bytes(fields: &[DataField]) -> usize {
+    /// Estimated serialized size of `fields`, for the request caps.
+    pub(crate) fn bytes(fields: &[DataField]) -> usize {
         fields
             .iter()
             .map(|f| {
@@ -298,7 +301,20 @@ fn key_map<'a>(names: &'a [String], key: Option<&'a Key>) -> KeyMap<'a> {
     map
 }
 
-fn names(names: &[String]) -> Vec<&str> {
+/// A key given as parallel lists of names and values (a batch job's
+/// result); `None` when their lengths differ, which would silently merge
+/// or drop key parts.
+pub(crate) fn key_map_of<'a>(names: &'a [String], values: &'a [String]) -> Option<KeyMap<'a>> {
+    (names.len() == values.len()).then(|| {
+        names
+            .iter()
+            .map(String::as_str)
+            .zip(values.iter().map(String::as_str))
+            .collect()
+    })
+}
+
+pub(crate) fn names(names: &[String]) -> Vec<&str> {
     names.iter().map(String::as_str).collect()
 }
 

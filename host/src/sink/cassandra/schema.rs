@@ -21,6 +21,10 @@
 //! - Checkpoints (migration 2, used by `state::cassandra`) live in
 //!   `checkpoints` (a completion marker per slot) and `checkpoint_chunks`
 //!   (the encoded bytes in chunks of one small mutation each).
+//! - Batch jobs (migration 3, used by `batch_results`): `batch_results`,
+//!   a job's results in one partition per (job, range), keyed by window
+//!   and key so a rerun overwrites them; `batch_runs`, one row per
+//!   distinct run (job, range, scope) with its trigger, times and counts.
 
 use scylla::client::session::Session;
 
@@ -119,10 +123,38 @@ const MIGRATIONS: &[Migration] = &[
             PRIMARY KEY ((tenant, pipeline, slot), chunk))",
         ],
     },
+    Migration {
+        version: 3,
+        description: "batch jobs: their results per range, and the runs",
+        statements: &[
+            // A job run's results: one partition per (job, range), so a
+            // rerun over the same range writes the same primary keys and
+            // overwrites its rows instead of adding any. Nothing of the run
+            // itself (when, by whom) is in this table: that would make the
+            // keys differ between runs; `batch_runs` holds it.
+            "CREATE TABLE IF NOT EXISTS {ks}.batch_results (
+            tenant text, job text, range_from timestamp, range_to timestamp,
+            window_name text, window_start timestamp, window_end timestamp,
+            key frozen<map<text, text>>, key_names frozen<list<text>>,
+            fields frozen<list<text>>,
+            ints frozen<map<text, bigint>>, floats frozen<map<text, double>>,
+            texts frozen<map<text, text>>, bools frozen<map<text, boolean>>,
+            PRIMARY KEY ((tenant, job, range_from, range_to), window_name, window_start, key))",
+            // One row per distinct run (job, range, scope): a rerun
+            // overwrites it, so operators and triggers see what ran, when,
+            // and what it read and produced.
+            "CREATE TABLE IF NOT EXISTS {ks}.batch_runs (
+            tenant text, job text, range_from timestamp, range_to timestamp,
+            scope frozen<map<text, text>>, trigger text,
+            started_at timestamp, finished_at timestamp,
+            rows_in bigint, results bigint,
+            PRIMARY KEY ((tenant, job), range_from, range_to, scope))",
+        ],
+    },
 ];
 
 /// The newest schema version this host knows.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Creates the keyspace (with `replication`, a CQL map literal) and
 /// applies every migration not yet recorded.
