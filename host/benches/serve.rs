@@ -207,6 +207,7 @@ impl Served {
             config,
             engine,
             None,
+            None,
             bench.rt.handle().clone(),
             metrics.checkpoints.clone(),
             metrics.latency.clone(),

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_host::admin::{self, AdminState};
+use sluice_host::batch::stored::{self, EventSource};
 use sluice_host::batch::{self, JobRange, JobRun, ReportJob};
 use sluice_host::broker::topology;
 use sluice_host::client::admin::AdminClient;
@@ -29,8 +30,9 @@ use sluice_host::metrics::prometheus::HostMetrics;
 use sluice_host::pipeline::CheckpointOptions;
 use sluice_host::pipeline::{self, Options, Sinks};
 use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine, TrapBackoff};
-use sluice_host::serve::{Host, HostConfig};
+use sluice_host::serve::{BatchEnv, Host, HostConfig};
 use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
+use sluice_host::sink::cassandra::batch_results::{BatchResultStore, BatchStoreOptions};
 use sluice_host::sink::cassandra::{self, CassandraConfig, CassandraSink, QueryFilter};
 use sluice_host::sink::{LineSink, OutputType};
 use sluice_host::state::cassandra::{CassandraStore, CassandraStoreOptions};
@@ -698,21 +700,83 @@ fn batch(args: BatchArgs) -> anyhow::Result<()> {
         ..Options::default()
     };
     let started = std::time::Instant::now();
-    let (input, header, source) = match &args.input {
+    let file = match &args.input {
         Some(path) => {
             let file = std::fs::File::open(path)
                 .with_context(|| format!("opening the input {}", path.display()))?;
-            (
+            Some((
                 Input::bytes(Box::new(file), path.display().to_string()),
                 manifest.input.header,
-                path.display().to_string(),
-            )
+            ))
         }
-        None => anyhow::bail!("--cassandra without --input: not wired yet"),
+        None => None,
     };
-    let outcome = run
-        .run(&module, input, header, dead_letter, &options)
-        .with_context(|| format!("running batch job `{}` over {source}", args.job))?;
+    let source = match &args.input {
+        Some(path) => path.display().to_string(),
+        None => format!("the stored events of tenant `{}`", manifest.tenant),
+    };
+    let outcome = match (&args.cassandra, file) {
+        (Some(list), file) => {
+            let rt = runtime()?;
+            let config = CassandraConfig {
+                keyspace: args.store.keyspace.clone(),
+                replication: args.store.replication.clone(),
+                max_concurrency: args.store.cassandra_concurrency.max(1),
+                ..CassandraConfig::new(nodes(list)?)
+            };
+            let store = rt
+                .block_on(BatchResultStore::connect(&config, rt.handle().clone()))
+                .with_context(|| format!("connecting to Cassandra at {list}"))?;
+            let events = EventSource {
+                session: Arc::clone(store.session()),
+                runtime: rt.handle().clone(),
+                keyspace: config.keyspace.clone(),
+                parallelism: args.scan_parallelism.max(1),
+            };
+            // Options::progress draws the pipeline's line; the scan's bar
+            // counts partitions.
+            let progress = (!args.quiet && args.input.is_none()).then(|| {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} scanning stored events: {pos} partitions, {elapsed}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                bar.enable_steady_tick(Duration::from_millis(200));
+                bar
+            });
+            let (outcome, record) = stored::run_and_store(
+                &run,
+                &module,
+                &events,
+                file,
+                &store,
+                "cli",
+                dead_letter,
+                &Options {
+                    progress: false,
+                    ..options
+                },
+                progress.clone(),
+            )
+            .with_context(|| format!("running batch job `{}` over {source}", args.job))?;
+            if let Some(bar) = progress {
+                bar.finish_and_clear();
+            }
+            eprintln!(
+                "sluice batch: {} results stored in {}.batch_results, the run in {}.batch_runs",
+                record.results, config.keyspace, config.keyspace
+            );
+            outcome
+        }
+        (None, Some((input, header))) => run
+            .run(&module, input, header, dead_letter, &options)
+            .with_context(|| format!("running batch job `{}` over {source}", args.job))?,
+        (None, None) => {
+            anyhow::bail!("give --input FILE or --cassandra HOST:PORT (the stored events)")
+        }
+    };
     let mut lines = Vec::new();
     for r in &outcome.results {
         r.write_line(&mut lines);
@@ -1191,7 +1255,9 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
         ..SandboxConfig::default()
     })
     .context("starting the sandbox engine")?;
-    let tables: Option<Arc<dyn sluice_host::sink::TableSink>> = match &config.cassandra {
+    let (tables, batch_env): (Option<Arc<dyn sluice_host::sink::TableSink>>, _) = match &config
+        .cassandra
+    {
         Some(nodes) => {
             let sink = rt
                 .block_on(CassandraSink::connect(
@@ -1199,9 +1265,29 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
                     rt.handle().clone(),
                 ))
                 .with_context(|| format!("connecting the Cassandra sink at {}", nodes.join(",")))?;
-            Some(Arc::new(sink))
+            // Triggered batch jobs read the stored events and write
+            // their results through the same session.
+            let store = rt
+                .block_on(BatchResultStore::open(
+                    Arc::clone(sink.session()),
+                    rt.handle().clone(),
+                    sink.keyspace(),
+                    &BatchStoreOptions::default(),
+                ))
+                .context("opening the batch result store")?;
+            let batch = BatchEnv {
+                source: EventSource {
+                    session: Arc::clone(sink.session()),
+                    runtime: rt.handle().clone(),
+                    keyspace: sink.keyspace().to_owned(),
+                    parallelism: 4,
+                },
+                store: Arc::new(store),
+                workers: 1,
+            };
+            (Some(Arc::new(sink)), Some(batch))
         }
-        None => None,
+        None => (None, None),
     };
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(config.listen))
@@ -1215,6 +1301,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
         config,
         engine,
         tables,
+        batch_env,
         rt.handle().clone(),
         metrics.checkpoints.clone(),
         metrics.latency.clone(),

@@ -7,6 +7,7 @@
 pub mod output;
 pub mod range;
 pub mod run;
+pub mod stored;
 
 pub use range::{alert_range, parse_instant, schedule_range};
 pub use run::{Error, JobOutcome, JobRun};

@@ -30,7 +30,10 @@ impl Serialize for BatchResult {
         map.serialize_entry("tenant", &self.tenant)?;
         map.serialize_entry("type", BATCH_ANALYTIC)?;
         map.serialize_entry("job", &self.job)?;
-        map.serialize_entry("range", &Bounds("from", self.range.from, "to", self.range.to))?;
+        map.serialize_entry(
+            "range",
+            &Bounds("from", self.range.from, "to", self.range.to),
+        )?;
         map.serialize_entry("window", &Window(self))?;
         map.serialize_entry("key", &Pairs(&self.key_names, &self.key))?;
         map.serialize_entry("data", &Data(self))?;
@@ -98,7 +101,10 @@ mod tests {
         let r = BatchResult {
             tenant: "bts".into(),
             job: "alarms_per_day".into(),
-            range: JobRange { from: 0, to: 86_400_000 },
+            range: JobRange {
+                from: 0,
+                to: 86_400_000,
+            },
             window: OwnedWindow {
                 name: "day".into(),
                 start: 0,

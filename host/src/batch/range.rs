@@ -72,7 +72,10 @@ mod tests {
     fn instants_read_in_every_accepted_spelling() {
         assert_eq!(parse_instant("1487442485000"), Ok(1_487_442_485_000));
         assert_eq!(parse_instant("2017-02-18T18:28:05Z"), Ok(1_487_442_485_000));
-        assert_eq!(parse_instant("2017-02-18T19:28:05+01:00"), Ok(1_487_442_485_000));
+        assert_eq!(
+            parse_instant("2017-02-18T19:28:05+01:00"),
+            Ok(1_487_442_485_000)
+        );
         assert_eq!(parse_instant("2017-02-18 18:28:05"), Ok(1_487_442_485_000));
         assert_eq!(parse_instant("2017-02-18"), Ok(1_487_376_000_000));
         let e = parse_instant("yesterday").unwrap_err();
@@ -89,7 +92,13 @@ mod tests {
         let a = schedule_range(&spec, 10 * H + 1);
         let b = schedule_range(&spec, 11 * H - 1);
         assert_eq!(a, b);
-        assert_eq!(a, JobRange { from: -14 * H, to: 10 * H });
+        assert_eq!(
+            a,
+            JobRange {
+                from: -14 * H,
+                to: 10 * H
+            }
+        );
         assert_ne!(schedule_range(&spec, 11 * H), a);
     }
 
@@ -102,7 +111,13 @@ mod tests {
             scope: vec![],
         };
         let r = alert_range(&spec, 10 * H);
-        assert_eq!(r, JobRange { from: -13 * H, to: 11 * H });
+        assert_eq!(
+            r,
+            JobRange {
+                from: -13 * H,
+                to: 11 * H
+            }
+        );
         assert!((r.from..r.to).contains(&(10 * H)));
         assert_eq!(alert_range(&spec, 11 * H - 1), r);
         assert_eq!(alert_range(&spec, -1).to, 0);

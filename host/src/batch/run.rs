@@ -49,9 +49,7 @@ pub struct JobOutcome {
 impl JobOutcome {
     /// Rows the job computed over (parsed, in range and scope).
     pub fn rows_used(&self) -> u64 {
-        self.summary
-            .rows_in
-            .saturating_sub(self.summary.bad_rows)
+        self.summary.rows_in.saturating_sub(self.summary.bad_rows)
     }
 }
 
@@ -177,17 +175,16 @@ impl<'a> JobRun<'a> {
             suspend: None,
             ..options.clone()
         };
-        let report = pipeline::run(&manifest, module, input, &sinks, &options).map_err(|source| {
-            Error::Pipeline {
-                job: self.job.name.clone(),
-                source,
-            }
-        })?;
+        let report =
+            pipeline::run(&manifest, module, input, &sinks, &options).map_err(|source| {
+                Error::Pipeline {
+                    job: self.job.name.clone(),
+                    source,
+                }
+            })?;
         let typed = std::mem::take(&mut *lock(&collector.results));
-        let mut results: Vec<BatchResult> = typed
-            .into_iter()
-            .filter_map(|r| self.result(r))
-            .collect();
+        let mut results: Vec<BatchResult> =
+            typed.into_iter().filter_map(|r| self.result(r)).collect();
         results.sort_by(|a, b| {
             (&a.window.name, a.window.start, &a.key).cmp(&(&b.window.name, b.window.start, &b.key))
         });
@@ -202,7 +199,10 @@ impl<'a> JobRun<'a> {
     /// metrics are in the summary and the dead letters); a range window's
     /// bounds are the job's range.
     fn result(&self, r: sink::TypedResult) -> Option<BatchResult> {
-        if !matches!(r.ty, OutputType::WindowedAnalytic | OutputType::GlobalAnalytic) {
+        if !matches!(
+            r.ty,
+            OutputType::WindowedAnalytic | OutputType::GlobalAnalytic
+        ) {
             return None;
         }
         let mut window = r.window?;

@@ -21,6 +21,7 @@
 //!   and deletes its state; its queue and exchange are left to the broker's
 //!   owner.
 
+pub mod batch;
 pub mod config;
 pub mod tenant;
 
@@ -37,6 +38,7 @@ use crate::metrics::prometheus::{CheckpointMetrics, LatencyMetrics, TenantFigure
 use crate::metrics::{Counters, Summary};
 use crate::sandbox::{SandboxEngine, SandboxError, TenantModule};
 
+pub use batch::BatchEnv;
 pub use config::HostConfig;
 use tenant::{Run, RunEnv};
 
@@ -223,6 +225,7 @@ impl Host {
         config: HostConfig,
         engine: SandboxEngine,
         tables: Option<Arc<dyn crate::sink::TableSink>>,
+        batch: Option<BatchEnv>,
         runtime: tokio::runtime::Handle,
         checkpoint_metrics: CheckpointMetrics,
         latency_metrics: LatencyMetrics,
@@ -230,6 +233,7 @@ impl Host {
         let env = RunEnv {
             amqp: config.amqp.clone(),
             tables,
+            batch,
             runtime,
             workers: config.workers,
             prefetch: config.prefetch,

@@ -30,6 +30,7 @@ use crate::sink::{LineSink, TableSink};
 use crate::state::local::LocalStore;
 use crate::state::{self, Checkpoint, CheckpointStore, InputPosition, Restored};
 
+use super::batch::{BatchEnv, Triggers};
 use super::{Error, Result};
 
 /// How long a tenant keeps reconnecting to a broker that went away.
@@ -40,6 +41,8 @@ const BROKER_GIVE_UP: Duration = Duration::from_secs(300);
 pub struct RunEnv {
     pub amqp: String,
     pub tables: Option<Arc<dyn TableSink>>,
+    /// Where triggered batch jobs read and write (with Cassandra).
+    pub batch: Option<BatchEnv>,
     pub runtime: tokio::runtime::Handle,
     pub workers: usize,
     pub prefetch: u16,
@@ -58,6 +61,8 @@ pub struct Run {
     thread: Option<JoinHandle<()>>,
     /// Set by the run's thread when it ends: `Err` says why it failed.
     outcome: Arc<Mutex<Option<Result<(), String>>>>,
+    /// The tenant's batch triggers, when it has any and Cassandra is set.
+    triggers: Option<Triggers>,
 }
 
 impl Run {
@@ -133,8 +138,15 @@ impl Run {
             LineSink::discard("dead-letter"),
         );
         sinks.messages = Some(Arc::new(sink));
+        let triggers = env
+            .batch
+            .as_ref()
+            .and_then(|b| Triggers::start(b, &manifest, &module));
         if let Some(tables) = &env.tables {
-            sinks.tables = Some(Arc::clone(tables));
+            sinks.tables = Some(match &triggers {
+                Some(t) => t.tap(Arc::clone(tables)),
+                None => Arc::clone(tables),
+            });
             sinks.store_events = true;
         }
         let suspend = Arc::new(AtomicBool::new(false));
@@ -186,6 +198,7 @@ impl Run {
             suspend,
             thread: Some(thread),
             outcome,
+            triggers,
         })
     }
 
@@ -216,10 +229,12 @@ impl Run {
         self.module.set_stopping(true);
         self.suspend.store(suspend, Ordering::Release);
         self.control.end();
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                return Err("the tenant thread panicked".into());
-            }
+        let joined = self.thread.take().map(JoinHandle::join);
+        if let Some(triggers) = self.triggers.take() {
+            triggers.stop();
+        }
+        if matches!(joined, Some(Err(_))) {
+            return Err("the tenant thread panicked".into());
         }
         self.ended().unwrap_or(Ok(()))
     }

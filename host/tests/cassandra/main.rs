@@ -11,6 +11,7 @@
 //! the node and so runs alone (it takes the shared lock exclusively).
 
 mod batch;
+mod batch_jobs;
 mod broker;
 mod checkpoints;
 mod common;
