@@ -114,6 +114,21 @@ pub struct TenantView {
     /// Seconds since the Unix epoch of the running version's deploy.
     pub deployed_at: u64,
     pub counters: CountersView,
+    /// The tenant's batch triggers (this run's), when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_triggers: Option<TriggersView>,
+}
+
+/// What a tenant's batch triggers did in its current run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TriggersView {
+    /// Job runs completed (results and run stored).
+    pub runs: u64,
+    pub failed: u64,
+    /// Alerts for a (job, range, scope) that had already run.
+    pub repeated: u64,
+    /// Alerts dropped because the trigger queue was full.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -655,6 +670,15 @@ fn view(tenant: &str, slot: &Slot) -> TenantView {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         counters: counters_view(&slot.counters.snapshot(Duration::ZERO), slot.traps()),
+        batch_triggers: slot.run.trigger_stats().map(|t| {
+            let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            TriggersView {
+                runs: n(&t.runs),
+                failed: n(&t.failed),
+                repeated: n(&t.repeated),
+                dropped: n(&t.dropped),
+            }
+        }),
     }
 }
 

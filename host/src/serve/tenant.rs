@@ -212,6 +212,11 @@ impl Run {
         self.control.resume();
     }
 
+    /// The counters of the run's batch triggers, when it has any.
+    pub fn trigger_stats(&self) -> Option<&super::batch::TriggerStats> {
+        self.triggers.as_ref().map(|t| &*t.stats)
+    }
+
     /// The input's backlog as last sampled.
     pub fn backlog(&self) -> &IngressGauges {
         self.control.gauges()

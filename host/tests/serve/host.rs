@@ -34,10 +34,16 @@ impl Served {
     /// Starts a host whose state is under `dir`, with tokens for `tokens`
     /// (tenant names) and `manifests` started with it.
     pub fn start(dir: &Path, tokens: &[&str], manifests: &[&Path]) -> Served {
+        Served::start_extra(dir, tokens, manifests, "")
+    }
+
+    /// [`Served::start`] with `extra` top-level `host.toml` lines (e.g.
+    /// `cassandra = "…"`).
+    pub fn start_extra(dir: &Path, tokens: &[&str], manifests: &[&Path], extra: &str) -> Served {
         let mut text = format!(
             "listen = \"127.0.0.1:0\"\noperator_token = {OPERATOR:?}\namqp = {:?}\n\
              state_dir = \"state\"\nworkers = 2\ncheckpoint_interval = \"200ms\"\n\
-             max_upload = \"{}MiB\"\nmax_traps_per_minute = 5\n\n[tenant_tokens]\n",
+             max_upload = \"{}MiB\"\nmax_traps_per_minute = 5\n{extra}\n\n[tenant_tokens]\n",
             amqp::url(),
             MAX_UPLOAD >> 20,
         );

@@ -15,6 +15,7 @@ mod common;
 mod host;
 
 mod api;
+mod batch;
 mod isolation;
 mod metrics;
 mod tenants;
