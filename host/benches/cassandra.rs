@@ -9,6 +9,11 @@
 //!    storage on and off (and without Cassandra, for reference).
 //! 3. Cassandra's start time in `scripts/services.sh` (a restart; skipped
 //!    with `SLUICE_BENCH_NO_RESTART=1`).
+//! 4. (Before 3, over the raw events 2 stored.) Rows/s of the batch jobs'
+//!    scan of stored events (`ingress::events_scan`, rendered as CSV and
+//!    read to the end) at parallelism 1, 2 and 4, against the driver
+//!    alone reading the same rows (one paged `WHERE tenant = ? ALLOW
+//!    FILTERING` read, decoded, nothing rendered).
 //!
 //! `cargo bench -p sluice-host --bench cassandra` (`SLUICE_BENCH_ROWS`:
 //! result rows for 1, default 200 000; `SLUICE_BENCH_EVENTS`: input rows
@@ -24,8 +29,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
+use scylla::statement::unprepared::Statement;
+use scylla::value::CqlTimestamp;
+use sluice_host::batch::JobRange;
+use sluice_host::ingress::events_scan::{self, EventScan};
+use sluice_host::ingress::Input;
+use sluice_host::manifest::Manifest;
 use sluice_host::parse::Key;
 use sluice_host::sandbox::{DataField, Value};
 use sluice_host::sink::cassandra::rows::{Grouper, Rows, Table};
@@ -282,6 +293,82 @@ fn main() {
             });
         println!("   {label:<34} {rate}{stored}");
     }
+
+    // 4. The batch jobs' scan over the raw events stored by 2.
+    let tenant_manifest = Manifest::from_path(&manifest).expect("the example manifest");
+    let tenant = tenant_manifest.tenant.clone();
+    let spec = tenant_manifest.input;
+    println!("4. events_scan of tenant `{tenant}`'s stored events (CSV rendered, read to the end)");
+    for parallelism in [1, 2, 4] {
+        let started = Instant::now();
+        let (input, handle) = events_scan::start(
+            Arc::clone(&session),
+            rt.handle().clone(),
+            EventScan {
+                keyspace: keyspace.clone(),
+                tenant: tenant.clone(),
+                range: JobRange {
+                    from: 0,
+                    to: i64::MAX,
+                },
+                scope: Vec::new(),
+                columns: spec.columns.clone(),
+                delimiter: spec.delimiter,
+                parallelism,
+            },
+            None,
+        )
+        .expect("starting the scan");
+        let Input::Bytes { mut reader, .. } = input else {
+            panic!("a scan is a byte stream");
+        };
+        let bytes = std::io::copy(&mut reader, &mut std::io::sink()).expect("the scan ends");
+        let secs = started.elapsed().as_secs_f64();
+        let stats = handle.stats();
+        println!(
+            "   parallelism {parallelism}: {} rows in {} partitions ({} listed), {secs:.2} s, \
+             {:>7.0} rows/s, {:.1} MB/s of CSV",
+            stats.rows,
+            stats.partitions,
+            stats.listed,
+            stats.rows as f64 / secs,
+            bytes as f64 / secs / 1e6
+        );
+    }
+    let started = Instant::now();
+    let driver_rows = rt.block_on(async {
+        let statement = Statement::new(format!(
+            "SELECT event_time, source, line, ints, floats, texts, bools, times \
+             FROM {keyspace}.events WHERE tenant = ? ALLOW FILTERING"
+        ))
+        .with_page_size(events_scan::PAGE_SIZE);
+        type Map<V> = Option<std::collections::BTreeMap<String, V>>;
+        let mut rows = session
+            .query_iter(statement, (tenant.as_str(),))
+            .await
+            .expect("a paged read")
+            .rows_stream::<(
+                CqlTimestamp,
+                String,
+                i64,
+                Map<i64>,
+                Map<f64>,
+                Map<String>,
+                Map<bool>,
+                Map<CqlTimestamp>,
+            )>()
+            .expect("typed rows");
+        let mut n = 0u64;
+        while rows.try_next().await.expect("a page").is_some() {
+            n += 1;
+        }
+        n
+    });
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "   the driver alone, one paged read: {driver_rows} rows, {secs:.2} s, {:>7.0} rows/s",
+        driver_rows as f64 / secs
+    );
 
     // Drop the keyspace before a restart (its files would slow it).
     let _ = rt.block_on(session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[]));

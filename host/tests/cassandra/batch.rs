@@ -801,6 +801,27 @@ fn sorted(mut results: Vec<BatchResult>) -> Vec<BatchResult> {
     results
 }
 
+/// Asserts two result sets are equal (as sets, in the order of
+/// [`sorted`]); on failure names the counts and the first difference only.
+fn assert_same_results(what: &str, got: Vec<BatchResult>, want: Vec<BatchResult>) {
+    let (got, want) = (sorted(got), sorted(want));
+    if got == want {
+        return;
+    }
+    let first = got
+        .iter()
+        .zip(&want)
+        .position(|(g, w)| g != w)
+        .unwrap_or(got.len().min(want.len()));
+    panic!(
+        "{what}: {} results, expected {}; first difference at {first}:\n got {:#?}\nwant {:#?}",
+        got.len(),
+        want.len(),
+        got.get(first),
+        want.get(first)
+    );
+}
+
 fn store(rt: &tokio::runtime::Runtime, ks: &str) -> BatchResultStore {
     rt.block_on(BatchResultStore::connect(
         &CassandraConfig {
@@ -878,7 +899,7 @@ fn batch_results_round_trip_and_a_rerun_overwrites_them() {
     let n = results.len() as u64;
     assert_eq!(store.count(&tenant, "daily").expect("count"), n);
     let back = store.read(&tenant, "daily", Some(day)).expect("reading");
-    assert_eq!(sorted(back.clone()), sorted(results.clone()));
+    assert_same_results("read back", back.clone(), results.clone());
     // Fields in the order the function returned them, not by type or name.
     let first = back
         .iter()
@@ -898,7 +919,7 @@ fn batch_results_round_trip_and_a_rerun_overwrites_them() {
     store.write(&rerun).expect("rewriting");
     assert_eq!(store.count(&tenant, "daily").expect("count"), n);
     let back = store.read(&tenant, "daily", Some(day)).expect("reading");
-    assert_eq!(sorted(back), sorted(rerun.clone()));
+    assert_same_results("after the rerun", back, rerun.clone());
 
     // Another range of the same job is another set of rows.
     let next = JobRange {
@@ -918,7 +939,7 @@ fn batch_results_round_trip_and_a_rerun_overwrites_them() {
     let everything = store.read(&tenant, "daily", None).expect("reading all");
     let mut both = rerun.clone();
     both.extend(shifted);
-    assert_eq!(sorted(everything), sorted(both));
+    assert_same_results("both ranges", everything, both);
     // Other jobs and tenants see none of it.
     assert_eq!(store.count(&tenant, "weekly").expect("count"), 0);
     assert_eq!(store.count("someone-else", "daily").expect("count"), 0);

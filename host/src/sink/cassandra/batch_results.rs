@@ -401,9 +401,10 @@ impl BatchResultStore {
         self.runtime.block_on(self.runs_async(tenant, job))
     }
 
-    /// The job's stored results: of `range`, or of every range it has
-    /// results for (by range, then window name, window start and key);
-    /// fields in the order the function returned them.
+    /// The job's stored results: of `range` (one partition), or of every
+    /// range it has results for (see [`BatchResultStore::ranges`]), by
+    /// range, then window name, window start and key; fields in the order
+    /// the function returned them.
     pub fn read(
         &self,
         tenant: &str,
@@ -413,12 +414,16 @@ impl BatchResultStore {
         self.runtime.block_on(self.read_async(tenant, job, range))
     }
 
-    /// Result rows stored for the job, all ranges together.
+    /// Result rows stored for the job, all ranges together (each range's
+    /// rows are read, keys only: a check and a tool, not a hot path).
     pub fn count(&self, tenant: &str, job: &str) -> Result<u64> {
         self.runtime.block_on(self.count_async(tenant, job))
     }
 
-    /// The ranges the job has results for, in order.
+    /// The ranges the job has results for, in order: found by listing
+    /// the table's partition keys (every tenant's and job's — a scan of
+    /// keys, not rows), so results a run wrote before failing to record
+    /// itself are found too.
     pub fn ranges(&self, tenant: &str, job: &str) -> Result<Vec<JobRange>> {
         self.runtime.block_on(self.ranges_async(tenant, job))
     }
