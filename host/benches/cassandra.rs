@@ -15,6 +15,11 @@
 //!    alone reading the same rows (one paged `WHERE tenant = ? ALLOW
 //!    FILTERING` read, decoded, nothing rendered).
 //!
+//! 5. (After 4.) Batch jobs of `examples/bts-batch` end to end over the
+//!    same stored events (scan, parse, aggregate in the component) as
+//!    rows/s and as a share of the driver alone; the same jobs over the
+//!    CSV file.
+//!
 //! `cargo bench -p sluice-host --bench cassandra` (`SLUICE_BENCH_ROWS`:
 //! result rows for 1, default 200 000; `SLUICE_BENCH_EVENTS`: input rows
 //! for 2, default 100 000; `SLUICE_TEST_CASSANDRA`: the node, default
@@ -33,7 +38,11 @@ use futures_util::{StreamExt, TryStreamExt};
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
 use scylla::statement::unprepared::Statement;
 use scylla::value::CqlTimestamp;
-use sluice_host::batch::JobRange;
+use sluice_host::batch::stored::EventSource;
+use sluice_host::batch::{JobRange, JobRun};
+use sluice_host::pipeline;
+use sluice_host::sandbox::{SandboxConfig, SandboxEngine};
+use sluice_host::sink::LineSink;
 use sluice_host::ingress::events_scan::{self, EventScan};
 use sluice_host::ingress::Input;
 use sluice_host::manifest::Manifest;
@@ -369,6 +378,70 @@ fn main() {
         "   the driver alone, one paged read: {driver_rows} rows, {secs:.2} s, {:>7.0} rows/s",
         driver_rows as f64 / secs
     );
+
+    // 5. Batch jobs end to end over the same stored events: scan, parse,
+    // aggregate in the bts-batch component (one worker, as `sluice serve`
+    // runs triggered jobs, and all cores), against the driver alone (4);
+    // and the same jobs over the CSV file.
+    let driver_rate = driver_rows as f64 / secs;
+    let batch_manifest = Manifest::from_path(&root.join("examples/bts-batch/sluice.toml"))
+        .expect("the batch example manifest");
+    common::component("bts_batch");
+    let engine = SandboxEngine::new(SandboxConfig::default()).expect("engine");
+    let module = engine
+        .load_file(&batch_manifest.tenant, &batch_manifest.module)
+        .expect("the bts-batch component");
+    let source = EventSource {
+        session: Arc::clone(&session),
+        runtime: rt.handle().clone(),
+        keyspace: keyspace.clone(),
+        parallelism: 4,
+    };
+    let everything = JobRange {
+        from: 0,
+        to: 4_102_444_800_000,
+    };
+    println!("5. batch jobs of examples/bts-batch over the stored events (scan parallelism 4)");
+    for job in ["station_rates", "alarms_per_day", "alarm_hours"] {
+        for workers in [1, 2] {
+            let run = JobRun::new(&batch_manifest, job, everything, Vec::new()).expect("job");
+            let options = pipeline::Options {
+                workers,
+                ..pipeline::Options::default()
+            };
+            let started = Instant::now();
+            let scan = source.input(&run, None).expect("scan");
+            let outcome = run
+                .run(&module, scan, false, LineSink::discard("dead"), &options)
+                .expect("the job runs");
+            let took = started.elapsed().as_secs_f64();
+            let rate = outcome.rows_used() as f64 / took;
+            println!(
+                "   {job:<15} {workers} worker(s): {} rows, {} results, {took:.2} s, {rate:>7.0} rows/s \
+                 = {:.0} % of the driver alone",
+                outcome.rows_used(),
+                outcome.results.len(),
+                100.0 * rate / driver_rate
+            );
+            let started = Instant::now();
+            let file = std::fs::File::open(&input).expect("the CSV file");
+            let outcome = run
+                .run(
+                    &module,
+                    Input::bytes(Box::new(file), "bench.csv"),
+                    false,
+                    LineSink::discard("dead"),
+                    &options,
+                )
+                .expect("the job runs over the file");
+            let took = started.elapsed().as_secs_f64();
+            println!(
+                "   {job:<15} {workers} worker(s) over the CSV file: {} rows, {took:.2} s, {:>9.0} rows/s",
+                outcome.rows_used(),
+                outcome.rows_used() as f64 / took
+            );
+        }
+    }
 
     // Drop the keyspace before a restart (its files would slow it).
     let _ = rt.block_on(session.query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[]));

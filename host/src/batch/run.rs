@@ -29,6 +29,15 @@ pub enum Error {
     EmptyRange { job: String, from: i64, to: i64 },
     #[error("batch job `{job}`: scope column `{column}` is not a column of the input")]
     Scope { job: String, column: String },
+    #[error(
+        "batch job `{job}`: scope column `{column}` is not a key column of the job (key: {key}); \
+         runs scoped to different values of it would overwrite each other's rows"
+    )]
+    ScopeNotKey {
+        job: String,
+        column: String,
+        key: String,
+    },
     #[error("batch job `{job}`: {source}")]
     Pipeline {
         job: String,
@@ -88,6 +97,13 @@ impl<'a> JobRun<'a> {
                         .join(", ")
                 },
             })?;
+        if let Some((column, _)) = scope.iter().find(|(c, _)| !job.key.contains(c)) {
+            return Err(Error::ScopeNotKey {
+                job: name.to_owned(),
+                column: column.clone(),
+                key: job.key.join(", "),
+            });
+        }
         if range.to <= range.from {
             return Err(Error::EmptyRange {
                 job: name.to_owned(),

@@ -359,5 +359,5 @@ fn batch_errors_say_what_is_wrong() {
         "--scope",
         "nope=1",
     ]);
-    assert!(bad_scope.contains("scope column `nope`"), "{bad_scope}");
+    assert!(bad_scope.contains("scope column `nope` is not a key column of the job"), "{bad_scope}");
 }
