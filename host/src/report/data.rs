@@ -5,6 +5,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::{Add, AddAssign};
 
 use chrono::{DateTime, Timelike, Utc};
 
@@ -35,17 +36,6 @@ pub enum Amount {
 impl Amount {
     pub const ZERO: Amount = Amount::Int(0);
 
-    /// `self + other`; a float (or an overflow) makes the sum a float.
-    pub fn add(self, other: Amount) -> Amount {
-        match (self, other) {
-            (Amount::Int(a), Amount::Int(b)) => match a.checked_add(b) {
-                Some(sum) => Amount::Int(sum),
-                None => Amount::Float(a as f64 + b as f64),
-            },
-            (a, b) => Amount::Float(a.as_f64() + b.as_f64()),
-        }
-    }
-
     pub fn as_f64(self) -> f64 {
         match self {
             Amount::Int(i) => i as f64,
@@ -56,6 +46,27 @@ impl Amount {
     /// Descending by value: the order of bars, lines and panels.
     fn cmp_desc(&self, other: &Amount) -> Ordering {
         other.as_f64().total_cmp(&self.as_f64())
+    }
+}
+
+/// A float (or an overflow) makes the sum a float.
+impl Add for Amount {
+    type Output = Amount;
+
+    fn add(self, other: Amount) -> Amount {
+        match (self, other) {
+            (Amount::Int(a), Amount::Int(b)) => match a.checked_add(b) {
+                Some(sum) => Amount::Int(sum),
+                None => Amount::Float(a as f64 + b as f64),
+            },
+            (a, b) => Amount::Float(a.as_f64() + b.as_f64()),
+        }
+    }
+}
+
+impl AddAssign for Amount {
+    fn add_assign(&mut self, other: Amount) {
+        *self = *self + other;
     }
 }
 
@@ -189,7 +200,7 @@ pub fn bars(ctx: Ctx<'_>, field: &str, results: &[&BatchResult]) -> Result<BarsD
             Reading::NonFinite => skipped += 1,
             Reading::Number(v) => {
                 let entry = by_key.entry(&r.key).or_insert((Amount::ZERO, 0));
-                entry.0 = entry.0.add(v);
+                entry.0 += v;
                 entry.1 += 1;
             }
         }
@@ -208,7 +219,7 @@ pub fn bars(ctx: Ctx<'_>, field: &str, results: &[&BatchResult]) -> Result<BarsD
     Ok(BarsData {
         bars,
         omitted: rest.len(),
-        omitted_sum: rest.iter().fold(Amount::ZERO, |s, b| s.add(b.value)),
+        omitted_sum: rest.iter().fold(Amount::ZERO, |s, b| s + b.value),
         skipped,
     })
 }
@@ -257,7 +268,7 @@ pub fn series(ctx: Ctx<'_>, field: &str, results: &[&BatchResult]) -> Result<Ser
                     .or_default()
                     .entry(r.window.start)
                     .or_insert(Amount::ZERO);
-                *point = point.add(v);
+                *point += v;
             }
         }
     }
@@ -266,7 +277,7 @@ pub fn series(ctx: Ctx<'_>, field: &str, results: &[&BatchResult]) -> Result<Ser
         let mut total = Amount::ZERO;
         let mut drawn = Vec::with_capacity(points.len());
         for (start, v) in points {
-            total = total.add(v);
+            total += v;
             drawn.push((instant(ctx, start)?, v));
         }
         lines.push(Line {
@@ -395,11 +406,11 @@ pub fn histogram(ctx: Ctx<'_>, results: &[&BatchResult]) -> Result<HistogramData
         let mut merged: Vec<Bin> = Vec::with_capacity(bins.len());
         for bin in bins {
             match merged.last_mut() {
-                Some(last) if last.lower == bin.lower => last.count = last.count.add(bin.count),
+                Some(last) if last.lower == bin.lower => last.count += bin.count,
                 _ => merged.push(bin),
             }
         }
-        let total = merged.iter().fold(Amount::ZERO, |s, b| s.add(b.count));
+        let total = merged.iter().fold(Amount::ZERO, |s, b| s + b.count);
         panels.push(HistogramPanel {
             label: key_label(key),
             width,
@@ -463,7 +474,7 @@ pub fn profile(ctx: Ctx<'_>, results: &[&BatchResult]) -> Result<ProfileData, Er
                 Reading::NonFinite => skipped += 1,
                 Reading::Number(v) => {
                     let hours = by_key.entry(&r.key).or_insert([Amount::ZERO; 24]);
-                    hours[hour] = hours[hour].add(v);
+                    hours[hour] += v;
                 }
             }
         }
@@ -471,7 +482,7 @@ pub fn profile(ctx: Ctx<'_>, results: &[&BatchResult]) -> Result<ProfileData, Er
     let mut panels: Vec<ProfilePanel> = by_key
         .into_iter()
         .map(|(key, hours)| {
-            let total = hours.iter().fold(Amount::ZERO, |s, h| s.add(*h));
+            let total = hours.iter().fold(Amount::ZERO, |s, h| s + *h);
             let mut peak = 0;
             for (hour, v) in hours.iter().enumerate() {
                 if v.as_f64() > hours[peak].as_f64() {
