@@ -468,3 +468,10 @@ fn range_in_utc_dates() {
         "2024-03-01 → 2024-03-08 01:00 UTC (end exclusive)"
     );
 }
+
+/// The CLI turns report errors into `anyhow` errors, which need these.
+#[test]
+fn error_is_send_sync_static() {
+    fn check<E: std::error::Error + Send + Sync + 'static>() {}
+    check::<Error>();
+}
