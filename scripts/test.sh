@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test from a fresh clone: installs and starts what the tests
-# need (the wasm32-wasip2 target, RabbitMQ and Cassandra on loopback via
-# scripts/services.sh, a Python venv with the standard clients the tests
-# compare against), builds the guest components, then the test suite.
+# need (the wasm32-wasip2 target, headless Chromium, RabbitMQ and Cassandra
+# on loopback via scripts/services.sh, a Python venv with the standard
+# clients the tests compare against), builds the guest components, then the
+# test suite.
 # Honours CARGO_TARGET_DIR (CI keeps it in a cache outside the clone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,21 @@ if ! command -v cargo >/dev/null; then
 fi
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2
+fi
+
+# Headless Chromium: the report test (host/tests/report) screenshots the
+# HTML report with it. Installed before the services start, since their
+# script may run apt-get too and dpkg takes one installer at a time.
+if [ ! -x /usr/bin/chromium ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-cache policy chromium 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        apt-get update -q
+    fi
+    # A stale package list can name files the mirror no longer has: refresh once.
+    if ! apt-get install -y -q --no-install-recommends chromium; then
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends chromium
+    fi
 fi
 
 # Services start in the background while the guests build.

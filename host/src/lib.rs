@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
+pub mod report;
 pub mod sandbox;
 pub mod serve;
 pub mod sink;
