@@ -212,9 +212,10 @@ enum Command {
     Batch {
         /// The tenant's manifest (TOML) with the `[[batch]]` job.
         manifest: PathBuf,
-        /// The job's name.
-        #[arg(long)]
-        job: String,
+        /// The job's name; repeat to run several jobs over the same range
+        /// (their results in order, one report with all their charts).
+        #[arg(long, required = true)]
+        job: Vec<String>,
         /// Start of the range (inclusive): RFC 3339, `YYYY-MM-DD[ HH:MM:SS]`
         /// (UTC) or ms since the epoch.
         #[arg(long)]
@@ -646,7 +647,7 @@ fn nodes(list: &str) -> anyhow::Result<Vec<String>> {
 /// `sluice batch`'s arguments.
 struct BatchArgs {
     manifest: PathBuf,
-    job: String,
+    job: Vec<String>,
     from: String,
     to: String,
     input: Option<PathBuf>,
@@ -669,7 +670,12 @@ fn batch(args: BatchArgs) -> anyhow::Result<()> {
         to: batch::parse_instant(&args.to).map_err(|e| anyhow::anyhow!("--to: {e}"))?,
     };
     let scope = column_pairs(args.scope.as_deref(), "--scope")?;
-    let run = JobRun::new(&manifest, &args.job, range, scope)?;
+    // Every job is checked before the first one runs.
+    let runs = args
+        .job
+        .iter()
+        .map(|name| JobRun::new(&manifest, name, range, scope.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
     if args.input.is_none() && args.cassandra.is_none() {
         anyhow::bail!("give --input FILE or --cassandra HOST:PORT (the stored events)");
     }
@@ -699,25 +705,9 @@ fn batch(args: BatchArgs) -> anyhow::Result<()> {
         progress: !args.quiet,
         ..Options::default()
     };
-    let started = std::time::Instant::now();
-    let file = match &args.input {
-        Some(path) => {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("opening the input {}", path.display()))?;
-            Some((
-                Input::bytes(Box::new(file), path.display().to_string()),
-                manifest.input.header,
-            ))
-        }
-        None => None,
-    };
-    let source = match &args.input {
-        Some(path) => path.display().to_string(),
-        None => format!("the stored events of tenant `{}`", manifest.tenant),
-    };
-    let outcome = match (&args.cassandra, file) {
-        (Some(list), file) => {
-            let rt = runtime()?;
+    let rt = args.cassandra.as_ref().map(|_| runtime()).transpose()?;
+    let stored = match (&args.cassandra, &rt) {
+        (Some(list), Some(rt)) => {
             let config = CassandraConfig {
                 keyspace: args.store.keyspace.clone(),
                 replication: args.store.replication.clone(),
@@ -733,54 +723,91 @@ fn batch(args: BatchArgs) -> anyhow::Result<()> {
                 keyspace: config.keyspace.clone(),
                 parallelism: args.scan_parallelism.max(1),
             };
-            // Options::progress draws the pipeline's line; the scan's bar
-            // counts partitions.
-            let progress = (!args.quiet && args.input.is_none()).then(|| {
-                let bar = indicatif::ProgressBar::new_spinner();
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{spinner} scanning stored events: {pos} partitions, {elapsed}",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-                );
-                bar.enable_steady_tick(Duration::from_millis(200));
-                bar
-            });
-            let (outcome, record) = stored::run_and_store(
-                &run,
-                &module,
-                &events,
-                file,
-                &store,
-                "cli",
-                dead_letter,
-                &Options {
-                    progress: false,
-                    ..options
-                },
-                progress.clone(),
-            )
-            .with_context(|| format!("running batch job `{}` over {source}", args.job))?;
-            if let Some(bar) = progress {
-                bar.finish_and_clear();
-            }
-            eprintln!(
-                "sluice batch: {} results stored in {}.batch_results, the run in {}.batch_runs",
-                record.results, config.keyspace, config.keyspace
-            );
-            outcome
+            Some((store, events))
         }
-        (None, Some((input, header))) => run
-            .run(&module, input, header, dead_letter, &options)
-            .with_context(|| format!("running batch job `{}` over {source}", args.job))?,
-        (None, None) => {
-            anyhow::bail!("give --input FILE or --cassandra HOST:PORT (the stored events)")
-        }
+        _ => None,
     };
+    let source = match &args.input {
+        Some(path) => path.display().to_string(),
+        None => format!("the stored events of tenant `{}`", manifest.tenant),
+    };
+
     let mut lines = Vec::new();
-    for r in &outcome.results {
-        r.write_line(&mut lines);
+    let mut report = Vec::new();
+    for run in &runs {
+        let job = &run.job.name;
+        let started = std::time::Instant::now();
+        let file = match &args.input {
+            Some(path) => {
+                let file = std::fs::File::open(path)
+                    .with_context(|| format!("opening the input {}", path.display()))?;
+                Some((
+                    Input::bytes(Box::new(file), path.display().to_string()),
+                    manifest.input.header,
+                ))
+            }
+            None => None,
+        };
+        let outcome = match (&stored, file) {
+            (Some((store, events)), file) => {
+                // The scan's bar counts partitions; the pipeline's line
+                // would fight it.
+                let progress = (!args.quiet && args.input.is_none()).then(scan_progress);
+                let (outcome, record) = stored::run_and_store(
+                    run,
+                    &module,
+                    events,
+                    file,
+                    store,
+                    "cli",
+                    dead_letter.clone(),
+                    &Options {
+                        progress: !args.quiet && args.input.is_some(),
+                        ..options.clone()
+                    },
+                    progress.clone(),
+                )
+                .with_context(|| format!("running batch job `{job}` over {source}"))?;
+                if let Some(bar) = progress {
+                    bar.finish_and_clear();
+                }
+                eprintln!(
+                    "sluice batch: job `{job}`: {} results stored in {ks}.batch_results, the run \
+                     in {ks}.batch_runs",
+                    record.results,
+                    ks = args.store.keyspace
+                );
+                outcome
+            }
+            (None, Some((input, header))) => run
+                .run(&module, input, header, dead_letter.clone(), &options)
+                .with_context(|| format!("running batch job `{job}` over {source}"))?,
+            (None, None) => anyhow::bail!("give --input FILE or --cassandra HOST:PORT"),
+        };
+        for r in &outcome.results {
+            r.write_line(&mut lines);
+        }
+        let s = &outcome.summary;
+        eprintln!(
+            "sluice batch: job `{job}` over [{}, {}): {} rows read, {} in range and scope, {} left \
+             out, {} bad, {} results, {:.1} s",
+            range.from,
+            range.to,
+            s.rows_in + outcome.rows_skipped,
+            outcome.rows_used(),
+            outcome.rows_skipped,
+            s.bad_rows,
+            outcome.results.len(),
+            started.elapsed().as_secs_f64()
+        );
+        report.push(ReportJob {
+            name: job.clone(),
+            range,
+            charts: run.job.charts.clone(),
+            results: outcome.results,
+        });
     }
+    dead_letter.flush().context("writing the dead letters")?;
     match &args.output {
         Some(path) if path.as_os_str() != "-" => {
             std::fs::write(path, &lines).with_context(|| format!("writing {}", path.display()))?
@@ -792,37 +819,25 @@ fn batch(args: BatchArgs) -> anyhow::Result<()> {
         None => {}
     }
     if let Some(path) = &args.report {
-        let html = report_render(
-            &manifest.tenant,
-            &[ReportJob {
-                name: run.job.name.clone(),
-                range,
-                charts: run.job.charts.clone(),
-                results: outcome.results.clone(),
-            }],
-        )?;
+        let html =
+            sluice_host::report::render(&manifest.tenant, &report).context("drawing the report")?;
         std::fs::write(path, html).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("sluice batch: report written to {}", path.display());
     }
-    let s = &outcome.summary;
-    eprintln!(
-        "sluice batch: job `{}` over [{}, {}): {} rows read, {} in range and scope, {} left out, \
-         {} bad, {} results, {:.1} s",
-        args.job,
-        range.from,
-        range.to,
-        s.rows_in + outcome.rows_skipped,
-        outcome.rows_used(),
-        outcome.rows_skipped,
-        s.bad_rows,
-        outcome.results.len(),
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 
-// TEMP until the report module lands.
-fn report_render(_: &str, _: &[ReportJob]) -> anyhow::Result<String> {
-    anyhow::bail!("--report is not available yet")
+/// The spinner of a scan of stored events.
+fn scan_progress() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} scanning stored events: {pos} partitions, {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
 }
 
 /// `column=value,column=value` pairs (`--scope`, `--key`).

@@ -359,5 +359,38 @@ fn batch_errors_say_what_is_wrong() {
         "--scope",
         "nope=1",
     ]);
-    assert!(bad_scope.contains("scope column `nope` is not a key column of the job"), "{bad_scope}");
+    assert!(
+        bad_scope.contains("scope column `nope` is not a key column of the job"),
+        "{bad_scope}"
+    );
+}
+
+#[test]
+fn a_report_draws_the_jobs_chart_with_every_key() {
+    let manifest = example_manifest();
+    let (dir, input) = data();
+    let report = dir.path().join("report.html");
+    let (_, results) = batch(
+        &manifest,
+        "station_rates",
+        &input,
+        &["--report", report.to_str().expect("utf-8")],
+    );
+    let html = std::fs::read_to_string(&report).expect("the report was written");
+    assert_eq!(
+        html.matches("data-chart=\"station_rates/0\"").count(),
+        1,
+        "one chart"
+    );
+    assert!(html.contains("Records per station"), "the chart's title");
+    for r in &results {
+        let station = r["key"]["station_id"].as_str().expect("station");
+        let rows = r["data"]["rows"].as_i64().expect("rows").to_string();
+        assert!(html.contains(station), "{station} is in the report");
+        assert!(
+            html.contains(&rows),
+            "{station}'s {rows} rows are in the report"
+        );
+    }
+    assert!(!html.contains("<script"), "self-contained, no scripts");
 }
