@@ -126,7 +126,7 @@ mod tests {
         let mut out = Vec::new();
         r.write_line(&mut out);
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            String::from_utf8(out).expect("UTF-8"),
             "{\"tenant\":\"bts\",\"type\":\"Batch Analytic\",\"job\":\"alarms_per_day\",\
              \"range\":{\"from\":0,\"to\":86400000},\
              \"window\":{\"name\":\"day\",\"start\":0,\"end\":86400000},\

@@ -42,7 +42,7 @@ pub enum Error {
     Pipeline {
         job: String,
         #[source]
-        source: pipeline::Error,
+        source: Box<pipeline::Error>,
     },
 }
 
@@ -195,7 +195,7 @@ impl<'a> JobRun<'a> {
             pipeline::run(&manifest, module, input, &sinks, &options).map_err(|source| {
                 Error::Pipeline {
                     job: self.job.name.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
         let typed = std::mem::take(&mut *lock(&collector.results));

@@ -161,13 +161,16 @@ impl TableSink for AlertTap {
     }
 }
 
+/// What identifies an alert run: job, range, scope.
+type RunId = (String, JobRange, Vec<(String, String)>);
+
 struct Worker {
     env: BatchEnv,
     manifest: Manifest,
     module: TenantModule,
     stats: Arc<TriggerStats>,
-    /// (job, range, scope) of alert runs done.
-    done: HashSet<(String, JobRange, Vec<(String, String)>)>,
+    /// Alert runs done.
+    done: HashSet<RunId>,
 }
 
 impl Worker {
