@@ -142,6 +142,18 @@ impl Run {
             .batch
             .as_ref()
             .and_then(|b| Triggers::start(b, &manifest, &module));
+        if env.batch.is_none()
+            && manifest
+                .batch
+                .iter()
+                .any(|j| j.schedule.is_some() || j.on_alert.is_some())
+        {
+            tracing::warn!(
+                %tenant,
+                "the manifest's batch triggers stay off: they read the stored events, and this \
+                 host has no `cassandra` in host.toml"
+            );
+        }
         if let Some(tables) = &env.tables {
             sinks.tables = Some(match &triggers {
                 Some(t) => t.tap(Arc::clone(tables)),
