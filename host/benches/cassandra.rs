@@ -37,7 +37,6 @@ use std::time::Instant;
 use futures_util::{StreamExt, TryStreamExt};
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
 use scylla::statement::unprepared::Statement;
-use scylla::value::CqlTimestamp;
 use sluice_host::batch::stored::EventSource;
 use sluice_host::batch::{JobRange, JobRun};
 use sluice_host::ingress::events_scan::{self, EventScan};
@@ -351,21 +350,11 @@ fn main() {
              FROM {keyspace}.events WHERE tenant = ? ALLOW FILTERING"
         ))
         .with_page_size(events_scan::PAGE_SIZE);
-        type Map<V> = Option<std::collections::BTreeMap<String, V>>;
         let mut rows = session
             .query_iter(statement, (tenant.as_str(),))
             .await
             .expect("a paged read")
-            .rows_stream::<(
-                CqlTimestamp,
-                String,
-                i64,
-                Map<i64>,
-                Map<f64>,
-                Map<String>,
-                Map<bool>,
-                Map<CqlTimestamp>,
-            )>()
+            .rows_stream::<events_scan::StoredEvent>()
             .expect("typed rows");
         let mut n = 0u64;
         while rows.try_next().await.expect("a page").is_some() {

@@ -29,7 +29,7 @@ use sluice_host::ingress::Input;
 use sluice_host::metrics::prometheus::HostMetrics;
 use sluice_host::pipeline::CheckpointOptions;
 use sluice_host::pipeline::{self, Options, Sinks};
-use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine, TrapBackoff};
+use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine, TenantModule, TrapBackoff};
 use sluice_host::serve::{BatchEnv, Host, HostConfig};
 use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
 use sluice_host::sink::cassandra::batch_results::{BatchResultStore, BatchStoreOptions};
@@ -679,23 +679,12 @@ fn batch(args: BatchArgs) -> anyhow::Result<()> {
     if args.input.is_none() && args.cassandra.is_none() {
         anyhow::bail!("give --input FILE or --cassandra HOST:PORT (the stored events)");
     }
-    let workers = match args.workers {
-        Some(0) => anyhow::bail!("--workers must be at least 1"),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, usize::from),
-    };
-    let engine = SandboxEngine::new(SandboxConfig {
-        cache_dir: args.cache_dir.clone(),
-        pool_instances: u32::try_from(workers * 2 + 2).unwrap_or(u32::MAX),
-        ..SandboxConfig::default()
-    })
-    .context("starting the sandbox engine")?;
-    let module = engine
-        .load_file(&manifest.tenant, &manifest.module)
-        .with_context(|| format!("loading the tenant module {}", manifest.module.display()))?;
-    manifest
-        .check_module(module.info())
-        .with_context(|| format!("checking {} against its module", args.manifest.display()))?;
+    let (workers, _engine, module) = load_tenant(
+        &manifest,
+        &args.manifest,
+        args.workers,
+        args.cache_dir.clone(),
+    )?;
     let dead_letter = match &args.dead_letter {
         Some(path) => file_sink("dead-letter", path, None)?,
         None => LineSink::discard("dead-letter"),
@@ -952,15 +941,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let manifest = Manifest::from_path(&args.manifest).context("loading the manifest")?;
-    let workers = match args.workers {
+/// The worker count (`--workers`, default all cores), and the tenant's
+/// module loaded and checked against its manifest, with the engine that
+/// runs it (kept by the caller: its epoch ticker enforces the call budget).
+fn load_tenant(
+    manifest: &Manifest,
+    manifest_path: &std::path::Path,
+    workers: Option<usize>,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<(usize, SandboxEngine, TenantModule)> {
+    let workers = match workers {
         Some(0) => anyhow::bail!("--workers must be at least 1"),
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, usize::from),
     };
     let engine = SandboxEngine::new(SandboxConfig {
-        cache_dir: args.cache_dir.clone(),
+        cache_dir,
         pool_instances: u32::try_from(workers * 2 + 2).unwrap_or(u32::MAX),
         ..SandboxConfig::default()
     })
@@ -971,12 +967,23 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             format!(
                 "loading the tenant module {} (named by {})",
                 manifest.module.display(),
-                args.manifest.display()
+                manifest_path.display()
             )
         })?;
     manifest
         .check_module(module.info())
-        .with_context(|| format!("checking {} against its module", args.manifest.display()))?;
+        .with_context(|| format!("checking {} against its module", manifest_path.display()))?;
+    Ok((workers, engine, module))
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let manifest = Manifest::from_path(&args.manifest).context("loading the manifest")?;
+    let (workers, _engine, module) = load_tenant(
+        &manifest,
+        &args.manifest,
+        args.workers,
+        args.cache_dir.clone(),
+    )?;
 
     // One runtime for the broker and database clients.
     let rt = if args.amqp.is_some() || args.cassandra.is_some() {

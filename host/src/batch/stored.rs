@@ -16,6 +16,7 @@ use crate::sandbox::TenantModule;
 use crate::sink::cassandra::batch_results::{BatchResultStore, BatchRun};
 use crate::sink::LineSink;
 
+use super::range::now_ms;
 use super::{JobOutcome, JobRun};
 
 /// Errors of a stored run.
@@ -113,10 +114,4 @@ pub fn run_and_store(
     };
     store.record_run(&record).map_err(stored)?;
     Ok((outcome, record))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

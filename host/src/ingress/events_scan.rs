@@ -306,10 +306,12 @@ impl Wanted {
     }
 }
 
-type Map<V> = Option<BTreeMap<String, V>>;
+/// A typed map column of `events` (absent when empty).
+pub type Map<V> = Option<BTreeMap<String, V>>;
 
-/// An `events` row as the scan selects it.
-type StoredEvent = (
+/// An `events` row as the scan selects it (the benchmark's driver-alone
+/// read decodes the same).
+pub type StoredEvent = (
     CqlTimestamp,
     String,
     i64,

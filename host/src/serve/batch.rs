@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use crate::batch::range::{millis, now_ms};
 use crate::batch::stored::{self, EventSource};
 use crate::batch::{alert_range, schedule_range, JobRange, JobRun};
 use crate::manifest::Manifest;
@@ -307,14 +308,4 @@ impl Worker {
 /// The first multiple of `every` after `now`.
 fn next_multiple(now: i64, every: i64) -> i64 {
     (now.div_euclid(every) + 1).saturating_mul(every)
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -49,17 +49,7 @@ fn batch(manifest: &Path, job: &str, from: &str, extra: &[&str]) -> Vec<String> 
         .args(extra)
         .output()
         .expect("running sluice batch");
-    assert!(
-        out.status.success(),
-        "sluice batch --job {job} {extra:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    lines.sort();
-    lines
+    common::sorted_stdout(&out, &format!("sluice batch --job {job} {extra:?}"))
 }
 
 fn store(ks: &str, rt: &tokio::runtime::Runtime) -> BatchResultStore {

@@ -141,9 +141,15 @@ pub fn query(ks: &str, extra: &[&str]) -> Vec<String> {
         .args(extra)
         .output()
         .expect("running sluice query");
+    sorted_stdout(&out, "sluice query")
+}
+
+/// A finished command's stdout lines, sorted; panics with its stderr when
+/// it failed.
+pub fn sorted_stdout(out: &Output, what: &str) -> Vec<String> {
     assert!(
         out.status.success(),
-        "sluice query failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
