@@ -291,6 +291,9 @@ fn host_run(
                 give_up: Duration::from_secs(30),
                 skip: Vec::new(),
                 commit_acks: false,
+                partitioned: None,
+                await_activation: false,
+                reconnect: true,
             },
             handle,
         ))

@@ -50,6 +50,7 @@ pub async fn publish(queue: &str, data: &[u8], lines: usize, rate: Option<f64>) 
             rate,
             lines_per_message: lines,
             max_in_flight: 2000,
+            partitioned: None,
         },
         data,
         std::future::pending(),

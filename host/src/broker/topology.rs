@@ -9,6 +9,14 @@
 //!   could not decode (published there by the host with the reason in a
 //!   header), bad rows, late rows and poison events (as JSON dead letters),
 //!   and anything the broker itself dead-letters (rejections, TTL).
+//! - Partitioned input (`[input] partitions = P`): a durable
+//!   consistent-hash exchange `<queue>` (RabbitMQ's
+//!   `rabbitmq_consistent_hash_exchange` plugin) bound to P durable queues
+//!   `<queue>.p0` … `<queue>.p{P-1}` (equal weights), each declared with
+//!   `x-single-active-consumer` so the broker delivers a partition to one
+//!   host at a time, and all dead-lettering to the one `<queue>.dead`.
+//!   Publishers set the routing key to the record's key
+//!   ([`partition_routing_key`]); the exchange sends a key to one queue.
 //! - Output: a durable topic exchange; routing key
 //!   `<type>.<key values joined by '.'>`.
 
@@ -44,8 +52,120 @@ pub fn input_queue_arguments(queue: &str) -> FieldTable {
     args
 }
 
+/// Points each partition queue gets on the exchange's hash ring. With one
+/// point a queue's share of the keys is as uneven as P random cuts of a
+/// circle; with 50 it is within a few percent of 1/P.
+pub const PARTITION_WEIGHT: &str = "50";
+
+/// The partitioned input a partition queue belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partitioned {
+    /// The manifest's `[input] queue`: the exchange's name and the queues'
+    /// prefix.
+    pub base: String,
+    pub count: u16,
+}
+
+impl Partitioned {
+    /// Partition `index`'s queue.
+    pub fn queue(&self, index: u16) -> String {
+        format!("{}.p{index}", self.base)
+    }
+}
+
+/// Separates key values in a partition routing key. Which character it is
+/// matters only for where keys land, not for correctness: the exchange
+/// hashes the whole routing key, so one key always goes to one queue.
+pub const ROUTING_KEY_SEPARATOR: char = '|';
+
+/// The routing key of a record with these key values on a partitioned
+/// input: the values joined by [`ROUTING_KEY_SEPARATOR`]. A row without
+/// a readable key uses the empty routing key, so all of them reach one
+/// partition (which then counts them all in the tenant-level metric).
+pub fn partition_routing_key<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    let mut key = String::new();
+    for (i, v) in values.into_iter().enumerate() {
+        if i > 0 {
+            key.push(ROUTING_KEY_SEPARATOR);
+        }
+        key.push_str(v);
+    }
+    key
+}
+
+/// A partition queue's arguments: the shared dead-letter exchange and a
+/// single active consumer.
+pub fn partition_queue_arguments(base: &str) -> FieldTable {
+    let mut args = input_queue_arguments(base);
+    args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    args
+}
+
+/// Declares a partitioned input: the dead-letter exchange and queue, the
+/// consistent-hash exchange and its partition queues with their bindings.
+pub async fn declare_partitioned_input(channel: &Channel, input: &Partitioned) -> Result<()> {
+    declare_dead_letter(channel, &input.base).await?;
+    channel
+        .exchange_declare(
+            input.base.as_str().into(),
+            ExchangeKind::Custom("x-consistent-hash".into()),
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(declare(format!(
+            "the partition exchange {} (is the rabbitmq_consistent_hash_exchange plugin enabled?)",
+            input.base
+        )))?;
+    for index in 0..input.count {
+        let queue = input.queue(index);
+        partition_depth(channel, input, &queue).await?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                input.base.as_str().into(),
+                // The consistent-hash exchange reads the binding key as the
+                // queue's number of points on its hash ring: equal weights,
+                // and enough points that keys spread evenly.
+                PARTITION_WEIGHT.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(declare(format!("the binding of {queue}")))?;
+    }
+    Ok(())
+}
+
+/// Messages ready in one partition queue and its consumers (one per host
+/// consuming it, active or waiting), declared as everywhere.
+pub async fn partition_depth(
+    channel: &Channel,
+    input: &Partitioned,
+    queue: &str,
+) -> Result<(u32, u32)> {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions::durable(),
+            partition_queue_arguments(&input.base),
+        )
+        .await
+        .map(|q| (q.message_count(), q.consumer_count()))
+        .map_err(declare(format!("the partition queue {queue}")))
+}
+
 /// Declares the input queue with its dead-letter exchange and queue.
 pub async fn declare_input(channel: &Channel, queue: &str) -> Result<()> {
+    declare_dead_letter(channel, queue).await?;
+    input_depth(channel, queue).await.map(|_| ())
+}
+
+/// The dead-letter exchange and queue of input `queue`.
+async fn declare_dead_letter(channel: &Channel, queue: &str) -> Result<()> {
     let dead = dead_letter_name(queue);
     channel
         .exchange_declare(
@@ -77,7 +197,7 @@ pub async fn declare_input(channel: &Channel, queue: &str) -> Result<()> {
         )
         .await
         .map_err(declare(format!("the binding of {dead}")))?;
-    input_depth(channel, queue).await.map(|_| ())
+    Ok(())
 }
 
 /// Messages ready in the input queue (delivered ones not counted), read by

@@ -3,6 +3,14 @@
 //! `timestamp` and a deterministic `message_id` (`<source>:<first line>`),
 //! so re-publishing a file gives the same ids. The queue is declared
 //! exactly as the host declares it ([`topology::declare_input`]).
+//!
+//! A partitioned input (`[input] partitions`) is published to its
+//! consistent-hash exchange with the record's key as the routing key
+//! ([`topology::partition_routing_key`]), read by the host's own parser so
+//! an `int` key written `007` routes as `7` does. A message then carries
+//! consecutive lines of one key only (up to K): grouping lines of a key
+//! from further on would reorder the input, and a partition's watermark
+//! follows the order its records arrive in.
 
 use std::collections::VecDeque;
 use std::io::BufRead;
@@ -13,6 +21,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation, PublisherConfirm};
 
 use crate::broker::{self, topology};
+use crate::manifest::InputSpec;
+use crate::parse::RowParser;
 
 /// Result of publishing.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -29,6 +39,8 @@ pub enum Error {
     },
     #[error("--lines-per-message must be at least 1")]
     NoLines,
+    #[error("the manifest's input: {0}")]
+    Parser(String),
 }
 
 /// What to publish and how fast.
@@ -43,6 +55,8 @@ pub struct PublishConfig {
     pub lines_per_message: usize,
     /// Unconfirmed messages allowed in flight.
     pub max_in_flight: usize,
+    /// Publish to this partitioned input (its schema gives each line's key).
+    pub partitioned: Option<(InputSpec, topology::Partitioned)>,
 }
 
 /// What was published; `confirmed` counts only what the broker confirmed.
@@ -82,7 +96,25 @@ pub async fn publish<R: BufRead>(
         .create_channel()
         .await
         .map_err(broker::Error::amqp("opening a channel"))?;
-    topology::declare_input(&channel, &config.queue).await?;
+    let mut router = match &config.partitioned {
+        Some((spec, input)) => {
+            topology::declare_partitioned_input(&channel, input).await?;
+            Some(RowParser::new(spec).map_err(|e| Error::Parser(e.to_string()))?)
+        }
+        None => {
+            topology::declare_input(&channel, &config.queue).await?;
+            None
+        }
+    };
+    // The exchange and the routing key of a message: the default exchange
+    // and the queue, or the partition exchange and the message's key.
+    let exchange = match &config.partitioned {
+        Some((_, input)) => input.base.clone(),
+        None => String::new(),
+    };
+    let mut routing_key = config.queue.clone();
+    // A line read ahead: the first of the next key's message.
+    let mut next_line: Option<(Vec<u8>, String)> = None;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -99,21 +131,39 @@ pub async fn publish<R: BufRead>(
     tokio::pin!(stop);
     'outer: loop {
         body.clear();
-        let first = line_no + 1;
+        let first = line_no + 1 - u64::from(next_line.is_some());
         let mut rows = 0u64;
         while rows < config.lines_per_message as u64 {
-            line.clear();
-            let n = input
-                .read_until(b'\n', &mut line)
-                .map_err(|source| Error::Read {
-                    source_name: config.source_name.clone(),
-                    source,
-                })?;
-            if n == 0 {
-                break;
+            let key = match next_line.take() {
+                Some((held, key)) => {
+                    line = held;
+                    Some(key)
+                }
+                None => {
+                    line.clear();
+                    let n = input
+                        .read_until(b'\n', &mut line)
+                        .map_err(|source| Error::Read {
+                            source_name: config.source_name.clone(),
+                            source,
+                        })?;
+                    if n == 0 {
+                        break;
+                    }
+                    read_bytes += n as u64;
+                    line_no += 1;
+                    router.as_mut().map(|parser| route(parser, &line, line_no))
+                }
+            };
+            if let Some(key) = key {
+                if rows == 0 {
+                    routing_key = key;
+                } else if key != routing_key {
+                    // Another key: it starts the next message.
+                    next_line = Some((std::mem::take(&mut line), key));
+                    break;
+                }
             }
-            read_bytes += n as u64;
-            line_no += 1;
             rows += 1;
             body.extend_from_slice(&line);
             if !line.ends_with(b"\n") {
@@ -149,8 +199,8 @@ pub async fn publish<R: BufRead>(
             .with_message_id(format!("{}:{first}", config.source_name).into());
         let confirm = channel
             .basic_publish(
-                "".into(),
-                config.queue.as_str().into(),
+                exchange.as_str().into(),
+                routing_key.as_str().into(),
                 BasicPublishOptions::default(),
                 &body,
                 props,
@@ -176,6 +226,16 @@ pub async fn publish<R: BufRead>(
     summary.elapsed = started.elapsed();
     let _ = connection.close(200, "done".into()).await;
     Ok(summary)
+}
+
+/// The routing key of one line on a partitioned input: its key as the
+/// host's parser reads it, or the empty key when it has none.
+fn route(parser: &mut RowParser, line: &[u8], line_no: u64) -> String {
+    let key = match parser.parse_record(line, "publish", line_no, 0) {
+        Ok(row) => Some(row.key),
+        Err(bad) => bad.key,
+    };
+    key.map_or_else(String::new, |k| topology::partition_routing_key(k.parts()))
 }
 
 async fn settle(

@@ -20,7 +20,7 @@
 //! its turn; it never comes back.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,11 +57,50 @@ pub struct AmqpIngressConfig {
     /// Acks in a transaction (`tx.select`), committed before they count as
     /// done: a checkpoint then knows for sure its input was acknowledged.
     pub commit_acks: bool,
+    /// `queue` is one partition of this partitioned input (declared with
+    /// it, dead letters to its `<base>.dead`).
+    pub partitioned: Option<topology::Partitioned>,
+    /// Hold the first delivery and everything after it until
+    /// [`IngressControl::activate`]: on a single-active-consumer queue the
+    /// first delivery is how a standby consumer learns it became the
+    /// active one, and the state to restore (with the redeliveries it
+    /// covers) is only known then.
+    pub await_activation: bool,
+    /// Re-open a lost connection (a plain queue). Off for a partition:
+    /// while this consumer was gone the broker may have made another host
+    /// active, so a lost connection ends the input and raises
+    /// [`IngressControl::lost`] instead.
+    pub reconnect: bool,
 }
 
 impl AmqpIngressConfig {
     pub const DEFAULT_PREFETCH: u16 = 1000;
     pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+    /// A plain queue's consumer: reconnects, no activation.
+    pub fn plain(url: String, queue: String, prefetch: u16, give_up: Duration) -> Self {
+        AmqpIngressConfig {
+            url,
+            queue,
+            prefetch,
+            until_idle: None,
+            max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
+            give_up,
+            skip: Vec::new(),
+            commit_acks: false,
+            partitioned: None,
+            await_activation: false,
+            reconnect: true,
+        }
+    }
+
+    /// The dead-letter exchange of this input.
+    fn dead_letter_exchange(&self) -> String {
+        match &self.partitioned {
+            Some(p) => topology::dead_letter_name(&p.base),
+            None => topology::dead_letter_name(&self.queue),
+        }
+    }
 }
 
 /// What the consumer did.
@@ -83,6 +122,8 @@ pub struct AmqpIngress {
     finish: Option<oneshot::Sender<()>>,
     runtime: tokio::runtime::Handle,
     control: IngressControl,
+    /// Completes at the first delivery of an `await_activation` consumer.
+    activation: Option<oneshot::Receiver<()>>,
 }
 
 /// What an operator can do to a running consumer (`sluice serve`): pause
@@ -92,6 +133,7 @@ pub struct AmqpIngress {
 pub struct IngressControl {
     tx: mpsc::UnboundedSender<Command>,
     gauges: Arc<IngressGauges>,
+    lost: Arc<AtomicBool>,
 }
 
 /// The input's backlog, sampled about once a second while connected.
@@ -101,6 +143,8 @@ pub struct IngressGauges {
     ready: AtomicU64,
     /// Delivered to this consumer and not yet acked.
     unacked: AtomicU64,
+    /// Consumers of the queue (partitions: the hosts consuming it).
+    consumers: AtomicU64,
 }
 
 impl IngressGauges {
@@ -114,6 +158,12 @@ impl IngressGauges {
     pub fn lag(&self) -> u64 {
         self.queue_depth() + self.unacked.load(Ordering::Relaxed)
     }
+
+    /// Consumers of a partition queue as last sampled: the hosts
+    /// consuming the partition, this one included.
+    pub fn consumers(&self) -> u64 {
+        self.consumers.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug)]
@@ -122,6 +172,8 @@ enum Command {
     Pause(oneshot::Sender<()>),
     Resume,
     End,
+    /// Apply the held deliveries, recognising these redeliveries.
+    Activate(Vec<Vec<u8>>),
 }
 
 impl IngressControl {
@@ -150,6 +202,20 @@ impl IngressControl {
     pub fn gauges(&self) -> &IngressGauges {
         &self.gauges
     }
+
+    /// After the activation signal of an `await_activation` consumer:
+    /// hands the held deliveries on, recognising redeliveries of `skip`
+    /// (the restored checkpoint's applied-but-unacked messages).
+    pub fn activate(&self, skip: Vec<Vec<u8>>) {
+        let _ = self.tx.send(Command::Activate(skip));
+    }
+
+    /// Set once a consumer that does not reconnect has lost its
+    /// connection: the broker may already deliver its queue to another
+    /// host, so nothing this run still produces may be emitted.
+    pub fn lost(&self) -> &Arc<AtomicBool> {
+        &self.lost
+    }
 }
 
 impl AmqpIngress {
@@ -170,7 +236,18 @@ impl AmqpIngress {
         let (finish_tx, finish_rx) = oneshot::channel();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let gauges = Arc::new(IngressGauges::default());
+        let lost = Arc::new(AtomicBool::new(false));
+        let (activation_tx, activation_rx) = if config.await_activation {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let consumer = ConsumerTask {
+            held: config.await_activation.then(Vec::new),
+            pause_held: None,
+            activation: activation_tx,
+            lost: Arc::clone(&lost),
             gauges: Arc::clone(&gauges),
             paused: false,
             cancelling: false,
@@ -195,7 +272,9 @@ impl AmqpIngress {
                 control: IngressControl {
                     tx: control_tx,
                     gauges,
+                    lost,
                 },
+                activation: activation_rx,
             },
         ))
     }
@@ -203,6 +282,12 @@ impl AmqpIngress {
     /// A handle to pause, resume or end this consumer.
     pub fn control(&self) -> IngressControl {
         self.control.clone()
+    }
+
+    /// Of an `await_activation` consumer: completes at its first delivery
+    /// (an error: the consumer ended before any). Taken once.
+    pub fn activation(&mut self) -> Option<oneshot::Receiver<()>> {
+        self.activation.take()
     }
 
     /// After the pipeline has returned (every delivered message settled):
@@ -419,7 +504,10 @@ impl Link {
             .create_channel()
             .await
             .map_err(broker::Error::amqp("opening a channel"))?;
-        topology::declare_input(&channel, &config.queue).await?;
+        match &config.partitioned {
+            Some(p) => topology::declare_partitioned_input(&channel, p).await?,
+            None => topology::declare_input(&channel, &config.queue).await?,
+        }
         if config.commit_acks {
             channel
                 .tx_select()
@@ -485,6 +573,13 @@ struct ConsumerTask {
     next_seq: u64,
     report: IngressReport,
     gauges: Arc<IngressGauges>,
+    /// Deliveries held until activation (`await_activation`).
+    held: Option<Vec<Delivery>>,
+    /// Deliveries held while paused (`await_activation`: the consumer
+    /// stays, see [`ConsumerTask::pause`]).
+    pause_held: Option<Vec<Delivery>>,
+    activation: Option<oneshot::Sender<()>>,
+    lost: Arc<AtomicBool>,
 }
 
 impl ConsumerTask {
@@ -531,6 +626,7 @@ impl ConsumerTask {
                     }
                     Command::Resume => self.resume().await?,
                     Command::End => self.end_input().await,
+                    Command::Activate(skip) => self.activate(skip).await,
                 },
                 () = acks.notify.notified() => {
                     let upto = acks.upto.load(Ordering::Acquire);
@@ -565,9 +661,35 @@ impl ConsumerTask {
         let Some(link) = &self.link else {
             return;
         };
-        match topology::input_depth(&link.channel, &self.config.queue).await {
+        let depth = match &self.config.partitioned {
+            Some(p) => topology::partition_depth(&link.channel, p, &self.config.queue)
+                .await
+                .map(|(ready, consumers)| {
+                    self.gauges
+                        .consumers
+                        .store(u64::from(consumers), Ordering::Relaxed);
+                    ready
+                }),
+            None => topology::input_depth(&link.channel, &self.config.queue).await,
+        };
+        match depth {
             Ok(ready) => self.gauges.ready.store(u64::from(ready), Ordering::Relaxed),
             Err(e) => tracing::debug!(error = %e, "sampling the queue depth"),
+        }
+    }
+
+    /// Applies the deliveries held since the first one, recognising
+    /// redeliveries of `skip`.
+    async fn activate(&mut self, skip: Vec<Vec<u8>>) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        self.applied_unacked = AppliedUnacked::new(
+            skip.into_iter().map(Fingerprint).collect(),
+            usize::from(self.config.prefetch.max(1)),
+        );
+        for delivery in held {
+            self.delivery(delivery).await;
         }
     }
 
@@ -579,6 +701,14 @@ impl ConsumerTask {
         }
         self.paused = true;
         tracing::info!(queue = %self.config.queue, "consumer paused");
+        if self.config.await_activation {
+            // A single-active-consumer queue would make another host's
+            // consumer active at a cancel, while this one still holds
+            // unacked messages: hold deliveries instead (the broker sends
+            // at most the prefetch), and stay the active consumer.
+            self.pause_held.get_or_insert_with(Vec::new);
+            return;
+        }
         let Some(link) = self.link.as_mut() else {
             return;
         };
@@ -615,6 +745,12 @@ impl ConsumerTask {
         }
         self.paused = false;
         tracing::info!(queue = %self.config.queue, "consumer resumed");
+        if let Some(held) = self.pause_held.take() {
+            for delivery in held {
+                self.delivery(delivery).await;
+            }
+            return Ok(());
+        }
         if !self.cancelling {
             self.start_consuming().await?;
         }
@@ -641,6 +777,15 @@ impl ConsumerTask {
     /// Stops consuming and ends the pipeline's input.
     async fn end_input(&mut self) {
         self.sender = None;
+        self.pause_held = None;
+        if self.config.await_activation {
+            // No cancel on a single-active-consumer queue: the broker
+            // would make the next host active at once, and hand it new
+            // messages while this one still checkpoints and acks what it
+            // applied. What arrives from now on is left unacked and goes
+            // back, in order, when the connection closes — after the acks.
+            return;
+        }
         if let Some(link) = self.link.as_mut() {
             if let Some(consumer) = link.consumer.take() {
                 let _ = link
@@ -652,6 +797,18 @@ impl ConsumerTask {
     }
 
     async fn delivery(&mut self, delivery: Delivery) {
+        if let Some(held) = self.held.as_mut() {
+            if let Some(activated) = self.activation.take() {
+                tracing::info!(queue = %self.config.queue, "first delivery: this consumer is the active one");
+                let _ = activated.send(());
+            }
+            held.push(delivery);
+            return;
+        }
+        if let Some(held) = self.pause_held.as_mut() {
+            held.push(delivery);
+            return;
+        }
         let fingerprint = Fingerprint::of(&delivery);
         let tag = delivery.delivery_tag;
         if self.sender.is_none() {
@@ -744,12 +901,10 @@ impl ConsumerTask {
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> broker::Result<()> {
+        let exchange = self.config.dead_letter_exchange();
         let Some(link) = &self.link else {
-            return Err(broker::Error::Nacked {
-                exchange: topology::dead_letter_name(&self.config.queue),
-            });
+            return Err(broker::Error::Nacked { exchange });
         };
-        let exchange = topology::dead_letter_name(&self.config.queue);
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert(
             topology::REASON_HEADER.into(),
@@ -869,6 +1024,15 @@ impl ConsumerTask {
         self.applied_unacked.connection_lost();
         self.outstanding.clear();
         self.generation += 1;
+        if !self.config.reconnect {
+            // Another consumer may be active by now: end the input, and
+            // tell the run so it emits nothing more.
+            self.lost.store(true, Ordering::Release);
+            self.held = None;
+            self.activation = None;
+            self.sender = None;
+            return Ok(());
+        }
         if self.sender.is_none() {
             // The input has ended; nothing more to consume.
             return Ok(());
