@@ -23,6 +23,19 @@
 //!   that does not decode, is skipped with a warning and the previous one
 //!   is used.
 //!
+//! **Ownership** (partitions of `sluice serve`, schema migration 4): a
+//! pipeline that several hosts may run, one at a time, is *claimed*
+//! before it is restored ([`CassandraStore::claim`]): a lightweight
+//! transaction raises the static `owner_generation` of its `checkpoints`
+//! partition by one. From then on the store's markers are written
+//! conditionally (`IF owner_generation = <ours>`), so a host that lost the
+//! partition — its broker connection gone, the next owner already
+//! restoring — can write no further checkpoint: its write fails as
+//! [`StoreError::Fenced`]. Each generation writes its own slots
+//! (`generation × keep + id % keep`), so a stale owner's chunk writes
+//! never touch the slots of the one after it; the older generations'
+//! slots are dropped once the new one has written its first checkpoint.
+//!
 //! Writes and reads are at `LOCAL_QUORUM`, so a restore that sees a marker
 //! sees the chunks acknowledged before it. Requests that fail for a reason
 //! retrying can fix are retried with backoff for up to `give_up`; the
@@ -69,6 +82,16 @@ pub enum StoreError {
     /// Retrying cannot help (the request itself is wrong).
     #[error("{what}: {message}")]
     Failed { what: &'static str, message: String },
+    /// Another host claimed the pipeline after this one did.
+    #[error(
+        "checkpoint {pipeline}: the partition was claimed by another host (generation {now}, \
+         this host holds {ours}); not writing"
+    )]
+    Fenced {
+        pipeline: String,
+        ours: i64,
+        now: i64,
+    },
     #[error("{what}: Cassandra did not answer for {after:?}; last error: {last}")]
     GaveUp {
         what: &'static str,
@@ -121,6 +144,12 @@ struct Statements {
     select_chunks: PreparedStatement,
     select_first_chunk: PreparedStatement,
     trim_chunks: PreparedStatement,
+    select_owner: PreparedStatement,
+    claim_first: PreparedStatement,
+    claim_next: PreparedStatement,
+    fenced_marker: PreparedStatement,
+    drop_markers_below: PreparedStatement,
+    drop_slot: PreparedStatement,
 }
 
 /// A pipeline's checkpoints in Cassandra; see the module docs.
@@ -139,6 +168,11 @@ pub struct CassandraStore {
     /// after a start also drops chunks a torn write of an earlier run may
     /// have left beyond the new checkpoint's end.
     trimmed_once: AtomicBool,
+    /// The ownership generation claimed ([`CassandraStore::claim`]): its
+    /// markers are written only while it is still the owner's.
+    generation: Option<i64>,
+    /// Whether the older generations' slots were dropped.
+    dropped_older: AtomicBool,
 }
 
 impl std::fmt::Debug for CassandraStore {
@@ -186,6 +220,16 @@ impl Failure {
 /// One slot's marker as read back; every column may be missing (a row
 /// made only by `mark_acked`, a foreign write), so all are optional.
 type MarkerRow = (
+    Option<i32>,
+    Option<i64>,
+    Option<i32>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// A marker row with its slot.
+type Marker6 = (
     i32,
     Option<i64>,
     Option<i32>,
@@ -277,7 +321,72 @@ impl CassandraStore {
         // Chunks are large: a few per page keeps a restore's memory at the
         // checkpoint plus a few chunks.
         select_chunks.set_page_size(4);
+        let lwt = |mut p: PreparedStatement| {
+            p.set_serial_consistency(Some(scylla::statement::SerialConsistency::LocalSerial));
+            p.set_is_idempotent(false);
+            p
+        };
+        let select_owner = {
+            let mut p = prepare(
+                "read the owner",
+                format!(
+                    "SELECT owner_generation, owner FROM {ks}.checkpoints \
+                     WHERE tenant = ? AND pipeline = ? LIMIT 1"
+                ),
+                true,
+            )
+            .await?;
+            // A linearizable read: sees every claim that was applied.
+            p.set_consistency(Consistency::LocalSerial);
+            p
+        };
         let statements = Statements {
+            select_owner,
+            claim_first: lwt(prepare(
+                "claim a pipeline",
+                format!(
+                    "UPDATE {ks}.checkpoints SET owner_generation = ?, owner = ? \
+                     WHERE tenant = ? AND pipeline = ? IF owner_generation = null"
+                ),
+                false,
+            )
+            .await?),
+            claim_next: lwt(prepare(
+                "claim a pipeline",
+                format!(
+                    "UPDATE {ks}.checkpoints SET owner_generation = ?, owner = ? \
+                     WHERE tenant = ? AND pipeline = ? IF owner_generation = ?"
+                ),
+                false,
+            )
+            .await?),
+            fenced_marker: lwt(prepare(
+                "write a fenced marker",
+                format!(
+                    "UPDATE {ks}.checkpoints SET id = ?, chunks = ?, length = ?, crc32 = ?, \
+                     chunk_bytes = ?, written_at = toTimestamp(now()) \
+                     WHERE tenant = ? AND pipeline = ? AND slot = ? IF owner_generation = ?"
+                ),
+                false,
+            )
+            .await?),
+            drop_markers_below: prepare(
+                "drop older markers",
+                format!(
+                    "DELETE FROM {ks}.checkpoints WHERE tenant = ? AND pipeline = ? AND slot < ?"
+                ),
+                true,
+            )
+            .await?,
+            drop_slot: prepare(
+                "drop a slot",
+                format!(
+                    "DELETE FROM {ks}.checkpoint_chunks \
+                     WHERE tenant = ? AND pipeline = ? AND slot = ?"
+                ),
+                true,
+            )
+            .await?,
             insert_chunk: prepare(
                 "insert a chunk",
                 format!(
@@ -345,6 +454,8 @@ impl CassandraStore {
             .await?,
         };
         Ok(CassandraStore {
+            generation: None,
+            dropped_older: AtomicBool::new(false),
             session,
             runtime,
             keyspace: keyspace.to_owned(),
@@ -386,10 +497,220 @@ impl CassandraStore {
         &self.session
     }
 
-    /// The slot checkpoint `id` lives in.
+    /// The slot checkpoint `id` lives in: `id % keep`, after the slots of
+    /// the earlier generations when the pipeline was claimed.
     pub fn slot(&self, id: u64) -> i32 {
         // `slots` is at least 2 and fits an i32, so the remainder does too.
-        i32::try_from(id % self.slots.unsigned_abs() as u64).unwrap_or(0)
+        let within = i64::try_from(id % self.slots.unsigned_abs() as u64).unwrap_or(0);
+        let base = self.generation.map_or(0, |g| g * i64::from(self.slots));
+        i32::try_from(base + within).unwrap_or(i32::MAX)
+    }
+
+    /// The generation this store writes under, once claimed.
+    pub fn generation(&self) -> Option<i64> {
+        self.generation
+    }
+
+    /// Claims the pipeline for `owner` (a name for logs and
+    /// `checkpoints.owner`): the next ownership generation, through a
+    /// lightweight transaction, so two hosts never hold the same one. From
+    /// now on this store's checkpoints are written only while no later
+    /// claim was made. Returns the generation.
+    pub fn claim(&mut self, owner: &str) -> Result<i64, StoreError> {
+        let generation = self.runtime.clone().block_on(self.claim_async(owner))?;
+        self.generation = Some(generation);
+        self.dropped_older.store(false, Ordering::Relaxed);
+        Ok(generation)
+    }
+
+    async fn claim_async(&self, owner: &str) -> Result<i64, StoreError> {
+        // A unique name per attempt: after a claim whose outcome was not
+        // known (a timeout), the read that follows says whether it was ours.
+        static CLAIMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let me = format!(
+            "{owner} #{}.{nanos}.{}",
+            std::process::id(),
+            CLAIMS.fetch_add(1, Ordering::Relaxed)
+        );
+        let (tenant, pipeline) = (self.tenant.as_str(), self.pipeline.as_str());
+        let what = "claiming a partition";
+        let fatal = |e: &dyn std::fmt::Display| StoreError::Failed {
+            what,
+            message: e.to_string(),
+        };
+        for _ in 0..100 {
+            let current = self
+                .execute(what, &self.statements.select_owner, (tenant, pipeline))
+                .await?
+                .into_rows_result()
+                .map_err(|e| fatal(&e))?
+                .maybe_first_row::<(Option<i64>, Option<String>)>()
+                .map_err(|e| fatal(&e))?;
+            let (now, holder) = current.unwrap_or((None, None));
+            if let (Some(g), Some(h)) = (now, &holder) {
+                if *h == me {
+                    return Ok(g);
+                }
+            }
+            let next = now.unwrap_or(0) + 1;
+            let attempt = match now {
+                None => {
+                    self.session
+                        .execute_unpaged(
+                            &self.statements.claim_first,
+                            (next, me.as_str(), tenant, pipeline),
+                        )
+                        .await
+                }
+                Some(g) => {
+                    self.session
+                        .execute_unpaged(
+                            &self.statements.claim_next,
+                            (next, me.as_str(), tenant, pipeline, g),
+                        )
+                        .await
+                }
+            };
+            match attempt {
+                Ok(result) => {
+                    if applied(result).map_err(|e| fatal(&e))? {
+                        return Ok(next);
+                    }
+                    // Another claim came first: read again.
+                }
+                Err(e) if sink::retryable(&e) => {
+                    tracing::warn!(%pipeline, error = %e, "claim: outcome unknown; reading the owner again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(fatal(&e)),
+            }
+        }
+        Err(StoreError::Failed {
+            what,
+            message: "100 claims in a row were beaten by other hosts".into(),
+        })
+    }
+
+    /// Writes `slot`'s marker, conditionally when the pipeline was claimed.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_marker(
+        &self,
+        slot: i32,
+        id: i64,
+        chunks: i32,
+        length: i64,
+        crc: i64,
+        chunk_bytes: i32,
+    ) -> Result<(), StoreError> {
+        let (tenant, pipeline) = (self.tenant.as_str(), self.pipeline.as_str());
+        let Some(generation) = self.generation else {
+            self.execute(
+                "writing a checkpoint marker",
+                &self.statements.insert_marker,
+                (tenant, pipeline, slot, id, chunks, length, crc, chunk_bytes),
+            )
+            .await?;
+            return Ok(());
+        };
+        let what = "writing a checkpoint marker";
+        // Retried as a whole: a repeated conditional write of the same
+        // values by the owner is harmless.
+        let result = self
+            .execute(
+                what,
+                &self.statements.fenced_marker,
+                (
+                    id,
+                    chunks,
+                    length,
+                    crc,
+                    chunk_bytes,
+                    tenant,
+                    pipeline,
+                    slot,
+                    generation,
+                ),
+            )
+            .await?;
+        let fatal = |e: &dyn std::fmt::Display| StoreError::Failed {
+            what,
+            message: e.to_string(),
+        };
+        let rows = result.into_rows_result().map_err(|e| fatal(&e))?;
+        let row = rows
+            .maybe_first_row::<scylla::value::Row>()
+            .map_err(|e| fatal(&e))?;
+        let column = |i: usize| {
+            row.as_ref()
+                .and_then(|r| r.columns.get(i).cloned().flatten())
+        };
+        match column(0) {
+            Some(scylla::value::CqlValue::Boolean(true)) => Ok(()),
+            _ => {
+                let now = match column(1) {
+                    Some(scylla::value::CqlValue::BigInt(g)) => g,
+                    _ => 0,
+                };
+                Err(StoreError::Fenced {
+                    pipeline: self.pipeline.clone(),
+                    ours: generation,
+                    now,
+                })
+            }
+        }
+    }
+
+    /// After the first checkpoint of a claimed generation: the slots of
+    /// earlier generations (their markers and chunks) are not needed any
+    /// more. A failure only leaves them for the next claim to drop.
+    async fn drop_older_generations(&self) {
+        let Some(generation) = self.generation else {
+            return;
+        };
+        if self.dropped_older.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let base = i32::try_from(generation * i64::from(self.slots)).unwrap_or(i32::MAX);
+        let (tenant, pipeline) = (self.tenant.as_str(), self.pipeline.as_str());
+        let old: Vec<i32> = match self.markers().await {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|r| r.0)
+                .filter(|s| *s < base)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(%pipeline, error = %e, "listing older checkpoint slots");
+                return;
+            }
+        };
+        for slot in &old {
+            if let Err(e) = self
+                .execute(
+                    "dropping a slot",
+                    &self.statements.drop_slot,
+                    (tenant, pipeline, *slot),
+                )
+                .await
+            {
+                tracing::warn!(%pipeline, slot, error = %e, "dropping an older checkpoint slot");
+                return;
+            }
+        }
+        if !old.is_empty() {
+            if let Err(e) = self
+                .execute(
+                    "dropping older markers",
+                    &self.statements.drop_markers_below,
+                    (tenant, pipeline, base),
+                )
+                .await
+            {
+                tracing::warn!(%pipeline, error = %e, "dropping older checkpoint markers");
+            }
+        }
     }
 
     /// After a failed attempt: waits before the next one, or says why
@@ -472,21 +793,9 @@ impl CassandraStore {
         let crc = i64::from(crc32fast::hash(bytes));
         let length = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
         let chunk_bytes = i32::try_from(self.chunk_bytes).unwrap_or(i32::MAX);
-        self.execute(
-            "writing a checkpoint marker",
-            &self.statements.insert_marker,
-            (
-                tenant,
-                pipeline,
-                slot,
-                cql_id,
-                count,
-                length,
-                crc,
-                chunk_bytes,
-            ),
-        )
-        .await?;
+        self.write_marker(slot, cql_id, count, length, crc, chunk_bytes)
+            .await?;
+        self.drop_older_generations().await;
 
         // Chunks past the new end (an older, larger checkpoint in this
         // slot, or a torn write of an earlier run) are never read —
@@ -526,7 +835,7 @@ impl CassandraStore {
         Ok(row.and_then(|(chunks,)| chunks))
     }
 
-    async fn markers(&self) -> Result<Vec<MarkerRow>, StoreError> {
+    async fn markers(&self) -> Result<Vec<Marker6>, StoreError> {
         let what = "reading checkpoint markers";
         let result = self
             .execute(
@@ -542,7 +851,12 @@ impl CassandraStore {
         let rows = result.into_rows_result().map_err(|e| fatal(&e))?;
         let mut out = Vec::new();
         for row in rows.rows::<MarkerRow>().map_err(|e| fatal(&e))? {
-            out.push(row.map_err(|e| fatal(&e))?);
+            let row = row.map_err(|e| fatal(&e))?;
+            // A claimed partition with no checkpoint yet has its static
+            // owner columns only: a row without a slot.
+            if let (Some(slot), id, chunks, length, crc32, acked_id) = row {
+                out.push((slot, id, chunks, length, crc32, acked_id));
+            }
         }
         Ok(out)
     }
@@ -722,6 +1036,18 @@ impl CheckpointStore for CassandraStore {
             .block_on(self.latest_async())
             .map_err(super::Error::from)
     }
+}
+
+/// Whether a lightweight transaction was applied (its `[applied]` column).
+fn applied(
+    result: scylla::response::query_result::QueryResult,
+) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    let rows = result.into_rows_result()?;
+    let row = rows.maybe_first_row::<scylla::value::Row>()?;
+    Ok(matches!(
+        row.and_then(|r| r.columns.into_iter().next().flatten()),
+        Some(scylla::value::CqlValue::Boolean(true))
+    ))
 }
 
 /// Whether `name` can name a pipeline's checkpoints (it is a bound value,

@@ -25,6 +25,8 @@
 //!   a job's results in one partition per (job, range), keyed by window
 //!   and key so a rerun overwrites them; `batch_runs`, one row per
 //!   distinct run (job, range, scope) with its trigger, times and counts.
+//! - Partition ownership (migration 4, `state::cassandra`): static
+//!   `owner_generation` and `owner` in `checkpoints`.
 
 use scylla::client::session::Session;
 
@@ -151,10 +153,20 @@ const MIGRATIONS: &[Migration] = &[
             PRIMARY KEY ((tenant, job), range_from, range_to, scope))",
         ],
     },
+    Migration {
+        version: 4,
+        description: "partition ownership: a generation per checkpointed pipeline",
+        statements: &[
+            // Static, so one lightweight transaction in the partition of a
+            // pipeline's markers both claims it and fences their writes.
+            "ALTER TABLE {ks}.checkpoints ADD IF NOT EXISTS owner_generation bigint static",
+            "ALTER TABLE {ks}.checkpoints ADD IF NOT EXISTS owner text static",
+        ],
+    },
 ];
 
 /// The newest schema version this host knows.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Creates the keyspace (with `replication`, a CQL map literal) and
 /// applies every migration not yet recorded.
