@@ -51,6 +51,7 @@ mod alerts;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -61,7 +62,7 @@ use std::time::{Duration, Instant};
 use crate::ingress::{Acknowledger, Input, Message};
 use crate::manifest::{Manifest, WindowKind};
 use crate::metrics::{Counters, LatencyObserver, Summary};
-use crate::parse::{self, BadRow, ParsedRow, RowParser};
+use crate::parse::{self, BadRow, Key, ParsedRow, RowParser};
 use crate::sandbox::{self, DataField, SandboxError, TenantModule, Value};
 pub use crate::sink::Sinks;
 use crate::sink::{
@@ -163,6 +164,34 @@ pub struct Options {
     /// Keep only the parsed rows this selects (a batch job's range and
     /// scope); bad rows are kept, they are counted and dead-lettered.
     pub select: Option<Arc<RowSelect>>,
+    /// Report the input watermark and the keys seen here while running
+    /// (`sluice serve`'s partitions).
+    pub live: Option<Arc<Live>>,
+}
+
+/// What a host reads of a running pipeline besides its counters.
+#[derive(Debug)]
+pub struct Live {
+    /// The input watermark, ms (`i64::MIN` before any row).
+    pub watermark: std::sync::atomic::AtomicI64,
+    /// Hashes of the keys of the rows read (good, and bad with a key).
+    keys: std::sync::Mutex<HashSet<u64>>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            watermark: std::sync::atomic::AtomicI64::new(i64::MIN),
+            keys: std::sync::Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+impl Live {
+    /// Distinct keys seen so far.
+    pub fn keys(&self) -> usize {
+        self.keys.lock().map_or(0, |k| k.len())
+    }
 }
 
 /// Which parsed rows a run keeps: an event-time range and column values.
@@ -207,6 +236,7 @@ impl Default for Options {
             suspend: None,
             latency: None,
             select: None,
+            live: None,
         }
     }
 }
@@ -371,7 +401,6 @@ where
         };
         let worker_acks = if checkpointing { None } else { acks.clone() };
         let reader = {
-            let counters = Arc::clone(&counters);
             thread::Builder::new()
                 .name("sluice-reader".into())
                 .spawn(move || match input {
@@ -379,9 +408,9 @@ where
                         reader,
                         name,
                         start,
-                    } => read_input(reader, parser, &name, start, chunking, &counters, &chunk_tx),
+                    } => read_input(reader, parser, &name, start, chunking, &chunk_tx),
                     Input::Messages { rx, .. } => {
-                        read_messages(rx, parser, chunking, &counters, &chunk_tx);
+                        read_messages(rx, parser, chunking, &chunk_tx);
                         Ok(())
                     }
                 })
@@ -431,6 +460,7 @@ where
             coordinator.checkpoints(c, manifest);
         }
         coordinator.suspend = options.suspend.clone();
+        coordinator.live = options.live.clone();
         let outcome = coordinator.run(&chunk_rx, &progress, &counters, started, &panes);
         // Whatever happened, close the channels so every thread ends.
         drop(coordinator);
@@ -563,6 +593,10 @@ struct Chunk {
     fingerprints: Vec<Vec<u8>>,
     /// Message input: the earliest publish time (ms) of its messages.
     published_ms: Option<i64>,
+    /// Bytes of its records, line ends included. Counted when the
+    /// coordinator applies the chunk, so a checkpoint's counters cover
+    /// exactly the input it covers (not chunks still in the channel).
+    bytes: u64,
 }
 
 /// Reads and parses the input; sends a chunk when it holds `batch_rows`
@@ -578,7 +612,6 @@ fn read_input(
         keep_positions,
         select,
     }: Chunking,
-    counters: &Counters,
     tx: &SyncSender<Chunk>,
 ) -> Result<()> {
     let source: Arc<str> = Arc::from(source_name);
@@ -624,8 +657,6 @@ fn read_input(
             });
         }
         if rows.len() >= batch_rows || reader.buffer().is_empty() {
-            counters.add_input(rows.len() as u64, bytes);
-            bytes = 0;
             let chunk = Chunk {
                 rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
                 positions: std::mem::take(&mut positions),
@@ -633,6 +664,7 @@ fn read_input(
                 end: Some((offset, line_no)),
                 fingerprints: Vec::new(),
                 published_ms: None,
+                bytes: std::mem::take(&mut bytes),
             };
             if tx.send(chunk).is_err() {
                 // The coordinator stopped (an error there is reported).
@@ -641,7 +673,6 @@ fn read_input(
         }
     }
     if !rows.is_empty() {
-        counters.add_input(rows.len() as u64, bytes);
         // A closed channel means the coordinator stopped; it reports why.
         let _ = tx.send(Chunk {
             rows,
@@ -650,6 +681,7 @@ fn read_input(
             end: Some((offset, line_no)),
             fingerprints: Vec::new(),
             published_ms: None,
+            bytes,
         });
     }
     Ok(())
@@ -668,7 +700,6 @@ fn read_messages(
         keep_positions,
         ..
     }: Chunking,
-    counters: &Counters,
     tx: &SyncSender<Chunk>,
 ) {
     let mut rows = Vec::with_capacity(batch_rows);
@@ -697,8 +728,6 @@ fn read_messages(
             }
         }
         if rows.len() >= batch_rows || rx.is_empty() {
-            counters.add_input(rows.len() as u64, bytes);
-            bytes = 0;
             let chunk = Chunk {
                 rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
                 positions: std::mem::take(&mut positions),
@@ -706,6 +735,7 @@ fn read_messages(
                 end: None,
                 fingerprints: std::mem::take(&mut fingerprints),
                 published_ms: published_ms.take(),
+                bytes: std::mem::take(&mut bytes),
             };
             if tx.send(chunk).is_err() {
                 return;
@@ -771,6 +801,8 @@ struct Coordinator<'a> {
     last_seq: Option<u64>,
     /// See [`Options::suspend`].
     suspend: Option<Arc<AtomicBool>>,
+    /// See [`Options::live`].
+    live: Option<Arc<Live>>,
 }
 
 /// An input quiet this long gets its checkpoint (and acks) at once.
@@ -840,6 +872,7 @@ impl<'a> Coordinator<'a> {
             checkpoints: None,
             last_seq: None,
             suspend: None,
+            live: None,
         }
     }
 
@@ -1084,6 +1117,8 @@ impl<'a> Coordinator<'a> {
     /// Routes one chunk of parsed records, in batches of rows.
     fn chunk(&mut self, chunk: Chunk) -> Result<()> {
         self.last_record = Instant::now();
+        self.counters
+            .add_input(chunk.rows.len() as u64, chunk.bytes);
         let mut rows: Vec<Vec<(ParsedRow, i64)>> = (0..self.workers).map(|_| Vec::new()).collect();
         let mut positions: Vec<Vec<RowPos>> = (0..self.workers).map(|_| Vec::new()).collect();
         let mut bad: Vec<Vec<(BadRow, i64)>> = (0..self.workers).map(|_| Vec::new()).collect();
@@ -1129,6 +1164,14 @@ impl<'a> Coordinator<'a> {
             self.keyless_passed();
         }
         self.wm_at_last_record = self.wm;
+        if let Some(live) = &self.live {
+            live.watermark.store(self.wm, Ordering::Relaxed);
+            if let Ok(mut keys) = live.keys.lock() {
+                let good = rows.iter().flatten().map(|(r, _)| &r.key);
+                let bad = bad.iter().flatten().filter_map(|(b, _)| b.key.as_ref());
+                keys.extend(good.chain(bad).map(Key::hash64));
+            }
+        }
         self.counters.add_bad_rows(n_bad, n_keyless);
         self.send(rows, positions, bad, chunk.seq, chunk.published_ms)?;
         self.write()?;
