@@ -39,7 +39,7 @@ use sluice_host::generate::bts::{self, BtsConfig};
 use sluice_host::metrics::prometheus::{HostMetrics, TenantFigures, TenantSource};
 use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TrapBackoff};
 use sluice_host::serve::config::HostConfig;
-use sluice_host::serve::Host;
+use sluice_host::serve::{Host, Storage};
 
 /// `/metrics` is not scraped here.
 struct NoScrape;
@@ -206,8 +206,7 @@ impl Served {
         let host = Arc::new(Host::new(
             config,
             engine,
-            None,
-            None,
+            Storage::default(),
             bench.rt.handle().clone(),
             metrics.checkpoints.clone(),
             metrics.latency.clone(),

@@ -30,7 +30,7 @@ use sluice_host::metrics::prometheus::HostMetrics;
 use sluice_host::pipeline::CheckpointOptions;
 use sluice_host::pipeline::{self, Options, Sinks};
 use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine, TenantModule, TrapBackoff};
-use sluice_host::serve::{BatchEnv, Host, HostConfig};
+use sluice_host::serve::{BatchEnv, Host, HostConfig, StateDb, Storage};
 use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
 use sluice_host::sink::cassandra::batch_results::{BatchResultStore, BatchStoreOptions};
 use sluice_host::sink::cassandra::{self, CassandraConfig, CassandraSink, QueryFilter};
@@ -288,7 +288,9 @@ enum Command {
         /// The input queue (declared as the host declares it).
         #[arg(long, required_unless_present = "manifest")]
         queue: Option<String>,
-        /// Take the queue from this manifest's `[input] queue`.
+        /// Take the queue from this manifest's `[input] queue`; with
+        /// `[input] partitions`, publish to its partition exchange with
+        /// each record's key as the routing key.
         #[arg(long)]
         manifest: Option<PathBuf>,
         /// CSV file, or `-` for stdin.
@@ -513,13 +515,22 @@ fn main() -> anyhow::Result<()> {
             lines_per_message,
             max_in_flight,
         } => {
-            let queue = match (queue, manifest) {
-                (Some(q), _) => q,
+            let (queue, partitioned) = match (queue, manifest) {
+                (Some(q), _) => (q, None),
                 (None, Some(m)) => {
-                    Manifest::from_path(&m)
+                    let input = Manifest::from_path(&m)
                         .context("loading the manifest")?
-                        .input
-                        .queue
+                        .input;
+                    let partitioned = input.partitions.map(|count| {
+                        (
+                            input.clone(),
+                            topology::Partitioned {
+                                base: input.queue.clone(),
+                                count,
+                            },
+                        )
+                    });
+                    (input.queue, partitioned)
                 }
                 (None, None) => anyhow::bail!("give --queue or --manifest"),
             };
@@ -535,6 +546,7 @@ fn main() -> anyhow::Result<()> {
                     rate,
                     lines_per_message,
                     max_in_flight,
+                    partitioned,
                 },
                 &file,
             )
@@ -1123,6 +1135,13 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     let mut broker = None;
     let (input, source) = match (&args.amqp, &rt) {
         (Some(url), Some(rt)) => {
+            if let Some(p) = manifest.input.partitions {
+                anyhow::bail!(
+                    "the manifest's input has {p} partitions: `sluice serve` hosts consume \
+                     them (each partition on one host at a time); `sluice run --amqp` reads \
+                     one plain queue"
+                );
+            }
             let handle = rt.handle().clone();
             let sink = rt
                 .block_on(AmqpSink::connect(
@@ -1155,6 +1174,9 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                         give_up: BROKER_GIVE_UP,
                         skip,
                         commit_acks: checkpointing,
+                        partitioned: None,
+                        await_activation: false,
+                        reconnect: true,
                     },
                     handle,
                 ))
@@ -1277,9 +1299,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
         ..SandboxConfig::default()
     })
     .context("starting the sandbox engine")?;
-    let (tables, batch_env): (Option<Arc<dyn sluice_host::sink::TableSink>>, _) = match &config
-        .cassandra
-    {
+    let storage = match &config.cassandra {
         Some(nodes) => {
             let sink = rt
                 .block_on(CassandraSink::connect(
@@ -1307,9 +1327,18 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
                 store: Arc::new(store),
                 workers: 1,
             };
-            (Some(Arc::new(sink)), Some(batch))
+            // Partitioned tenants keep checkpoints and ownership there.
+            let state_db = StateDb {
+                session: Arc::clone(sink.session()),
+                keyspace: sink.keyspace().to_owned(),
+            };
+            Storage {
+                tables: Some(Arc::new(sink)),
+                batch: Some(batch),
+                state_db: Some(state_db),
+            }
         }
-        None => (None, None),
+        None => Storage::default(),
     };
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(config.listen))
@@ -1322,8 +1351,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
     let host = Arc::new(Host::new(
         config,
         engine,
-        tables,
-        batch_env,
+        storage,
         rt.handle().clone(),
         metrics.checkpoints.clone(),
         metrics.latency.clone(),

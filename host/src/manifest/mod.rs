@@ -116,9 +116,17 @@ pub struct InputSpec {
     pub allowed_lateness: Duration,
     /// Advance the watermark of an input that has been silent this long.
     pub idle_timeout: Option<Duration>,
+    /// Partitioned input (`sluice serve` only): a consistent-hash exchange
+    /// `<queue>` in front of queues `<queue>.p0` … each with a single
+    /// active consumer among the hosts; `None` is one plain queue.
+    pub partitions: Option<u16>,
 }
 
 impl InputSpec {
+    /// Partition queues a tenant may have: each is a consumer per host and
+    /// a pipeline on the host that owns it.
+    pub const MAX_PARTITIONS: u16 = 256;
+
     /// Index of the column called `name`.
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
@@ -966,7 +974,25 @@ impl Ctx<'_> {
             Some(d) => Some(self.positive_duration(d, "idle_timeout")?),
             None => None,
         };
+        let partitions = match &raw.partitions {
+            None => None,
+            Some(p) => match u16::try_from(*p.get_ref()) {
+                Ok(n) if (1..=InputSpec::MAX_PARTITIONS).contains(&n) => Some(n),
+                _ => {
+                    return Err(self.at(
+                        p.span(),
+                        format!(
+                            "[input] `partitions` = {}: give 1 to {} (the partition queues of \
+                             the input; every host consumes each of them)",
+                            p.get_ref(),
+                            InputSpec::MAX_PARTITIONS
+                        ),
+                    ))
+                }
+            },
+        };
         Ok(InputSpec {
+            partitions,
             queue: raw.queue.into_inner(),
             format,
             header: raw.header,

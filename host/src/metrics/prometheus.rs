@@ -45,6 +45,9 @@ pub mod names {
     pub const RUNNING: &str = "sluice_tenant_running";
     pub const CHECKPOINT_DURATION: &str = "sluice_checkpoint_write_duration_seconds";
     pub const CHECKPOINT_SIZE: &str = "sluice_checkpoint_size_bytes";
+    pub const PARTITION_OWNED: &str = "sluice_partition_owned";
+    pub const PARTITION_LAG: &str = "sluice_partition_lag_messages";
+    pub const PARTITION_WATERMARK: &str = "sluice_partition_watermark_seconds";
     /// The OpenMetrics content type `/metrics` answers with.
     pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 }
@@ -52,6 +55,24 @@ pub mod names {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TenantLabel {
     pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabel {
+    tenant: String,
+    partition: String,
+}
+
+/// One partition of a partitioned tenant as this host sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionFigures {
+    pub partition: u16,
+    /// This host runs it now.
+    pub owned: bool,
+    /// Messages ready in its queue plus delivered here and not acked.
+    pub lag: u64,
+    /// Its input watermark, ms, while owned.
+    pub watermark_ms: Option<i64>,
 }
 
 /// One tenant's figures at scrape time.
@@ -69,6 +90,8 @@ pub struct TenantFigures {
     pub events_per_sec: f64,
     pub paused: bool,
     pub running: bool,
+    /// A partitioned tenant's partitions (empty otherwise).
+    pub partitions: Vec<PartitionFigures>,
 }
 
 /// Where the collector reads the tenants from (the serving host).
@@ -327,8 +350,63 @@ impl Collector for TenantCollector {
         for t in &tenants {
             ConstGauge::new(t.events_per_sec).encode(family.encode_family(&label(t))?)?;
         }
-        Ok(())
+        encode_partitions(&mut encoder, &tenants)
     }
+}
+
+/// Per partition: whether this host owns it, its lag, its watermark.
+fn encode_partitions(
+    encoder: &mut DescriptorEncoder,
+    tenants: &[TenantFigures],
+) -> Result<(), std::fmt::Error> {
+    let partitions = || {
+        tenants.iter().flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    PartitionLabel {
+                        tenant: t.tenant.clone(),
+                        partition: p.partition.to_string(),
+                    },
+                    p,
+                )
+            })
+        })
+    };
+    {
+        let mut family = encoder.encode_descriptor(
+            names::PARTITION_OWNED,
+            "1 while this host runs the partition (the broker made it the active consumer)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (l, p) in partitions() {
+            ConstGauge::new(i64::from(p.owned)).encode(family.encode_family(&l)?)?;
+        }
+    }
+    {
+        let mut family = encoder.encode_descriptor(
+            names::PARTITION_LAG,
+            "Messages of the partition not yet done with: ready in its queue or delivered here and not acked",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (l, p) in partitions() {
+            ConstGauge::new(i64::try_from(p.lag).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&l)?)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        names::PARTITION_WATERMARK,
+        "The partition's input watermark (event time, s since the epoch) on the host that owns it",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (l, p) in partitions() {
+        if let Some(ms) = p.watermark_ms {
+            ConstGauge::new(ms as f64 / 1000.0).encode(family.encode_family(&l)?)?;
+        }
+    }
+    Ok(())
 }
 
 fn label(t: &TenantFigures) -> TenantLabel {
@@ -361,6 +439,16 @@ mod tests {
                     events_per_sec: 12.5,
                     paused: i == 1,
                     running: true,
+                    partitions: if i == 1 {
+                        vec![PartitionFigures {
+                            partition: 3,
+                            owned: true,
+                            lag: 4,
+                            watermark_ms: Some(1_487_442_540_000),
+                        }]
+                    } else {
+                        Vec::new()
+                    },
                 })
                 .collect()
         }
@@ -397,6 +485,9 @@ mod tests {
             "sluice_events_per_second{tenant=\"a\"} 12.5",
             "sluice_end_to_end_latency_seconds_count{tenant=\"b\"} 1",
             "sluice_end_to_end_latency_seconds_sum{tenant=\"b\"} 0.02",
+            "sluice_partition_owned{tenant=\"b\",partition=\"3\"} 1",
+            "sluice_partition_lag_messages{tenant=\"b\",partition=\"3\"} 4",
+            "sluice_partition_watermark_seconds{tenant=\"b\",partition=\"3\"} 1487442540.0",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }

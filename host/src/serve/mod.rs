@@ -23,6 +23,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod partition;
 pub mod tenant;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -34,12 +35,15 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::manifest::{self, Manifest};
-use crate::metrics::prometheus::{CheckpointMetrics, LatencyMetrics, TenantFigures, TenantSource};
+use crate::metrics::prometheus::{
+    CheckpointMetrics, LatencyMetrics, PartitionFigures, TenantFigures, TenantSource,
+};
 use crate::metrics::{Counters, Summary};
 use crate::sandbox::{SandboxEngine, SandboxError, TenantModule};
 
 pub use batch::BatchEnv;
 pub use config::HostConfig;
+pub use partition::{PartitionView, StateDb};
 use tenant::{Run, RunEnv};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -117,6 +121,10 @@ pub struct TenantView {
     /// The tenant's batch triggers (this run's), when it has any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_triggers: Option<TriggersView>,
+    /// A partitioned tenant's partitions as this host sees them; its
+    /// `counters` are then those of the partitions this host owns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<Vec<PartitionView>>,
 }
 
 /// What a tenant's batch triggers did in its current run.
@@ -199,8 +207,16 @@ impl Slot {
         }
     }
 
+    /// The tenant's counters on this host: the run's, or of the
+    /// partitions it owns.
+    fn summary(&self) -> Summary {
+        self.run
+            .partition_summary()
+            .unwrap_or_else(|| self.counters.snapshot(Duration::ZERO))
+    }
+
     fn sample_rate(&mut self, now: Instant) {
-        let rows = self.counters.snapshot(Duration::ZERO).rows_in;
+        let rows = self.summary().rows_in;
         self.rate_samples.push_back((now, rows));
         while self
             .rate_samples
@@ -222,6 +238,16 @@ impl Slot {
     }
 }
 
+/// What a host keeps in Cassandra, when `host.toml` names one: results
+/// (the table sink), triggered batch jobs, partitions' checkpoints and
+/// ownership. All `None` without Cassandra.
+#[derive(Clone, Default)]
+pub struct Storage {
+    pub tables: Option<Arc<dyn crate::sink::TableSink>>,
+    pub batch: Option<BatchEnv>,
+    pub state_db: Option<StateDb>,
+}
+
 /// The serving host.
 pub struct Host {
     config: HostConfig,
@@ -239,13 +265,24 @@ impl Host {
     pub fn new(
         config: HostConfig,
         engine: SandboxEngine,
-        tables: Option<Arc<dyn crate::sink::TableSink>>,
-        batch: Option<BatchEnv>,
+        storage: Storage,
         runtime: tokio::runtime::Handle,
         checkpoint_metrics: CheckpointMetrics,
         latency_metrics: LatencyMetrics,
     ) -> Host {
+        let Storage {
+            tables,
+            batch,
+            state_db,
+        } = storage;
         let env = RunEnv {
+            state_db,
+            host_name: format!(
+                "{} pid {} admin {}",
+                hostname(),
+                std::process::id(),
+                config.listen
+            ),
             amqp: config.amqp.clone(),
             tables,
             batch,
@@ -464,13 +501,18 @@ impl Host {
             .remove(tenant)
             .ok_or_else(|| Error::NotFound(tenant.to_owned()))?;
         let mut last = view(tenant, &slot);
+        let partitioned = slot.run.manifest.input.partitions.is_some();
         if let Err(e) = slot.run.stop(false) {
             tracing::warn!(%tenant, error = %e, "the tenant's run ended with an error");
         }
-        last.counters = counters_view(
-            &slot.counters.snapshot(Duration::ZERO),
-            last.counters.guest_traps,
-        );
+        if !partitioned {
+            // A partitioned tenant's owned partitions are gone now: keep
+            // the figures from before the stop.
+            last.counters = counters_view(
+                &slot.counters.snapshot(Duration::ZERO),
+                last.counters.guest_traps,
+            );
+        }
         self.env.checkpoint_metrics.remove(tenant);
         self.env.latency_metrics.remove(tenant);
         let dir = self.tenant_dir(tenant);
@@ -539,6 +581,7 @@ impl Host {
         let mut tenants = self.tenants();
         for (tenant, slot) in tenants.iter_mut() {
             slot.sample_rate(now);
+            slot.run.balance();
             if limit == 0 {
                 continue;
             }
@@ -585,14 +628,26 @@ impl TenantSource for Host {
         self.tenants()
             .iter()
             .map(|(t, s)| {
-                let backlog = s.run.backlog();
+                let (queue_depth, consumer_lag) = s.run.backlog();
                 TenantFigures {
                     tenant: t.clone(),
-                    summary: s.counters.snapshot(Duration::ZERO),
+                    summary: s.summary(),
                     traps: s.traps(),
                     guest_cpu: s.guest_use().cpu,
-                    queue_depth: backlog.queue_depth(),
-                    consumer_lag: backlog.lag(),
+                    queue_depth,
+                    consumer_lag,
+                    partitions: s
+                        .run
+                        .partitions()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|p| PartitionFigures {
+                            partition: p.partition,
+                            owned: p.state == "active",
+                            lag: p.lag,
+                            watermark_ms: p.watermark,
+                        })
+                        .collect(),
                     events_per_sec: s.events_per_sec(),
                     paused: s.paused.is_some(),
                     running: s.run.ended().is_none(),
@@ -629,6 +684,8 @@ fn compatible(old: &Manifest, new: &Manifest) -> Result<()> {
         "its windows"
     } else if old.input.queue != new.input.queue {
         "its input queue"
+    } else if old.input.partitions != new.input.partitions {
+        "its partitions"
     } else {
         return Ok(());
     };
@@ -669,7 +726,8 @@ fn view(tenant: &str, slot: &Slot) -> TenantView {
             .deployed_at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        counters: counters_view(&slot.counters.snapshot(Duration::ZERO), slot.traps()),
+        counters: counters_view(&slot.summary(), slot.traps()),
+        partitions: slot.run.partitions(),
         batch_triggers: slot.run.trigger_stats().map(|t| {
             let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
             TriggersView {
@@ -693,6 +751,15 @@ fn counters_view(s: &Summary, traps: u64) -> CountersView {
         poisoned: s.poisoned,
         guest_traps: traps,
     }
+}
+
+/// The machine's name, for partition ownership records.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned())
 }
 
 /// Writes `bytes` to `tmp`, fsyncs, renames over `path`.

@@ -31,7 +31,9 @@ use crate::state::local::LocalStore;
 use crate::state::{self, Checkpoint, CheckpointStore, InputPosition, Restored};
 
 use super::batch::{BatchEnv, Triggers};
+use super::partition::{PartitionView, PartitionedRun, StateDb};
 use super::{Error, Result};
+use crate::metrics::Summary;
 
 /// How long a tenant keeps reconnecting to a broker that went away.
 const BROKER_GIVE_UP: Duration = Duration::from_secs(300);
@@ -49,20 +51,34 @@ pub struct RunEnv {
     pub checkpoint_interval: Duration,
     pub checkpoint_metrics: CheckpointMetrics,
     pub latency_metrics: LatencyMetrics,
+    /// Where partitioned tenants keep checkpoints and ownership (with
+    /// Cassandra).
+    pub state_db: Option<StateDb>,
+    /// This host in partition ownership records and logs.
+    pub host_name: String,
 }
 
-/// A running (or just ended) pipeline of one tenant.
+/// A running (or just ended) tenant: one pipeline, or its partitions.
 pub struct Run {
     pub manifest: Manifest,
     pub module: TenantModule,
     pub started: Instant,
-    control: IngressControl,
-    suspend: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    /// Set by the run's thread when it ends: `Err` says why it failed.
-    outcome: Arc<Mutex<Option<Result<(), String>>>>,
+    body: Body,
     /// The tenant's batch triggers, when it has any and Cassandra is set.
     triggers: Option<Triggers>,
+}
+
+enum Body {
+    /// One pipeline over the tenant's queue.
+    Single {
+        control: IngressControl,
+        suspend: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+        /// Set by the run's thread when it ends: `Err` says why it failed.
+        outcome: Arc<Mutex<Option<Result<(), String>>>>,
+    },
+    /// `[input] partitions`: a pipeline per partition this host owns.
+    Partitioned(PartitionedRun),
 }
 
 impl Run {
@@ -79,6 +95,9 @@ impl Run {
         // A module restarted after a stop (a failed redeploy's rollback)
         // backs off again.
         module.set_stopping(false);
+        if let Some(count) = manifest.input.partitions {
+            return Self::start_partitioned(env, manifest, module, count);
+        }
         let store = Arc::new(MeteredStore {
             inner: LocalStore::open(checkpoints, 3).map_err(|source| Error::State {
                 tenant: tenant.clone(),
@@ -121,14 +140,14 @@ impl Run {
             .runtime
             .block_on(AmqpIngress::start(
                 AmqpIngressConfig {
-                    url: env.amqp.clone(),
-                    queue: manifest.input.queue.clone(),
-                    prefetch: env.prefetch,
-                    until_idle: None,
-                    max_message_bytes: AmqpIngressConfig::DEFAULT_MAX_MESSAGE_BYTES,
-                    give_up: BROKER_GIVE_UP,
                     skip,
                     commit_acks: true,
+                    ..AmqpIngressConfig::plain(
+                        env.amqp.clone(),
+                        manifest.input.queue.clone(),
+                        env.prefetch,
+                        BROKER_GIVE_UP,
+                    )
                 },
                 env.runtime.clone(),
             ))
@@ -181,7 +200,7 @@ impl Run {
             ..Options::default()
         };
         let control = ingress.control();
-        let outcome = Arc::new(Mutex::new(None));
+        let outcome: Arc<Mutex<Option<Result<(), String>>>> = Arc::new(Mutex::new(None));
         let thread = {
             let manifest = manifest.clone();
             let module = module.clone();
@@ -206,22 +225,99 @@ impl Run {
             manifest,
             module,
             started: Instant::now(),
-            control,
-            suspend,
-            thread: Some(thread),
-            outcome,
+            body: Body::Single {
+                control,
+                suspend,
+                thread: Some(thread),
+                outcome,
+            },
+            triggers,
+        })
+    }
+
+    /// A partitioned tenant: a standby consumer per partition, which
+    /// becomes a pipeline when the broker makes this host its active one.
+    /// Checkpoints and ownership live in Cassandra, so it is required.
+    fn start_partitioned(
+        env: &RunEnv,
+        manifest: Manifest,
+        module: TenantModule,
+        count: u16,
+    ) -> Result<Run> {
+        let tenant = manifest.tenant.clone();
+        let Some(db) = env.state_db.clone() else {
+            return Err(Error::Conflict {
+                tenant,
+                message: "a partitioned input (`[input] partitions`) keeps its partitions' \
+                          checkpoints in Cassandra, so any host can take them over: give \
+                          the host `cassandra` in host.toml"
+                    .into(),
+            });
+        };
+        let triggers = env
+            .batch
+            .as_ref()
+            .and_then(|b| Triggers::start(b, &manifest, &module));
+        let tables = env.tables.as_ref().map(|tables| match &triggers {
+            Some(t) => t.tap(Arc::clone(tables)),
+            None => Arc::clone(tables),
+        });
+        let partitions = PartitionedRun::start(env, db, &manifest, &module, tables, count)
+            .map_err(Error::Internal)?;
+        Ok(Run {
+            manifest,
+            module,
+            started: Instant::now(),
+            body: Body::Partitioned(partitions),
             triggers,
         })
     }
 
     /// Pauses the consumer; the receiver completes once the broker has
-    /// confirmed (nothing more is delivered from then on).
+    /// confirmed (nothing more is delivered from then on). Partitions are
+    /// paused without waiting.
     pub fn pause(&self) -> tokio::sync::oneshot::Receiver<()> {
-        self.control.pause()
+        match &self.body {
+            Body::Single { control, .. } => control.pause(),
+            Body::Partitioned(p) => {
+                p.pause();
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(());
+                rx
+            }
+        }
     }
 
     pub fn resume(&self) {
-        self.control.resume();
+        match &self.body {
+            Body::Single { control, .. } => control.resume(),
+            Body::Partitioned(p) => p.resume(),
+        }
+    }
+
+    /// The partitions as this host sees them (partitioned tenants).
+    pub fn partitions(&self) -> Option<Vec<PartitionView>> {
+        match &self.body {
+            Body::Single { .. } => None,
+            Body::Partitioned(p) => Some(p.views()),
+        }
+    }
+
+    /// The counters of the partitions this host owns (partitioned
+    /// tenants; a single run counts into the slot's counters).
+    pub fn partition_summary(&self) -> Option<Summary> {
+        match &self.body {
+            Body::Single { .. } => None,
+            Body::Partitioned(p) => Some(p.summary()),
+        }
+    }
+
+    /// Once a second: a partitioned tenant hands a partition over when
+    /// this host owns more than its share.
+    pub fn balance(&self) {
+        if let Body::Partitioned(p) = &self.body {
+            p.balance();
+        }
     }
 
     /// The counters of the run's batch triggers, when it has any.
@@ -229,31 +325,67 @@ impl Run {
         self.triggers.as_ref().map(|t| &*t.stats)
     }
 
-    /// The input's backlog as last sampled.
-    pub fn backlog(&self) -> &IngressGauges {
-        self.control.gauges()
+    /// Messages waiting in the input and the lag (waiting plus delivered
+    /// and not acked) as last sampled.
+    pub fn backlog(&self) -> (u64, u64) {
+        match &self.body {
+            Body::Single { control, .. } => {
+                let g: &IngressGauges = control.gauges();
+                (g.queue_depth(), g.lag())
+            }
+            Body::Partitioned(p) => p.depth_and_lag(),
+        }
     }
 
-    /// `None` while running; why it ended otherwise.
+    /// `None` while running; why it ended otherwise. Partitions never end
+    /// on their own: a failed activation is retried.
     pub fn ended(&self) -> Option<Result<(), String>> {
-        self.outcome.lock().ok().and_then(|o| o.clone())
+        match &self.body {
+            Body::Single { outcome, .. } => outcome.lock().ok().and_then(|o| o.clone()),
+            Body::Partitioned(_) => None,
+        }
     }
 
     /// Ends the run at a checkpoint barrier and waits for it: `suspend`
     /// keeps the open windows in the checkpoint (a later run resumes
     /// them); otherwise every window fires first.
-    pub fn stop(mut self, suspend: bool) -> Result<(), String> {
-        self.module.set_stopping(true);
-        self.suspend.store(suspend, Ordering::Release);
-        self.control.end();
-        let joined = self.thread.take().map(JoinHandle::join);
-        if let Some(triggers) = self.triggers.take() {
+    pub fn stop(self, suspend: bool) -> Result<(), String> {
+        let Run {
+            module,
+            body,
+            triggers,
+            ..
+        } = self;
+        module.set_stopping(true);
+        let result = match body {
+            Body::Single {
+                control,
+                suspend: flag,
+                thread,
+                outcome,
+            } => {
+                flag.store(suspend, Ordering::Release);
+                control.end();
+                let joined = thread.map(JoinHandle::join);
+                if matches!(joined, Some(Err(_))) {
+                    Err("the tenant thread panicked".to_owned())
+                } else {
+                    outcome
+                        .lock()
+                        .ok()
+                        .and_then(|o| o.clone())
+                        .unwrap_or(Ok(()))
+                }
+            }
+            Body::Partitioned(p) => {
+                p.stop(suspend);
+                Ok(())
+            }
+        };
+        if let Some(triggers) = triggers {
             triggers.stop();
         }
-        if matches!(joined, Some(Err(_))) {
-            return Err("the tenant thread panicked".into());
-        }
-        self.ended().unwrap_or(Ok(()))
+        result
     }
 }
 
