@@ -267,6 +267,19 @@ impl Served {
     }
 }
 
+impl Served {
+    /// SIGKILL: no checkpoint, no handover, unacked messages go back to
+    /// the broker when the connections drop. (For the cluster tests, which
+    /// share this file.)
+    #[allow(dead_code)]
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
