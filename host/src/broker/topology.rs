@@ -234,3 +234,33 @@ pub async fn declare_output(channel: &Channel, exchange: &str) -> Result<()> {
 fn declare(what: String) -> impl FnOnce(lapin::Error) -> Error {
     move |source| Error::Declare { what, source }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_queues_and_routing_keys() {
+        let input = Partitioned {
+            base: "bts.readings".into(),
+            count: 6,
+        };
+        assert_eq!(input.queue(0), "bts.readings.p0");
+        assert_eq!(input.queue(5), "bts.readings.p5");
+        assert_eq!(
+            partition_routing_key(["1161115009", "121", "308"]),
+            "1161115009|121|308"
+        );
+        assert_eq!(partition_routing_key(std::iter::empty()), "");
+        let args = partition_queue_arguments("bts.readings");
+        let inner = args.inner();
+        assert_eq!(
+            inner.get("x-single-active-consumer"),
+            Some(&AMQPValue::Boolean(true))
+        );
+        assert_eq!(
+            inner.get("x-dead-letter-exchange"),
+            Some(&AMQPValue::LongString("bts.readings.dead".into()))
+        );
+    }
+}

@@ -259,3 +259,29 @@ async fn settle(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+
+    fn parser() -> RowParser {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest = Manifest::from_path(&dir.join("../examples/bts-analytics/sluice.toml"))
+            .expect("the example manifest");
+        RowParser::new(&manifest.input).expect("parser")
+    }
+
+    #[test]
+    fn lines_route_by_the_key_the_host_reads() {
+        let mut p = parser();
+        let good = b"1161115009,121,308,2017-02-18 18:28:06 UTC,240.5,999999,false,\n";
+        assert_eq!(route(&mut p, good, 1), "1161115009|121|308");
+        // A bad value keeps the row's key: it goes where its key's rows go.
+        let bad_value = b"1161115009,121,308,2017-02-18 18:28:06 UTC,FalseData,999999,false\n";
+        assert_eq!(route(&mut p, bad_value, 2), "1161115009|121|308");
+        // No readable key: the empty routing key, one partition for all.
+        assert_eq!(route(&mut p, b",,,,,,,\n", 3), "");
+        assert_eq!(route(&mut p, b"\n", 4), "");
+    }
+}

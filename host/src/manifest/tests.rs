@@ -862,3 +862,26 @@ fn the_example_batch_manifest_fits_the_real_bts_batch_module() {
         "every job is charted"
     );
 }
+
+#[test]
+fn partitions_are_one_to_256() {
+    let m = load(&BASE.replacen(
+        "max_out_of_orderness = \"5s\"",
+        "max_out_of_orderness = \"5s\"\npartitions = 6",
+        1,
+    ))
+    .expect("valid");
+    assert_eq!(m.input.partitions, Some(6));
+    assert_eq!(load(BASE).expect("valid").input.partitions, None);
+    for bad in ["0", "257", "-1"] {
+        let err = error_with(
+            "max_out_of_orderness = \"5s\"",
+            &format!("partitions = {bad}"),
+        );
+        assert_error(
+            &err,
+            "13:14",
+            &[&format!("`partitions` = {bad}: give 1 to 256")],
+        );
+    }
+}

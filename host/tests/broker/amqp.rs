@@ -233,3 +233,17 @@ pub fn figure(stderr: &str, label: &str) -> u64 {
     }
     panic!("no `{label}` figure in: {stderr}")
 }
+
+/// Closes every connection on the broker (`rabbitmqctl
+/// close_all_connections`): a network cut as the clients see it.
+pub fn cut_connections() {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["close_all_connections", "sluice test: connection cut"])
+        .output()
+        .expect("running rabbitmqctl");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

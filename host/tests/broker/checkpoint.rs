@@ -385,15 +385,7 @@ fn a_cut_broker_connection_is_exact_without_a_restart() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = Command::new("rabbitmqctl")
-        .args(["close_all_connections", "sluice test: connection cut"])
-        .output()
-        .expect("rabbitmqctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    amqp::cut_connections();
     let out = host.wait_with_output().expect("host");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

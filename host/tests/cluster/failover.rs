@@ -1,5 +1,6 @@
-//! Hosts going away — SIGKILLed, or stopped gracefully while another
-//! joins — move their partitions and change no stored result.
+//! Hosts going away — SIGKILLed, stopped gracefully while another joins,
+//! or cut from the broker — move their partitions and change no stored
+//! result.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -164,6 +165,35 @@ fn a_host_joining_and_one_stopping_gracefully_keep_results_exact() {
     let refs: Vec<&Served> = hosts.iter().collect();
     tenant.wait_read(&refs, ROWS);
     assert_taken_over(&tenant, &refs, &handed);
+    tenant.finish(&refs);
+    assert_exact(&tenant, &file);
+}
+
+#[test]
+fn connections_cut_mid_run_lose_every_partition_and_results_stay_exact() {
+    let _one = fixture::one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = readings(dir.path());
+    let tenant = Tenant::new(dir.path(), "cut");
+    // Published before the hosts start: the cut below closes every
+    // connection on the broker, a publisher's too.
+    published(tenant.publish(&file, None));
+    let hosts: Vec<Served> = (0..2).map(|n| tenant.host(n)).collect();
+    let refs: Vec<&Served> = hosts.iter().collect();
+    wait_until_read(&tenant, &refs, ROWS / 4);
+    crate::amqp::cut_connections();
+    tenant.wait_read(&refs, ROWS);
+    let losses: u64 = refs
+        .iter()
+        .flat_map(|h| {
+            tenant.view(h)["partitions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|p| p["losses"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(losses > 0, "no partition noticed its lost connection");
     tenant.finish(&refs);
     assert_exact(&tenant, &file);
 }
