@@ -1281,6 +1281,41 @@ fn print_list(tenants: &serde_json::Value) {
             t["reason"].as_str().unwrap_or(""),
         );
     }
+    for t in rows {
+        let Some(parts) = t["partitions"].as_array() else {
+            continue;
+        };
+        let owned = parts.iter().filter(|p| p["state"] == "active").count();
+        println!(
+            "\n{}: this host runs {owned} of {} partitions",
+            t["tenant"].as_str().unwrap_or(""),
+            parts.len()
+        );
+        println!(
+            "{:>4} {:<8} {:>5} {:>6} {:>5} {:<24} {:>6} {:>12}",
+            "P", "STATE", "GEN", "LAG", "HOSTS", "WATERMARK", "KEYS", "RECORDS IN"
+        );
+        for p in parts {
+            let watermark = p["watermark"]
+                .as_i64()
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map_or_else(
+                    || "-".to_owned(),
+                    |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                );
+            println!(
+                "{:>4} {:<8} {:>5} {:>6} {:>5} {:<24} {:>6} {:>12}",
+                p["partition"].as_u64().unwrap_or(0),
+                p["state"].as_str().unwrap_or(""),
+                p["generation"].as_i64().unwrap_or(0),
+                p["lag"].as_u64().unwrap_or(0),
+                p["hosts"].as_u64().unwrap_or(0),
+                watermark,
+                p["keys"].as_u64().unwrap_or(0),
+                p["records_in"].as_u64().unwrap_or(0),
+            );
+        }
+    }
 }
 
 /// `sluice serve`: the host, its tenants and the admin API until SIGTERM

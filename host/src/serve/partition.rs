@@ -352,7 +352,7 @@ impl PartitionedRun {
         victims.truncate(owned.len() - share);
         *last = Some(Instant::now());
         tracing::info!(
-            tenant = %self.queue.base,
+            queue = %self.queue.base,
             owned = owned.len(),
             hosts,
             share,
@@ -736,7 +736,8 @@ impl CheckpointStore for PartitionStore {
         let started = Instant::now();
         self.inner.write(checkpoint)?;
         self.last_written.store(checkpoint.id, Ordering::Release);
-        self.metrics.observe(&self.tenant, started.elapsed(), 0);
+        self.metrics
+            .observe(&self.tenant, started.elapsed(), self.inner.last_size());
         Ok(())
     }
 

@@ -173,6 +173,8 @@ pub struct CassandraStore {
     generation: Option<i64>,
     /// Whether the older generations' slots were dropped.
     dropped_older: AtomicBool,
+    /// Encoded size of the last checkpoint written (for `/metrics`).
+    last_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for CassandraStore {
@@ -456,6 +458,7 @@ impl CassandraStore {
         Ok(CassandraStore {
             generation: None,
             dropped_older: AtomicBool::new(false),
+            last_bytes: std::sync::atomic::AtomicU64::new(0),
             session,
             runtime,
             keyspace: keyspace.to_owned(),
@@ -504,6 +507,11 @@ impl CassandraStore {
         let within = i64::try_from(id % self.slots.unsigned_abs() as u64).unwrap_or(0);
         let base = self.generation.map_or(0, |g| g * i64::from(self.slots));
         i32::try_from(base + within).unwrap_or(i32::MAX)
+    }
+
+    /// Encoded bytes of the last checkpoint this store wrote.
+    pub fn last_size(&self) -> u64 {
+        self.last_bytes.load(Ordering::Relaxed)
     }
 
     /// The generation this store writes under, once claimed.
@@ -1013,7 +1021,9 @@ impl CheckpointStore for CassandraStore {
         let bytes = checkpoint.encode()?;
         self.runtime
             .block_on(self.write_bytes(checkpoint.id, &bytes))
-            .map_err(super::Error::from)
+            .map_err(super::Error::from)?;
+        self.last_bytes.store(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     fn mark_acked(&self, id: u64) -> super::Result<()> {
