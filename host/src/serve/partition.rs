@@ -42,17 +42,13 @@ use crate::ingress::Input;
 use crate::manifest::Manifest;
 use crate::metrics::prometheus::CheckpointMetrics;
 use crate::metrics::{Counters, Summary};
-use crate::pipeline::{self, CheckpointOptions, Live, Options, Sinks};
+use crate::pipeline::{self, Live, Options, Sinks};
 use crate::sandbox::TenantModule;
-use crate::sink::amqp::{AmqpSink, AmqpSinkConfig};
 use crate::sink::{self, EventBatch, LineSink, MessageSink, Rendered, Stream, TableSink};
 use crate::state::cassandra::{CassandraStore, CassandraStoreOptions};
 use crate::state::{self, Checkpoint, CheckpointStore, InputPosition, Restored};
 
-use super::tenant::RunEnv;
-
-/// How long a partition keeps reconnecting its result sink.
-const BROKER_GIVE_UP: Duration = Duration::from_secs(300);
+use super::tenant::{RunEnv, BROKER_GIVE_UP};
 
 /// A host hands a partition over at most this often, and only when every
 /// partition it owns has been its own this long: a partition that just
@@ -584,18 +580,9 @@ fn run_partition(
     lost: &Arc<AtomicBool>,
 ) -> Result<Arc<PartitionStore>, String> {
     let env = &ctx.env;
-    let rt = &env.runtime;
     let tenant = &ctx.manifest.tenant;
-    let sink = rt
-        .block_on(AmqpSink::connect(
-            AmqpSinkConfig {
-                url: env.amqp.clone(),
-                exchange: ctx.manifest.output.exchange.clone(),
-                dead_letter_exchange: Some(topology::dead_letter_name(&ctx.input.base)),
-                give_up: BROKER_GIVE_UP,
-            },
-            rt.clone(),
-        ))
+    let sink = env
+        .result_sink(&ctx.manifest)
         .map_err(|e| format!("connecting partition {index}'s result sink: {e}"))?;
     let live = Arc::new(Live::default());
     if let Ok(mut l) = state.live.lock() {
@@ -632,14 +619,7 @@ fn run_partition(
     let options = Options {
         workers: 1,
         progress: false,
-        checkpoint: Some(CheckpointOptions {
-            store: store.clone(),
-            interval: env.checkpoint_interval,
-            every_rows: None,
-            every_messages: Some(usize::from(env.prefetch.max(2)) / 2),
-            module_hash: ctx.module.hash().to_owned(),
-            restore,
-        }),
+        checkpoint: Some(env.checkpoint_options(store.clone(), &ctx.module, restore)),
         counters: Some(Arc::clone(&state.counters)),
         suspend: Some(Arc::clone(&state.suspend)),
         latency: Some(env.latency_metrics.observer(tenant)),

@@ -36,7 +36,7 @@ use super::{Error, Result};
 use crate::metrics::Summary;
 
 /// How long a tenant keeps reconnecting to a broker that went away.
-const BROKER_GIVE_UP: Duration = Duration::from_secs(300);
+pub(super) const BROKER_GIVE_UP: Duration = Duration::from_secs(300);
 
 /// What every run of the host shares.
 #[derive(Clone)]
@@ -56,6 +56,41 @@ pub struct RunEnv {
     pub state_db: Option<StateDb>,
     /// This host in partition ownership records and logs.
     pub host_name: String,
+}
+
+impl RunEnv {
+    /// The tenant's results and dead letters to its exchange and
+    /// `<queue>.dead` (a partitioned input's too: `queue` is its base).
+    pub(super) fn result_sink(&self, manifest: &Manifest) -> crate::broker::Result<AmqpSink> {
+        self.runtime.block_on(AmqpSink::connect(
+            AmqpSinkConfig {
+                url: self.amqp.clone(),
+                exchange: manifest.output.exchange.clone(),
+                dead_letter_exchange: Some(topology::dead_letter_name(&manifest.input.queue)),
+                give_up: BROKER_GIVE_UP,
+            },
+            self.runtime.clone(),
+        ))
+    }
+
+    /// Checkpoints of a broker-fed run into `store`, resuming `restore`.
+    pub(super) fn checkpoint_options(
+        &self,
+        store: Arc<dyn CheckpointStore>,
+        module: &TenantModule,
+        restore: Option<Checkpoint>,
+    ) -> CheckpointOptions {
+        CheckpointOptions {
+            store,
+            interval: self.checkpoint_interval,
+            every_rows: None,
+            // Acks come only with checkpoints: one before the prefetch
+            // window runs dry.
+            every_messages: Some(usize::from(self.prefetch.max(2)) / 2),
+            module_hash: module.hash().to_owned(),
+            restore,
+        }
+    }
 }
 
 /// A running (or just ended) tenant: one pipeline, or its partitions.
@@ -124,18 +159,7 @@ impl Run {
             tenant: tenant.clone(),
             source: Box::new(source),
         };
-        let sink = env
-            .runtime
-            .block_on(AmqpSink::connect(
-                AmqpSinkConfig {
-                    url: env.amqp.clone(),
-                    exchange: manifest.output.exchange.clone(),
-                    dead_letter_exchange: Some(topology::dead_letter_name(&manifest.input.queue)),
-                    give_up: BROKER_GIVE_UP,
-                },
-                env.runtime.clone(),
-            ))
-            .map_err(broker)?;
+        let sink = env.result_sink(&manifest).map_err(broker)?;
         let (input, ingress) = env
             .runtime
             .block_on(AmqpIngress::start(
@@ -184,16 +208,7 @@ impl Run {
         let options = Options {
             workers: env.workers,
             progress: false,
-            checkpoint: Some(CheckpointOptions {
-                store: store.clone(),
-                interval: env.checkpoint_interval,
-                every_rows: None,
-                // Acks come only with checkpoints: one before the prefetch
-                // window runs dry.
-                every_messages: Some(usize::from(env.prefetch.max(2)) / 2),
-                module_hash: module.hash().to_owned(),
-                restore,
-            }),
+            checkpoint: Some(env.checkpoint_options(store.clone(), &module, restore)),
             counters: Some(counters),
             suspend: Some(Arc::clone(&suspend)),
             latency: Some(env.latency_metrics.observer(&tenant)),

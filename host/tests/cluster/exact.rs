@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common;
 use crate::fixture::{self, owned_counts, published, Tenant, PARTITIONS};
 use crate::host::Served;
 
@@ -35,22 +34,7 @@ pub fn assert_same_rows(a: &[String], b: &[String], what: &str) {
 fn three_hosts_store_what_one_host_and_the_embedded_run_store() {
     let _one = fixture::one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = common::gen_bts(
-        dir.path(),
-        "readings.csv",
-        &[
-            "--stations",
-            "6",
-            "--events",
-            &ROWS.to_string(),
-            "--seed",
-            "11",
-            "--out-of-order",
-            "0.05",
-            "--ramp",
-            "3",
-        ],
-    );
+    let file = fixture::readings(dir.path(), ROWS, 11, &["--ramp", "3"]);
 
     // Three hosts, the file published while they run: the hosts share the
     // partitions out between them as it flows.

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::common;
 use crate::exact::assert_same_rows;
 use crate::fixture::{self, owned_counts, owned_records, published, Tenant};
 use crate::host::Served;
@@ -16,20 +15,7 @@ const ROWS: u64 = 16_000;
 const RATE: u32 = 1_000;
 
 fn readings(dir: &std::path::Path) -> std::path::PathBuf {
-    common::gen_bts(
-        dir,
-        "readings.csv",
-        &[
-            "--stations",
-            "6",
-            "--events",
-            &ROWS.to_string(),
-            "--seed",
-            "23",
-            "--out-of-order",
-            "0.05",
-        ],
-    )
+    fixture::readings(dir, ROWS, 23, &[])
 }
 
 /// Waits until at least `rows` records were read.

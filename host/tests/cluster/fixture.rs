@@ -261,6 +261,24 @@ pub fn keys_of(file: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// A BTS file of `rows` rows over 6 stations, 5 % out of order (within
+/// the manifest's 5 s bound: no late events), plus `extra` gen-bts args.
+pub fn readings(dir: &Path, rows: u64, seed: u64, extra: &[&str]) -> PathBuf {
+    let (rows, seed) = (rows.to_string(), seed.to_string());
+    let mut args = vec![
+        "--stations",
+        "6",
+        "--events",
+        &rows,
+        "--seed",
+        &seed,
+        "--out-of-order",
+        "0.05",
+    ];
+    args.extend_from_slice(extra);
+    common::gen_bts(dir, "readings.csv", &args)
+}
+
 /// Waits for a publisher to finish; panics with its stderr when it failed.
 pub fn published(child: std::process::Child) {
     let out = child
