@@ -103,8 +103,11 @@ fn main() {
         ..Options::default()
     };
 
+    // `SLUICE_BENCH_ONLY=native|wasm` runs one of the two (for profiling).
+    let only = std::env::var("SLUICE_BENCH_ONLY").unwrap_or_default();
     let mut figures = Vec::new();
-    for workers in [1, cores] {
+    for workers in [1, cores].into_iter().filter(|_| only != "native") {
+        let cpu = CpuClock::start();
         let report = pipeline::run(
             &manifest,
             &module,
@@ -113,31 +116,47 @@ fn main() {
             &options(workers),
         )
         .expect("wasm run");
-        print_run(&format!("wasm, {workers} worker(s)"), &report);
+        print_run(
+            &format!("wasm, {workers} worker(s)"),
+            &report,
+            cpu.seconds(),
+        );
         figures.push(report);
     }
     let params = manifest.params_list();
     let schema = manifest.schema();
-    for workers in [1, cores] {
+    for workers in [1, cores].into_iter().filter(|_| only != "wasm") {
+        let cpu = CpuClock::start();
         let report =
             pipeline::run_with(&manifest, input(&data), &sinks(), &options(workers), |_| {
                 Ok(Native::<Bts>::new(params.clone(), schema.clone()))
             })
             .expect("native run");
-        print_run(&format!("native, {workers} worker(s)"), &report);
+        print_run(
+            &format!("native, {workers} worker(s)"),
+            &report,
+            cpu.seconds(),
+        );
         figures.push(report);
     }
     let rate = |r: &Report| r.summary.events_per_sec();
-    println!(
-        "wasm/native throughput: {:.2} (1 worker), {:.2} ({cores} workers)",
-        rate(&figures[0]) / rate(&figures[2]),
-        rate(&figures[1]) / rate(&figures[3]),
-    );
+    if figures.len() == 4 {
+        println!(
+            "wasm/native throughput: {:.2} (1 worker), {:.2} ({cores} workers)",
+            rate(&figures[0]) / rate(&figures[2]),
+            rate(&figures[1]) / rate(&figures[3]),
+        );
+    }
     println!("peak memory (VmHWM): {}", vm_hwm());
 }
 
-fn print_run(label: &str, r: &Report) {
+/// Prints a run's throughput and its cost per CPU: events per CPU second
+/// (all of the process's threads: reader, coordinator, workers) is the
+/// "events/s per core" figure, and CPU time per output line shows what the
+/// result rate costs (the BTS manifest emits ≈ 3.4 lines per input row).
+fn print_run(label: &str, r: &Report, cpu_seconds: f64) {
     let s = &r.summary;
+    let events = s.rows_in as f64;
     println!(
         "{label:<27} {:>10.0} events/s ({:.2} s, {} outputs, {} alerts, {} late, \
          {} bad rows, peak open panes {})",
@@ -149,6 +168,38 @@ fn print_run(label: &str, r: &Report) {
         s.bad_rows,
         r.peak_open_panes
     );
+    println!(
+        "{:<27} {:>10.0} events per CPU second ({:.2} CPU s, {:.2} µs CPU per event, \
+         {:.2} µs per output line)",
+        "",
+        events / cpu_seconds,
+        cpu_seconds,
+        cpu_seconds * 1e6 / events,
+        cpu_seconds * 1e6 / (s.outputs.max(1) as f64)
+    );
+}
+
+/// CPU time (user + system) of the whole process since `start`.
+struct CpuClock(f64);
+
+impl CpuClock {
+    fn start() -> CpuClock {
+        CpuClock(process_cpu_seconds())
+    }
+
+    fn seconds(&self) -> f64 {
+        process_cpu_seconds() - self.0
+    }
+}
+
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn vm_hwm() -> String {

@@ -20,6 +20,7 @@
 
 pub mod amqp;
 pub mod cassandra;
+mod json;
 mod rendered;
 #[cfg(test)]
 mod tests;
@@ -247,13 +248,68 @@ pub struct Record<'a> {
 }
 
 impl Record<'_> {
-    /// Appends the record as one JSON line (with its `\n`) to `out`.
+    /// Appends the record as one JSON line (with its `\n`) to `out`: the
+    /// bytes serde_json writes for the record's `Serialize`, written by hand
+    /// (see [`json`]).
     pub fn write_line(&self, out: &mut Vec<u8>) {
-        // Serialising into a Vec cannot fail: every value here is a string,
-        // integer, float or map with string keys.
-        if serde_json::to_writer(&mut *out, self).is_ok() {
-            out.push(b'\n');
+        out.push(b'{');
+        json::key(out, "tenant");
+        json::string(out, self.tenant);
+        out.extend_from_slice(b",\"type\":");
+        json::string(out, self.ty.as_str());
+        if let Some(w) = &self.window {
+            out.extend_from_slice(b",\"window\":{\"name\":");
+            json::string(out, w.name);
+            out.extend_from_slice(b",\"start\":");
+            json::int(out, w.start);
+            out.extend_from_slice(b",\"end\":");
+            json::int(out, w.end);
+            out.push(b'}');
         }
+        out.extend_from_slice(b",\"key\":{");
+        if let Some(key) = self.key {
+            for (i, part) in key.parts().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match self.key_names.get(i) {
+                    Some(name) => json::key(out, name),
+                    None => json::key(out, &format!("key{i}")),
+                }
+                json::string(out, part);
+            }
+        }
+        out.extend_from_slice(b"},\"data\":{");
+        let fields = match self.data {
+            Data::Fields(fields) => fields,
+            Data::Alert {
+                kind,
+                event_time,
+                fields,
+            } => {
+                json::key(out, "kind");
+                json::string(out, kind);
+                out.extend_from_slice(b",\"event_time\":");
+                json::int(out, event_time);
+                if !fields.is_empty() {
+                    out.push(b',');
+                }
+                fields
+            }
+        };
+        for (i, field) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json::key(out, &field.name);
+            value(out, &field.value);
+        }
+        out.push(b'}');
+        if self.update > 0 {
+            out.extend_from_slice(b",\"update\":");
+            json::uint(out, u64::from(self.update));
+        }
+        out.extend_from_slice(b"}\n");
     }
 
     /// The record as a JSON line without the terminator (for tests and
@@ -345,6 +401,16 @@ impl Serialize for DataJson<'_> {
             map.serialize_entry(&field.name, &ValueJson(&field.value))?;
         }
         map.end()
+    }
+}
+
+/// Appends a result value as [`ValueJson`] serialises it.
+fn value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Int(i) => json::int(out, *i),
+        Value::Float(f) => json::float(out, *f),
+        Value::Text(t) => json::string(out, t),
+        Value::Boolean(b) => json::boolean(out, *b),
     }
 }
 

@@ -1,5 +1,7 @@
 //! Count windows: every `n` rows of a key, in arrival order.
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
 
 use super::{
@@ -11,7 +13,7 @@ use crate::sandbox::SandboxError;
 
 /// One count `[[windows]]` entry over all keys of a shard.
 pub(super) struct CountWindows {
-    pub(super) name: String,
+    pub(super) name: Arc<str>,
     function: WindowFunction,
     n: u64,
     pub(super) keys: FxHashMap<KeyId, CountKey>,
@@ -55,7 +57,7 @@ struct Chunk {
 impl CountWindows {
     pub fn new(name: &str, function: &WindowFunction, n: u64) -> Self {
         CountWindows {
-            name: name.to_owned(),
+            name: name.into(),
             function: function.clone(),
             n,
             keys: FxHashMap::default(),
@@ -224,12 +226,12 @@ impl CountWindows {
         });
         if let Some(source) = batch_error {
             return Err(Error::Batch {
-                window: self.name.clone(),
+                window: self.name.to_string(),
                 source,
             });
         }
         results.map_err(|source| Error::Call {
-            window: self.name.clone(),
+            window: self.name.to_string(),
             source,
         })
     }

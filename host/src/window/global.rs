@@ -1,5 +1,7 @@
 //! Global (running) windows: one per key, emitted every `emit_every`.
 
+use std::sync::Arc;
+
 use std::collections::BTreeMap;
 
 use super::geometry::{clamp, next_multiple_after};
@@ -11,7 +13,7 @@ use crate::parse::ParsedRow;
 
 /// One global `[[windows]]` entry over all keys of a shard.
 pub(super) struct GlobalWindows {
-    pub(super) name: String,
+    pub(super) name: Arc<str>,
     function: String,
     every: i64,
     pub(super) keys: Vec<Option<GlobalKey>>,
@@ -63,7 +65,7 @@ fn period_end(p: i64, every: i64) -> i64 {
 impl GlobalWindows {
     pub fn new(name: &str, function: &str, every: i64) -> Self {
         GlobalWindows {
-            name: name.to_owned(),
+            name: name.into(),
             function: function.to_owned(),
             every,
             keys: Vec::new(),
@@ -206,7 +208,7 @@ impl GlobalWindows {
             calls.aggregate_merge(function, &lists[range], at)
         })
         .map_err(|source| Error::Call {
-            window: self.name.clone(),
+            window: self.name.to_string(),
             source,
         })?;
         for ((key, _, end), result) in merges.into_iter().zip(results) {

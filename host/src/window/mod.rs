@@ -81,6 +81,7 @@ mod tests;
 mod time;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -157,8 +158,8 @@ pub const DATA_CONVERSION_ERRORS: &str = "data_conversion_errors";
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowOutput {
     pub kind: OutputKind,
-    /// The window's name in the manifest.
-    pub window: String,
+    /// The window's name in the manifest (shared: one per output line).
+    pub window: Arc<str>,
     /// `[start, end)`, ms since the Unix epoch.
     pub start: i64,
     pub end: i64,
@@ -331,7 +332,7 @@ impl Env<'_, '_> {
     fn output(
         &mut self,
         kind: OutputKind,
-        window: &str,
+        window: &Arc<str>,
         key: KeyId,
         start: i64,
         end: i64,
@@ -340,7 +341,7 @@ impl Env<'_, '_> {
     ) {
         self.step.push(WindowOutput {
             kind,
-            window: window.to_owned(),
+            window: Arc::clone(window),
             start,
             end,
             key: self.keys.key(key).clone(),
@@ -352,7 +353,7 @@ impl Env<'_, '_> {
     fn metric(
         &mut self,
         kind: OutputKind,
-        window: &str,
+        window: &Arc<str>,
         key: KeyId,
         span: (i64, i64),
         errors: u64,

@@ -1,5 +1,7 @@
 //! Tumbling and sliding windows over event time, built from panes.
 
+use std::sync::Arc;
+
 use std::collections::BTreeMap;
 
 use super::geometry::Geometry;
@@ -12,7 +14,7 @@ use crate::parse::ParsedRow;
 
 /// One tumbling or sliding `[[windows]]` entry over all keys of a shard.
 pub(super) struct TimeWindows {
-    pub(super) name: String,
+    pub(super) name: Arc<str>,
     function: WindowFunction,
     geo: Geometry,
     /// By key id.
@@ -62,7 +64,7 @@ fn slot<T: Default>(states: &mut Vec<Option<T>>, key: KeyId) -> &mut T {
 impl TimeWindows {
     pub fn new(name: &str, function: &WindowFunction, size: i64, slide: i64) -> Self {
         TimeWindows {
-            name: name.to_owned(),
+            name: name.into(),
             function: function.clone(),
             geo: Geometry::new(size, slide),
             keys: Vec::new(),

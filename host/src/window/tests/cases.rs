@@ -74,12 +74,12 @@ fn a_row_later_than_the_allowed_lateness_is_counted_returned_and_left_out() {
     assert!(out
         .outputs
         .iter()
-        .any(|o| o.window == "t" && o.start == 20 && int(o, "count") == 1));
+        .any(|o| &*o.window == "t" && o.start == 20 && int(o, "count") == 1));
     assert!(out
         .outputs
         .iter()
-        .any(|o| o.window == "g" && int(o, "count") == 2));
-    assert_eq!(out.outputs.iter().filter(|o| o.window == "c").count(), 2);
+        .any(|o| &*o.window == "g" && int(o, "count") == 2));
+    assert_eq!(out.outputs.iter().filter(|o| &*o.window == "c").count(), 2);
 }
 
 #[test]
@@ -169,7 +169,7 @@ fn flush_fires_every_open_window_and_the_partial_count_window() {
     let got: Vec<(String, String, i64, i64)> = out
         .outputs
         .iter()
-        .map(|o| (o.window.clone(), o.key.to_string(), o.start, o.end))
+        .map(|o| (o.window.to_string(), o.key.to_string(), o.start, o.end))
         .collect();
     let want: Vec<(String, String, i64, i64)> = [
         ("c", "a", 1, 3),
@@ -346,7 +346,7 @@ fn an_engine_failure_propagates_as_an_error_and_leaves_nothing_dangling() {
     let sums: Vec<(String, String, i64)> = out
         .outputs
         .iter()
-        .map(|o| (o.window.clone(), o.key.to_string(), int(o, "sum")))
+        .map(|o| (o.window.to_string(), o.key.to_string(), int(o, "sum")))
         .collect();
     assert_eq!(
         sums,
@@ -442,7 +442,7 @@ fn bad_rows_become_windowed_and_global_metrics_of_their_key() {
             let n = int(o, DATA_CONVERSION_ERRORS);
             (
                 o.kind,
-                o.window.clone(),
+                o.window.to_string(),
                 o.key.to_string(),
                 o.start,
                 o.end,

@@ -51,7 +51,7 @@ pub fn canonical(outputs: &[WindowOutput]) -> Vec<Out> {
         .iter()
         .map(|o| Out {
             kind: o.kind.as_str(),
-            window: o.window.clone(),
+            window: o.window.to_string(),
             key: o.key.to_string(),
             start: o.start,
             end: o.end,
