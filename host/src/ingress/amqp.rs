@@ -113,6 +113,11 @@ pub struct IngressReport {
     /// Redeliveries recognised as already applied or in flight.
     pub duplicates_skipped: u64,
     pub reconnects: u64,
+    /// With `commit_acks`: when the input finished, the broker had
+    /// committed the ack of every settled delivery (so none of them comes
+    /// back). False when the last acks failed: their messages will be
+    /// redelivered, and whoever consumes next must recognise them.
+    pub acks_committed: bool,
 }
 
 /// A running consumer. Dropping it aborts it (unacked messages go back to
@@ -642,7 +647,9 @@ impl ConsumerTask {
                 }
                 _ = &mut finish => {
                     self.end_input().await;
-                    self.ack_settled(u64::MAX).await;
+                    let sent = self.ack_settled(u64::MAX).await;
+                    self.report.acks_committed =
+                        sent && self.config.commit_acks && self.link.is_some();
                     if let Some(link) = self.link.take() {
                         let _ = link.connection.close(200, "done".into()).await;
                     }
@@ -939,8 +946,9 @@ impl ConsumerTask {
         }
     }
 
-    /// Acks every pending delivery settled up to `upto`.
-    async fn ack_settled(&mut self, upto: u64) {
+    /// Acks every pending delivery settled up to `upto`; whether every ack
+    /// was sent (and, with `commit_acks`, committed).
+    async fn ack_settled(&mut self, upto: u64) -> bool {
         let before = self.pending.front().map(|p| p.seq);
         let mut tags = Vec::new();
         while self.pending.front().is_some_and(|p| p.seq <= upto) {
@@ -964,6 +972,7 @@ impl ConsumerTask {
                 .acked
                 .fetch_max(upto.min(self.next_seq - 1), Ordering::AcqRel);
         }
+        sent
     }
 
     /// Acks `tags` of the current connection: one `multiple` ack when they

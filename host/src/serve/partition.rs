@@ -513,10 +513,15 @@ fn activation(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<Ended, St
             return Err(e);
         }
     };
-    ingress
+    let report = ingress
         .finish()
         .map_err(|e| format!("acknowledging partition {index}'s input: {e}"))?;
-    if state.suspend.load(Ordering::Acquire) {
+    if state.suspend.load(Ordering::Acquire) && !report.acks_committed {
+        // The last acks did not arrive (the connection went while handing
+        // over): the checkpoint stays unmarked, so the next owner skips the
+        // redeliveries its list of unacked messages names.
+        tracing::warn!(tenant = %ctx.manifest.tenant, partition = index, "the last acks were not committed: the next owner will recognise their redeliveries");
+    } else if state.suspend.load(Ordering::Acquire) {
         // Its acks are committed: the next owner expects no redelivery of
         // what the last checkpoint covers.
         let last = store.last_written.load(Ordering::Acquire);
