@@ -9,7 +9,7 @@ use crate::params::Params;
 use crate::schema::Schema;
 use crate::types::{
     AlertResult, Batch, DataField, FieldDef, FunctionKind, GuestError, KeyGroup, ModuleInfo,
-    PackedAccumulators, PackedFields, Result, WindowGroup,
+    Result, WindowGroup,
 };
 use crate::Tenant;
 
@@ -105,54 +105,10 @@ impl<T: Tenant> Module<T> {
             return Err(wrong_kind(f, FunctionKind::Aggregate));
         };
         accumulators
-            .iter()
-            .enumerate()
-            .map(|(i, panes)| {
-                let panes: Vec<&[u8]> = panes.iter().map(Vec::as_slice).collect();
-                merge(&panes).map_err(|e| e.context(format!("{}, list {i}", at(f))))
-            })
-            .collect()
-    }
-
-    /// [`aggregate_merge`](Self::aggregate_merge) over packed accumulators
-    /// (what the component export receives).
-    pub fn aggregate_merge_packed(
-        &self,
-        function: &str,
-        accumulators: &PackedAccumulators,
-    ) -> Result<Vec<Vec<u8>>> {
-        let f = self.find(function, FunctionKind::Aggregate)?;
-        let Imp::Aggregate { merge, .. } = &f.imp else {
-            return Err(wrong_kind(f, FunctionKind::Aggregate));
-        };
-        let items = accumulators.unpack().map_err(|e| e.context(at(f)))?;
-        items
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(i, panes)| merge(panes).map_err(|e| e.context(format!("{}, list {i}", at(f)))))
             .collect()
-    }
-
-    /// [`aggregate_finish`](Self::aggregate_finish) over packed
-    /// accumulators, with packed fields (what the component export
-    /// receives and returns).
-    pub fn aggregate_finish_packed(
-        &self,
-        function: &str,
-        windows: &PackedAccumulators,
-    ) -> Result<PackedFields> {
-        let f = self.find(function, FunctionKind::Aggregate)?;
-        let Imp::Aggregate { finish, .. } = &f.imp else {
-            return Err(wrong_kind(f, FunctionKind::Aggregate));
-        };
-        let items = windows.unpack().map_err(|e| e.context(at(f)))?;
-        let mut out = PackedFields::default();
-        for (i, panes) in items.iter().enumerate() {
-            let fields = finish(&self.tenant, panes)
-                .map_err(|e| e.context(format!("{}, window {i}", at(f))))?;
-            out.push_window(fields);
-        }
-        Ok(out)
     }
 
     /// For each window, merges its panes in order (none: a fresh
@@ -170,9 +126,7 @@ impl<T: Tenant> Module<T> {
             .into_iter()
             .enumerate()
             .map(|(i, panes)| {
-                let panes: Vec<&[u8]> = panes.iter().map(Vec::as_slice).collect();
-                finish(&self.tenant, &panes)
-                    .map_err(|e| e.context(format!("{}, window {i}", at(f))))
+                finish(&self.tenant, panes).map_err(|e| e.context(format!("{}, window {i}", at(f))))
             })
             .collect()
     }

@@ -20,7 +20,6 @@ use super::error::{chain, Limit, Result, SandboxError};
 use super::limits::{thread_cpu_time, Limits, MemoryCap, OutputSize};
 use super::log::TenantLog;
 use super::module::TenantModule;
-use super::packed;
 use super::wasi::{deterministic_ctx, PinnedClock, SeededRandom};
 
 /// The data of a tenant's `Store`.
@@ -404,9 +403,8 @@ impl TenantInstance {
         at_ms: i64,
     ) -> Result<Vec<Vec<u8>>> {
         let seed = seed_of(&[self.module.tenant(), function], at_ms);
-        let packed = packed::pack(accumulators);
         self.call(function, at_ms, seed, accumulators.len(), |guest, store| {
-            guest.call_aggregate_merge(store, function, &packed)
+            guest.call_aggregate_merge(store, function, accumulators)
         })
     }
 
@@ -418,13 +416,8 @@ impl TenantInstance {
         at_ms: i64,
     ) -> Result<Vec<Vec<DataField>>> {
         let seed = seed_of(&[self.module.tenant(), function], at_ms);
-        let packed = packed::pack(windows);
         self.call(function, at_ms, seed, windows.len(), |guest, store| {
-            let fields = guest.call_aggregate_finish(store, function, &packed)?;
-            // Malformed packing is the guest's fault, like any bad result:
-            // the windows of the call are isolated and dead-lettered.
-            Ok(fields
-                .and_then(|f| packed::unpack_fields(f).map_err(|message| GuestError { message })))
+            guest.call_aggregate_finish(store, function, windows)
         })
     }
 

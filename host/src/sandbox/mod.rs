@@ -21,7 +21,6 @@ mod instance;
 mod limits;
 mod log;
 mod module;
-mod packed;
 mod validate;
 mod wasi;
 
