@@ -1,6 +1,6 @@
 //! Hosts going away — SIGKILLed, stopped gracefully while another joins,
-//! or cut from the broker — move their partitions and change no stored
-//! result.
+//! or cut from the broker, also just as a handover acks — move their
+//! partitions and change no stored result.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -180,6 +180,43 @@ fn connections_cut_mid_run_lose_every_partition_and_results_stay_exact() {
         .map(|p| p["losses"].as_u64().unwrap_or(0))
         .sum();
     assert!(losses > 0, "no partition noticed its lost connection");
+    tenant.finish(&refs);
+    assert_exact(&tenant, &file);
+}
+
+#[test]
+fn handovers_whose_last_acks_are_lost_keep_results_exact() {
+    let _one = fixture::one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = readings(dir.path());
+    let tenant = Tenant::new(dir.path(), "lostacks");
+    // The first host owns every partition, then hands half of them to the
+    // second; each handover's connection goes just before its last acks,
+    // so those messages come back to the new owner, which must recognise
+    // them from the checkpoint (a checkpoint marked acked would make it
+    // apply them a second time).
+    let first = tenant.host_with_env(0, &[("SLUICE_FAILPOINT", "final-acks-lost")]);
+    let publisher = tenant.publish(&file, Some(RATE));
+    wait_until_read(&tenant, &[&first], ROWS / 4);
+    let second = tenant.host(1);
+    let started = Instant::now();
+    while owned_by(&tenant, &second).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first host handed nothing over:\n{}",
+            first.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    published(publisher);
+    let refs = [&first, &second];
+    tenant.wait_read(&refs, ROWS);
+    assert!(
+        first.stderr().contains("the last acks were not committed"),
+        "no handover lost its acks:\n{}",
+        first.stderr()
+    );
     tenant.finish(&refs);
     assert_exact(&tenant, &file);
 }

@@ -57,13 +57,19 @@ impl Tenant {
 
     /// A host serving this tenant, its state under `<dir>/host-<n>`.
     pub fn host(&self, n: usize) -> Served {
+        self.host_with_env(n, &[])
+    }
+
+    /// [`Tenant::host`] with extra environment (fail points).
+    pub fn host_with_env(&self, n: usize, env: &[(&str, &str)]) -> Served {
         let dir = self.dir.join(format!("host-{n}"));
         std::fs::create_dir_all(&dir).expect("host dir");
-        Served::start_extra(
+        Served::start_extra_env(
             &dir,
             &[],
             &[&self.manifest],
             &format!("cassandra = {:?}", cassandra()),
+            env,
         )
     }
 

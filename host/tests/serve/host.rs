@@ -40,6 +40,17 @@ impl Served {
     /// [`Served::start`] with `extra` top-level `host.toml` lines (e.g.
     /// `cassandra = "…"`).
     pub fn start_extra(dir: &Path, tokens: &[&str], manifests: &[&Path], extra: &str) -> Served {
+        Served::start_extra_env(dir, tokens, manifests, extra, &[])
+    }
+
+    /// [`Served::start_extra`] with extra environment (fail points).
+    pub fn start_extra_env(
+        dir: &Path,
+        tokens: &[&str],
+        manifests: &[&Path],
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Served {
         let mut text = format!(
             "listen = \"127.0.0.1:0\"\noperator_token = {OPERATOR:?}\namqp = {:?}\n\
              state_dir = \"state\"\nworkers = 2\ncheckpoint_interval = \"200ms\"\n\
@@ -58,15 +69,21 @@ impl Served {
         }
         let config = dir.join("host.toml");
         std::fs::write(&config, text).expect("writing host.toml");
-        Served::start_with(config)
+        Served::start_with_env(config, env)
     }
 
     /// Starts (or restarts) a host on an existing `host.toml`.
     pub fn start_with(config: PathBuf) -> Served {
+        Served::start_with_env(config, &[])
+    }
+
+    /// [`Served::start_with`] with extra environment (fail points).
+    pub fn start_with_env(config: PathBuf, env: &[(&str, &str)]) -> Served {
         let mut child = sluice()
             .args(["serve", "--config"])
             .arg(&config)
             .env("SLUICE_LOG", "sluice_host=info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
