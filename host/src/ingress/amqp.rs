@@ -651,11 +651,9 @@ impl ConsumerTask {
                 }
                 _ = &mut finish => {
                     self.end_input().await;
-                    let sent = self.ack_settled(u64::MAX).await;
-                    self.report.acks_committed = sent
-                        && !self.acks_failed
-                        && self.config.commit_acks
-                        && self.link.is_some();
+                    self.ack_settled(u64::MAX).await;
+                    self.report.acks_committed =
+                        !self.acks_failed && self.config.commit_acks && self.link.is_some();
                     if let Some(link) = self.link.take() {
                         let _ = link.connection.close(200, "done".into()).await;
                     }
@@ -952,9 +950,9 @@ impl ConsumerTask {
         }
     }
 
-    /// Acks every pending delivery settled up to `upto`; whether every ack
-    /// was sent (and, with `commit_acks`, committed).
-    async fn ack_settled(&mut self, upto: u64) -> bool {
+    /// Acks every pending delivery settled up to `upto` (a failure is
+    /// remembered in `acks_failed`).
+    async fn ack_settled(&mut self, upto: u64) {
         let before = self.pending.front().map(|p| p.seq);
         let mut tags = Vec::new();
         while self.pending.front().is_some_and(|p| p.seq <= upto) {
@@ -979,7 +977,6 @@ impl ConsumerTask {
                 .acked
                 .fetch_max(upto.min(self.next_seq - 1), Ordering::AcqRel);
         }
-        sent
     }
 
     /// Acks `tags` of the current connection: one `multiple` ack when they
