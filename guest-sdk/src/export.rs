@@ -87,7 +87,7 @@ pub fn aggregate_merge<T: Tenant>(
     function: String,
     accumulators: Vec<Vec<Vec<u8>>>,
 ) -> WitResult<Vec<Vec<u8>>> {
-    with_module(slot, |m| m.aggregate_merge(&function, accumulators))
+    with_module(slot, |m| m.aggregate_merge(&function, &accumulators))
 }
 
 pub fn aggregate_finish<T: Tenant>(
@@ -95,7 +95,7 @@ pub fn aggregate_finish<T: Tenant>(
     function: String,
     windows: Vec<Vec<Vec<u8>>>,
 ) -> WitResult<Vec<Vec<wit::DataField>>> {
-    with_module(slot, |m| m.aggregate_finish(&function, windows))
+    with_module(slot, |m| m.aggregate_finish(&function, &windows))
         .map(|windows| windows.into_iter().map(convert_vec).collect())
 }
 

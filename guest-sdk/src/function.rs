@@ -77,10 +77,11 @@ pub struct Function<T> {
 /// `fn` pointers so [`Function::embed`] can wrap them with the projection
 /// to the embedded tenant.
 type AddShim<T> = Box<dyn Fn(&T, Option<&[u8]>, Events<'_>) -> Result<Vec<u8>> + Send + Sync>;
-/// Decodes panes, merges them in order, encodes the result.
-type MergeShim = fn(Vec<Vec<u8>>) -> Result<Vec<u8>>;
+/// Decodes panes, merges them in order, encodes the result. Panes are
+/// borrowed: a native host passes the bytes it keeps without copying them.
+type MergeShim = fn(&[&[u8]]) -> Result<Vec<u8>>;
 /// Decodes and merges panes, finishes into output fields.
-type FinishShim<T> = Box<dyn Fn(&T, Vec<Vec<u8>>) -> Result<Vec<DataField>> + Send + Sync>;
+type FinishShim<T> = Box<dyn Fn(&T, &[&[u8]]) -> Result<Vec<DataField>> + Send + Sync>;
 /// Runs a process-window function.
 type ProcessShim<T> = Box<dyn Fn(&T, &Key<'_>, WindowInfo, Events<'_>) -> Output + Send + Sync>;
 
@@ -105,7 +106,7 @@ where
 
 fn finish_shim<T, F>(f: F) -> FinishShim<T>
 where
-    F: Fn(&T, Vec<Vec<u8>>) -> Result<Vec<DataField>> + Send + Sync + 'static,
+    F: Fn(&T, &[&[u8]]) -> Result<Vec<DataField>> + Send + Sync + 'static,
 {
     Box::new(f)
 }
@@ -268,24 +269,24 @@ fn aggregate_add<T, A: Aggregate<T>>(
     encode(&acc)
 }
 
-fn merge_all<T, A: Aggregate<T>>(panes: Vec<Vec<u8>>) -> Result<A> {
-    let mut panes = panes.into_iter().enumerate();
+fn merge_all<T, A: Aggregate<T>>(panes: &[&[u8]]) -> Result<A> {
+    let mut panes = panes.iter().enumerate();
     let Some((_, first)) = panes.next() else {
         return Ok(A::default());
     };
-    let mut acc: A = decode(Some(&first)).map_err(|e| e.context("accumulator 0"))?;
+    let mut acc: A = decode(Some(first)).map_err(|e| e.context("accumulator 0"))?;
     for (i, pane) in panes {
-        let other: A = decode(Some(&pane)).map_err(|e| e.context(format!("accumulator {i}")))?;
+        let other: A = decode(Some(pane)).map_err(|e| e.context(format!("accumulator {i}")))?;
         acc.merge(other);
     }
     Ok(acc)
 }
 
-fn aggregate_merge<T, A: Aggregate<T>>(panes: Vec<Vec<u8>>) -> Result<Vec<u8>> {
+fn aggregate_merge<T, A: Aggregate<T>>(panes: &[&[u8]]) -> Result<Vec<u8>> {
     encode(&merge_all::<T, A>(panes)?)
 }
 
-fn aggregate_finish<T, A: Aggregate<T>>(tenant: &T, panes: Vec<Vec<u8>>) -> Result<Vec<DataField>> {
+fn aggregate_finish<T, A: Aggregate<T>>(tenant: &T, panes: &[&[u8]]) -> Result<Vec<DataField>> {
     Ok(merge_all::<T, A>(panes)?.finish(tenant).into_fields())
 }
 

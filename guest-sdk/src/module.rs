@@ -94,39 +94,54 @@ impl<T: Tenant> Module<T> {
             .collect()
     }
 
-    /// Merges each list of accumulators, in order, into one.
-    pub fn aggregate_merge(
-        &self,
-        function: &str,
-        accumulators: Vec<Vec<Vec<u8>>>,
-    ) -> Result<Vec<Vec<u8>>> {
+    /// Merges each list of accumulators, in order, into one. Lists are
+    /// anything that derefs to byte slices: the guest's owned `Vec`s, or a
+    /// native host's borrowed panes.
+    pub fn aggregate_merge<L, P>(&self, function: &str, accumulators: &[L]) -> Result<Vec<Vec<u8>>>
+    where
+        L: AsRef<[P]>,
+        P: AsRef<[u8]>,
+    {
         let f = self.find(function, FunctionKind::Aggregate)?;
         let Imp::Aggregate { merge, .. } = &f.imp else {
             return Err(wrong_kind(f, FunctionKind::Aggregate));
         };
+        let mut panes = Vec::new();
         accumulators
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, panes)| merge(panes).map_err(|e| e.context(format!("{}, list {i}", at(f)))))
+            .map(|(i, list)| {
+                panes.clear();
+                panes.extend(list.as_ref().iter().map(AsRef::as_ref));
+                merge(&panes).map_err(|e| e.context(format!("{}, list {i}", at(f))))
+            })
             .collect()
     }
 
     /// For each window, merges its panes in order (none: a fresh
     /// accumulator) and finishes the result into output fields.
-    pub fn aggregate_finish(
+    pub fn aggregate_finish<W, P>(
         &self,
         function: &str,
-        windows: Vec<Vec<Vec<u8>>>,
-    ) -> Result<Vec<Vec<DataField>>> {
+        windows: &[W],
+    ) -> Result<Vec<Vec<DataField>>>
+    where
+        W: AsRef<[P]>,
+        P: AsRef<[u8]>,
+    {
         let f = self.find(function, FunctionKind::Aggregate)?;
         let Imp::Aggregate { finish, .. } = &f.imp else {
             return Err(wrong_kind(f, FunctionKind::Aggregate));
         };
+        let mut panes = Vec::new();
         windows
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, panes)| {
-                finish(&self.tenant, panes).map_err(|e| e.context(format!("{}, window {i}", at(f))))
+            .map(|(i, window)| {
+                panes.clear();
+                panes.extend(window.as_ref().iter().map(AsRef::as_ref));
+                finish(&self.tenant, &panes)
+                    .map_err(|e| e.context(format!("{}, window {i}", at(f))))
             })
             .collect()
     }

@@ -277,16 +277,14 @@ fn merge_and_finish_fold_panes_in_order() {
         )
         .expect("panes");
     let merged = m
-        .aggregate_merge("acc", vec![panes.clone(), vec![]])
+        .aggregate_merge("acc", &[panes.clone(), vec![]])
         .expect("merge");
     let merged_acc = decode_acc(&merged[0]);
     assert_eq!(merged_acc.rows, 4);
     assert_eq!(merged_acc.notes, ["a", "ccc", ""], "pane order is kept");
     assert_eq!(decode_acc(&merged[1]), Acc::default());
 
-    let outputs = m
-        .aggregate_finish("acc", vec![panes, vec![]])
-        .expect("finish");
+    let outputs = m.aggregate_finish("acc", &[panes, vec![]]).expect("finish");
     assert_eq!(
         outputs[0],
         vec![
@@ -391,7 +389,7 @@ fn unknown_function_is_an_error_naming_the_known_ones() {
 fn wrong_function_kind_is_an_error() {
     let m = module();
     let err = m
-        .aggregate_finish("rises", vec![vec![]])
+        .aggregate_finish("rises", &[Vec::<Vec<u8>>::new()])
         .expect_err("rises is an alert");
     assert_eq!(
         err.message,
@@ -429,7 +427,7 @@ fn undecodable_state_is_an_error_naming_the_group() {
         .remove(0);
     good.push(7);
     let err = m
-        .aggregate_merge("acc", vec![vec![good]])
+        .aggregate_merge("acc", &[vec![good]])
         .expect_err("trailing byte");
     assert!(err.message.contains("trailing"), "{err}");
 
@@ -612,12 +610,12 @@ fn embedded_functions_give_the_results_of_their_own_module() {
     let o_accs = outer.aggregate_add("acc", groups(), sample()).expect("add");
     assert_eq!(o_accs, p_accs, "same accumulator bytes");
     assert_eq!(
-        outer.aggregate_merge("acc", vec![o_accs.clone()]),
-        probe.aggregate_merge("acc", vec![p_accs.clone()])
+        outer.aggregate_merge("acc", &[o_accs.clone()]),
+        probe.aggregate_merge("acc", &[p_accs.clone()])
     );
     assert_eq!(
-        outer.aggregate_finish("acc", vec![o_accs]),
-        probe.aggregate_finish("acc", vec![p_accs])
+        outer.aggregate_finish("acc", &[o_accs]),
+        probe.aggregate_finish("acc", &[p_accs])
     );
 
     let o_alerts = outer.alert("rises", groups(), sample()).expect("alert");
@@ -646,7 +644,7 @@ fn embedded_functions_give_the_results_of_their_own_module() {
     // The outer tenant's own function sees its own fields.
     let peak = outer
         .aggregate_add("peak", vec![group("x", None, 0, 4)], sample())
-        .and_then(|accs| outer.aggregate_finish("peak", vec![accs]))
+        .and_then(|accs| outer.aggregate_finish("peak", &[accs]))
         .expect("peak");
     assert_eq!(peak[0][0].value, Value::Float(3.0));
 }

@@ -45,8 +45,16 @@ fn main() {
         .parent()
         .expect("host/ has a parent")
         .to_path_buf();
-    let manifest = Manifest::from_path(&root.join("examples/bts-analytics/sluice.toml"))
+    let mut manifest = Manifest::from_path(&root.join("examples/bts-analytics/sluice.toml"))
         .expect("the example manifest");
+    // Under valgrind (`SLUICE_BENCH_VALGRIND=1`, for instruction counts,
+    // which this VM's noisy clock cannot give) calls run ≈ 50× slower:
+    // CPU budgets that fit, and no pool, whose address space valgrind
+    // cannot reserve.
+    let valgrind = std::env::var_os("SLUICE_BENCH_VALGRIND").is_some();
+    if valgrind {
+        manifest.limits.call_budget = std::time::Duration::from_secs(60);
+    }
 
     let config = BtsConfig {
         events: rows,
@@ -82,6 +90,7 @@ fn main() {
 
     let engine = SandboxEngine::new(SandboxConfig {
         pool_instances: 16,
+        pooling: !valgrind,
         ..SandboxConfig::default()
     })
     .expect("engine");
@@ -103,10 +112,19 @@ fn main() {
         ..Options::default()
     };
 
-    // `SLUICE_BENCH_ONLY=native|wasm` runs one of the two (for profiling).
+    // `SLUICE_BENCH_ONLY=native|wasm|parse` runs one of the two (or
+    // neither) and
+    // `SLUICE_BENCH_WORKERS=N` one worker count (for profilers).
     let only = std::env::var("SLUICE_BENCH_ONLY").unwrap_or_default();
+    let worker_counts: Vec<usize> = match std::env::var("SLUICE_BENCH_WORKERS") {
+        Ok(n) => vec![n.parse().expect("SLUICE_BENCH_WORKERS is a number")],
+        Err(_) => vec![1, cores],
+    };
     let mut figures = Vec::new();
-    for workers in [1, cores].into_iter().filter(|_| only != "native") {
+    for &workers in worker_counts
+        .iter()
+        .filter(|_| only.is_empty() || only == "wasm")
+    {
         let cpu = CpuClock::start();
         let report = pipeline::run(
             &manifest,
@@ -125,7 +143,10 @@ fn main() {
     }
     let params = manifest.params_list();
     let schema = manifest.schema();
-    for workers in [1, cores].into_iter().filter(|_| only != "wasm") {
+    for &workers in worker_counts
+        .iter()
+        .filter(|_| only.is_empty() || only == "native")
+    {
         let cpu = CpuClock::start();
         let report =
             pipeline::run_with(&manifest, input(&data), &sinks(), &options(workers), |_| {

@@ -181,11 +181,7 @@ fn main() {
         black_box(wasm.aggregate_finish("stats", &windows, 0).expect("finish"));
     });
     let n = time(BUDGET, || {
-        black_box(
-            native
-                .aggregate_finish("stats", windows.clone())
-                .expect("finish"),
-        );
+        black_box(native.aggregate_finish("stats", &windows).expect("finish"));
     });
     println!(
         "windows/s  wasm {:>12.0}  native {:>12.0}  ratio {:.2}",
@@ -198,11 +194,7 @@ fn main() {
         black_box(wasm.aggregate_merge("stats", &pairs, 0).expect("merge"));
     });
     let n = time(BUDGET, || {
-        black_box(
-            native
-                .aggregate_merge("stats", pairs.clone())
-                .expect("merge"),
-        );
+        black_box(native.aggregate_merge("stats", &pairs).expect("merge"));
     });
     println!(
         "merges/s   wasm {:>12.0}  native {:>12.0}  ratio {:.2}",

@@ -129,7 +129,7 @@ impl WindowCalls for Null {
     fn aggregate_merge(
         &mut self,
         _: &str,
-        accumulators: &[Vec<Vec<u8>>],
+        accumulators: &[&[&[u8]]],
         _: i64,
     ) -> sandbox::Result<Vec<Vec<u8>>> {
         Ok(vec![Vec::new(); accumulators.len()])
@@ -138,7 +138,7 @@ impl WindowCalls for Null {
     fn aggregate_finish(
         &mut self,
         _: &str,
-        windows: &[Vec<Vec<u8>>],
+        windows: &[&[&[u8]]],
         _: i64,
     ) -> sandbox::Result<Vec<Vec<DataField>>> {
         Ok(vec![Vec::new(); windows.len()])

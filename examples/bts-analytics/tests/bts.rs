@@ -131,7 +131,7 @@ fn stats_over_one_window_match_the_rows() {
     let acc = m
         .aggregate_add("stats", vec![group(None, 0, 4)], batch(&rows))
         .expect("add");
-    let out = m.aggregate_finish("stats", vec![acc]).expect("finish");
+    let out = m.aggregate_finish("stats", &[acc]).expect("finish");
     assert_eq!(float(&out[0], "mean"), 240.375);
     assert_eq!(float(&out[0], "max"), 241.0);
     assert_eq!(float(&out[0], "min"), 240.0);
@@ -157,9 +157,7 @@ fn stats_merged_from_panes_equal_a_single_pane() {
             batch(&rows),
         )
         .expect("panes");
-    let merged = m
-        .aggregate_merge("stats", vec![panes.clone()])
-        .expect("merge");
+    let merged = m.aggregate_merge("stats", &[panes.clone()]).expect("merge");
     let from_merge: Stats = postcard::from_bytes(&merged[0]).expect("a Stats accumulator");
     let single: Stats = postcard::from_bytes(&whole[0]).expect("a Stats accumulator");
     assert_eq!(from_merge.count, single.count);
@@ -168,7 +166,7 @@ fn stats_merged_from_panes_equal_a_single_pane() {
     assert_eq!(from_merge.max, single.max);
 
     let out = m
-        .aggregate_finish("stats", vec![whole, panes])
+        .aggregate_finish("stats", &[whole, panes])
         .expect("finish");
     for name in ["counter", "alarms"] {
         assert_eq!(int(&out[0], name), int(&out[1], name), "{name}");
@@ -186,7 +184,7 @@ fn stats_merged_from_panes_equal_a_single_pane() {
 #[test]
 fn stats_of_an_empty_window_have_no_mean_min_max() {
     let out = module(&[])
-        .aggregate_finish("stats", vec![vec![]])
+        .aggregate_finish("stats", &[Vec::<Vec<u8>>::new()])
         .expect("finish");
     assert_eq!(int(&out[0], "counter"), 0);
     assert!(float(&out[0], "mean").is_nan());

@@ -82,7 +82,7 @@ fn run(m: &Module<BtsBatch>, function: &str, rows: &[Row]) -> Vec<DataField> {
     let acc = m
         .aggregate_add(function, vec![group(0, rows.len())], batch(rows))
         .expect("add");
-    m.aggregate_finish(function, vec![acc])
+    m.aggregate_finish(function, &[acc])
         .expect("finish")
         .remove(0)
 }
@@ -227,7 +227,7 @@ fn row_count_counts_rows_and_rates_them_over_the_span() {
     assert_eq!(float(&out, "rate_per_hour"), 3.0);
 
     let empty = m
-        .aggregate_finish("row_count", vec![vec![]])
+        .aggregate_finish("row_count", &[Vec::<Vec<u8>>::new()])
         .expect("finish")
         .remove(0);
     assert_eq!(
@@ -313,11 +313,11 @@ fn histogram_past_the_cap_keeps_the_lowest_bins_whatever_the_order() {
             batch(&reversed),
         )
         .expect("panes");
-    let merged = m.aggregate_merge("histogram", vec![halves]).expect("merge");
+    let merged = m.aggregate_merge("histogram", &[halves]).expect("merge");
     assert_eq!(merged, up, "pane boundaries change nothing");
 
     let out = m
-        .aggregate_finish("histogram", vec![up])
+        .aggregate_finish("histogram", &[up])
         .expect("finish")
         .remove(0);
     assert_eq!(int(&out, "count"), (MAX_BINS + extra) as i64);
@@ -488,11 +488,11 @@ fn merged_panes_equal_one_accumulator_over_all_rows() {
             .expect("two panes");
         for (what, parts) in [("five panes", panes), ("two panes", two)] {
             let merged = m
-                .aggregate_merge(function, vec![parts.clone()])
+                .aggregate_merge(function, &[parts.clone()])
                 .expect("merge");
             assert_eq!(merged, whole, "{function}: {what}, merged accumulator");
             let finished = m
-                .aggregate_finish(function, vec![parts, whole.clone()])
+                .aggregate_finish(function, &[parts, whole.clone()])
                 .expect("finish");
             assert_eq!(finished[0], finished[1], "{function}: {what}, output");
         }
@@ -555,12 +555,12 @@ fn embedded_stats_and_alerts_match_the_stream_module() {
         .expect("stats add");
     assert_eq!(b, s, "same accumulators");
     let out = batch_module
-        .aggregate_finish("stats", vec![b])
+        .aggregate_finish("stats", &[b])
         .expect("stats finish");
     assert_eq!(
         out,
         stream_module
-            .aggregate_finish("stats", vec![s])
+            .aggregate_finish("stats", &[s])
             .expect("finish")
     );
     assert_eq!(int(&out[0], "counter"), 300);

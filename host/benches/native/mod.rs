@@ -126,22 +126,22 @@ impl<T: sdk::Tenant> WindowCalls for Native<T> {
     fn aggregate_merge(
         &mut self,
         function: &str,
-        accumulators: &[Vec<Vec<u8>>],
+        accumulators: &[&[&[u8]]],
         _at_ms: i64,
     ) -> sandbox::Result<Vec<Vec<u8>>> {
         self.module
-            .aggregate_merge(function, accumulators.to_vec())
+            .aggregate_merge(function, accumulators)
             .map_err(|e| guest_error(function, e))
     }
 
     fn aggregate_finish(
         &mut self,
         function: &str,
-        windows: &[Vec<Vec<u8>>],
+        windows: &[&[&[u8]]],
         _at_ms: i64,
     ) -> sandbox::Result<Vec<Vec<DataField>>> {
         self.module
-            .aggregate_finish(function, windows.to_vec())
+            .aggregate_finish(function, windows)
             .map(|all| all.into_iter().map(host_fields).collect())
             .map_err(|e| guest_error(function, e))
     }

@@ -8,7 +8,7 @@
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ComponentType, Func, Instance, Lower, ResourceTable};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -63,6 +63,42 @@ pub struct InstanceStats {
 struct Live {
     store: Store<HostState>,
     bindings: Tenant,
+    borrowed: BorrowedCalls,
+}
+
+/// The accumulator-merging exports, called through [`Func::typed`] with
+/// borrowed parameters (`&[&[u8]]` lowers as `list<list<u8>>` like the
+/// `Vec<Vec<u8>>` the generated bindings take): the window engine passes
+/// the pane bytes it keeps instead of a copy per window.
+struct BorrowedCalls {
+    merge: Func,
+    finish: Func,
+}
+
+/// What `aggregate-finish` returns.
+type FinishResults = (std::result::Result<Vec<Vec<DataField>>, GuestError>,);
+/// What `aggregate-merge` returns.
+type MergeResults = (std::result::Result<Vec<Vec<u8>>, GuestError>,);
+
+/// The interface the tenant world exports (`wit/sluice.wit`).
+const ANALYTICS_EXPORT: &str = "sluice:analytics/analytics@0.1.0";
+
+impl BorrowedCalls {
+    fn find(store: &mut Store<HostState>, instance: &Instance) -> wasmtime::Result<Self> {
+        let interface = instance
+            .get_export_index(&mut *store, None, ANALYTICS_EXPORT)
+            .ok_or_else(|| wasmtime::format_err!("no export `{ANALYTICS_EXPORT}`"))?;
+        let mut func = |name: &str| {
+            instance
+                .get_export_index(&mut *store, Some(&interface), name)
+                .and_then(|index| instance.get_func(&mut *store, index))
+                .ok_or_else(|| wasmtime::format_err!("no export `{ANALYTICS_EXPORT}#{name}`"))
+        };
+        Ok(BorrowedCalls {
+            merge: func("aggregate-merge")?,
+            finish: func("aggregate-finish")?,
+        })
+    }
 }
 
 pub struct TenantInstance {
@@ -194,14 +230,28 @@ impl TenantInstance {
         store.data_mut().cpu_start = thread_cpu_time();
         self.clock.set(0);
         self.random.reseed(fixed_seed as u64);
-        let bindings = match self.module.pre().instantiate(&mut store) {
-            Ok(bindings) => bindings,
+        let instantiated = self
+            .module
+            .pre()
+            .instance_pre()
+            .instantiate(&mut store)
+            .and_then(|instance| {
+                let bindings = Tenant::new(&mut store, &instance)?;
+                let borrowed = BorrowedCalls::find(&mut store, &instance)?;
+                Ok((bindings, borrowed))
+            });
+        let (bindings, borrowed) = match instantiated {
+            Ok(found) => found,
             Err(err) => {
                 let memory_hit = store.data().limiter.hit;
                 return Err(self.classify("instantiate", &err, memory_hit));
             }
         };
-        let mut live = Live { store, bindings };
+        let mut live = Live {
+            store,
+            bindings,
+            borrowed,
+        };
         if init {
             live.store.set_epoch_deadline(self.deadline_ticks());
             live.store.data_mut().cpu_start = thread_cpu_time();
@@ -302,6 +352,7 @@ impl TenantInstance {
         expected: usize,
         f: impl FnOnce(
             &Analytics,
+            &BorrowedCalls,
             &mut Store<HostState>,
         ) -> wasmtime::Result<Result<Vec<R>, GuestError>>,
     ) -> Result<Vec<R>> {
@@ -315,7 +366,11 @@ impl TenantInstance {
         live.store.set_epoch_deadline(ticks);
         live.store.data_mut().cpu_start = thread_cpu_time();
         live.store.data_mut().limiter.hit = false;
-        let outcome = f(live.bindings.sluice_analytics_analytics(), &mut live.store);
+        let outcome = f(
+            live.bindings.sluice_analytics_analytics(),
+            &live.borrowed,
+            &mut live.store,
+        );
         let memory_hit = live.store.data().limiter.hit;
         let used = thread_cpu_time().saturating_sub(live.store.data().cpu_start);
         self.module.add_guest_cpu(used);
@@ -389,35 +444,52 @@ impl TenantInstance {
         batch: &EventBatch,
     ) -> Result<Vec<Vec<u8>>> {
         let (at, seed) = self.batch_context(function, groups.first().map(|g| &g.key[..]), batch);
-        self.call(function, at, seed, groups.len(), |guest, store| {
+        self.call(function, at, seed, groups.len(), |guest, _, store| {
             guest.call_aggregate_add(store, function, groups, batch)
         })
     }
 
     /// Merges each list of accumulators into one. `at_ms` is the instant the
     /// guest's clock shows (the watermark or window end being processed).
-    pub fn aggregate_merge(
+    /// A list is anything that lowers as `list<list<u8>>`: `Vec<Vec<u8>>`,
+    /// or `&[&[u8]]` borrowed from where the accumulators are kept.
+    pub fn aggregate_merge<L>(
         &mut self,
         function: &str,
-        accumulators: &[Vec<Vec<u8>>],
+        accumulators: &[L],
         at_ms: i64,
-    ) -> Result<Vec<Vec<u8>>> {
+    ) -> Result<Vec<Vec<u8>>>
+    where
+        L: ComponentType + Lower,
+    {
         let seed = seed_of(&[self.module.tenant(), function], at_ms);
-        self.call(function, at_ms, seed, accumulators.len(), |guest, store| {
-            guest.call_aggregate_merge(store, function, accumulators)
-        })
+        self.call(
+            function,
+            at_ms,
+            seed,
+            accumulators.len(),
+            |_, calls, store| {
+                let typed = calls.merge.typed::<(&str, &[L]), MergeResults>(&*store)?;
+                Ok(typed.call(store, (function, accumulators))?.0)
+            },
+        )
     }
 
-    /// Merges each window's panes and finishes them into output fields.
-    pub fn aggregate_finish(
+    /// Merges each window's panes and finishes them into output fields
+    /// (windows as in [`Self::aggregate_merge`]).
+    pub fn aggregate_finish<W>(
         &mut self,
         function: &str,
-        windows: &[Vec<Vec<u8>>],
+        windows: &[W],
         at_ms: i64,
-    ) -> Result<Vec<Vec<DataField>>> {
+    ) -> Result<Vec<Vec<DataField>>>
+    where
+        W: ComponentType + Lower,
+    {
         let seed = seed_of(&[self.module.tenant(), function], at_ms);
-        self.call(function, at_ms, seed, windows.len(), |guest, store| {
-            guest.call_aggregate_finish(store, function, windows)
+        self.call(function, at_ms, seed, windows.len(), |_, calls, store| {
+            let typed = calls.finish.typed::<(&str, &[W]), FinishResults>(&*store)?;
+            Ok(typed.call(store, (function, windows))?.0)
         })
     }
 
@@ -429,7 +501,7 @@ impl TenantInstance {
         batch: &EventBatch,
     ) -> Result<Vec<AlertResult>> {
         let (at, seed) = self.batch_context(function, groups.first().map(|g| &g.key[..]), batch);
-        self.call(function, at, seed, groups.len(), |guest, store| {
+        self.call(function, at, seed, groups.len(), |guest, _, store| {
             guest.call_alert(store, function, groups, batch)
         })
     }
@@ -444,7 +516,7 @@ impl TenantInstance {
         let at = windows.iter().map(|w| w.end).max().unwrap_or(0);
         let key = windows.first().map(|w| &w.key[..]);
         let (_, seed) = self.batch_context(function, key, batch);
-        self.call(function, at, seed, windows.len(), |guest, store| {
+        self.call(function, at, seed, windows.len(), |guest, _, store| {
             guest.call_process_window(store, function, windows, batch)
         })
     }

@@ -21,11 +21,12 @@ pub trait WindowCalls {
         batch: &EventBatch,
     ) -> sandbox::Result<Vec<Vec<u8>>>;
 
-    /// Merges each list of accumulators into one.
+    /// Merges each list of accumulators into one. The accumulators are
+    /// borrowed from the panes that keep them: a window's are not copied.
     fn aggregate_merge(
         &mut self,
         function: &str,
-        accumulators: &[Vec<Vec<u8>>],
+        accumulators: &[&[&[u8]]],
         at_ms: i64,
     ) -> sandbox::Result<Vec<Vec<u8>>>;
 
@@ -33,7 +34,7 @@ pub trait WindowCalls {
     fn aggregate_finish(
         &mut self,
         function: &str,
-        windows: &[Vec<Vec<u8>>],
+        windows: &[&[&[u8]]],
         at_ms: i64,
     ) -> sandbox::Result<Vec<Vec<DataField>>>;
 
@@ -65,7 +66,7 @@ impl WindowCalls for TenantInstance {
     fn aggregate_merge(
         &mut self,
         function: &str,
-        accumulators: &[Vec<Vec<u8>>],
+        accumulators: &[&[&[u8]]],
         at_ms: i64,
     ) -> sandbox::Result<Vec<Vec<u8>>> {
         TenantInstance::aggregate_merge(self, function, accumulators, at_ms)
@@ -74,7 +75,7 @@ impl WindowCalls for TenantInstance {
     fn aggregate_finish(
         &mut self,
         function: &str,
-        windows: &[Vec<Vec<u8>>],
+        windows: &[&[&[u8]]],
         at_ms: i64,
     ) -> sandbox::Result<Vec<Vec<DataField>>> {
         TenantInstance::aggregate_finish(self, function, windows, at_ms)

@@ -244,13 +244,15 @@ impl CountWindows {
         let mut with_rows = Vec::with_capacity(full.len());
         let results = match &self.function {
             WindowFunction::Aggregate(function) => {
-                let mut windows = Vec::with_capacity(full.len());
+                // One accumulator per window.
+                let mut accs: Vec<&[u8]> = Vec::with_capacity(full.len());
                 for (i, f) in full.iter().enumerate() {
                     if let Some(acc) = &f.acc {
                         with_rows.push(i);
-                        windows.push(vec![acc.clone()]);
+                        accs.push(acc);
                     }
                 }
+                let windows: Vec<&[&[u8]]> = accs.chunks(1).collect();
                 finish_all(env, &self.name, function, &windows, at)?
             }
             WindowFunction::Process(function) => {

@@ -69,11 +69,40 @@ impl Geometry {
     /// Starts of the windows holding pane `q` whose end is in
     /// `(after, upto]`, ascending.
     pub fn starts_ending_in(&self, q: i64, after: i64, upto: i64) -> impl Iterator<Item = i64> {
-        let (lo, hi) = self
-            .start_range_i64(q, after, upto)
-            .unwrap_or_else(|| self.start_range_i128(q, after, upto));
+        let (lo, hi) = self.start_range(q, after, upto);
         let step = usize::try_from(self.slide).unwrap_or(usize::MAX);
         (lo..=hi).step_by(step).map(clamp)
+    }
+
+    /// The first and last start of [`Self::starts_ending_in`] (empty when
+    /// `lo > hi`); both are multiples of `slide`.
+    pub fn start_range(&self, q: i64, after: i64, upto: i64) -> (i128, i128) {
+        self.start_range_i64(q, after, upto)
+            .unwrap_or_else(|| self.start_range_i128(q, after, upto))
+    }
+
+    /// Starts of the windows holding any of `panes` (ascending pane
+    /// indices) whose end is in `(after, upto]`, ascending and each once:
+    /// the panes' start ranges ascend with them, so they merge as they
+    /// come, with no sort.
+    pub fn starts_of_panes(
+        &self,
+        panes: impl Iterator<Item = i64>,
+        after: i64,
+        upto: i64,
+        mut start: impl FnMut(i64),
+    ) {
+        let slide = i128::from(self.slide);
+        let mut next = i128::MIN;
+        for q in panes {
+            let (lo, hi) = self.start_range(q, after, upto);
+            let mut s = lo.max(next);
+            while s <= hi {
+                start(clamp(s));
+                s += slide;
+                next = s;
+            }
+        }
     }
 
     /// The window holds the pane iff `s <= p` and `s + size >= p + pane`.
@@ -197,6 +226,26 @@ mod tests {
                             "{size}/{slide} q {q}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn starts_of_panes_are_the_sorted_union_of_each_panes_starts() {
+        for (size, slide) in [(10, 4), (60, 5), (9, 6), (7, 7)] {
+            let g = Geometry::new(size, slide);
+            for (after, upto) in [(i64::MIN, i64::MAX), (-7, 13), (20, 21), (5, 5)] {
+                for panes in [vec![-9, -2, 0, 1, 7], vec![3], vec![0, 40, 41, 90], vec![]] {
+                    let mut expected: Vec<i64> = panes
+                        .iter()
+                        .flat_map(|&q| g.starts_ending_in(q, after, upto))
+                        .collect();
+                    expected.sort_unstable();
+                    expected.dedup();
+                    let mut got = Vec::new();
+                    g.starts_of_panes(panes.iter().copied(), after, upto, |s| got.push(s));
+                    assert_eq!(got, expected, "{size}/{slide} ({after}, {upto}] {panes:?}");
                 }
             }
         }

@@ -201,7 +201,11 @@ impl GlobalWindows {
             return Ok(());
         }
         let at = merges.iter().map(|m| m.2).max().unwrap_or(0);
-        let lists: Vec<Vec<Vec<u8>>> = merges.iter().map(|m| m.1.clone()).collect();
+        let borrowed: Vec<Vec<&[u8]>> = merges
+            .iter()
+            .map(|m| m.1.iter().map(Vec::as_slice).collect())
+            .collect();
+        let lists: Vec<&[&[u8]]> = borrowed.iter().map(Vec::as_slice).collect();
         let calls = &mut *env.calls;
         let function = &self.function;
         let results = isolate(lists.len(), &mut |range| {
@@ -243,9 +247,10 @@ impl GlobalWindows {
             }
             if let Some(accs) = &e.accs {
                 with_rows.push(i);
-                windows.push(accs.clone());
+                windows.push(accs.iter().map(Vec::as_slice).collect::<Vec<&[u8]>>());
             }
         }
+        let windows: Vec<&[&[u8]]> = windows.iter().map(Vec::as_slice).collect();
         let results = finish_all(env, &self.name, &self.function, &windows, at)?;
         for (&i, result) in with_rows.iter().zip(results) {
             let e = &emissions[i];

@@ -391,7 +391,7 @@ fn finish_all(
     env: &mut Env<'_, '_>,
     window: &str,
     function: &str,
-    windows: &[Vec<Vec<u8>>],
+    windows: &[&[&[u8]]],
     at_ms: i64,
 ) -> Result<Vec<Result<Vec<DataField>, String>>> {
     let calls = &mut *env.calls;

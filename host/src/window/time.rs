@@ -144,6 +144,7 @@ impl TimeWindows {
     /// longer be updated.
     pub fn advance(&mut self, w0: i64, w1: i64, env: &mut Env<'_, '_>) -> Result<()> {
         let geo = self.geo;
+        let lateness = env.lateness;
         let due = take_due(&mut self.timers, w1, &mut self.keys, |state| {
             &mut state.timer
         });
@@ -151,19 +152,11 @@ impl TimeWindows {
         let mut windows: Vec<(KeyId, i64)> = std::mem::take(&mut self.dirty);
         windows.sort_unstable();
         windows.dedup();
-        let mut starts = Vec::new();
         for &key in &due {
             if let Some(state) = self.keys.get(key as usize).and_then(Option::as_ref) {
-                starts.clear();
-                starts.extend(
-                    state
-                        .panes
-                        .keys()
-                        .flat_map(|&q| geo.starts_ending_in(q, w0, w1)),
-                );
-                starts.sort_unstable();
-                starts.dedup();
-                windows.extend(starts.iter().map(|&s| (key, s)));
+                geo.starts_of_panes(state.panes.keys().copied(), w0, w1, |s| {
+                    windows.push((key, s));
+                });
             }
         }
 
@@ -180,19 +173,27 @@ impl TimeWindows {
             {
                 continue; // only rows whose add was dead-lettered
             }
-            let emitted = state.emitted.entry(start).or_insert(0);
+            let end = geo.end_of(start);
+            // Only a window a late row can still reach needs its count of
+            // emissions kept (with no lateness: none).
+            let update = if end.saturating_add(lateness) > w1 {
+                let emitted = state.emitted.entry(start).or_insert(0);
+                *emitted += 1;
+                *emitted - 1
+            } else {
+                state.emitted.remove(&start).unwrap_or(0)
+            };
             fires.push(Fire {
                 key,
                 start,
-                end: geo.end_of(start),
-                update: *emitted,
+                end,
+                update,
             });
-            *emitted += 1;
         }
         self.emit(&fires, env)?;
 
         for key in due {
-            self.expire(key, w1, env.lateness);
+            self.expire(key, w1, lateness);
         }
         Ok(())
     }
@@ -211,14 +212,19 @@ impl TimeWindows {
         let mut with_rows = Vec::with_capacity(fires.len());
         let results = match &self.function {
             WindowFunction::Aggregate(function) => {
-                let mut windows = Vec::with_capacity(fires.len());
+                // Every window's pane accumulators, borrowed, one list after
+                // the other: `accs[spans[i]]` are window i's.
+                let mut accs: Vec<&[u8]> = Vec::with_capacity(fires.len() * 4);
+                let mut spans = Vec::with_capacity(fires.len());
                 for (i, f) in fires.iter().enumerate() {
-                    let accs: Vec<Vec<u8>> = panes(f).filter_map(|p| p.acc.clone()).collect();
-                    if !accs.is_empty() {
+                    let from = accs.len();
+                    accs.extend(panes(f).filter_map(|p| p.acc.as_deref()));
+                    if accs.len() > from {
                         with_rows.push(i);
-                        windows.push(accs);
+                        spans.push(from..accs.len());
                     }
                 }
+                let windows: Vec<&[&[u8]]> = spans.into_iter().map(|r| &accs[r]).collect();
                 finish_all(env, &self.name, function, &windows, at)?
             }
             WindowFunction::Process(function) => {
@@ -284,18 +290,33 @@ impl TimeWindows {
         let Some(state) = self.keys.get_mut(key as usize).and_then(Option::as_mut) else {
             return;
         };
-        state.panes.retain(|&q, _| geo.expiry(q, lateness) > wm);
-        state
-            .emitted
-            .retain(|&s, _| geo.end_of(s).saturating_add(lateness) > wm);
-        let next = state
-            .panes
-            .keys()
-            .map(|&q| {
-                geo.first_end_after(q, wm)
-                    .unwrap_or_else(|| geo.expiry(q, lateness))
-            })
-            .min();
+        // Both expire oldest first (a later pane's last window ends later).
+        while let Some(pane) = state.panes.first_entry() {
+            if geo.expiry(*pane.key(), lateness) > wm {
+                break;
+            }
+            pane.remove();
+        }
+        while let Some(window) = state.emitted.first_entry() {
+            if geo.end_of(*window.key()).saturating_add(lateness) > wm {
+                break;
+            }
+            window.remove();
+        }
+        // The earliest of: the first window end after `wm` of the first
+        // pane that has one (later panes' are later), and the expiry of
+        // the first pane whose windows all fired.
+        let mut next: Option<i64> = None;
+        for &q in state.panes.keys() {
+            match geo.first_end_after(q, wm) {
+                Some(end) => {
+                    next = Some(next.map_or(end, |n| n.min(end)));
+                    break;
+                }
+                None if next.is_none() => next = Some(geo.expiry(q, lateness)),
+                None => {}
+            }
+        }
         match next {
             Some(at) => {
                 state.timer = Some(at);

@@ -119,7 +119,7 @@ fn panes_merged_in_any_grouping_equal_the_native_reference() {
         let [a, b, c] = [&panes[0][k], &panes[1][k], &panes[2][k]].map(|p| {
             if p.is_empty() {
                 // A key absent from a pane: a fresh accumulator.
-                inst.aggregate_merge("stats", &[vec![]], 0)
+                inst.aggregate_merge("stats", &[Vec::<Vec<u8>>::new()], 0)
                     .expect("empty merge")[0]
                     .clone()
             } else {

@@ -220,7 +220,7 @@ fn encode(acc: &Acc) -> sandbox::Result<Vec<u8>> {
     postcard::to_allocvec(acc).map_err(|e| guest("encode", e.to_string()))
 }
 
-fn merged(list: &[Vec<u8>]) -> sandbox::Result<Acc> {
+fn merged(list: &[&[u8]]) -> sandbox::Result<Acc> {
     let mut out = Acc::default();
     for bytes in list {
         let acc = decode(bytes)?;
@@ -275,7 +275,7 @@ impl WindowCalls for Fake {
     fn aggregate_merge(
         &mut self,
         _function: &str,
-        accumulators: &[Vec<Vec<u8>>],
+        accumulators: &[&[&[u8]]],
         _at_ms: i64,
     ) -> sandbox::Result<Vec<Vec<u8>>> {
         self.check_engine()?;
@@ -289,7 +289,7 @@ impl WindowCalls for Fake {
     fn aggregate_finish(
         &mut self,
         function: &str,
-        windows: &[Vec<Vec<u8>>],
+        windows: &[&[&[u8]]],
         _at_ms: i64,
     ) -> sandbox::Result<Vec<Vec<DataField>>> {
         self.check_engine()?;
