@@ -252,34 +252,27 @@ impl Record<'_> {
     /// bytes serde_json writes for the record's `Serialize`, written by hand
     /// (see [`json`]).
     pub fn write_line(&self, out: &mut Vec<u8>) {
-        out.push(b'{');
-        json::key(out, "tenant");
-        json::string(out, self.tenant);
-        out.extend_from_slice(b",\"type\":");
-        json::string(out, self.ty.as_str());
+        self.write_line_cached(out, &mut Fragments::default());
+    }
+
+    /// [`Self::write_line`], copying the parts most lines repeat — the
+    /// opening up to the window's start, and the key object — from
+    /// `fragments` instead of writing them again (written, they were ≈ 1/3
+    /// of a line's cost).
+    pub(crate) fn write_line_cached(&self, out: &mut Vec<u8>, fragments: &mut Fragments) {
+        out.extend_from_slice(fragments.opening(self));
         if let Some(w) = &self.window {
-            out.extend_from_slice(b",\"window\":{\"name\":");
-            json::string(out, w.name);
-            out.extend_from_slice(b",\"start\":");
             json::int(out, w.start);
             out.extend_from_slice(b",\"end\":");
             json::int(out, w.end);
             out.push(b'}');
         }
-        out.extend_from_slice(b",\"key\":{");
-        if let Some(key) = self.key {
-            for (i, part) in key.parts().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                match self.key_names.get(i) {
-                    Some(name) => json::key(out, name),
-                    None => json::key(out, &format!("key{i}")),
-                }
-                json::string(out, part);
-            }
+        out.extend_from_slice(b",\"key\":");
+        match self.key {
+            Some(key) => out.extend_from_slice(fragments.key(self.key_names, key)),
+            None => out.extend_from_slice(b"{}"),
         }
-        out.extend_from_slice(b"},\"data\":{");
+        out.extend_from_slice(b",\"data\":{");
         let fields = match self.data {
             Data::Fields(fields) => fields,
             Data::Alert {
@@ -319,6 +312,74 @@ impl Record<'_> {
         self.write_line(&mut out);
         out.pop();
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Rendered pieces of result lines, reused across lines: the opening
+/// (`{"tenant":…,"type":…,"window":{"name":…,"start":`) of the last line
+/// and each key's object. A shard's lines share a handful of openings and
+/// its keys; the key objects are bounded by [`Fragments::MAX_KEYS`].
+#[derive(Debug, Default)]
+pub(crate) struct Fragments {
+    /// (tenant, type, window name) of `opening`.
+    opened: Option<(String, OutputType, Option<String>)>,
+    opening: Vec<u8>,
+    /// The key names the key objects were written with.
+    key_names: Vec<String>,
+    keys: rustc_hash::FxHashMap<Key, Box<[u8]>>,
+}
+
+impl Fragments {
+    /// Key objects kept at most; past this the map starts again, so
+    /// memory stays bounded whatever the key cardinality.
+    const MAX_KEYS: usize = 1 << 16;
+
+    fn opening(&mut self, record: &Record<'_>) -> &[u8] {
+        let name = record.window.as_ref().map(|w| w.name);
+        let same = self.opened.as_ref().is_some_and(|(tenant, ty, window)| {
+            tenant == record.tenant && *ty == record.ty && window.as_deref() == name
+        });
+        if !same {
+            let out = &mut self.opening;
+            out.clear();
+            out.push(b'{');
+            json::key(out, "tenant");
+            json::string(out, record.tenant);
+            out.extend_from_slice(b",\"type\":");
+            json::string(out, record.ty.as_str());
+            if let Some(name) = name {
+                out.extend_from_slice(b",\"window\":{\"name\":");
+                json::string(out, name);
+                out.extend_from_slice(b",\"start\":");
+            }
+            self.opened = Some((record.tenant.to_owned(), record.ty, name.map(str::to_owned)));
+        }
+        &self.opening
+    }
+
+    fn key(&mut self, key_names: &[String], key: &Key) -> &[u8] {
+        if self.key_names != key_names {
+            self.key_names = key_names.to_vec();
+            self.keys.clear();
+        }
+        if self.keys.len() >= Self::MAX_KEYS && !self.keys.contains_key(key) {
+            self.keys.clear();
+        }
+        self.keys.entry(key.clone()).or_insert_with(|| {
+            let mut out = vec![b'{'];
+            for (i, part) in key.parts().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match key_names.get(i) {
+                    Some(name) => json::key(&mut out, name),
+                    None => json::key(&mut out, &format!("key{i}")),
+                }
+                json::string(&mut out, part);
+            }
+            out.push(b'}');
+            out.into_boxed_slice()
+        })
     }
 }
 

@@ -10,7 +10,7 @@
 use sha2::{Digest, Sha256};
 
 use super::typed::{OwnedWindow, TypedDeadLetter, TypedResult};
-use super::{Data, DeadLetter, DeadLetterRecord, OutputType, Record};
+use super::{Data, DeadLetter, DeadLetterRecord, Fragments, OutputType, Record};
 
 /// One message's routing: where its line ends in [`Rendered::lines`], its
 /// routing key and its message id.
@@ -32,6 +32,9 @@ pub struct Rendered {
     typed: bool,
     results: Vec<TypedResult>,
     dead_letters: Vec<TypedDeadLetter>,
+    /// Kept across [`Rendered::clear`]: a worker renders every batch into
+    /// the same `Rendered`.
+    fragments: Fragments,
 }
 
 impl Rendered {
@@ -48,7 +51,7 @@ impl Rendered {
 
     /// Appends a result line.
     pub fn push_record(&mut self, record: &Record<'_>) {
-        record.write_line(&mut self.lines);
+        record.write_line_cached(&mut self.lines, &mut self.fragments);
         if self.routed {
             self.routes.push(Route {
                 end: self.lines.len(),

@@ -213,5 +213,56 @@ mod hand_written_json {
                 String::from_utf8_lossy(&by_serde)
             );
         }
+
+        /// A worker renders every line through one `Rendered`, whose
+        /// cached openings and key objects must never leak into a line
+        /// they do not belong to: lines drawn from small pools (so that
+        /// pieces repeat, and change) equal serde's, one by one.
+        #[test]
+        fn cached_pieces_equal_serde_json_line_by_line(
+            pools in (
+                proptest::collection::vec(text(), 2),
+                proptest::collection::vec(text(), 2),
+                proptest::collection::vec(proptest::collection::vec(text(), 0..4), 2),
+                proptest::collection::vec(proptest::collection::vec(key_part(), 1..4), 3),
+            ),
+            picks in proptest::collection::vec(
+                (0..2usize, 0..3usize, 0..2usize, 0..2usize, 0..4usize, any::<i64>(), any::<bool>()),
+                1..40,
+            ),
+        ) {
+            let (tenants, windows, names, keys) = pools;
+            let keys: Vec<Key> = keys
+                .into_iter()
+                .map(|parts| Key::from_parts(parts).expect("no separator"))
+                .collect();
+            let types = [OutputType::WindowedAnalytic, OutputType::GlobalMetric];
+            let fields = vec![DataField { name: "mean".into(), value: Value::Float(240.5) }];
+            let mut rendered = Rendered::new(false, false);
+            let mut expected = Vec::new();
+            for (tenant, window, ty, name_list, key, start, keyless) in picks {
+                let record = Record {
+                    tenant: &tenants[tenant],
+                    ty: types[ty],
+                    // Index 2: no window.
+                    window: windows.get(window).map(|name| WindowRef {
+                        name,
+                        start,
+                        end: start.wrapping_add(60_000),
+                    }),
+                    key_names: &names[name_list],
+                    key: if keyless { None } else { keys.get(key % 3) },
+                    data: Data::Fields(&fields),
+                    update: 0,
+                };
+                rendered.push_record(&record);
+                expected.extend(serde_json::to_vec(&record).expect("serialisable"));
+                expected.push(b'\n');
+            }
+            prop_assert_eq!(
+                String::from_utf8_lossy(&rendered.lines),
+                String::from_utf8_lossy(&expected)
+            );
+        }
     }
 }
