@@ -60,6 +60,12 @@ impl Key {
         self.0.split(KEY_SEPARATOR)
     }
 
+    /// Whether both are the same allocation (clones of one key): a cheap
+    /// equality test before comparing text.
+    pub fn same_allocation(&self, other: &Key) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// The parts as owned strings (what `BatchBuilder::begin_group` takes).
     pub fn to_vec(&self) -> Vec<String> {
         self.parts().map(str::to_owned).collect()

@@ -81,6 +81,24 @@ impl Geometry {
             .unwrap_or_else(|| self.start_range_i128(q, after, upto))
     }
 
+    /// Starts of every window whose end is in `(after, upto]`, if there
+    /// are at most `max` of them (one per slide the watermark moved): a
+    /// step usually fires one window per key, found with one lookup per
+    /// key instead of a pass over its panes.
+    pub fn starts_ending_between(&self, after: i64, upto: i64, max: usize) -> Option<Vec<i64>> {
+        let (size, slide) = (i128::from(self.size), i128::from(self.slide));
+        let lo = ceil_to(i128::from(after) - size + 1, slide);
+        let hi = floor_to(i128::from(upto) - size, slide);
+        if hi < lo {
+            return Some(Vec::new());
+        }
+        let count = usize::try_from((hi - lo) / slide + 1).ok()?;
+        if count > max || hi > i128::from(i64::MAX) || lo < i128::from(i64::MIN) {
+            return None;
+        }
+        Some((0..count).map(|i| clamp(lo + slide * i as i128)).collect())
+    }
+
     /// Starts of the windows holding any of `panes` (ascending pane
     /// indices) whose end is in `(after, upto]`, ascending and each once:
     /// the panes' start ranges ascend with them, so they merge as they
@@ -248,6 +266,27 @@ mod tests {
                     assert_eq!(got, expected, "{size}/{slide} ({after}, {upto}] {panes:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn starts_ending_between_are_the_windows_ending_in_the_interval() {
+        for (size, slide) in [(10, 4), (60, 5), (9, 6), (7, 7)] {
+            let g = Geometry::new(size, slide);
+            for (after, upto) in [(-7, 13), (20, 21), (5, 5), (3, 4), (-40, -30)] {
+                let expected: Vec<i64> = (-100..100)
+                    .filter(|s| s % slide == 0 && after < s + size && s + size <= upto)
+                    .collect();
+                assert_eq!(
+                    g.starts_ending_between(after, upto, 1000),
+                    Some(expected.clone()),
+                    "{size}/{slide} ({after}, {upto}]"
+                );
+                if expected.len() > 1 {
+                    assert_eq!(g.starts_ending_between(after, upto, 1), None);
+                }
+            }
+            assert_eq!(g.starts_ending_between(i64::MIN, 0, 1000), None);
         }
     }
 

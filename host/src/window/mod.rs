@@ -377,9 +377,25 @@ impl Env<'_, '_> {
 
     /// Ends a step: its outputs, in a deterministic order, go to `out`.
     fn end_step(&mut self, out: &mut Vec<WindowOutput>) {
+        // Names and keys are shared allocations (the spec's, the key
+        // table's): equal ones are mostly the same pointer, and comparing
+        // text was most of this sort.
         self.step.sort_by(|a, b| {
-            (&a.window, &a.key, a.start, a.kind, a.update, a.end)
-                .cmp(&(&b.window, &b.key, b.start, b.kind, b.update, b.end))
+            let window = if Arc::ptr_eq(&a.window, &b.window) {
+                std::cmp::Ordering::Equal
+            } else {
+                a.window.cmp(&b.window)
+            };
+            let key = || {
+                if a.key.same_allocation(&b.key) {
+                    std::cmp::Ordering::Equal
+                } else {
+                    a.key.cmp(&b.key)
+                }
+            };
+            window.then_with(key).then_with(|| {
+                (a.start, a.kind, a.update, a.end).cmp(&(b.start, b.kind, b.update, b.end))
+            })
         });
         out.append(&mut self.step);
     }

@@ -152,11 +152,25 @@ impl TimeWindows {
         let mut windows: Vec<(KeyId, i64)> = std::mem::take(&mut self.dirty);
         windows.sort_unstable();
         windows.dedup();
+        // Few windows end in (w0, w1] (one per slide passed): look each up
+        // per key; after a long jump, walk the key's panes instead.
+        let ending = geo.starts_ending_between(w0, w1, 4);
         for &key in &due {
-            if let Some(state) = self.keys.get(key as usize).and_then(Option::as_ref) {
-                geo.starts_of_panes(state.panes.keys().copied(), w0, w1, |s| {
+            let Some(state) = self.keys.get(key as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            match &ending {
+                Some(starts) => {
+                    for &s in starts {
+                        let (first, last) = geo.panes_of_window(s);
+                        if state.panes.range(first..last).next().is_some() {
+                            windows.push((key, s));
+                        }
+                    }
+                }
+                None => geo.starts_of_panes(state.panes.keys().copied(), w0, w1, |s| {
                     windows.push((key, s));
-                });
+                }),
             }
         }
 
