@@ -12,7 +12,8 @@ use crate::bindings::sluice::analytics::types as wit;
 use crate::module::Module;
 use crate::types::{
     Alert, AlertResult, Batch, Column, DataField, FieldDef, FieldType, FunctionInfo, FunctionKind,
-    GuestError, KeyGroup, ModuleInfo, Result, TextColumn, Value, WindowGroup,
+    GuestError, KeyGroup, ModuleInfo, PackedAccumulators, PackedFields, Result, TextColumn, Value,
+    WindowGroup,
 };
 use crate::Tenant;
 
@@ -85,18 +86,22 @@ pub fn aggregate_add<T: Tenant>(
 pub fn aggregate_merge<T: Tenant>(
     slot: &'static Slot<T>,
     function: String,
-    accumulators: Vec<Vec<Vec<u8>>>,
+    accumulators: wit::PackedAccumulators,
 ) -> WitResult<Vec<Vec<u8>>> {
-    with_module(slot, |m| m.aggregate_merge(&function, &accumulators))
+    with_module(slot, |m| {
+        m.aggregate_merge_packed(&function, &accumulators.into())
+    })
 }
 
 pub fn aggregate_finish<T: Tenant>(
     slot: &'static Slot<T>,
     function: String,
-    windows: Vec<Vec<Vec<u8>>>,
-) -> WitResult<Vec<Vec<wit::DataField>>> {
-    with_module(slot, |m| m.aggregate_finish(&function, &windows))
-        .map(|windows| windows.into_iter().map(convert_vec).collect())
+    windows: wit::PackedAccumulators,
+) -> WitResult<wit::PackedFields> {
+    with_module(slot, |m| {
+        m.aggregate_finish_packed(&function, &windows.into())
+    })
+    .map(Into::into)
 }
 
 pub fn alert<T: Tenant>(
@@ -209,6 +214,27 @@ impl From<Value> for wit::Value {
             Value::Float(f) => wit::Value::Float(f),
             Value::Text(s) => wit::Value::Text(s),
             Value::Boolean(b) => wit::Value::Boolean(b),
+        }
+    }
+}
+
+impl From<wit::PackedAccumulators> for PackedAccumulators {
+    fn from(p: wit::PackedAccumulators) -> Self {
+        PackedAccumulators {
+            data: p.data,
+            ends: p.ends,
+            items: p.items,
+        }
+    }
+}
+
+impl From<PackedFields> for wit::PackedFields {
+    fn from(p: PackedFields) -> Self {
+        wit::PackedFields {
+            names: p.names,
+            name_ids: p.name_ids,
+            values: convert_vec(p.values),
+            windows: p.windows,
         }
     }
 }

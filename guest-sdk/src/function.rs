@@ -78,7 +78,8 @@ pub struct Function<T> {
 /// to the embedded tenant.
 type AddShim<T> = Box<dyn Fn(&T, Option<&[u8]>, Events<'_>) -> Result<Vec<u8>> + Send + Sync>;
 /// Decodes panes, merges them in order, encodes the result. Panes are
-/// borrowed: a native host passes the bytes it keeps without copying them.
+/// borrowed: a native host passes the bytes it keeps, the guest's arrive
+/// packed in one buffer.
 type MergeShim = fn(&[&[u8]]) -> Result<Vec<u8>>;
 /// Decodes and merges panes, finishes into output fields.
 type FinishShim<T> = Box<dyn Fn(&T, &[&[u8]]) -> Result<Vec<DataField>> + Send + Sync>;

@@ -154,7 +154,8 @@ pub use params::{parse_duration_ms, Params};
 pub use schema::{BoolField, Field, FloatField, IntField, Schema, TextField, TimestampField};
 pub use types::{
     Alert, AlertResult, Batch, Column, DataField, FieldDef, FieldType, FunctionInfo, FunctionKind,
-    GuestError, KeyGroup, ModuleInfo, Result, TextColumn, Value, WindowGroup,
+    GuestError, KeyGroup, ModuleInfo, PackedAccumulators, PackedFields, Result, TextColumn, Value,
+    WindowGroup,
 };
 
 /// Exports a [`Tenant`] as the `sluice:analytics/tenant` component.
@@ -206,15 +207,15 @@ macro_rules! export_tenant {
 
                 fn aggregate_merge(
                     function: String,
-                    accumulators: Vec<Vec<Vec<u8>>>,
+                    accumulators: __wit::PackedAccumulators,
                 ) -> ::core::result::Result<Vec<Vec<u8>>, __wit::GuestError> {
                     $crate::export::aggregate_merge(&MODULE, function, accumulators)
                 }
 
                 fn aggregate_finish(
                     function: String,
-                    windows: Vec<Vec<Vec<u8>>>,
-                ) -> ::core::result::Result<Vec<Vec<__wit::DataField>>, __wit::GuestError> {
+                    windows: __wit::PackedAccumulators,
+                ) -> ::core::result::Result<__wit::PackedFields, __wit::GuestError> {
                     $crate::export::aggregate_finish(&MODULE, function, windows)
                 }
 

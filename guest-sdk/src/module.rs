@@ -9,7 +9,7 @@ use crate::params::Params;
 use crate::schema::Schema;
 use crate::types::{
     AlertResult, Batch, DataField, FieldDef, FunctionKind, GuestError, KeyGroup, ModuleInfo,
-    Result, WindowGroup,
+    PackedAccumulators, PackedFields, Result, WindowGroup,
 };
 use crate::Tenant;
 
@@ -95,8 +95,8 @@ impl<T: Tenant> Module<T> {
     }
 
     /// Merges each list of accumulators, in order, into one. Lists are
-    /// anything that derefs to byte slices: the guest's owned `Vec`s, or a
-    /// native host's borrowed panes.
+    /// anything that derefs to byte slices: owned `Vec`s, or a native
+    /// host's borrowed panes.
     pub fn aggregate_merge<L, P>(&self, function: &str, accumulators: &[L]) -> Result<Vec<Vec<u8>>>
     where
         L: AsRef<[P]>,
@@ -118,8 +118,50 @@ impl<T: Tenant> Module<T> {
             .collect()
     }
 
+    /// [`aggregate_merge`](Self::aggregate_merge) over packed accumulators
+    /// (what the component export receives).
+    pub fn aggregate_merge_packed(
+        &self,
+        function: &str,
+        accumulators: &PackedAccumulators,
+    ) -> Result<Vec<Vec<u8>>> {
+        let f = self.find(function, FunctionKind::Aggregate)?;
+        let Imp::Aggregate { merge, .. } = &f.imp else {
+            return Err(wrong_kind(f, FunctionKind::Aggregate));
+        };
+        let items = accumulators.unpack().map_err(|e| e.context(at(f)))?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, panes)| merge(panes).map_err(|e| e.context(format!("{}, list {i}", at(f)))))
+            .collect()
+    }
+
+    /// [`aggregate_finish`](Self::aggregate_finish) over packed
+    /// accumulators, with packed fields (what the component export
+    /// receives and returns).
+    pub fn aggregate_finish_packed(
+        &self,
+        function: &str,
+        windows: &PackedAccumulators,
+    ) -> Result<PackedFields> {
+        let f = self.find(function, FunctionKind::Aggregate)?;
+        let Imp::Aggregate { finish, .. } = &f.imp else {
+            return Err(wrong_kind(f, FunctionKind::Aggregate));
+        };
+        let items = windows.unpack().map_err(|e| e.context(at(f)))?;
+        let mut out = PackedFields::default();
+        for (i, panes) in items.iter().enumerate() {
+            let fields = finish(&self.tenant, panes)
+                .map_err(|e| e.context(format!("{}, window {i}", at(f))))?;
+            out.push_window(fields);
+        }
+        Ok(out)
+    }
+
     /// For each window, merges its panes in order (none: a fresh
-    /// accumulator) and finishes the result into output fields.
+    /// accumulator) and finishes the result into output fields (windows as
+    /// in [`aggregate_merge`](Self::aggregate_merge)).
     pub fn aggregate_finish<W, P>(
         &self,
         function: &str,

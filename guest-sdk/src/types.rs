@@ -181,6 +181,131 @@ pub struct DataField {
     pub value: Value,
 }
 
+/// The accumulators of many windows (or merges), packed as the contract's
+/// `packed-accumulators`: item `i` has accumulators `items[i-1]..items[i]`,
+/// accumulator `j` is `data[ends[j-1]..ends[j]]` (both from 0 for the
+/// first). Three vectors whatever the number of accumulators, so crossing
+/// the boundary costs no allocation per accumulator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedAccumulators {
+    pub data: Vec<u8>,
+    pub ends: Vec<u32>,
+    pub items: Vec<u32>,
+}
+
+impl PackedAccumulators {
+    /// Packs lists of accumulators.
+    pub fn pack<I, A, B>(items: I) -> Self
+    where
+        I: IntoIterator<Item = A>,
+        A: IntoIterator<Item = B>,
+        B: AsRef<[u8]>,
+    {
+        let mut packed = PackedAccumulators::default();
+        for item in items {
+            packed.push_item(item);
+        }
+        packed
+    }
+
+    /// Appends one item with its accumulators.
+    pub fn push_item<A, B>(&mut self, accumulators: A)
+    where
+        A: IntoIterator<Item = B>,
+        B: AsRef<[u8]>,
+    {
+        for acc in accumulators {
+            self.data.extend_from_slice(acc.as_ref());
+            self.ends
+                .push(u32::try_from(self.data.len()).unwrap_or(u32::MAX));
+        }
+        self.items
+            .push(u32::try_from(self.ends.len()).unwrap_or(u32::MAX));
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The accumulators of each item, in order; an error if the offsets do
+    /// not describe `data` (both must only grow and stay inside).
+    pub fn unpack(&self) -> Result<Vec<Vec<&[u8]>>> {
+        let mut out = Vec::with_capacity(self.items.len());
+        let (mut acc, mut at) = (0usize, 0usize);
+        for (i, &item_end) in self.items.iter().enumerate() {
+            let item_end = item_end as usize;
+            if item_end < acc || item_end > self.ends.len() {
+                return Err(GuestError::new(format!(
+                    "packed accumulators: item {i} ends at accumulator {item_end}, \
+                     outside {acc}..={}",
+                    self.ends.len()
+                )));
+            }
+            let mut panes = Vec::with_capacity(item_end - acc);
+            for &end in &self.ends[acc..item_end] {
+                let end = end as usize;
+                if end < at || end > self.data.len() {
+                    return Err(GuestError::new(format!(
+                        "packed accumulators: accumulator {acc} ends at byte {end}, \
+                         outside {at}..={}",
+                        self.data.len()
+                    )));
+                }
+                panes.push(&self.data[at..end]);
+                at = end;
+                acc += 1;
+            }
+            out.push(panes);
+        }
+        Ok(out)
+    }
+}
+
+/// The result fields of many windows, packed as the contract's
+/// `packed-fields`: window `i` has fields `windows[i-1]..windows[i]` of
+/// `name_ids` and `values`, each name stored once per call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PackedFields {
+    pub names: Vec<String>,
+    pub name_ids: Vec<u32>,
+    pub values: Vec<Value>,
+    pub windows: Vec<u32>,
+}
+
+impl PackedFields {
+    /// Appends one window's fields, naming each by its index in `names`
+    /// (a window's fields are few and names repeat, so a scan beats a map).
+    pub fn push_window(&mut self, fields: Vec<DataField>) {
+        for field in fields {
+            let id = match self.names.iter().position(|n| *n == field.name) {
+                Some(id) => id,
+                None => {
+                    self.names.push(field.name);
+                    self.names.len() - 1
+                }
+            };
+            self.name_ids.push(u32::try_from(id).unwrap_or(u32::MAX));
+            self.values.push(field.value);
+        }
+        self.windows
+            .push(u32::try_from(self.values.len()).unwrap_or(u32::MAX));
+    }
+
+    /// Number of windows.
+    pub fn len(&self) -> usize {
+        self.windows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+}
+
 /// An alert raised by an alert function.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {

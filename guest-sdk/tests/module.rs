@@ -6,7 +6,8 @@ use sluice_guest::bindings::sluice::analytics::types as wit;
 use sluice_guest::{
     Aggregate, Alerts, Batch, BoolField, Column, DataField, Event, Events, FieldDef, FieldType,
     FloatField, Function, FunctionKind, GuestError, IntField, Key, KeyGroup, Module, Output,
-    Params, Schema, Tenant, TextColumn, TextField, TimestampField, Value, WindowGroup, WindowInfo,
+    PackedAccumulators, Params, Schema, Tenant, TextColumn, TextField, TimestampField, Value,
+    WindowGroup, WindowInfo,
 };
 
 struct Probe {
@@ -311,6 +312,86 @@ fn merge_and_finish_fold_panes_in_order() {
         Value::Int(0),
         "no panes finish a fresh accumulator"
     );
+}
+
+#[test]
+fn packed_merge_and_finish_equal_the_unpacked_ones() {
+    let m = module();
+    let panes = m
+        .aggregate_add(
+            "acc",
+            vec![
+                group("x", None, 0, 1),
+                group("x", None, 1, 1),
+                group("x", None, 2, 2),
+            ],
+            sample(),
+        )
+        .expect("panes");
+    let items = vec![panes.clone(), vec![], panes[1..].to_vec()];
+    let packed = PackedAccumulators::pack(&items);
+    assert_eq!(
+        m.aggregate_merge_packed("acc", &packed).expect("merge"),
+        m.aggregate_merge("acc", &items).expect("merge")
+    );
+    let fields = m.aggregate_finish_packed("acc", &packed).expect("finish");
+    assert_eq!(fields.len(), 3);
+    assert_eq!(
+        fields.names,
+        ["rows", "count_sum", "value_sum", "actives"],
+        "each name once per call"
+    );
+    let unpacked: Vec<Vec<DataField>> = fields
+        .windows
+        .iter()
+        .scan(0usize, |at, &end| {
+            let window = (*at..end as usize)
+                .map(|f| DataField {
+                    name: fields.names[fields.name_ids[f] as usize].clone(),
+                    value: fields.values[f].clone(),
+                })
+                .collect();
+            *at = end as usize;
+            Some(window)
+        })
+        .collect();
+    assert_eq!(unpacked, m.aggregate_finish("acc", &items).expect("finish"));
+}
+
+#[test]
+fn malformed_packed_accumulators_are_an_error_not_a_panic() {
+    let m = module();
+    for (packed, fault) in [
+        (
+            PackedAccumulators {
+                data: vec![1, 2],
+                ends: vec![3],
+                items: vec![1],
+            },
+            "ends at byte 3",
+        ),
+        (
+            PackedAccumulators {
+                data: vec![],
+                ends: vec![],
+                items: vec![1],
+            },
+            "ends at accumulator 1",
+        ),
+        (
+            PackedAccumulators {
+                data: vec![0; 4],
+                ends: vec![2, 1],
+                items: vec![2],
+            },
+            "ends at byte 1",
+        ),
+    ] {
+        let err = m.aggregate_finish_packed("acc", &packed).expect_err(fault);
+        assert!(err.message.contains(fault), "{}", err.message);
+        let err = m.aggregate_merge_packed("acc", &packed).expect_err(fault);
+        assert!(err.message.contains(fault), "{}", err.message);
+    }
 }
 
 #[test]
@@ -747,7 +828,12 @@ fn wit_batch(b: Batch) -> wit::EventBatch {
 fn export_glue_requires_init_and_converts_both_ways() {
     use sluice_guest::export;
 
-    let err = export::aggregate_finish(&SLOT, "acc".into(), vec![vec![]])
+    let one_empty_window = wit::PackedAccumulators {
+        data: vec![],
+        ends: vec![],
+        items: vec![0],
+    };
+    let err = export::aggregate_finish(&SLOT, "acc".into(), one_empty_window)
         .expect_err("init not called yet");
     assert!(
         err.message.contains("init was not called"),
@@ -781,7 +867,12 @@ fn export_glue_requires_init_and_converts_both_ways() {
     let err = export::init(&SLOT, vec![("rise_by".into(), "x".into())], wit_schema())
         .expect_err("bad param");
     assert!(err.message.contains("rise_by"), "{}", err.message);
-    let err = export::aggregate_merge(&SLOT, "acc".into(), vec![]).expect_err("module dropped");
+    let none = wit::PackedAccumulators {
+        data: vec![],
+        ends: vec![],
+        items: vec![],
+    };
+    let err = export::aggregate_merge(&SLOT, "acc".into(), none).expect_err("module dropped");
     assert!(
         err.message.contains("init was not called"),
         "{}",

@@ -11,5 +11,6 @@ pub use exports::sluice::analytics::analytics::Guest as Analytics;
 pub use sluice::analytics::host::LogLevel;
 pub use sluice::analytics::types::{
     Alert, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType, FunctionInfo,
-    FunctionKind, GuestError, KeyGroup, ModuleInfo, TextColumn, Value, WindowGroup,
+    FunctionKind, GuestError, KeyGroup, ModuleInfo, PackedAccumulators, PackedFields, TextColumn,
+    Value, WindowGroup,
 };

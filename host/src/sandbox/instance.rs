@@ -8,7 +8,7 @@
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{ComponentType, Func, Instance, Lower, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -20,6 +20,7 @@ use super::error::{chain, Limit, Result, SandboxError};
 use super::limits::{thread_cpu_time, Limits, MemoryCap, OutputSize};
 use super::log::TenantLog;
 use super::module::TenantModule;
+use super::packed;
 use super::wasi::{deterministic_ctx, PinnedClock, SeededRandom};
 
 /// The data of a tenant's `Store`.
@@ -63,42 +64,6 @@ pub struct InstanceStats {
 struct Live {
     store: Store<HostState>,
     bindings: Tenant,
-    borrowed: BorrowedCalls,
-}
-
-/// The accumulator-merging exports, called through [`Func::typed`] with
-/// borrowed parameters (`&[&[u8]]` lowers as `list<list<u8>>` like the
-/// `Vec<Vec<u8>>` the generated bindings take): the window engine passes
-/// the pane bytes it keeps instead of a copy per window.
-struct BorrowedCalls {
-    merge: Func,
-    finish: Func,
-}
-
-/// What `aggregate-finish` returns.
-type FinishResults = (std::result::Result<Vec<Vec<DataField>>, GuestError>,);
-/// What `aggregate-merge` returns.
-type MergeResults = (std::result::Result<Vec<Vec<u8>>, GuestError>,);
-
-/// The interface the tenant world exports (`wit/sluice.wit`).
-const ANALYTICS_EXPORT: &str = "sluice:analytics/analytics@0.1.0";
-
-impl BorrowedCalls {
-    fn find(store: &mut Store<HostState>, instance: &Instance) -> wasmtime::Result<Self> {
-        let interface = instance
-            .get_export_index(&mut *store, None, ANALYTICS_EXPORT)
-            .ok_or_else(|| wasmtime::format_err!("no export `{ANALYTICS_EXPORT}`"))?;
-        let mut func = |name: &str| {
-            instance
-                .get_export_index(&mut *store, Some(&interface), name)
-                .and_then(|index| instance.get_func(&mut *store, index))
-                .ok_or_else(|| wasmtime::format_err!("no export `{ANALYTICS_EXPORT}#{name}`"))
-        };
-        Ok(BorrowedCalls {
-            merge: func("aggregate-merge")?,
-            finish: func("aggregate-finish")?,
-        })
-    }
 }
 
 pub struct TenantInstance {
@@ -230,28 +195,14 @@ impl TenantInstance {
         store.data_mut().cpu_start = thread_cpu_time();
         self.clock.set(0);
         self.random.reseed(fixed_seed as u64);
-        let instantiated = self
-            .module
-            .pre()
-            .instance_pre()
-            .instantiate(&mut store)
-            .and_then(|instance| {
-                let bindings = Tenant::new(&mut store, &instance)?;
-                let borrowed = BorrowedCalls::find(&mut store, &instance)?;
-                Ok((bindings, borrowed))
-            });
-        let (bindings, borrowed) = match instantiated {
-            Ok(found) => found,
+        let bindings = match self.module.pre().instantiate(&mut store) {
+            Ok(bindings) => bindings,
             Err(err) => {
                 let memory_hit = store.data().limiter.hit;
                 return Err(self.classify("instantiate", &err, memory_hit));
             }
         };
-        let mut live = Live {
-            store,
-            bindings,
-            borrowed,
-        };
+        let mut live = Live { store, bindings };
         if init {
             live.store.set_epoch_deadline(self.deadline_ticks());
             live.store.data_mut().cpu_start = thread_cpu_time();
@@ -352,7 +303,6 @@ impl TenantInstance {
         expected: usize,
         f: impl FnOnce(
             &Analytics,
-            &BorrowedCalls,
             &mut Store<HostState>,
         ) -> wasmtime::Result<Result<Vec<R>, GuestError>>,
     ) -> Result<Vec<R>> {
@@ -366,11 +316,7 @@ impl TenantInstance {
         live.store.set_epoch_deadline(ticks);
         live.store.data_mut().cpu_start = thread_cpu_time();
         live.store.data_mut().limiter.hit = false;
-        let outcome = f(
-            live.bindings.sluice_analytics_analytics(),
-            &live.borrowed,
-            &mut live.store,
-        );
+        let outcome = f(live.bindings.sluice_analytics_analytics(), &mut live.store);
         let memory_hit = live.store.data().limiter.hit;
         let used = thread_cpu_time().saturating_sub(live.store.data().cpu_start);
         self.module.add_guest_cpu(used);
@@ -444,52 +390,53 @@ impl TenantInstance {
         batch: &EventBatch,
     ) -> Result<Vec<Vec<u8>>> {
         let (at, seed) = self.batch_context(function, groups.first().map(|g| &g.key[..]), batch);
-        self.call(function, at, seed, groups.len(), |guest, _, store| {
+        self.call(function, at, seed, groups.len(), |guest, store| {
             guest.call_aggregate_add(store, function, groups, batch)
         })
     }
 
     /// Merges each list of accumulators into one. `at_ms` is the instant the
     /// guest's clock shows (the watermark or window end being processed).
-    /// A list is anything that lowers as `list<list<u8>>`: `Vec<Vec<u8>>`,
-    /// or `&[&[u8]]` borrowed from where the accumulators are kept.
-    pub fn aggregate_merge<L>(
+    /// A list is anything of byte slices: `Vec<Vec<u8>>`, or `&[&[u8]]`
+    /// borrowed from where the accumulators are kept; they are packed
+    /// into one buffer for the call.
+    pub fn aggregate_merge<L, P>(
         &mut self,
         function: &str,
         accumulators: &[L],
         at_ms: i64,
     ) -> Result<Vec<Vec<u8>>>
     where
-        L: ComponentType + Lower,
+        L: AsRef<[P]>,
+        P: AsRef<[u8]>,
     {
         let seed = seed_of(&[self.module.tenant(), function], at_ms);
-        self.call(
-            function,
-            at_ms,
-            seed,
-            accumulators.len(),
-            |_, calls, store| {
-                let typed = calls.merge.typed::<(&str, &[L]), MergeResults>(&*store)?;
-                Ok(typed.call(store, (function, accumulators))?.0)
-            },
-        )
+        let packed = packed::pack(accumulators);
+        self.call(function, at_ms, seed, accumulators.len(), |guest, store| {
+            guest.call_aggregate_merge(store, function, &packed)
+        })
     }
 
     /// Merges each window's panes and finishes them into output fields
     /// (windows as in [`Self::aggregate_merge`]).
-    pub fn aggregate_finish<W>(
+    pub fn aggregate_finish<W, P>(
         &mut self,
         function: &str,
         windows: &[W],
         at_ms: i64,
     ) -> Result<Vec<Vec<DataField>>>
     where
-        W: ComponentType + Lower,
+        W: AsRef<[P]>,
+        P: AsRef<[u8]>,
     {
         let seed = seed_of(&[self.module.tenant(), function], at_ms);
-        self.call(function, at_ms, seed, windows.len(), |_, calls, store| {
-            let typed = calls.finish.typed::<(&str, &[W]), FinishResults>(&*store)?;
-            Ok(typed.call(store, (function, windows))?.0)
+        let packed = packed::pack(windows);
+        self.call(function, at_ms, seed, windows.len(), |guest, store| {
+            let fields = guest.call_aggregate_finish(store, function, &packed)?;
+            // Malformed packing is the guest's fault, like any bad result:
+            // the windows of the call are isolated and dead-lettered.
+            Ok(fields
+                .and_then(|f| packed::unpack_fields(f).map_err(|message| GuestError { message })))
         })
     }
 
@@ -501,7 +448,7 @@ impl TenantInstance {
         batch: &EventBatch,
     ) -> Result<Vec<AlertResult>> {
         let (at, seed) = self.batch_context(function, groups.first().map(|g| &g.key[..]), batch);
-        self.call(function, at, seed, groups.len(), |guest, _, store| {
+        self.call(function, at, seed, groups.len(), |guest, store| {
             guest.call_alert(store, function, groups, batch)
         })
     }
@@ -516,7 +463,7 @@ impl TenantInstance {
         let at = windows.iter().map(|w| w.end).max().unwrap_or(0);
         let key = windows.first().map(|w| &w.key[..]);
         let (_, seed) = self.batch_context(function, key, batch);
-        self.call(function, at, seed, windows.len(), |guest, _, store| {
+        self.call(function, at, seed, windows.len(), |guest, store| {
             guest.call_process_window(store, function, windows, batch)
         })
     }

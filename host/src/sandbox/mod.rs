@@ -21,6 +21,7 @@ mod instance;
 mod limits;
 mod log;
 mod module;
+mod packed;
 mod validate;
 mod wasi;
 

@@ -28,13 +28,19 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:random/insecure-seed",
 ];
 
-/// The major.minor every allowed interface must have: what the host links.
+/// The major.minor every allowed interface must have: what the host links
+/// (the sluice contract is 0.2 since accumulators and fields are packed;
+/// WASI is 0.2). Kept apart per interface family: they move independently.
+const SLUICE_VERSION: &str = "0.2.";
+const WASI_VERSION: &str = "0.2.";
+
 fn version_ok(name: &str, version: &str) -> bool {
-    if name.starts_with("sluice:") {
-        version.starts_with("0.1.")
+    let wanted = if name.starts_with("sluice:") {
+        SLUICE_VERSION
     } else {
-        version.starts_with("0.2.")
-    }
+        WASI_VERSION
+    };
+    version.starts_with(wanted)
 }
 
 /// Checks the 8-byte header: Wasm magic, then the layer (core module or
@@ -86,7 +92,9 @@ mod tests {
     fn only_the_deterministic_subset_is_allowed() {
         let bad = forbidden_imports([
             "wasi:cli/environment@0.2.6",
-            "sluice:analytics/host@0.1.0",
+            "sluice:analytics/host@0.2.0",
+            // A module built for the 0.1 contract (unpacked finish/merge).
+            "sluice:analytics/types@0.1.0",
             "wasi:filesystem/preopens@0.2.6",
             "wasi:sockets/tcp@0.2.6",
             "wasi:random/random@0.3.0",
@@ -95,6 +103,7 @@ mod tests {
         assert_eq!(
             bad,
             vec![
+                "sluice:analytics/types@0.1.0",
                 "wasi:filesystem/preopens@0.2.6",
                 "wasi:sockets/tcp@0.2.6",
                 "wasi:random/random@0.3.0",
