@@ -691,8 +691,8 @@ fn embedded_functions_give_the_results_of_their_own_module() {
     let o_accs = outer.aggregate_add("acc", groups(), sample()).expect("add");
     assert_eq!(o_accs, p_accs, "same accumulator bytes");
     assert_eq!(
-        outer.aggregate_merge("acc", &[o_accs.clone()]),
-        probe.aggregate_merge("acc", &[p_accs.clone()])
+        outer.aggregate_merge("acc", std::slice::from_ref(&o_accs)),
+        probe.aggregate_merge("acc", std::slice::from_ref(&p_accs))
     );
     assert_eq!(
         outer.aggregate_finish("acc", &[o_accs]),

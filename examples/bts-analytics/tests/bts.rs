@@ -157,7 +157,9 @@ fn stats_merged_from_panes_equal_a_single_pane() {
             batch(&rows),
         )
         .expect("panes");
-    let merged = m.aggregate_merge("stats", &[panes.clone()]).expect("merge");
+    let merged = m
+        .aggregate_merge("stats", std::slice::from_ref(&panes))
+        .expect("merge");
     let from_merge: Stats = postcard::from_bytes(&merged[0]).expect("a Stats accumulator");
     let single: Stats = postcard::from_bytes(&whole[0]).expect("a Stats accumulator");
     assert_eq!(from_merge.count, single.count);

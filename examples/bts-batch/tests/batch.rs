@@ -488,7 +488,7 @@ fn merged_panes_equal_one_accumulator_over_all_rows() {
             .expect("two panes");
         for (what, parts) in [("five panes", panes), ("two panes", two)] {
             let merged = m
-                .aggregate_merge(function, &[parts.clone()])
+                .aggregate_merge(function, std::slice::from_ref(&parts))
                 .expect("merge");
             assert_eq!(merged, whole, "{function}: {what}, merged accumulator");
             let finished = m
