@@ -263,20 +263,24 @@ fn aggregate_state_carries_over_between_calls() {
     assert_eq!(decode_acc(&second[0]).rows, 4);
 }
 
+/// Three panes of key `x`: rows 0, 1 and 2–3 of [`sample`].
+fn three_panes(m: &Module<Probe>) -> Vec<Vec<u8>> {
+    m.aggregate_add(
+        "acc",
+        vec![
+            group("x", None, 0, 1),
+            group("x", None, 1, 1),
+            group("x", None, 2, 2),
+        ],
+        sample(),
+    )
+    .expect("panes")
+}
+
 #[test]
 fn merge_and_finish_fold_panes_in_order() {
     let m = module();
-    let panes = m
-        .aggregate_add(
-            "acc",
-            vec![
-                group("x", None, 0, 1),
-                group("x", None, 1, 1),
-                group("x", None, 2, 2),
-            ],
-            sample(),
-        )
-        .expect("panes");
+    let panes = three_panes(&m);
     let merged = m
         .aggregate_merge("acc", &[panes.clone(), vec![]])
         .expect("merge");
@@ -317,17 +321,7 @@ fn merge_and_finish_fold_panes_in_order() {
 #[test]
 fn packed_merge_and_finish_equal_the_unpacked_ones() {
     let m = module();
-    let panes = m
-        .aggregate_add(
-            "acc",
-            vec![
-                group("x", None, 0, 1),
-                group("x", None, 1, 1),
-                group("x", None, 2, 2),
-            ],
-            sample(),
-        )
-        .expect("panes");
+    let panes = three_panes(&m);
     let items = vec![panes.clone(), vec![], panes[1..].to_vec()];
     let packed = PackedAccumulators::pack(&items);
     assert_eq!(
