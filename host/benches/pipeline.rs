@@ -112,9 +112,9 @@ fn main() {
         ..Options::default()
     };
 
-    // `SLUICE_BENCH_ONLY=native|wasm|parse` runs one of the two (or
-    // neither) and
-    // `SLUICE_BENCH_WORKERS=N` one worker count (for profilers).
+    // For profilers: `SLUICE_BENCH_ONLY=native|wasm|parse` runs one of
+    // the two pipelines (or neither), `SLUICE_BENCH_WORKERS=N` one worker
+    // count.
     let only = std::env::var("SLUICE_BENCH_ONLY").unwrap_or_default();
     let worker_counts: Vec<usize> = match std::env::var("SLUICE_BENCH_WORKERS") {
         Ok(n) => vec![n.parse().expect("SLUICE_BENCH_WORKERS is a number")],

@@ -252,7 +252,8 @@ impl Record<'_> {
     /// bytes serde_json writes for the record's `Serialize`, written by hand
     /// (see [`json`]).
     pub fn write_line(&self, out: &mut Vec<u8>) {
-        self.write_line_cached(out, &mut Fragments::default());
+        self.write_opening(out);
+        self.write_after_opening(out, None);
     }
 
     /// [`Self::write_line`], copying the parts most lines repeat — the
@@ -261,6 +262,26 @@ impl Record<'_> {
     /// of a line's cost).
     pub(crate) fn write_line_cached(&self, out: &mut Vec<u8>, fragments: &mut Fragments) {
         out.extend_from_slice(fragments.opening(self));
+        self.write_after_opening(out, Some(fragments));
+    }
+
+    /// `{"tenant":…,"type":…` and, with a window, `,"window":{"name":…,"start":`.
+    fn write_opening(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        json::key(out, "tenant");
+        json::string(out, self.tenant);
+        out.extend_from_slice(b",\"type\":");
+        json::string(out, self.ty.as_str());
+        if let Some(w) = &self.window {
+            out.extend_from_slice(b",\"window\":{\"name\":");
+            json::string(out, w.name);
+            out.extend_from_slice(b",\"start\":");
+        }
+    }
+
+    /// The rest of the line after [`Self::write_opening`]; the key object
+    /// from `fragments` when given.
+    fn write_after_opening(&self, out: &mut Vec<u8>, fragments: Option<&mut Fragments>) {
         if let Some(w) = &self.window {
             json::int(out, w.start);
             out.extend_from_slice(b",\"end\":");
@@ -268,9 +289,12 @@ impl Record<'_> {
             out.push(b'}');
         }
         out.extend_from_slice(b",\"key\":");
-        match self.key {
-            Some(key) => out.extend_from_slice(fragments.key(self.key_names, key)),
-            None => out.extend_from_slice(b"{}"),
+        match (self.key, fragments) {
+            (Some(key), Some(fragments)) => {
+                out.extend_from_slice(fragments.key(self.key_names, key));
+            }
+            (Some(key), None) => write_key_object(out, self.key_names, key),
+            (None, _) => out.extend_from_slice(b"{}"),
         }
         out.extend_from_slice(b",\"data\":{");
         let fields = match self.data {
@@ -340,18 +364,8 @@ impl Fragments {
             tenant == record.tenant && *ty == record.ty && window.as_deref() == name
         });
         if !same {
-            let out = &mut self.opening;
-            out.clear();
-            out.push(b'{');
-            json::key(out, "tenant");
-            json::string(out, record.tenant);
-            out.extend_from_slice(b",\"type\":");
-            json::string(out, record.ty.as_str());
-            if let Some(name) = name {
-                out.extend_from_slice(b",\"window\":{\"name\":");
-                json::string(out, name);
-                out.extend_from_slice(b",\"start\":");
-            }
+            self.opening.clear();
+            record.write_opening(&mut self.opening);
             self.opened = Some((record.tenant.to_owned(), record.ty, name.map(str::to_owned)));
         }
         &self.opening
@@ -366,21 +380,28 @@ impl Fragments {
             self.keys.clear();
         }
         self.keys.entry(key.clone()).or_insert_with(|| {
-            let mut out = vec![b'{'];
-            for (i, part) in key.parts().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                match key_names.get(i) {
-                    Some(name) => json::key(&mut out, name),
-                    None => json::key(&mut out, &format!("key{i}")),
-                }
-                json::string(&mut out, part);
-            }
-            out.push(b'}');
+            let mut out = Vec::new();
+            write_key_object(&mut out, key_names, key);
             out.into_boxed_slice()
         })
     }
+}
+
+/// `{"<name>":"<part>",…}`: the key's parts named by the manifest's key
+/// columns (`key<i>` past them).
+fn write_key_object(out: &mut Vec<u8>, key_names: &[String], key: &Key) {
+    out.push(b'{');
+    for (i, part) in key.parts().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match key_names.get(i) {
+            Some(name) => json::key(out, name),
+            None => json::key(out, &format!("key{i}")),
+        }
+        json::string(out, part);
+    }
+    out.push(b'}');
 }
 
 impl Serialize for Record<'_> {
