@@ -242,7 +242,7 @@ impl From<PackedFields> for wit::PackedFields {
 impl From<DataField> for wit::DataField {
     fn from(f: DataField) -> Self {
         wit::DataField {
-            name: f.name,
+            name: f.name.into_owned(),
             value: f.value.into(),
         }
     }

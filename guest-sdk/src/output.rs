@@ -1,9 +1,14 @@
 //! Building results: output fields and alerts.
 
+use std::borrow::Cow;
+
 use crate::types::{Alert, DataField, Value};
 
 /// Result fields of a window or an alert, in order, built fluently:
 /// `Output::new().float("mean", m).int("counter", n)`.
+///
+/// Names are `&'static str` literals (no allocation) or, when built at run
+/// time, `String`s.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Output {
     fields: Vec<DataField>,
@@ -21,31 +26,31 @@ impl Output {
         }
     }
 
-    pub fn value(mut self, name: &str, value: Value) -> Self {
+    pub fn value(mut self, name: impl Into<Cow<'static, str>>, value: Value) -> Self {
         self.push(name, value);
         self
     }
 
-    pub fn float(self, name: &str, value: f64) -> Self {
+    pub fn float(self, name: impl Into<Cow<'static, str>>, value: f64) -> Self {
         self.value(name, Value::Float(value))
     }
 
-    pub fn int(self, name: &str, value: i64) -> Self {
+    pub fn int(self, name: impl Into<Cow<'static, str>>, value: i64) -> Self {
         self.value(name, Value::Int(value))
     }
 
-    pub fn text(self, name: &str, value: impl Into<String>) -> Self {
+    pub fn text(self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
         self.value(name, Value::Text(value.into()))
     }
 
-    pub fn boolean(self, name: &str, value: bool) -> Self {
+    pub fn boolean(self, name: impl Into<Cow<'static, str>>, value: bool) -> Self {
         self.value(name, Value::Boolean(value))
     }
 
     /// Adds a field in place (for loops).
-    pub fn push(&mut self, name: &str, value: Value) {
+    pub fn push(&mut self, name: impl Into<Cow<'static, str>>, value: Value) {
         self.fields.push(DataField {
-            name: name.to_string(),
+            name: name.into(),
             value,
         });
     }

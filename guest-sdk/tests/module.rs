@@ -341,7 +341,7 @@ fn packed_merge_and_finish_equal_the_unpacked_ones() {
         .scan(0usize, |at, &end| {
             let window = (*at..end as usize)
                 .map(|f| DataField {
-                    name: fields.names[fields.name_ids[f] as usize].clone(),
+                    name: fields.names[fields.name_ids[f] as usize].clone().into(),
                     value: fields.values[f].clone(),
                 })
                 .collect();

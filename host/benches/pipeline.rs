@@ -49,7 +49,8 @@ fn main() {
         .expect("the example manifest");
     // Under valgrind (`SLUICE_BENCH_VALGRIND=1`, for instruction counts,
     // which this VM's noisy clock cannot give) calls run ≈ 50× slower:
-    // CPU budgets that fit, and no pool, whose address space valgrind
+    // CPU budgets that fit (a coarse epoch tick stretches the load-time
+    // `describe` budget too), and no pool, whose address space valgrind
     // cannot reserve.
     let valgrind = std::env::var_os("SLUICE_BENCH_VALGRIND").is_some();
     if valgrind {
@@ -91,6 +92,11 @@ fn main() {
     let engine = SandboxEngine::new(SandboxConfig {
         pool_instances: 16,
         pooling: !valgrind,
+        epoch_tick: if valgrind {
+            std::time::Duration::from_secs(20)
+        } else {
+            SandboxConfig::default().epoch_tick
+        },
         ..SandboxConfig::default()
     })
     .expect("engine");

@@ -213,7 +213,7 @@ impl Aggregate<BtsBatch> for Histogram {
             .int("overflow", int(self.overflow));
         for (&index, &rows) in &self.bins {
             let edge = index as f64 * t.bin_width;
-            out.push(&format!("bin:{edge}"), Value::Int(int(rows)));
+            out.push(format!("bin:{edge}"), Value::Int(int(rows)));
         }
         out
     }
@@ -338,7 +338,7 @@ impl Aggregate<BtsBatch> for HourProfile {
     fn finish(&self, _: &BtsBatch) -> Output {
         let mut out = Output::with_capacity(Self::OUTPUTS.len());
         for (name, &rows) in Self::OUTPUTS.iter().zip(&self.hours) {
-            out.push(name, Value::Int(int(rows)));
+            out.push(*name, Value::Int(int(rows)));
         }
         let active: u64 = self.hours.iter().sum();
         // The first hour with the most wins ties; no active rows, no peak.

@@ -114,7 +114,7 @@ fn ints(fields: &[DataField]) -> Vec<(&str, i64)> {
     fields
         .iter()
         .filter_map(|f| match f.value {
-            Value::Int(i) => Some((f.name.as_str(), i)),
+            Value::Int(i) => Some((f.name.as_ref(), i)),
             _ => None,
         })
         .collect()

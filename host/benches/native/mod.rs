@@ -92,7 +92,7 @@ pub fn host_fields(fields: Vec<sdk::DataField>) -> Vec<DataField> {
     fields
         .into_iter()
         .map(|f| DataField {
-            name: f.name,
+            name: f.name.into_owned(),
             value: match f.value {
                 sdk::Value::Int(i) => Value::Int(i),
                 sdk::Value::Float(x) => Value::Float(x),
