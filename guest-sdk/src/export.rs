@@ -11,9 +11,9 @@ use std::thread::LocalKey;
 use crate::bindings::sluice::analytics::types as wit;
 use crate::module::Module;
 use crate::types::{
-    Alert, AlertResult, Batch, Column, DataField, FieldDef, FieldType, FunctionInfo, FunctionKind,
-    GuestError, KeyGroup, ModuleInfo, PackedAccumulators, PackedFields, Result, TextColumn, Value,
-    WindowGroup,
+    AddGroups, Alert, AlertResult, Batch, Column, DataField, FieldDef, FieldType, FunctionInfo,
+    FunctionKind, GuestError, KeyGroup, ModuleInfo, PackedAccumulators, PackedFields, Result,
+    TextColumn, Value, WindowGroup,
 };
 use crate::Tenant;
 
@@ -75,11 +75,19 @@ fn with_module<T: Tenant, R>(
 pub fn aggregate_add<T: Tenant>(
     slot: &'static Slot<T>,
     function: String,
-    groups: Vec<wit::KeyGroup>,
+    groups: wit::AddGroups,
     batch: wit::EventBatch,
-) -> WitResult<Vec<Vec<u8>>> {
+) -> WitResult<wit::PackedBytes> {
+    let groups = AddGroups {
+        ends: groups.ends,
+        states: groups.states.into(),
+    };
     with_module(slot, |m| {
-        m.aggregate_add(&function, convert_vec(groups), batch.into())
+        m.aggregate_add_packed(&function, &groups, batch.into())
+    })
+    .map(|b| wit::PackedBytes {
+        data: b.data,
+        ends: b.ends,
     })
 }
 

@@ -71,12 +71,14 @@ pub struct Function<T> {
     pub(crate) imp: Imp<T>,
 }
 
-/// Decodes an accumulator (or starts one), adds events, encodes it.
+/// Decodes an accumulator (or starts one), adds events, encodes it onto
+/// the end of the buffer (a call's accumulators share one buffer).
 ///
 /// This, [`FinishShim`] and [`ProcessShim`] are boxed closures rather than
 /// `fn` pointers so [`Function::embed`] can wrap them with the projection
 /// to the embedded tenant.
-type AddShim<T> = Box<dyn Fn(&T, Option<&[u8]>, Events<'_>) -> Result<Vec<u8>> + Send + Sync>;
+type AddShim<T> =
+    Box<dyn Fn(&T, Option<&[u8]>, Events<'_>, &mut Vec<u8>) -> Result<()> + Send + Sync>;
 /// Decodes panes, merges them in order, encodes the result. Panes are
 /// borrowed: a native host passes the bytes it keeps, the guest's arrive
 /// packed in one buffer.
@@ -100,7 +102,7 @@ pub(crate) enum Imp<T> {
 // written inline in `Box::new` they would not.
 fn add_shim<T, F>(f: F) -> AddShim<T>
 where
-    F: Fn(&T, Option<&[u8]>, Events<'_>) -> Result<Vec<u8>> + Send + Sync + 'static,
+    F: Fn(&T, Option<&[u8]>, Events<'_>, &mut Vec<u8>) -> Result<()> + Send + Sync + 'static,
 {
     Box::new(f)
 }
@@ -170,7 +172,9 @@ impl<T: 'static> Function<T> {
     pub fn embed<O: 'static>(self, inner: fn(&O) -> &T) -> Function<O> {
         let imp = match self.imp {
             Imp::Aggregate { add, merge, finish } => Imp::Aggregate {
-                add: add_shim(move |o: &O, state, events| add(inner(o), state, events)),
+                add: add_shim(move |o: &O, state, events, out: &mut Vec<u8>| {
+                    add(inner(o), state, events, out)
+                }),
                 merge,
                 finish: finish_shim(move |o: &O, panes| finish(inner(o), panes)),
             },
@@ -250,24 +254,33 @@ pub(crate) fn decode<S: DeserializeOwned + Default>(bytes: Option<&[u8]>) -> Res
 }
 
 pub(crate) fn encode<S: Serialize>(value: &S) -> Result<Vec<u8>> {
-    postcard::to_allocvec(value).map_err(|e| {
-        GuestError::new(format!(
-            "state of type {} does not encode: {e}",
-            std::any::type_name::<S>()
-        ))
-    })
+    postcard::to_allocvec(value).map_err(|e| not_encoded::<S>(&e))
+}
+
+/// [`encode`] appending to `out`.
+pub(crate) fn encode_onto<S: Serialize>(value: &S, out: &mut Vec<u8>) -> Result<()> {
+    *out = postcard::to_extend(value, std::mem::take(out)).map_err(|e| not_encoded::<S>(&e))?;
+    Ok(())
+}
+
+fn not_encoded<S>(e: &postcard::Error) -> GuestError {
+    GuestError::new(format!(
+        "state of type {} does not encode: {e}",
+        std::any::type_name::<S>()
+    ))
 }
 
 fn aggregate_add<T, A: Aggregate<T>>(
     tenant: &T,
     state: Option<&[u8]>,
     events: Events<'_>,
-) -> Result<Vec<u8>> {
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let mut acc: A = decode(state)?;
     for event in events {
         acc.add(tenant, event);
     }
-    encode(&acc)
+    encode_onto(&acc, out)
 }
 
 fn merge_all<T, A: Aggregate<T>>(panes: &[&[u8]]) -> Result<A> {

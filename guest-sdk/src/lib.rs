@@ -153,9 +153,9 @@ pub use output::{Alerts, Output};
 pub use params::{parse_duration_ms, Params};
 pub use schema::{BoolField, Field, FloatField, IntField, Schema, TextField, TimestampField};
 pub use types::{
-    Alert, AlertResult, Batch, Column, DataField, FieldDef, FieldType, FunctionInfo, FunctionKind,
-    GuestError, KeyGroup, ModuleInfo, PackedAccumulators, PackedFields, Result, TextColumn, Value,
-    WindowGroup,
+    AddGroup, AddGroups, Alert, AlertResult, Batch, Column, DataField, FieldDef, FieldType,
+    FunctionInfo, FunctionKind, GuestError, KeyGroup, ModuleInfo, PackedAccumulators, PackedBytes,
+    PackedFields, Result, TextColumn, Value, WindowGroup,
 };
 
 /// Exports a [`Tenant`] as the `sluice:analytics/tenant` component.
@@ -199,9 +199,9 @@ macro_rules! export_tenant {
 
                 fn aggregate_add(
                     function: String,
-                    groups: Vec<__wit::KeyGroup>,
+                    groups: __wit::AddGroups,
                     batch: __wit::EventBatch,
-                ) -> ::core::result::Result<Vec<Vec<u8>>, __wit::GuestError> {
+                ) -> ::core::result::Result<__wit::PackedBytes, __wit::GuestError> {
                     $crate::export::aggregate_add(&MODULE, function, groups, batch)
                 }
 

@@ -8,8 +8,8 @@ use crate::output::Alerts;
 use crate::params::Params;
 use crate::schema::Schema;
 use crate::types::{
-    AlertResult, Batch, DataField, FieldDef, FunctionKind, GuestError, KeyGroup, ModuleInfo,
-    PackedAccumulators, PackedFields, Result, WindowGroup,
+    AddGroup, AddGroups, AlertResult, Batch, DataField, FieldDef, FunctionKind, GuestError,
+    KeyGroup, ModuleInfo, PackedAccumulators, PackedBytes, PackedFields, Result, WindowGroup,
 };
 use crate::Tenant;
 
@@ -67,31 +67,75 @@ impl<T: Tenant> Module<T> {
     }
 
     /// Adds each group's events to its accumulator; one result per group.
+    /// Groups are consecutive runs of the batch's rows.
     pub fn aggregate_add(
         &self,
         function: &str,
-        groups: Vec<KeyGroup>,
+        groups: &[AddGroup<'_>],
         batch: Batch,
     ) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::with_capacity(groups.len());
+        self.add_each(function, groups, &batch, |acc| {
+            out.push(std::mem::take(acc));
+        })?;
+        Ok(out)
+    }
+
+    /// [`aggregate_add`](Self::aggregate_add) over packed groups, with the
+    /// accumulators packed (what the component export receives and
+    /// returns): one buffer for the call, not one per group.
+    pub fn aggregate_add_packed(
+        &self,
+        function: &str,
+        groups: &AddGroups,
+        batch: Batch,
+    ) -> Result<PackedBytes> {
+        let unpacked = groups.unpack().map_err(|e| {
+            let at = self
+                .find(function, FunctionKind::Aggregate)
+                .map(at)
+                .unwrap_or_else(|_| function.to_owned());
+            e.context(at)
+        })?;
+        let mut out = PackedBytes::default();
+        self.add_each(function, &unpacked, &batch, |acc| {
+            out.data.append(acc);
+            out.end_item();
+        })?;
+        Ok(out)
+    }
+
+    /// Runs the aggregate's `add` on each group in order, handing each new
+    /// accumulator to `done` (which may take its bytes).
+    fn add_each(
+        &self,
+        function: &str,
+        groups: &[AddGroup<'_>],
+        batch: &Batch,
+        mut done: impl FnMut(&mut Vec<u8>),
+    ) -> Result<()> {
         let f = self.find(function, FunctionKind::Aggregate)?;
         let Imp::Aggregate { add, .. } = &f.imp else {
             return Err(wrong_kind(f, FunctionKind::Aggregate));
         };
-        validate_batch(&self.schema, &batch).map_err(|e| e.context(at(f)))?;
-        groups
-            .iter()
-            .enumerate()
-            .map(|(i, group)| {
-                let rows = group_rows(&batch, group.start, group.len)
-                    .map_err(|e| e.context(at_group(f, i, &group.key)))?;
-                add(
-                    &self.tenant,
-                    group.state.as_deref(),
-                    Events::new(&batch, rows),
-                )
-                .map_err(|e| e.context(at_group(f, i, &group.key)))
-            })
-            .collect()
+        validate_batch(&self.schema, batch).map_err(|e| e.context(at(f)))?;
+        let mut start = 0u32;
+        let mut acc = Vec::new();
+        for (i, group) in groups.iter().enumerate() {
+            let rows = group_rows(batch, start, group.rows)
+                .map_err(|e| e.context(format!("{}, group {i}", at(f))))?;
+            start = start.saturating_add(group.rows);
+            acc.clear();
+            add(
+                &self.tenant,
+                group.state,
+                Events::new(batch, rows),
+                &mut acc,
+            )
+            .map_err(|e| e.context(format!("{}, group {i}", at(f))))?;
+            done(&mut acc);
+        }
+        Ok(())
     }
 
     /// Merges each list of accumulators, in order, into one. Lists are

@@ -155,6 +155,107 @@ pub struct KeyGroup {
     pub len: u32,
 }
 
+/// One group of an aggregate's `add` call: the batch's next `rows` rows
+/// and the accumulator so far (`None`: a fresh one). Groups are
+/// consecutive runs of rows; an aggregate never sees its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddGroup<'a> {
+    pub rows: u32,
+    pub state: Option<&'a [u8]>,
+}
+
+/// The groups of an `aggregate-add` call as the contract packs them: group
+/// `i` is rows `ends[i-1]..ends[i]` (from 0), its state item `i` of
+/// `states` (zero or one accumulator).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddGroups {
+    pub ends: Vec<u32>,
+    pub states: PackedAccumulators,
+}
+
+impl AddGroups {
+    /// Packs groups (what a host does).
+    pub fn pack(groups: &[AddGroup<'_>]) -> Self {
+        let mut at = 0u32;
+        AddGroups {
+            ends: groups
+                .iter()
+                .map(|g| {
+                    at = at.saturating_add(g.rows);
+                    at
+                })
+                .collect(),
+            states: PackedAccumulators::pack(groups.iter().map(|g| g.state)),
+        }
+    }
+
+    /// The groups, borrowing their states; an error naming the fault when
+    /// the packing is inconsistent.
+    pub fn unpack(&self) -> Result<Vec<AddGroup<'_>>> {
+        let states = self.states.unpack()?;
+        if states.len() != self.ends.len() {
+            return Err(GuestError::new(format!(
+                "add groups: {} row ends but {} states",
+                self.ends.len(),
+                states.len()
+            )));
+        }
+        let mut at = 0u32;
+        self.ends
+            .iter()
+            .zip(states)
+            .enumerate()
+            .map(|(i, (&end, state))| {
+                let rows = end.checked_sub(at).ok_or_else(|| {
+                    GuestError::new(format!(
+                        "add groups: group {i} ends at row {end}, before {at}"
+                    ))
+                })?;
+                at = end;
+                let state = match state[..] {
+                    [] => None,
+                    [one] => Some(one),
+                    _ => {
+                        return Err(GuestError::new(format!(
+                            "add groups: group {i} has {} states, at most 1",
+                            state.len()
+                        )))
+                    }
+                };
+                Ok(AddGroup { rows, state })
+            })
+            .collect()
+    }
+}
+
+/// Byte strings packed as the contract's `packed-bytes`: string `i` is
+/// `data[ends[i-1]..ends[i]]` (from 0).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedBytes {
+    pub data: Vec<u8>,
+    pub ends: Vec<u32>,
+}
+
+impl PackedBytes {
+    /// Ends the current string (the bytes appended to `data` since the
+    /// last end).
+    pub fn end_item(&mut self) {
+        self.ends
+            .push(u32::try_from(self.data.len()).unwrap_or(u32::MAX));
+    }
+
+    /// The strings, borrowed.
+    pub fn items(&self) -> impl Iterator<Item = &[u8]> {
+        let mut at = 0usize;
+        self.ends.iter().map(move |&end| {
+            let end = (end as usize).clamp(at, self.data.len());
+            let item = &self.data[at..end];
+            at = end;
+            item
+        })
+    }
+}
+
 /// One fired window of one key, for a process-window function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowGroup {

@@ -4,10 +4,10 @@
 use serde::{Deserialize, Serialize};
 use sluice_guest::bindings::sluice::analytics::types as wit;
 use sluice_guest::{
-    Aggregate, Alerts, Batch, BoolField, Column, DataField, Event, Events, FieldDef, FieldType,
-    FloatField, Function, FunctionKind, GuestError, IntField, Key, KeyGroup, Module, Output,
-    PackedAccumulators, Params, Schema, Tenant, TextColumn, TextField, TimestampField, Value,
-    WindowGroup, WindowInfo,
+    AddGroup, AddGroups, Aggregate, Alerts, Batch, BoolField, Column, DataField, Event, Events,
+    FieldDef, FieldType, FloatField, Function, FunctionKind, GuestError, IntField, Key, KeyGroup,
+    Module, Output, PackedAccumulators, Params, Schema, Tenant, TextColumn, TextField,
+    TimestampField, Value, WindowGroup, WindowInfo,
 };
 
 struct Probe {
@@ -165,6 +165,11 @@ fn batch(rows: &[Row<'_>]) -> Batch {
     }
 }
 
+/// An `aggregate_add` group: the batch's next `rows` rows.
+fn add(state: Option<&[u8]>, rows: u32) -> AddGroup<'_> {
+    AddGroup { rows, state }
+}
+
 fn group(key: &str, state: Option<Vec<u8>>, start: u32, len: u32) -> KeyGroup {
     KeyGroup {
         key: vec![key.to_string()],
@@ -218,11 +223,7 @@ fn describe_lists_functions_kinds_and_outputs() {
 fn typed_fields_read_every_column_type_per_group() {
     let m = module();
     let accs = m
-        .aggregate_add(
-            "acc",
-            vec![group("x", None, 0, 3), group("y", None, 3, 1)],
-            sample(),
-        )
+        .aggregate_add("acc", &[add(None, 3), add(None, 1)], sample())
         .expect("valid batch");
     let first = decode_acc(&accs[0]);
     assert_eq!(first.rows, 3);
@@ -240,7 +241,7 @@ fn typed_fields_read_every_column_type_per_group() {
 #[test]
 fn absent_optional_fields_read_as_none() {
     let accs = module()
-        .aggregate_add("acc", vec![group("x", None, 0, 4)], sample())
+        .aggregate_add("acc", &[add(None, 4)], sample())
         .expect("valid batch");
     let acc = decode_acc(&accs[0]);
     assert_eq!(acc.notes, ["a", "ccc", ""]);
@@ -251,30 +252,19 @@ fn absent_optional_fields_read_as_none() {
 fn aggregate_state_carries_over_between_calls() {
     let m = module();
     let first = m
-        .aggregate_add("acc", vec![group("x", None, 0, 2)], sample())
+        .aggregate_add("acc", &[add(None, 2)], sample())
         .expect("first call");
     let second = m
-        .aggregate_add(
-            "acc",
-            vec![group("x", Some(first[0].clone()), 2, 2)],
-            sample(),
-        )
+        .aggregate_add("acc", &[add(None, 2), add(Some(&first[0]), 2)], sample())
         .expect("second call");
-    assert_eq!(decode_acc(&second[0]).rows, 4);
+    assert_eq!(decode_acc(&second[0]).rows, 2);
+    assert_eq!(decode_acc(&second[1]).rows, 4);
 }
 
 /// Three panes of key `x`: rows 0, 1 and 2–3 of [`sample`].
 fn three_panes(m: &Module<Probe>) -> Vec<Vec<u8>> {
-    m.aggregate_add(
-        "acc",
-        vec![
-            group("x", None, 0, 1),
-            group("x", None, 1, 1),
-            group("x", None, 2, 2),
-        ],
-        sample(),
-    )
-    .expect("panes")
+    m.aggregate_add("acc", &[add(None, 1), add(None, 1), add(None, 2)], sample())
+        .expect("panes")
 }
 
 #[test]
@@ -350,6 +340,60 @@ fn packed_merge_and_finish_equal_the_unpacked_ones() {
         })
         .collect();
     assert_eq!(unpacked, m.aggregate_finish("acc", &items).expect("finish"));
+}
+
+#[test]
+fn packed_add_equals_the_unpacked_one() {
+    let m = module();
+    let first = m
+        .aggregate_add("acc", &[add(None, 2)], sample())
+        .expect("first");
+    let groups = [
+        add(None, 1),
+        add(Some(&first[0]), 2),
+        add(None, 0),
+        add(None, 1),
+    ];
+    let packed = m
+        .aggregate_add_packed("acc", &AddGroups::pack(&groups), sample())
+        .expect("packed add");
+    let items: Vec<&[u8]> = packed.items().collect();
+    let unpacked = m.aggregate_add("acc", &groups, sample()).expect("add");
+    assert_eq!(
+        items,
+        unpacked.iter().map(Vec::as_slice).collect::<Vec<_>>()
+    );
+    assert_eq!(decode_acc(items[1]).rows, 4, "the state was carried");
+}
+
+#[test]
+fn malformed_add_groups_are_an_error_not_a_panic() {
+    let m = module();
+    let fresh = |ends: Vec<u32>| AddGroups {
+        states: PackedAccumulators::pack(ends.iter().map(|_| None::<&[u8]>)),
+        ends,
+    };
+    let two_states = AddGroups {
+        ends: vec![1],
+        states: PackedAccumulators::pack([[&[0u8][..], &[0u8][..]]]),
+    };
+    for (groups, fault) in [
+        (fresh(vec![3, 1]), "group 1 ends at row 1, before 3"),
+        (
+            AddGroups {
+                ends: vec![1, 2],
+                states: PackedAccumulators::pack([None::<&[u8]>]),
+            },
+            "2 row ends but 1 states",
+        ),
+        (two_states, "group 0 has 2 states"),
+        (fresh(vec![5]), "outside the batch of 4 rows"),
+    ] {
+        let err = m
+            .aggregate_add_packed("acc", &groups, sample())
+            .expect_err(fault);
+        assert!(err.message.contains(fault), "{fault}: {err}");
+    }
 }
 
 #[test]
@@ -451,7 +495,7 @@ fn process_window_sees_window_rows_key_and_bounds() {
 #[test]
 fn unknown_function_is_an_error_naming_the_known_ones() {
     let err = module()
-        .aggregate_add("nope", vec![], sample())
+        .aggregate_add("nope", &[], sample())
         .expect_err("unknown");
     assert!(err.message.contains("no function `nope`"), "{err}");
     assert!(
@@ -489,15 +533,15 @@ fn undecodable_state_is_an_error_naming_the_group() {
     let err = m
         .aggregate_add(
             "acc",
-            vec![group("x", Some(vec![0xff, 0xff, 0xff]), 0, 1)],
+            &[add(None, 1), add(Some(&[0xff, 0xff, 0xff]), 1)],
             sample(),
         )
         .expect_err("garbage state");
-    assert!(err.message.contains("group 0 (key x)"), "{err}");
+    assert!(err.message.contains("`acc`, group 1"), "{err}");
     assert!(err.message.contains("do not decode"), "{err}");
 
     let mut good = m
-        .aggregate_add("acc", vec![group("x", None, 0, 1)], sample())
+        .aggregate_add("acc", &[add(None, 1)], sample())
         .expect("fresh")
         .remove(0);
     good.push(7);
@@ -515,9 +559,13 @@ fn undecodable_state_is_an_error_naming_the_group() {
 #[test]
 fn group_range_outside_the_batch_is_an_error() {
     let m = module();
-    for (start, len) in [(3, 2), (5, 0), (u32::MAX, u32::MAX)] {
+    for groups in [
+        &[add(None, 3), add(None, 2)][..],
+        &[add(None, 5)],
+        &[add(None, 4), add(None, u32::MAX)],
+    ] {
         let err = m
-            .aggregate_add("acc", vec![group("x", None, start, len)], sample())
+            .aggregate_add("acc", groups, sample())
             .expect_err("out of range");
         assert!(err.message.contains("outside the batch of 4 rows"), "{err}");
     }
@@ -542,9 +590,7 @@ fn batch_not_matching_the_schema_is_an_error() {
     let m = module();
     let mut missing = sample();
     missing.columns.pop();
-    let err = m
-        .aggregate_add("acc", vec![], missing)
-        .expect_err("5 columns");
+    let err = m.aggregate_add("acc", &[], missing).expect_err("5 columns");
     assert!(
         err.message.contains("5 columns but the schema declares 6"),
         "{err}"
@@ -563,7 +609,7 @@ fn batch_not_matching_the_schema_is_an_error() {
 
     let mut short = sample();
     short.columns[1] = Column::Int(vec![1]);
-    let err = m.aggregate_add("acc", vec![], short).expect_err("short");
+    let err = m.aggregate_add("acc", &[], short).expect_err("short");
     assert!(
         err.message.contains("`count` has 1 values for 4 rows"),
         "{err}"
@@ -574,7 +620,7 @@ fn batch_not_matching_the_schema_is_an_error() {
         t.offsets[4] = 99;
     }
     let err = m
-        .aggregate_add("acc", vec![], bad_text)
+        .aggregate_add("acc", &[], bad_text)
         .expect_err("offset past data");
     assert!(err.message.contains("bad text offset 99"), "{err}");
 
@@ -584,14 +630,14 @@ fn batch_not_matching_the_schema_is_an_error() {
         t.offsets[last - 1] += 1; // inside the two bytes of "é"
     }
     let err = m
-        .aggregate_add("acc", vec![], split_char)
+        .aggregate_add("acc", &[], split_char)
         .expect_err("char boundary");
     assert!(err.message.contains("character boundaries"), "{err}");
 
     let mut absent_required = sample();
     absent_required.absent[0] = vec![1];
     let err = m
-        .aggregate_add("acc", vec![], absent_required)
+        .aggregate_add("acc", &[], absent_required)
         .expect_err("not optional");
     assert!(
         err.message.contains("`station`, which is not optional"),
@@ -681,8 +727,9 @@ fn embedded_functions_give_the_results_of_their_own_module() {
     assert_eq!(outer.reads(), probe.reads());
 
     let groups = || vec![group("x", None, 0, 3), group("y", None, 3, 1)];
-    let p_accs = probe.aggregate_add("acc", groups(), sample()).expect("add");
-    let o_accs = outer.aggregate_add("acc", groups(), sample()).expect("add");
+    let adds = [add(None, 3), add(None, 1)];
+    let p_accs = probe.aggregate_add("acc", &adds, sample()).expect("add");
+    let o_accs = outer.aggregate_add("acc", &adds, sample()).expect("add");
     assert_eq!(o_accs, p_accs, "same accumulator bytes");
     assert_eq!(
         outer.aggregate_merge("acc", std::slice::from_ref(&o_accs)),
@@ -718,7 +765,7 @@ fn embedded_functions_give_the_results_of_their_own_module() {
 
     // The outer tenant's own function sees its own fields.
     let peak = outer
-        .aggregate_add("peak", vec![group("x", None, 0, 4)], sample())
+        .aggregate_add("peak", &[add(None, 4)], sample())
         .and_then(|accs| outer.aggregate_finish("peak", &[accs]))
         .expect("peak");
     assert_eq!(peak[0][0].value, Value::Float(3.0));
@@ -735,7 +782,7 @@ fn embedded_checks_still_apply() {
         "{err}"
     );
     let err = outer
-        .aggregate_add("acc", vec![group("x", Some(vec![0xff]), 0, 1)], sample())
+        .aggregate_add("acc", &[add(Some(&[0xff]), 1)], sample())
         .expect_err("garbage state");
     assert!(err.message.contains("do not decode"), "{err}");
 }

@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bts_analytics::Bts;
-use common::{batch_with, bts_schema, component, generate, Reading};
+use common::{adds, batch_with, bts_schema, component, generate, Reading};
 use native::{sdk_batch, sdk_groups, sdk_schema, sdk_windows};
 use sluice_guest as sdk;
 use sluice_host::sandbox::{KeyGroup, Limits, SandboxConfig, SandboxEngine, WindowGroup};
@@ -157,16 +157,20 @@ fn main() {
                 continue;
             }
             let (groups, b) = batch(&readings(events, keys), &|_| None);
-            let (ng, nb) = (sdk_groups(&groups), sdk_batch(&b));
+            let wg = adds(&groups);
+            let ng: Vec<sdk::AddGroup<'_>> = wg
+                .iter()
+                .map(|g| sdk::AddGroup {
+                    rows: g.rows,
+                    state: g.state,
+                })
+                .collect();
+            let nb = sdk_batch(&b);
             let w = time(BUDGET, || {
-                black_box(wasm.aggregate_add("stats", &groups, &b).expect("add"));
+                black_box(wasm.aggregate_add("stats", &wg, &b).expect("add"));
             });
             let n = time(BUDGET, || {
-                black_box(
-                    native
-                        .aggregate_add("stats", ng.clone(), nb.clone())
-                        .expect("add"),
-                );
+                black_box(native.aggregate_add("stats", &ng, nb.clone()).expect("add"));
             });
             row(events, keys, w, n);
         }
@@ -175,7 +179,9 @@ fn main() {
     // --- merge + finish: sliding 60 s / 5 s windows = 12 panes each.
     println!("\n## aggregate `stats`: merge + finish of 12-pane windows, 1000 windows per call");
     let (groups, b) = batch(&readings(12_000, 1_000), &|_| None);
-    let accs = wasm.aggregate_add("stats", &groups, &b).expect("add");
+    let accs = wasm
+        .aggregate_add("stats", &adds(&groups), &b)
+        .expect("add");
     let windows: Vec<Vec<Vec<u8>>> = accs.iter().map(|a| vec![a.clone(); 12]).collect();
     let w = time(BUDGET, || {
         black_box(wasm.aggregate_finish("stats", &windows, 0).expect("finish"));
@@ -301,7 +307,7 @@ fn main() {
             inst.warm().expect("rebuild outside the timing");
             let started = Instant::now();
             let err = inst
-                .aggregate_add("count", &groups, &b)
+                .aggregate_add("count", &adds(&groups), &b)
                 .expect_err("must be stopped");
             assert!(err.limit().is_some(), "{err}");
             worst = worst.max(started.elapsed());

@@ -19,7 +19,7 @@ use native::Native;
 use sluice_host::manifest::{WindowFunction, WindowKind, WindowSpec};
 use sluice_host::parse::{Key, OwnedValue, ParsedRow};
 use sluice_host::sandbox::{
-    self, DataField, EventBatch, FieldDef, FieldType, KeyGroup, Limits, SandboxConfig,
+    self, AddGroup, DataField, EventBatch, FieldDef, FieldType, Limits, SandboxConfig,
     SandboxEngine, WindowGroup,
 };
 use sluice_host::window::{Emitted, ShardWindows, WindowCalls};
@@ -120,7 +120,7 @@ impl WindowCalls for Null {
     fn aggregate_add(
         &mut self,
         _: &str,
-        groups: &[KeyGroup],
+        groups: &[AddGroup<'_>],
         _: &EventBatch,
     ) -> sandbox::Result<Vec<Vec<u8>>> {
         Ok(vec![Vec::new(); groups.len()])

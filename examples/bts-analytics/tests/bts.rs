@@ -2,7 +2,8 @@
 
 use bts_analytics::{Bts, Stats, ALARM_RAISED, NO_THRESHOLD, PREDICTED_BREACH};
 use sluice_guest::{
-    AlertResult, Batch, Column, DataField, FieldDef, FieldType, KeyGroup, Module, TextColumn, Value,
+    AddGroup, AlertResult, Batch, Column, DataField, FieldDef, FieldType, KeyGroup, Module,
+    TextColumn, Value,
 };
 
 fn schema() -> Vec<FieldDef> {
@@ -56,6 +57,22 @@ fn batch(rows: &[(i64, f64, f64, bool)]) -> Batch {
             (0..rows.len() as u32).collect(),
         ],
     }
+}
+
+/// The `aggregate_add` groups of consecutive key groups from row 0.
+fn adds(groups: &[KeyGroup]) -> Vec<AddGroup<'_>> {
+    let mut at = 0;
+    groups
+        .iter()
+        .map(|g| {
+            assert_eq!(g.start, at, "groups are consecutive runs of rows");
+            at += g.len;
+            AddGroup {
+                rows: g.len,
+                state: g.state.as_deref(),
+            }
+        })
+        .collect()
 }
 
 fn group(state: Option<Vec<u8>>, start: usize, len: usize) -> KeyGroup {
@@ -129,7 +146,7 @@ fn stats_over_one_window_match_the_rows() {
     ];
     let m = module(&[]);
     let acc = m
-        .aggregate_add("stats", vec![group(None, 0, 4)], batch(&rows))
+        .aggregate_add("stats", &adds(&[group(None, 0, 4)]), batch(&rows))
         .expect("add");
     let out = m.aggregate_finish("stats", &[acc]).expect("finish");
     assert_eq!(float(&out[0], "mean"), 240.375);
@@ -144,16 +161,19 @@ fn stats_merged_from_panes_equal_a_single_pane() {
     let rows = readings(1_000);
     let m = module(&[]);
     let whole = m
-        .aggregate_add("stats", vec![group(None, 0, rows.len())], batch(&rows))
+        .aggregate_add("stats", &adds(&[group(None, 0, rows.len())]), batch(&rows))
         .expect("one pane");
     // Uneven panes, one of them empty, added in one batch.
     let cuts = [0, 1, 137, 137, 600, 1_000];
     let panes = m
         .aggregate_add(
             "stats",
-            cuts.windows(2)
-                .map(|w| group(None, w[0], w[1] - w[0]))
-                .collect(),
+            &adds(
+                &cuts
+                    .windows(2)
+                    .map(|w| group(None, w[0], w[1] - w[0]))
+                    .collect::<Vec<_>>(),
+            ),
             batch(&rows),
         )
         .expect("panes");

@@ -5,8 +5,8 @@
 use bts_batch::{BtsBatch, MAX_BINS};
 use bts_stream::{Bts, ALARM_RAISED, NO_THRESHOLD};
 use sluice_guest::{
-    Batch, Column, DataField, FieldDef, FieldType, FunctionKind, KeyGroup, Module, TextColumn,
-    Value,
+    AddGroup, Batch, Column, DataField, FieldDef, FieldType, FunctionKind, KeyGroup, Module,
+    TextColumn, Value,
 };
 
 const HOUR: i64 = 3_600_000;
@@ -68,6 +68,22 @@ fn batch(rows: &[Row]) -> Batch {
     }
 }
 
+/// The `aggregate_add` groups of consecutive key groups from row 0.
+fn adds(groups: &[KeyGroup]) -> Vec<AddGroup<'_>> {
+    let mut at = 0;
+    groups
+        .iter()
+        .map(|g| {
+            assert_eq!(g.start, at, "groups are consecutive runs of rows");
+            at += g.len;
+            AddGroup {
+                rows: g.len,
+                state: g.state.as_deref(),
+            }
+        })
+        .collect()
+}
+
 fn group(start: usize, len: usize) -> KeyGroup {
     KeyGroup {
         key: vec!["1161115009".into(), "143".into(), "308".into()],
@@ -80,7 +96,7 @@ fn group(start: usize, len: usize) -> KeyGroup {
 /// Adds all `rows` as one pane and finishes it.
 fn run(m: &Module<BtsBatch>, function: &str, rows: &[Row]) -> Vec<DataField> {
     let acc = m
-        .aggregate_add(function, vec![group(0, rows.len())], batch(rows))
+        .aggregate_add(function, &adds(&[group(0, rows.len())]), batch(rows))
         .expect("add");
     m.aggregate_finish(function, &[acc])
         .expect("finish")
@@ -300,16 +316,20 @@ fn histogram_past_the_cap_keeps_the_lowest_bins_whatever_the_order() {
     reversed.reverse();
 
     let up = m
-        .aggregate_add("histogram", vec![group(0, rows.len())], batch(&rows))
+        .aggregate_add("histogram", &adds(&[group(0, rows.len())]), batch(&rows))
         .expect("ascending");
     let down = m
-        .aggregate_add("histogram", vec![group(0, rows.len())], batch(&reversed))
+        .aggregate_add(
+            "histogram",
+            &adds(&[group(0, rows.len())]),
+            batch(&reversed),
+        )
         .expect("descending");
     assert_eq!(up, down, "event order changes nothing");
     let halves = m
         .aggregate_add(
             "histogram",
-            vec![group(0, 3_000), group(3_000, rows.len() - 3_000)],
+            &adds(&[group(0, 3_000), group(3_000, rows.len() - 3_000)]),
             batch(&reversed),
         )
         .expect("panes");
@@ -470,19 +490,24 @@ fn merged_panes_equal_one_accumulator_over_all_rows() {
     let cuts = [0, 1, 450, 450, 1_333, 2_000];
     for function in BATCH_FUNCTIONS {
         let whole = m
-            .aggregate_add(function, vec![group(0, rows.len())], batch(&rows))
+            .aggregate_add(function, &adds(&[group(0, rows.len())]), batch(&rows))
             .expect("one pane");
         let panes = m
             .aggregate_add(
                 function,
-                cuts.windows(2).map(|w| group(w[0], w[1] - w[0])).collect(),
+                &adds(
+                    &cuts
+                        .windows(2)
+                        .map(|w| group(w[0], w[1] - w[0]))
+                        .collect::<Vec<_>>(),
+                ),
                 batch(&shuffled),
             )
             .expect("panes");
         let two = m
             .aggregate_add(
                 function,
-                vec![group(0, 1_000), group(1_000, 1_000)],
+                &adds(&[group(0, 1_000), group(1_000, 1_000)]),
                 batch(&rows),
             )
             .expect("two panes");
@@ -548,10 +573,18 @@ fn embedded_stats_and_alerts_match_the_stream_module() {
     let rows = readings(300);
 
     let b = batch_module
-        .aggregate_add("stats", vec![group(0, 150), group(150, 150)], batch(&rows))
+        .aggregate_add(
+            "stats",
+            &adds(&[group(0, 150), group(150, 150)]),
+            batch(&rows),
+        )
         .expect("stats add");
     let s = stream_module
-        .aggregate_add("stats", vec![group(0, 150), group(150, 150)], batch(&rows))
+        .aggregate_add(
+            "stats",
+            &adds(&[group(0, 150), group(150, 150)]),
+            batch(&rows),
+        )
         .expect("stats add");
     assert_eq!(b, s, "same accumulators");
     let out = batch_module

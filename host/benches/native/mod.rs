@@ -7,8 +7,8 @@
 use sluice_guest as sdk;
 use sluice_host::pipeline::AlertCalls;
 use sluice_host::sandbox::{
-    self, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType, KeyGroup, SandboxError,
-    Value, WindowGroup,
+    self, AddGroup, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType, KeyGroup,
+    SandboxError, Value, WindowGroup,
 };
 use sluice_host::window::WindowCalls;
 
@@ -115,11 +115,18 @@ impl<T: sdk::Tenant> WindowCalls for Native<T> {
     fn aggregate_add(
         &mut self,
         function: &str,
-        groups: &[KeyGroup],
+        groups: &[AddGroup<'_>],
         batch: &EventBatch,
     ) -> sandbox::Result<Vec<Vec<u8>>> {
+        let groups: Vec<sdk::AddGroup<'_>> = groups
+            .iter()
+            .map(|g| sdk::AddGroup {
+                rows: g.rows,
+                state: g.state,
+            })
+            .collect();
         self.module
-            .aggregate_add(function, sdk_groups(groups), sdk_batch(batch))
+            .aggregate_add(function, &groups, sdk_batch(batch))
             .map_err(|e| guest_error(function, e))
     }
 

@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
 pub use exports::sluice::analytics::analytics::Guest as Analytics;
 pub use sluice::analytics::host::LogLevel;
 pub use sluice::analytics::types::{
-    Alert, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType, FunctionInfo,
-    FunctionKind, GuestError, KeyGroup, ModuleInfo, PackedAccumulators, PackedFields, TextColumn,
-    Value, WindowGroup,
+    AddGroups, Alert, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType,
+    FunctionInfo, FunctionKind, GuestError, KeyGroup, ModuleInfo, PackedAccumulators, PackedBytes,
+    PackedFields, TextColumn, Value, WindowGroup,
 };

@@ -26,7 +26,7 @@ pub enum RejectReason {
         .0.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
     )]
     ForbiddenImports(Vec<String>),
-    #[error("does not target the sluice world `sluice:analytics/tenant@0.2.0`: {0}")]
+    #[error("does not target the sluice world `sluice:analytics/tenant@0.3.0`: {0}")]
     WrongWorld(String),
     #[error("`describe` failed: {0}")]
     Describe(String),

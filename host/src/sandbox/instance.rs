@@ -20,7 +20,7 @@ use super::error::{chain, Limit, Result, SandboxError};
 use super::limits::{thread_cpu_time, Limits, MemoryCap, OutputSize};
 use super::log::TenantLog;
 use super::module::TenantModule;
-use super::packed;
+use super::packed::{self, AddGroup};
 use super::wasi::{deterministic_ctx, PinnedClock, SeededRandom};
 
 /// The data of a tenant's `Store`.
@@ -382,16 +382,21 @@ impl TenantInstance {
     }
 
     /// Adds each group's events to its accumulator; returns the new
-    /// accumulators in group order.
+    /// accumulators in group order. Groups are consecutive runs of the
+    /// batch's rows.
     pub fn aggregate_add(
         &mut self,
         function: &str,
-        groups: &[KeyGroup],
+        groups: &[AddGroup<'_>],
         batch: &EventBatch,
     ) -> Result<Vec<Vec<u8>>> {
-        let (at, seed) = self.batch_context(function, groups.first().map(|g| &g.key[..]), batch);
+        let (at, seed) = self.batch_context(function, None, batch);
+        let packed = packed::pack_add_groups(groups);
         self.call(function, at, seed, groups.len(), |guest, store| {
-            guest.call_aggregate_add(store, function, groups, batch)
+            let added = guest.call_aggregate_add(store, function, &packed, batch)?;
+            // Malformed packing is the guest's fault, like any bad result.
+            Ok(added
+                .and_then(|b| packed::unpack_bytes(b).map_err(|message| GuestError { message })))
         })
     }
 

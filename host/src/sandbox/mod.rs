@@ -36,4 +36,5 @@ pub use instance::{InstanceStats, TenantInstance};
 pub use limits::Limits;
 pub use log::TenantLog;
 pub use module::TenantModule;
+pub use packed::AddGroup;
 pub use wasi::{PinnedClock, SeededRandom};

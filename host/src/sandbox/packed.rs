@@ -1,10 +1,59 @@
-//! The packed forms of `aggregate-merge`/`aggregate-finish` (contract
-//! 0.2.0): accumulators go in as one byte buffer with offsets, fields come
-//! back with each name once. Why: per window, n panes and k fields used to
-//! cost n + k allocations on each side of the boundary and n calls into the
-//! guest's allocator.
+//! The packed forms of the aggregate calls: accumulators go in as one byte
+//! buffer with offsets (contract 0.2.0 for merge/finish, 0.3.0 for add),
+//! fields come back with each name once, added accumulators as one buffer.
+//! Why: per window, n panes and k fields used to cost n + k allocations on
+//! each side of the boundary and n calls into the guest's allocator; per
+//! `aggregate-add` group, its key strings, state and result did.
 
-use super::bindings::{DataField, PackedAccumulators, PackedFields};
+use super::bindings::{AddGroups, DataField, PackedAccumulators, PackedBytes, PackedFields};
+
+/// One group of an `aggregate-add` call: the batch's next `rows` rows and
+/// the accumulator so far (`None`: a fresh one), borrowed from its pane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddGroup<'a> {
+    pub rows: u32,
+    pub state: Option<&'a [u8]>,
+}
+
+/// Packs `aggregate-add` groups: row ends, and each group's state as an item
+/// of zero or one accumulators.
+pub(crate) fn pack_add_groups(groups: &[AddGroup<'_>]) -> AddGroups {
+    let mut at = 0u32;
+    let ends = groups
+        .iter()
+        .map(|g| {
+            at = at.saturating_add(g.rows);
+            at
+        })
+        .collect();
+    let states: Vec<&[&[u8]]> = groups.iter().map(|g| g.state.as_slice()).collect();
+    AddGroups {
+        ends,
+        states: pack(&states),
+    }
+}
+
+/// Splits a guest's packed byte strings; a message naming the fault when
+/// the offsets do not describe `data` (a guest that breaks the contract).
+pub(crate) fn unpack_bytes(packed: PackedBytes) -> Result<Vec<Vec<u8>>, String> {
+    let mut at = 0usize;
+    packed
+        .ends
+        .iter()
+        .enumerate()
+        .map(|(i, &end)| {
+            let end = end as usize;
+            let bytes = packed.data.get(at..end).ok_or_else(|| {
+                format!(
+                    "packed bytes: item {i} ends at byte {end}, outside {at}..={}",
+                    packed.data.len()
+                )
+            })?;
+            at = end;
+            Ok(bytes.to_vec())
+        })
+        .collect()
+}
 
 /// Packs lists of accumulators (one list per window or merge), owned or
 /// borrowed from the panes that keep them.
@@ -94,6 +143,56 @@ pub(crate) fn unpack_fields(packed: PackedFields) -> Result<Vec<Vec<DataField>>,
 mod tests {
     use super::*;
     use crate::sandbox::Value;
+
+    #[test]
+    fn add_groups_pack_row_ends_and_zero_or_one_state_each() {
+        let packed = pack_add_groups(&[
+            AddGroup {
+                rows: 2,
+                state: Some(&[7, 8]),
+            },
+            AddGroup {
+                rows: 1,
+                state: None,
+            },
+            AddGroup {
+                rows: 3,
+                state: Some(&[]),
+            },
+        ]);
+        assert_eq!(packed.ends, vec![2, 3, 6]);
+        assert_eq!(packed.states.data, vec![7, 8]);
+        assert_eq!(packed.states.ends, vec![2, 2]);
+        assert_eq!(
+            packed.states.items,
+            vec![1, 1, 2],
+            "an empty state is not none"
+        );
+    }
+
+    #[test]
+    fn bytes_unpack_by_their_ends_and_bad_ends_are_refused() {
+        let bytes = |data: &[u8], ends: &[u32]| PackedBytes {
+            data: data.to_vec(),
+            ends: ends.to_vec(),
+        };
+        assert_eq!(
+            unpack_bytes(bytes(&[1, 2, 3], &[1, 1, 3])),
+            Ok(vec![vec![1], vec![], vec![2, 3]])
+        );
+        for (packed, fault) in [
+            (
+                bytes(&[1], &[2]),
+                "packed bytes: item 0 ends at byte 2, outside 0..=1",
+            ),
+            (
+                bytes(&[1, 2], &[2, 1]),
+                "packed bytes: item 1 ends at byte 1, outside 2..=2",
+            ),
+        ] {
+            assert_eq!(unpack_bytes(packed), Err(fault.to_owned()));
+        }
+    }
 
     #[test]
     fn accumulators_pack_into_offsets() {

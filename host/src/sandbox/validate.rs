@@ -29,9 +29,9 @@ const ALLOWED_IMPORTS: &[&str] = &[
 ];
 
 /// The major.minor every allowed interface must have: what the host links
-/// (the sluice contract is 0.2 since accumulators and fields are packed;
+/// (the sluice contract is 0.3 since aggregate-add groups are packed;
 /// WASI is 0.2). Kept apart per interface family: they move independently.
-const SLUICE_VERSION: &str = "0.2.";
+const SLUICE_VERSION: &str = "0.3.";
 const WASI_VERSION: &str = "0.2.";
 
 fn version_ok(name: &str, version: &str) -> bool {
@@ -92,9 +92,11 @@ mod tests {
     fn only_the_deterministic_subset_is_allowed() {
         let bad = forbidden_imports([
             "wasi:cli/environment@0.2.6",
-            "sluice:analytics/host@0.2.0",
-            // A module built for the 0.1 contract (unpacked finish/merge).
+            "sluice:analytics/host@0.3.0",
+            // Modules built for older contracts: 0.1 (unpacked
+            // finish/merge), 0.2 (unpacked add groups).
             "sluice:analytics/types@0.1.0",
+            "sluice:analytics/types@0.2.0",
             "wasi:filesystem/preopens@0.2.6",
             "wasi:sockets/tcp@0.2.6",
             "wasi:random/random@0.3.0",
@@ -104,6 +106,7 @@ mod tests {
             bad,
             vec![
                 "sluice:analytics/types@0.1.0",
+                "sluice:analytics/types@0.2.0",
                 "wasi:filesystem/preopens@0.2.6",
                 "wasi:sockets/tcp@0.2.6",
                 "wasi:random/random@0.3.0",

@@ -5,8 +5,8 @@ use std::ops::Range;
 
 use crate::parse::ParsedRow;
 use crate::sandbox::{
-    self, BatchBuilder, BatchError, DataField, EventBatch, FieldDef, FieldValue, KeyGroup,
-    SandboxError, TenantInstance, WindowGroup,
+    self, AddGroup, BatchBuilder, BatchError, DataField, EventBatch, FieldDef, FieldValue,
+    KeyGroup, SandboxError, TenantInstance, WindowGroup,
 };
 
 /// The guest calls the engine needs, so tests can use a native fake and the
@@ -14,10 +14,12 @@ use crate::sandbox::{
 /// come back one per input, in order.
 pub trait WindowCalls {
     /// Adds each group's rows to its accumulator (`state`, or a fresh one).
+    /// Groups are consecutive runs of the batch's rows; their accumulators
+    /// are borrowed from the panes that keep them.
     fn aggregate_add(
         &mut self,
         function: &str,
-        groups: &[KeyGroup],
+        groups: &[AddGroup<'_>],
         batch: &EventBatch,
     ) -> sandbox::Result<Vec<Vec<u8>>>;
 
@@ -57,7 +59,7 @@ impl WindowCalls for TenantInstance {
     fn aggregate_add(
         &mut self,
         function: &str,
-        groups: &[KeyGroup],
+        groups: &[AddGroup<'_>],
         batch: &EventBatch,
     ) -> sandbox::Result<Vec<Vec<u8>>> {
         TenantInstance::aggregate_add(self, function, groups, batch)

@@ -9,7 +9,7 @@ use super::{
     PoisonedInput, ProcessItem, Result,
 };
 use crate::manifest::WindowFunction;
-use crate::sandbox::SandboxError;
+use crate::sandbox::{AddGroup, SandboxError};
 
 /// One count `[[windows]]` entry over all keys of a shard.
 pub(super) struct CountWindows {
@@ -200,18 +200,19 @@ impl CountWindows {
                 !(c.continues && self.keys.get(&c.key).is_some_and(|k| k.poisoned.is_some()))
             })
             .collect();
-        let (schema, reads, keys, rows) = (env.schema, env.reads, env.keys, env.rows);
+        let (schema, reads, rows) = (env.schema, env.reads, env.rows);
         let calls = &mut *env.calls;
         let mut batch_error = None;
         let results = isolate(sent.len(), &mut |range| {
             let mut batch = Batch::new(schema, reads);
+            let mut adds = Vec::with_capacity(range.len());
             for c in &sent[range] {
                 let state = if c.continues {
-                    self.keys.get(&c.key).and_then(|k| k.acc.clone())
+                    self.keys.get(&c.key).and_then(|k| k.acc.as_deref())
                 } else {
                     None
                 };
-                let built = batch.group(keys.key(c.key).to_vec(), state).and_then(|()| {
+                let built = batch.group(Vec::new(), None).and_then(|()| {
                     pending[c.from..c.to]
                         .iter()
                         .try_for_each(|&(_, i, _)| batch.row(&rows[i].0))
@@ -220,9 +221,13 @@ impl CountWindows {
                     batch_error = Some(e);
                     return Err(SandboxError::Engine("batch".into()));
                 }
+                adds.push(AddGroup {
+                    rows: u32::try_from(c.to - c.from).unwrap_or(u32::MAX),
+                    state,
+                });
             }
-            let (groups, events) = batch.finish();
-            calls.aggregate_add(function, &groups, &events)
+            let (_, events) = batch.finish();
+            calls.aggregate_add(function, &adds, &events)
         });
         if let Some(source) = batch_error {
             return Err(Error::Batch {

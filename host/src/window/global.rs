@@ -44,6 +44,10 @@ impl HasPanes for GlobalKey {
     fn panes(&mut self) -> &mut BTreeMap<i64, Pane> {
         &mut self.panes
     }
+
+    fn panes_ref(&self) -> &BTreeMap<i64, Pane> {
+        &self.panes
+    }
 }
 
 /// One emission of one key.

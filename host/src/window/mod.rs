@@ -88,7 +88,7 @@ use rustc_hash::FxHashMap;
 
 use crate::manifest::{WindowFunction, WindowKind, WindowSpec};
 use crate::parse::{BadRow, Key, ParsedRow};
-use crate::sandbox::{BatchError, DataField, FieldDef, SandboxError, Value};
+use crate::sandbox::{AddGroup, BatchError, DataField, FieldDef, SandboxError, Value};
 
 pub use calls::WindowCalls;
 
@@ -310,6 +310,7 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 /// Per-key state that holds panes, so pending adds can find them.
 pub(crate) trait HasPanes {
     fn panes(&mut self) -> &mut BTreeMap<i64, Pane>;
+    fn panes_ref(&self) -> &BTreeMap<i64, Pane>;
 }
 
 /// What the specs need to make calls and emit: borrowed from the shard for
@@ -581,20 +582,23 @@ impl PendingAdds {
             at += g.len;
         }
         let grouped = &self.grouped;
-        let (schema, reads, keys, rows) = (env.schema, env.reads, env.keys, env.rows);
+        let (schema, reads, rows) = (env.schema, env.reads, env.rows);
         let calls = &mut *env.calls;
         let mut batch_error = None;
         let results = {
-            let states = &mut *states;
+            let states = &*states;
             isolate(groups.len(), &mut |range| {
                 let mut batch = Batch::new(schema, reads);
+                let mut adds = Vec::with_capacity(range.len());
                 for (g, span) in groups[range.clone()].iter().zip(&spans[range]) {
-                    let acc = states
-                        .get_mut(g.key as usize)
-                        .and_then(Option::as_mut)
-                        .and_then(|s| s.panes().get(&g.pane))
-                        .and_then(|p| p.acc.clone());
-                    let built = batch.group(keys.key(g.key).to_vec(), acc).and_then(|()| {
+                    // Borrowed from the pane: the accumulator is packed
+                    // for the call, not cloned per group.
+                    let state = states
+                        .get(g.key as usize)
+                        .and_then(Option::as_ref)
+                        .and_then(|s| s.panes_ref().get(&g.pane))
+                        .and_then(|p| p.acc.as_deref());
+                    let built = batch.group(Vec::new(), None).and_then(|()| {
                         grouped[span.clone()]
                             .iter()
                             .try_for_each(|&r| batch.row(&rows[r].0))
@@ -603,9 +607,13 @@ impl PendingAdds {
                         batch_error = Some(e);
                         return Err(SandboxError::Engine("batch".into()));
                     }
+                    adds.push(AddGroup {
+                        rows: u32::try_from(span.len()).unwrap_or(u32::MAX),
+                        state,
+                    });
                 }
-                let (key_groups, events) = batch.finish();
-                calls.aggregate_add(function, &key_groups, &events)
+                let (_, events) = batch.finish();
+                calls.aggregate_add(function, &adds, &events)
             })
         };
         if let Some(source) = batch_error {

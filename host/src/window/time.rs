@@ -43,6 +43,10 @@ impl HasPanes for TimeKey {
     fn panes(&mut self) -> &mut BTreeMap<i64, Pane> {
         &mut self.panes
     }
+
+    fn panes_ref(&self) -> &BTreeMap<i64, Pane> {
+        &self.panes
+    }
 }
 
 /// A window to emit at this step.

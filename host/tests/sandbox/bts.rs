@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use sluice_host::sandbox::{DataField, Limits, Value};
 
-use crate::common::{batch, close, generate, instance, load, Reading};
+use crate::common::{adds, batch, close, generate, instance, load, Reading};
 
 /// min, max, mean, counter, alarms of a set of readings, computed plainly.
 struct Reference {
@@ -76,7 +76,9 @@ fn stats_of_a_single_pane_equal_the_native_reference() {
     let mut inst = instance(&module, &[], Limits::default());
     let readings = generate(7, 5_000, 40);
     let (groups, events) = batch(&readings, |_| None);
-    let accs = inst.aggregate_add("stats", &groups, &events).expect("add");
+    let accs = inst
+        .aggregate_add("stats", &adds(&groups), &events)
+        .expect("add");
     let windows: Vec<Vec<Vec<u8>>> = accs.into_iter().map(|a| vec![a]).collect();
     let outs = inst.aggregate_finish("stats", &windows, 0).expect("finish");
     let keys = keys_of(&readings);
@@ -98,7 +100,9 @@ fn panes_merged_in_any_grouping_equal_the_native_reference() {
         .map(|chunk| {
             let (groups, events) = batch(chunk, |_| None);
             assert_eq!(groups.len(), keys_of(chunk).len());
-            let accs = inst.aggregate_add("stats", &groups, &events).expect("add");
+            let accs = inst
+                .aggregate_add("stats", &adds(&groups), &events)
+                .expect("add");
             // Index accumulators by key so panes line up across keys.
             keys_of(&readings)
                 .iter()
@@ -162,9 +166,11 @@ fn the_module_asks_only_for_the_columns_it_reads_and_answers_the_same() {
     assert!(
         matches!(&projected.columns[0], sluice_host::sandbox::Column::Text(t) if t.data.is_empty())
     );
-    let a = inst.aggregate_add("stats", &groups, &full).expect("full");
+    let a = inst
+        .aggregate_add("stats", &adds(&groups), &full)
+        .expect("full");
     let b = inst
-        .aggregate_add("stats", &groups, &projected)
+        .aggregate_add("stats", &adds(&groups), &projected)
         .expect("projected");
     assert_eq!(a, b);
     let a = inst.alert("alerts", &groups, &full).expect("full");
@@ -181,9 +187,15 @@ fn adding_to_a_held_accumulator_continues_it() {
     let readings = generate(3, 400, 1);
     let (first, rest) = readings.split_at(150);
     let (groups, events) = batch(first, |_| None);
-    let held = inst.aggregate_add("stats", &groups, &events).expect("add")[0].clone();
+    let held = inst
+        .aggregate_add("stats", &adds(&groups), &events)
+        .expect("add")[0]
+        .clone();
     let (groups, events) = batch(rest, |_| Some(held.clone()));
-    let acc = inst.aggregate_add("stats", &groups, &events).expect("add")[0].clone();
+    let acc = inst
+        .aggregate_add("stats", &adds(&groups), &events)
+        .expect("add")[0]
+        .clone();
     let out = inst
         .aggregate_finish("stats", &[vec![acc]], 0)
         .expect("finish");

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Once, OnceLock};
 
 use sluice_host::sandbox::{
-    BatchBuilder, EventBatch, FieldDef, FieldType, FieldValue, KeyGroup, Limits, SandboxConfig,
-    SandboxEngine, TenantInstance, TenantModule,
+    AddGroup, BatchBuilder, EventBatch, FieldDef, FieldType, FieldValue, KeyGroup, Limits,
+    SandboxConfig, SandboxEngine, TenantInstance, TenantModule,
 };
 
 /// Path of a guest component, building all guests on first use.
@@ -183,6 +183,18 @@ pub fn batch_with(
         }
     }
     b.finish()
+}
+
+/// The `aggregate-add` groups of a batch's key groups (consecutive runs
+/// of rows, states borrowed).
+pub fn adds(groups: &[KeyGroup]) -> Vec<AddGroup<'_>> {
+    groups
+        .iter()
+        .map(|g| AddGroup {
+            rows: g.len,
+            state: g.state.as_deref(),
+        })
+        .collect()
 }
 
 /// Relative comparison for floats computed in different orders.

@@ -4,7 +4,7 @@
 use sluice_host::sandbox::{Limits, LoadSource, SandboxConfig, SandboxEngine, Value, WindowGroup};
 
 use crate::bts::fields;
-use crate::common::{batch, bts_schema, component, generate, instance, load};
+use crate::common::{adds, batch, bts_schema, component, generate, instance, load};
 
 /// Every output of a BTS run (accumulators, finished stats, alerts and the
 /// alert state), rendered to bytes.
@@ -18,7 +18,9 @@ fn bts_run(engine: Option<&SandboxEngine>) -> String {
     let mut inst = instance(&module, &[("trend_points", "4")], Limits::default());
     let readings = generate(21, 2_000, 15);
     let (groups, events) = batch(&readings, |_| None);
-    let accs = inst.aggregate_add("stats", &groups, &events).expect("add");
+    let accs = inst
+        .aggregate_add("stats", &adds(&groups), &events)
+        .expect("add");
     let windows: Vec<_> = accs.iter().map(|a| vec![a.clone()]).collect();
     let outs = inst.aggregate_finish("stats", &windows, 1).expect("finish");
     let alerts = inst.alert("alerts", &groups, &events).expect("alerts");
@@ -72,7 +74,9 @@ fn entropy_at(at: i64) -> (i64, i64, i64) {
     let module = load("entropy", "entropy");
     let mut inst = instance(&module, &[], Limits::default());
     let (groups, events) = batch(&generate(1, 10, 1), |_| None);
-    let accs = inst.aggregate_add("probe", &groups, &events).expect("add");
+    let accs = inst
+        .aggregate_add("probe", &adds(&groups), &events)
+        .expect("add");
     let out = inst.aggregate_finish("probe", &[accs], at).expect("finish");
     let got = fields(&out[0]);
     let int = |name: &str| match got.get(name) {
@@ -123,7 +127,7 @@ fn a_second_load_reuses_the_compiled_artifact_from_the_cache() {
         .expect("cached module instantiates");
     let (groups, events) = batch(&generate(2, 50, 3), |_| None);
     assert_eq!(
-        inst.aggregate_add("stats", &groups, &events)
+        inst.aggregate_add("stats", &adds(&groups), &events)
             .expect("add")
             .len(),
         3

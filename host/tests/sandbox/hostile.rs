@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sluice_host::sandbox::{Limit, Limits, SandboxError, TenantInstance, WindowGroup};
 
-use crate::common::{batch, instance, load, Reading};
+use crate::common::{adds, batch, instance, load, Reading};
 
 /// The hostile guest misbehaves only on a poison event (`value` 666.0; in
 /// `finish` only for a window of exactly 13 rows), so good keys show
@@ -51,14 +51,14 @@ fn misbehaviour_is_contained(mode: &str, limits: Limits, check: impl Fn(&Sandbox
     let mut inst = hostile(mode, limits.clone());
     let (groups, events) = batch(&readings(false), |_| None);
     let held = inst
-        .aggregate_add("count", &groups, &events)
+        .aggregate_add("count", &adds(&groups), &events)
         .expect("good add")[0]
         .clone();
     let held_before = held.clone();
 
     let (groups, events) = batch(&readings(true), |k| (k[0] == "good").then(|| held.clone()));
     let err = inst
-        .aggregate_add("count", &groups, &events)
+        .aggregate_add("count", &adds(&groups), &events)
         .expect_err("the evil key must fail the call");
     check(&err);
     let text = err.to_string();
@@ -70,11 +70,11 @@ fn misbehaviour_is_contained(mode: &str, limits: Limits, check: impl Fn(&Sandbox
 
     let (groups, events) = batch(&readings(false), |_| Some(held.clone()));
     let after = inst
-        .aggregate_add("count", &groups, &events)
+        .aggregate_add("count", &adds(&groups), &events)
         .expect("next call works");
     let mut fresh = hostile(mode, limits);
     let want = fresh
-        .aggregate_add("count", &groups, &events)
+        .aggregate_add("count", &adds(&groups), &events)
         .expect("fresh instance");
     assert_eq!(after, want, "a rebuilt instance answers as a fresh one");
     if err.is_trap() {
@@ -155,7 +155,7 @@ fn every_kind_of_call_is_bounded() {
         .collect();
     let (groups, events) = batch(&thirteen, |_| None);
     let acc = inst
-        .aggregate_add("count", &groups, &events)
+        .aggregate_add("count", &adds(&groups), &events)
         .expect("add of a good key");
     let err = inst
         .aggregate_finish("count", &[acc], 0)
@@ -170,14 +170,14 @@ fn guests_see_their_own_errors_as_values_not_traps() {
     let mut inst = instance(&module, &[], limits());
     let (groups, events) = batch(&readings(false), |_| None);
     let err = inst
-        .aggregate_add("no-such-function", &groups, &events)
+        .aggregate_add("no-such-function", &adds(&groups), &events)
         .expect_err("unknown function");
     assert!(matches!(err, SandboxError::Guest { .. }), "{err}");
     assert_eq!(inst.stats().traps, 0);
     // Corrupt held state is reported by the guest, not a crash.
     let (groups, events) = batch(&readings(false), |_| Some(vec![0xff; 3]));
     let err = inst
-        .aggregate_add("stats", &groups, &events)
+        .aggregate_add("stats", &adds(&groups), &events)
         .expect_err("bad state");
     assert!(matches!(err, SandboxError::Guest { .. }), "{err}");
 }
@@ -245,14 +245,14 @@ fn a_trap_backoff_delays_the_next_call_and_doubles() {
     let (evil_groups, evil_events) = batch(&readings(true), |_| None);
     let (good_groups, good_events) = batch(&readings(false), |_| None);
 
-    inst.aggregate_add("count", &evil_groups, &evil_events)
+    inst.aggregate_add("count", &adds(&evil_groups), &evil_events)
         .expect_err("traps");
     let started = Instant::now();
-    inst.aggregate_add("count", &evil_groups, &evil_events)
+    inst.aggregate_add("count", &adds(&evil_groups), &evil_events)
         .expect_err("traps again");
     assert!(started.elapsed() >= first, "the call after a trap waited");
     let started = Instant::now();
-    inst.aggregate_add("count", &good_groups, &good_events)
+    inst.aggregate_add("count", &adds(&good_groups), &good_events)
         .expect("a good call works");
     assert!(
         started.elapsed() >= first * 2,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::{WindowFunction, WindowKind, WindowSpec};
 use crate::parse::{BadRow, Key, OwnedValue, ParsedRow, Position};
 use crate::sandbox::{
-    self, Column, DataField, EventBatch, FieldDef, FieldType, KeyGroup, SandboxError, Value,
+    self, AddGroup, Column, DataField, EventBatch, FieldDef, FieldType, SandboxError, Value,
     WindowGroup,
 };
 use crate::window::WindowCalls;
@@ -244,7 +244,7 @@ impl WindowCalls for Fake {
     fn aggregate_add(
         &mut self,
         function: &str,
-        groups: &[KeyGroup],
+        groups: &[AddGroup<'_>],
         batch: &EventBatch,
     ) -> sandbox::Result<Vec<Vec<u8>>> {
         self.check_engine()?;
@@ -252,12 +252,14 @@ impl WindowCalls for Fake {
         self.counts.add_groups += groups.len();
         let values = values(batch)?;
         let mut out = Vec::with_capacity(groups.len());
+        let mut start = 0usize;
         for g in groups {
-            let mut acc = match &g.state {
+            let mut acc = match g.state {
                 Some(bytes) => decode(bytes)?,
                 None => Acc::default(),
             };
-            let rows = g.start as usize..(g.start + g.len) as usize;
+            let rows = start..start + g.rows as usize;
+            start = rows.end;
             for i in rows {
                 let (t, v) = (batch.times[i], values[i]);
                 if Some(v) == self.poison_add {
