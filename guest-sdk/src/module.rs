@@ -8,8 +8,9 @@ use crate::output::Alerts;
 use crate::params::Params;
 use crate::schema::Schema;
 use crate::types::{
-    AddGroup, AddGroups, AlertResult, Batch, DataField, FieldDef, FunctionKind, GuestError,
-    KeyGroup, ModuleInfo, PackedAccumulators, PackedBytes, PackedFields, Result, WindowGroup,
+    AddGroup, AddGroups, AlertResult, Batch, DataField, FieldDef, FieldPacker, FunctionKind,
+    GuestError, KeyGroup, ModuleInfo, PackedAccumulators, PackedBytes, PackedFields, Result,
+    WindowGroup,
 };
 use crate::Tenant;
 
@@ -173,12 +174,22 @@ impl<T: Tenant> Module<T> {
         let Imp::Aggregate { merge, .. } = &f.imp else {
             return Err(wrong_kind(f, FunctionKind::Aggregate));
         };
-        let items = accumulators.unpack().map_err(|e| e.context(at(f)))?;
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, panes)| merge(panes).map_err(|e| e.context(format!("{}, list {i}", at(f)))))
-            .collect()
+        let mut out = Vec::with_capacity(accumulators.len());
+        let mut failed = None;
+        let packing = accumulators.for_each_item(|i, panes| match merge(panes) {
+            Ok(acc) => {
+                out.push(acc);
+                Ok(())
+            }
+            Err(e) => Err(failed
+                .insert(e.context(format!("{}, list {i}", at(f))))
+                .clone()),
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        packing.map_err(|e| e.context(at(f)))?;
+        Ok(out)
     }
 
     /// [`aggregate_finish`](Self::aggregate_finish) over packed
@@ -193,14 +204,22 @@ impl<T: Tenant> Module<T> {
         let Imp::Aggregate { finish, .. } = &f.imp else {
             return Err(wrong_kind(f, FunctionKind::Aggregate));
         };
-        let items = windows.unpack().map_err(|e| e.context(at(f)))?;
-        let mut out = PackedFields::default();
-        for (i, panes) in items.iter().enumerate() {
-            let fields = finish(&self.tenant, panes)
-                .map_err(|e| e.context(format!("{}, window {i}", at(f))))?;
-            out.push_window(fields);
+        let mut out = FieldPacker::default();
+        let mut failed = None;
+        let packing = windows.for_each_item(|i, panes| match finish(&self.tenant, panes) {
+            Ok(fields) => {
+                out.push_window(fields);
+                Ok(())
+            }
+            Err(e) => Err(failed
+                .insert(e.context(format!("{}, window {i}", at(f))))
+                .clone()),
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
-        Ok(out)
+        packing.map_err(|e| e.context(at(f)))?;
+        Ok(out.finish())
     }
 
     /// For each window, merges its panes in order (none: a fresh
