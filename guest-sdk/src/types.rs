@@ -164,6 +164,32 @@ pub struct AddGroup<'a> {
     pub state: Option<&'a [u8]>,
 }
 
+impl<'a> AddGroup<'a> {
+    /// The add groups of key groups that are consecutive runs of rows from
+    /// row 0 (their keys dropped); an error naming the first that is not.
+    /// For callers that built [`KeyGroup`]s, as for an alert function.
+    pub fn runs(groups: &'a [KeyGroup]) -> Result<Vec<AddGroup<'a>>> {
+        let mut at = 0u32;
+        groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                if g.start != at {
+                    return Err(GuestError::new(format!(
+                        "key group {i} starts at row {}, not {at}: add groups are consecutive",
+                        g.start
+                    )));
+                }
+                at = at.saturating_add(g.len);
+                Ok(AddGroup {
+                    rows: g.len,
+                    state: g.state.as_deref(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// The groups of an `aggregate-add` call as the contract packs them: group
 /// `i` is rows `ends[i-1]..ends[i]` (from 0), its state item `i` of
 /// `states` (zero or one accumulator).
@@ -633,6 +659,44 @@ mod tests {
             })
             .collect();
         assert_eq!(unpacked(&packed), expected);
+    }
+
+    #[test]
+    fn key_groups_become_add_groups_only_when_consecutive() {
+        let group = |start, len, state: Option<Vec<u8>>| KeyGroup {
+            key: vec!["k".into()],
+            state,
+            start,
+            len,
+        };
+        let runs = [
+            group(0, 2, None),
+            group(2, 0, Some(vec![7])),
+            group(2, 3, None),
+        ];
+        assert_eq!(
+            AddGroup::runs(&runs).expect("consecutive"),
+            [
+                AddGroup {
+                    rows: 2,
+                    state: None
+                },
+                AddGroup {
+                    rows: 0,
+                    state: Some(&[7][..])
+                },
+                AddGroup {
+                    rows: 3,
+                    state: None
+                },
+            ]
+        );
+        let gap = [group(0, 2, None), group(3, 1, None)];
+        let err = AddGroup::runs(&gap).expect_err("a gap");
+        assert!(
+            err.message.contains("key group 1 starts at row 3, not 2"),
+            "{err}"
+        );
     }
 
     #[test]

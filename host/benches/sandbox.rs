@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bts_analytics::Bts;
 use common::{adds, batch_with, bts_schema, component, generate, Reading};
-use native::{sdk_batch, sdk_groups, sdk_schema, sdk_windows};
+use native::{sdk_adds, sdk_batch, sdk_groups, sdk_schema, sdk_windows};
 use sluice_guest as sdk;
 use sluice_host::sandbox::{KeyGroup, Limits, SandboxConfig, SandboxEngine, WindowGroup};
 use spike_filter::SpikeFilter;
@@ -158,13 +158,7 @@ fn main() {
             }
             let (groups, b) = batch(&readings(events, keys), &|_| None);
             let wg = adds(&groups);
-            let ng: Vec<sdk::AddGroup<'_>> = wg
-                .iter()
-                .map(|g| sdk::AddGroup {
-                    rows: g.rows,
-                    state: g.state,
-                })
-                .collect();
+            let ng = sdk_adds(&wg);
             let nb = sdk_batch(&b);
             let w = time(BUDGET, || {
                 black_box(wasm.aggregate_add("stats", &wg, &b).expect("add"));

@@ -61,18 +61,7 @@ fn batch(rows: &[(i64, f64, f64, bool)]) -> Batch {
 
 /// The `aggregate_add` groups of consecutive key groups from row 0.
 fn adds(groups: &[KeyGroup]) -> Vec<AddGroup<'_>> {
-    let mut at = 0;
-    groups
-        .iter()
-        .map(|g| {
-            assert_eq!(g.start, at, "groups are consecutive runs of rows");
-            at += g.len;
-            AddGroup {
-                rows: g.len,
-                state: g.state.as_deref(),
-            }
-        })
-        .collect()
+    AddGroup::runs(groups).expect("consecutive groups")
 }
 
 fn group(state: Option<Vec<u8>>, start: usize, len: usize) -> KeyGroup {

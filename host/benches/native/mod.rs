@@ -75,6 +75,16 @@ pub fn sdk_groups(groups: &[KeyGroup]) -> Vec<sdk::KeyGroup> {
         .collect()
 }
 
+pub fn sdk_adds<'a>(groups: &[AddGroup<'a>]) -> Vec<sdk::AddGroup<'a>> {
+    groups
+        .iter()
+        .map(|g| sdk::AddGroup {
+            rows: g.rows,
+            state: g.state,
+        })
+        .collect()
+}
+
 pub fn sdk_windows(windows: &[WindowGroup]) -> Vec<sdk::WindowGroup> {
     windows
         .iter()
@@ -118,15 +128,8 @@ impl<T: sdk::Tenant> WindowCalls for Native<T> {
         groups: &[AddGroup<'_>],
         batch: &EventBatch,
     ) -> sandbox::Result<Vec<Vec<u8>>> {
-        let groups: Vec<sdk::AddGroup<'_>> = groups
-            .iter()
-            .map(|g| sdk::AddGroup {
-                rows: g.rows,
-                state: g.state,
-            })
-            .collect();
         self.module
-            .aggregate_add(function, &groups, sdk_batch(batch))
+            .aggregate_add(function, &sdk_adds(groups), sdk_batch(batch))
             .map_err(|e| guest_error(function, e))
     }
 
