@@ -175,20 +175,10 @@ impl<T: Tenant> Module<T> {
             return Err(wrong_kind(f, FunctionKind::Aggregate));
         };
         let mut out = Vec::with_capacity(accumulators.len());
-        let mut failed = None;
-        let packing = accumulators.for_each_item(|i, panes| match merge(panes) {
-            Ok(acc) => {
-                out.push(acc);
-                Ok(())
-            }
-            Err(e) => Err(failed
-                .insert(e.context(format!("{}, list {i}", at(f))))
-                .clone()),
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        packing.map_err(|e| e.context(at(f)))?;
+        each_item(f, accumulators, "list", |panes| {
+            out.push(merge(panes)?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -205,20 +195,10 @@ impl<T: Tenant> Module<T> {
             return Err(wrong_kind(f, FunctionKind::Aggregate));
         };
         let mut out = FieldPacker::default();
-        let mut failed = None;
-        let packing = windows.for_each_item(|i, panes| match finish(&self.tenant, panes) {
-            Ok(fields) => {
-                out.push_window(fields);
-                Ok(())
-            }
-            Err(e) => Err(failed
-                .insert(e.context(format!("{}, window {i}", at(f))))
-                .clone()),
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        packing.map_err(|e| e.context(at(f)))?;
+        each_item(f, windows, "window", |panes| {
+            out.push_window(finish(&self.tenant, panes)?);
+            Ok(())
+        })?;
         Ok(out.finish())
     }
 
@@ -371,6 +351,28 @@ fn article(kind: FunctionKind) -> &'static str {
     match kind {
         FunctionKind::Aggregate | FunctionKind::Alert => "an",
         FunctionKind::ProcessWindow => "a",
+    }
+}
+
+/// Runs `each` on every item of `packed`; its error is named as `f`'s
+/// `what` i (e.g. "window 3"), a packing error as `f`'s.
+fn each_item<T>(
+    f: &Function<T>,
+    packed: &PackedAccumulators,
+    what: &str,
+    mut each: impl FnMut(&[&[u8]]) -> Result<()>,
+) -> Result<()> {
+    let mut failed = None;
+    let packing = packed.for_each_item(|i, panes| {
+        each(panes).map_err(|e| {
+            failed
+                .insert(e.context(format!("{}, {what} {i}", at(f))))
+                .clone()
+        })
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => packing.map_err(|e| e.context(at(f))),
     }
 }
 

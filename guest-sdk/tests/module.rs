@@ -367,6 +367,23 @@ fn packed_add_equals_the_unpacked_one() {
 }
 
 #[test]
+fn a_bad_packed_item_is_named_by_its_index() {
+    let m = module();
+    let panes = three_panes(&m);
+    let bad: &[u8] = &[0xff, 0xff, 0xff];
+    let first: Vec<&[u8]> = vec![&panes[0]];
+    let packed = PackedAccumulators::pack([first, vec![&panes[1], bad]]);
+    let err = m
+        .aggregate_finish_packed("acc", &packed)
+        .expect_err("window 1 does not decode");
+    assert!(err.message.contains("`acc`, window 1: "), "{err}");
+    let err = m
+        .aggregate_merge_packed("acc", &packed)
+        .expect_err("list 1 does not decode");
+    assert!(err.message.contains("`acc`, list 1: "), "{err}");
+}
+
+#[test]
 fn malformed_add_groups_are_an_error_not_a_panic() {
     let m = module();
     let fresh = |ends: Vec<u32>| AddGroups {
