@@ -75,8 +75,9 @@ impl<T: Tenant> Module<T> {
         groups: &[AddGroup<'_>],
         batch: Batch,
     ) -> Result<Vec<Vec<u8>>> {
+        let f = self.find(function, FunctionKind::Aggregate)?;
         let mut out = Vec::with_capacity(groups.len());
-        self.add_each(function, groups, &batch, |acc| {
+        self.add_each(f, groups, &batch, |acc| {
             out.push(std::mem::take(acc));
         })?;
         Ok(out)
@@ -91,31 +92,25 @@ impl<T: Tenant> Module<T> {
         groups: &AddGroups,
         batch: Batch,
     ) -> Result<PackedBytes> {
-        let unpacked = groups.unpack().map_err(|e| {
-            let at = self
-                .find(function, FunctionKind::Aggregate)
-                .map(at)
-                .unwrap_or_else(|_| function.to_owned());
-            e.context(at)
-        })?;
+        let f = self.find(function, FunctionKind::Aggregate)?;
+        let groups = groups.unpack().map_err(|e| e.context(at(f)))?;
         let mut out = PackedBytes::default();
-        self.add_each(function, &unpacked, &batch, |acc| {
+        self.add_each(f, &groups, &batch, |acc| {
             out.data.append(acc);
             out.end_item();
         })?;
         Ok(out)
     }
 
-    /// Runs the aggregate's `add` on each group in order, handing each new
+    /// Runs aggregate `f`'s `add` on each group in order, handing each new
     /// accumulator to `done` (which may take its bytes).
     fn add_each(
         &self,
-        function: &str,
+        f: &Function<T>,
         groups: &[AddGroup<'_>],
         batch: &Batch,
         mut done: impl FnMut(&mut Vec<u8>),
     ) -> Result<()> {
-        let f = self.find(function, FunctionKind::Aggregate)?;
         let Imp::Aggregate { add, .. } = &f.imp else {
             return Err(wrong_kind(f, FunctionKind::Aggregate));
         };

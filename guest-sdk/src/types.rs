@@ -218,39 +218,37 @@ impl AddGroups {
     /// The groups, borrowing their states; an error naming the fault when
     /// the packing is inconsistent.
     pub fn unpack(&self) -> Result<Vec<AddGroup<'_>>> {
-        let states = self.states.unpack()?;
-        if states.len() != self.ends.len() {
+        if self.states.len() != self.ends.len() {
             return Err(GuestError::new(format!(
                 "add groups: {} row ends but {} states",
                 self.ends.len(),
-                states.len()
+                self.states.len()
             )));
         }
+        let mut groups = Vec::with_capacity(self.ends.len());
         let mut at = 0u32;
-        self.ends
-            .iter()
-            .zip(states)
-            .enumerate()
-            .map(|(i, (&end, state))| {
-                let rows = end.checked_sub(at).ok_or_else(|| {
-                    GuestError::new(format!(
-                        "add groups: group {i} ends at row {end}, before {at}"
-                    ))
-                })?;
-                at = end;
-                let state = match state[..] {
-                    [] => None,
-                    [one] => Some(one),
-                    _ => {
-                        return Err(GuestError::new(format!(
-                            "add groups: group {i} has {} states, at most 1",
-                            state.len()
-                        )))
-                    }
-                };
-                Ok(AddGroup { rows, state })
-            })
-            .collect()
+        self.states.for_each_item(|i, state| {
+            let end = self.ends[i];
+            let rows = end.checked_sub(at).ok_or_else(|| {
+                GuestError::new(format!(
+                    "add groups: group {i} ends at row {end}, before {at}"
+                ))
+            })?;
+            at = end;
+            let state = match *state {
+                [] => None,
+                [one] => Some(one),
+                _ => {
+                    return Err(GuestError::new(format!(
+                        "add groups: group {i} has {} states, at most 1",
+                        state.len()
+                    )))
+                }
+            };
+            groups.push(AddGroup { rows, state });
+            Ok(())
+        })?;
+        Ok(groups)
     }
 }
 
@@ -364,20 +362,10 @@ impl PackedAccumulators {
         self.items.is_empty()
     }
 
-    /// The accumulators of each item, in order; an error if the offsets do
-    /// not describe `data` (both must only grow and stay inside).
-    pub fn unpack(&self) -> Result<Vec<Vec<&[u8]>>> {
-        let mut out = Vec::with_capacity(self.items.len());
-        self.for_each_item(|_, panes| {
-            out.push(panes.to_vec());
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
     /// Calls `f` on each item's accumulators in order, checking the
-    /// offsets as it goes; one scratch list serves every item, so a call
-    /// costs no allocation per item (the hot path of `aggregate-finish`).
+    /// offsets as it goes (both must only grow and stay inside `data`); one
+    /// scratch list serves every item, so a call costs no allocation per
+    /// item (the hot path of `aggregate-add` and `aggregate-finish`).
     pub fn for_each_item<'a>(
         &'a self,
         mut f: impl FnMut(usize, &[&'a [u8]]) -> Result<()>,
@@ -425,15 +413,6 @@ pub struct PackedFields {
 }
 
 impl PackedFields {
-    /// Appends one window's fields, naming each by its index in `names`.
-    pub fn push_window(&mut self, fields: Vec<DataField>) {
-        for (k, field) in fields.into_iter().enumerate() {
-            let id = self.name_id(k, field.name);
-            self.push_field(id, field.value);
-        }
-        self.end_window();
-    }
-
     /// The id of `name`, field `k` of its window, adding it if new. The
     /// windows of one call nearly always list the same names in the same
     /// order, so name `k` is tried first; else a scan (a window's fields
@@ -486,7 +465,7 @@ pub(crate) struct FieldPacker {
 }
 
 impl FieldPacker {
-    /// Appends one window's fields (as [`PackedFields::push_window`]).
+    /// Appends one window's fields, naming each by its index in `names`.
     pub(crate) fn push_window(&mut self, fields: Vec<DataField>) {
         for (k, field) in fields.into_iter().enumerate() {
             let seen = self.literals.get(k).copied().flatten();
@@ -633,6 +612,18 @@ mod tests {
             .collect()
     }
 
+    /// Each window's (name, value) pairs as given.
+    fn expected(windows: &[Vec<DataField>]) -> Vec<Vec<(String, Value)>> {
+        windows
+            .iter()
+            .map(|w| {
+                w.iter()
+                    .map(|f| (f.name.to_string(), f.value.clone()))
+                    .collect()
+            })
+            .collect()
+    }
+
     #[test]
     fn windows_pack_with_each_name_once_whatever_their_order() {
         let windows = [
@@ -645,20 +636,13 @@ mod tests {
                 value: Value::Float(1.0),
             }],
         ];
-        let mut packed = PackedFields::default();
+        let mut packer = FieldPacker::default();
         for w in &windows {
-            packed.push_window(w.clone());
+            packer.push_window(w.clone());
         }
+        let packed = packer.finish();
         assert_eq!(packed.names, ["mean", "max", "min", "count", "bin:2.5"]);
-        let expected: Vec<Vec<(String, Value)>> = windows
-            .iter()
-            .map(|w| {
-                w.iter()
-                    .map(|f| (f.name.to_string(), f.value.clone()))
-                    .collect()
-            })
-            .collect();
-        assert_eq!(unpacked(&packed), expected);
+        assert_eq!(unpacked(&packed), expected(&windows));
     }
 
     #[test]
@@ -700,7 +684,7 @@ mod tests {
     }
 
     #[test]
-    fn the_literal_cache_packs_exactly_as_the_scan() {
+    fn the_literal_cache_names_fields_by_their_text() {
         // The same text at another address, and literals that move between
         // positions: the cache must fall back to comparing text.
         let twin: &'static str = Box::leak(String::from("mean").into_boxed_str());
@@ -716,13 +700,12 @@ mod tests {
             }],
             fields(&["min", "mean"]),
         ];
-        let (mut scan, mut cached) = (PackedFields::default(), FieldPacker::default());
+        let mut cached = FieldPacker::default();
         for w in &windows {
-            scan.push_window(w.clone());
             cached.push_window(w.clone());
         }
         let cached = cached.finish();
         assert_eq!(cached.names, ["mean", "max", "min"]);
-        assert_eq!(cached, scan);
+        assert_eq!(unpacked(&cached), expected(&windows));
     }
 }
