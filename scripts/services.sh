@@ -123,11 +123,16 @@ rmq_configure() {
     mkdir -p /etc/rabbitmq
     # Sourced by the rabbitmq-* scripts: NODENAME keeps the node name (and so
     # the data directory) independent of the machine's hostname, and
-    # ERL_EPMD_ADDRESS keeps epmd on loopback.
+    # ERL_EPMD_ADDRESS keeps epmd on loopback. The file-handle limit is
+    # raised here because the broker runs via `su rabbitmq`, which resets
+    # limits: it needs a handle per durable queue while it recovers them at
+    # boot, and with 1024 it stalled for good past ~930 queues (seen on a
+    # machine where test runs had left 961).
     write_if_changed /etc/rabbitmq/rabbitmq-env.conf <<'CONF'
 # Written by sluice scripts/services.sh; rewritten on every start.
 NODENAME=rabbit@localhost
 export ERL_EPMD_ADDRESS=127.0.0.1
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 CONF
     write_if_changed /etc/rabbitmq/rabbitmq.conf <<'CONF'
 # Written by sluice scripts/services.sh; rewritten on every start.
