@@ -29,7 +29,9 @@ use sluice_host::ingress::Input;
 use sluice_host::metrics::prometheus::HostMetrics;
 use sluice_host::pipeline::CheckpointOptions;
 use sluice_host::pipeline::{self, Options, Sinks};
-use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine, TenantModule, TrapBackoff};
+use sluice_host::sandbox::{
+    Ceilings, FunctionKind, SandboxConfig, SandboxEngine, TenantModule, TrapBackoff,
+};
 use sluice_host::serve::{BatchEnv, Host, HostConfig, StateDb, Storage};
 use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
 use sluice_host::sink::cassandra::batch_results::{BatchResultStore, BatchStoreOptions};
@@ -48,6 +50,59 @@ use sluice_host::state::{self, CheckpointStore, InputPosition};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The host's ceilings for `sluice run` (defaults: `Ceilings::default()`,
+/// listed in the README): what the manifest may declare at most, and what
+/// loading its module may cost.
+#[derive(clap::Args, Clone, Debug)]
+struct CeilingArgs {
+    /// Ceiling of `[limits] call_budget` (default 10s).
+    #[arg(long, value_parser = parse_duration)]
+    max_call_budget: Option<Duration>,
+    /// Ceiling of `[limits] memory`, and the sandbox's memory slot size
+    /// (default 1GiB).
+    #[arg(long, value_parser = parse_size)]
+    max_memory: Option<u64>,
+    /// Ceiling of `[limits] max_output` (default 64MiB).
+    #[arg(long, value_parser = parse_size)]
+    max_output: Option<u64>,
+    /// Most bytes of results one guest call may return (default 256MiB).
+    #[arg(long, value_parser = parse_size)]
+    max_call_output: Option<u64>,
+    /// Largest module file read (default 32MiB).
+    #[arg(long, value_parser = parse_size)]
+    max_module_size: Option<u64>,
+    /// Longest a module's compile may take (default 60s).
+    #[arg(long, value_parser = parse_duration)]
+    max_compile_time: Option<Duration>,
+    /// Compiles at once (default: half the cores, at least 1).
+    #[arg(long)]
+    max_concurrent_compiles: Option<usize>,
+}
+
+impl CeilingArgs {
+    fn ceilings(&self) -> anyhow::Result<Ceilings> {
+        let d = Ceilings::default();
+        if self.max_concurrent_compiles == Some(0) {
+            anyhow::bail!("--max-concurrent-compiles must be at least 1");
+        }
+        Ok(Ceilings {
+            call_budget: self.max_call_budget.unwrap_or(d.call_budget),
+            memory: self.max_memory.unwrap_or(d.memory),
+            max_output: self.max_output.unwrap_or(d.max_output),
+            call_output: self.max_call_output.unwrap_or(d.call_output),
+            module_size: self.max_module_size.unwrap_or(d.module_size),
+            compile_time: self.max_compile_time.unwrap_or(d.compile_time),
+            concurrent_compiles: self
+                .max_concurrent_compiles
+                .unwrap_or(d.concurrent_compiles),
+        })
+    }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    sluice_host::manifest::parse_size(text)
 }
 
 /// Where in Cassandra a run writes.
@@ -203,6 +258,8 @@ enum Command {
         /// With `--cassandra`: do not store the raw events.
         #[arg(long, overrides_with = "store_events")]
         no_store_events: bool,
+        #[command(flatten)]
+        ceilings: CeilingArgs,
     },
     /// Run a `[[batch]]` job of the manifest once over a range: over a CSV
     /// file (`--input`) or the tenant's events stored in Cassandra
@@ -439,6 +496,7 @@ fn main() -> anyhow::Result<()> {
             store,
             store_events,
             no_store_events,
+            ceilings,
         } => {
             if cassandra.is_none() && store_events {
                 anyhow::bail!(
@@ -464,6 +522,7 @@ fn main() -> anyhow::Result<()> {
                 cassandra,
                 store: *store,
                 store_events: !no_store_events,
+                ceilings: ceilings.ceilings()?,
             })
         }
         Command::Batch {
@@ -640,6 +699,7 @@ struct RunArgs {
     cassandra: Option<String>,
     store: StoreArgs,
     store_events: bool,
+    ceilings: Ceilings,
 }
 
 /// `HOST:PORT[,HOST:PORT…]` → contact points.
@@ -696,6 +756,7 @@ fn batch(args: BatchArgs) -> anyhow::Result<()> {
         &args.manifest,
         args.workers,
         args.cache_dir.clone(),
+        Ceilings::default(),
     )?;
     let dead_letter = match &args.dead_letter {
         Some(path) => file_sink("dead-letter", path, None)?,
@@ -961,6 +1022,7 @@ fn load_tenant(
     manifest_path: &std::path::Path,
     workers: Option<usize>,
     cache_dir: Option<PathBuf>,
+    ceilings: Ceilings,
 ) -> anyhow::Result<(usize, SandboxEngine, TenantModule)> {
     let workers = match workers {
         Some(0) => anyhow::bail!("--workers must be at least 1"),
@@ -970,9 +1032,15 @@ fn load_tenant(
     let engine = SandboxEngine::new(SandboxConfig {
         cache_dir,
         pool_instances: u32::try_from(workers * 2 + 2).unwrap_or(u32::MAX),
+        ceilings,
         ..SandboxConfig::default()
     })
     .context("starting the sandbox engine")?;
+    // Declared limits over the host's ceilings are refused before the
+    // module is even read.
+    engine
+        .check_limits(&manifest.tenant, &manifest.limits)
+        .with_context(|| format!("checking {}", manifest_path.display()))?;
     let module = engine
         .load_file(&manifest.tenant, &manifest.module)
         .with_context(|| {
@@ -995,6 +1063,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         &args.manifest,
         args.workers,
         args.cache_dir.clone(),
+        args.ceilings.clone(),
     )?;
 
     // One runtime for the broker and database clients.
@@ -1331,6 +1400,7 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
     let engine = SandboxEngine::new(SandboxConfig {
         cache_dir: config.cache_dir.clone(),
         trap_backoff: Some(TrapBackoff::SERVE),
+        ceilings: config.ceilings.clone(),
         ..SandboxConfig::default()
     })
     .context("starting the sandbox engine")?;

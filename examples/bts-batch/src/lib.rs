@@ -183,8 +183,9 @@ fn bin_index(value: f64, width: f64) -> Option<i64> {
 
 impl Aggregate<BtsBatch> for Histogram {
     /// Then one `bin:<lower edge>` field per non-empty bin, ascending: the
-    /// bin names depend on the data, so they cannot be declared here.
-    const OUTPUTS: &'static [&'static str] = &["count", "bin_width", "overflow"];
+    /// bin names depend on the data, so they are declared by the `bin:*`
+    /// pattern (the host refuses undeclared field names).
+    const OUTPUTS: &'static [&'static str] = &["count", "bin_width", "overflow", "bin:*"];
 
     fn add(&mut self, t: &BtsBatch, event: Event<'_>) {
         self.count += 1;

@@ -180,7 +180,7 @@ fn describe_lists_the_batch_functions_then_the_embedded_stream_ones() {
     );
     assert_eq!(
         info.functions[1].outputs,
-        ["count", "bin_width", "overflow"]
+        ["count", "bin_width", "overflow", "bin:*"]
     );
     assert_eq!(info.functions[2].outputs, ["active", "rows"]);
     assert_eq!(info.functions[3].outputs, ["breaches", "rows"]);

@@ -2,11 +2,25 @@
 //! allocator, no component-model concurrency), the epoch ticker that makes
 //! call budgets real, the linker, and loading + validating components with a
 //! content-addressed cache of compiled artifacts.
+//!
+//! Loading is bounded by the host's [`Ceilings`]: only regular files are
+//! read, at most `module_size` bytes; at most `concurrent_compiles`
+//! compiles run at once, each for at most `compile_time`.
+//!
+//! The artifact cache belongs to the host alone: loading a cached artifact
+//! trusts its bytes (it is machine code), so the directory must be owned by
+//! the host's user and writable by no one else (checked when the engine
+//! starts; created with mode 0700), and an artifact is used only if it is a
+//! regular file of that user that no one else may write. Tenants have no
+//! file access at all, and uploads land in the state directory, which
+//! `host.toml` may not place the cache under.
 
 use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,7 +29,9 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{ModuleInfo, Tenant, TenantPre};
+use super::ceilings::{Ceilings, CompileSlots};
 use super::error::{chain, RejectReason, Result, SandboxError};
+use super::limits::Limits;
 use super::instance::HostState;
 use super::module::TenantModule;
 use super::validate;
@@ -28,8 +44,9 @@ pub struct SandboxConfig {
     pub pooling: bool,
     /// Instance slots in the pool.
     pub pool_instances: u32,
-    /// Largest memory cap any tenant may ask for (pool slot size), bytes.
-    pub max_memory: u64,
+    /// The most any tenant may declare or cause; `ceilings.memory` is also
+    /// the pool's slot size.
+    pub ceilings: Ceilings,
     /// Epoch tick: the granularity of CPU budgets.
     pub epoch_tick: Duration,
     /// Where compiled artifacts are kept, keyed by content hash; `None`
@@ -72,7 +89,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             pooling: true,
             pool_instances: 256,
-            max_memory: 1 << 30,
+            ceilings: Ceilings::default(),
             epoch_tick: Duration::from_millis(1),
             cache_dir: None,
             trap_backoff: None,
@@ -101,6 +118,7 @@ pub struct SandboxEngine {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
     pub(crate) config: SandboxConfig,
+    compiles: Arc<CompileSlots>,
     _ticker: EpochTicker,
 }
 
@@ -128,7 +146,7 @@ impl SandboxEngine {
                 .total_tables(n.saturating_mul(8))
                 .total_stacks(n)
                 .max_memories_per_component(4)
-                .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX));
+                .max_memory_size(usize::try_from(config.ceilings.memory).unwrap_or(usize::MAX));
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&wasm).map_err(|e| SandboxError::Engine(chain(&e)))?;
@@ -136,24 +154,82 @@ impl SandboxEngine {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| SandboxError::Engine(chain(&e)))?;
+        // The monotonic clock again, replaced by one that never waits (see
+        // `wasi.rs`): wasmtime-wasi's would block the worker in a sleep.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<
+            HostState,
+            super::wasi::NoWait,
+        >(&mut linker, HostState::no_wait_clock)
+        .map_err(|e| SandboxError::Engine(chain(&e)))?;
+        linker.allow_shadowing(false);
         Tenant::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| SandboxError::Engine(chain(&e)))?;
 
+        if let Some(dir) = &config.cache_dir {
+            own_cache_dir(dir)?;
+        }
         let ticker = start_ticker(&engine, config.epoch_tick)?;
         Ok(SandboxEngine {
             engine,
             linker,
+            compiles: Arc::new(CompileSlots::new(config.ceilings.concurrent_compiles)),
             config,
             _ticker: ticker,
         })
     }
 
-    /// Reads, validates and prepares a tenant component from a file.
+    /// The host's ceilings.
+    pub fn ceilings(&self) -> &Ceilings {
+        &self.config.ceilings
+    }
+
+    /// Refuses a tenant's declared limits over the host's ceilings, naming
+    /// the ceiling: call it when a manifest is loaded, before its module.
+    pub fn check_limits(&self, tenant: &str, limits: &Limits) -> Result<()> {
+        self.config
+            .ceilings
+            .check(limits)
+            .map_err(|source| SandboxError::OverCeiling {
+                tenant: tenant.to_owned(),
+                source,
+            })
+    }
+
+    /// Reads, validates and prepares a tenant component from a file. Only
+    /// a regular file is read (a device such as `/dev/zero` never ends),
+    /// and at most the module-size ceiling of it.
     pub fn load_file(&self, tenant: &str, path: &Path) -> Result<TenantModule> {
-        let bytes = std::fs::read(path).map_err(|source| SandboxError::Io {
+        let io = |source| SandboxError::Io {
             context: format!("tenant `{tenant}`: reading module {}", path.display()),
             source,
-        })?;
+        };
+        let reject = |reason| SandboxError::Rejected {
+            tenant: tenant.to_owned(),
+            reason,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            let what = if meta.is_dir() {
+                "a directory".to_owned()
+            } else {
+                format!("{} is a device, pipe or socket", path.display())
+            };
+            return Err(reject(RejectReason::NotAFile(what)));
+        }
+        let ceiling = self.config.ceilings.module_size;
+        if meta.len() > ceiling {
+            return Err(reject(RejectReason::TooLarge {
+                size: meta.len(),
+                ceiling,
+            }));
+        }
+        // The file may grow while read: never read past the ceiling.
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        file.take(ceiling.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
         self.load(tenant, &bytes)
     }
 
@@ -166,6 +242,13 @@ impl SandboxEngine {
             tenant: tenant.to_owned(),
             reason,
         };
+        let ceiling = self.config.ceilings.module_size;
+        if bytes.len() as u64 > ceiling {
+            return Err(reject(RejectReason::TooLarge {
+                size: bytes.len() as u64,
+                ceiling,
+            }));
+        }
         validate::check_header(bytes).map_err(reject)?;
         let hash = hex::encode(Sha256::digest(bytes));
         let started = Instant::now();
@@ -186,6 +269,7 @@ impl SandboxEngine {
             SandboxError::Rejected { .. } => e,
             other => reject(RejectReason::Describe(other.to_string())),
         })?;
+        validate::check_info(&info).map_err(|m| reject(RejectReason::Describe(m)))?;
         module.set_info(info);
         tracing::info!(
             tenant,
@@ -205,24 +289,25 @@ impl SandboxEngine {
         bytes: &[u8],
     ) -> std::result::Result<(Component, LoadSource), RejectReason> {
         let Some(dir) = &self.config.cache_dir else {
-            return self.compile_fresh(bytes).map(|c| (c, LoadSource::Compiled));
+            return self.compile_bounded(bytes).map(|c| (c, LoadSource::Compiled));
         };
         let path = dir.join(format!("{hash}-{}.cwasm", self.compatibility_tag()));
-        if path.exists() {
-            // SAFETY: the cache directory is written only by this function,
-            // from artifacts this engine configuration produced; a file that
-            // is not such an artifact is refused by wasmtime's header check
-            // and recompiled below.
+        if trusted_artifact(&path) {
+            // SAFETY: the cache directory and this file belong to the host's
+            // user and no one else may write them (checked above and when
+            // the engine started); artifacts there are written only by this
+            // function, from what this engine configuration produced. A file
+            // that is not such an artifact is refused by wasmtime's header
+            // check and recompiled below.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(component) => return Ok((component, LoadSource::Cache)),
                 Err(e) => tracing::warn!(path = %path.display(), error = %chain(&e),
                     "cached artifact unusable; recompiling"),
             }
         }
-        let artifact = self
-            .engine
-            .precompile_component(bytes)
-            .map_err(|e| RejectReason::Compile(chain(&e)))?;
+        let artifact = self.bounded(bytes, |engine, bytes| {
+            engine.precompile_component(&bytes)
+        })?;
         if let Err(e) = write_atomically(dir, &path, &artifact) {
             tracing::warn!(path = %path.display(), error = %e, "could not cache compiled module");
         }
@@ -232,8 +317,46 @@ impl SandboxEngine {
         Ok((component, LoadSource::Compiled))
     }
 
-    fn compile_fresh(&self, bytes: &[u8]) -> std::result::Result<Component, RejectReason> {
-        Component::new(&self.engine, bytes).map_err(|e| RejectReason::Compile(chain(&e)))
+    fn compile_bounded(&self, bytes: &[u8]) -> std::result::Result<Component, RejectReason> {
+        self.bounded(bytes, |engine, bytes| Component::new(&engine, &bytes))
+    }
+
+    /// Runs `compile` in a thread of its own once a compile slot is free,
+    /// waiting at most the compile-time ceiling for the slot and again for
+    /// the compile. A compile that overruns is abandoned (its thread ends
+    /// in its own time and only then frees its slot, so the number of
+    /// compiles at once stays bounded).
+    fn bounded<T: Send + 'static>(
+        &self,
+        bytes: &[u8],
+        compile: fn(Engine, Vec<u8>) -> wasmtime::Result<T>,
+    ) -> std::result::Result<T, RejectReason> {
+        let limit = self.config.ceilings.compile_time;
+        let slot = self.compiles.acquire(limit).ok_or_else(|| {
+            RejectReason::CompileTime(format!(
+                "no compile slot came free within {limit:?}: the host is busy compiling other \
+                 modules (ceilings `concurrent_compiles` = {}, `compile_time`); try again",
+                self.config.ceilings.concurrent_compiles
+            ))
+        })?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        let engine = self.engine.clone();
+        let bytes = bytes.to_vec();
+        std::thread::Builder::new()
+            .name("sluice-compile".into())
+            .spawn(move || {
+                let result = compile(engine, bytes);
+                drop(slot);
+                let _ = tx.send(result);
+            })
+            .map_err(|e| RejectReason::Compile(format!("starting a compile thread: {e}")))?;
+        match rx.recv_timeout(limit) {
+            Ok(result) => result.map_err(|e| RejectReason::Compile(chain(&e))),
+            Err(_) => Err(RejectReason::CompileTime(format!(
+                "compiling took longer than the host's ceiling of {limit:?} (ceiling \
+                 `compile_time`)"
+            ))),
+        }
     }
 
     /// Distinguishes artifacts of different wasmtime versions or settings.
@@ -278,10 +401,73 @@ fn start_ticker(engine: &Engine, tick: Duration) -> Result<EpochTicker> {
 }
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    drop(file);
     std::fs::rename(&tmp, path)
+}
+
+/// The effective user id of the host process.
+fn host_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Creates the cache directory (mode 0700) or checks that it belongs to
+/// the host alone: owned by the host's user, writable by no one else.
+fn own_cache_dir(dir: &Path) -> Result<()> {
+    let io = |source| SandboxError::Io {
+        context: format!("compiled-artifact cache {}", dir.display()),
+        source,
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(io)?;
+    let problem = if !meta.is_dir() {
+        Some("is not a directory (a symbolic link is not accepted)")
+    } else if meta.uid() != host_uid() {
+        Some("is owned by another user")
+    } else if meta.mode() & 0o022 != 0 {
+        Some("is writable by other users")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(SandboxError::Engine(format!(
+            "the compiled-artifact cache {} {problem}; loading a cached artifact trusts its \
+             bytes, so the cache must belong to the host alone (owned by its user, mode 0700)",
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether a cached artifact may be loaded: a regular file (not a link) of
+/// the host's user that no one else may write.
+fn trusted_artifact(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            let trusted =
+                meta.is_file() && meta.uid() == host_uid() && meta.mode() & 0o022 == 0;
+            if !trusted {
+                tracing::warn!(path = %path.display(),
+                    "cached artifact not owned by the host alone; ignored and recompiled");
+            }
+            trusted
+        }
+        Err(_) => false,
+    }
 }
 
 impl ModuleInfo {

@@ -12,6 +12,28 @@ pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
 pub enum RejectReason {
     #[error("not a WebAssembly binary (no `\\0asm` header)")]
     NotWasm,
+    /// A Wasm header with a layer that is neither a core module (0) nor a
+    /// component (1).
+    #[error(
+        "a WebAssembly binary of unknown layer {layer} (version {version}): sluice runs \
+         components (layer 1)"
+    )]
+    UnknownLayer { version: u16, layer: u16 },
+    /// The module path names something other than a regular file (a
+    /// device such as `/dev/zero` would be read forever).
+    #[error("not a regular file ({0}); a module must be a `.wasm` file")]
+    NotAFile(String),
+    /// Bigger than the host's module-size ceiling (compiling costs memory
+    /// in proportion).
+    #[error(
+        "{size} bytes, over the host's module-size ceiling of {ceiling} bytes (ceiling \
+         `module_size`)"
+    )]
+    TooLarge { size: u64, ceiling: u64 },
+    /// The compile took longer than the host's compile-time ceiling, or
+    /// waited that long for a compile slot.
+    #[error("{0}")]
+    CompileTime(String),
     #[error(
         "a core WebAssembly module, not a component: build the tenant for \
          `wasm32-wasip2` so that cargo emits a component"
@@ -32,6 +54,27 @@ pub enum RejectReason {
     Describe(String),
 }
 
+/// Longest guest message kept (errors, traps, dead letters, logs): a guest
+/// decides its message's length, the host decides what it holds.
+pub const MAX_GUEST_MESSAGE: usize = 4096;
+
+/// Cuts a guest-made message to [`MAX_GUEST_MESSAGE`] bytes on a char
+/// boundary, saying that it was cut and how long it was.
+pub(crate) fn cut_message(message: String) -> String {
+    if message.len() <= MAX_GUEST_MESSAGE {
+        return message;
+    }
+    let mut end = MAX_GUEST_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… [cut to {end} of {} bytes]",
+        &message[..end],
+        message.len()
+    )
+}
+
 /// Which per-call bound a guest ran into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Limit {
@@ -39,8 +82,15 @@ pub enum Limit {
     Cpu { budget: Duration },
     /// The instance tried to grow its memory past the cap (bytes).
     Memory { cap: u64 },
-    /// The call returned more than the output cap (bytes).
+    /// One key group or window would make the host emit more than the
+    /// output cap (bytes; `size` is what it would have emitted).
     Output { cap: u64, size: u64 },
+    /// The results of one call would take more than the host's per-call
+    /// ceiling, though no single item is over its cap (bytes).
+    CallOutput { cap: u64, size: u64 },
+    /// The guest tried to sleep or wait: guest calls may not block, so the
+    /// wait is refused at once (the pinned clock would never get there).
+    Wait { requested: Duration },
 }
 
 impl std::fmt::Display for Limit {
@@ -48,9 +98,20 @@ impl std::fmt::Display for Limit {
         match self {
             Limit::Cpu { budget } => write!(f, "CPU budget of {budget:?} per call"),
             Limit::Memory { cap } => write!(f, "memory cap of {cap} bytes"),
-            Limit::Output { cap, size } => {
-                write!(f, "output cap of {cap} bytes (returned {size} bytes)")
-            }
+            Limit::Output { cap, size } => write!(
+                f,
+                "output cap of {cap} bytes per key group or window (one would emit {size} bytes)"
+            ),
+            Limit::CallOutput { cap, size } => write!(
+                f,
+                "host's ceiling of {cap} bytes of results per call (this one returned {size} \
+                 bytes; it is retried in smaller calls)"
+            ),
+            Limit::Wait { requested } => write!(
+                f,
+                "call deadline: it tried to wait {requested:?}, and guest calls may not sleep \
+                 or wait (refused at once)"
+            ),
         }
     }
 }
@@ -101,23 +162,45 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    /// A declared limit is over the host's ceiling: refused at load.
+    #[error("tenant `{tenant}`: {source}")]
+    OverCeiling {
+        tenant: String,
+        #[source]
+        source: super::ceilings::OverCeiling,
+    },
     /// The engine itself could not be set up or could not instantiate.
     #[error("sandbox engine: {0}")]
     Engine(String),
 }
 
 impl SandboxError {
-    /// True when the failing call trapped (a plain trap, or the CPU or
-    /// memory limit) and so discarded its instance.
+    /// True when the failing call trapped (a plain trap, the CPU or
+    /// memory limit, a refused wait) and so discarded its instance.
     pub fn is_trap(&self) -> bool {
         matches!(
             self,
             SandboxError::Trap { .. }
                 | SandboxError::LimitExceeded {
-                    limit: Limit::Cpu { .. } | Limit::Memory { .. },
+                    limit: Limit::Cpu { .. } | Limit::Memory { .. } | Limit::Wait { .. },
                     ..
                 }
         )
+    }
+
+    /// True when the failure counts as a trap for the trap backoff and
+    /// `serve`'s auto-pause: a trap, or any limit that one key group or
+    /// window breached on its own (not the per-call ceiling, which is the
+    /// host's batching, not a tenant's fault).
+    pub fn counts_as_trap(&self) -> bool {
+        self.is_trap()
+            || matches!(
+                self,
+                SandboxError::LimitExceeded {
+                    limit: Limit::Output { .. },
+                    ..
+                }
+            )
     }
 
     /// True when the failure is caused by what the call was given (a trap,
@@ -142,14 +225,36 @@ impl SandboxError {
     }
 }
 
-/// Renders a wasmtime error with its whole cause chain on one line.
+/// Renders a wasmtime error with its whole cause chain on one line,
+/// without wasmtime's multi-line wasm backtrace.
 pub(crate) fn chain(err: &wasmtime::Error) -> String {
     let mut out = String::new();
-    for (i, cause) in err.chain().enumerate() {
-        if i > 0 {
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let line = text.lines().next().unwrap_or("").trim();
+        // wasmtime attaches the backtrace as a context of many lines.
+        if line.is_empty() || line.starts_with("error while executing at wasm backtrace") {
+            continue;
+        }
+        if !out.is_empty() {
             out.push_str(": ");
         }
-        out.push_str(&cause.to_string());
+        out.push_str(line);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_guest_messages_are_cut_on_a_char_boundary_saying_so() {
+        assert_eq!(cut_message("short".into()), "short");
+        let long = "é".repeat(40 << 20);
+        let cut = cut_message(long);
+        assert!(cut.len() < MAX_GUEST_MESSAGE + 64, "{}", cut.len());
+        assert!(cut.ends_with(&format!("of {} bytes]", 80 << 20)), "{}", &cut[cut.len() - 40..]);
+        assert!(cut.starts_with("éé"));
+    }
 }

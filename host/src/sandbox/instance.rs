@@ -16,21 +16,86 @@ use super::bindings::{
     AlertResult, Analytics, DataField, EventBatch, FieldDef, GuestError, KeyGroup, LogLevel,
     ModuleInfo, Tenant, WindowGroup,
 };
-use super::error::{chain, Limit, Result, SandboxError};
-use super::limits::{thread_cpu_time, Limits, MemoryCap, OutputSize};
+use super::error::{chain, cut_message, Limit, Result, SandboxError};
+use super::limits::{thread_cpu_time, Limits, MemoryCap};
 use super::log::TenantLog;
 use super::module::TenantModule;
+use super::output::{self, Caps, Declared, Refusal};
 use super::packed::{self, AddGroup};
-use super::wasi::{deterministic_ctx, PinnedClock, SeededRandom};
+use super::wasi::{deterministic_ctx, NoWaitClock, PinnedClock, SeededRandom, WaitRefused};
 
 /// The data of a tenant's `Store`.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     log: TenantLog,
+    /// The instant the guest's monotonic clock shows (the WASI context has
+    /// the same clock; this one serves the no-wait clock).
+    clock: PinnedClock,
     pub(crate) limiter: MemoryCap,
     /// The thread's CPU time when the current call started.
     cpu_start: Duration,
+}
+
+impl HostState {
+    /// The guest's monotonic clock, which never waits.
+    pub(crate) fn no_wait_clock(&mut self) -> NoWaitClock<'_> {
+        NoWaitClock {
+            clock: &self.clock,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// How a call failed short of a trap.
+enum Failed {
+    /// The guest returned an error value.
+    Guest(GuestError),
+    /// The host refused what it returned.
+    Refused(Refusal),
+}
+
+impl From<GuestError> for Failed {
+    fn from(e: GuestError) -> Self {
+        Failed::Guest(e)
+    }
+}
+
+impl From<Refusal> for Failed {
+    fn from(r: Refusal) -> Self {
+        Failed::Refused(r)
+    }
+}
+
+/// Frames of a wasm backtrace above which an out-of-bounds access is taken
+/// for a stack overflow: a Rust guest's stack lives in linear memory, and
+/// running off its end is an out-of-bounds access, not wasmtime's
+/// stack-overflow trap. Safe Rust never makes one otherwise.
+const DEEP_BACKTRACE: usize = 512;
+
+/// A trap's message on one line: what happened, without wasmtime's
+/// backtrace, naming a stack overflow and an `exit` as such.
+fn trap_message(err: &wasmtime::Error) -> String {
+    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return format!(
+            "the guest called exit (status {}); a tenant must return, not exit",
+            exit.0
+        );
+    }
+    let depth = err
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map_or(0, |bt| bt.frames().len());
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => {
+            "stack overflow (wasm call stack exhausted: recursion too deep)".to_owned()
+        }
+        Some(Trap::MemoryOutOfBounds) if depth >= DEEP_BACKTRACE => format!(
+            "stack overflow (the guest's stack ran out at a call depth of {depth}: \
+             recursion too deep)"
+        ),
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => chain(err),
+    }
 }
 
 impl WasiView for HostState {
@@ -169,6 +234,7 @@ impl TenantInstance {
             wasi: deterministic_ctx(&self.log, &self.clock, &self.random, fixed_seed),
             table: ResourceTable::new(),
             log: self.log.clone(),
+            clock: self.clock.clone(),
             limiter: MemoryCap::new(self.limits.memory),
             cpu_start: thread_cpu_time(),
         };
@@ -229,7 +295,7 @@ impl TenantInstance {
                     return Err(SandboxError::Guest {
                         tenant: self.module.tenant().to_owned(),
                         function: "init".into(),
-                        message,
+                        message: cut_message(message),
                     })
                 }
                 Err(err) => {
@@ -251,10 +317,15 @@ impl TenantInstance {
     ) -> SandboxError {
         let tenant = self.module.tenant().to_owned();
         let function = function.to_owned();
+        let waited = err
+            .downcast_ref::<WaitRefused>()
+            .map(|w| Limit::Wait { requested: w.0 });
         let limit = if memory_hit {
             Some(Limit::Memory {
                 cap: self.limits.memory,
             })
+        } else if waited.is_some() {
+            waited
         } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             Some(Limit::Cpu {
                 budget: self.limits.call_budget,
@@ -272,30 +343,68 @@ impl TenantInstance {
                 }
             }
             None => {
-                // The trap itself, without wasmtime's multi-line backtrace.
-                let mut message = match err.downcast_ref::<Trap>() {
-                    Some(trap) => format!("wasm trap: {trap}"),
-                    None => chain(err),
-                };
+                let mut message = trap_message(err);
                 if let Some(said) = self.log.recent_stdio() {
                     message.push_str(&format!(" (guest wrote: {said})"));
                 }
                 SandboxError::Trap {
                     tenant,
                     function,
-                    message,
+                    message: cut_message(message),
                 }
             }
         };
         self.stats.traps += 1;
         self.module.count_trap();
-        tracing::warn!(tenant = self.module.tenant(), error = %error, "guest call failed; instance discarded");
+        if self.log.admit_host() {
+            tracing::warn!(tenant = self.module.tenant(), error = %error, "guest call failed; instance discarded");
+        }
         error
     }
 
-    /// Runs one export call with the deadline, pinned clock and seed set,
-    /// then checks the result's length and size.
-    fn call<R: OutputSize>(
+    /// A refusal of what a call returned, as an error: an item over the
+    /// output cap counts as a trap (backoff, auto-pause); the per-call
+    /// ceiling and contract faults do not.
+    fn refused(&mut self, function: &str, refusal: Refusal) -> SandboxError {
+        let tenant = self.module.tenant().to_owned();
+        let function = function.to_owned();
+        let limit = match refusal {
+            Refusal::Contract(message) => {
+                return SandboxError::Contract {
+                    tenant,
+                    function,
+                    message: cut_message(message),
+                }
+            }
+            Refusal::Item { size } => Limit::Output {
+                cap: self.limits.max_output,
+                size,
+            },
+            Refusal::Call { size } => Limit::CallOutput {
+                cap: self.module.call_output_for(self.limits.max_output),
+                size,
+            },
+        };
+        self.stats.limit_hits += 1;
+        let error = SandboxError::LimitExceeded {
+            tenant,
+            function,
+            limit,
+        };
+        if error.counts_as_trap() {
+            self.stats.traps += 1;
+            self.module.count_trap();
+            if self.log.admit_host() {
+                tracing::warn!(tenant = self.module.tenant(), error = %error, "guest result refused");
+            }
+        }
+        error
+    }
+
+    /// Runs one export call with the deadline, pinned clock and seed set.
+    /// `f` makes the call and checks what it returned against the caps
+    /// (before building the host's copy, where it unpacks).
+    fn call<R>(
         &mut self,
         function: &str,
         at_ms: i64,
@@ -304,7 +413,8 @@ impl TenantInstance {
         f: impl FnOnce(
             &Analytics,
             &mut Store<HostState>,
-        ) -> wasmtime::Result<Result<Vec<R>, GuestError>>,
+            &Caps<'_>,
+        ) -> wasmtime::Result<Result<Vec<R>, Failed>>,
     ) -> Result<Vec<R>> {
         self.stats.calls += 1;
         self.module.before_call();
@@ -312,29 +422,34 @@ impl TenantInstance {
         self.clock.set(at_ms);
         self.random.reseed(seed);
         let ticks = self.deadline_ticks();
+        let module = self.module.clone();
+        // A function `describe` does not list declares nothing: the guest
+        // answers it with its own error, or any field it returns is refused.
+        let declared = Declared::of(module.info(), function).unwrap_or(Declared {
+            function,
+            outputs: &[],
+            kinds: &[],
+        });
+        let caps = Caps {
+            item: self.limits.max_output,
+            call: module.call_output_for(self.limits.max_output),
+            declared: &declared,
+        };
         let live = self.ready(true)?;
         live.store.set_epoch_deadline(ticks);
         live.store.data_mut().cpu_start = thread_cpu_time();
         live.store.data_mut().limiter.hit = false;
-        let outcome = f(live.bindings.sluice_analytics_analytics(), &mut live.store);
+        let outcome = f(
+            live.bindings.sluice_analytics_analytics(),
+            &mut live.store,
+            &caps,
+        );
         let memory_hit = live.store.data().limiter.hit;
         let used = thread_cpu_time().saturating_sub(live.store.data().cpu_start);
-        self.module.add_guest_cpu(used);
-        let tenant = self.module.tenant();
+        module.add_guest_cpu(used);
+        let tenant = module.tenant();
         match outcome {
             Ok(Ok(results)) => {
-                let size = results.output_size();
-                if size > self.limits.max_output {
-                    self.stats.limit_hits += 1;
-                    return Err(SandboxError::LimitExceeded {
-                        tenant: tenant.to_owned(),
-                        function: function.to_owned(),
-                        limit: Limit::Output {
-                            cap: self.limits.max_output,
-                            size,
-                        },
-                    });
-                }
                 if results.len() != expected {
                     return Err(SandboxError::Contract {
                         tenant: tenant.to_owned(),
@@ -347,11 +462,12 @@ impl TenantInstance {
                 }
                 Ok(results)
             }
-            Ok(Err(GuestError { message })) => Err(SandboxError::Guest {
+            Ok(Err(Failed::Guest(GuestError { message }))) => Err(SandboxError::Guest {
                 tenant: tenant.to_owned(),
                 function: function.to_owned(),
-                message,
+                message: cut_message(message),
             }),
+            Ok(Err(Failed::Refused(refusal))) => Err(self.refused(function, refusal)),
             Err(err) => {
                 self.live = None;
                 Err(self.classify(function, &err, memory_hit))
@@ -392,11 +508,12 @@ impl TenantInstance {
     ) -> Result<Vec<Vec<u8>>> {
         let (at, seed) = self.batch_context(function, None, batch);
         let packed = packed::pack_add_groups(groups);
-        self.call(function, at, seed, groups.len(), |guest, store| {
+        self.call(function, at, seed, groups.len(), |guest, store, caps| {
             let added = guest.call_aggregate_add(store, function, &packed, batch)?;
             // Malformed packing is the guest's fault, like any bad result.
             Ok(added
-                .and_then(|b| packed::unpack_bytes(b).map_err(|message| GuestError { message })))
+                .map_err(Failed::from)
+                .and_then(|b| packed::unpack_bytes(b, caps).map_err(Failed::from)))
         })
     }
 
@@ -417,8 +534,12 @@ impl TenantInstance {
     {
         let seed = seed_of(&[self.module.tenant(), function], at_ms);
         let packed = packed::pack(accumulators);
-        self.call(function, at_ms, seed, accumulators.len(), |guest, store| {
-            guest.call_aggregate_merge(store, function, &packed)
+        self.call(function, at_ms, seed, accumulators.len(), |guest, store, caps| {
+            let merged = guest.call_aggregate_merge(store, function, &packed)?;
+            Ok(merged.map_err(Failed::from).and_then(|merged| {
+                caps.sizes(merged.iter().map(|m| m.len() as u64))?;
+                Ok(merged)
+            }))
         })
     }
 
@@ -436,12 +557,13 @@ impl TenantInstance {
     {
         let seed = seed_of(&[self.module.tenant(), function], at_ms);
         let packed = packed::pack(windows);
-        self.call(function, at_ms, seed, windows.len(), |guest, store| {
+        self.call(function, at_ms, seed, windows.len(), |guest, store, caps| {
             let fields = guest.call_aggregate_finish(store, function, &packed)?;
             // Malformed packing is the guest's fault, like any bad result:
             // the windows of the call are isolated and dead-lettered.
             Ok(fields
-                .and_then(|f| packed::unpack_fields(f).map_err(|message| GuestError { message })))
+                .map_err(Failed::from)
+                .and_then(|f| packed::unpack_fields(f, caps).map_err(Failed::from)))
         })
     }
 
@@ -453,8 +575,12 @@ impl TenantInstance {
         batch: &EventBatch,
     ) -> Result<Vec<AlertResult>> {
         let (at, seed) = self.batch_context(function, groups.first().map(|g| &g.key[..]), batch);
-        self.call(function, at, seed, groups.len(), |guest, store| {
-            guest.call_alert(store, function, groups, batch)
+        self.call(function, at, seed, groups.len(), |guest, store, caps| {
+            let results = guest.call_alert(store, function, groups, batch)?;
+            Ok(results.map_err(Failed::from).and_then(|results| {
+                output::check_alerts(&results, groups, caps)?;
+                Ok(results)
+            }))
         })
     }
 
@@ -468,8 +594,12 @@ impl TenantInstance {
         let at = windows.iter().map(|w| w.end).max().unwrap_or(0);
         let key = windows.first().map(|w| &w.key[..]);
         let (_, seed) = self.batch_context(function, key, batch);
-        self.call(function, at, seed, windows.len(), |guest, store| {
-            guest.call_process_window(store, function, windows, batch)
+        self.call(function, at, seed, windows.len(), |guest, store, caps| {
+            let results = guest.call_process_window(store, function, windows, batch)?;
+            Ok(results.map_err(Failed::from).and_then(|results| {
+                output::check_windows(&results, caps)?;
+                Ok(results)
+            }))
         })
     }
 

@@ -13,7 +13,9 @@ pub struct Limits {
     /// every epoch deadline (so a busy machine that deschedules the thread
     /// does not count against the tenant).
     pub call_budget: Duration,
-    /// Size of what one call may return, in bytes (states, fields, alerts).
+    /// What one key group or window may make the host emit, in bytes: its
+    /// result lines (fields with their names, a fixed overhead per line
+    /// and per field) and a key group's new state. See `output.rs`.
     pub max_output: u64,
 }
 
@@ -79,48 +81,6 @@ impl wasmtime::ResourceLimiter for MemoryCap {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
-    }
-}
-
-/// Bytes a call's result occupies on the host side, for the output cap.
-pub(crate) trait OutputSize {
-    fn output_size(&self) -> u64;
-}
-
-use super::bindings::{Alert, AlertResult, DataField, Value};
-
-impl OutputSize for Vec<u8> {
-    fn output_size(&self) -> u64 {
-        self.len() as u64
-    }
-}
-
-impl OutputSize for DataField {
-    fn output_size(&self) -> u64 {
-        let value = match &self.value {
-            Value::Text(s) => s.len() as u64,
-            Value::Int(_) | Value::Float(_) => 8,
-            Value::Boolean(_) => 1,
-        };
-        self.name.len() as u64 + value
-    }
-}
-
-impl OutputSize for Alert {
-    fn output_size(&self) -> u64 {
-        self.kind.len() as u64 + 8 + self.data.output_size()
-    }
-}
-
-impl OutputSize for AlertResult {
-    fn output_size(&self) -> u64 {
-        self.state.len() as u64 + self.alerts.output_size()
-    }
-}
-
-impl<T: OutputSize> OutputSize for Vec<T> {
-    fn output_size(&self) -> u64 {
-        self.iter().map(OutputSize::output_size).sum()
     }
 }
 

@@ -1,6 +1,11 @@
 //! The tenant's log: `host.log` and guest stdout/stderr end up here, as
 //! `tracing` events tagged with the tenant, rate-limited so a chatty or
-//! hostile guest cannot flood the host's log.
+//! hostile guest cannot flood the host's log. Every line is cut to
+//! [`MAX_LINE`] bytes and its control characters escaped, so one write —
+//! of any length, with any newlines — is at most one short log line. The
+//! host's own warnings about a tenant's failed calls have a bucket of
+//! their own (a tenant trapping on every call cannot flood the log either,
+//! nor silence its own log lines).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +16,8 @@ use super::bindings::LogLevel;
 
 /// Lines per second a tenant may log (burst of the same size).
 const LINES_PER_SECOND: f64 = 100.0;
+/// Host warnings per second about one tenant's failed calls.
+const HOST_LINES_PER_SECOND: f64 = 10.0;
 /// Longest line kept; the rest is cut.
 const MAX_LINE: usize = 1024;
 /// stdout/stderr lines kept for quoting in a trap message.
@@ -25,6 +32,7 @@ pub struct TenantLog {
 struct Inner {
     tenant: String,
     bucket: Mutex<Bucket>,
+    host_bucket: Mutex<Bucket>,
     written: AtomicU64,
     dropped: AtomicU64,
     /// Recent stdout/stderr lines, kept (even when rate-limited) so a trap
@@ -47,6 +55,10 @@ impl TenantLog {
                     tokens: LINES_PER_SECOND,
                     last: Instant::now(),
                 }),
+                host_bucket: Mutex::new(Bucket {
+                    tokens: HOST_LINES_PER_SECOND,
+                    last: Instant::now(),
+                }),
                 written: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 recent_stdio: Mutex::new(VecDeque::new()),
@@ -63,21 +75,20 @@ impl TenantLog {
     }
 
     fn admit(&self) -> bool {
-        let Ok(mut bucket) = self.inner.bucket.lock() else {
-            return false;
-        };
-        let now = Instant::now();
-        let refill = now.duration_since(bucket.last).as_secs_f64() * LINES_PER_SECOND;
-        bucket.tokens = (bucket.tokens + refill).min(LINES_PER_SECOND);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            self.inner.written.fetch_add(1, Ordering::Relaxed);
-            true
+        let admitted = take(&self.inner.bucket, LINES_PER_SECOND);
+        let counter = if admitted {
+            &self.inner.written
         } else {
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-            false
-        }
+            &self.inner.dropped
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        admitted
+    }
+
+    /// Whether the host may log one more warning about this tenant's
+    /// failed calls now.
+    pub(crate) fn admit_host(&self) -> bool {
+        take(&self.inner.host_bucket, HOST_LINES_PER_SECOND)
     }
 
     /// A line from the `host.log` import.
@@ -85,7 +96,7 @@ impl TenantLog {
         if !self.admit() {
             return;
         }
-        let message = truncate(message);
+        let message = clean(message);
         let tenant = self.inner.tenant.as_str();
         match level {
             LogLevel::Trace => tracing::trace!(tenant, guest = true, "{message}"),
@@ -108,7 +119,7 @@ impl TenantLog {
                 if recent.len() == RECENT_LINES {
                     recent.pop_front();
                 }
-                recent.push_back(truncate(line).to_owned());
+                recent.push_back(clean(line));
             }
         }
         self.line(LogLevel::Info, text);
@@ -132,6 +143,41 @@ impl TenantLog {
             .collect();
         (!lines.is_empty()).then(|| lines.join(" / "))
     }
+}
+
+/// Takes a token from a bucket refilled at `rate` per second.
+fn take(bucket: &Mutex<Bucket>, rate: f64) -> bool {
+    let Ok(mut bucket) = bucket.lock() else {
+        return false;
+    };
+    let now = Instant::now();
+    let refill = now.duration_since(bucket.last).as_secs_f64() * rate;
+    bucket.tokens = (bucket.tokens + refill).min(rate);
+    bucket.last = now;
+    if bucket.tokens >= 1.0 {
+        bucket.tokens -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
+/// A guest's line as logged: cut to [`MAX_LINE`] bytes (saying so), control
+/// characters (newlines included) escaped, so it stays one log line.
+fn clean(message: &str) -> String {
+    let cut = truncate(message);
+    let mut out = String::with_capacity(cut.len() + 16);
+    for c in cut.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if cut.len() < message.len() {
+        out.push_str(&format!("… [cut, {} bytes]", message.len()));
+    }
+    out
 }
 
 fn truncate(message: &str) -> &str {
@@ -158,6 +204,21 @@ mod tests {
         let (written, dropped) = log.counts();
         assert!(written <= 110, "written {written}");
         assert_eq!(written + dropped, 10_000);
+    }
+
+    #[test]
+    fn a_line_stays_one_short_line_whatever_the_guest_writes() {
+        let line = clean(&"a\nb".repeat(1 << 20));
+        assert!(!line.contains('\n'), "newlines are escaped");
+        assert!(line.len() < 3 * MAX_LINE, "{}", line.len());
+        assert!(line.ends_with(&format!("[cut, {} bytes]", 3 << 20)), "{line}");
+    }
+
+    #[test]
+    fn host_warnings_about_a_tenant_are_rate_limited() {
+        let log = TenantLog::new("t");
+        let admitted = (0..1000).filter(|_| log.admit_host()).count();
+        assert!((1..=20).contains(&admitted), "{admitted}");
     }
 
     #[test]

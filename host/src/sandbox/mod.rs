@@ -12,15 +12,24 @@
 //!   [`SandboxError`] naming tenant and function, and the instance is
 //!   rebuilt before the next call. State is passed by value, so a failed
 //!   call leaves everything the host holds unchanged.
+//! - What a call returns is counted before the host builds its copy
+//!   (`output.rs`): per key group or window, against the output cap; per
+//!   call, against the host's ceiling; names and kinds against `describe`.
+//! - No guest call can block: sleeps and timed waits are refused at once
+//!   (`wasi.rs`).
+//! - [`Ceilings`] bound what any tenant may declare (budget, memory,
+//!   output) or cause (module size, compile time, compiles at once).
 
 mod batch;
 mod bindings;
+mod ceilings;
 mod engine;
 mod error;
 mod instance;
 mod limits;
 mod log;
 mod module;
+mod output;
 mod packed;
 mod validate;
 mod wasi;
@@ -30,8 +39,9 @@ pub use bindings::{
     Alert, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType, FunctionInfo,
     FunctionKind, GuestError, KeyGroup, LogLevel, ModuleInfo, TextColumn, Value, WindowGroup,
 };
+pub use ceilings::{Ceilings, OverCeiling};
 pub use engine::{LoadSource, SandboxConfig, SandboxEngine, TrapBackoff};
-pub use error::{Limit, RejectReason, Result, SandboxError};
+pub use error::{Limit, RejectReason, Result, SandboxError, MAX_GUEST_MESSAGE};
 pub use instance::{InstanceStats, TenantInstance};
 pub use limits::Limits;
 pub use log::TenantLog;

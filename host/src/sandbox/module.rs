@@ -22,8 +22,8 @@ struct Inner {
     tenant: String,
     engine: Engine,
     epoch_tick: Duration,
-    /// The engine's largest memory cap (pool slot size).
-    max_memory: u64,
+    /// The host's ceilings (the engine's).
+    ceilings: super::ceilings::Ceilings,
     pre: TenantPre<super::instance::HostState>,
     hash: String,
     info: ModuleInfo,
@@ -64,7 +64,7 @@ impl TenantModule {
                 tenant: tenant.to_owned(),
                 engine: engine.engine.clone(),
                 epoch_tick: engine.config.epoch_tick,
-                max_memory: engine.config.max_memory,
+                ceilings: engine.config.ceilings.clone(),
                 pre,
                 hash,
                 info,
@@ -194,21 +194,37 @@ impl TenantModule {
         schema: Vec<FieldDef>,
         limits: Limits,
     ) -> Result<TenantInstance> {
-        if limits.memory > self.inner.max_memory {
-            return Err(SandboxError::Engine(format!(
-                "tenant `{}`: memory limit of {} bytes exceeds the host's maximum of {} bytes",
-                self.tenant(),
-                limits.memory,
-                self.inner.max_memory
-            )));
-        }
+        // Also checked when a manifest is loaded; here again so that no
+        // path instantiates over a ceiling.
+        self.inner
+            .ceilings
+            .check(&limits)
+            .map_err(|source| SandboxError::OverCeiling {
+                tenant: self.tenant().to_owned(),
+                source,
+            })?;
         let mut instance = TenantInstance::new(self.clone(), params, schema, limits);
         instance.warm()?;
         Ok(instance)
     }
 
-    /// Calls `describe` on a throwaway instance (no `init`).
+    /// The per-call output ceiling for a tenant whose per-item cap is
+    /// `max_output`.
+    pub(crate) fn call_output_for(&self, max_output: u64) -> u64 {
+        self.inner.ceilings.call_output_for(max_output)
+    }
+
+    /// Calls `describe` on a throwaway instance (no `init`), under the
+    /// default limits (the manifest's are not known yet: `describe` is how
+    /// the host learns what the module is), capped by the ceilings. It
+    /// runs like any call: CPU budget, memory cap, no waiting.
     pub(crate) fn describe(&self) -> Result<ModuleInfo> {
-        TenantInstance::new(self.clone(), Vec::new(), Vec::new(), Limits::default()).describe()
+        let defaults = Limits::default();
+        let limits = Limits {
+            memory: defaults.memory.min(self.inner.ceilings.memory),
+            call_budget: defaults.call_budget.min(self.inner.ceilings.call_budget),
+            max_output: defaults.max_output.min(self.inner.ceilings.max_output),
+        };
+        TenantInstance::new(self.clone(), Vec::new(), Vec::new(), limits).describe()
     }
 }

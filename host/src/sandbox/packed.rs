@@ -6,6 +6,7 @@
 //! `aggregate-add` group, its key strings, state and result did.
 
 use super::bindings::{AddGroups, DataField, PackedAccumulators, PackedBytes, PackedFields};
+use super::output::{field_cost, twice, Caps, Refusal, LINE_OVERHEAD};
 
 /// One group of an `aggregate-add` call: the batch's next `rows` rows and
 /// the accumulator so far (`None`: a fresh one), borrowed from its pane.
@@ -33,26 +34,38 @@ pub(crate) fn pack_add_groups(groups: &[AddGroup<'_>]) -> AddGroups {
     }
 }
 
-/// Splits a guest's packed byte strings; a message naming the fault when
-/// the offsets do not describe `data` (a guest that breaks the contract).
-pub(crate) fn unpack_bytes(packed: PackedBytes) -> Result<Vec<Vec<u8>>, String> {
+/// Splits a guest's packed byte strings, after checking every item's size
+/// against the caps (before copying any); a contract refusal naming the
+/// fault when the offsets do not describe `data`.
+pub(crate) fn unpack_bytes(packed: PackedBytes, caps: &Caps<'_>) -> Result<Vec<Vec<u8>>, Refusal> {
     let mut at = 0usize;
-    packed
+    for (i, &end) in packed.ends.iter().enumerate() {
+        let end = end as usize;
+        if end < at || end > packed.data.len() {
+            return Err(Refusal::Contract(format!(
+                "packed bytes: item {i} ends at byte {end}, outside {at}..={}",
+                packed.data.len()
+            )));
+        }
+        at = end;
+    }
+    let mut at = 0usize;
+    caps.sizes(packed.ends.iter().map(|&end| {
+        let size = (end as usize).saturating_sub(at) as u64;
+        at = end as usize;
+        size
+    }))?;
+    let mut at = 0usize;
+    Ok(packed
         .ends
         .iter()
-        .enumerate()
-        .map(|(i, &end)| {
+        .map(|&end| {
             let end = end as usize;
-            let bytes = packed.data.get(at..end).ok_or_else(|| {
-                format!(
-                    "packed bytes: item {i} ends at byte {end}, outside {at}..={}",
-                    packed.data.len()
-                )
-            })?;
+            let bytes = packed.data[at..end].to_vec();
             at = end;
-            Ok(bytes.to_vec())
+            bytes
         })
-        .collect()
+        .collect())
 }
 
 /// Packs lists of accumulators (one list per window or merge), owned or
@@ -83,58 +96,98 @@ where
     packed
 }
 
-/// Unpacks a guest's fields into one list per window; a message naming the
-/// fault when the offsets or name ids do not describe the lists (a guest
-/// that breaks the contract).
-pub(crate) fn unpack_fields(packed: PackedFields) -> Result<Vec<Vec<DataField>>, String> {
+/// Unpacks a guest's fields into one list per window. First, without
+/// allocating per field, it checks the offsets and name ids, the names
+/// against the declared ones (none twice in a window), and what each
+/// window will cost the host — its name spelled out once per reference —
+/// against the caps: a 1 MiB name referred to by 1000 fields is refused
+/// before it is copied once.
+pub(crate) fn unpack_fields(
+    packed: PackedFields,
+    caps: &Caps<'_>,
+) -> Result<Vec<Vec<DataField>>, Refusal> {
     let PackedFields {
         names,
         name_ids,
         values,
         windows,
     } = packed;
+    let contract = |m: String| Err(Refusal::Contract(m));
     if name_ids.len() != values.len() {
-        return Err(format!(
+        return contract(format!(
             "packed fields: {} name ids for {} values",
             name_ids.len(),
             values.len()
         ));
     }
-    let mut out = Vec::with_capacity(windows.len());
-    let mut fields = name_ids.into_iter().zip(values);
+    if let Some(name) = names.iter().find(|n| !caps.declared.output(n)) {
+        return Err(caps.declared.undeclared_field(name));
+    }
+    // Per name: the last window (+1) that used it, to find duplicates.
+    let mut seen = vec![0u32; names.len()];
+    let mut sizes = Vec::with_capacity(windows.len());
     let mut at = 0usize;
     for (i, &end) in windows.iter().enumerate() {
         let end = end as usize;
         if end < at {
-            return Err(format!(
+            return contract(format!(
                 "packed fields: window {i} ends at field {end}, before {at}"
             ));
         }
-        let mut window = Vec::with_capacity(end - at);
-        for _ in at..end {
-            let Some((id, value)) = fields.next() else {
-                return Err(format!(
-                    "packed fields: window {i} ends at field {end}, past the last"
-                ));
-            };
+        if end > name_ids.len() {
+            return contract(format!(
+                "packed fields: window {i} ends at field {end}, past the last"
+            ));
+        }
+        let mark = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let mut cost = LINE_OVERHEAD;
+        let mut dup = None;
+        for (&id, value) in name_ids[at..end].iter().zip(&values[at..end]) {
             let Some(name) = names.get(id as usize) else {
-                return Err(format!(
+                return contract(format!(
                     "packed fields: name id {id} of window {i}, but {} names",
                     names.len()
                 ));
             };
-            window.push(DataField {
-                name: name.clone(),
-                value,
-            });
+            if seen[id as usize] == mark {
+                dup.get_or_insert(name);
+            }
+            seen[id as usize] = mark;
+            cost = cost.saturating_add(field_cost(name.len(), value));
         }
-        out.push(window);
+        // The size first: a name repeated to blow up the output is a limit
+        // breach (a trap), not only a broken contract.
+        if cost > caps.item {
+            return Err(Refusal::Item { size: cost });
+        }
+        if let Some(name) = dup {
+            return Err(twice(name));
+        }
+        sizes.push(cost);
         at = end;
     }
-    if fields.next().is_some() {
-        return Err(format!(
+    if at != name_ids.len() {
+        return contract(format!(
             "packed fields: fields after the last window's end ({at})"
         ));
+    }
+    caps.sizes(sizes.into_iter())?;
+
+    let mut out = Vec::with_capacity(windows.len());
+    let mut fields = name_ids.into_iter().zip(values);
+    let mut at = 0usize;
+    for &end in &windows {
+        let end = end as usize;
+        let window: Vec<DataField> = fields
+            .by_ref()
+            .take(end - at)
+            .map(|(id, value)| DataField {
+                name: names[id as usize].clone(),
+                value,
+            })
+            .collect();
+        out.push(window);
+        at = end;
     }
     Ok(out)
 }
@@ -142,7 +195,30 @@ pub(crate) fn unpack_fields(packed: PackedFields) -> Result<Vec<Vec<DataField>>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::output::Declared;
     use crate::sandbox::Value;
+
+    const ANY: &[String] = &[];
+
+    fn any_name() -> Vec<String> {
+        vec!["*".to_owned()]
+    }
+
+    fn caps<'a>(declared: &'a Declared<'a>) -> Caps<'a> {
+        Caps {
+            item: 1 << 20,
+            call: 1 << 30,
+            declared,
+        }
+    }
+
+    fn open(outputs: &[String]) -> Declared<'_> {
+        Declared {
+            function: "f",
+            outputs,
+            kinds: ANY,
+        }
+    }
 
     #[test]
     fn add_groups_pack_row_ends_and_zero_or_one_state_each() {
@@ -176,8 +252,10 @@ mod tests {
             data: data.to_vec(),
             ends: ends.to_vec(),
         };
+        let all = any_name();
+        let d = open(&all);
         assert_eq!(
-            unpack_bytes(bytes(&[1, 2, 3], &[1, 1, 3])),
+            unpack_bytes(bytes(&[1, 2, 3], &[1, 1, 3]), &caps(&d)),
             Ok(vec![vec![1], vec![], vec![2, 3]])
         );
         for (packed, fault) in [
@@ -190,7 +268,10 @@ mod tests {
                 "packed bytes: item 1 ends at byte 1, outside 2..=2",
             ),
         ] {
-            assert_eq!(unpack_bytes(packed), Err(fault.to_owned()));
+            assert_eq!(
+                unpack_bytes(packed, &caps(&d)),
+                Err(Refusal::Contract(fault.to_owned()))
+            );
         }
     }
 
@@ -213,7 +294,10 @@ mod tests {
 
     #[test]
     fn fields_unpack_per_window_with_their_names() {
-        let out = unpack_fields(fields(&["a", "b"], &[0, 1, 1], &[2, 2, 3])).expect("valid");
+        let all = any_name();
+        let d = open(&all);
+        let out =
+            unpack_fields(fields(&["a", "b"], &[0, 1, 1], &[2, 2, 3]), &caps(&d)).expect("valid");
         let shown: Vec<Vec<&str>> = out
             .iter()
             .map(|w| w.iter().map(|f| f.name.as_str()).collect())
@@ -224,19 +308,67 @@ mod tests {
 
     #[test]
     fn malformed_fields_are_refused_with_the_fault() {
+        let all = any_name();
+        let d = open(&all);
+        let refused = |packed| match unpack_fields(packed, &caps(&d)) {
+            Err(Refusal::Contract(m)) => m,
+            other => panic!("expected a contract refusal, got {other:?}"),
+        };
         for (packed, fault) in [
             (fields(&["a"], &[0, 0], &[1]), "after the last window"),
             (fields(&["a"], &[0], &[2]), "past the last"),
             (fields(&["a"], &[3], &[1]), "name id 3"),
-            (fields(&["a"], &[0, 0], &[2, 1]), "before 2"),
+            (fields(&["a", "b"], &[0, 1], &[2, 1]), "before 2"),
         ] {
-            let err = unpack_fields(packed).expect_err(fault);
+            let err = refused(packed);
             assert!(err.contains(fault), "{err}");
         }
         let mut uneven = fields(&["a"], &[0], &[1]);
         uneven.values.clear();
-        assert!(unpack_fields(uneven)
-            .expect_err("uneven")
-            .contains("1 name ids for 0 values"));
+        assert!(refused(uneven).contains("1 name ids for 0 values"));
+        assert!(refused(fields(&["a"], &[0, 0], &[2])).contains("twice"));
+    }
+
+    #[test]
+    fn a_huge_name_referred_to_many_times_is_refused_before_it_is_copied() {
+        let all = any_name();
+        let d = open(&all);
+        let name = "n".repeat(1 << 20);
+        let packed = PackedFields {
+            names: vec![name],
+            name_ids: vec![0; 1000],
+            values: vec![Value::Int(1); 1000],
+            windows: (1..=1000).collect(),
+        };
+        // Each window alone is just over the cap: 1 MiB name plus overhead.
+        match unpack_fields(packed, &caps(&d)) {
+            Err(Refusal::Item { size }) => assert!(size > 1 << 20, "{size}"),
+            other => panic!("expected an item over the cap, got {:?}", other.map(|o| o.len())),
+        }
+        let small = PackedFields {
+            names: vec!["n".repeat(1000)],
+            name_ids: vec![0; 2000],
+            values: vec![Value::Int(1); 2000],
+            windows: (1..=2000).collect(),
+        };
+        let tight = Caps {
+            item: 2000,
+            call: 1 << 20,
+            declared: &d,
+        };
+        assert!(matches!(
+            unpack_fields(small, &tight),
+            Err(Refusal::Call { size }) if size > 2_000_000
+        ));
+    }
+
+    #[test]
+    fn undeclared_names_are_refused() {
+        let declared = vec!["a".to_owned()];
+        let d = open(&declared);
+        assert!(matches!(
+            unpack_fields(fields(&["a", "b"], &[0, 1], &[2]), &caps(&d)),
+            Err(Refusal::Contract(m)) if m.contains("`b`")
+        ));
     }
 }

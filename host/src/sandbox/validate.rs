@@ -1,6 +1,7 @@
 //! Load-time checks of a tenant component: is it Wasm, is it a component,
 //! and does it import only what the sandbox offers.
 
+use super::bindings::ModuleInfo;
 use super::error::RejectReason;
 
 /// Interfaces a tenant may import. Everything else — filesystem, sockets,
@@ -50,11 +51,60 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<(), RejectReason> {
         return Err(RejectReason::NotWasm);
     }
     // Core modules are version 1, layer 0; components have layer 1.
-    match (&bytes[4..6], &bytes[6..8]) {
-        (_, [0, 0]) => Err(RejectReason::CoreModule),
-        (_, [1, 0]) => Ok(()),
-        _ => Err(RejectReason::NotWasm),
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    match u16::from_le_bytes([bytes[6], bytes[7]]) {
+        0 => Err(RejectReason::CoreModule),
+        1 => Ok(()),
+        layer => Err(RejectReason::UnknownLayer { version, layer }),
     }
+}
+
+/// Longest name, version, function name, output name or alert kind a
+/// module may declare, in bytes; most functions and names per function.
+const MAX_DECLARED_NAME: usize = 256;
+const MAX_FUNCTIONS: usize = 256;
+const MAX_DECLARED_NAMES: usize = 1024;
+
+/// Checks what `describe` returned: bounded names and lists (they are kept
+/// for the module's lifetime and shown by the API), no function twice.
+pub(crate) fn check_info(info: &ModuleInfo) -> Result<(), String> {
+    let long = |what: &str, name: &str| {
+        (name.len() > MAX_DECLARED_NAME).then(|| {
+            format!(
+                "declares a {what} of {} bytes (at most {MAX_DECLARED_NAME})",
+                name.len()
+            )
+        })
+    };
+    if let Some(e) = long("module name", &info.name).or_else(|| long("version", &info.version)) {
+        return Err(e);
+    }
+    if info.functions.len() > MAX_FUNCTIONS {
+        return Err(format!(
+            "declares {} functions (at most {MAX_FUNCTIONS})",
+            info.functions.len()
+        ));
+    }
+    for (i, f) in info.functions.iter().enumerate() {
+        if let Some(e) = long("function name", &f.name) {
+            return Err(e);
+        }
+        if info.functions[..i].iter().any(|g| g.name == f.name) {
+            return Err(format!("declares the function `{}` twice", f.name));
+        }
+        if f.outputs.len() > MAX_DECLARED_NAMES || f.alert_kinds.len() > MAX_DECLARED_NAMES {
+            return Err(format!(
+                "function `{}` declares more than {MAX_DECLARED_NAMES} outputs or alert kinds",
+                f.name
+            ));
+        }
+        for name in f.outputs.iter().chain(&f.alert_kinds) {
+            if let Some(e) = long("output name or alert kind", name) {
+                return Err(format!("function `{}` {e}", f.name));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Returns the imports (by full name) that are not on the allow-list.
@@ -86,6 +136,19 @@ mod tests {
             Err(RejectReason::CoreModule)
         );
         assert_eq!(check_header(b"\0asm\x0d\0\x01\0"), Ok(()));
+    }
+
+    #[test]
+    fn an_unknown_layer_is_named_as_such() {
+        let reason = check_header(b"\0asm\x0d\0\x07\0").expect_err("layer 7");
+        assert_eq!(
+            reason,
+            RejectReason::UnknownLayer {
+                version: 13,
+                layer: 7
+            }
+        );
+        assert!(reason.to_string().contains("unknown layer 7"), "{reason}");
     }
 
     #[test]

@@ -3,6 +3,15 @@
 //! log, clocks pinned to the event time being processed, and random values
 //! derived from what is being processed. Same input, same values — which is
 //! what makes a replay after a crash give the same answers.
+//!
+//! Nothing here blocks: a guest's sleep or timeout (`subscribe-duration`,
+//! `subscribe-instant` of the monotonic clock, which `std::thread::sleep`
+//! and every WASI `poll` with a timeout use) is refused at once — the call
+//! fails as a limit ([`WaitRefused`]) — because a host thread blocked in a
+//! WASI call cannot be interrupted by the epoch deadline, and the pinned
+//! clock would never reach the instant anyway. Zero-length waits (and
+//! instants already reached) are ready at once. stdin is empty and closed,
+//! stdout/stderr are always ready, so no pollable can block `poll`.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -11,8 +20,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use wasmtime::component::{HasData, Resource, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 use super::log::TenantLog;
@@ -51,6 +62,83 @@ impl HostMonotonicClock for PinnedClock {
         u64::try_from(self.get())
             .unwrap_or(0)
             .saturating_mul(1_000_000)
+    }
+}
+
+/// Why a guest's call ended: it asked to wait this long. Classified as
+/// [`super::Limit::Wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WaitRefused(pub Duration);
+
+impl std::fmt::Display for WaitRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the guest tried to wait {:?}; guest calls may not sleep or wait",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for WaitRefused {}
+
+/// The monotonic clock as a guest sees it: the pinned instant, and no
+/// waiting (replaces wasmtime-wasi's, whose pollables sleep on a timer).
+pub(crate) struct NoWaitClock<'a> {
+    pub clock: &'a PinnedClock,
+    pub table: &'a mut ResourceTable,
+}
+
+/// [`HasData`] for linking [`NoWaitClock`].
+pub(crate) struct NoWait;
+
+impl HasData for NoWait {
+    type Data<'a> = NoWaitClock<'a>;
+}
+
+/// A pollable that is ready at once.
+struct Ready;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Ready {
+    async fn ready(&mut self) {}
+}
+
+impl NoWaitClock<'_> {
+    /// Ready at once for a zero wait; any other wait ends the call.
+    fn wait(&mut self, nanos: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        if nanos > 0 {
+            return Err(wasmtime::Error::new(WaitRefused(Duration::from_nanos(
+                nanos,
+            ))));
+        }
+        let ready = self.table.push(Ready)?;
+        wasmtime_wasi::p2::subscribe(self.table, ready)
+    }
+}
+
+impl monotonic_clock::Host for NoWaitClock<'_> {
+    fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
+        Ok(HostMonotonicClock::now(self.clock))
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
+        Ok(HostMonotonicClock::resolution(self.clock))
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        when: monotonic_clock::Instant,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        let now = HostMonotonicClock::now(self.clock);
+        self.wait(when.saturating_sub(now))
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        duration: monotonic_clock::Duration,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        self.wait(duration)
     }
 }
 

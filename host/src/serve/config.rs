@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::manifest::units;
+use crate::sandbox::Ceilings;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -53,6 +54,9 @@ pub struct HostConfig {
     /// Manifests of the tenants started with the host.
     pub tenants: Vec<PathBuf>,
     pub cache_dir: Option<PathBuf>,
+    /// `[ceilings]`: the most any tenant may declare or cause (defaults:
+    /// [`Ceilings::default`]).
+    pub ceilings: Ceilings,
 }
 
 impl HostConfig {
@@ -172,6 +176,26 @@ impl HostConfig {
         if cassandra.as_ref().is_some_and(Vec::is_empty) {
             return Err(invalid("`cassandra` names no node".into()));
         }
+        let state_dir = resolve(&raw.state_dir);
+        let cache_dir = raw.cache_dir.as_deref().map(resolve);
+        // Uploads are written under the state directory; the artifact cache
+        // (trusted machine code) must not be where they can land.
+        if let Some(cache) = &cache_dir {
+            if cache.starts_with(&state_dir) || state_dir.starts_with(cache) {
+                return Err(invalid(format!(
+                    "`cache_dir` {} overlaps `state_dir` {}: compiled artifacts are trusted \
+                     when loaded, so the cache must be apart from where uploads are written",
+                    cache.display(),
+                    state_dir.display()
+                )));
+            }
+        }
+        let ceilings = raw
+            .ceilings
+            .map(|c| c.resolve())
+            .transpose()
+            .map_err(invalid)?
+            .unwrap_or_default();
         Ok(HostConfig {
             listen,
             operator_token,
@@ -180,14 +204,15 @@ impl HostConfig {
                 .amqp
                 .unwrap_or_else(|| "amqp://127.0.0.1:5672/%2f".to_owned()),
             cassandra,
-            state_dir: resolve(&raw.state_dir),
+            state_dir,
             workers,
             checkpoint_interval,
             prefetch: raw.prefetch.unwrap_or(1000).max(1),
             max_upload,
             max_traps_per_minute: raw.max_traps_per_minute.unwrap_or(10),
             tenants: raw.tenants.iter().map(|t| resolve(&t.manifest)).collect(),
-            cache_dir: raw.cache_dir.as_deref().map(resolve),
+            cache_dir,
+            ceilings,
         })
     }
 }
@@ -208,8 +233,56 @@ struct RawConfig {
     max_upload: Option<String>,
     max_traps_per_minute: Option<u64>,
     cache_dir: Option<PathBuf>,
+    ceilings: Option<RawCeilings>,
     #[serde(default)]
     tenants: Vec<RawTenant>,
+}
+
+/// `[ceilings]`, each key optional (its default otherwise).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCeilings {
+    call_budget: Option<String>,
+    memory: Option<String>,
+    max_output: Option<String>,
+    call_output: Option<String>,
+    module_size: Option<String>,
+    compile_time: Option<String>,
+    concurrent_compiles: Option<usize>,
+}
+
+impl RawCeilings {
+    fn resolve(self) -> std::result::Result<Ceilings, String> {
+        let d = Ceilings::default();
+        let size = |key: &str, v: Option<String>, default: u64| match v {
+            None => Ok(default),
+            Some(v) => match units::parse_size(&v) {
+                Ok(0) => Err(format!("`[ceilings] {key}` must be above 0")),
+                Ok(n) => Ok(n),
+                Err(e) => Err(format!("`[ceilings] {key}`: {e}")),
+            },
+        };
+        let duration = |key: &str, v: Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(v) => match units::parse_duration(&v) {
+                Ok(d) if d.is_zero() => Err(format!("`[ceilings] {key}` must be above 0")),
+                Ok(d) => Ok(d),
+                Err(e) => Err(format!("`[ceilings] {key}`: {e}")),
+            },
+        };
+        if self.concurrent_compiles == Some(0) {
+            return Err("`[ceilings] concurrent_compiles` must be at least 1".into());
+        }
+        Ok(Ceilings {
+            call_budget: duration("call_budget", self.call_budget, d.call_budget)?,
+            memory: size("memory", self.memory, d.memory)?,
+            max_output: size("max_output", self.max_output, d.max_output)?,
+            call_output: size("call_output", self.call_output, d.call_output)?,
+            module_size: size("module_size", self.module_size, d.module_size)?,
+            compile_time: duration("compile_time", self.compile_time, d.compile_time)?,
+            concurrent_compiles: self.concurrent_compiles.unwrap_or(d.concurrent_compiles),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -246,6 +319,34 @@ mod tests {
         assert_eq!(c.state_dir, Path::new("/etc/sluice/state"));
         assert_eq!(c.max_upload, 64 << 20);
         assert_eq!(c.max_traps_per_minute, 10);
+        assert_eq!(c.ceilings, Ceilings::default());
+    }
+
+    #[test]
+    fn ceilings_are_read_and_the_cache_is_kept_apart_from_the_state() {
+        let origin = Path::new("/etc/sluice/host.toml");
+        let c = HostConfig::parse(
+            &format!(
+                "operator_token = \"{OP}\"\nstate_dir = \"state\"\n[ceilings]\n\
+                 call_budget = \"2s\"\nmax_output = \"8MiB\"\nconcurrent_compiles = 2\n"
+            ),
+            origin,
+            None,
+        )
+        .expect("valid");
+        assert_eq!(c.ceilings.call_budget, Duration::from_secs(2));
+        assert_eq!(c.ceilings.max_output, 8 << 20);
+        assert_eq!(c.ceilings.concurrent_compiles, 2);
+        assert_eq!(c.ceilings.memory, Ceilings::default().memory);
+        let zero = format!(
+            "operator_token = \"{OP}\"\nstate_dir = \"s\"\n[ceilings]\ncall_budget = \"0s\"\n"
+        );
+        assert!(HostConfig::parse(&zero, origin, None).is_err());
+        let inside = format!(
+            "operator_token = \"{OP}\"\nstate_dir = \"s\"\ncache_dir = \"s/cache\"\n"
+        );
+        let err = HostConfig::parse(&inside, origin, None).expect_err("cache inside state");
+        assert!(err.to_string().contains("overlaps"), "{err}");
     }
 
     #[test]

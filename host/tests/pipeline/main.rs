@@ -7,5 +7,6 @@ mod checkpoint;
 mod cli;
 mod common;
 mod flow;
+mod hostile;
 mod idle;
 mod poison;

@@ -215,7 +215,9 @@ fn a_memory_limit_above_the_host_maximum_is_refused() {
         .err()
         .expect("64 GiB is over the engine's pool slot");
     assert!(
-        err.to_string().contains("exceeds the host's maximum"),
+        matches!(err, SandboxError::OverCeiling { .. })
+            && err.to_string().contains("[limits] memory = 64GiB")
+            && err.to_string().contains("ceiling of 1GiB"),
         "{err}"
     );
 }

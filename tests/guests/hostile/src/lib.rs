@@ -17,6 +17,20 @@
 //!   `aggregate-finish` and `window`, many alerts from `alerts` (output cap);
 //! - `trap-on-value`: panics on the poison event (the "poison event" of a
 //!   batch that the host must isolate);
+//! - `bigname`: `aggregate-finish` returns, besides `counter`, param `refs`
+//!   (default 100) fields all named by one 256 KiB name (declared by the
+//!   `pad:*` pattern): a few bytes of guest memory per reference, 256 KiB
+//!   per reference once the host spells the name out;
+//! - `alert-flood`: `alerts` raises 50 000 empty alerts for the key;
+//! - `undeclared`: an alert of an undeclared kind, an undeclared field in
+//!   `aggregate-finish` and `window`;
+//! - `duplicate`: `counter` twice (`"counter":…,"counter":-0.0`) in
+//!   `aggregate-finish` and `window`;
+//! - `sleep`, `sleep-max`: sleeps 20 s, or `Duration::MAX`;
+//! - `sleep-init`: `init` sleeps 20 s (so the instance never starts);
+//! - `exit`: calls `std::process::exit(3)`;
+//! - `stack`: recurses without end (stack overflow);
+//! - `huge-error`: `alerts` returns an error whose message is 40 MiB;
 //! - anything else, or absent: normal.
 //!
 //! Normal behaviour: `count` (aggregate) and `window` (process-window)
@@ -24,13 +38,16 @@
 //! and raises one `hostile` alert per non-empty group with `counter` = the
 //! key's rows so far, at the group's last event time.
 
+use std::cell::Cell;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_guest::{
     Aggregate, Alerts, Event, Events, FloatField, Function, GuestError, Key, Output, Params,
-    Schema, Tenant, WindowInfo,
+    Schema, Tenant, Value, WindowInfo,
 };
 
 /// Over any sane output cap (the tests use 1 MiB), under their memory cap.
@@ -45,7 +62,37 @@ enum Mode {
     Panic,
     Oversize,
     TrapOnValue,
+    BigName,
+    AlertFlood,
+    Undeclared,
+    Duplicate,
+    Sleep,
+    SleepMax,
+    SleepInit,
+    Exit,
+    Stack,
+    HugeError,
 }
+
+/// Every mode, for `from_u8`.
+const MODES: [Mode; 16] = [
+    Mode::Normal,
+    Mode::Loop,
+    Mode::Memory,
+    Mode::Panic,
+    Mode::Oversize,
+    Mode::TrapOnValue,
+    Mode::BigName,
+    Mode::AlertFlood,
+    Mode::Undeclared,
+    Mode::Duplicate,
+    Mode::Sleep,
+    Mode::SleepMax,
+    Mode::SleepInit,
+    Mode::Exit,
+    Mode::Stack,
+    Mode::HugeError,
+];
 
 impl Mode {
     fn parse(text: &str) -> Mode {
@@ -55,28 +102,46 @@ impl Mode {
             "panic" => Mode::Panic,
             "oversize" => Mode::Oversize,
             "trap-on-value" => Mode::TrapOnValue,
+            "bigname" => Mode::BigName,
+            "alert-flood" => Mode::AlertFlood,
+            "undeclared" => Mode::Undeclared,
+            "duplicate" => Mode::Duplicate,
+            "sleep" => Mode::Sleep,
+            "sleep-max" => Mode::SleepMax,
+            "sleep-init" => Mode::SleepInit,
+            "exit" => Mode::Exit,
+            "stack" => Mode::Stack,
+            "huge-error" => Mode::HugeError,
             _ => Mode::Normal,
         }
     }
 
     fn from_u8(n: u8) -> Mode {
-        [
-            Mode::Normal,
-            Mode::Loop,
-            Mode::Memory,
-            Mode::Panic,
-            Mode::Oversize,
-            Mode::TrapOnValue,
-        ]
-        .into_iter()
-        .find(|m| *m as u8 == n)
-        .unwrap_or(Mode::Normal)
+        MODES
+            .into_iter()
+            .find(|m| *m as u8 == n)
+            .unwrap_or(Mode::Normal)
     }
 }
 
 /// The mode, for `Aggregate::merge`, which is not given the tenant.
 static MODE: AtomicU8 = AtomicU8::new(Mode::Normal as u8);
 
+/// `bigname`: how many fields refer to the big name.
+static REFS: AtomicU32 = AtomicU32::new(100);
+
+/// `bigname`: the name, made once; `&'static` so the SDK's packer keeps it
+/// once per call and refers to it by id.
+fn big_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| format!("pad:{}", "x".repeat(256 << 10)))
+}
+
+thread_local! {
+    /// `huge-error`: set by `alerts` on the poison event; the export then
+    /// fails the call with a 40 MiB message.
+    static FAIL_CALL: Cell<bool> = const { Cell::new(false) };
+}
 pub struct Hostile {
     mode: Mode,
     value: Option<FloatField>,
@@ -89,6 +154,10 @@ impl Tenant for Hostile {
 
     fn init(params: &Params, schema: &Schema) -> Result<Self, GuestError> {
         let mode = params.get_str("mode").map_or(Mode::Normal, Mode::parse);
+        if mode == Mode::SleepInit {
+            std::thread::sleep(Duration::from_secs(20));
+        }
+        REFS.store(params.get_or("refs", 100u32)?, Ordering::Relaxed);
         let value = match mode {
             Mode::TrapOnValue => Some(schema.float("value")?),
             _ => schema.float("value").ok(),
@@ -140,8 +209,25 @@ fn misbehave(mode: Mode) {
         Mode::Loop => spin(),
         Mode::Memory => exhaust_memory(),
         Mode::Panic | Mode::TrapOnValue => panic!("hostile guest panics on purpose"),
+        Mode::Sleep => std::thread::sleep(Duration::from_secs(20)),
+        Mode::SleepMax => std::thread::sleep(Duration::MAX),
+        Mode::Exit => std::process::exit(3),
+        Mode::Stack => {
+            black_box(recurse(0));
+        }
         _ => {}
     }
+}
+
+/// Recurses until the stack runs out (a 1 KiB frame each, kept by
+/// `black_box`).
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth as u8; 1024]);
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1).wrapping_add(u64::from(frame[(depth % 1024) as usize]))
 }
 
 fn spin() -> ! {
@@ -176,7 +262,8 @@ struct Count {
 const POISON_ROWS: u64 = 13;
 
 impl Aggregate<Hostile> for Count {
-    const OUTPUTS: &'static [&'static str] = &["counter"];
+    /// `pad:*`: the `bigname` fields.
+    const OUTPUTS: &'static [&'static str] = &["counter", "pad:*"];
 
     fn add(&mut self, t: &Hostile, event: Event<'_>) {
         if t.inspect(event) && self.ballast.len() < OVERSIZE {
@@ -201,6 +288,16 @@ impl Aggregate<Hostile> for Count {
         let poisoned = self.rows == POISON_ROWS;
         if poisoned {
             misbehave(t.mode);
+            if let Some(out) = bad_output(t.mode, self.rows) {
+                return out;
+            }
+            if t.mode == Mode::BigName {
+                let mut out = Output::new().int("counter", self.rows as i64);
+                for i in 0..REFS.load(Ordering::Relaxed) {
+                    out.push(big_name(), Value::Int(i64::from(i)));
+                }
+                return out;
+            }
         }
         counter(t.mode == Mode::Oversize && poisoned, self.rows)
     }
@@ -208,13 +305,31 @@ impl Aggregate<Hostile> for Count {
 
 fn alerts(t: &Hostile, rows: &mut u64, _: &Key<'_>, events: Events<'_>, out: &mut Alerts) {
     let mut oversize = false;
+    let mut poisoned = false;
     for event in events {
+        poisoned |= t.is_poison(event);
         oversize |= t.inspect(event);
         *rows += 1;
     }
     let Some(last) = events.last() else {
         return;
     };
+    if poisoned {
+        match t.mode {
+            Mode::AlertFlood => {
+                for _ in 0..50_000 {
+                    out.raise("hostile", last.time(), Output::new());
+                }
+                return;
+            }
+            Mode::Undeclared => {
+                out.raise("undeclared-kind", last.time(), Output::new());
+                return;
+            }
+            Mode::HugeError => FAIL_CALL.with(|f| f.set(true)),
+            _ => {}
+        }
+    }
     if oversize {
         for i in 0..(OVERSIZE / 64) {
             let data = Output::new().text("counter", format!("{i:064}"));
@@ -231,10 +346,30 @@ fn alerts(t: &Hostile, rows: &mut u64, _: &Key<'_>, events: Events<'_>, out: &mu
 
 fn window(t: &Hostile, _: &Key<'_>, _: WindowInfo, events: Events<'_>) -> Output {
     let mut oversize = false;
+    let mut poisoned = false;
     for event in events {
+        poisoned |= t.is_poison(event);
         oversize |= t.inspect(event);
     }
+    if poisoned {
+        if let Some(out) = bad_output(t.mode, events.len() as u64) {
+            return out;
+        }
+    }
     counter(oversize, events.len() as u64)
+}
+
+/// The `undeclared` and `duplicate` outputs.
+fn bad_output(mode: Mode, rows: u64) -> Option<Output> {
+    match mode {
+        Mode::Undeclared => Some(Output::new().int("undeclared", rows as i64)),
+        Mode::Duplicate => Some(
+            Output::new()
+                .int("counter", rows as i64)
+                .float("counter", -0.0),
+        ),
+        _ => None,
+    }
 }
 
 /// The `counter` output; when `oversize`, a huge text under the same
@@ -247,4 +382,79 @@ fn counter(oversize: bool, rows: u64) -> Output {
     }
 }
 
-sluice_guest::export_tenant!(Hostile);
+/// The export, written out (as `sluice_guest::export_tenant!` would) so
+/// that `alert` can fail the call with a guest error (`huge-error`), which
+/// the SDK's alert functions cannot.
+#[cfg(target_arch = "wasm32")]
+mod export {
+    use super::{Hostile, FAIL_CALL};
+    use sluice_guest::bindings::exports::sluice::analytics::analytics as analytics;
+    use sluice_guest::bindings::sluice::analytics::types as wit;
+
+    std::thread_local! {
+        static MODULE: std::cell::RefCell<Option<sluice_guest::Module<Hostile>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    struct HostileExport;
+
+    impl analytics::Guest for HostileExport {
+        fn describe() -> wit::ModuleInfo {
+            sluice_guest::export::describe::<Hostile>()
+        }
+
+        fn init(
+            params: Vec<(String, String)>,
+            schema: Vec<wit::FieldDef>,
+        ) -> Result<Vec<u32>, wit::GuestError> {
+            sluice_guest::export::init(&MODULE, params, schema)
+        }
+
+        fn aggregate_add(
+            function: String,
+            groups: wit::AddGroups,
+            batch: wit::EventBatch,
+        ) -> Result<wit::PackedBytes, wit::GuestError> {
+            sluice_guest::export::aggregate_add(&MODULE, function, groups, batch)
+        }
+
+        fn aggregate_merge(
+            function: String,
+            accumulators: wit::PackedAccumulators,
+        ) -> Result<Vec<Vec<u8>>, wit::GuestError> {
+            sluice_guest::export::aggregate_merge(&MODULE, function, accumulators)
+        }
+
+        fn aggregate_finish(
+            function: String,
+            windows: wit::PackedAccumulators,
+        ) -> Result<wit::PackedFields, wit::GuestError> {
+            sluice_guest::export::aggregate_finish(&MODULE, function, windows)
+        }
+
+        fn alert(
+            function: String,
+            groups: Vec<wit::KeyGroup>,
+            batch: wit::EventBatch,
+        ) -> Result<Vec<wit::AlertResult>, wit::GuestError> {
+            FAIL_CALL.with(|f| f.set(false));
+            let result = sluice_guest::export::alert(&MODULE, function, groups, batch);
+            if FAIL_CALL.with(|f| f.replace(false)) {
+                return Err(wit::GuestError {
+                    message: format!("hostile guest: {}", "e".repeat(40 << 20)),
+                });
+            }
+            result
+        }
+
+        fn process_window(
+            function: String,
+            windows: Vec<wit::WindowGroup>,
+            batch: wit::EventBatch,
+        ) -> Result<Vec<Vec<wit::DataField>>, wit::GuestError> {
+            sluice_guest::export::process_window(&MODULE, function, windows, batch)
+        }
+    }
+
+    sluice_guest::bindings::export!(HostileExport with_types_in sluice_guest::bindings);
+}
