@@ -31,8 +31,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::bindings::{ModuleInfo, Tenant, TenantPre};
 use super::ceilings::{Ceilings, CompileSlots};
 use super::error::{chain, RejectReason, Result, SandboxError};
-use super::limits::Limits;
 use super::instance::HostState;
+use super::limits::Limits;
 use super::module::TenantModule;
 use super::validate;
 
@@ -289,7 +289,9 @@ impl SandboxEngine {
         bytes: &[u8],
     ) -> std::result::Result<(Component, LoadSource), RejectReason> {
         let Some(dir) = &self.config.cache_dir else {
-            return self.compile_bounded(bytes).map(|c| (c, LoadSource::Compiled));
+            return self
+                .compile_bounded(bytes)
+                .map(|c| (c, LoadSource::Compiled));
         };
         let path = dir.join(format!("{hash}-{}.cwasm", self.compatibility_tag()));
         if trusted_artifact(&path) {
@@ -305,9 +307,7 @@ impl SandboxEngine {
                     "cached artifact unusable; recompiling"),
             }
         }
-        let artifact = self.bounded(bytes, |engine, bytes| {
-            engine.precompile_component(&bytes)
-        })?;
+        let artifact = self.bounded(bytes, |engine, bytes| engine.precompile_component(&bytes))?;
         if let Err(e) = write_atomically(dir, &path, &artifact) {
             tracing::warn!(path = %path.display(), error = %e, "could not cache compiled module");
         }
@@ -458,8 +458,7 @@ fn own_cache_dir(dir: &Path) -> Result<()> {
 fn trusted_artifact(path: &Path) -> bool {
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
-            let trusted =
-                meta.is_file() && meta.uid() == host_uid() && meta.mode() & 0o022 == 0;
+            let trusted = meta.is_file() && meta.uid() == host_uid() && meta.mode() & 0o022 == 0;
             if !trusted {
                 tracing::warn!(path = %path.display(),
                     "cached artifact not owned by the host alone; ignored and recompiled");

@@ -254,7 +254,11 @@ mod tests {
         let long = "é".repeat(40 << 20);
         let cut = cut_message(long);
         assert!(cut.len() < MAX_GUEST_MESSAGE + 64, "{}", cut.len());
-        assert!(cut.ends_with(&format!("of {} bytes]", 80 << 20)), "{}", &cut[cut.len() - 40..]);
+        assert!(
+            cut.ends_with(&format!("of {} bytes]", 80 << 20)),
+            "{}",
+            &cut[cut.len() - 40..]
+        );
         assert!(cut.starts_with("éé"));
     }
 }

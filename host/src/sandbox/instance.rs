@@ -534,13 +534,19 @@ impl TenantInstance {
     {
         let seed = seed_of(&[self.module.tenant(), function], at_ms);
         let packed = packed::pack(accumulators);
-        self.call(function, at_ms, seed, accumulators.len(), |guest, store, caps| {
-            let merged = guest.call_aggregate_merge(store, function, &packed)?;
-            Ok(merged.map_err(Failed::from).and_then(|merged| {
-                caps.sizes(merged.iter().map(|m| m.len() as u64))?;
-                Ok(merged)
-            }))
-        })
+        self.call(
+            function,
+            at_ms,
+            seed,
+            accumulators.len(),
+            |guest, store, caps| {
+                let merged = guest.call_aggregate_merge(store, function, &packed)?;
+                Ok(merged.map_err(Failed::from).and_then(|merged| {
+                    caps.sizes(merged.iter().map(|m| m.len() as u64))?;
+                    Ok(merged)
+                }))
+            },
+        )
     }
 
     /// Merges each window's panes and finishes them into output fields
@@ -557,14 +563,20 @@ impl TenantInstance {
     {
         let seed = seed_of(&[self.module.tenant(), function], at_ms);
         let packed = packed::pack(windows);
-        self.call(function, at_ms, seed, windows.len(), |guest, store, caps| {
-            let fields = guest.call_aggregate_finish(store, function, &packed)?;
-            // Malformed packing is the guest's fault, like any bad result:
-            // the windows of the call are isolated and dead-lettered.
-            Ok(fields
-                .map_err(Failed::from)
-                .and_then(|f| packed::unpack_fields(f, caps).map_err(Failed::from)))
-        })
+        self.call(
+            function,
+            at_ms,
+            seed,
+            windows.len(),
+            |guest, store, caps| {
+                let fields = guest.call_aggregate_finish(store, function, &packed)?;
+                // Malformed packing is the guest's fault, like any bad result:
+                // the windows of the call are isolated and dead-lettered.
+                Ok(fields
+                    .map_err(Failed::from)
+                    .and_then(|f| packed::unpack_fields(f, caps).map_err(Failed::from)))
+            },
+        )
     }
 
     /// Runs an alert function over the events of many keys.

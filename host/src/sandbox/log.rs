@@ -211,7 +211,10 @@ mod tests {
         let line = clean(&"a\nb".repeat(1 << 20));
         assert!(!line.contains('\n'), "newlines are escaped");
         assert!(line.len() < 3 * MAX_LINE, "{}", line.len());
-        assert!(line.ends_with(&format!("[cut, {} bytes]", 3 << 20)), "{line}");
+        assert!(
+            line.ends_with(&format!("[cut, {} bytes]", 3 << 20)),
+            "{line}"
+        );
     }
 
     #[test]

@@ -293,9 +293,7 @@ mod tests {
             panic!("a duplicate is refused");
         };
         assert!(m.contains("twice"), "{m}");
-        let many: Vec<DataField> = (0..40)
-            .map(|i| field(&format!("bin:{}", i % 39)))
-            .collect();
+        let many: Vec<DataField> = (0..40).map(|i| field(&format!("bin:{}", i % 39))).collect();
         assert!(matches!(check_fields(&many, &d), Err(Refusal::Contract(_))));
     }
 
@@ -345,7 +343,10 @@ mod tests {
             declared: &d,
         };
         assert_eq!(caps.sizes([10, 10].into_iter()), Ok(()));
-        assert_eq!(caps.sizes([11].into_iter()), Err(Refusal::Item { size: 11 }));
+        assert_eq!(
+            caps.sizes([11].into_iter()),
+            Err(Refusal::Item { size: 11 })
+        );
         assert_eq!(
             caps.sizes([10, 10, 10].into_iter()),
             Err(Refusal::Call { size: 30 })

@@ -343,7 +343,10 @@ mod tests {
         // Each window alone is just over the cap: 1 MiB name plus overhead.
         match unpack_fields(packed, &caps(&d)) {
             Err(Refusal::Item { size }) => assert!(size > 1 << 20, "{size}"),
-            other => panic!("expected an item over the cap, got {:?}", other.map(|o| o.len())),
+            other => panic!(
+                "expected an item over the cap, got {:?}",
+                other.map(|o| o.len())
+            ),
         }
         let small = PackedFields {
             names: vec!["n".repeat(1000)],

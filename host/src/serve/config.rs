@@ -342,9 +342,8 @@ mod tests {
             "operator_token = \"{OP}\"\nstate_dir = \"s\"\n[ceilings]\ncall_budget = \"0s\"\n"
         );
         assert!(HostConfig::parse(&zero, origin, None).is_err());
-        let inside = format!(
-            "operator_token = \"{OP}\"\nstate_dir = \"s\"\ncache_dir = \"s/cache\"\n"
-        );
+        let inside =
+            format!("operator_token = \"{OP}\"\nstate_dir = \"s\"\ncache_dir = \"s/cache\"\n");
         let err = HostConfig::parse(&inside, origin, None).expect_err("cache inside state");
         assert!(err.to_string().contains("overlaps"), "{err}");
     }

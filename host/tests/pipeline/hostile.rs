@@ -81,7 +81,9 @@ fn input(dir: &Path, good: usize, bad: usize, poison: bool) -> PathBuf {
     for s in 0..13 {
         for g in 0..good {
             if s < 10 {
-                text.push_str(&format!("g{g},1,1,2017-02-18 18:00:{s:02} UTC,1.5,100,false,\n"));
+                text.push_str(&format!(
+                    "g{g},1,1,2017-02-18 18:00:{s:02} UTC,1.5,100,false,\n"
+                ));
             }
         }
         for b in 0..bad {
@@ -166,18 +168,34 @@ fn a_name_spelled_out_per_reference_cannot_blow_up_the_host() {
         run.peak_rss >> 20,
         run.elapsed.as_secs_f64()
     );
-    assert!(run.peak_rss < 600 << 20, "peak RSS {} MiB", run.peak_rss >> 20);
+    assert!(
+        run.peak_rss < 600 << 20,
+        "peak RSS {} MiB",
+        run.peak_rss >> 20
+    );
     assert!(run.elapsed < Duration::from_secs(120), "{:?}", run.elapsed);
     let counters = window_counters(&run);
     for g in 0..30 {
-        assert_eq!(counters.get(&format!("g{g}/1/1")), Some(&10), "good key g{g}");
+        assert_eq!(
+            counters.get(&format!("g{g}/1/1")),
+            Some(&10),
+            "good key g{g}"
+        );
     }
     assert!(
         (0..30).all(|b| !counters.contains_key(&format!("b{b}/1/1"))),
         "no guilty window emitted"
     );
-    assert_eq!(poison_keys(&run).len(), 30, "each guilty window dead-lettered");
-    assert!(run.dead_text.contains("output cap"), "{}", &run.dead_text[..500.min(run.dead_text.len())]);
+    assert_eq!(
+        poison_keys(&run).len(),
+        30,
+        "each guilty window dead-lettered"
+    );
+    assert!(
+        run.dead_text.contains("output cap"),
+        "{}",
+        &run.dead_text[..500.min(run.dead_text.len())]
+    );
 }
 
 #[test]
@@ -198,7 +216,11 @@ fn fifty_thousand_empty_alerts_dead_letter_only_their_key() {
     );
     assert_eq!(poison_keys(&run), vec!["b0/1/1".to_owned()]);
     assert!(run.dead_text.contains("output cap"));
-    assert!(run.peak_rss < 600 << 20, "peak RSS {} MiB", run.peak_rss >> 20);
+    assert!(
+        run.peak_rss < 600 << 20,
+        "peak RSS {} MiB",
+        run.peak_rss >> 20
+    );
 }
 
 #[test]
@@ -211,12 +233,20 @@ fn a_sleeping_guest_fails_fast_and_only_its_key_is_lost() {
         assert!(run.success, "{mode}: sluice run failed: {}", run.stderr);
         println!("{mode}: {:.1} s", run.elapsed.as_secs_f64());
         // It used to take 20 s per call (and retries), or forever.
-        assert!(run.elapsed < Duration::from_secs(30), "{mode}: {:?}", run.elapsed);
+        assert!(
+            run.elapsed < Duration::from_secs(30),
+            "{mode}: {:?}",
+            run.elapsed
+        );
         assert_eq!(poison_keys(&run), vec!["b0/1/1".to_owned()], "{mode}");
         assert!(run.dead_text.contains("may not sleep or wait"), "{mode}");
         let counters = window_counters(&run);
         for g in 0..5 {
-            assert_eq!(counters.get(&format!("g{g}/1/1")), Some(&10), "{mode}: g{g}");
+            assert_eq!(
+                counters.get(&format!("g{g}/1/1")),
+                Some(&10),
+                "{mode}: g{g}"
+            );
         }
     }
 }
@@ -230,19 +260,26 @@ fn a_40_mib_error_becomes_a_short_dead_letter_and_short_log_lines() {
     assert!(run.success, "sluice run failed: {}", run.stderr);
     assert_eq!(poison_keys(&run), vec!["b0/1/1".to_owned()]);
     let longest_dead = run.dead_text.lines().map(str::len).max().unwrap_or(0);
-    assert!(longest_dead < 16 << 10, "dead letter of {longest_dead} bytes");
+    assert!(
+        longest_dead < 16 << 10,
+        "dead letter of {longest_dead} bytes"
+    );
     assert!(run.dead_text.contains("bytes]"), "says it was cut");
     let longest_log = run.stderr.lines().map(str::len).max().unwrap_or(0);
     assert!(longest_log < 16 << 10, "log line of {longest_log} bytes");
-    assert!(run.peak_rss < 600 << 20, "peak RSS {} MiB", run.peak_rss >> 20);
+    assert!(
+        run.peak_rss < 600 << 20,
+        "peak RSS {} MiB",
+        run.peak_rss >> 20
+    );
 }
 
 #[test]
 fn a_device_as_module_and_limits_over_the_ceilings_are_refused_at_load() {
     let dir = tempfile::tempdir().expect("temp dir");
     let input = input(dir.path(), 1, 0, false);
-    let text = std::fs::read_to_string(hostile_manifest(dir.path(), "normal", "", ""))
-        .expect("manifest");
+    let text =
+        std::fs::read_to_string(hostile_manifest(dir.path(), "normal", "", "")).expect("manifest");
     let module_line = format!("module = {:?}", component("hostile").display().to_string());
     let cases: [(&str, String, &[&str], &str); 4] = [
         (
@@ -275,7 +312,11 @@ fn a_device_as_module_and_limits_over_the_ceilings_are_refused_at_load() {
         std::fs::write(&path, manifest_text).expect("manifest");
         let run = run_measured(&path, &input, extra);
         assert!(!run.success, "{name}: refused");
-        assert!(run.elapsed < Duration::from_secs(30), "{name}: {:?}", run.elapsed);
+        assert!(
+            run.elapsed < Duration::from_secs(30),
+            "{name}: {:?}",
+            run.elapsed
+        );
         assert!(run.stderr.contains(expected), "{name}: {}", run.stderr);
     }
 }

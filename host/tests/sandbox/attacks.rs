@@ -110,7 +110,10 @@ fn a_huge_name_referred_to_by_many_fields_is_refused_before_the_host_copies_it()
         matches!(err.limit(), Some(Limit::Output { cap, size }) if *cap == 1 << 20 && *size > 256 << 20),
         "{err}"
     );
-    assert!(err.counts_as_trap(), "an item over its cap counts as a trap");
+    assert!(
+        err.counts_as_trap(),
+        "an item over its cap counts as a trap"
+    );
     assert_eq!(module.traps(), 1, "the module counted it");
     assert!(
         peak_rss() < 1 << 30,
@@ -247,7 +250,10 @@ fn a_sleep_fails_at_once_as_a_limit_and_the_next_call_works() {
         );
         match err.limit() {
             Some(Limit::Wait { requested }) => {
-                assert!(*requested >= Duration::from_secs(20), "{mode}: {requested:?}")
+                assert!(
+                    *requested >= Duration::from_secs(20),
+                    "{mode}: {requested:?}"
+                )
             }
             _ => panic!("{mode}: expected a refused wait, got {err}"),
         }
@@ -292,7 +298,10 @@ fn a_40_mib_error_message_is_cut_to_4_kib_saying_so() {
     };
     assert!(message.len() <= MAX_GUEST_MESSAGE + 64, "{}", message.len());
     assert!(
-        message.contains(&format!("of {} bytes", (40 << 20) + "hostile guest: ".len())),
+        message.contains(&format!(
+            "of {} bytes",
+            (40 << 20) + "hostile guest: ".len()
+        )),
         "{}",
         &message[message.len() - 60..]
     );

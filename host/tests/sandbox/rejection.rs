@@ -111,16 +111,16 @@ fn a_module_over_the_size_ceiling_is_refused_unread() {
             ..
         }) => {
             assert_eq!(size, 8 << 30);
-            assert_eq!(ceiling, sluice_host::sandbox::Ceilings::default().module_size);
+            assert_eq!(
+                ceiling,
+                sluice_host::sandbox::Ceilings::default().module_size
+            );
         }
         Err(other) => panic!("expected too large, got {other}"),
         Ok(_) => panic!("loaded"),
     }
     let bytes = vec![0u8; (engine().ceilings().module_size + 1) as usize];
-    assert!(matches!(
-        rejection(&bytes),
-        RejectReason::TooLarge { .. }
-    ));
+    assert!(matches!(rejection(&bytes), RejectReason::TooLarge { .. }));
 }
 
 #[test]
@@ -185,8 +185,8 @@ fn declared_limits_over_the_host_ceilings_are_refused_naming_the_ceiling() {
 
 #[test]
 fn a_cache_directory_others_may_write_is_refused() {
-    use std::os::unix::fs::PermissionsExt;
     use sluice_host::sandbox::{SandboxConfig, SandboxEngine};
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("temp dir");
     let cache = dir.path().join("cache");
     std::fs::create_dir(&cache).expect("mkdir");
@@ -208,7 +208,10 @@ fn a_cache_directory_others_may_write_is_refused() {
     })
     .expect("engine");
     drop(engine);
-    let mode = std::fs::metadata(&fresh).expect("created").permissions().mode();
+    let mode = std::fs::metadata(&fresh)
+        .expect("created")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700);
 }
 

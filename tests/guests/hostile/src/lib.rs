@@ -40,7 +40,7 @@
 
 use std::cell::Cell;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -388,7 +388,7 @@ fn counter(oversize: bool, rows: u64) -> Output {
 #[cfg(target_arch = "wasm32")]
 mod export {
     use super::{Hostile, FAIL_CALL};
-    use sluice_guest::bindings::exports::sluice::analytics::analytics as analytics;
+    use sluice_guest::bindings::exports::sluice::analytics::analytics;
     use sluice_guest::bindings::sluice::analytics::types as wit;
 
     std::thread_local! {
