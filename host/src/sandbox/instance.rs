@@ -67,11 +67,11 @@ impl From<Refusal> for Failed {
     }
 }
 
-/// Frames of a wasm backtrace above which an out-of-bounds access is taken
-/// for a stack overflow: a Rust guest's stack lives in linear memory, and
-/// running off its end is an out-of-bounds access, not wasmtime's
-/// stack-overflow trap. Safe Rust never makes one otherwise.
-const DEEP_BACKTRACE: usize = 512;
+/// Innermost frames that, all in one to three functions, make an
+/// out-of-bounds access a stack overflow: a Rust guest's stack lives in its
+/// linear memory, and running off its end is an out-of-bounds access, not
+/// wasmtime's stack-overflow trap (safe Rust makes none otherwise).
+const RECURSION_FRAMES: usize = 16;
 
 /// A trap's message on one line: what happened, without wasmtime's
 /// backtrace, naming a stack overflow and an `exit` as such.
@@ -82,20 +82,35 @@ fn trap_message(err: &wasmtime::Error) -> String {
             exit.0
         );
     }
-    let depth = err
-        .downcast_ref::<wasmtime::WasmBacktrace>()
-        .map_or(0, |bt| bt.frames().len());
     match err.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => {
             "stack overflow (wasm call stack exhausted: recursion too deep)".to_owned()
         }
-        Some(Trap::MemoryOutOfBounds) if depth >= DEEP_BACKTRACE => format!(
-            "stack overflow (the guest's stack ran out at a call depth of {depth}: \
-             recursion too deep)"
-        ),
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(Trap::MemoryOutOfBounds) if recursing(err) => {
+            "stack overflow (the guest's stack, in its linear memory, ran out: recursion \
+             too deep)"
+                .to_owned()
+        }
+        // Its Display says "wasm trap: …" already.
+        Some(trap) => trap.to_string(),
         None => chain(err),
     }
+}
+
+/// Whether the captured backtrace (its innermost frames, up to wasmtime's
+/// default 20) is a recursion: full, and only a function or three.
+fn recursing(err: &wasmtime::Error) -> bool {
+    let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return false;
+    };
+    let frames = bt.frames();
+    if frames.len() < RECURSION_FRAMES {
+        return false;
+    }
+    let mut functions: Vec<u32> = frames.iter().map(|f| f.func_index()).collect();
+    functions.sort_unstable();
+    functions.dedup();
+    functions.len() <= 3
 }
 
 impl WasiView for HostState {

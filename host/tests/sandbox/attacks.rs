@@ -107,7 +107,7 @@ fn a_huge_name_referred_to_by_many_fields_is_refused_before_the_host_copies_it()
         .aggregate_finish("count", &windows, 0)
         .expect_err("the guilty windows are over the cap");
     assert!(
-        matches!(err.limit(), Some(Limit::Output { cap, size }) if *cap == 1 << 20 && *size > 256 << 20),
+        matches!(err.limit(), Some(Limit::Output { cap, size }) if *cap == 1 << 20 && *size > 250_000_000),
         "{err}"
     );
     assert!(

@@ -22,8 +22,9 @@
 //!   `pad:*` pattern): a few bytes of guest memory per reference, 256 KiB
 //!   per reference once the host spells the name out;
 //! - `alert-flood`: `alerts` raises 50 000 empty alerts for the key;
-//! - `undeclared`: an alert of an undeclared kind, an undeclared field in
-//!   `aggregate-finish` and `window`;
+//! - `undeclared`: an alert of an undeclared kind (added by the export: the
+//!   SDK refuses to raise one), an undeclared field in `aggregate-finish`
+//!   and `window`;
 //! - `duplicate`: `counter` twice (`"counter":…,"counter":-0.0`) in
 //!   `aggregate-finish` and `window`;
 //! - `sleep`, `sleep-max`: sleeps 20 s, or `Duration::MAX`;
@@ -141,6 +142,9 @@ thread_local! {
     /// `huge-error`: set by `alerts` on the poison event; the export then
     /// fails the call with a 40 MiB message.
     static FAIL_CALL: Cell<bool> = const { Cell::new(false) };
+    /// `undeclared`: set by `alerts` on the poison event; the export then
+    /// adds an alert of an undeclared kind (the SDK refuses to raise one).
+    static BAD_KIND: Cell<bool> = const { Cell::new(false) };
 }
 pub struct Hostile {
     mode: Mode,
@@ -322,10 +326,7 @@ fn alerts(t: &Hostile, rows: &mut u64, _: &Key<'_>, events: Events<'_>, out: &mu
                 }
                 return;
             }
-            Mode::Undeclared => {
-                out.raise("undeclared-kind", last.time(), Output::new());
-                return;
-            }
+            Mode::Undeclared => BAD_KIND.with(|f| f.set(true)),
             Mode::HugeError => FAIL_CALL.with(|f| f.set(true)),
             _ => {}
         }
@@ -387,7 +388,7 @@ fn counter(oversize: bool, rows: u64) -> Output {
 /// the SDK's alert functions cannot.
 #[cfg(target_arch = "wasm32")]
 mod export {
-    use super::{Hostile, FAIL_CALL};
+    use super::{Hostile, BAD_KIND, FAIL_CALL};
     use sluice_guest::bindings::exports::sluice::analytics::analytics;
     use sluice_guest::bindings::sluice::analytics::types as wit;
 
@@ -438,11 +439,21 @@ mod export {
             batch: wit::EventBatch,
         ) -> Result<Vec<wit::AlertResult>, wit::GuestError> {
             FAIL_CALL.with(|f| f.set(false));
-            let result = sluice_guest::export::alert(&MODULE, function, groups, batch);
+            BAD_KIND.with(|f| f.set(false));
+            let mut result = sluice_guest::export::alert(&MODULE, function, groups, batch);
             if FAIL_CALL.with(|f| f.replace(false)) {
                 return Err(wit::GuestError {
                     message: format!("hostile guest: {}", "e".repeat(40 << 20)),
                 });
+            }
+            if BAD_KIND.with(|f| f.replace(false)) {
+                if let Ok(Some(first)) = result.as_mut().map(|r| r.first_mut()) {
+                    first.alerts.push(wit::Alert {
+                        kind: "undeclared-kind".into(),
+                        event_time: 0,
+                        data: Vec::new(),
+                    });
+                }
             }
             result
         }
