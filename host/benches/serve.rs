@@ -36,10 +36,11 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 use sluice_host::generate::bts::{self, BtsConfig};
+use sluice_host::manifest::TenantName;
 use sluice_host::metrics::prometheus::{HostMetrics, TenantFigures, TenantSource};
 use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TrapBackoff};
 use sluice_host::serve::config::HostConfig;
-use sluice_host::serve::{Host, Storage};
+use sluice_host::serve::{Deployed, Host, Storage};
 
 /// `/metrics` is not scraped here.
 struct NoScrape;
@@ -177,6 +178,29 @@ fn poison(messages: usize) -> Vec<u8> {
     text.into_bytes()
 }
 
+fn name(tenant: &str) -> TenantName {
+    TenantName::parse(tenant).expect("tenant name")
+}
+
+/// Deploys and waits for the swap (a 202 completes on its own).
+fn deploy(
+    host: &Arc<Host>,
+    tenant: &str,
+    manifest: &str,
+    wasm: &[u8],
+) -> sluice_host::serve::Result<sluice_host::serve::TenantView> {
+    let tenant = name(tenant);
+    match host.deploy(&tenant, manifest, wasm, &AtomicBool::new(false))? {
+        Deployed::Done(view) => Ok(view),
+        Deployed::Pending(_) => loop {
+            std::thread::sleep(Duration::from_millis(50));
+            if let Some(view) = host.get(&tenant).filter(|v| v.operation.is_none()) {
+                return Ok(view);
+            }
+        },
+    }
+}
+
 /// A host of its own, its state in a temp dir, auto-pause at `max_traps`.
 struct Served {
     host: Arc<Host>,
@@ -230,7 +254,9 @@ impl Served {
     }
 
     fn records_in(&self, tenant: &str) -> u64 {
-        self.host.get(tenant).map_or(0, |v| v.counters.records_in)
+        self.host
+            .get(&name(tenant))
+            .map_or(0, |v| v.counters.records_in)
     }
 
     fn wait_records(&self, tenant: &str, rows: u64) {
@@ -275,14 +301,13 @@ impl Bench {
 
     /// Deploys the BTS tenant on queue `q`, results to `x`.
     fn deploy_healthy(&self, served: &Served, q: &str, x: &str) {
-        served
-            .host
-            .deploy(
-                "bts",
-                &self.manifest(&self.healthy_manifest, q, x),
-                &self.healthy_wasm,
-            )
-            .expect("deploying the BTS tenant");
+        deploy(
+            &served.host,
+            "bts",
+            &self.manifest(&self.healthy_manifest, q, x),
+            &self.healthy_wasm,
+        )
+        .expect("deploying the BTS tenant");
     }
 
     /// Rows/s of the healthy tenant draining `data`, alone (`hostile` =
@@ -297,14 +322,13 @@ impl Bench {
         if hostile.is_some() {
             let hsink = self.rt.block_on(bind_sink_queue(&self.channel, &hx));
             self.rt.block_on(prepublish(&hq, &poison(2_000), 10));
-            served
-                .host
-                .deploy(
-                    "hostile",
-                    &self.manifest(&self.hostile_manifest, &hq, &hx),
-                    &self.hostile_wasm,
-                )
-                .expect("deploying the hostile tenant");
+            deploy(
+                &served.host,
+                "hostile",
+                &self.manifest(&self.hostile_manifest, &hq, &hx),
+                &self.hostile_wasm,
+            )
+            .expect("deploying the hostile tenant");
             // Let it get going (and, with auto-pause, trap) first.
             std::thread::sleep(Duration::from_secs(1));
             drop_queues.extend([hq.clone(), format!("{hq}.dead"), hsink]);
@@ -315,7 +339,7 @@ impl Bench {
         served.wait_records("bts", rows);
         let took = started.elapsed();
         if hostile.is_some() {
-            let view = served.host.get("hostile").expect("hostile tenant");
+            let view = served.host.get(&name("hostile")).expect("hostile tenant");
             println!(
                 "    ({what}: hostile tenant {:?}, {} traps{})",
                 view.state,
@@ -364,10 +388,7 @@ impl Bench {
         let (q, x) = self.names("swap");
         let sink = self.rt.block_on(bind_sink_queue(&self.channel, &x));
         let manifest = self.manifest(&self.healthy_manifest, &q, &x);
-        served
-            .host
-            .deploy("bts", &manifest, &self.healthy_wasm)
-            .expect("deploying");
+        deploy(&served.host, "bts", &manifest, &self.healthy_wasm).expect("deploying");
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let receiver = self.rt.spawn(receive(sink.clone(), Arc::clone(&arrivals)));
         // 12 s of publishing at 4 000 rows/s, 20 rows a message.
@@ -388,10 +409,7 @@ impl Bench {
         let calm_from = Instant::now();
         std::thread::sleep(Duration::from_secs(3));
         let swap_from = Instant::now();
-        served
-            .host
-            .deploy("bts", &manifest, &self.healthy_wasm)
-            .expect("redeploying");
+        deploy(&served.host, "bts", &manifest, &self.healthy_wasm).expect("redeploying");
         let swap_took = swap_from.elapsed();
         self.rt.block_on(publisher).expect("publisher");
         std::thread::sleep(Duration::from_secs(2));
