@@ -75,6 +75,15 @@ fn hostile_names_are_refused_at_every_entry_point_and_nothing_outside_is_touched
     let state = dir.path().join("state");
     // A marker beside the state directory: what `..` would reach.
     std::fs::write(dir.path().join("outside.txt"), "keep").expect("marker");
+    // The first checkpoint comes within the interval after the rows.
+    let started = std::time::Instant::now();
+    while !files(&state)
+        .iter()
+        .any(|f| f.starts_with("tenants/bts/checkpoints/"))
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let before_state = files(&state);
     assert!(
         before_state
@@ -148,7 +157,10 @@ fn hostile_names_are_refused_at_every_entry_point_and_nothing_outside_is_touched
         let out = common::sluice()
             .arg("run")
             .arg(&path)
+            .arg("--input")
             .arg(&data)
+            .arg("--output")
+            .arg(dir.path().join("out.jsonl"))
             .output()
             .expect("sluice run");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -158,6 +170,7 @@ fn hostile_names_are_refused_at_every_entry_point_and_nothing_outside_is_touched
         );
     }
 
+    assert!(!dir.path().join("out.jsonl").exists());
     // Nothing outside was touched; the healthy tenant's files are all there
     // (checkpoints move on: compare the deployed files and that some
     // checkpoint is still there), and it still runs.
