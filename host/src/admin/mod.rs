@@ -260,28 +260,31 @@ async fn read_upload(request: Request, limit: usize) -> Result<Upload, ApiError>
         }
     };
     let (mut manifest, mut module) = (None, None);
+    // A part given twice is refused — after the rest of the body is read
+    // (bounded by the limit), so the client gets the answer rather than a
+    // broken pipe.
+    let mut twice = None;
     while let Some(field) = multipart.next_field().await.map_err(too_large_or_bad)? {
-        match field.name() {
-            Some("manifest") if manifest.is_some() => {
-                return Err(ApiError::BadRequest(format!(
-                    "{UPLOAD_SHAPE}; got two `manifest` parts"
-                )))
-            }
-            Some("module") if module.is_some() => {
-                return Err(ApiError::BadRequest(format!(
-                    "{UPLOAD_SHAPE}; got two `module` parts"
-                )))
+        let name = field.name().map(str::to_owned);
+        let bytes = field.bytes().await.map_err(too_large_or_bad)?;
+        match name.as_deref() {
+            Some(part @ ("manifest" | "module"))
+                if (part == "manifest" && manifest.is_some())
+                    || (part == "module" && module.is_some()) =>
+            {
+                twice.get_or_insert(if part == "manifest" {
+                    "manifest"
+                } else {
+                    "module"
+                });
             }
             Some("manifest") => {
-                let bytes = field.bytes().await.map_err(too_large_or_bad)?;
                 let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
                     ApiError::BadRequest("the `manifest` part is not UTF-8 text".into())
                 })?;
                 manifest = Some(text);
             }
-            Some("module") => {
-                module = Some(field.bytes().await.map_err(too_large_or_bad)?.to_vec());
-            }
+            Some("module") => module = Some(bytes.to_vec()),
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "{UPLOAD_SHAPE}; got a part named {:?}",
@@ -289,6 +292,11 @@ async fn read_upload(request: Request, limit: usize) -> Result<Upload, ApiError>
                 )))
             }
         }
+    }
+    if let Some(part) = twice {
+        return Err(ApiError::BadRequest(format!(
+            "{UPLOAD_SHAPE}; got two `{part}` parts"
+        )));
     }
     match (manifest, module) {
         (Some(manifest), Some(module)) => Ok(Upload { manifest, module }),
