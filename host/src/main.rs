@@ -1486,7 +1486,9 @@ fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
         .context("serving the admin API")?;
     watcher.abort();
     eprintln!("sluice serve: shutting down: suspending every tenant at a checkpoint");
-    host.shutdown();
+    for (tenant, why) in host.shutdown() {
+        eprintln!("sluice serve: tenant `{tenant}` could not be suspended: {why}");
+    }
     rt.shutdown_timeout(Duration::from_secs(5));
     eprintln!("sluice serve: stopped");
     Ok(())

@@ -17,6 +17,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("upload larger than the limit of {0} bytes")]
     TooLarge(usize),
+    #[error("the request body did not arrive within {}", crate::manifest::format_duration(*.0))]
+    Timeout(std::time::Duration),
+    #[error("no such route")]
+    NotFoundRoute,
     #[error(transparent)]
     Host(#[from] serve::Error),
     #[error("{0}")]
@@ -30,6 +34,8 @@ impl ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::NotFoundRoute => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Host(e) => match e {
                 serve::Error::Manifest(_) | serve::Error::TenantMismatch { .. } => {
@@ -39,6 +45,8 @@ impl ApiError {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
                 serve::Error::NotFound(_) => StatusCode::NOT_FOUND,
+                // Nobody is listening; the status is for the log.
+                serve::Error::Cancelled(_) => StatusCode::REQUEST_TIMEOUT,
                 serve::Error::Conflict { .. } => StatusCode::CONFLICT,
                 serve::Error::Broker { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 serve::Error::State { .. }

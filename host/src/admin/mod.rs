@@ -4,21 +4,26 @@
 //! | method and path | who | what |
 //! |---|---|---|
 //! | `GET /healthz` | anyone | the process answers |
-//! | `GET /readyz` | anyone | 200 when every tenant's run is going, else 503 |
+//! | `GET /readyz` | anyone | 200 while the control plane answers and is not shutting down (a failed tenant shows in `/v1/tenants`, not here) |
 //! | `GET /metrics` | operator | OpenMetrics text |
 //! | `GET /v1/tenants` | operator: all; tenant: its own | list |
 //! | `GET /v1/tenants/{t}` | operator, tenant `t` | one tenant |
-//! | `PUT /v1/tenants/{t}` | operator | deploy or redeploy: `multipart/form-data` with parts `manifest` (TOML) and `module` (`.wasm`) |
+//! | `PUT /v1/tenants/{t}` | operator | deploy or redeploy: `multipart/form-data` with exactly one `manifest` part (TOML) and one `module` part (`.wasm`); 200 once the new version runs, 202 when the old one is still draining after `deploy_wait` (the swap completes on its own) |
 //! | `DELETE /v1/tenants/{t}` | operator | undeploy |
 //! | `POST /v1/tenants/{t}/pause`, `/resume` | operator, tenant `t` | pause / resume the consumer |
 //!
+//! `{t}` is a tenant name (`[a-z0-9][a-z0-9_-]*`, at most 63 bytes),
+//! checked before anything else: anything else is a 400.
+//!
 //! The token is checked before anything is read from a request body, so an
-//! unauthenticated upload costs nothing. Deploy and undeploy stop and start
-//! pipelines (a checkpoint barrier, a module compile): they run on the
-//! blocking pool.
+//! unauthenticated upload costs nothing; connections, head and body read
+//! times are bounded before that (`server.rs`). Deploy and undeploy stop
+//! and start pipelines (a checkpoint barrier, a module compile): they run
+//! on the blocking pool.
 
 pub mod auth;
 pub mod error;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -28,8 +33,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 
+use crate::manifest::TenantName;
 use crate::metrics::prometheus::{names, HostMetrics};
-use crate::serve::Host;
+use crate::serve::{Deployed, Host};
 use auth::{Caller, Need};
 use error::ApiError;
 
@@ -56,20 +62,38 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/v1/tenants/{tenant}/pause", post(pause))
         .route("/v1/tenants/{tenant}/resume", post(resume))
+        .fallback(fallback)
         .with_state(state)
 }
 
 type AppState = State<Arc<AdminState>>;
 
+/// A tenant name from a path: 400 unless it is one.
+fn tenant_name(raw: &str) -> Result<TenantName, ApiError> {
+    TenantName::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Under `/v1/tenants/`, a path no route takes has a bad tenant name in
+/// it (`a/b`, an empty one): 400 says so; elsewhere 404.
+async fn fallback(uri: axum::http::Uri) -> ApiError {
+    match uri.path().strip_prefix("/v1/tenants/") {
+        Some(rest) => match tenant_name(rest) {
+            Err(e) => e,
+            Ok(_) => ApiError::NotFoundRoute,
+        },
+        None => ApiError::NotFoundRoute,
+    }
+}
+
 async fn readyz(State(s): AppState) -> Response {
-    if s.host.ready() {
+    let host = Arc::clone(&s.host);
+    let ready = tokio::task::spawn_blocking(move || host.ready())
+        .await
+        .unwrap_or(false);
+    if ready {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "a tenant's run has failed\n",
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     }
 }
 
@@ -97,12 +121,13 @@ async fn get_one(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let tenant = tenant_name(&tenant)?;
     let caller = auth::caller(&headers, s.host.config())?;
     auth::allow(&caller, Need::Tenant(&tenant))?;
     let view = s
         .host
         .get(&tenant)
-        .ok_or_else(|| crate::serve::Error::NotFound(tenant.clone()))?;
+        .ok_or_else(|| crate::serve::Error::NotFound(tenant.to_string()))?;
     Ok(Json(view).into_response())
 }
 
@@ -111,6 +136,7 @@ async fn pause(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let tenant = tenant_name(&tenant)?;
     let caller = auth::caller(&headers, s.host.config())?;
     auth::allow(&caller, Need::Tenant(&tenant))?;
     let by = match &caller {
@@ -129,6 +155,7 @@ async fn resume(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let tenant = tenant_name(&tenant)?;
     let caller = auth::caller(&headers, s.host.config())?;
     auth::allow(&caller, Need::Tenant(&tenant))?;
     Ok(Json(s.host.resume(&tenant)?).into_response())
@@ -139,6 +166,7 @@ async fn undeploy(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let tenant = tenant_name(&tenant)?;
     let caller = auth::caller(&headers, s.host.config())?;
     auth::allow(&caller, Need::Operator)?;
     let host = Arc::clone(&s.host);
@@ -153,12 +181,12 @@ async fn deploy(
     Path(tenant): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let tenant = tenant_name(&tenant)?;
     let config = s.host.config();
-    let caller = auth::caller(request.headers(), config)?;
-    auth::allow(&caller, Need::Operator)?;
     let limit = config.max_upload;
-    // A declared length over the limit is refused before the body is read
-    // (a client that sent `Expect: 100-continue` then sends nothing).
+    // A declared length over the limit is refused before anything else,
+    // the token included, and before the body is read (a client that sent
+    // `Expect: 100-continue` then sends nothing).
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -167,13 +195,48 @@ async fn deploy(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::TooLarge(limit));
     }
-    let upload = read_upload(request, limit).await?;
+    let caller = auth::caller(request.headers(), config)?;
+    auth::allow(&caller, Need::Operator)?;
+    // A client that trickles its body is cut off (the connection's slot
+    // and the upload buffer are not held for long).
+    let body_timeout = config.admin.body_timeout;
+    let upload = tokio::time::timeout(body_timeout, read_upload(request, limit))
+        .await
+        .map_err(|_| ApiError::Timeout(body_timeout))??;
     let host = Arc::clone(&s.host);
-    let view =
-        tokio::task::spawn_blocking(move || host.deploy(&tenant, &upload.manifest, &upload.module))
-            .await
-            .map_err(|e| ApiError::Internal(format!("deploy task: {e}")))??;
-    Ok((StatusCode::OK, Json(view)).into_response())
+    // Set if this handler is dropped — hyper drops it when the client
+    // disconnects — so a deploy not yet committed is cancelled.
+    let gone = Gone::default();
+    let flag = Arc::clone(&gone.0);
+    let deployed = tokio::task::spawn_blocking(move || {
+        host.deploy(&tenant, &upload.manifest, &upload.module, &flag)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("deploy task: {e}")))??;
+    drop(gone.disarm());
+    Ok(match deployed {
+        Deployed::Done(view) => (StatusCode::OK, Json(view)).into_response(),
+        Deployed::Pending(view) => (StatusCode::ACCEPTED, Json(view)).into_response(),
+    })
+}
+
+/// Says "the client is gone" when dropped before [`Gone::disarm`].
+#[derive(Default)]
+struct Gone(Arc<std::sync::atomic::AtomicBool>, bool);
+
+impl Gone {
+    fn disarm(mut self) -> Self {
+        self.1 = true;
+        self
+    }
+}
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
 }
 
 struct Upload {
@@ -197,18 +260,31 @@ async fn read_upload(request: Request, limit: usize) -> Result<Upload, ApiError>
         }
     };
     let (mut manifest, mut module) = (None, None);
+    // A part given twice is refused — after the rest of the body is read
+    // (bounded by the limit), so the client gets the answer rather than a
+    // broken pipe.
+    let mut twice = None;
     while let Some(field) = multipart.next_field().await.map_err(too_large_or_bad)? {
-        match field.name() {
+        let name = field.name().map(str::to_owned);
+        let bytes = field.bytes().await.map_err(too_large_or_bad)?;
+        match name.as_deref() {
+            Some(part @ ("manifest" | "module"))
+                if (part == "manifest" && manifest.is_some())
+                    || (part == "module" && module.is_some()) =>
+            {
+                twice.get_or_insert(if part == "manifest" {
+                    "manifest"
+                } else {
+                    "module"
+                });
+            }
             Some("manifest") => {
-                let bytes = field.bytes().await.map_err(too_large_or_bad)?;
                 let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
                     ApiError::BadRequest("the `manifest` part is not UTF-8 text".into())
                 })?;
                 manifest = Some(text);
             }
-            Some("module") => {
-                module = Some(field.bytes().await.map_err(too_large_or_bad)?.to_vec());
-            }
+            Some("module") => module = Some(bytes.to_vec()),
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "{UPLOAD_SHAPE}; got a part named {:?}",
@@ -216,6 +292,11 @@ async fn read_upload(request: Request, limit: usize) -> Result<Upload, ApiError>
                 )))
             }
         }
+    }
+    if let Some(part) = twice {
+        return Err(ApiError::BadRequest(format!(
+            "{UPLOAD_SHAPE}; got two `{part}` parts"
+        )));
     }
     match (manifest, module) {
         (Some(manifest), Some(module)) => Ok(Upload { manifest, module }),
@@ -229,13 +310,12 @@ async fn read_upload(request: Request, limit: usize) -> Result<Upload, ApiError>
 }
 
 /// Serves the API on `listener` until `shutdown` completes; requests in
-/// flight are finished first.
+/// flight get a few seconds to finish (see `server.rs`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AdminState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.host.config().admin;
+    server::serve(listener, router(state), limits, shutdown).await
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, NameError, TenantName};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -27,6 +27,9 @@ pub enum Error {
     Read { path: String, detail: String },
     #[error("no token: set SLUICE_TOKEN (or --token)")]
     NoToken,
+    /// Refused here, before anything is sent.
+    #[error(transparent)]
+    Name(#[from] NameError),
 }
 
 /// A client of one host.
@@ -87,6 +90,7 @@ impl AdminClient {
     }
 
     pub fn undeploy(&self, tenant: &str) -> Result<serde_json::Value> {
+        let tenant = TenantName::parse(tenant)?;
         let url = self.url(&format!("/v1/tenants/{tenant}"));
         let response = self
             .agent
@@ -108,6 +112,7 @@ impl AdminClient {
 
     /// `action` is `pause` or `resume`.
     pub fn control(&self, tenant: &str, action: &str) -> Result<serde_json::Value> {
+        let tenant = TenantName::parse(tenant)?;
         let url = self.url(&format!("/v1/tenants/{tenant}/{action}"));
         let response = self
             .agent

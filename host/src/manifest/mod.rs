@@ -7,6 +7,7 @@
 //! reported at load with `file:line:column`, what is wrong and what was
 //! expected, rather than discovered as silently wrong output later.
 
+pub mod name;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ use crate::batch::{ChartKind, ChartSpec};
 use crate::sandbox::{FieldDef, FieldType, FunctionKind, Limits, ModuleInfo};
 use raw::{RawBatch, RawColumn, RawInput, RawLimits, RawManifest, RawWindow, S};
 
+pub use name::{NameError, TenantName};
 pub use units::{format_duration, parse_duration, parse_size};
 
 /// Result of manifest operations.
@@ -464,16 +466,6 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// Names: letters, digits, `_`, `-` (and `.` for tenants), 1–64 long. They
-/// end up in queue names, table names and output messages.
-fn valid_name(name: &str, dot: bool) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (dot && c == '.'))
-}
-
 /// Renders a list of names for messages: `a, b, c`.
 fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     names
@@ -540,11 +532,8 @@ impl Ctx<'_> {
 
     fn build(&self, raw: RawManifest) -> Result<Manifest> {
         let tenant = raw.tenant.get_ref();
-        if !valid_name(tenant, true) {
-            return Err(self.at(
-                raw.tenant.span(),
-                format!("tenant `{tenant}` must be 1 to 64 letters, digits, `_`, `-` or `.`"),
-            ));
+        if let Err(e) = name::check("tenant", tenant) {
+            return Err(self.at(raw.tenant.span(), e.to_string()));
         }
         if raw.module.get_ref().trim().is_empty() {
             return Err(self.at(
@@ -634,11 +623,8 @@ impl Ctx<'_> {
         for job in raw {
             let job = job.get_ref();
             let name = job.name.get_ref();
-            if !valid_name(name, false) {
-                return Err(self.at(
-                    job.name.span(),
-                    format!("batch job name `{name}` must be 1 to 64 letters, digits, `_` or `-`"),
-                ));
+            if let Err(e) = name::check("batch job", name) {
+                return Err(self.at(job.name.span(), e.to_string()));
             }
             if jobs.iter().any(|j| &j.name == name) {
                 return Err(self.at(
@@ -1149,11 +1135,8 @@ impl Ctx<'_> {
         for w in raw {
             let w = w.get_ref();
             let name = w.name.get_ref();
-            if !valid_name(name, false) {
-                return Err(self.at(
-                    w.name.span(),
-                    format!("window name `{name}` must be 1 to 64 letters, digits, `_` or `-`"),
-                ));
+            if let Err(e) = name::check("window", name) {
+                return Err(self.at(w.name.span(), e.to_string()));
             }
             if let Some(&line) = first_seen.get(name.as_str()) {
                 return Err(self.at(

@@ -468,7 +468,20 @@ fn params_accept_scalars_as_text_and_refuse_structures() {
 #[test]
 fn names_and_required_strings_are_checked() {
     let tenant = error_with("tenant = \"bts\"", "tenant = \"b t s\"");
-    assert_error(&tenant, "1:10", &["tenant `b t s` must be 1 to 64 letters"]);
+    assert_error(
+        &tenant,
+        "1:10",
+        &["tenant name \"b t s\" is invalid: it contains ' '"],
+    );
+    for bad in ["..", ".", "a/b", "Bts", "b\u{0430}", "bts.v2"] {
+        let err = error_with("tenant = \"bts\"", &format!("tenant = {bad:?}"));
+        assert_error(&err, "1:10", &["tenant name", "is invalid"]);
+    }
+    let window = error_with("name = \"minute\"", "name = \"Minute\"");
+    assert!(
+        window.contains("window name \"Minute\" is invalid"),
+        "{window}"
+    );
     let queue = error_with("queue = \"bts.readings\"", "queue = \"\"");
     assert_error(&queue, "4:9", &["`queue` is empty"]);
     let format = error_with(

@@ -158,6 +158,8 @@ pub struct TenantInstance {
     stats: InstanceStats,
     /// Schema fields the module reads, as its `init` returned them.
     reads: Vec<u32>,
+    /// This instance's call in progress, for the host's watchdog.
+    beat: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TenantInstance {
@@ -168,6 +170,7 @@ impl TenantInstance {
         limits: Limits,
     ) -> Self {
         let log = TenantLog::new(module.tenant());
+        let beat = module.call_beat();
         TenantInstance {
             module,
             params,
@@ -179,6 +182,7 @@ impl TenantInstance {
             live: None,
             stats: InstanceStats::default(),
             reads: Vec::new(),
+            beat,
         }
     }
 
@@ -432,6 +436,8 @@ impl TenantInstance {
         ) -> wasmtime::Result<Result<Vec<R>, Failed>>,
     ) -> Result<Vec<R>> {
         self.stats.calls += 1;
+        let _beat = super::module::CallGuard::start(&self.beat, self.module.beats_origin());
+        crate::state::failpoint::hang_if_armed("guest-call-hangs", self.module.tenant());
         self.module.before_call();
         self.log.clear_recent_stdio();
         self.clock.set(at_ms);

@@ -36,6 +36,8 @@ struct Inner {
     /// tenant "burns".
     guest_cpu_ns: AtomicU64,
     backoff: Option<Backoff>,
+    /// Each instance's call in progress, for the host's watchdog.
+    beats: CallBeats,
 }
 
 /// The trap backoff of one tenant module, shared by its instances (one
@@ -71,6 +73,7 @@ impl TenantModule {
                 source,
                 traps: AtomicU64::new(0),
                 guest_cpu_ns: AtomicU64::new(0),
+                beats: CallBeats::default(),
                 backoff: engine.config.trap_backoff.map(|config| Backoff {
                     config,
                     state: Mutex::new((Duration::ZERO, None)),
@@ -158,6 +161,21 @@ impl TenantModule {
         self.inner.guest_cpu_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
+    /// How long the longest call now in progress (of any instance) has
+    /// been running: `sluice serve`'s watchdog reads it to find a worker
+    /// stuck in a guest call, which no epoch deadline ended.
+    pub fn longest_call(&self) -> Option<Duration> {
+        self.inner.beats.longest()
+    }
+
+    pub(crate) fn call_beat(&self) -> Arc<AtomicU64> {
+        self.inner.beats.register()
+    }
+
+    pub(crate) fn beats_origin(&self) -> Instant {
+        self.inner.beats.origin
+    }
+
     /// What the module said about itself at load.
     pub fn info(&self) -> &ModuleInfo {
         &self.inner.info
@@ -226,5 +244,62 @@ impl TenantModule {
             max_output: defaults.max_output.min(self.inner.ceilings.max_output),
         };
         TenantInstance::new(self.clone(), Vec::new(), Vec::new(), limits).describe()
+    }
+}
+
+/// When each instance's call in progress started: ms since `origin`, plus
+/// one (0: no call). Written twice per call (no lock), read by the
+/// watchdog once a second.
+struct CallBeats {
+    origin: Instant,
+    beats: Mutex<Vec<std::sync::Weak<AtomicU64>>>,
+}
+
+impl Default for CallBeats {
+    fn default() -> Self {
+        CallBeats {
+            origin: Instant::now(),
+            beats: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl CallBeats {
+    fn register(&self) -> Arc<AtomicU64> {
+        let beat = Arc::new(AtomicU64::new(0));
+        if let Ok(mut beats) = self.beats.lock() {
+            beats.retain(|b| b.strong_count() > 0);
+            beats.push(Arc::downgrade(&beat));
+        }
+        beat
+    }
+
+    fn longest(&self) -> Option<Duration> {
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let beats = self.beats.lock().ok()?;
+        beats
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .map(|b| b.load(Ordering::Relaxed))
+            .filter(|&started| started > 0)
+            .map(|started| Duration::from_millis(now.saturating_sub(started - 1)))
+            .max()
+    }
+}
+
+/// Marks an instance's call in progress for as long as it lives.
+pub(crate) struct CallGuard(Arc<AtomicU64>);
+
+impl CallGuard {
+    pub(crate) fn start(beat: &Arc<AtomicU64>, origin: Instant) -> CallGuard {
+        let ms = u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        beat.store(ms + 1, Ordering::Relaxed);
+        CallGuard(Arc::clone(beat))
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
     }
 }

@@ -57,6 +57,45 @@ pub struct HostConfig {
     /// `[ceilings]`: the most any tenant may declare or cause (defaults:
     /// [`Ceilings::default`]).
     pub ceilings: Ceilings,
+    /// A guest call running this much longer than its budget is "stuck"
+    /// (no deadline ended it): the watchdog fails its tenant.
+    pub stuck_after: Duration,
+    /// How long a deploy waits for the old version to drain before it
+    /// answers 202 (the swap completes without the caller).
+    pub deploy_wait: Duration,
+    /// How long SIGTERM waits for the tenants to suspend; those not
+    /// suspended by then are reported and left (their unacked messages
+    /// are redelivered at the next start).
+    pub shutdown_timeout: Duration,
+    /// The admin API's limits against clients that never finish.
+    pub admin: AdminLimits,
+}
+
+/// What the admin API grants a connection before it has authenticated:
+/// bounded time to send its head and its body, and a bounded number of
+/// connections at once (past it, the oldest connection that has not sent a
+/// complete request head is closed to make room).
+#[derive(Debug, Clone, Copy)]
+pub struct AdminLimits {
+    pub max_connections: usize,
+    /// From accepting a connection (or the end of its last response) to a
+    /// complete request head.
+    pub header_timeout: Duration,
+    /// To read a deploy's whole body.
+    pub body_timeout: Duration,
+    /// Largest request head (bytes).
+    pub max_header_bytes: usize,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            max_header_bytes: 16 << 10,
+        }
+    }
 }
 
 impl HostConfig {
@@ -166,6 +205,49 @@ impl HostConfig {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, usize::from),
         };
+        for tenant in tenant_tokens.keys() {
+            crate::manifest::name::check("tenant", tenant)
+                .map_err(|e| invalid(format!("`tenant_tokens`: {e}")))?;
+        }
+        let stuck_after = duration(
+            "stuck_after",
+            raw.stuck_after.as_deref(),
+            Duration::from_secs(10),
+        )?;
+        let deploy_wait = duration(
+            "deploy_wait",
+            raw.deploy_wait.as_deref(),
+            Duration::from_secs(10),
+        )?;
+        let shutdown_timeout = duration(
+            "shutdown_timeout",
+            raw.shutdown_timeout.as_deref(),
+            Duration::from_secs(20),
+        )?;
+        let defaults = AdminLimits::default();
+        let admin = AdminLimits {
+            max_connections: match raw.admin_max_connections {
+                Some(0) => {
+                    return Err(invalid("`admin_max_connections` must be at least 1".into()))
+                }
+                Some(n) => n,
+                None => defaults.max_connections,
+            },
+            header_timeout: duration(
+                "admin_header_timeout",
+                raw.admin_header_timeout.as_deref(),
+                defaults.header_timeout,
+            )?,
+            body_timeout: duration(
+                "admin_body_timeout",
+                raw.admin_body_timeout.as_deref(),
+                defaults.body_timeout,
+            )?,
+            max_header_bytes: defaults.max_header_bytes,
+        };
+        if admin.header_timeout.is_zero() || admin.body_timeout.is_zero() {
+            return Err(invalid("the admin API's timeouts must be above 0".into()));
+        }
         let cassandra = raw.cassandra.map(|list| {
             list.split(',')
                 .map(str::trim)
@@ -213,6 +295,10 @@ impl HostConfig {
             tenants: raw.tenants.iter().map(|t| resolve(&t.manifest)).collect(),
             cache_dir,
             ceilings,
+            stuck_after,
+            deploy_wait,
+            shutdown_timeout,
+            admin,
         })
     }
 }
@@ -234,6 +320,12 @@ struct RawConfig {
     max_traps_per_minute: Option<u64>,
     cache_dir: Option<PathBuf>,
     ceilings: Option<RawCeilings>,
+    stuck_after: Option<String>,
+    deploy_wait: Option<String>,
+    shutdown_timeout: Option<String>,
+    admin_max_connections: Option<usize>,
+    admin_header_timeout: Option<String>,
+    admin_body_timeout: Option<String>,
     #[serde(default)]
     tenants: Vec<RawTenant>,
 }

@@ -10,6 +10,13 @@
 //! (what was deployed through the API, started again with the host).
 //!
 //! Decisions:
+//! - The control plane never waits on a tenant's data path: the map of
+//!   tenants is locked only for moments (never across a guest call, a
+//!   compile or a checkpoint barrier), and deploy and undeploy serialise per
+//!   tenant (a second one for the same tenant is refused with 409, not
+//!   queued). See `control.rs`.
+//! - Every path under `state_dir` is built from a [`TenantName`], checked
+//!   at each entry point (API path, manifest, `host.toml`).
 //! - A deploy is checked completely — manifest, module (compiles, sluice
 //!   world, allowed imports), manifest against module, and the module's
 //!   `init` with the manifest's params — *before* the running version is
@@ -23,18 +30,19 @@
 
 pub mod batch;
 pub mod config;
+mod control;
 pub mod partition;
 pub mod tenant;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Manifest, TenantName};
 use crate::metrics::prometheus::{
     CheckpointMetrics, LatencyMetrics, PartitionFigures, TenantFigures, TenantSource,
 };
@@ -43,6 +51,7 @@ use crate::sandbox::{SandboxEngine, SandboxError, TenantModule};
 
 pub use batch::BatchEnv;
 pub use config::HostConfig;
+pub use control::Deployed;
 pub use partition::{PartitionView, StateDb};
 use tenant::{Run, RunEnv};
 
@@ -81,6 +90,12 @@ pub enum Error {
     Io { tenant: String, message: String },
     #[error("{0}")]
     Internal(String),
+    /// The deploy's client went away before it was committed: nothing of
+    /// it was applied.
+    #[error(
+        "tenant `{0}`: the deploy was cancelled: its client disconnected before it was applied"
+    )]
+    Cancelled(String),
 }
 
 impl From<manifest::Error> for Error {
@@ -112,6 +127,10 @@ pub struct TenantView {
     pub state: State,
     /// Why it is paused or failed.
     pub reason: Option<String>,
+    /// A change under way: `redeploying` (this version serves until the
+    /// new one takes over) or `undeploying`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<&'static str>,
     pub module: ModuleView,
     pub queue: String,
     pub exchange: String,
@@ -171,6 +190,11 @@ struct Slot {
     trap_samples: VecDeque<(Instant, u64)>,
     /// (when, records in) samples of the last [`RATE_WINDOW`], for events/s.
     rate_samples: VecDeque<(Instant, u64)>,
+    /// Set when the tenant failed outside its run: the watchdog found a
+    /// worker stuck in a guest call, or a redeploy could not restart it.
+    fault: Option<String>,
+    /// A redeploy or undeploy under way.
+    operation: Option<&'static str>,
 }
 
 /// What a tenant's guest calls have cost.
@@ -179,6 +203,9 @@ struct GuestUse {
     traps: u64,
     cpu: Duration,
 }
+
+/// How long a pause waits for the broker's confirmation.
+const PAUSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Events/s is the records read over about this long.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
@@ -193,6 +220,8 @@ impl Slot {
             deployed_at: SystemTime::now(),
             trap_samples: since_now(before.traps),
             rate_samples: VecDeque::new(),
+            fault: None,
+            operation: None,
         }
     }
 
@@ -253,10 +282,13 @@ pub struct Host {
     config: HostConfig,
     engine: SandboxEngine,
     env: RunEnv,
+    /// Locked only for moments: never across tenant work.
     tenants: Mutex<BTreeMap<String, Slot>>,
-    /// One deploy/undeploy at a time: they stop and start runs, which takes
-    /// a checkpoint barrier, and must not interleave for a tenant.
-    ops: Mutex<()>,
+    /// Tenants with a deploy or undeploy under way: one at a time per
+    /// tenant (they stop and start its run at a checkpoint barrier).
+    busy: Mutex<std::collections::BTreeSet<String>>,
+    /// Set by [`Host::shutdown`]: no run is started from then on.
+    shutting_down: AtomicBool,
     /// Deploys so far (names staging files).
     deploys: AtomicU64,
 }
@@ -298,7 +330,8 @@ impl Host {
             engine,
             env,
             tenants: Mutex::new(BTreeMap::new()),
-            ops: Mutex::new(()),
+            busy: Mutex::new(std::collections::BTreeSet::new()),
+            shutting_down: AtomicBool::new(false),
             deploys: AtomicU64::new(0),
         }
     }
@@ -311,7 +344,9 @@ impl Host {
         self.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn tenant_dir(&self, tenant: &str) -> PathBuf {
+    /// The only way to a path under the state directory: from a checked
+    /// name, which cannot be `.`, `..` or contain a separator.
+    fn tenant_dir(&self, tenant: &TenantName) -> PathBuf {
         self.config.state_dir.join("tenants").join(tenant)
     }
 
@@ -326,9 +361,25 @@ impl Host {
         let root = self.config.state_dir.join("tenants");
         if let Ok(entries) = std::fs::read_dir(&root) {
             for entry in entries.flatten() {
-                let deployed = entry.path().join("deployed").join("manifest.toml");
+                // Only directories a deploy can have made.
+                let Some(name) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| TenantName::parse(n).ok())
+                else {
+                    tracing::warn!(entry = %entry.path().display(), "ignoring a state directory entry that is no tenant name");
+                    continue;
+                };
+                let deployed = self
+                    .tenant_dir(&name)
+                    .join("deployed")
+                    .join("manifest.toml");
                 if deployed.is_file() {
                     let m = Manifest::from_path(&deployed)?;
+                    if m.tenant != name.as_str() {
+                        tracing::warn!(dir = %name, tenant = %m.tenant, "ignoring a deployed manifest of another tenant");
+                        continue;
+                    }
                     manifests.insert(m.tenant.clone(), m);
                 }
             }
@@ -344,147 +395,21 @@ impl Host {
         Ok(())
     }
 
-    /// Deploys or redeploys `tenant` from an uploaded manifest and module.
-    /// Everything is checked before a running version is touched; a
-    /// redeploy then stops the running version at a checkpoint and starts
-    /// the new one from that checkpoint.
-    pub fn deploy(&self, tenant: &str, manifest_text: &str, wasm: &[u8]) -> Result<TenantView> {
-        let _op = self.ops.lock().unwrap_or_else(|e| e.into_inner());
-        let origin = Path::new("manifest.toml");
-        let mut manifest = Manifest::parse(manifest_text, origin)?;
-        if manifest.tenant != tenant {
-            return Err(Error::TenantMismatch {
-                manifest: manifest.tenant,
-                path: tenant.to_owned(),
-            });
-        }
-        let module = self.engine.load(tenant, wasm).map_err(Error::module)?;
-        check(&manifest, &module)?;
-        if let Some(slot) = self.tenants().get(tenant) {
-            compatible(&slot.run.manifest, &manifest)?;
-        }
-        self.unclaimed(&manifest)?;
-
-        let dir = self.tenant_dir(tenant).join("deployed");
-        manifest.module = dir.join("module.wasm");
-
-        let old = self.tenants().remove(tenant);
-        let mut previous = None;
-        let (counters, before, paused) = match old {
-            Some(slot) => {
-                let before = slot.guest_use();
-                previous = Some((slot.run.manifest.clone(), slot.run.module.clone()));
-                let stopped = slot.run.stop(true);
-                if let Err(e) = stopped {
-                    tracing::warn!(%tenant, error = %e, "the previous version ended with an error");
-                }
-                (slot.counters, before, slot.paused)
-            }
-            None => (Arc::new(Counters::new()), GuestUse::default(), None),
-        };
-        let checkpoints = tenant::checkpoint_dir(&self.tenant_dir(tenant));
-        let run = match Run::start(
-            &self.env,
-            manifest,
-            module,
-            &checkpoints,
-            Arc::clone(&counters),
-        ) {
-            Ok(run) => run,
-            Err(e) => {
-                // Put the previous version back (from the checkpoint it just
-                // took) rather than leave the tenant stopped.
-                if let Some((manifest, module)) = previous {
-                    match Run::start(
-                        &self.env,
-                        manifest,
-                        module,
-                        &checkpoints,
-                        Arc::clone(&counters),
-                    ) {
-                        Ok(run) => {
-                            if paused.is_some() {
-                                drop(run.pause());
-                            }
-                            self.tenants().insert(
-                                tenant.to_owned(),
-                                Slot::new(run, counters, before, paused),
-                            );
-                        }
-                        Err(again) => {
-                            tracing::error!(%tenant, error = %again, "restarting the previous version failed too");
-                        }
-                    }
-                }
-                return Err(e);
-            }
-        };
-        if paused.is_some() {
-            drop(run.pause());
-        }
-        // Keep the files of the version now running: the host restarts
-        // with them.
-        let n = self.deploys.fetch_add(1, Ordering::Relaxed);
-        let stored = std::fs::create_dir_all(&dir)
-            .and_then(|()| {
-                write_atomic(
-                    &dir.join(format!(".module.{n}.tmp")),
-                    &dir.join("module.wasm"),
-                    wasm,
-                )
-            })
-            .and_then(|()| {
-                // The stored manifest points at the stored module.
-                let text = rewrite_module(manifest_text, "module.wasm");
-                write_atomic(
-                    &dir.join(format!(".manifest.{n}.tmp")),
-                    &dir.join("manifest.toml"),
-                    text.as_bytes(),
-                )
-            });
-        if let Err(e) = stored {
-            tracing::error!(%tenant, error = %e, "storing the deployed files failed: a restart will not bring this version back");
-        }
-        let slot = Slot::new(run, counters, before, paused);
-        let view = view(tenant, &slot);
-        self.tenants().insert(tenant.to_owned(), slot);
-        tracing::info!(%tenant, module = %view.module.sha256, "deployed");
-        Ok(view)
-    }
-
-    /// Refuses a manifest naming another tenant's queue or exchange: a
-    /// tenant must not read another's input or write into its results.
+    /// Refuses a manifest naming another tenant's queue or exchange.
     fn unclaimed(&self, manifest: &Manifest) -> Result<()> {
-        let tenants = self.tenants();
-        for (other, slot) in tenants.iter().filter(|(t, _)| **t != manifest.tenant) {
-            let theirs = &slot.run.manifest;
-            let clash = if theirs.input.queue == manifest.input.queue {
-                Some("input queue")
-            } else if theirs.output.exchange == manifest.output.exchange {
-                Some("output exchange")
-            } else {
-                None
-            };
-            if let Some(what) = clash {
-                tracing::warn!(tenant = %manifest.tenant, %other, what, "refused: names another tenant's broker resource");
-                return Err(Error::Conflict {
-                    tenant: manifest.tenant.clone(),
-                    message: format!("its {what} belongs to another tenant"),
-                });
-            }
-        }
-        Ok(())
+        unclaimed_in(&self.tenants(), manifest)
     }
 
     fn launch(&self, manifest: Manifest, module: TenantModule) -> Result<()> {
         self.unclaimed(&manifest)?;
         let tenant = manifest.tenant.clone();
+        let name = TenantName::parse(&tenant).map_err(|e| Error::Internal(e.to_string()))?;
         let counters = Arc::new(Counters::new());
         let run = Run::start(
             &self.env,
             manifest,
             module,
-            &tenant::checkpoint_dir(&self.tenant_dir(&tenant)),
+            &tenant::checkpoint_dir(&self.tenant_dir(&name)),
             Arc::clone(&counters),
         )?;
         self.tenants()
@@ -492,46 +417,15 @@ impl Host {
         Ok(())
     }
 
-    /// Stops `tenant` for good: its open windows fire, its input is acked,
-    /// its state and deployed files are deleted.
-    pub fn undeploy(&self, tenant: &str) -> Result<TenantView> {
-        let _op = self.ops.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = self
-            .tenants()
-            .remove(tenant)
-            .ok_or_else(|| Error::NotFound(tenant.to_owned()))?;
-        let mut last = view(tenant, &slot);
-        let partitioned = slot.run.manifest.input.partitions.is_some();
-        if let Err(e) = slot.run.stop(false) {
-            tracing::warn!(%tenant, error = %e, "the tenant's run ended with an error");
-        }
-        if !partitioned {
-            // A partitioned tenant's owned partitions are gone now: keep
-            // the figures from before the stop.
-            last.counters = counters_view(
-                &slot.counters.snapshot(Duration::ZERO),
-                last.counters.guest_traps,
-            );
-        }
-        self.env.checkpoint_metrics.remove(tenant);
-        self.env.latency_metrics.remove(tenant);
-        let dir = self.tenant_dir(tenant);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(%tenant, error = %e, "removing the tenant's state");
-        }
-        tracing::info!(%tenant, "undeployed");
-        Ok(last)
-    }
-
     /// Pauses `tenant`'s consumer and returns once the broker has
     /// confirmed: messages published from then on wait in the queue. Blocks
     /// (call it off the async runtime).
-    pub fn pause(&self, tenant: &str, reason: &str) -> Result<TenantView> {
+    pub fn pause(&self, tenant: &TenantName, reason: &str) -> Result<TenantView> {
         let confirmed = {
             let mut tenants = self.tenants();
             let slot = tenants
-                .get_mut(tenant)
-                .ok_or_else(|| Error::NotFound(tenant.to_owned()))?;
+                .get_mut(tenant.as_str())
+                .ok_or_else(|| Error::NotFound(tenant.to_string()))?;
             if slot.paused.is_some() {
                 return Ok(view(tenant, slot));
             }
@@ -539,17 +433,25 @@ impl Host {
             tracing::info!(%tenant, reason, "paused");
             slot.run.pause()
         };
-        // An error means the consumer has ended: nothing is delivered either.
-        let _ = confirmed.blocking_recv();
+        // An error means the consumer has ended: nothing is delivered
+        // either. Bounded: a broker that does not confirm must not hold
+        // the control plane.
+        let waited = self
+            .env
+            .runtime
+            .block_on(tokio::time::timeout(PAUSE_WAIT, confirmed));
+        if waited.is_err() {
+            tracing::warn!(%tenant, "the broker has not confirmed the pause yet");
+        }
         self.get(tenant)
-            .ok_or_else(|| Error::NotFound(tenant.to_owned()))
+            .ok_or_else(|| Error::NotFound(tenant.to_string()))
     }
 
-    pub fn resume(&self, tenant: &str) -> Result<TenantView> {
+    pub fn resume(&self, tenant: &TenantName) -> Result<TenantView> {
         let mut tenants = self.tenants();
         let slot = tenants
-            .get_mut(tenant)
-            .ok_or_else(|| Error::NotFound(tenant.to_owned()))?;
+            .get_mut(tenant.as_str())
+            .ok_or_else(|| Error::NotFound(tenant.to_string()))?;
         if slot.paused.take().is_some() {
             slot.run.resume();
             // A fresh minute for auto-pause.
@@ -563,13 +465,47 @@ impl Host {
         self.tenants().iter().map(|(t, s)| view(t, s)).collect()
     }
 
-    pub fn get(&self, tenant: &str) -> Option<TenantView> {
-        self.tenants().get(tenant).map(|s| view(tenant, s))
+    pub fn get(&self, tenant: &TenantName) -> Option<TenantView> {
+        self.tenants().get(tenant.as_str()).map(|s| view(tenant, s))
     }
 
-    /// Ready: every tenant's run is going (none failed).
+    /// The control plane's own health: it answers (the tenants' map can
+    /// be locked) and is not shutting down. A failed or stuck tenant does
+    /// not make the shared host unready: it shows in `/v1/tenants` and
+    /// `/metrics`.
     pub fn ready(&self) -> bool {
-        self.tenants().values().all(|s| s.run.ended().is_none())
+        if self.shutting_down.load(Ordering::Acquire) {
+            return false;
+        }
+        drop(self.tenants());
+        true
+    }
+
+    /// A worker stuck in a guest call far past its budget — something no
+    /// epoch deadline ended — fails its tenant with the reason, and its
+    /// consumer is paused: nothing more is delivered to a run that cannot
+    /// take it. The tenant's other workers and every other tenant go on.
+    fn watchdog(&self, tenant: &str, slot: &mut Slot) {
+        if slot.fault.is_some() {
+            return;
+        }
+        let Some(running) = slot.run.module.longest_call() else {
+            return;
+        };
+        let budget = slot.run.manifest.limits.call_budget;
+        if running <= budget.saturating_add(self.config.stuck_after) {
+            return;
+        }
+        let reason = format!(
+            "stuck: a guest call has been running for {}, past its budget of {} \
+             (the watchdog allows {} more); its worker cannot be stopped: undeploy the tenant",
+            manifest::format_duration(Duration::from_secs(running.as_secs())),
+            manifest::format_duration(budget),
+            manifest::format_duration(self.config.stuck_after),
+        );
+        tracing::error!(%tenant, %reason, "watchdog: a tenant's worker is stuck");
+        drop(slot.run.pause());
+        slot.fault = Some(reason);
     }
 
     /// Called about once a second: samples each tenant's input rate, and
@@ -582,6 +518,7 @@ impl Host {
         for (tenant, slot) in tenants.iter_mut() {
             slot.sample_rate(now);
             slot.run.balance();
+            self.watchdog(tenant, slot);
             if limit == 0 {
                 continue;
             }
@@ -603,21 +540,6 @@ impl Host {
                 // Not waited for: this runs on the async runtime.
                 drop(slot.run.pause());
                 slot.paused = Some(reason);
-            }
-        }
-    }
-
-    /// Suspends every tenant at a checkpoint (open windows kept for the
-    /// next start) and waits for their final acks.
-    pub fn shutdown(&self) {
-        let _op = self.ops.lock().unwrap_or_else(|e| e.into_inner());
-        let slots: Vec<(String, Slot)> = std::mem::take(&mut *self.tenants()).into_iter().collect();
-        for (tenant, slot) in slots {
-            match slot.run.stop(true) {
-                Ok(()) => tracing::info!(%tenant, "suspended"),
-                Err(e) => {
-                    tracing::warn!(%tenant, error = %e, "the tenant's run ended with an error")
-                }
             }
         }
     }
@@ -650,11 +572,34 @@ impl TenantSource for Host {
                         .collect(),
                     events_per_sec: s.events_per_sec(),
                     paused: s.paused.is_some(),
-                    running: s.run.ended().is_none(),
+                    running: s.run.ended().is_none() && s.fault.is_none(),
                 }
             })
             .collect()
     }
+}
+
+/// Refuses a manifest naming another tenant's queue or exchange: a tenant
+/// must not read another's input or write into its results.
+fn unclaimed_in(tenants: &BTreeMap<String, Slot>, manifest: &Manifest) -> Result<()> {
+    for (other, slot) in tenants.iter().filter(|(t, _)| **t != manifest.tenant) {
+        let theirs = &slot.run.manifest;
+        let clash = if theirs.input.queue == manifest.input.queue {
+            Some("input queue")
+        } else if theirs.output.exchange == manifest.output.exchange {
+            Some("output exchange")
+        } else {
+            None
+        };
+        if let Some(what) = clash {
+            tracing::warn!(tenant = %manifest.tenant, %other, what, "refused: names another tenant's broker resource");
+            return Err(Error::Conflict {
+                tenant: manifest.tenant.clone(),
+                message: format!("its {what} belongs to another tenant"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The checks of a deploy that need no running state.
@@ -706,6 +651,7 @@ fn since_now(traps: u64) -> VecDeque<(Instant, u64)> {
 fn view(tenant: &str, slot: &Slot) -> TenantView {
     let info = slot.run.module.info();
     let (state, reason) = match (slot.run.ended(), &slot.paused) {
+        _ if slot.fault.is_some() => (State::Failed, slot.fault.clone()),
         (Some(Err(e)), _) => (State::Failed, Some(e)),
         (Some(Ok(())), _) => (State::Failed, Some("the run ended".to_owned())),
         (None, Some(reason)) => (State::Paused, Some(reason.clone())),
@@ -715,6 +661,7 @@ fn view(tenant: &str, slot: &Slot) -> TenantView {
         tenant: tenant.to_owned(),
         state,
         reason,
+        operation: slot.operation,
         module: ModuleView {
             name: info.name.clone(),
             version: info.version.clone(),

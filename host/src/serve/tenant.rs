@@ -204,9 +204,19 @@ impl Run {
             });
             sinks.store_events = true;
         }
+        // Keys are sharded by worker count: a tenant keeps the count its
+        // checkpoint was taken with (a changed `workers` in host.toml
+        // applies to tenants deployed from then on), rather than fail.
+        let workers = match restore.as_ref().map(|c| c.shards.len()) {
+            Some(saved) if saved > 0 && saved != env.workers => {
+                tracing::info!(%tenant, workers = saved, host_workers = env.workers, "keeping the worker count of the tenant's checkpoint");
+                saved
+            }
+            _ => env.workers,
+        };
         let suspend = Arc::new(AtomicBool::new(false));
         let options = Options {
-            workers: env.workers,
+            workers,
             progress: false,
             checkpoint: Some(env.checkpoint_options(store.clone(), &module, restore)),
             counters: Some(counters),
@@ -361,26 +371,40 @@ impl Run {
         }
     }
 
-    /// Ends the run at a checkpoint barrier and waits for it: `suspend`
-    /// keeps the open windows in the checkpoint (a later run resumes
-    /// them); otherwise every window fires first.
-    pub fn stop(self, suspend: bool) -> Result<(), String> {
-        let Run {
-            module,
-            body,
-            triggers,
+    /// Starts ending the run at a checkpoint barrier, without waiting:
+    /// `suspend` keeps the open windows in the checkpoint (a later run
+    /// resumes them); otherwise every window fires first. [`Run::ended`]
+    /// (or [`Run::finished`]) tells when it is over. A partitioned run
+    /// stops in [`Run::finish`].
+    pub fn begin_stop(&self, suspend: bool) {
+        self.module.set_stopping(true);
+        if let Body::Single {
+            control,
+            suspend: flag,
             ..
-        } = self;
-        module.set_stopping(true);
+        } = &self.body
+        {
+            flag.store(suspend, Ordering::Release);
+            control.end();
+        }
+    }
+
+    /// Whether the run's thread is over (a stop can be joined at once).
+    pub fn finished(&self) -> bool {
+        match &self.body {
+            Body::Single { thread, .. } => thread.as_ref().is_none_or(JoinHandle::is_finished),
+            Body::Partitioned(_) => true,
+        }
+    }
+
+    /// Ends the run (see [`Run::begin_stop`], which must come first for a
+    /// single run) and waits for it.
+    pub fn finish(self, suspend: bool) -> Result<(), String> {
+        let Run { body, triggers, .. } = self;
         let result = match body {
             Body::Single {
-                control,
-                suspend: flag,
-                thread,
-                outcome,
+                thread, outcome, ..
             } => {
-                flag.store(suspend, Ordering::Release);
-                control.end();
                 let joined = thread.map(JoinHandle::join);
                 if matches!(joined, Some(Err(_))) {
                     Err("the tenant thread panicked".to_owned())
@@ -401,6 +425,25 @@ impl Run {
             triggers.stop();
         }
         result
+    }
+
+    /// Gives up on a run whose thread is stuck in a guest call: its thread
+    /// is left to itself (it holds no lock of the host), the rest stops.
+    pub fn abandon(self) {
+        let Run { body, triggers, .. } = self;
+        if let Body::Single { control, .. } = &body {
+            control.end();
+        }
+        drop(body);
+        if let Some(triggers) = triggers {
+            triggers.stop();
+        }
+    }
+
+    /// Ends the run at a checkpoint barrier and waits for it.
+    pub fn stop(self, suspend: bool) -> Result<(), String> {
+        self.begin_stop(suspend);
+        self.finish(suspend)
     }
 }
 

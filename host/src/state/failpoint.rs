@@ -10,12 +10,25 @@
 //! `final-acks-lost` drops the acks a consumer sends after its input
 //! ended (a partition being handed over), as a connection cut at that
 //! moment does: the connection then closes and the broker requeues them.
+//!
+//! `guest-call-hangs:<tenant>` makes every guest call of that tenant hang
+//! for good ([`hang_if_armed`]): a worker stuck as no deadline can end it,
+//! for the tests of `sluice serve`'s watchdog and control plane.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
 static HITS: AtomicU64 = AtomicU64::new(0);
+
+fn armed_from_env() -> Option<(String, u64)> {
+    let name = std::env::var("SLUICE_FAILPOINT").ok()?;
+    let skip = std::env::var("SLUICE_FAILPOINT_SKIP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Some((name, skip))
+}
 
 /// Aborts the process if `name` is the armed fail point (after its skips).
 pub fn hit(name: &str) {
@@ -28,16 +41,41 @@ pub fn hit(name: &str) {
 /// Whether `name` is the armed fail point (after its skips): the caller
 /// fails there in its own way.
 pub fn armed(name: &str) -> bool {
-    let armed = ARMED.get_or_init(|| {
-        let name = std::env::var("SLUICE_FAILPOINT").ok()?;
-        let skip = std::env::var("SLUICE_FAILPOINT_SKIP")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        Some((name, skip))
-    });
+    let armed = ARMED.get_or_init(armed_from_env);
     match armed {
         Some((armed, skip)) => armed == name && HITS.fetch_add(1, Ordering::Relaxed) >= *skip,
         None => false,
+    }
+}
+
+/// Whether `<name>:<tenant>` is the armed fail point (no skips).
+fn armed_for(name: &str, tenant: &str) -> bool {
+    let armed = ARMED.get_or_init(armed_from_env);
+    armed.as_ref().is_some_and(|(armed, _)| {
+        armed
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+            == Some(tenant)
+    })
+}
+
+/// Sleeps `delay` when `<name>:<tenant>` is the armed fail point:
+/// `deploy-delay:<tenant>` holds a deploy of that tenant just before its
+/// commit point, so a test can disconnect its client there.
+pub fn delay_if_armed(name: &str, tenant: &str, delay: std::time::Duration) {
+    if armed_for(name, tenant) {
+        tracing::warn!(%tenant, "fail point `{name}`: waiting {delay:?}");
+        std::thread::sleep(delay);
+    }
+}
+
+/// Hangs the calling thread for good when `<name>:<tenant>` is the armed
+/// fail point (no skips).
+pub fn hang_if_armed(name: &str, tenant: &str) {
+    if armed_for(name, tenant) {
+        tracing::warn!(%tenant, "fail point `{name}`: this guest call hangs for good");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
     }
 }

@@ -206,7 +206,7 @@ impl Served {
     /// A raw request with `Expect: 100-continue` declaring `length` bytes
     /// and sending none unless told to continue: the status line back.
     pub fn put_declared(&self, tenant: &str, length: usize) -> String {
-        let addr = self.url.trim_start_matches("http://");
+        let addr = self.addr();
         let mut s = std::net::TcpStream::connect(addr).expect("connecting to the host");
         s.set_read_timeout(Some(Duration::from_secs(60)))
             .expect("timeout");
@@ -220,6 +220,52 @@ impl Served {
         let mut text = String::new();
         let _ = s.read_to_string(&mut text);
         text.lines().next().unwrap_or("").to_owned()
+    }
+
+    /// The host process's id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// `host:port` of the admin API.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// A raw HTTP/1.1 request (the path sent as is: no client
+    /// normalises or re-encodes it), with the operator's token: the status
+    /// code and the body back.
+    #[allow(dead_code)]
+    pub fn raw(&self, method: &str, path: &[u8], content_type: &str, body: &[u8]) -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(self.addr()).expect("connecting to the host");
+        s.set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("timeout");
+        let mut request = format!("{method} ").into_bytes();
+        request.extend_from_slice(path);
+        request.extend_from_slice(
+            format!(
+                " HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {OPERATOR}\r\n\
+                 Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                self.addr(),
+                body.len()
+            )
+            .as_bytes(),
+        );
+        request.extend_from_slice(body);
+        // The host may answer (and close) before it has read a body it
+        // refuses: a failed write still has an answer to read.
+        let _ = s.write_all(&request);
+        let mut text = Vec::new();
+        let _ = s.read_to_end(&mut text);
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (status, body)
     }
 
     /// One tenant as the operator sees it.

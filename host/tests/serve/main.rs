@@ -16,6 +16,10 @@ mod host;
 
 mod api;
 mod batch;
+mod control;
+mod hardening;
 mod isolation;
 mod metrics;
+mod names;
+mod redeploy;
 mod tenants;

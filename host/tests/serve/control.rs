@@ -1,0 +1,206 @@
+//! The control plane never waits on a tenant's data path: with one
+//! tenant's worker stuck in a guest call for good (the test-only fail
+//! point `guest-call-hangs:stuck`, a call no deadline can end), the
+//! watchdog fails that tenant with the reason, and another tenant's
+//! deploy, pause and resume, `/readyz`, the stuck tenant's undeploy and
+//! SIGTERM all answer within bounded time while the healthy neighbours'
+//! results stay exactly their embedded runs'.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::amqp::{self, unique};
+use crate::common;
+use crate::host::{self, Served, OPERATOR};
+
+/// What "bounded, not hung" means here (a hang used to be 60 s and more).
+const BOUND: Duration = Duration::from_secs(20);
+
+/// Runs `f`, asserts it took less than [`BOUND`], returns its result.
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = f();
+    let took = started.elapsed();
+    assert!(took < BOUND, "{what} took {took:?}");
+    eprintln!("{what}: {took:?}");
+    out
+}
+
+/// The BTS manifest as tenant `name` on its own queue and exchange.
+fn bts_as(dir: &Path, name: &str, queue: &str, exchange: &str) -> String {
+    let sub = dir.join(name);
+    std::fs::create_dir_all(&sub).expect("dir");
+    let path = amqp::manifest(&sub, queue, exchange);
+    std::fs::read_to_string(path)
+        .expect("manifest")
+        .replace("tenant = \"bts\"", &format!("tenant = {name:?}"))
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("writing a manifest");
+    path
+}
+
+/// Waits (bounded) until the watchdog has failed `tenant`.
+fn wait_stuck(served: &Served, tenant: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let view = served.tenant(tenant);
+        if view["state"] == "failed" {
+            return view;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the watchdog did not fail the stuck tenant: {view}\n{}",
+            served.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_stuck_worker_fails_only_its_tenant_and_the_control_plane_answers_in_bounded_time() {
+    let _broker = amqp::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (bq, sq, oq, s2q) = (
+        unique("serve.ctl.bts"),
+        unique("serve.ctl.stuck"),
+        unique("serve.ctl.other"),
+        unique("serve.ctl.stuck2"),
+    );
+    let (bx, sx, ox, s2x) = (
+        format!("{bq}.out"),
+        format!("{sq}.out"),
+        format!("{oq}.out"),
+        format!("{s2q}.out"),
+    );
+    let healthy = amqp::manifest(dir.path(), &bq, &bx);
+    let stuck = write(dir.path(), "stuck", &bts_as(dir.path(), "stuck", &sq, &sx));
+    let other_text = bts_as(dir.path(), "other", &oq, &ox);
+    let other = write(dir.path(), "other", &other_text);
+    let data = common::gen_bts(dir.path(), "bts.csv", &["--events", "3000"]);
+    let rows = std::fs::read_to_string(&data)
+        .expect("data")
+        .lines()
+        .count() as u64;
+    let rt = amqp::runtime();
+    let (_conn, channel) = rt.block_on(amqp::connect());
+    let bc = rt.block_on(amqp::collector(&channel, &bx));
+    let oc = rt.block_on(amqp::collector(&channel, &ox));
+    let served = Served::start_extra_env(
+        dir.path(),
+        &["bts"],
+        &[&healthy, &stuck],
+        "stuck_after = \"2s\"\nshutdown_timeout = \"5s\"\n",
+        &[("SLUICE_FAILPOINT", "guest-call-hangs:stuck")],
+    );
+
+    // The stuck tenant's first guest call never returns.
+    amqp::publish(&stuck, &data, 40);
+    let view = wait_stuck(&served, "stuck");
+    let reason = view["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("stuck: a guest call has been running for ")
+            && reason.contains("past its budget of 50ms"),
+        "{view}"
+    );
+    let (_, metrics) = served.get("/metrics", Some(OPERATOR));
+    let metrics = metrics.as_str().unwrap_or("").to_owned();
+    assert!(
+        metrics.contains("sluice_tenant_running{tenant=\"stuck\"} 0")
+            && metrics.contains("sluice_tenant_running{tenant=\"bts\"} 1"),
+        "{metrics}"
+    );
+    // The shared host stays ready: one tenant's trouble is not its own.
+    let (status, _) = timed("/readyz", || served.get("/readyz", None));
+    assert_eq!(status, 200);
+
+    // The neighbour works, and another tenant deploys, while one is stuck.
+    amqp::publish(&healthy, &data, 40);
+    let module = std::fs::read(common::component("bts_analytics")).expect("module");
+    let (status, body) = timed("deploy of another tenant", || {
+        served.deploy("other", &other_text, &module)
+    });
+    assert_eq!(status, 200, "{body}");
+    amqp::publish(&other, &data, 40);
+    let (status, body) = timed("pause", || {
+        served.post("/v1/tenants/bts/pause", Some(OPERATOR))
+    });
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("paused")),
+        "{body}"
+    );
+    let (status, body) = timed("resume", || {
+        served.post("/v1/tenants/bts/resume", Some(OPERATOR))
+    });
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("running")),
+        "{body}"
+    );
+    // A redeploy of the stuck tenant is refused (its state cannot be
+    // taken over); its undeploy abandons the stuck run and removes it.
+    let stuck_text = std::fs::read_to_string(&stuck).expect("manifest");
+    let (status, body) = timed("redeploy of the stuck tenant", || {
+        served.deploy("stuck", &stuck_text, &module)
+    });
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = timed("undeploy of the stuck tenant", || {
+        served.delete("/v1/tenants/stuck", Some(OPERATOR))
+    });
+    assert_eq!(status, 200, "{body}");
+    assert!(!dir.path().join("state/tenants/stuck").exists());
+    let (status, _) = served.get("/v1/tenants/stuck", Some(OPERATOR));
+    assert_eq!(status, 404);
+
+    // The neighbours: everything read, results equal their embedded runs.
+    served.wait_records("bts", rows);
+    served.wait_records("other", rows);
+    for (tenant, collector) in [("bts", &bc), ("other", &oc)] {
+        let (status, body) = served.delete(&format!("/v1/tenants/{tenant}"), Some(OPERATOR));
+        assert_eq!(status, 200, "{body}");
+        let mut got: Vec<String> = rt
+            .block_on(amqp::drain(&channel, collector))
+            .iter()
+            .map(|m| m.text())
+            .collect();
+        got.sort();
+        let manifest = if tenant == "bts" { &healthy } else { &other };
+        let want = amqp::embedded_lines(manifest, &data);
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "{tenant}: results differ from its embedded run");
+    }
+
+    // SIGTERM with a stuck tenant: the host stops in bounded time and
+    // says which tenant it could not suspend.
+    let stuck2 = host::with_names(&stuck, &s2q, &s2x);
+    let (status, body) = served.deploy("stuck", &stuck2, &module);
+    assert_eq!(status, 200, "{body}");
+    let stuck2_path = write(dir.path(), "stuck2", &stuck2);
+    amqp::publish(&stuck2_path, &data, 40);
+    wait_stuck(&served, "stuck");
+    let log = timed("SIGTERM", || served.stop());
+    assert!(
+        log.contains("tenant `stuck` could not be suspended: stuck: a guest call"),
+        "{log}"
+    );
+    rt.block_on(amqp::delete(
+        &channel,
+        &[
+            &bq,
+            &sq,
+            &oq,
+            &s2q,
+            &bc,
+            &oc,
+            &format!("{bq}.dead"),
+            &format!("{sq}.dead"),
+            &format!("{oq}.dead"),
+            &format!("{s2q}.dead"),
+        ],
+    ));
+}
