@@ -770,7 +770,7 @@ fn batch_job_errors_say_which_job_and_what_was_expected() {
         (
             r#"name = "per_day""#,
             r#"name = "per day""#,
-            &["batch job name `per day` must be"],
+            &["batch job name \"per day\" is invalid: it contains ' '"],
         ),
         (
             r#"every = "10s""#,

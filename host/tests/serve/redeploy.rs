@@ -97,6 +97,16 @@ fn a_tenant_answers_throughout_its_redeploys() {
     for _ in 0..3 {
         let (status, body) = served.deploy("bts", &text, &module);
         assert!(status == 200 || status == 202, "{status} {body}");
+        // 202: the old version still drains; the swap completes on its
+        // own (a deploy meanwhile would be refused with 409).
+        let started = Instant::now();
+        while served.tenant("bts").get("operation").is_some() {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the swap never completed"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         std::thread::sleep(Duration::from_millis(300));
     }
     done.store(true, Ordering::Release);
