@@ -192,7 +192,7 @@ impl SandboxEngine {
             .check(limits)
             .map_err(|source| SandboxError::OverCeiling {
                 tenant: tenant.to_owned(),
-                source,
+                source: Box::new(source),
             })
     }
 

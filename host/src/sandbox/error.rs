@@ -166,8 +166,9 @@ pub enum SandboxError {
     #[error("tenant `{tenant}`: {source}")]
     OverCeiling {
         tenant: String,
+        /// Boxed: keeps `SandboxError` (in every `Result` of a call) small.
         #[source]
-        source: super::ceilings::OverCeiling,
+        source: Box<super::ceilings::OverCeiling>,
     },
     /// The engine itself could not be set up or could not instantiate.
     #[error("sandbox engine: {0}")]

@@ -219,7 +219,7 @@ impl TenantModule {
             .check(&limits)
             .map_err(|source| SandboxError::OverCeiling {
                 tenant: self.tenant().to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         let mut instance = TenantInstance::new(self.clone(), params, schema, limits);
         instance.warm()?;

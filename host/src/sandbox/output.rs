@@ -323,9 +323,18 @@ mod tests {
                 })
                 .collect(),
         };
-        assert!(check_alerts(&[alerts(100, "hostile")], &[group.clone()], &caps).is_ok());
+        assert!(check_alerts(
+            &[alerts(100, "hostile")],
+            std::slice::from_ref(&group),
+            &caps
+        )
+        .is_ok());
         assert!(matches!(
-            check_alerts(&[alerts(50_000, "hostile")], &[group.clone()], &caps),
+            check_alerts(
+                &[alerts(50_000, "hostile")],
+                std::slice::from_ref(&group),
+                &caps
+            ),
             Err(Refusal::Item { .. })
         ));
         assert!(matches!(
