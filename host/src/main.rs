@@ -28,7 +28,7 @@ use sluice_host::ingress::amqp::{AmqpIngress, AmqpIngressConfig};
 use sluice_host::ingress::Input;
 use sluice_host::metrics::prometheus::HostMetrics;
 use sluice_host::pipeline::CheckpointOptions;
-use sluice_host::pipeline::{self, Options, Sinks};
+use sluice_host::pipeline::{self, Ceilings, Options, Sinks};
 use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine, TenantModule, TrapBackoff};
 use sluice_host::serve::{BatchEnv, Host, HostConfig, StateDb, Storage};
 use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
@@ -66,6 +66,42 @@ struct StoreArgs {
     /// With `--cassandra`: MiB of rows in flight at once (all workers).
     #[arg(long, default_value_t = CassandraConfig::DEFAULT_MAX_IN_FLIGHT_BYTES >> 20)]
     cassandra_in_flight_mib: usize,
+}
+
+/// The host's ceilings on one tenant (`host.toml` sets them for `serve`).
+#[derive(clap::Args, Clone)]
+struct CeilingArgs {
+    /// Longest input line in bytes (file, stdin, a message's line); a
+    /// longer one is read through and dead-lettered with its first 4 KiB.
+    #[arg(long, default_value_t = Ceilings::DEFAULT.max_line_bytes)]
+    max_line_bytes: usize,
+    /// Most panes per sliding window, and windows per row; a manifest
+    /// asking for more is refused.
+    #[arg(long, default_value_t = Ceilings::DEFAULT.max_panes_per_window)]
+    max_panes_per_window: u64,
+    /// Largest state of one key (alert state, a window accumulator):
+    /// `256KiB`, `1MiB`, …
+    #[arg(long, default_value = "256KiB", value_parser = parse_size)]
+    max_key_state: u64,
+    /// All alert state of the tenant together.
+    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+    max_tenant_state: u64,
+    /// Distinct keys the tenant may hold state for; rows of further keys
+    /// are dead-lettered (`limit`).
+    #[arg(long, default_value_t = Ceilings::DEFAULT.max_keys)]
+    max_keys: u64,
+}
+
+impl CeilingArgs {
+    fn ceilings(&self) -> Ceilings {
+        Ceilings {
+            max_line_bytes: self.max_line_bytes.max(1),
+            max_panes_per_window: self.max_panes_per_window.max(1),
+            max_key_state: usize::try_from(self.max_key_state).unwrap_or(usize::MAX),
+            max_tenant_state: self.max_tenant_state,
+            max_keys: self.max_keys,
+        }
+    }
 }
 
 /// Where checkpoints go besides a directory (`--checkpoint-dir`).
@@ -203,6 +239,8 @@ enum Command {
         /// With `--cassandra`: do not store the raw events.
         #[arg(long, overrides_with = "store_events")]
         no_store_events: bool,
+        #[command(flatten)]
+        ceilings: CeilingArgs,
     },
     /// Run a `[[batch]]` job of the manifest once over a range: over a CSV
     /// file (`--input`) or the tenant's events stored in Cassandra
@@ -439,6 +477,7 @@ fn main() -> anyhow::Result<()> {
             store,
             store_events,
             no_store_events,
+            ceilings,
         } => {
             if cassandra.is_none() && store_events {
                 anyhow::bail!(
@@ -464,6 +503,7 @@ fn main() -> anyhow::Result<()> {
                 cassandra,
                 store: *store,
                 store_events: !no_store_events,
+                ceilings: ceilings.ceilings(),
             })
         }
         Command::Batch {
@@ -640,6 +680,7 @@ struct RunArgs {
     cassandra: Option<String>,
     store: StoreArgs,
     store_events: bool,
+    ceilings: Ceilings,
 }
 
 /// `HOST:PORT[,HOST:PORT…]` → contact points.
@@ -908,6 +949,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     sluice_host::manifest::units::parse_duration(text)
 }
 
+fn parse_size(text: &str) -> Result<u64, String> {
+    sluice_host::manifest::units::parse_size(text)
+}
+
 /// Opens a line sink on `path`: created afresh, or — resuming from a
 /// checkpoint that covers `resume` bytes of it — cut back to those bytes
 /// and appended to.
@@ -1067,6 +1112,18 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
              stdin cannot be resumed"
         );
     }
+    let stdout_results = match &args.output {
+        Some(path) => path.as_os_str() == "-",
+        None => args.amqp.is_none() && args.cassandra.is_none(),
+    };
+    if store.is_some() && stdout_results {
+        anyhow::bail!(
+            "checkpoints (--checkpoint-dir, --checkpoint-store) need the results in --output FILE \
+             (or only in --amqp / --cassandra, where replayed results keep their ids): a restart \
+             cuts a file back to its checkpoint, but lines already printed to stdout would be \
+             printed again, and a kill can leave a torn last line"
+        );
+    }
     let output = match &args.output {
         Some(path) if path.as_os_str() == "-" => LineSink::new(
             "output",
@@ -1124,6 +1181,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             module_hash: module.hash().to_owned(),
             restore,
         }),
+        ceilings: args.ceilings,
         ..Options::default()
     };
 
@@ -1239,20 +1297,22 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     let s = report.summary;
     eprintln!(
         "sluice run: {} rows in ({:.1} MB), {} deserialization errors ({} without a key), \
-         {} late dropped, {} outputs ({} alerts), {} poisoned, {workers} workers, \
-         {:.2} s, {:.0} events/s",
+         {} late dropped, {} future dropped, {} limited, {} outputs ({} alerts), {} poisoned, \
+         {workers} workers, {:.2} s, {:.0} events/s",
         s.rows_in,
         s.bytes_in as f64 / 1e6,
         s.bad_rows,
         s.bad_rows_keyless,
         s.late_dropped,
+        s.future_dropped,
+        s.limited,
         s.outputs,
         s.alerts,
         s.poisoned,
         s.elapsed.as_secs_f64(),
         s.events_per_sec(),
     );
-    let letters = s.bad_rows + s.late_dropped + s.poisoned;
+    let letters = s.bad_rows + s.late_dropped + s.future_dropped + s.limited + s.poisoned;
     if args.dead_letter.is_none() && letters > 0 {
         eprintln!("sluice run: {letters} dead letters were counted but not kept (pass --dead-letter FILE)");
     }
@@ -1322,6 +1382,8 @@ fn print_list(tenants: &serde_json::Value) {
 /// or Ctrl-C; then every tenant is suspended at a checkpoint.
 fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = HostConfig::from_path(config_path).context("loading the host config")?;
+    // Every pipeline the host starts takes these (`Options::default`).
+    config.ceilings.install();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("sluice-io")

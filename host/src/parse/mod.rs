@@ -134,6 +134,35 @@ pub struct BadRow {
     pub key: Option<Key>,
     /// Present when the event-time field parsed.
     pub time: Option<i64>,
+    /// Why the record is dead-lettered: it did not parse, it was too long
+    /// to read, or it parsed but its event time is not believed.
+    pub kind: BadKind,
+}
+
+/// What is wrong with a [`BadRow`]; decides its dead letter's `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BadKind {
+    /// A deserialization error (`bad-row`).
+    #[default]
+    Malformed,
+    /// A line over the input's line-length limit (`bad-row`): `raw` holds
+    /// only its first bytes, `length` is the whole line's, terminator
+    /// excluded. It was never held whole.
+    TooLong { length: u64 },
+    /// A row that parsed but whose event time is too far ahead of the
+    /// host's clock (`future`): `key` and `time` are what it claimed. It
+    /// never moves the watermark.
+    Future,
+}
+
+impl BadKind {
+    /// The dead letter's `kind`.
+    pub fn dead_letter_kind(self) -> &'static str {
+        match self {
+            BadKind::Malformed | BadKind::TooLong { .. } => "bad-row",
+            BadKind::Future => "future",
+        }
+    }
 }
 
 /// One declared column, ready for parsing.
@@ -514,6 +543,7 @@ impl RowParser {
             },
             key,
             time,
+            kind: BadKind::Malformed,
         }
     }
 }

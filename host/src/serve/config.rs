@@ -53,6 +53,9 @@ pub struct HostConfig {
     /// Manifests of the tenants started with the host.
     pub tenants: Vec<PathBuf>,
     pub cache_dir: Option<PathBuf>,
+    /// What one tenant's input and state may cost (line length, panes,
+    /// state bytes, keys); every pipeline of the host gets them.
+    pub ceilings: crate::pipeline::Ceilings,
 }
 
 impl HostConfig {
@@ -78,6 +81,7 @@ impl HostConfig {
             message,
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let ceilings = raw.ceilings().map_err(invalid)?;
         let base = origin.parent().unwrap_or(Path::new("."));
         let resolve = |p: &Path| {
             if p.is_absolute() {
@@ -188,6 +192,54 @@ impl HostConfig {
             max_traps_per_minute: raw.max_traps_per_minute.unwrap_or(10),
             tenants: raw.tenants.iter().map(|t| resolve(&t.manifest)).collect(),
             cache_dir: raw.cache_dir.as_deref().map(resolve),
+            ceilings,
+        })
+    }
+}
+
+/// The ceilings' keys of `host.toml`, each defaulting to
+/// [`crate::pipeline::Ceilings::DEFAULT`]'s.
+impl RawConfig {
+    fn ceilings(&self) -> std::result::Result<crate::pipeline::Ceilings, String> {
+        let d = crate::pipeline::Ceilings::DEFAULT;
+        let size =
+            |key: &str, v: &Option<String>, default: u64| -> std::result::Result<u64, String> {
+                match v {
+                    None => Ok(default),
+                    Some(v) => match units::parse_size(v) {
+                        Ok(0) => Err(format!("`{key}` must be above 0")),
+                        Ok(n) => Ok(n),
+                        Err(e) => Err(format!("`{key}`: {e}")),
+                    },
+                }
+            };
+        let count = |key: &str, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(format!("`{key}` must be at least 1")),
+            v => Ok(v.unwrap_or(default)),
+        };
+        let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Ok(crate::pipeline::Ceilings {
+            max_line_bytes: usize_of(size(
+                "max_line_bytes",
+                &self.max_line_bytes,
+                d.max_line_bytes as u64,
+            )?),
+            max_panes_per_window: count(
+                "max_panes_per_window",
+                self.max_panes_per_window,
+                d.max_panes_per_window,
+            )?,
+            max_key_state: usize_of(size(
+                "max_key_state",
+                &self.max_key_state,
+                d.max_key_state as u64,
+            )?),
+            max_tenant_state: size(
+                "max_tenant_state",
+                &self.max_tenant_state,
+                d.max_tenant_state,
+            )?,
+            max_keys: count("max_keys", self.max_keys, d.max_keys)?,
         })
     }
 }
@@ -210,6 +262,12 @@ struct RawConfig {
     cache_dir: Option<PathBuf>,
     #[serde(default)]
     tenants: Vec<RawTenant>,
+    // The ceilings (`ceilings` below).
+    max_line_bytes: Option<String>,
+    max_panes_per_window: Option<u64>,
+    max_key_state: Option<String>,
+    max_tenant_state: Option<String>,
+    max_keys: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -267,5 +325,34 @@ mod tests {
         let env =
             HostConfig::parse("state_dir = \"s\"\n", origin, Some(OP.into())).expect("env token");
         assert_eq!(env.operator_token, OP);
+    }
+
+    #[test]
+    fn ceilings_default_and_are_set_and_checked() {
+        let origin = Path::new("host.toml");
+        let base = format!("operator_token = \"{OP}\"\nstate_dir = \"s\"\n");
+        let c = HostConfig::parse(&base, origin, None).expect("valid");
+        assert_eq!(c.ceilings, crate::pipeline::Ceilings::DEFAULT);
+        let set = format!(
+            "{base}max_line_bytes = \"64KiB\"\nmax_panes_per_window = 100\n\
+             max_key_state = \"1MiB\"\nmax_tenant_state = \"1GiB\"\nmax_keys = 5000\n"
+        );
+        let c = HostConfig::parse(&set, origin, None)
+            .expect("valid")
+            .ceilings;
+        assert_eq!(
+            (c.max_line_bytes, c.max_panes_per_window, c.max_key_state),
+            (64 << 10, 100, 1 << 20)
+        );
+        assert_eq!((c.max_tenant_state, c.max_keys), (1 << 30, 5000));
+        let zero = format!("{base}max_keys = 0\n");
+        let err = HostConfig::parse(&zero, origin, None).expect_err("zero");
+        assert!(
+            err.to_string().contains("`max_keys` must be at least 1"),
+            "{err}"
+        );
+        let unit = format!("{base}max_key_state = \"12\"\n");
+        let err = HostConfig::parse(&unit, origin, None).expect_err("no unit");
+        assert!(err.to_string().contains("`max_key_state`"), "{err}");
     }
 }

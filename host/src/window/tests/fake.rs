@@ -59,6 +59,7 @@ pub fn bad_row(key: &str, time: i64) -> BadRow {
         },
         key: Some(Key::from_parts([key]).expect("no separator")),
         time: Some(time),
+        kind: Default::default(),
     }
 }
 
