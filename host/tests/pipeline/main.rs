@@ -3,9 +3,11 @@
 //! One binary, a module per area.
 
 mod batch;
+mod ceilings;
 mod checkpoint;
 mod cli;
 mod common;
 mod flow;
+mod guards;
 mod idle;
 mod poison;
