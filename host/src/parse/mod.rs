@@ -124,11 +124,12 @@ impl ParsedRow {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{position}: {reason}")]
 pub struct BadRow {
-    /// The record, lossily decoded, without its line terminator.
-    pub raw: String,
+    /// The record, lossily decoded, without its line terminator. (Boxed
+    /// strings keep `Result<ParsedRow, BadRow>`, which every row is, small.)
+    pub raw: Box<str>,
     /// Which column failed and why, e.g. ``column `value`: `FalseData` is
     /// not a float``.
-    pub reason: String,
+    pub reason: Box<str>,
     pub position: Position,
     /// Present when every key column is present, non-empty and valid.
     pub key: Option<Key>,
@@ -534,8 +535,8 @@ impl RowParser {
             }
         }
         BadRow {
-            raw: String::from_utf8_lossy(record).into_owned(),
-            reason,
+            raw: String::from_utf8_lossy(record).into(),
+            reason: reason.into(),
             position: Position {
                 source: source.to_owned(),
                 line,

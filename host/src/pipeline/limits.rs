@@ -179,7 +179,7 @@ impl FutureGuard {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let bound = self.bound.unwrap_or(0);
         BadRow {
-            raw: String::from_utf8_lossy(line).into_owned(),
+            raw: String::from_utf8_lossy(line).into(),
             reason: format!(
                 "event time {} is more than max_future ({}) ahead of the host's clock ({}): \
                  not trusted to move the watermark",
@@ -188,7 +188,8 @@ impl FutureGuard {
                     u64::try_from(bound).unwrap_or(0)
                 )),
                 show_time(self.limit.saturating_sub(bound)),
-            ),
+            )
+            .into(),
             position: Position {
                 source: source.to_owned(),
                 line: line_no,
@@ -246,7 +247,7 @@ mod tests {
             .expect_err("future");
         assert_eq!(bad.kind, BadKind::Future);
         assert_eq!(bad.kind.dead_letter_kind(), "future");
-        assert_eq!(bad.raw, "k,9999-12-31");
+        assert_eq!(&*bad.raw, "k,9999-12-31");
         assert_eq!(bad.time, Some(far));
         assert_eq!(bad.key, Some(Key::from_parts(["k"]).expect("key")));
         assert_eq!((bad.position.line, bad.position.offset), (7, 120));

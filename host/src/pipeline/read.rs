@@ -79,12 +79,13 @@ fn too_long(
     offset: u64,
 ) -> BadRow {
     BadRow {
-        raw: String::from_utf8_lossy(prefix).into_owned(),
+        raw: String::from_utf8_lossy(prefix).into(),
         reason: format!(
             "line of {length} bytes is over the limit of {max} bytes (max_line_bytes); \
              `raw` holds its first {} bytes",
             prefix.len()
-        ),
+        )
+        .into(),
         position: Position {
             source: source.to_owned(),
             line,

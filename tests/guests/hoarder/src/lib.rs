@@ -72,7 +72,7 @@ fn hoard(t: &Hoarder, s: &mut Hoard, key: &Key<'_>, events: Events<'_>, out: &mu
     let hoarding = key.get(0).is_some_and(|k| k.starts_with("hoard"));
     for event in events {
         s.rows += 1;
-        if s.rows % 10 == 0 {
+        if s.rows.is_multiple_of(10) {
             out.raise(
                 "tenth",
                 event.time(),
