@@ -118,6 +118,7 @@ fn main() {
                 windows: bytes,
                 alert_states: Vec::new(),
             }],
+            guards: Default::default(),
         };
         let started = Instant::now();
         store.write(&checkpoint).expect("write");

@@ -1156,6 +1156,7 @@ fn sample_checkpoint(id: u64) -> Checkpoint {
             windows,
             alert_states,
         }],
+        guards: Default::default(),
     }
 }
 

@@ -28,7 +28,7 @@ use sluice_host::ingress::amqp::{AmqpIngress, AmqpIngressConfig};
 use sluice_host::ingress::Input;
 use sluice_host::metrics::prometheus::HostMetrics;
 use sluice_host::pipeline::CheckpointOptions;
-use sluice_host::pipeline::{self, Options, Sinks};
+use sluice_host::pipeline::{self, Ceilings as PipelineCeilings, Options, Sinks};
 use sluice_host::sandbox::{
     Ceilings, FunctionKind, SandboxConfig, SandboxEngine, TenantModule, TrapBackoff,
 };
@@ -101,10 +101,6 @@ impl CeilingArgs {
     }
 }
 
-fn parse_size(text: &str) -> Result<u64, String> {
-    sluice_host::manifest::parse_size(text)
-}
-
 /// Where in Cassandra a run writes.
 #[derive(clap::Args, Clone)]
 struct StoreArgs {
@@ -121,6 +117,43 @@ struct StoreArgs {
     /// With `--cassandra`: MiB of rows in flight at once (all workers).
     #[arg(long, default_value_t = CassandraConfig::DEFAULT_MAX_IN_FLIGHT_BYTES >> 20)]
     cassandra_in_flight_mib: usize,
+}
+
+/// The host's ceilings on one tenant's input and state (`[ceilings]` in
+/// `host.toml` sets them for `serve`).
+#[derive(clap::Args, Clone)]
+struct PipelineCeilingArgs {
+    /// Longest input line in bytes (file, stdin, a message's line); a
+    /// longer one is read through and dead-lettered with its first 4 KiB.
+    #[arg(long, default_value_t = PipelineCeilings::DEFAULT.max_line_bytes)]
+    max_line_bytes: usize,
+    /// Most panes per sliding window, and windows per row; a manifest
+    /// asking for more is refused.
+    #[arg(long, default_value_t = PipelineCeilings::DEFAULT.max_panes_per_window)]
+    max_panes_per_window: u64,
+    /// Largest state of one key (alert state, a window accumulator):
+    /// `256KiB`, `1MiB`, …
+    #[arg(long, default_value = "256KiB", value_parser = parse_size)]
+    max_key_state: u64,
+    /// All alert state of the tenant together.
+    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+    max_tenant_state: u64,
+    /// Distinct keys the tenant may hold state for; rows of further keys
+    /// are dead-lettered (`limit`).
+    #[arg(long, default_value_t = PipelineCeilings::DEFAULT.max_keys)]
+    max_keys: u64,
+}
+
+impl PipelineCeilingArgs {
+    fn ceilings(&self) -> PipelineCeilings {
+        PipelineCeilings {
+            max_line_bytes: self.max_line_bytes.max(1),
+            max_panes_per_window: self.max_panes_per_window.max(1),
+            max_key_state: usize::try_from(self.max_key_state).unwrap_or(usize::MAX),
+            max_tenant_state: self.max_tenant_state,
+            max_keys: self.max_keys,
+        }
+    }
 }
 
 /// Where checkpoints go besides a directory (`--checkpoint-dir`).
@@ -260,6 +293,8 @@ enum Command {
         no_store_events: bool,
         #[command(flatten)]
         ceilings: CeilingArgs,
+        #[command(flatten)]
+        pipeline_ceilings: PipelineCeilingArgs,
     },
     /// Run a `[[batch]]` job of the manifest once over a range: over a CSV
     /// file (`--input`) or the tenant's events stored in Cassandra
@@ -497,6 +532,7 @@ fn main() -> anyhow::Result<()> {
             store_events,
             no_store_events,
             ceilings,
+            pipeline_ceilings,
         } => {
             if cassandra.is_none() && store_events {
                 anyhow::bail!(
@@ -523,6 +559,7 @@ fn main() -> anyhow::Result<()> {
                 store: *store,
                 store_events: !no_store_events,
                 ceilings: ceilings.ceilings()?,
+                pipeline_ceilings: pipeline_ceilings.ceilings(),
             })
         }
         Command::Batch {
@@ -700,6 +737,7 @@ struct RunArgs {
     store: StoreArgs,
     store_events: bool,
     ceilings: Ceilings,
+    pipeline_ceilings: PipelineCeilings,
 }
 
 /// `HOST:PORT[,HOST:PORT…]` → contact points.
@@ -969,6 +1007,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     sluice_host::manifest::units::parse_duration(text)
 }
 
+fn parse_size(text: &str) -> Result<u64, String> {
+    sluice_host::manifest::units::parse_size(text)
+}
+
 /// Opens a line sink on `path`: created afresh, or — resuming from a
 /// checkpoint that covers `resume` bytes of it — cut back to those bytes
 /// and appended to.
@@ -1136,6 +1178,18 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
              stdin cannot be resumed"
         );
     }
+    let stdout_results = match &args.output {
+        Some(path) => path.as_os_str() == "-",
+        None => args.amqp.is_none() && args.cassandra.is_none(),
+    };
+    if store.is_some() && stdout_results {
+        anyhow::bail!(
+            "checkpoints (--checkpoint-dir, --checkpoint-store) need the results in --output FILE \
+             (or only in --amqp / --cassandra, where replayed results keep their ids): a restart \
+             cuts a file back to its checkpoint, but lines already printed to stdout would be \
+             printed again, and a kill can leave a torn last line"
+        );
+    }
     let output = match &args.output {
         Some(path) if path.as_os_str() == "-" => LineSink::new(
             "output",
@@ -1193,6 +1247,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             module_hash: module.hash().to_owned(),
             restore,
         }),
+        ceilings: args.pipeline_ceilings,
         ..Options::default()
     };
 
@@ -1308,20 +1363,22 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     let s = report.summary;
     eprintln!(
         "sluice run: {} rows in ({:.1} MB), {} deserialization errors ({} without a key), \
-         {} late dropped, {} outputs ({} alerts), {} poisoned, {workers} workers, \
-         {:.2} s, {:.0} events/s",
+         {} late dropped, {} future dropped, {} limited, {} outputs ({} alerts), {} poisoned, \
+         {workers} workers, {:.2} s, {:.0} events/s",
         s.rows_in,
         s.bytes_in as f64 / 1e6,
         s.bad_rows,
         s.bad_rows_keyless,
         s.late_dropped,
+        s.future_dropped,
+        s.limited,
         s.outputs,
         s.alerts,
         s.poisoned,
         s.elapsed.as_secs_f64(),
         s.events_per_sec(),
     );
-    let letters = s.bad_rows + s.late_dropped + s.poisoned;
+    let letters = s.bad_rows + s.late_dropped + s.future_dropped + s.limited + s.poisoned;
     if args.dead_letter.is_none() && letters > 0 {
         eprintln!("sluice run: {letters} dead letters were counted but not kept (pass --dead-letter FILE)");
     }
@@ -1391,6 +1448,8 @@ fn print_list(tenants: &serde_json::Value) {
 /// or Ctrl-C; then every tenant is suspended at a checkpoint.
 fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
     let config = HostConfig::from_path(config_path).context("loading the host config")?;
+    // Every pipeline the host starts takes these (`Options::default`).
+    config.pipeline_ceilings.install();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("sluice-io")

@@ -7,6 +7,7 @@
 
 pub mod amqp;
 pub mod events_scan;
+pub mod lines;
 
 use std::io::Read;
 use std::sync::Arc;

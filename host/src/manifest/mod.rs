@@ -118,6 +118,10 @@ pub struct InputSpec {
     pub allowed_lateness: Duration,
     /// Advance the watermark of an input that has been silent this long.
     pub idle_timeout: Option<Duration>,
+    /// A row whose event time is more than this ahead of the host's clock
+    /// is dead-lettered (`future`) and never moves the watermark; `None`
+    /// (`"off"`) trusts every event time.
+    pub max_future: Option<Duration>,
     /// Partitioned input (`sluice serve` only): a consistent-hash exchange
     /// `<queue>` in front of queues `<queue>.p0` … each with a single
     /// active consumer among the hosts; `None` is one plain queue.
@@ -128,6 +132,11 @@ impl InputSpec {
     /// Partition queues a tenant may have: each is a consumer per host and
     /// a pipeline on the host that owns it.
     pub const MAX_PARTITIONS: u16 = 256;
+
+    /// `max_future` when the manifest does not say: a day tolerates
+    /// sensors whose clocks are off by a time zone, and a replay of old
+    /// data is in the past anyway.
+    pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(24 * 3600);
 
     /// Index of the column called `name`.
     pub fn column_index(&self, name: &str) -> Option<usize> {
@@ -960,6 +969,25 @@ impl Ctx<'_> {
             Some(d) => Some(self.positive_duration(d, "idle_timeout")?),
             None => None,
         };
+        let max_future = match &raw.max_future {
+            None => Some(InputSpec::DEFAULT_MAX_FUTURE),
+            Some(v) if v.get_ref().trim() == "off" => None,
+            Some(v) => {
+                let d = parse_duration(v.get_ref()).map_err(|m| {
+                    self.at(
+                        v.span(),
+                        format!("max_future: {m} (or \"off\" to trust every event time)"),
+                    )
+                })?;
+                if d.is_zero() {
+                    return Err(self.at(
+                        v.span(),
+                        "max_future must be greater than zero (or \"off\" to trust every event time)",
+                    ));
+                }
+                Some(d)
+            }
+        };
         let partitions = match &raw.partitions {
             None => None,
             Some(p) => match u16::try_from(*p.get_ref()) {
@@ -989,6 +1017,7 @@ impl Ctx<'_> {
             max_out_of_orderness,
             allowed_lateness,
             idle_timeout,
+            max_future,
         })
     }
 

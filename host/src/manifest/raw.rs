@@ -42,6 +42,7 @@ pub(super) struct RawInput {
     pub max_out_of_orderness: Option<S<String>>,
     pub allowed_lateness: Option<S<String>>,
     pub idle_timeout: Option<S<String>>,
+    pub max_future: Option<S<String>>,
     pub partitions: Option<S<i64>>,
 }
 

@@ -38,6 +38,8 @@ pub mod names {
     pub const OUTPUTS: &str = "outputs";
     pub const ALERTS: &str = "alerts";
     pub const POISONED: &str = "poisoned";
+    pub const FUTURE_EVENTS_DROPPED: &str = "future_events_dropped";
+    pub const LIMITED: &str = "limited";
 }
 
 /// The live counters of one run.
@@ -51,6 +53,8 @@ pub struct Counters {
     outputs: AtomicU64,
     alerts: AtomicU64,
     poisoned: AtomicU64,
+    future_dropped: AtomicU64,
+    limited: AtomicU64,
 }
 
 impl Counters {
@@ -70,6 +74,8 @@ impl Counters {
             outputs: n(c.outputs),
             alerts: n(c.alerts),
             poisoned: n(c.poisoned),
+            future_dropped: n(0),
+            limited: n(0),
         }
     }
 
@@ -85,6 +91,16 @@ impl Counters {
         self.outputs.store(c.outputs, Ordering::Relaxed);
         self.alerts.store(c.alerts, Ordering::Relaxed);
         self.poisoned.store(c.poisoned, Ordering::Relaxed);
+        self.future_dropped.store(0, Ordering::Relaxed);
+        self.limited.store(0, Ordering::Relaxed);
+    }
+
+    /// Sets the guards' counters to a checkpoint's (they are kept apart
+    /// from [`crate::state::CounterState`], which format version 1 had).
+    pub fn restore_guards(&self, g: &crate::state::GuardState) {
+        self.future_dropped
+            .store(g.future_dropped, Ordering::Relaxed);
+        self.limited.store(g.limited, Ordering::Relaxed);
     }
 
     /// Records read (good and bad), and their bytes including terminators.
@@ -115,6 +131,17 @@ impl Counters {
         self.poisoned.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Rows whose event time was beyond `max_future` (dead-lettered).
+    pub fn add_future_dropped(&self, rows: u64) {
+        self.future_dropped.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Rows dead-lettered as `limit`: of a new key beyond the key ceiling.
+    /// (State over a ceiling fails its call: it counts as poisoned.)
+    pub fn add_limited(&self, n: u64) {
+        self.limited.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// A copy of the figures now.
     pub fn snapshot(&self, elapsed: Duration) -> Summary {
         Summary {
@@ -126,6 +153,8 @@ impl Counters {
             outputs: self.outputs.load(Ordering::Relaxed),
             alerts: self.alerts.load(Ordering::Relaxed),
             poisoned: self.poisoned.load(Ordering::Relaxed),
+            future_dropped: self.future_dropped.load(Ordering::Relaxed),
+            limited: self.limited.load(Ordering::Relaxed),
             elapsed,
         }
     }
@@ -144,6 +173,10 @@ pub struct Summary {
     pub outputs: u64,
     pub alerts: u64,
     pub poisoned: u64,
+    /// Rows beyond `max_future`.
+    pub future_dropped: u64,
+    /// Rows of keys beyond the key ceiling (`limit` dead letters).
+    pub limited: u64,
     pub elapsed: Duration,
 }
 
@@ -163,7 +196,7 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}={} {}={} {}={} (without a key: {}) {}={} {}={} {}={} {}={} \
+            "{}={} {}={} {}={} (without a key: {}) {}={} {}={} {}={} {}={} {}={} {}={} \
              in {:.2} s = {:.0} events/s",
             names::ROWS_IN,
             self.rows_in,
@@ -180,6 +213,10 @@ impl std::fmt::Display for Summary {
             self.alerts,
             names::POISONED,
             self.poisoned,
+            names::FUTURE_EVENTS_DROPPED,
+            self.future_dropped,
+            names::LIMITED,
+            self.limited,
             self.elapsed.as_secs_f64(),
             self.events_per_sec(),
         )

@@ -29,6 +29,8 @@ pub mod names {
     pub const INPUT_BYTES: &str = "sluice_input_bytes";
     pub const DESERIALIZATION_ERRORS: &str = "sluice_deserialization_errors";
     pub const LATE_DROPPED: &str = "sluice_late_events_dropped";
+    pub const FUTURE_DROPPED: &str = "sluice_future_events_dropped";
+    pub const LIMITED: &str = "sluice_limited";
     pub const OUTPUTS: &str = "sluice_outputs";
     pub const ALERTS: &str = "sluice_alerts";
     pub const POISONED: &str = "sluice_poisoned";
@@ -256,7 +258,7 @@ type Flag = fn(&TenantFigures) -> bool;
 impl Collector for TenantCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let tenants = self.source.figures();
-        let counters: [(&str, &str, Pick); 8] = [
+        let counters: [(&str, &str, Pick); 10] = [
             (names::RECORDS_IN, "Records read (good and bad)", |t| {
                 t.summary.rows_in
             }),
@@ -274,6 +276,16 @@ impl Collector for TenantCollector {
                 names::LATE_DROPPED,
                 "Records later than the allowed lateness (dead-lettered)",
                 |t| t.summary.late_dropped,
+            ),
+            (
+                names::FUTURE_DROPPED,
+                "Records dated beyond max_future ahead of the host's clock (dead-lettered)",
+                |t| t.summary.future_dropped,
+            ),
+            (
+                names::LIMITED,
+                "Records of keys beyond the host's key ceiling (dead-lettered)",
+                |t| t.summary.limited,
             ),
             (names::OUTPUTS, "Results emitted, alerts included", |t| {
                 t.summary.outputs

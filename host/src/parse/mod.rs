@@ -124,16 +124,46 @@ impl ParsedRow {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{position}: {reason}")]
 pub struct BadRow {
-    /// The record, lossily decoded, without its line terminator.
-    pub raw: String,
+    /// The record, lossily decoded, without its line terminator. (Boxed
+    /// strings keep `Result<ParsedRow, BadRow>`, which every row is, small.)
+    pub raw: Box<str>,
     /// Which column failed and why, e.g. ``column `value`: `FalseData` is
     /// not a float``.
-    pub reason: String,
+    pub reason: Box<str>,
     pub position: Position,
     /// Present when every key column is present, non-empty and valid.
     pub key: Option<Key>,
     /// Present when the event-time field parsed.
     pub time: Option<i64>,
+    /// Why the record is dead-lettered: it did not parse, it was too long
+    /// to read, or it parsed but its event time is not believed.
+    pub kind: BadKind,
+}
+
+/// What is wrong with a [`BadRow`]; decides its dead letter's `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BadKind {
+    /// A deserialization error (`bad-row`).
+    #[default]
+    Malformed,
+    /// A line over the input's line-length limit (`bad-row`): `raw` holds
+    /// only its first bytes, `length` is the whole line's, terminator
+    /// excluded. It was never held whole.
+    TooLong { length: u64 },
+    /// A row that parsed but whose event time is too far ahead of the
+    /// host's clock (`future`): `key` and `time` are what it claimed. It
+    /// never moves the watermark.
+    Future,
+}
+
+impl BadKind {
+    /// The dead letter's `kind`.
+    pub fn dead_letter_kind(self) -> &'static str {
+        match self {
+            BadKind::Malformed | BadKind::TooLong { .. } => "bad-row",
+            BadKind::Future => "future",
+        }
+    }
 }
 
 /// One declared column, ready for parsing.
@@ -505,8 +535,8 @@ impl RowParser {
             }
         }
         BadRow {
-            raw: String::from_utf8_lossy(record).into_owned(),
-            reason,
+            raw: String::from_utf8_lossy(record).into(),
+            reason: reason.into(),
             position: Position {
                 source: source.to_owned(),
                 line,
@@ -514,6 +544,7 @@ impl RowParser {
             },
             key,
             time,
+            kind: BadKind::Malformed,
         }
     }
 }

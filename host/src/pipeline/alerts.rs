@@ -44,6 +44,49 @@ impl AlertCalls for TenantInstance {
 /// Each key's alert state, as the guest last returned it.
 pub(super) type States = HashMap<Key, Vec<u8>>;
 
+/// The host's ceilings on the alert state one shard keeps: per key, and
+/// for all keys of the shard (its share of the tenant's ceiling). A state
+/// over either is not stored: the call counts as failed on that key (a
+/// `poison` dead letter with the reason, no alerts, the old state kept).
+#[derive(Debug, Clone)]
+pub(super) struct StateBudget {
+    pub max_key: usize,
+    pub max_shard: u64,
+    /// Bytes of every key's state now.
+    pub used: u64,
+}
+
+impl StateBudget {
+    pub fn new(max_key: usize, max_shard: u64, states: &States) -> StateBudget {
+        StateBudget {
+            max_key,
+            max_shard,
+            used: states.values().map(|s| s.len() as u64).sum(),
+        }
+    }
+
+    /// Why `new` bytes cannot replace `old` ones when the shard's states
+    /// take `used` bytes, if they cannot.
+    fn refuse(&self, used: u64, old: usize, new: usize) -> Option<String> {
+        if new > self.max_key {
+            return Some(format!(
+                "limit: the alert state returned is {new} bytes, over this host's ceiling of \
+                 {} bytes per key (max_key_state); the state was not stored",
+                self.max_key
+            ));
+        }
+        let after = used - old as u64 + new as u64;
+        (new > old && after > self.max_shard).then(|| {
+            format!(
+                "limit: the tenant's alert states would take {after} bytes on this shard, over \
+                 its share of {} bytes of this host's ceiling (max_tenant_state); the state \
+                 was not stored",
+                self.max_shard
+            )
+        })
+    }
+}
+
 /// Runs the alert function over one batch; appends alert lines to `out`
 /// and poison groups to `dead`. Returns the number of alert lines.
 #[allow(clippy::too_many_arguments)]
@@ -53,6 +96,7 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
     function: &str,
     calls: &mut C,
     states: &mut States,
+    budget: &mut StateBudget,
     rows: &[(ParsedRow, i64)],
     out: &mut Rendered,
     dead: &mut Rendered,
@@ -72,12 +116,17 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
         groups[i].1.push(row);
     }
     let reads = calls.reads().to_vec();
-    let mut results: Vec<std::result::Result<AlertResult, String>> =
-        Vec::with_capacity(groups.len());
+    // Per group: the call's result, refused (`Err` inside) when its state
+    // is over a ceiling. Refused as each call returns, so a batch of many
+    // hoarding keys never holds all their states at once.
+    type Checked = std::result::Result<AlertResult, String>;
+    let mut results: Vec<std::result::Result<Checked, String>> = Vec::with_capacity(groups.len());
+    let mut used = budget.used;
     isolate(0..groups.len(), &mut results, &mut |range| {
         let mut builder = BatchBuilder::projected(&ctx.schema, &reads);
         let mut values: Vec<FieldValue<'_>> = Vec::with_capacity(ctx.schema.len());
-        for (key, group_rows) in &groups[range] {
+        let called = &groups[range.clone()];
+        for (key, group_rows) in called {
             builder
                 .begin_group(key.to_vec(), states.get(*key).cloned())
                 .map_err(|source| Error::AlertBatch {
@@ -98,7 +147,25 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
             }
         }
         let (key_groups, batch) = builder.finish();
-        Ok(calls.alert(function, &key_groups, &batch))
+        Ok(calls.alert(function, &key_groups, &batch).map(|got| {
+            if got.len() != called.len() {
+                // `isolate` reports the mismatch; nothing is kept.
+                return got.into_iter().map(Ok).collect();
+            }
+            got.into_iter()
+                .zip(called)
+                .map(|(r, (key, _))| {
+                    let old = states.get(*key).map_or(0, Vec::len);
+                    match budget.refuse(used, old, r.state.len()) {
+                        None => {
+                            used = used - old as u64 + r.state.len() as u64;
+                            Ok(r)
+                        }
+                        Some(reason) => Err(reason),
+                    }
+                })
+                .collect()
+        }))
     })
     .map_err(|e| match e {
         Isolate::Fatal(source) => Error::Alert {
@@ -111,8 +178,9 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
 
     let mut lines = 0;
     let mut poisoned = 0;
+    budget.used = used;
     for ((key, group_rows), result) in groups.iter().zip(results) {
-        match result {
+        match result.and_then(|checked| checked) {
             Ok(AlertResult { state, alerts }) => {
                 for alert in &alerts {
                     out.push_record(&Record {

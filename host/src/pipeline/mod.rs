@@ -48,21 +48,22 @@
 //!   arrival order — has grown since the last one.
 
 mod alerts;
+mod limits;
+mod read;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::ingress::{Acknowledger, Input, Message};
+use crate::ingress::{Acknowledger, Input};
 use crate::manifest::{Manifest, WindowKind};
 use crate::metrics::{Counters, LatencyObserver, Summary};
-use crate::parse::{self, BadRow, Key, ParsedRow, RowParser};
+use crate::parse::{self, BadKind, BadRow, Key, ParsedRow, RowParser};
 use crate::sandbox::{self, DataField, SandboxError, TenantModule, Value};
 pub use crate::sink::Sinks;
 use crate::sink::{
@@ -73,6 +74,8 @@ use crate::state::{self, Checkpoint, CheckpointStore};
 use crate::window::{self, Emitted, OutputKind, PoisonedInput, ShardWindows, WindowCalls};
 
 pub use alerts::AlertCalls;
+pub use limits::{CeilingError, Ceilings, FutureGuard};
+use read::{read_input, read_messages, Chunk, Chunking};
 
 /// Result of pipeline operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -133,6 +136,9 @@ pub enum Error {
         #[source]
         source: window::Error,
     },
+    /// The manifest asks for more than the host allows.
+    #[error(transparent)]
+    Ceiling(#[from] CeilingError),
     /// A worker hung up; its own error (reported instead) says why.
     #[error("a shard worker stopped early")]
     WorkerGone,
@@ -167,6 +173,8 @@ pub struct Options {
     /// Report the input watermark and the keys seen here while running
     /// (`sluice serve`'s partitions).
     pub live: Option<Arc<Live>>,
+    /// What the tenant may cost the host (default: [`Ceilings::host`]).
+    pub ceilings: Ceilings,
 }
 
 /// What a host reads of a running pipeline besides its counters.
@@ -237,6 +245,7 @@ impl Default for Options {
             latency: None,
             select: None,
             live: None,
+            ceilings: Ceilings::host(),
         }
     }
 }
@@ -310,6 +319,7 @@ where
     F: Fn(usize) -> Result<C>,
 {
     let started = Instant::now();
+    options.ceilings.check(manifest)?;
     let restore = options.checkpoint.as_ref().and_then(|c| c.restore.as_ref());
     let counters = match (&options.counters, restore) {
         (Some(shared), Some(c)) => {
@@ -323,6 +333,9 @@ where
         (None, Some(c)) => Arc::new(Counters::restored(&c.counters)),
         (None, None) => Arc::new(Counters::new()),
     };
+    if let Some(c) = restore {
+        counters.restore_guards(&c.guards);
+    }
     let workers = options.workers.max(1);
     let batch_rows = options.batch_rows.max(1);
     let parser = RowParser::new(&manifest.input)?;
@@ -333,12 +346,13 @@ where
     // Window specs the engine cannot run fail here too.
     let mut shard_calls = Vec::with_capacity(workers);
     for worker in 0..workers {
-        let windows = ShardWindows::new(
+        let mut windows = ShardWindows::new(
             &manifest.windows,
             manifest.input.allowed_lateness,
             ctx.schema.clone(),
         )
         .map_err(|source| Error::Window { worker, source })?;
+        windows.set_max_state(options.ceilings.max_key_state);
         shard_calls.push((calls(worker)?, windows, alerts::States::default()));
     }
     if let Some(c) = restore {
@@ -398,6 +412,8 @@ where
             // Positions are kept for the raw-event store only.
             keep_positions: sinks.stores_events(),
             select: options.select.clone(),
+            max_line_bytes: options.ceilings.max_line_bytes,
+            max_future: manifest.input.max_future,
         };
         let worker_acks = if checkpointing { None } else { acks.clone() };
         let reader = {
@@ -433,15 +449,22 @@ where
             let panes = Arc::clone(&panes);
             let acks = worker_acks.clone();
             let latency = options.latency.clone();
+            let ceilings = options.ceilings;
             let handle = thread::Builder::new()
                 .name(format!("sluice-shard-{worker}"))
                 .spawn_scoped(scope, move || -> Result<usize> {
+                    let budget = alerts::StateBudget::new(
+                        ceilings.max_key_state,
+                        ceilings.max_tenant_state / workers as u64,
+                        &alert_states,
+                    );
                     let mut shard = Shard {
                         worker,
                         ctx: &ctx,
                         calls,
                         windows,
                         alert_states,
+                        budget,
                         counters: &counters,
                         sinks: &sinks,
                         acks: acks.as_deref(),
@@ -454,8 +477,15 @@ where
             handles.push(handle);
         }
 
-        let mut coordinator =
-            Coordinator::new(&ctx, workers, senders, sinks, &counters, acks.as_deref());
+        let mut coordinator = Coordinator::new(
+            &ctx,
+            workers,
+            senders,
+            sinks,
+            &counters,
+            acks.as_deref(),
+            options.ceilings.max_keys,
+        );
         if let Some(c) = &options.checkpoint {
             coordinator.checkpoints(c, manifest);
         }
@@ -568,182 +598,6 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// How the reader cuts its output into chunks.
-#[derive(Debug, Clone)]
-struct Chunking {
-    /// Rows per chunk at most.
-    batch_rows: usize,
-    /// Keep each row's position (for the raw-event store).
-    keep_positions: bool,
-    /// Leave out the parsed rows this does not keep.
-    select: Option<Arc<RowSelect>>,
-}
-
-/// Parsed records handed from the reader to the coordinator; `seq`: the
-/// last message they complete (message input only).
-struct Chunk {
-    rows: Vec<std::result::Result<ParsedRow, BadRow>>,
-    /// Where each record was read, parallel to `rows`; empty unless raw
-    /// events are stored.
-    positions: Vec<RowPos>,
-    seq: Option<u64>,
-    /// File input: byte offset and line after the chunk.
-    end: Option<(u64, u64)>,
-    /// Message input: the fingerprints of the messages it completes.
-    fingerprints: Vec<Vec<u8>>,
-    /// Message input: the earliest publish time (ms) of its messages.
-    published_ms: Option<i64>,
-    /// Bytes of its records, line ends included. Counted when the
-    /// coordinator applies the chunk, so a checkpoint's counters cover
-    /// exactly the input it covers (not chunks still in the channel).
-    bytes: u64,
-}
-
-/// Reads and parses the input; sends a chunk when it holds `batch_rows`
-/// rows or when the input has nothing more buffered (so a quiet stream's
-/// rows are not held back waiting for more).
-fn read_input(
-    input: Box<dyn Read + Send>,
-    mut parser: RowParser,
-    source_name: &str,
-    (start_offset, start_line): (u64, u64),
-    Chunking {
-        batch_rows,
-        keep_positions,
-        select,
-    }: Chunking,
-    tx: &SyncSender<Chunk>,
-) -> Result<()> {
-    let source: Arc<str> = Arc::from(source_name);
-    let mut positions = Vec::new();
-    let mut reader = BufReader::with_capacity(1 << 16, input);
-    let mut line = Vec::with_capacity(256);
-    let mut line_no: u64 = start_line;
-    let mut offset: u64 = start_offset;
-    let mut rows = Vec::with_capacity(batch_rows);
-    let mut bytes: u64 = 0;
-    // A resumed file is past its header.
-    let mut skip_header = parser.skips_header() && start_offset == 0;
-    let io_error = |source| Error::Input {
-        source_name: source_name.to_owned(),
-        source,
-    };
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(io_error)?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        let at = offset;
-        offset += n as u64;
-        if skip_header {
-            skip_header = false;
-            continue;
-        }
-        bytes += n as u64;
-        let row = parser.parse_record(&line, source_name, line_no, at);
-        if let (Some(select), Ok(parsed)) = (&select, &row) {
-            if !select.keeps(parsed) {
-                continue;
-            }
-        }
-        rows.push(row);
-        if keep_positions {
-            positions.push(RowPos {
-                source: Arc::clone(&source),
-                line: line_no,
-                offset: at,
-            });
-        }
-        if rows.len() >= batch_rows || reader.buffer().is_empty() {
-            let chunk = Chunk {
-                rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
-                positions: std::mem::take(&mut positions),
-                seq: None,
-                end: Some((offset, line_no)),
-                fingerprints: Vec::new(),
-                published_ms: None,
-                bytes: std::mem::take(&mut bytes),
-            };
-            if tx.send(chunk).is_err() {
-                // The coordinator stopped (an error there is reported).
-                return Ok(());
-            }
-        }
-    }
-    if !rows.is_empty() {
-        // A closed channel means the coordinator stopped; it reports why.
-        let _ = tx.send(Chunk {
-            rows,
-            positions,
-            seq: None,
-            end: Some((offset, line_no)),
-            fingerprints: Vec::new(),
-            published_ms: None,
-            bytes,
-        });
-    }
-    Ok(())
-}
-
-/// Parses messages as they arrive: every line of a message is a record
-/// positioned by (message source, line, byte offset). Hands over a chunk
-/// when it holds `batch_rows` rows or when no further message is waiting,
-/// and always at a message boundary, so a chunk's `seq` settles whole
-/// messages.
-fn read_messages(
-    mut rx: tokio::sync::mpsc::Receiver<Message>,
-    mut parser: RowParser,
-    Chunking {
-        batch_rows,
-        keep_positions,
-        ..
-    }: Chunking,
-    tx: &SyncSender<Chunk>,
-) {
-    let mut rows = Vec::with_capacity(batch_rows);
-    let mut positions = Vec::new();
-    let mut bytes: u64 = 0;
-    let mut fingerprints = Vec::new();
-    let mut published_ms: Option<i64> = None;
-    while let Some(message) = rx.blocking_recv() {
-        fingerprints.push(message.fingerprint);
-        if let Some(at) = message.published_ms {
-            published_ms = Some(published_ms.map_or(at, |p| p.min(at)));
-        }
-        let mut offset = 0u64;
-        let source: Arc<str> = Arc::from(message.source.as_str());
-        for (i, line) in message.body.split_inclusive(|b| *b == b'\n').enumerate() {
-            let at = offset;
-            offset += line.len() as u64;
-            bytes += line.len() as u64;
-            rows.push(parser.parse_record(line, &message.source, i as u64 + 1, at));
-            if keep_positions {
-                positions.push(RowPos {
-                    source: Arc::clone(&source),
-                    line: i as u64 + 1,
-                    offset: at,
-                });
-            }
-        }
-        if rows.len() >= batch_rows || rx.is_empty() {
-            let chunk = Chunk {
-                rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
-                positions: std::mem::take(&mut positions),
-                seq: Some(message.seq),
-                end: None,
-                fingerprints: std::mem::take(&mut fingerprints),
-                published_ms: published_ms.take(),
-                bytes: std::mem::take(&mut bytes),
-            };
-            if tx.send(chunk).is_err() {
-                return;
-            }
-        }
-    }
-}
-
 /// A batch for one worker: its shard's rows and bad rows (each with the
 /// watermark before it) and the watermark after the batch; or the end.
 enum Work {
@@ -803,6 +657,12 @@ struct Coordinator<'a> {
     suspend: Option<Arc<AtomicBool>>,
     /// See [`Options::live`].
     live: Option<Arc<Live>>,
+    /// The key ceiling: hashes of the keys admitted so far, at most
+    /// `max_keys` of them. A key's state (windows, alert state) is held
+    /// for the run's life, so admitted keys are never forgotten.
+    keys: rustc_hash::FxHashSet<u64>,
+    max_keys: u64,
+    key_limit_reason: String,
 }
 
 /// An input quiet this long gets its checkpoint (and acks) at once.
@@ -844,8 +704,15 @@ impl<'a> Coordinator<'a> {
         sinks: &'a Sinks,
         counters: &'a Counters,
         acks: Option<&'a dyn Acknowledger>,
+        max_keys: u64,
     ) -> Coordinator<'a> {
         Coordinator {
+            keys: rustc_hash::FxHashSet::default(),
+            max_keys,
+            key_limit_reason: format!(
+                "the tenant already holds state for {max_keys} keys, this host's ceiling \
+                 (max_keys): rows of further keys are dead-lettered"
+            ),
             ctx,
             workers,
             senders,
@@ -912,6 +779,7 @@ impl<'a> Coordinator<'a> {
             self.max_time = s.max_time;
             self.wm_at_last_record = s.wm_at_last_record;
             self.keyless = s.keyless;
+            self.keys = saved.guards.keys.iter().copied().collect();
             for (m, (next, emitted)) in self.keyless_metrics.iter_mut().zip(&s.keyless_metrics) {
                 m.next = *next;
                 m.emitted = *emitted;
@@ -983,6 +851,7 @@ impl<'a> Coordinator<'a> {
                 line: c.file_end.1,
             }
         };
+        let summary = self.counters.snapshot(Duration::ZERO);
         let checkpoint = Checkpoint {
             id: c.next_id,
             tenant: self.ctx.tenant.clone(),
@@ -1001,8 +870,17 @@ impl<'a> Coordinator<'a> {
                     .map(|m| (m.next, m.emitted))
                     .collect(),
             },
-            counters: (&self.counters.snapshot(Duration::ZERO)).into(),
+            counters: (&summary).into(),
             shards: shards.into_iter().flatten().collect(),
+            guards: state::GuardState {
+                future_dropped: summary.future_dropped,
+                limited: summary.limited,
+                keys: {
+                    let mut keys: Vec<u64> = self.keys.iter().copied().collect();
+                    keys.sort_unstable();
+                    keys
+                },
+            },
         };
         let started = Instant::now();
         c.store.write(&checkpoint)?;
@@ -1122,13 +1000,23 @@ impl<'a> Coordinator<'a> {
         let mut rows: Vec<Vec<(ParsedRow, i64)>> = (0..self.workers).map(|_| Vec::new()).collect();
         let mut positions: Vec<Vec<RowPos>> = (0..self.workers).map(|_| Vec::new()).collect();
         let mut bad: Vec<Vec<(BadRow, i64)>> = (0..self.workers).map(|_| Vec::new()).collect();
-        let (mut n_bad, mut n_keyless) = (0u64, 0u64);
+        let (mut n_bad, mut n_keyless, mut n_future, mut n_limited) = (0u64, 0u64, 0u64, 0u64);
         let shards = u32::try_from(self.workers).unwrap_or(u32::MAX);
         let n_rows = chunk.rows.len() as u64;
         let mut chunk_positions = chunk.positions.into_iter();
         for item in chunk.rows {
             let position = chunk_positions.next();
             match item {
+                Ok(row) if !self.admit(&row.key) => {
+                    n_limited += 1;
+                    self.ctx.dead_letter(
+                        DeadLetter::Limit {
+                            row: &row,
+                            reason: &self.key_limit_reason,
+                        },
+                        &mut self.dead,
+                    );
+                }
                 Ok(row) => {
                     let before = self.wm;
                     self.max_time = Some(self.max_time.map_or(row.time, |m| m.max(row.time)));
@@ -1142,18 +1030,32 @@ impl<'a> Coordinator<'a> {
                     }
                 }
                 Err(mut b) => {
-                    n_bad += 1;
+                    let future = b.kind == BadKind::Future;
+                    if future {
+                        n_future += 1;
+                    } else {
+                        n_bad += 1;
+                    }
                     self.ctx.dead_letter(DeadLetter::BadRow(&b), &mut self.dead);
+                    if future {
+                        // Its time is not believed: it counts against its
+                        // key at the latest time seen, like a bad row whose
+                        // time does not read.
+                        b.time = None;
+                    }
                     if b.time.is_none() {
                         b.time = self.max_time;
                     }
-                    match (&b.key, b.time) {
-                        (Some(key), Some(_)) => {
+                    let keyed = b.time.is_some() && b.key.as_ref().is_some_and(|k| self.admit(k));
+                    match (&b.key, keyed) {
+                        (Some(key), true) => {
                             let shard = key.shard(shards) as usize;
                             bad[shard].push((b, self.wm));
                         }
                         _ => {
-                            n_keyless += 1;
+                            if !future {
+                                n_keyless += 1;
+                            }
                             self.keyless += 1;
                         }
                     }
@@ -1173,6 +1075,12 @@ impl<'a> Coordinator<'a> {
             }
         }
         self.counters.add_bad_rows(n_bad, n_keyless);
+        if n_future > 0 {
+            self.counters.add_future_dropped(n_future);
+        }
+        if n_limited > 0 {
+            self.counters.add_limited(n_limited);
+        }
         self.send(rows, positions, bad, chunk.seq, chunk.published_ms)?;
         self.write()?;
         if chunk.seq.is_some() {
@@ -1201,6 +1109,21 @@ impl<'a> Coordinator<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether `key` may hold state: already admitted, or room for one
+    /// more under the key ceiling.
+    #[inline]
+    fn admit(&mut self, key: &Key) -> bool {
+        let hash = key.hash64();
+        if self.keys.contains(&hash) {
+            return true;
+        }
+        if self.keys.len() as u64 >= self.max_keys {
+            return false;
+        }
+        self.keys.insert(hash);
+        true
     }
 
     fn send(
@@ -1343,6 +1266,7 @@ struct Shard<'a, C> {
     calls: C,
     windows: ShardWindows,
     alert_states: alerts::States,
+    budget: alerts::StateBudget,
     counters: &'a Counters,
     sinks: &'a Sinks,
     acks: Option<&'a dyn Acknowledger>,
@@ -1386,6 +1310,7 @@ impl<C: ShardCalls> Shard<'_, C> {
                             function,
                             &mut self.calls,
                             &mut self.alert_states,
+                            &mut self.budget,
                             &rows,
                             &mut out,
                             &mut dead,

@@ -57,6 +57,9 @@ pub struct HostConfig {
     /// `[ceilings]`: the most any tenant may declare or cause (defaults:
     /// [`Ceilings::default`]).
     pub ceilings: Ceilings,
+    /// `[ceilings]` too: what one tenant's input and state may cost (line
+    /// length, panes, state bytes, keys); every pipeline of the host gets them.
+    pub pipeline_ceilings: crate::pipeline::Ceilings,
     /// A guest call running this much longer than its budget is "stuck"
     /// (no deadline ended it): the watchdog fails its tenant.
     pub stuck_after: Duration,
@@ -272,12 +275,12 @@ impl HostConfig {
                 )));
             }
         }
-        let ceilings = raw
+        let (ceilings, pipeline_ceilings) = raw
             .ceilings
-            .map(|c| c.resolve())
+            .map(RawCeilings::resolve)
             .transpose()
             .map_err(invalid)?
-            .unwrap_or_default();
+            .unwrap_or((Ceilings::default(), crate::pipeline::Ceilings::DEFAULT));
         Ok(HostConfig {
             listen,
             operator_token,
@@ -295,6 +298,7 @@ impl HostConfig {
             tenants: raw.tenants.iter().map(|t| resolve(&t.manifest)).collect(),
             cache_dir,
             ceilings,
+            pipeline_ceilings,
             stuck_after,
             deploy_wait,
             shutdown_timeout,
@@ -341,10 +345,17 @@ struct RawCeilings {
     module_size: Option<String>,
     compile_time: Option<String>,
     concurrent_compiles: Option<usize>,
+    max_line_bytes: Option<String>,
+    max_panes_per_window: Option<u64>,
+    max_key_state: Option<String>,
+    max_tenant_state: Option<String>,
+    max_keys: Option<u64>,
 }
 
 impl RawCeilings {
-    fn resolve(self) -> std::result::Result<Ceilings, String> {
+    fn resolve(
+        self,
+    ) -> std::result::Result<(Ceilings, crate::pipeline::Ceilings), String> {
         let d = Ceilings::default();
         let size = |key: &str, v: Option<String>, default: u64| match v {
             None => Ok(default),
@@ -365,7 +376,32 @@ impl RawCeilings {
         if self.concurrent_compiles == Some(0) {
             return Err("`[ceilings] concurrent_compiles` must be at least 1".into());
         }
-        Ok(Ceilings {
+        let count = |key: &str, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(format!("`[ceilings] {key}` must be at least 1")),
+            v => Ok(v.unwrap_or(default)),
+        };
+        let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let p = crate::pipeline::Ceilings::DEFAULT;
+        let pipeline = crate::pipeline::Ceilings {
+            max_line_bytes: usize_of(size(
+                "max_line_bytes",
+                self.max_line_bytes,
+                p.max_line_bytes as u64,
+            )?),
+            max_panes_per_window: count(
+                "max_panes_per_window",
+                self.max_panes_per_window,
+                p.max_panes_per_window,
+            )?,
+            max_key_state: usize_of(size(
+                "max_key_state",
+                self.max_key_state,
+                p.max_key_state as u64,
+            )?),
+            max_tenant_state: size("max_tenant_state", self.max_tenant_state, p.max_tenant_state)?,
+            max_keys: count("max_keys", self.max_keys, p.max_keys)?,
+        };
+        let sandbox = Ceilings {
             call_budget: duration("call_budget", self.call_budget, d.call_budget)?,
             memory: size("memory", self.memory, d.memory)?,
             max_output: size("max_output", self.max_output, d.max_output)?,
@@ -373,7 +409,8 @@ impl RawCeilings {
             module_size: size("module_size", self.module_size, d.module_size)?,
             compile_time: duration("compile_time", self.compile_time, d.compile_time)?,
             concurrent_compiles: self.concurrent_compiles.unwrap_or(d.concurrent_compiles),
-        })
+        };
+        Ok((sandbox, pipeline))
     }
 }
 
@@ -459,5 +496,35 @@ mod tests {
         let env =
             HostConfig::parse("state_dir = \"s\"\n", origin, Some(OP.into())).expect("env token");
         assert_eq!(env.operator_token, OP);
+    }
+
+    #[test]
+    fn ceilings_default_and_are_set_and_checked() {
+        let origin = Path::new("host.toml");
+        let base = format!("operator_token = \"{OP}\"\nstate_dir = \"s\"\n");
+        let c = HostConfig::parse(&base, origin, None).expect("valid");
+        assert_eq!(c.pipeline_ceilings, crate::pipeline::Ceilings::DEFAULT);
+        let base = format!("{base}[ceilings]\n");
+        let set = format!(
+            "{base}max_line_bytes = \"64KiB\"\nmax_panes_per_window = 100\n\
+             max_key_state = \"1MiB\"\nmax_tenant_state = \"1GiB\"\nmax_keys = 5000\n"
+        );
+        let c = HostConfig::parse(&set, origin, None)
+            .expect("valid")
+            .pipeline_ceilings;
+        assert_eq!(
+            (c.max_line_bytes, c.max_panes_per_window, c.max_key_state),
+            (64 << 10, 100, 1 << 20)
+        );
+        assert_eq!((c.max_tenant_state, c.max_keys), (1 << 30, 5000));
+        let zero = format!("{base}max_keys = 0\n");
+        let err = HostConfig::parse(&zero, origin, None).expect_err("zero");
+        assert!(
+            err.to_string().contains("`[ceilings] max_keys` must be at least 1"),
+            "{err}"
+        );
+        let unit = format!("{base}max_key_state = \"12\"\n");
+        let err = HostConfig::parse(&unit, origin, None).expect_err("no unit");
+        assert!(err.to_string().contains("`[ceilings] max_key_state`"), "{err}");
     }
 }

@@ -521,6 +521,9 @@ pub enum DeadLetter<'a> {
     /// A row that arrived after its windows were closed for good (event
     /// time older than the watermark minus the allowed lateness).
     Late { row: &'a ParsedRow },
+    /// A parsed row left out by a host ceiling (a new key beyond the
+    /// tenant's key ceiling), with the ceiling it hit.
+    Limit { row: &'a ParsedRow, reason: &'a str },
     /// Events (or a window) of one key whose guest call failed even when
     /// called alone, with the error: an alert function's key group, a
     /// window's key group (`rows`), or a fired window (`bounds`).
@@ -561,9 +564,12 @@ impl Serialize for DeadLetterRecord<'_> {
         map.serialize_entry("tenant", self.tenant)?;
         match self.letter {
             DeadLetter::BadRow(bad) => {
-                map.serialize_entry("kind", "bad-row")?;
+                map.serialize_entry("kind", bad.kind.dead_letter_kind())?;
                 map.serialize_entry("raw", &bad.raw)?;
                 map.serialize_entry("reason", &bad.reason)?;
+                if let crate::parse::BadKind::TooLong { length } = bad.kind {
+                    map.serialize_entry("length", &length)?;
+                }
                 map.serialize_entry(
                     "position",
                     &PositionJson {
@@ -589,6 +595,25 @@ impl Serialize for DeadLetterRecord<'_> {
                     "reason",
                     "event time is older than the watermark minus the allowed lateness",
                 )?;
+                map.serialize_entry(
+                    "key",
+                    &KeyJson {
+                        names: self.key_names,
+                        key: Some(&row.key),
+                    },
+                )?;
+                map.serialize_entry("event_time", &row.time)?;
+                map.serialize_entry(
+                    "row",
+                    &RowJson {
+                        columns: self.columns,
+                        values: &row.values,
+                    },
+                )?;
+            }
+            DeadLetter::Limit { row, reason } => {
+                map.serialize_entry("kind", "limit")?;
+                map.serialize_entry("reason", reason)?;
                 map.serialize_entry(
                     "key",
                     &KeyJson {

@@ -65,7 +65,7 @@ impl Rendered {
     }
 
     /// Appends a dead-letter line; its routing key is its kind (`bad-row`,
-    /// `late`, `poison`) and its id a hash of the line itself (a dead letter
+    /// `future`, `late`, `limit`, `poison`) and its id a hash of the line itself (a dead letter
     /// is identified by everything in it, position included).
     pub fn push_dead_letter(&mut self, record: &DeadLetterRecord<'_>) {
         let start = self.lines.len();
@@ -74,8 +74,9 @@ impl Rendered {
             return;
         }
         let kind = match record.letter {
-            DeadLetter::BadRow(_) => "bad-row",
+            DeadLetter::BadRow(bad) => bad.kind.dead_letter_kind(),
             DeadLetter::Late { .. } => "late",
+            DeadLetter::Limit { .. } => "limit",
             DeadLetter::Poison { .. } => "poison",
         };
         let line = &self.lines[start..];
@@ -83,7 +84,9 @@ impl Rendered {
         if self.typed {
             let (key, event_time, position) = match record.letter {
                 DeadLetter::BadRow(bad) => (bad.key.clone(), bad.time, Some(bad.position.clone())),
-                DeadLetter::Late { row } => (Some(row.key.clone()), Some(row.time), None),
+                DeadLetter::Late { row } | DeadLetter::Limit { row, .. } => {
+                    (Some(row.key.clone()), Some(row.time), None)
+                }
                 DeadLetter::Poison {
                     key, bounds, rows, ..
                 } => (

@@ -107,6 +107,7 @@ fn a_bad_row_dead_letter_keeps_the_raw_row_reason_and_position() {
         },
         key: None,
         time: Some(5),
+        kind: Default::default(),
     };
     let mut out = Vec::new();
     DeadLetterRecord {

@@ -145,6 +145,7 @@ mod tests {
             },
             counters: CounterState::default(),
             shards: Vec::new(),
+            guards: Default::default(),
         }
     }
 

@@ -43,7 +43,8 @@ pub enum Error {
 }
 
 /// The format version; bumped on any incompatible change of [`Checkpoint`].
-pub const FORMAT_VERSION: u32 = 1;
+/// 2 added [`GuardState`]; version 1 is still read (with no guard state).
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 4] = b"SLCK";
 
 /// Where the input stood at the barrier.
@@ -122,6 +123,51 @@ pub struct Checkpoint {
     pub coordinator: CoordinatorState,
     pub counters: CounterState,
     pub shards: Vec<ShardState>,
+    /// The host's guards: their counters, and the keys the key ceiling
+    /// counts.
+    pub guards: GuardState,
+}
+
+/// What the input guards and host ceilings need to resume exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GuardState {
+    /// Rows dead-lettered as `future`.
+    pub future_dropped: u64,
+    /// Rows dead-lettered as `limit` (keys beyond the key ceiling).
+    pub limited: u64,
+    /// Hashes of the keys the run holds state for, sorted.
+    pub keys: Vec<u64>,
+}
+
+/// A version-1 checkpoint: the same fields without [`GuardState`].
+#[derive(Deserialize)]
+struct CheckpointV1 {
+    id: u64,
+    tenant: String,
+    module_hash: String,
+    input: InputPosition,
+    output_bytes: Option<u64>,
+    dead_letter_bytes: Option<u64>,
+    coordinator: CoordinatorState,
+    counters: CounterState,
+    shards: Vec<ShardState>,
+}
+
+impl From<CheckpointV1> for Checkpoint {
+    fn from(c: CheckpointV1) -> Checkpoint {
+        Checkpoint {
+            id: c.id,
+            tenant: c.tenant,
+            module_hash: c.module_hash,
+            input: c.input,
+            output_bytes: c.output_bytes,
+            dead_letter_bytes: c.dead_letter_bytes,
+            coordinator: c.coordinator,
+            counters: c.counters,
+            shards: c.shards,
+            guards: GuardState::default(),
+        }
+    }
 }
 
 impl Checkpoint {
@@ -152,7 +198,7 @@ impl Checkpoint {
             w
         };
         let version = u32::from_le_bytes(word(4));
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(corrupt(format!(
                 "format version {version}, this sluice reads {FORMAT_VERSION}"
             )));
@@ -170,7 +216,12 @@ impl Checkpoint {
         if crc32fast::hash(payload) != u32::from_le_bytes(word(16)) {
             return Err(corrupt("checksum mismatch".into()));
         }
-        postcard::from_bytes(payload).map_err(|e| corrupt(format!("does not decode: {e}")))
+        let decoded = if version == 1 {
+            postcard::from_bytes::<CheckpointV1>(payload).map(Checkpoint::from)
+        } else {
+            postcard::from_bytes(payload)
+        };
+        decoded.map_err(|e| corrupt(format!("does not decode: {e}")))
     }
 }
 
@@ -243,7 +294,28 @@ mod tests {
                     vec![9],
                 )],
             }],
+            guards: GuardState {
+                future_dropped: 3,
+                limited: 1,
+                keys: vec![4, 8],
+            },
         }
+    }
+
+    #[test]
+    fn a_version_1_checkpoint_still_restores_without_guard_state() {
+        let mut c = sample();
+        c.guards = GuardState::default();
+        let mut bytes = c.encode().expect("encode");
+        // A version-1 payload is this one without the trailing guard state
+        // (three zero bytes in postcard: two varints and an empty list).
+        bytes.truncate(bytes.len() - 3);
+        let payload_len = (bytes.len() - 20) as u64;
+        bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
+        bytes[8..16].copy_from_slice(&payload_len.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[20..]);
+        bytes[16..20].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Checkpoint::decode(&bytes, "t").expect("version 1"), c);
     }
 
     #[test]

@@ -223,6 +223,10 @@ impl GlobalWindows {
             let Some(state) = self.keys.get_mut(key as usize).and_then(Option::as_mut) else {
                 continue;
             };
+            let result = result.and_then(|acc| match env.over_ceiling(acc.len()) {
+                None => Ok(acc),
+                Some(reason) => Err(reason),
+            });
             match result {
                 Ok(acc) => state.running = Some(acc),
                 Err(error) => {

@@ -323,6 +323,8 @@ pub(crate) struct Env<'a, 'r> {
     /// The rows of the current `push` (pending adds refer to them).
     rows: &'r [(ParsedRow, i64)],
     lateness: i64,
+    /// The host's ceiling on one accumulator's bytes.
+    max_state: usize,
     /// Outputs of the current step, sorted when the step ends.
     step: Vec<WindowOutput>,
     poisoned: &'a mut Vec<Poisoned>,
@@ -365,6 +367,18 @@ impl Env<'_, '_> {
             value: Value::Int(i64::try_from(errors).unwrap_or(i64::MAX)),
         }];
         self.output(kind, window, key, span.0, span.1, data, update);
+    }
+
+    /// Why an accumulator of `len` bytes is not kept, if it is over the
+    /// host's ceiling: the call then counts as failed on that key.
+    fn over_ceiling(&self, len: usize) -> Option<String> {
+        (len > self.max_state).then(|| {
+            format!(
+                "limit: the accumulator returned is {len} bytes, over this host's ceiling of {} \
+                 bytes per key (max_key_state); it was not stored",
+                self.max_state
+            )
+        })
     }
 
     fn poison(&mut self, window: &str, key: KeyId, input: PoisonedInput, error: String) {
@@ -628,6 +642,10 @@ impl PendingAdds {
         })?;
         for ((g, span), result) in groups.iter().zip(spans).zip(results) {
             let group_rows = &self.grouped[span];
+            let result = result.and_then(|acc| match env.over_ceiling(acc.len()) {
+                None => Ok(acc),
+                Some(reason) => Err(reason),
+            });
             match result {
                 Ok(acc) => {
                     let min = group_rows.iter().map(|&r| rows[r].0.time).min();
@@ -672,6 +690,7 @@ struct Shared {
     schema: Vec<FieldDef>,
     keys: KeyTable,
     lateness: i64,
+    max_state: usize,
 }
 
 impl Shared {
@@ -689,6 +708,7 @@ impl Shared {
             keys: &self.keys,
             rows,
             lateness: self.lateness,
+            max_state: self.max_state,
             step: Vec::new(),
             poisoned,
         }
@@ -764,6 +784,7 @@ impl ShardWindows {
                 schema,
                 keys: KeyTable::default(),
                 lateness: i64::try_from(allowed_lateness.as_millis()).unwrap_or(i64::MAX),
+                max_state: usize::MAX,
             },
             wm: i64::MIN,
             seq: 0,
@@ -862,6 +883,12 @@ impl ShardWindows {
     /// The shard's watermark (`i64::MIN` before any).
     pub fn watermark(&self) -> i64 {
         self.wm
+    }
+
+    /// Accumulators over `bytes` are not kept (the host's per-key state
+    /// ceiling): the call that returned one counts as failed on that key.
+    pub fn set_max_state(&mut self, bytes: usize) {
+        self.shared.max_state = bytes;
     }
 
     /// Panes held (time-window panes, global periods and running

@@ -473,6 +473,7 @@ fn typed_spec() -> InputSpec {
         max_out_of_orderness: Duration::ZERO,
         allowed_lateness: Duration::ZERO,
         idle_timeout: None,
+        max_future: None,
         partitions: None,
     }
 }

@@ -92,6 +92,7 @@ fn checkpoint(id: u64, size: usize) -> Checkpoint {
             windows,
             alert_states: Vec::new(),
         }],
+        guards: Default::default(),
     }
 }
 

@@ -3,10 +3,12 @@
 //! One binary, a module per area.
 
 mod batch;
+mod ceilings;
 mod checkpoint;
 mod cli;
 mod common;
 mod flow;
+mod guards;
 mod hostile;
 mod idle;
 mod poison;

@@ -50,7 +50,7 @@ pub fn row(key: &str, time: i64, v: i64) -> ParsedRow {
 
 pub fn bad_row(key: &str, time: i64) -> BadRow {
     BadRow {
-        raw: format!("{key},{time},oops"),
+        raw: format!("{key},{time},oops").into(),
         reason: "column `v`: `oops` is not an integer".into(),
         position: Position {
             source: "test".into(),
@@ -59,6 +59,7 @@ pub fn bad_row(key: &str, time: i64) -> BadRow {
         },
         key: Some(Key::from_parts([key]).expect("no separator")),
         time: Some(time),
+        kind: Default::default(),
     }
 }
 
