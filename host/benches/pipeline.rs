@@ -30,7 +30,7 @@ use sluice_host::ingress::Input;
 use sluice_host::manifest::Manifest;
 use sluice_host::parse::RowParser;
 use sluice_host::pipeline::{self, Options, Report, Sinks};
-use sluice_host::sandbox::{SandboxConfig, SandboxEngine};
+use sluice_host::sandbox::{Ceilings, SandboxConfig, SandboxEngine};
 use sluice_host::sink::LineSink;
 
 fn main() {
@@ -96,6 +96,14 @@ fn main() {
             std::time::Duration::from_secs(20)
         } else {
             SandboxConfig::default().epoch_tick
+        },
+        // The 60 s valgrind budget is over the default call-budget ceiling.
+        ceilings: Ceilings {
+            call_budget: manifest
+                .limits
+                .call_budget
+                .max(Ceilings::default().call_budget),
+            ..Ceilings::default()
         },
         ..SandboxConfig::default()
     })

@@ -41,7 +41,9 @@ impl ApiError {
                 serve::Error::Manifest(_) | serve::Error::TenantMismatch { .. } => {
                     StatusCode::BAD_REQUEST
                 }
-                serve::Error::Module(_) | serve::Error::Mismatch(_) => {
+                serve::Error::Module(_)
+                | serve::Error::Mismatch(_)
+                | serve::Error::OverCeiling { .. } => {
                     StatusCode::UNPROCESSABLE_ENTITY
                 }
                 serve::Error::NotFound(_) => StatusCode::NOT_FOUND,

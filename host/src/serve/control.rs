@@ -105,6 +105,16 @@ impl Host {
                 path: tenant.to_string(),
             });
         }
+        // Over a ceiling is refused before the module is compiled.
+        self.engine
+            .check_limits(tenant, &manifest.limits)
+            .map_err(Error::module)?;
+        crate::pipeline::Ceilings::host()
+            .check(&manifest)
+            .map_err(|source| Error::OverCeiling {
+                tenant: tenant.to_string(),
+                source,
+            })?;
         let module = self.engine.load(tenant, wasm).map_err(Error::module)?;
         check(&manifest, &module)?;
         let busy = self.mark_busy(tenant)?;

@@ -70,6 +70,13 @@ pub enum Error {
     /// Manifest and module are each fine but do not fit together.
     #[error("{0}")]
     Mismatch(Box<manifest::Error>),
+    /// The manifest asks for more than this host's ceilings allow.
+    #[error("tenant `{tenant}`: {source}")]
+    OverCeiling {
+        tenant: String,
+        #[source]
+        source: crate::pipeline::CeilingError,
+    },
     #[error("tenant `{0}` is not deployed")]
     NotFound(String),
     #[error("tenant `{tenant}`: {message}")]
@@ -171,6 +178,10 @@ pub struct CountersView {
     pub bytes_in: u64,
     pub deserialization_errors: u64,
     pub late_dropped: u64,
+    /// Rows dated beyond `max_future` (`future` dead letters).
+    pub future_dropped: u64,
+    /// Rows of keys beyond the host's `max_keys` ceiling (`limit` dead letters).
+    pub limited: u64,
     pub outputs: u64,
     pub alerts: u64,
     pub poisoned: u64,
@@ -693,6 +704,8 @@ fn counters_view(s: &Summary, traps: u64) -> CountersView {
         bytes_in: s.bytes_in,
         deserialization_errors: s.bad_rows,
         late_dropped: s.late_dropped,
+        future_dropped: s.future_dropped,
+        limited: s.limited,
         outputs: s.outputs,
         alerts: s.alerts,
         poisoned: s.poisoned,

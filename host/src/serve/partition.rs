@@ -261,6 +261,8 @@ impl PartitionedRun {
             sum.outputs += s.outputs;
             sum.alerts += s.alerts;
             sum.poisoned += s.poisoned;
+            sum.future_dropped += s.future_dropped;
+            sum.limited += s.limited;
         }
         sum
     }

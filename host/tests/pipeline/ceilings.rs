@@ -8,8 +8,6 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -76,14 +74,6 @@ fn hoarder_input(dir: &Path) -> PathBuf {
     path
 }
 
-fn vm_hwm_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// `sluice run` with a VmHWM monitor; (outputs, dead letters, peak MB).
 fn run_measured(manifest: &Path, input: &Path, extra: &[&str]) -> (Vec<Value>, Vec<Value>, u64) {
     let dir = manifest.parent().expect("dir");
@@ -102,23 +92,9 @@ fn run_measured(manifest: &Path, input: &Path, extra: &[&str]) -> (Vec<Value>, V
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let pid = child.id();
-    let peak = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let monitor = {
-        let (peak, done) = (Arc::clone(&peak), Arc::clone(&done));
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                if let Some(kb) = vm_hwm_kb(pid) {
-                    peak.fetch_max(kb, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let monitor = common::PeakRss::watch(child.id());
     let out = child.wait_with_output().expect("wait");
-    done.store(true, Ordering::Relaxed);
-    monitor.join().expect("monitor");
+    let peak_mib = monitor.stop_mib();
     assert!(
         out.status.success(),
         "{}",
@@ -134,7 +110,7 @@ fn run_measured(manifest: &Path, input: &Path, extra: &[&str]) -> (Vec<Value>, V
     (
         read(&out_path),
         read(&dead_path),
-        peak.load(Ordering::Relaxed) / 1024,
+        peak_mib,
     )
 }
 

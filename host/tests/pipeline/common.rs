@@ -230,3 +230,55 @@ pub fn read_lines(path: &Path) -> Vec<Line> {
 
 /// Per key: the count of something.
 pub type Counts = BTreeMap<String, u64>;
+
+/// A process's peak RSS so far (`VmHWM`), in bytes. (Not `wait4`'s
+/// `ru_maxrss`: a child spawned by a large test process inherits that
+/// process's peak.)
+pub fn vm_hwm(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib << 10)
+}
+
+/// Samples a child's `VmHWM` every 20 ms on a thread of its own, for tests
+/// that bound a run's memory while they feed or wait on it.
+pub struct PeakRss {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl PeakRss {
+    pub fn watch(pid: u32) -> PeakRss {
+        use std::sync::atomic::Ordering;
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (peak, done) = (peak.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    if let Some(bytes) = vm_hwm(pid) {
+                        peak.fetch_max(bytes, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+        };
+        PeakRss { peak, done, thread }
+    }
+
+    /// Stops sampling (call it once the child has exited); the highest
+    /// `VmHWM` seen, in MiB.
+    pub fn stop_mib(self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.done.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the RSS monitor");
+        self.peak.load(Ordering::Relaxed) >> 20
+    }
+}

@@ -7,8 +7,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -218,15 +216,6 @@ fn a_restore_from_a_checkpoint_after_the_future_row_keeps_the_stream_unblinded()
     );
 }
 
-/// Peak RSS (VmHWM, kB) of a process, while it lives.
-fn vm_hwm_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 #[test]
 fn a_200_mb_line_on_stdin_is_read_in_bounded_memory_and_dead_lettered_with_a_prefix() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -246,20 +235,7 @@ fn a_200_mb_line_on_stdin_is_read_in_bounded_memory_and_dead_lettered_with_a_pre
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let pid = child.id();
-    let peak = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let monitor = {
-        let (peak, done) = (Arc::clone(&peak), Arc::clone(&done));
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                if let Some(kb) = vm_hwm_kb(pid) {
-                    peak.fetch_max(kb, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let monitor = common::PeakRss::watch(child.id());
     let row = |station: &str, sec: u64| {
         format!(
             "{station},121,308,2017-02-18 19:{:02}:{:02} UTC,240.5,300.0,false,\n",
@@ -288,12 +264,10 @@ fn a_200_mb_line_on_stdin_is_read_in_bounded_memory_and_dead_lettered_with_a_pre
         }
     }
     let out = child.wait_with_output().expect("wait");
-    done.store(true, Ordering::Relaxed);
-    monitor.join().expect("monitor");
+    let peak_mb = monitor.stop_mib();
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let peak_mb = peak.load(Ordering::Relaxed) / 1024;
     eprintln!(
         "200 MB line: peak RSS {peak_mb} MB, {:.1} s",
         took.as_secs_f64()

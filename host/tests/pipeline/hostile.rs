@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{component, key_of, manifest, sluice};
+use crate::common::{self, component, key_of, manifest, sluice};
 
 /// A finished child: exit status, peak RSS (bytes), wall time, what it
 /// wrote.
@@ -21,19 +21,6 @@ struct Measured {
     outputs: Vec<Value>,
     dead: Vec<Value>,
     dead_text: String,
-}
-
-/// The child's peak RSS so far (`VmHWM`), in bytes.
-fn vm_hwm(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kib << 10)
 }
 
 /// Runs `sluice run MANIFEST --input INPUT EXTRA…`, sampling the child's
@@ -62,7 +49,7 @@ fn run_measured(manifest: &Path, input: &Path, extra: &[&str]) -> Measured {
         .expect("running sluice run");
     let mut peak_rss = 0;
     let status = loop {
-        if let Some(hwm) = vm_hwm(child.id()) {
+        if let Some(hwm) = common::vm_hwm(child.id()) {
             peak_rss = peak_rss.max(hwm);
         }
         if let Some(status) = child.try_wait().expect("waiting for sluice run") {
