@@ -43,9 +43,7 @@ impl ApiError {
                 }
                 serve::Error::Module(_)
                 | serve::Error::Mismatch(_)
-                | serve::Error::OverCeiling { .. } => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
+                | serve::Error::OverCeiling { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 serve::Error::NotFound(_) => StatusCode::NOT_FOUND,
                 // Nobody is listening; the status is for the log.
                 serve::Error::Cancelled(_) => StatusCode::REQUEST_TIMEOUT,

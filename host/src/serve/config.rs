@@ -353,9 +353,7 @@ struct RawCeilings {
 }
 
 impl RawCeilings {
-    fn resolve(
-        self,
-    ) -> std::result::Result<(Ceilings, crate::pipeline::Ceilings), String> {
+    fn resolve(self) -> std::result::Result<(Ceilings, crate::pipeline::Ceilings), String> {
         let d = Ceilings::default();
         let size = |key: &str, v: Option<String>, default: u64| match v {
             None => Ok(default),
@@ -398,7 +396,11 @@ impl RawCeilings {
                 self.max_key_state,
                 p.max_key_state as u64,
             )?),
-            max_tenant_state: size("max_tenant_state", self.max_tenant_state, p.max_tenant_state)?,
+            max_tenant_state: size(
+                "max_tenant_state",
+                self.max_tenant_state,
+                p.max_tenant_state,
+            )?,
             max_keys: count("max_keys", self.max_keys, p.max_keys)?,
         };
         let sandbox = Ceilings {
@@ -520,11 +522,15 @@ mod tests {
         let zero = format!("{base}max_keys = 0\n");
         let err = HostConfig::parse(&zero, origin, None).expect_err("zero");
         assert!(
-            err.to_string().contains("`[ceilings] max_keys` must be at least 1"),
+            err.to_string()
+                .contains("`[ceilings] max_keys` must be at least 1"),
             "{err}"
         );
         let unit = format!("{base}max_key_state = \"12\"\n");
         let err = HostConfig::parse(&unit, origin, None).expect_err("no unit");
-        assert!(err.to_string().contains("`[ceilings] max_key_state`"), "{err}");
+        assert!(
+            err.to_string().contains("`[ceilings] max_key_state`"),
+            "{err}"
+        );
     }
 }

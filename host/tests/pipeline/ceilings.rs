@@ -107,11 +107,7 @@ fn run_measured(manifest: &Path, input: &Path, extra: &[&str]) -> (Vec<Value>, V
             .map(|l| serde_json::from_str(l).expect("JSON"))
             .collect()
     };
-    (
-        read(&out_path),
-        read(&dead_path),
-        peak_mib,
-    )
+    (read(&out_path), read(&dead_path), peak_mib)
 }
 
 fn sorted(values: impl Iterator<Item = String>) -> Vec<String> {
