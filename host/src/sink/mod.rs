@@ -550,6 +550,30 @@ pub struct DeadLetterRecord<'a> {
 }
 
 impl DeadLetterRecord<'_> {
+    /// A parsed row's key, event time and values: what a `late` and a
+    /// `limit` letter carry.
+    fn parsed_row<M: serde::ser::SerializeMap>(
+        &self,
+        map: &mut M,
+        row: &ParsedRow,
+    ) -> std::result::Result<(), M::Error> {
+        map.serialize_entry(
+            "key",
+            &KeyJson {
+                names: self.key_names,
+                key: Some(&row.key),
+            },
+        )?;
+        map.serialize_entry("event_time", &row.time)?;
+        map.serialize_entry(
+            "row",
+            &RowJson {
+                columns: self.columns,
+                values: &row.values,
+            },
+        )
+    }
+
     /// Appends the dead letter as one JSON line (with its `\n`) to `out`.
     pub fn write_line(&self, out: &mut Vec<u8>) {
         if serde_json::to_writer(&mut *out, self).is_ok() {
@@ -595,40 +619,12 @@ impl Serialize for DeadLetterRecord<'_> {
                     "reason",
                     "event time is older than the watermark minus the allowed lateness",
                 )?;
-                map.serialize_entry(
-                    "key",
-                    &KeyJson {
-                        names: self.key_names,
-                        key: Some(&row.key),
-                    },
-                )?;
-                map.serialize_entry("event_time", &row.time)?;
-                map.serialize_entry(
-                    "row",
-                    &RowJson {
-                        columns: self.columns,
-                        values: &row.values,
-                    },
-                )?;
+                self.parsed_row(&mut map, row)?;
             }
             DeadLetter::Limit { row, reason } => {
                 map.serialize_entry("kind", "limit")?;
                 map.serialize_entry("reason", reason)?;
-                map.serialize_entry(
-                    "key",
-                    &KeyJson {
-                        names: self.key_names,
-                        key: Some(&row.key),
-                    },
-                )?;
-                map.serialize_entry("event_time", &row.time)?;
-                map.serialize_entry(
-                    "row",
-                    &RowJson {
-                        columns: self.columns,
-                        values: &row.values,
-                    },
-                )?;
+                self.parsed_row(&mut map, row)?;
             }
             DeadLetter::Poison {
                 function,
