@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{self, tenant_token, Served, OPERATOR};
+use crate::host::{self, collected, tenant_token, Served, OPERATOR};
 
 #[test]
 fn missing_unknown_and_other_tenants_tokens_are_refused_without_detail() {
@@ -193,12 +193,7 @@ fn malformed_oversized_and_invalid_uploads_are_refused_and_the_running_version_k
         "undeploy: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut got: Vec<String> = rt
-        .block_on(amqp::drain(&channel, &collector))
-        .iter()
-        .map(|m| m.text())
-        .collect();
-    got.sort();
+    let got = collected(&rt, &channel, &collector);
     assert_eq!(got, amqp::embedded_lines(&manifest, &data));
     served.stop();
     rt.block_on(amqp::delete(

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{self, Served, OPERATOR};
+use crate::host::{self, collected, Served, OPERATOR};
 
 /// What "bounded, not hung" means here (a hang used to be 60 s and more).
 const BOUND: Duration = Duration::from_secs(20);
@@ -163,12 +163,7 @@ fn a_stuck_worker_fails_only_its_tenant_and_the_control_plane_answers_in_bounded
     for (tenant, collector) in [("bts", &bc), ("other", &oc)] {
         let (status, body) = served.delete(&format!("/v1/tenants/{tenant}"), Some(OPERATOR));
         assert_eq!(status, 200, "{body}");
-        let mut got: Vec<String> = rt
-            .block_on(amqp::drain(&channel, collector))
-            .iter()
-            .map(|m| m.text())
-            .collect();
-        got.sort();
+        let got = collected(&rt, &channel, collector);
         let manifest = if tenant == "bts" { &healthy } else { &other };
         let want = amqp::embedded_lines(manifest, &data);
         assert!(!want.is_empty());

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{Served, OPERATOR};
+use crate::host::{collected, Served, OPERATOR};
 
 const HALF_SENT: usize = 2000;
 const CAP: usize = 64;
@@ -131,12 +131,7 @@ fn half_sent_requests_cannot_exhaust_the_host_and_are_closed_after_the_timeout()
     let log = served.stop();
     assert!(!log.contains("Too many open files"), "{log}");
     assert!(!log.contains("checkpoint failed"), "{log}");
-    let mut got: Vec<String> = rt
-        .block_on(amqp::drain(&channel, &collector))
-        .iter()
-        .map(|m| m.text())
-        .collect();
-    got.sort();
+    let got = collected(&rt, &channel, &collector);
     assert_eq!(got, amqp::embedded_lines(&manifest, &data));
     rt.block_on(amqp::delete(
         &channel,

@@ -368,3 +368,19 @@ pub fn with_names(manifest: &Path, queue: &str, exchange: &str) -> String {
     }
     out
 }
+
+/// Everything in `collector`, as text, sorted: what compares with
+/// `amqp::embedded_lines`.
+pub fn collected(
+    rt: &tokio::runtime::Runtime,
+    channel: &lapin::Channel,
+    collector: &str,
+) -> Vec<String> {
+    let mut got: Vec<String> = rt
+        .block_on(amqp::drain(channel, collector))
+        .iter()
+        .map(|m| m.text())
+        .collect();
+    got.sort();
+    got
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{Served, OPERATOR};
+use crate::host::{collected, Served, OPERATOR};
 
 /// The `hostile` test guest trapping on `value = 666`, as tenant
 /// `hostile` on its own queue (BTS columns, a tumbling window, alerts).
@@ -138,12 +138,7 @@ fn a_tenant_trapping_past_the_limit_is_paused_with_the_reason_and_its_neighbour_
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut got: Vec<String> = rt
-        .block_on(amqp::drain(&channel, &bc))
-        .iter()
-        .map(|m| m.text())
-        .collect();
-    got.sort();
+    let got = collected(&rt, &channel, &bc);
     assert_eq!(got, amqp::embedded_lines(&healthy, &healthy_data));
     served.stop();
     rt.block_on(amqp::delete(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{Served, OPERATOR};
+use crate::host::{collected, Served, OPERATOR};
 
 #[test]
 fn a_tenant_restarted_with_another_worker_count_keeps_its_state_and_its_results() {
@@ -53,12 +53,7 @@ fn a_tenant_restarted_with_another_worker_count_keeps_its_state_and_its_results(
         log.contains("keeping the worker count of the tenant's checkpoint"),
         "{log}"
     );
-    let mut got: Vec<String> = rt
-        .block_on(amqp::drain(&channel, &collector))
-        .iter()
-        .map(|m| m.text())
-        .collect();
-    got.sort();
+    let got = collected(&rt, &channel, &collector);
     assert_eq!(got, amqp::embedded_lines(&manifest, &data));
     rt.block_on(amqp::delete(
         &channel,

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{self, tenant_token, Served, OPERATOR};
+use crate::host::{self, collected, tenant_token, Served, OPERATOR};
 
 /// A second tenant unlike BTS: another schema (meter, ISO time, value),
 /// another key, another module (the spike filter's process-window
@@ -75,21 +75,6 @@ fn lines_of(file: &Path) -> u64 {
         .expect("input")
         .lines()
         .count() as u64
-}
-
-/// Everything in `collector`, sorted.
-fn collected(
-    rt: &tokio::runtime::Runtime,
-    channel: &lapin::Channel,
-    collector: &str,
-) -> Vec<String> {
-    let mut got: Vec<String> = rt
-        .block_on(amqp::drain(channel, collector))
-        .iter()
-        .map(|m| m.text())
-        .collect();
-    got.sort();
-    got
 }
 
 fn undeploy(served: &Served, tenant: &str) {
