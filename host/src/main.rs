@@ -274,6 +274,11 @@ enum Command {
         /// Time between checkpoints while records flow (`500ms`, `1s`, …).
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         checkpoint_interval: Duration,
+        /// Also take a checkpoint once this many rows came in since the
+        /// last one (checked after each chunk of input): checkpoints at
+        /// the same rows every run, whatever the machine's speed.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        checkpoint_rows: Option<u64>,
         /// With `--amqp`: a larger message is dead-lettered undecoded.
         #[arg(long, default_value_t = AmqpIngressConfig::DEFAULT_MAX_MESSAGE_BYTES)]
         max_message_bytes: usize,
@@ -527,6 +532,7 @@ fn main() -> anyhow::Result<()> {
             checkpoint_store,
             checkpoint_name,
             checkpoint_interval,
+            checkpoint_rows,
             cassandra,
             store,
             store_events,
@@ -555,6 +561,7 @@ fn main() -> anyhow::Result<()> {
                 checkpoint_store,
                 checkpoint_name,
                 checkpoint_interval,
+                checkpoint_rows,
                 cassandra,
                 store: *store,
                 store_events: !no_store_events,
@@ -733,6 +740,7 @@ struct RunArgs {
     checkpoint_store: Option<CheckpointStoreKind>,
     checkpoint_name: Option<String>,
     checkpoint_interval: Duration,
+    checkpoint_rows: Option<u64>,
     cassandra: Option<String>,
     store: StoreArgs,
     store_events: bool,
@@ -1237,7 +1245,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         checkpoint: store.map(|store| CheckpointOptions {
             store,
             interval: args.checkpoint_interval,
-            every_rows: None,
+            every_rows: args.checkpoint_rows,
             // Acks come only with checkpoints: take one before the
             // prefetch window runs out, so the consumer never stalls.
             every_messages: args

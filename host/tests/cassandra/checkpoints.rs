@@ -465,6 +465,7 @@ fn run_with_checkpoints(
         .args(["--cassandra", &node(), "--keyspace", ks])
         .args(["--checkpoint-store", "cassandra"])
         .args(["--workers", "2", "--quiet", "--checkpoint-interval", "50ms"])
+        .args(["--checkpoint-rows", "4000"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .env("SLUICE_LOG", "warn");

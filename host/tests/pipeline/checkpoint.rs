@@ -20,6 +20,7 @@ fn spawn_run(manifest: &Path, input: &Path, dir: &Path, failpoint: Option<(&str,
         .arg("--dead-letter")
         .arg(dir.join("dead.jsonl"))
         .args(["--workers", "2", "--quiet", "--checkpoint-interval", "50ms"])
+        .args(["--checkpoint-rows", "4000"])
         .arg("--checkpoint-dir")
         .arg(dir.join("checkpoints"))
         .arg("--cache-dir")
