@@ -2,12 +2,16 @@
 //! rabbitmq`): one `serve::Host` in this process, real components, real
 //! queues. Prints, in one run:
 //! - **isolation**: the healthy BTS tenant's throughput draining N
-//!   pre-published rows alone, then the same beside a hostile tenant (the
-//!   `hostile` guest in `loop` mode on a queue of poison rows: each of its
-//!   calls spins to the CPU budget and traps) — once with auto-pause at its
-//!   default limit, once with auto-pause off (the worst case: nothing
-//!   stops the hostile tenant); alone and beside alternate for
-//!   `SLUICE_BENCH_ROUNDS` rounds (default 3) and the medians are printed;
+//!   pre-published rows alone, then the same beside each hostile tenant
+//!   (`SLUICE_BENCH_HOSTILE`, a comma list; default every attack of issue
+//!   18 that a tenant can mount at run time: the `hostile` guest's `loop`,
+//!   `sleep`, `memory`, `bigname`, `alert-flood` and `huge-error` modes on
+//!   a queue where every window has one poison row, and `hoard`, the
+//!   `hoarder` guest keeping 900 KiB of alert state per key) with
+//!   auto-pause at 10 traps a minute, and beside `loop` with auto-pause
+//!   off (the worst case: nothing stops it); alone and beside alternate
+//!   for `SLUICE_BENCH_ROUNDS` rounds (default 3) and the medians are
+//!   printed;
 //! - **trapping redeploy**: a trapping tenant with a backlog redeployed —
 //!   how long the call takes, and a neighbour's deploy meanwhile;
 //! - **deploy → first output**: from the deploy call to the first result
@@ -60,8 +64,8 @@ struct Bench {
     _conn: Connection,
     healthy_manifest: String,
     healthy_wasm: Vec<u8>,
-    hostile_manifest: String,
     hostile_wasm: Vec<u8>,
+    hoarder_wasm: Vec<u8>,
     tag: String,
 }
 
@@ -76,6 +80,7 @@ fn main() {
         .to_path_buf();
     let healthy_wasm = std::fs::read(common::component("bts_analytics")).expect("bts component");
     let hostile_wasm = std::fs::read(common::component("hostile")).expect("hostile component");
+    let hoarder_wasm = std::fs::read(common::component("hoarder")).expect("hoarder component");
     let healthy_manifest = std::fs::read_to_string(root.join("examples/bts-analytics/sluice.toml"))
         .expect("the example manifest");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -98,8 +103,8 @@ fn main() {
         _conn: conn,
         healthy_manifest,
         healthy_wasm,
-        hostile_manifest: hostile_manifest(),
         hostile_wasm,
+        hoarder_wasm,
         tag: std::process::id().to_string(),
     };
     let data = generate(rows);
@@ -114,29 +119,56 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3)
         .max(1);
-    let (mut guarded_share, mut unguarded_share) = (Vec::new(), Vec::new());
+    let modes: Vec<String> = std::env::var("SLUICE_BENCH_HOSTILE")
+        .unwrap_or_else(|_| "loop,sleep,memory,bigname,alert-flood,huge-error,hoard".into())
+        .split(',')
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+        .collect();
+    // (mode, auto-pause limit): every mode with auto-pause at its default,
+    // and `loop` once more with it off.
+    let mut beside: Vec<(String, u64)> = modes.iter().map(|m| (m.clone(), 10)).collect();
+    if modes.iter().any(|m| m == "loop") {
+        beside.push(("loop".into(), 0));
+    }
+    let mut shares: Vec<Vec<f64>> = vec![Vec::new(); beside.len()];
     println!("isolation (healthy tenant draining {rows} rows), {rounds} rounds:");
     for round in 1..=rounds {
         let alone = bench.healthy_rate(&format!("alone{round}"), &data, None);
-        let guarded = bench.healthy_rate(&format!("paused{round}"), &data, Some(10));
-        let unguarded = bench.healthy_rate(&format!("unpaused{round}"), &data, Some(0));
-        println!(
-            "    round {round}: alone {alone:>8.0} rows/s; beside a hostile tenant, auto-pause \
-             10/min {guarded:>8.0} rows/s = {:.0} %; auto-pause off {unguarded:>8.0} rows/s = {:.0} %",
-            guarded / alone * 100.0,
-            unguarded / alone * 100.0
-        );
-        guarded_share.push(guarded / alone);
-        unguarded_share.push(unguarded / alone);
+        println!("    round {round}: alone {alone:>8.0} rows/s");
+        for ((mode, limit), share) in beside.iter().zip(&mut shares) {
+            let rate = bench.healthy_rate(
+                &format!("{mode}{limit}.{round}"),
+                &data,
+                Some((mode, *limit)),
+            );
+            println!(
+                "    round {round}: beside `{mode}`, auto-pause {}: {rate:>8.0} rows/s = {:.0} %",
+                pause_label(*limit),
+                rate / alone * 100.0
+            );
+            share.push(rate / alone);
+        }
     }
-    println!(
-        "    median share of alone: auto-pause 10/min {:.0} %, auto-pause off {:.0} %",
-        median(&mut guarded_share) * 100.0,
-        median(&mut unguarded_share) * 100.0
-    );
+    println!("    median share of alone ({rounds} rounds):");
+    for ((mode, limit), share) in beside.iter().zip(&mut shares) {
+        println!(
+            "        beside `{mode}`, auto-pause {}: {:.0} %",
+            pause_label(*limit),
+            median(share) * 100.0
+        );
+    }
     bench.trapping_redeploy();
     bench.deploy_to_first_output(&data);
     bench.swap_pause(&data);
+}
+
+fn pause_label(limit: u64) -> String {
+    if limit == 0 {
+        "off".into()
+    } else {
+        format!("{limit}/min")
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -161,11 +193,11 @@ fn generate(events: u64) -> Vec<u8> {
     data
 }
 
-/// The hostile guest spinning on value 666: the BTS columns, a tumbling
-/// window and alerts (queue and exchange names are filled in).
-fn hostile_manifest() -> String {
+/// The hostile guest in `mode`, triggered by value 666: the BTS columns,
+/// a tumbling window and alerts (queue and exchange names are filled in).
+fn hostile_manifest(mode: &str) -> String {
     format!(
-        "tenant = \"hostile\"\nmodule = \"hostile.wasm\"\n\n[input]\n{}{}",
+        "tenant = \"hostile\"\nmodule = \"hostile.wasm\"\n\n[input]\n{}{}mode = {mode:?}\npoison = \"666\"\n\n[output]\nexchange = \"bts.results\"\n",
         fixtures::BTS_COLUMNS,
         r#"
 [[windows]]
@@ -178,23 +210,74 @@ aggregate = "count"
 function = "alerts"
 
 [params]
-mode = "loop"
-poison = "666"
-
-[output]
-exchange = "bts.results"
 "#
     )
 }
 
-/// Rows for the hostile tenant: 10 per message, one of them poison.
+/// Rows for the hostile tenant, 10 per message: five keys, each 10 s
+/// window of each key holds 13 rows (what triggers the guest's
+/// `aggregate-finish` modes), the last of them poison (what triggers
+/// `aggregate-add` and `alerts`).
 fn poison(messages: usize) -> Vec<u8> {
     let mut text = String::new();
     for i in 0..messages * 10 {
-        let value = if i % 10 == 9 { 666.0 } else { 1.5 };
+        let (window, in_window) = (i / 65, i % 65);
+        let (key, nth) = (in_window % 5, in_window / 5);
+        let value = if nth == 12 { 666.0 } else { 1.5 };
+        let second = window * 10 + nth % 10;
         text.push_str(&format!(
-            "s{},1,1,2017-02-18 18:{:02}:{:02} UTC,{value},100,false,\n",
-            i % 5,
+            "s{key},1,1,2017-02-18 {:02}:{:02}:{:02} UTC,{value},100,false,\n",
+            10 + second / 3600,
+            (second / 60) % 60,
+            second % 60
+        ));
+    }
+    text.into_bytes()
+}
+
+/// The `hoarder` guest keeping 900 KiB of alert state per key (point 6).
+fn hoarder_manifest() -> String {
+    r#"tenant = "hostile"
+module = "hoarder.wasm"
+
+[input]
+queue = "bts.readings"
+columns = [
+  { name = "k", type = "text" },
+  { name = "t", type = "timestamp", format = "%Y-%m-%d %H:%M:%S UTC" },
+  { name = "v", type = "float" },
+]
+key = ["k"]
+event_time = "t"
+
+[[windows]]
+name = "minute"
+kind = "tumbling"
+size = "60s"
+aggregate = "count"
+
+[alerts]
+function = "hoard"
+
+[params]
+hoard_kib = "900"
+
+[limits]
+memory = "128MiB"
+max_output = "16MiB"
+
+[output]
+exchange = "bts.results"
+"#
+    .to_owned()
+}
+
+/// Rows for the hoarder: a new key every row, 10 per message.
+fn hoard(messages: usize) -> Vec<u8> {
+    let mut text = String::new();
+    for i in 0..messages * 10 {
+        text.push_str(&format!(
+            "hoard-{i},2017-02-18 10:{:02}:{:02} UTC,1.5\n",
             (i / 60) % 60,
             i % 60
         ));
@@ -334,23 +417,33 @@ impl Bench {
         .expect("deploying the BTS tenant");
     }
 
+    /// The hostile tenant's manifest, component and input for `mode`.
+    fn hostile(&self, mode: &str) -> (String, &[u8], Vec<u8>) {
+        if mode == "hoard" {
+            (hoarder_manifest(), &self.hoarder_wasm, hoard(2_000))
+        } else {
+            (hostile_manifest(mode), &self.hostile_wasm, poison(2_000))
+        }
+    }
+
     /// Rows/s of the healthy tenant draining `data`, alone (`hostile` =
-    /// `None`) or beside a hostile tenant with auto-pause at that limit.
-    fn healthy_rate(&self, what: &str, data: &[u8], hostile: Option<u64>) -> f64 {
-        let served = Served::start(self, hostile.unwrap_or(10));
+    /// `None`) or beside a hostile tenant (mode, auto-pause limit).
+    fn healthy_rate(&self, what: &str, data: &[u8], hostile: Option<(&str, u64)>) -> f64 {
+        let served = Served::start(self, hostile.map_or(10, |h| h.1));
         let (q, x) = self.names(what);
         let (hq, hx) = self.names(&format!("{what}.hostile"));
         let sink = self.rt.block_on(bind_sink_queue(&self.channel, &x));
         self.rt.block_on(prepublish(&q, data, 100));
         let mut drop_queues = vec![q.clone(), format!("{q}.dead"), sink];
-        if hostile.is_some() {
+        if let Some((mode, _)) = hostile {
+            let (manifest, wasm, input) = self.hostile(mode);
             let hsink = self.rt.block_on(bind_sink_queue(&self.channel, &hx));
-            self.rt.block_on(prepublish(&hq, &poison(2_000), 10));
+            self.rt.block_on(prepublish(&hq, &input, 10));
             deploy(
                 &served.host,
                 "hostile",
-                &self.manifest(&self.hostile_manifest, &hq, &hx),
-                &self.hostile_wasm,
+                &self.manifest(&manifest, &hq, &hx),
+                wasm,
             )
             .expect("deploying the hostile tenant");
             // Let it get going (and, with auto-pause, trap) first.
@@ -388,7 +481,7 @@ impl Bench {
         let hsink = self.rt.block_on(bind_sink_queue(&self.channel, &hx));
         let sink = self.rt.block_on(bind_sink_queue(&self.channel, &x));
         self.rt.block_on(prepublish(&hq, &poison(2_000), 10));
-        let hostile = self.manifest(&self.hostile_manifest, &hq, &hx);
+        let hostile = self.manifest(&hostile_manifest("loop"), &hq, &hx);
         deploy(&served.host, "hostile", &hostile, &self.hostile_wasm)
             .expect("deploying the hostile tenant");
         std::thread::sleep(Duration::from_secs(2));

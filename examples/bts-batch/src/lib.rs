@@ -1,5 +1,5 @@
 //! The BTS tenant's batch summaries (the first customer's questions in
-//! `origin/000_0c1833d836ed1fb5.txt`), over the same input as
+//! `docs/design.md`, section 2), over the same input as
 //! `bts-analytics`. Which question a function answers depends on the job's
 //! key and window (e.g. `threshold_breaches` keyed by `alarm_id` over the
 //! whole range: which alarm type exceeds its threshold the most).

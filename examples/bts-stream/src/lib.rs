@@ -1,5 +1,5 @@
 //! The BTS tenant: analytics over base-station sensor records
-//! (`origin/000_0c1833d836ed1fb5.txt`), keyed by
+//! (the customer's design notes, summarised in `docs/design.md`, section 2), keyed by
 //! (station_id, datapoint_id, alarm_id).
 //!
 //! - `stats` (aggregate, windowed and global): `mean`, `max`, `min`,

@@ -1,5 +1,5 @@
 //! Realistic, deterministic BTS sensor data in the data set's exact CSV
-//! format (`origin/000_0c1833d836ed1fb5.txt`), since the original data set
+//! format (`docs/design.md`, section 2), since the original data set
 //! cannot be shipped:
 //!
 //! ```text
