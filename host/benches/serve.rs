@@ -224,7 +224,8 @@ fn poison(messages: usize) -> Vec<u8> {
         let (window, in_window) = (i / 65, i % 65);
         let (key, nth) = (in_window % 5, in_window / 5);
         let value = if nth == 12 { 666.0 } else { 1.5 };
-        let second = window * 10 + nth % 10;
+        // In time order (a late poison row would be dropped unseen).
+        let second = window * 10 + nth * 10 / 13;
         text.push_str(&format!(
             "s{key},1,1,2017-02-18 {:02}:{:02}:{:02} UTC,{value},100,false,\n",
             10 + second / 3600,
