@@ -71,6 +71,7 @@
 //! [`Poisoned`] and its state change is dropped (state is only ever
 //! replaced by a successful call's result); everything else proceeds.
 
+mod budget;
 mod calls;
 mod count;
 mod geometry;
@@ -90,8 +91,10 @@ use crate::manifest::{WindowFunction, WindowKind, WindowSpec};
 use crate::parse::{BadRow, Key, ParsedRow};
 use crate::sandbox::{AddGroup, BatchError, DataField, FieldDef, SandboxError, Value};
 
+pub use budget::{row_bytes, StateBudget};
 pub use calls::WindowCalls;
 
+use budget::Admit;
 use calls::{isolate, Batch};
 use count::CountWindows;
 use global::GlobalWindows;
@@ -263,11 +266,24 @@ pub(crate) struct Pane {
     /// Earliest time of a row added / of a bad row counted.
     min_time: Option<i64>,
     min_error: Option<i64>,
+    /// Estimated bytes of `events` (recomputed on restore).
+    #[serde(skip)]
+    bytes: u64,
+    /// Why its buffered rows were refused (a state ceiling): the windows
+    /// holding it are dead letters. Checkpointed after the shard's state
+    /// (see `snapshot`), so the format of a shard without one is unchanged.
+    #[serde(skip)]
+    refused: Option<String>,
 }
 
 impl Pane {
     fn has_rows(&self) -> bool {
         self.acc.is_some() || !self.events.is_empty()
+    }
+
+    /// Bytes it holds against the state ceilings.
+    fn held(&self) -> u64 {
+        self.acc.as_ref().map_or(0, |a| a.len() as u64) + self.bytes
     }
 }
 
@@ -307,6 +323,17 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
+/// Recomputes the bytes each pane of `panes` buffers; returns all they
+/// hold.
+fn recount_panes<'p>(panes: impl Iterator<Item = &'p mut Pane>) -> u64 {
+    panes
+        .map(|p| {
+            p.bytes = p.events.iter().map(|b| row_bytes(&b.row)).sum();
+            p.held()
+        })
+        .sum()
+}
+
 /// Per-key state that holds panes, so pending adds can find them.
 pub(crate) trait HasPanes {
     fn panes(&mut self) -> &mut BTreeMap<i64, Pane>;
@@ -323,8 +350,8 @@ pub(crate) struct Env<'a, 'r> {
     /// The rows of the current `push` (pending adds refer to them).
     rows: &'r [(ParsedRow, i64)],
     lateness: i64,
-    /// The host's ceiling on one accumulator's bytes.
-    max_state: usize,
+    /// The shard's state ceilings and what it holds.
+    budget: &'a mut StateBudget,
     /// Outputs of the current step, sorted when the step ends.
     step: Vec<WindowOutput>,
     poisoned: &'a mut Vec<Poisoned>,
@@ -369,16 +396,27 @@ impl Env<'_, '_> {
         self.output(kind, window, key, span.0, span.1, data, update);
     }
 
-    /// Why an accumulator of `len` bytes is not kept, if it is over the
-    /// host's ceiling: the call then counts as failed on that key.
-    fn over_ceiling(&self, len: usize) -> Option<String> {
-        (len > self.max_state).then(|| {
-            format!(
-                "limit: the accumulator returned is {len} bytes, over this host's ceiling of {} \
-                 bytes per key (max_key_state); it was not stored",
-                self.max_state
-            )
-        })
+    /// Checks an accumulator of `new` bytes about to replace one of `old`
+    /// against the state ceilings: refused, the call counts as failed on
+    /// that key (and as a trap of the tenant).
+    fn admit_accumulator(&mut self, old: usize, new: Vec<u8>) -> Result<Vec<u8>, String> {
+        match self.budget.refuse_accumulator(old, new.len()) {
+            None => Ok(new),
+            Some(reason) => {
+                self.calls.breached_limit();
+                Err(reason)
+            }
+        }
+    }
+
+    /// For buffering rows within a step.
+    fn admit(&mut self) -> Admit<'_> {
+        Admit {
+            budget: &mut *self.budget,
+            calls: &mut *self.calls,
+            keys: self.keys,
+            poisoned: &mut *self.poisoned,
+        }
     }
 
     fn poison(&mut self, window: &str, key: KeyId, input: PoisonedInput, error: String) {
@@ -642,18 +680,19 @@ impl PendingAdds {
         })?;
         for ((g, span), result) in groups.iter().zip(spans).zip(results) {
             let group_rows = &self.grouped[span];
-            let result = result.and_then(|acc| match env.over_ceiling(acc.len()) {
-                None => Ok(acc),
-                Some(reason) => Err(reason),
-            });
-            match result {
+            let pane = states
+                .get_mut(g.key as usize)
+                .and_then(Option::as_mut)
+                .and_then(|s| s.panes().get_mut(&g.pane));
+            let old = pane
+                .as_ref()
+                .and_then(|p| p.acc.as_ref())
+                .map_or(0, Vec::len);
+            match result.and_then(|acc| env.admit_accumulator(old, acc)) {
                 Ok(acc) => {
                     let min = group_rows.iter().map(|&r| rows[r].0.time).min();
-                    if let Some(pane) = states
-                        .get_mut(g.key as usize)
-                        .and_then(Option::as_mut)
-                        .and_then(|s| s.panes().get_mut(&g.pane))
-                    {
+                    if let Some(pane) = pane {
+                        env.budget.replace(old as u64, acc.len() as u64);
                         pane.acc = Some(acc);
                         pane.min_time = min_opt(pane.min_time, min);
                     }
@@ -690,12 +729,12 @@ struct Shared {
     schema: Vec<FieldDef>,
     keys: KeyTable,
     lateness: i64,
-    max_state: usize,
+    budget: StateBudget,
 }
 
 impl Shared {
     fn env<'a, 'r>(
-        &'a self,
+        &'a mut self,
         calls: &'a mut dyn WindowCalls,
         reads: &'a [u32],
         rows: &'r [(ParsedRow, i64)],
@@ -708,7 +747,7 @@ impl Shared {
             keys: &self.keys,
             rows,
             lateness: self.lateness,
-            max_state: self.max_state,
+            budget: &mut self.budget,
             step: Vec::new(),
             poisoned,
         }
@@ -784,7 +823,7 @@ impl ShardWindows {
                 schema,
                 keys: KeyTable::default(),
                 lateness: i64::try_from(allowed_lateness.as_millis()).unwrap_or(i64::MAX),
-                max_state: usize::MAX,
+                budget: StateBudget::default(),
             },
             wm: i64::MIN,
             seq: 0,
@@ -835,7 +874,7 @@ impl ShardWindows {
             let wm_before = if good { rows[i].1 } else { bad[j].1 };
             self.advance(wm_before, rows, &reads, calls, out)?;
             if good {
-                self.add_row(rows, i, out);
+                self.add_row(rows, i, calls, out);
                 i += 1;
             } else {
                 self.add_bad(&bad[j].0);
@@ -877,6 +916,9 @@ impl ShardWindows {
         }
         env.end_step(&mut out.outputs);
         self.count_poisoned(out, poisoned_before);
+        // Nothing is held now; recounting here keeps any drift of the
+        // running figure from outliving the input.
+        self.recount();
         Ok(())
     }
 
@@ -887,8 +929,26 @@ impl ShardWindows {
 
     /// Accumulators over `bytes` are not kept (the host's per-key state
     /// ceiling): the call that returned one counts as failed on that key.
+    /// Nor is a key's window buffer of process-window rows over it.
     pub fn set_max_state(&mut self, bytes: usize) {
-        self.shared.max_state = bytes;
+        self.shared.budget.set_max_key(bytes);
+    }
+
+    /// The host's state ceilings for this shard: per key, and for all it
+    /// holds (its share of the tenant's ceiling). See [`StateBudget`].
+    pub fn set_state_ceilings(&mut self, max_key: usize, max_shard: u64) {
+        self.shared.budget.set_max_key(max_key);
+        self.shared.budget.set_max_shard(max_shard);
+    }
+
+    /// The shard's state ceilings and running figure; the alert function's
+    /// states are charged to it too.
+    pub fn budget(&self) -> &StateBudget {
+        &self.shared.budget
+    }
+
+    pub fn budget_mut(&mut self) -> &mut StateBudget {
+        &mut self.shared.budget
     }
 
     /// Panes held (time-window panes, global periods and running
@@ -919,6 +979,32 @@ impl ShardWindows {
         snapshot::load(self, bytes)
     }
 
+    /// Recomputes the bytes of window state the budget holds, walking
+    /// every pane: after a restore, and once the input ended.
+    fn recount(&mut self) {
+        let bytes = self
+            .specs
+            .iter_mut()
+            .map(|s| match s {
+                Spec::Time(s) => s.recount(),
+                Spec::Global(s) => s.recount(),
+                Spec::Count(s) => s.recount(),
+            })
+            .sum();
+        self.shared.budget.set_window_bytes(bytes);
+    }
+
+    /// The running figure of window bytes, and what a walk of the panes
+    /// counts (the running figure is left as it was), for tests.
+    #[cfg(test)]
+    pub(crate) fn running_and_recounted_bytes(&mut self) -> (u64, u64) {
+        let running = self.shared.budget.window_bytes();
+        self.recount();
+        let counted = self.shared.budget.window_bytes();
+        self.shared.budget.set_window_bytes(running);
+        (running, counted)
+    }
+
     pub fn stats(&self) -> &WindowStats {
         &self.stats
     }
@@ -928,7 +1014,13 @@ impl ShardWindows {
         self.stats.poisoned += u64::try_from(new).unwrap_or(u64::MAX);
     }
 
-    fn add_row(&mut self, rows: &[(ParsedRow, i64)], i: usize, out: &mut Emitted) {
+    fn add_row(
+        &mut self,
+        rows: &[(ParsedRow, i64)],
+        i: usize,
+        calls: &mut dyn WindowCalls,
+        out: &mut Emitted,
+    ) {
         let row = &rows[i].0;
         let (wm, lateness) = (self.wm, self.shared.lateness);
         if row.time < wm.saturating_sub(lateness) {
@@ -939,9 +1031,15 @@ impl ShardWindows {
         let key = self.shared.keys.intern(&row.key);
         let seq = self.seq;
         self.seq += 1;
+        let mut admit = Admit {
+            budget: &mut self.shared.budget,
+            calls,
+            keys: &self.shared.keys,
+            poisoned: &mut out.poisoned,
+        };
         for spec in &mut self.specs {
             match spec {
-                Spec::Time(s) => s.add_row(key, i, row, seq, wm, lateness),
+                Spec::Time(s) => s.add_row(key, i, row, (seq, wm, lateness), &mut admit),
                 Spec::Global(s) => s.add_row(key, i, row, wm),
                 Spec::Count(s) => s.add_row(key, i, seq),
             }
