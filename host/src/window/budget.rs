@@ -28,7 +28,9 @@
 
 use std::mem::size_of;
 
-use super::{Buffered, KeyId, KeyTable, Poisoned, PoisonedInput, WindowCalls};
+use super::{
+    Buffered, Env, KeyId, KeyTable, Pane, Poisoned, PoisonedInput, ShardWindows, Spec, WindowCalls,
+};
 use crate::parse::{OwnedValue, ParsedRow};
 
 /// The ceilings and the running figure of one shard.
@@ -267,6 +269,97 @@ impl Admit<'_> {
             input: PoisonedInput::Rows(rows),
             error,
         });
+    }
+}
+
+impl Pane {
+    /// Bytes it holds against the state ceilings.
+    pub(super) fn held(&self) -> u64 {
+        self.acc.as_ref().map_or(0, |a| a.len() as u64) + self.bytes
+    }
+}
+
+/// Recomputes the bytes each pane of `panes` buffers; returns all they
+/// hold.
+pub(super) fn recount_panes<'p>(panes: impl Iterator<Item = &'p mut Pane>) -> u64 {
+    panes
+        .map(|p| {
+            p.bytes = p.events.iter().map(|b| row_bytes(&b.row)).sum();
+            p.held()
+        })
+        .sum()
+}
+
+impl Env<'_, '_> {
+    /// Checks an accumulator of `new` bytes about to replace one of `old`
+    /// against the state ceilings: refused, the call counts as failed on
+    /// that key (and as a trap of the tenant).
+    pub(super) fn admit_accumulator(
+        &mut self,
+        old: usize,
+        new: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        match self.budget.refuse_accumulator(old, new.len()) {
+            None => Ok(new),
+            Some(reason) => {
+                self.calls.breached_limit();
+                Err(reason)
+            }
+        }
+    }
+
+    /// For buffering rows within a step.
+    pub(super) fn admit(&mut self) -> Admit<'_> {
+        Admit {
+            budget: &mut *self.budget,
+            calls: &mut *self.calls,
+            keys: self.keys,
+            poisoned: &mut *self.poisoned,
+        }
+    }
+}
+
+impl ShardWindows {
+    /// The host's state ceilings for this shard: per key, and for all it
+    /// holds (its share of the tenant's ceiling). See [`StateBudget`].
+    pub fn set_state_ceilings(&mut self, max_key: usize, max_shard: u64) {
+        self.shared.budget.set_max_key(max_key);
+        self.shared.budget.set_max_shard(max_shard);
+    }
+
+    /// The shard's state ceilings and running figure; the alert function's
+    /// states are charged to it too.
+    pub fn budget(&self) -> &StateBudget {
+        &self.shared.budget
+    }
+
+    pub fn budget_mut(&mut self) -> &mut StateBudget {
+        &mut self.shared.budget
+    }
+    /// Recomputes the bytes of window state the budget holds, walking
+    /// every pane: after a restore, and once the input ended.
+    pub(super) fn recount(&mut self) {
+        let bytes = self
+            .specs
+            .iter_mut()
+            .map(|s| match s {
+                Spec::Time(s) => s.recount(),
+                Spec::Global(s) => s.recount(),
+                Spec::Count(s) => s.recount(),
+            })
+            .sum();
+        self.shared.budget.set_window_bytes(bytes);
+    }
+
+    /// The running figure of window bytes, and what a walk of the panes
+    /// counts (the running figure is left as it was), for tests.
+    #[cfg(test)]
+    pub(crate) fn running_and_recounted_bytes(&mut self) -> (u64, u64) {
+        let running = self.shared.budget.window_bytes();
+        self.recount();
+        let counted = self.shared.budget.window_bytes();
+        self.shared.budget.set_window_bytes(running);
+        (running, counted)
     }
 }
 

@@ -70,6 +70,12 @@
 //! until the failing key group or window is alone; that one is returned as
 //! [`Poisoned`] and its state change is dropped (state is only ever
 //! replaced by a successful call's result); everything else proceeds.
+//!
+//! # State ceilings
+//! Accumulators and the rows kept for process-window functions are held
+//! under the host's per-key and per-shard state ceilings, counted in one
+//! running figure ([`StateBudget`], `budget.rs`); what would go over one
+//! is dead-lettered like a failed call and counts as a trap.
 
 mod budget;
 mod calls;
@@ -94,7 +100,7 @@ use crate::sandbox::{AddGroup, BatchError, DataField, FieldDef, SandboxError, Va
 pub use budget::{row_bytes, StateBudget};
 pub use calls::WindowCalls;
 
-use budget::Admit;
+use budget::{recount_panes, Admit};
 use calls::{isolate, Batch};
 use count::CountWindows;
 use global::GlobalWindows;
@@ -280,11 +286,6 @@ impl Pane {
     fn has_rows(&self) -> bool {
         self.acc.is_some() || !self.events.is_empty()
     }
-
-    /// Bytes it holds against the state ceilings.
-    fn held(&self) -> u64 {
-        self.acc.as_ref().map_or(0, |a| a.len() as u64) + self.bytes
-    }
 }
 
 /// Removes the timers due by `wm` and returns, ascending, the keys whose
@@ -321,17 +322,6 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
-}
-
-/// Recomputes the bytes each pane of `panes` buffers; returns all they
-/// hold.
-fn recount_panes<'p>(panes: impl Iterator<Item = &'p mut Pane>) -> u64 {
-    panes
-        .map(|p| {
-            p.bytes = p.events.iter().map(|b| row_bytes(&b.row)).sum();
-            p.held()
-        })
-        .sum()
 }
 
 /// Per-key state that holds panes, so pending adds can find them.
@@ -394,29 +384,6 @@ impl Env<'_, '_> {
             value: Value::Int(i64::try_from(errors).unwrap_or(i64::MAX)),
         }];
         self.output(kind, window, key, span.0, span.1, data, update);
-    }
-
-    /// Checks an accumulator of `new` bytes about to replace one of `old`
-    /// against the state ceilings: refused, the call counts as failed on
-    /// that key (and as a trap of the tenant).
-    fn admit_accumulator(&mut self, old: usize, new: Vec<u8>) -> Result<Vec<u8>, String> {
-        match self.budget.refuse_accumulator(old, new.len()) {
-            None => Ok(new),
-            Some(reason) => {
-                self.calls.breached_limit();
-                Err(reason)
-            }
-        }
-    }
-
-    /// For buffering rows within a step.
-    fn admit(&mut self) -> Admit<'_> {
-        Admit {
-            budget: &mut *self.budget,
-            calls: &mut *self.calls,
-            keys: self.keys,
-            poisoned: &mut *self.poisoned,
-        }
     }
 
     fn poison(&mut self, window: &str, key: KeyId, input: PoisonedInput, error: String) {
@@ -934,23 +901,6 @@ impl ShardWindows {
         self.shared.budget.set_max_key(bytes);
     }
 
-    /// The host's state ceilings for this shard: per key, and for all it
-    /// holds (its share of the tenant's ceiling). See [`StateBudget`].
-    pub fn set_state_ceilings(&mut self, max_key: usize, max_shard: u64) {
-        self.shared.budget.set_max_key(max_key);
-        self.shared.budget.set_max_shard(max_shard);
-    }
-
-    /// The shard's state ceilings and running figure; the alert function's
-    /// states are charged to it too.
-    pub fn budget(&self) -> &StateBudget {
-        &self.shared.budget
-    }
-
-    pub fn budget_mut(&mut self) -> &mut StateBudget {
-        &mut self.shared.budget
-    }
-
     /// Panes held (time-window panes, global periods and running
     /// accumulators, open count windows), summed over specs and keys: the
     /// engine's memory is this many accumulators (plus, for process-window
@@ -977,32 +927,6 @@ impl ShardWindows {
     /// the same windows.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         snapshot::load(self, bytes)
-    }
-
-    /// Recomputes the bytes of window state the budget holds, walking
-    /// every pane: after a restore, and once the input ended.
-    fn recount(&mut self) {
-        let bytes = self
-            .specs
-            .iter_mut()
-            .map(|s| match s {
-                Spec::Time(s) => s.recount(),
-                Spec::Global(s) => s.recount(),
-                Spec::Count(s) => s.recount(),
-            })
-            .sum();
-        self.shared.budget.set_window_bytes(bytes);
-    }
-
-    /// The running figure of window bytes, and what a walk of the panes
-    /// counts (the running figure is left as it was), for tests.
-    #[cfg(test)]
-    pub(crate) fn running_and_recounted_bytes(&mut self) -> (u64, u64) {
-        let running = self.shared.budget.window_bytes();
-        self.recount();
-        let counted = self.shared.budget.window_bytes();
-        self.shared.budget.set_window_bytes(running);
-        (running, counted)
     }
 
     pub fn stats(&self) -> &WindowStats {
