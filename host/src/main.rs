@@ -131,11 +131,12 @@ struct PipelineCeilingArgs {
     /// asking for more is refused.
     #[arg(long, default_value_t = PipelineCeilings::DEFAULT.max_panes_per_window)]
     max_panes_per_window: u64,
-    /// Largest state of one key (alert state, a window accumulator):
-    /// `256KiB`, `1MiB`, …
+    /// Largest state of one key (alert state, a window accumulator, the
+    /// rows it buffers for one process window): `256KiB`, `1MiB`, …
     #[arg(long, default_value = "256KiB", value_parser = parse_size)]
     max_key_state: u64,
-    /// All alert state of the tenant together.
+    /// All state of the tenant together (window accumulators, buffered
+    /// rows, alert states), split evenly over the workers.
     #[arg(long, default_value = "512MiB", value_parser = parse_size)]
     max_tenant_state: u64,
     /// Distinct keys the tenant may hold state for; rows of further keys
@@ -1372,7 +1373,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     eprintln!(
         "sluice run: {} rows in ({:.1} MB), {} deserialization errors ({} without a key), \
          {} late dropped, {} future dropped, {} limited, {} outputs ({} alerts), {} poisoned, \
-         {workers} workers, {:.2} s, {:.0} events/s",
+         {} guest traps, {workers} workers, {:.2} s, {:.0} events/s",
         s.rows_in,
         s.bytes_in as f64 / 1e6,
         s.bad_rows,
@@ -1383,6 +1384,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         s.outputs,
         s.alerts,
         s.poisoned,
+        module.traps(),
         s.elapsed.as_secs_f64(),
         s.events_per_sec(),
     );

@@ -18,7 +18,7 @@ use crate::sandbox::{
     self, AlertResult, BatchBuilder, EventBatch, FieldValue, KeyGroup, SandboxError, TenantInstance,
 };
 use crate::sink::{Data, DeadLetter, OutputType, Record, Rendered};
-use crate::window::WindowCalls;
+use crate::window::{StateBudget, WindowCalls};
 
 /// The alert call, so tests and the benchmark can use a native stand-in.
 pub trait AlertCalls {
@@ -28,6 +28,10 @@ pub trait AlertCalls {
         groups: &[KeyGroup],
         batch: &EventBatch,
     ) -> sandbox::Result<Vec<AlertResult>>;
+
+    /// A key's new alert state went over a state ceiling: counted as a trap
+    /// (see [`WindowCalls::breached_limit`]). Native stand-ins: nothing.
+    fn breached_limit(&mut self) {}
 }
 
 impl AlertCalls for TenantInstance {
@@ -39,56 +43,22 @@ impl AlertCalls for TenantInstance {
     ) -> sandbox::Result<Vec<AlertResult>> {
         TenantInstance::alert(self, function, groups, batch)
     }
+
+    fn breached_limit(&mut self) {
+        TenantInstance::breached_limit(self);
+    }
 }
 
 /// Each key's alert state, as the guest last returned it.
 pub(super) type States = HashMap<Key, Vec<u8>>;
 
-/// The host's ceilings on the alert state one shard keeps: per key, and
-/// for all keys of the shard (its share of the tenant's ceiling). A state
-/// over either is not stored: the call counts as failed on that key (a
-/// `poison` dead letter with the reason, no alerts, the old state kept).
-#[derive(Debug, Clone)]
-pub(super) struct StateBudget {
-    pub max_key: usize,
-    pub max_shard: u64,
-    /// Bytes of every key's state now.
-    pub used: u64,
-}
-
-impl StateBudget {
-    pub fn new(max_key: usize, max_shard: u64, states: &States) -> StateBudget {
-        StateBudget {
-            max_key,
-            max_shard,
-            used: states.values().map(|s| s.len() as u64).sum(),
-        }
-    }
-
-    /// Why `new` bytes cannot replace `old` ones when the shard's states
-    /// take `used` bytes, if they cannot.
-    fn refuse(&self, used: u64, old: usize, new: usize) -> Option<String> {
-        if new > self.max_key {
-            return Some(format!(
-                "limit: the alert state returned is {new} bytes, over this host's ceiling of \
-                 {} bytes per key (max_key_state); the state was not stored",
-                self.max_key
-            ));
-        }
-        let after = used - old as u64 + new as u64;
-        (new > old && after > self.max_shard).then(|| {
-            format!(
-                "limit: the tenant's alert states would take {after} bytes on this shard, over \
-                 its share of {} bytes of this host's ceiling (max_tenant_state); the state \
-                 was not stored",
-                self.max_shard
-            )
-        })
-    }
-}
-
 /// Runs the alert function over one batch; appends alert lines to `out`
 /// and poison groups to `dead`. Returns the number of alert lines.
+///
+/// A key's new state is refused (not stored: the call counts as failed on
+/// that key, its old state kept, and as a trap of the tenant) when it is
+/// over `budget`'s per-key ceiling, or would grow the shard — whose window
+/// state is charged to the same budget — past its share of the tenant's.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run<C: AlertCalls + WindowCalls>(
     worker: usize,
@@ -121,7 +91,9 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
     // hoarding keys never holds all their states at once.
     type Checked = std::result::Result<AlertResult, String>;
     let mut results: Vec<std::result::Result<Checked, String>> = Vec::with_capacity(groups.len());
-    let mut used = budget.used;
+    let used_before = budget.used();
+    let mut used = used_before;
+    let mut refused = 0u64;
     isolate(0..groups.len(), &mut results, &mut |range| {
         let mut builder = BatchBuilder::projected(&ctx.schema, &reads);
         let mut values: Vec<FieldValue<'_>> = Vec::with_capacity(ctx.schema.len());
@@ -156,12 +128,15 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
                 .zip(called)
                 .map(|(r, (key, _))| {
                     let old = states.get(*key).map_or(0, Vec::len);
-                    match budget.refuse(used, old, r.state.len()) {
+                    match budget.refuse_alert_state(used, old, r.state.len()) {
                         None => {
                             used = used - old as u64 + r.state.len() as u64;
                             Ok(r)
                         }
-                        Some(reason) => Err(reason),
+                        Some(reason) => {
+                            refused += 1;
+                            Err(reason)
+                        }
                     }
                 })
                 .collect()
@@ -178,7 +153,10 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
 
     let mut lines = 0;
     let mut poisoned = 0;
-    budget.used = used;
+    budget.set_alert_bytes((budget.alert_bytes() + used).saturating_sub(used_before));
+    for _ in 0..refused {
+        AlertCalls::breached_limit(calls);
+    }
     for ((key, group_rows), result) in groups.iter().zip(results) {
         match result.and_then(|checked| checked) {
             Ok(AlertResult { state, alerts }) => {

@@ -24,10 +24,12 @@ pub struct Ceilings {
     /// what a row costs in state and outputs.
     pub max_panes_per_window: u64,
     /// Largest state of one key the host keeps: an alert function's state,
-    /// one window accumulator.
+    /// one window accumulator, the rows buffered for one process window.
     pub max_key_state: usize,
-    /// All alert state of a tenant together (split evenly over its shard
-    /// workers, so which key hits it does not depend on thread timing).
+    /// All state of a tenant together: window accumulators, buffered rows
+    /// and alert states (split evenly over its shard workers, so which key
+    /// hits it does not depend on thread timing; see
+    /// [`crate::window::StateBudget`]).
     pub max_tenant_state: u64,
     /// Distinct keys a tenant's run may hold state for.
     pub max_keys: u64,

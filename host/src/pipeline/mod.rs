@@ -352,7 +352,13 @@ where
             ctx.schema.clone(),
         )
         .map_err(|source| Error::Window { worker, source })?;
-        windows.set_max_state(options.ceilings.max_key_state);
+        // Window state and alert states of a shard share one budget: its
+        // share of the tenant's ceiling (even, so which key hits it does
+        // not depend on thread timing).
+        windows.set_state_ceilings(
+            options.ceilings.max_key_state,
+            options.ceilings.max_tenant_state / workers as u64,
+        );
         shard_calls.push((calls(worker)?, windows, alerts::States::default()));
     }
     if let Some(c) = restore {
@@ -377,6 +383,8 @@ where
                 .restore(&saved.windows)
                 .map_err(|source| Error::Restore { worker, source })?;
             alert_states.extend(saved.alert_states.iter().cloned());
+            let alert_bytes = alert_states.values().map(|s| s.len() as u64).sum::<u64>();
+            windows.budget_mut().set_alert_bytes(alert_bytes);
         }
     }
 
@@ -449,22 +457,15 @@ where
             let panes = Arc::clone(&panes);
             let acks = worker_acks.clone();
             let latency = options.latency.clone();
-            let ceilings = options.ceilings;
             let handle = thread::Builder::new()
                 .name(format!("sluice-shard-{worker}"))
                 .spawn_scoped(scope, move || -> Result<usize> {
-                    let budget = alerts::StateBudget::new(
-                        ceilings.max_key_state,
-                        ceilings.max_tenant_state / workers as u64,
-                        &alert_states,
-                    );
                     let mut shard = Shard {
                         worker,
                         ctx: &ctx,
                         calls,
                         windows,
                         alert_states,
-                        budget,
                         counters: &counters,
                         sinks: &sinks,
                         acks: acks.as_deref(),
@@ -1266,7 +1267,6 @@ struct Shard<'a, C> {
     calls: C,
     windows: ShardWindows,
     alert_states: alerts::States,
-    budget: alerts::StateBudget,
     counters: &'a Counters,
     sinks: &'a Sinks,
     acks: Option<&'a dyn Acknowledger>,
@@ -1310,7 +1310,7 @@ impl<C: ShardCalls> Shard<'_, C> {
                             function,
                             &mut self.calls,
                             &mut self.alert_states,
-                            &mut self.budget,
+                            self.windows.budget_mut(),
                             &rows,
                             &mut out,
                             &mut dead,

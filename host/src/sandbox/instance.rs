@@ -205,6 +205,16 @@ impl TenantInstance {
         &self.reads
     }
 
+    /// The host refused state the tenant made it hold (an alert state, an
+    /// accumulator or buffered rows over a state ceiling): a limit hit that
+    /// counts as a trap, so the trap backoff and auto-pause act on it. The
+    /// instance is kept — it did nothing wrong inside the sandbox.
+    pub fn breached_limit(&mut self) {
+        self.stats.limit_hits += 1;
+        self.stats.traps += 1;
+        self.module.count_trap();
+    }
+
     /// The tenant's log (lines written and dropped).
     pub fn log(&self) -> &TenantLog {
         &self.log

@@ -50,6 +50,12 @@ pub trait WindowCalls {
 
     /// Schema fields the module reads: batches carry only those columns.
     fn reads(&self) -> &[u32];
+
+    /// A result of the tenant's (an accumulator) or the rows it makes the
+    /// host buffer went over a state ceiling: counted as a trap, so the
+    /// trap backoff and `serve`'s auto-pause act on a tenant that keeps
+    /// doing it. Native stand-ins have nothing to count.
+    fn breached_limit(&mut self) {}
 }
 
 /// Delegates to the instance. Its `reads` is known once the instance has
@@ -94,6 +100,10 @@ impl WindowCalls for TenantInstance {
 
     fn reads(&self) -> &[u32] {
         TenantInstance::reads(self)
+    }
+
+    fn breached_limit(&mut self) {
+        TenantInstance::breached_limit(self);
     }
 }
 

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use super::budget::Buffer;
 use super::{
-    finish_all, isolate, min_opt, process_all, Batch, Buffered, Env, Error, KeyId, OutputKind,
-    PoisonedInput, ProcessItem, Result,
+    finish_all, isolate, min_opt, process_all, row_bytes, Batch, Buffered, Env, Error, KeyId,
+    OutputKind, PoisonedInput, ProcessItem, Result,
 };
 use crate::manifest::WindowFunction;
 use crate::sandbox::{AddGroup, SandboxError};
@@ -33,6 +34,16 @@ pub(super) struct CountKey {
     max_time: Option<i64>,
     /// Why the open window was dead-lettered, if it was.
     poisoned: Option<String>,
+    /// Estimated bytes of `events` (recomputed on restore).
+    #[serde(skip)]
+    bytes: u64,
+}
+
+impl CountKey {
+    /// Bytes it holds against the state ceilings.
+    fn held(&self) -> u64 {
+        self.acc.as_ref().map_or(0, |a| a.len() as u64) + self.bytes
+    }
 }
 
 /// A window that filled up, to finish.
@@ -119,40 +130,51 @@ impl CountWindows {
         };
         let mut full = Vec::new();
         let mut results = results.map(Vec::into_iter);
+        let all_rows = env.rows;
         for chunk in &chunks {
             let rows = &pending[chunk.from..chunk.to];
             let state = self.keys.entry(chunk.key).or_default();
+            let old = state.acc.as_ref().map_or(0, Vec::len);
             let result = match (&mut results, &state.poisoned) {
                 (None, _) => None,
                 (Some(_), Some(why)) if chunk.continues => Some(Err(format!(
                     "its count window was dead-lettered earlier: {why}"
                 ))),
-                (Some(results), _) => results.next(),
+                // The same ceiling as time and global windows' accumulators.
+                (Some(results), _) => results
+                    .next()
+                    .map(|r| r.and_then(|acc| env.admit_accumulator(old, acc))),
             };
             match result {
                 None => {
+                    // Rows buffered under the state ceilings: a window
+                    // over one is dead-lettered, and marked.
+                    let mut admit = env.admit();
                     for &(_, i, seq) in rows {
-                        let row = &env.rows[i].0;
+                        let row = &all_rows[i].0;
                         state.min_time = min_opt(state.min_time, Some(row.time));
                         state.max_time = Some(state.max_time.map_or(row.time, |m| m.max(row.time)));
-                        state.events.push(Buffered {
-                            seq,
-                            row: row.clone(),
-                        });
+                        let buf = Buffer {
+                            events: &mut state.events,
+                            bytes: &mut state.bytes,
+                            refused: &mut state.poisoned,
+                        };
+                        admit.buffer(&self.name, "count window", chunk.key, buf, seq, row);
                     }
                 }
                 Some(Ok(acc)) => {
                     for &(_, i, _) in rows {
-                        let time = env.rows[i].0.time;
+                        let time = all_rows[i].0.time;
                         state.min_time = min_opt(state.min_time, Some(time));
                         state.max_time = Some(state.max_time.map_or(time, |m| m.max(time)));
                     }
+                    env.budget.replace(old as u64, acc.len() as u64);
                     state.acc = Some(acc);
                 }
                 Some(Err(error)) => {
                     let failed = rows
                         .iter()
-                        .map(|&(_, i, _)| env.rows[i].0.clone())
+                        .map(|&(_, i, _)| all_rows[i].0.clone())
                         .collect();
                     env.poison(
                         &self.name,
@@ -166,6 +188,8 @@ impl CountWindows {
             state.count += rows.len() as u64;
             if state.count >= self.n {
                 let done = std::mem::take(state);
+                // Fired below (or dead-lettered): no longer held.
+                env.budget.release(done.held());
                 if done.poisoned.is_none() {
                     if let (Some(start), Some(max)) = (done.min_time, done.max_time) {
                         full.push(Full {
@@ -304,6 +328,7 @@ impl CountWindows {
     pub fn finish_input(&mut self, env: &mut Env<'_, '_>) -> Result<()> {
         let mut keys: Vec<(KeyId, CountKey)> = self.keys.drain().collect();
         keys.sort_unstable_by_key(|(key, _)| *key);
+        env.budget.release(keys.iter().map(|(_, k)| k.held()).sum());
         let full = keys
             .into_iter()
             .filter(|(_, k)| k.poisoned.is_none())
@@ -322,5 +347,16 @@ impl CountWindows {
 
     pub fn open_panes(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Bytes held by open windows (their row counts recomputed).
+    pub fn recount(&mut self) -> u64 {
+        self.keys
+            .values_mut()
+            .map(|k| {
+                k.bytes = k.events.iter().map(|b| row_bytes(&b.row)).sum();
+                k.held()
+            })
+            .sum()
     }
 }

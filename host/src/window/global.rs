@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use super::geometry::{clamp, next_multiple_after};
 use super::{
-    finish_all, isolate, min_opt, take_due, Env, Error, HasPanes, KeyId, OutputKind, Pane,
-    PendingAdds, PoisonedInput, Result,
+    finish_all, isolate, min_opt, recount_panes, take_due, Env, Error, HasPanes, KeyId, OutputKind,
+    Pane, PendingAdds, PoisonedInput, Result,
 };
 use crate::parse::ParsedRow;
 
@@ -144,6 +144,8 @@ impl GlobalWindows {
             };
             let later = state.panes.split_off(&cut);
             let ended = std::mem::replace(&mut state.panes, later);
+            // Their accumulators move into the running one (below).
+            env.budget.release(ended.values().map(Pane::held).sum());
             let mut accs: Vec<Vec<u8>> = state.running.iter().cloned().collect();
             let had_running = !accs.is_empty();
             let mut last_end = next;
@@ -180,6 +182,8 @@ impl GlobalWindows {
             }
             if accs.len() == 1 && !had_running {
                 state.running = accs.pop();
+                env.budget
+                    .charge(state.running.as_ref().map_or(0, |a| a.len() as u64));
             } else if accs.len() > 1 {
                 merges.push((key, accs, last_end));
             }
@@ -223,12 +227,12 @@ impl GlobalWindows {
             let Some(state) = self.keys.get_mut(key as usize).and_then(Option::as_mut) else {
                 continue;
             };
-            let result = result.and_then(|acc| match env.over_ceiling(acc.len()) {
-                None => Ok(acc),
-                Some(reason) => Err(reason),
-            });
-            match result {
-                Ok(acc) => state.running = Some(acc),
+            let old = state.running.as_ref().map_or(0, Vec::len);
+            match result.and_then(|acc| env.admit_accumulator(old, acc)) {
+                Ok(acc) => {
+                    env.budget.replace(old as u64, acc.len() as u64);
+                    state.running = Some(acc);
+                }
                 Err(error) => {
                     let start = state.first_time.unwrap_or(end);
                     env.poison(&self.name, key, PoisonedInput::Window { start, end }, error);
@@ -292,6 +296,10 @@ impl GlobalWindows {
             let Some(mut state) = state.take() else {
                 continue;
             };
+            env.budget.release(
+                state.running.as_ref().map_or(0, |a| a.len() as u64)
+                    + state.panes.values().map(Pane::held).sum::<u64>(),
+            );
             if state.panes.is_empty() {
                 continue;
             }
@@ -316,6 +324,21 @@ impl GlobalWindows {
         }
         self.timers.clear();
         self.emit(emissions, env)
+    }
+
+    /// Bytes held by running accumulators and panes.
+    pub fn recount(&mut self) -> u64 {
+        let running: u64 = (self.keys.iter().flatten())
+            .filter_map(|s| s.running.as_ref())
+            .map(|a| a.len() as u64)
+            .sum();
+        running
+            + recount_panes(
+                self.keys
+                    .iter_mut()
+                    .flatten()
+                    .flat_map(|s| s.panes.values_mut()),
+            )
     }
 
     pub fn open_panes(&self) -> usize {

@@ -70,7 +70,14 @@
 //! until the failing key group or window is alone; that one is returned as
 //! [`Poisoned`] and its state change is dropped (state is only ever
 //! replaced by a successful call's result); everything else proceeds.
+//!
+//! # State ceilings
+//! Accumulators and the rows kept for process-window functions are held
+//! under the host's per-key and per-shard state ceilings, counted in one
+//! running figure ([`StateBudget`], `budget.rs`); what would go over one
+//! is dead-lettered like a failed call and counts as a trap.
 
+mod budget;
 mod calls;
 mod count;
 mod geometry;
@@ -90,8 +97,10 @@ use crate::manifest::{WindowFunction, WindowKind, WindowSpec};
 use crate::parse::{BadRow, Key, ParsedRow};
 use crate::sandbox::{AddGroup, BatchError, DataField, FieldDef, SandboxError, Value};
 
+pub use budget::{row_bytes, StateBudget};
 pub use calls::WindowCalls;
 
+use budget::{recount_panes, Admit};
 use calls::{isolate, Batch};
 use count::CountWindows;
 use global::GlobalWindows;
@@ -263,6 +272,14 @@ pub(crate) struct Pane {
     /// Earliest time of a row added / of a bad row counted.
     min_time: Option<i64>,
     min_error: Option<i64>,
+    /// Estimated bytes of `events` (recomputed on restore).
+    #[serde(skip)]
+    bytes: u64,
+    /// Why its buffered rows were refused (a state ceiling): the windows
+    /// holding it are dead letters. Checkpointed after the shard's state
+    /// (see `snapshot`), so the format of a shard without one is unchanged.
+    #[serde(skip)]
+    refused: Option<String>,
 }
 
 impl Pane {
@@ -323,8 +340,8 @@ pub(crate) struct Env<'a, 'r> {
     /// The rows of the current `push` (pending adds refer to them).
     rows: &'r [(ParsedRow, i64)],
     lateness: i64,
-    /// The host's ceiling on one accumulator's bytes.
-    max_state: usize,
+    /// The shard's state ceilings and what it holds.
+    budget: &'a mut StateBudget,
     /// Outputs of the current step, sorted when the step ends.
     step: Vec<WindowOutput>,
     poisoned: &'a mut Vec<Poisoned>,
@@ -367,18 +384,6 @@ impl Env<'_, '_> {
             value: Value::Int(i64::try_from(errors).unwrap_or(i64::MAX)),
         }];
         self.output(kind, window, key, span.0, span.1, data, update);
-    }
-
-    /// Why an accumulator of `len` bytes is not kept, if it is over the
-    /// host's ceiling: the call then counts as failed on that key.
-    fn over_ceiling(&self, len: usize) -> Option<String> {
-        (len > self.max_state).then(|| {
-            format!(
-                "limit: the accumulator returned is {len} bytes, over this host's ceiling of {} \
-                 bytes per key (max_key_state); it was not stored",
-                self.max_state
-            )
-        })
     }
 
     fn poison(&mut self, window: &str, key: KeyId, input: PoisonedInput, error: String) {
@@ -642,18 +647,19 @@ impl PendingAdds {
         })?;
         for ((g, span), result) in groups.iter().zip(spans).zip(results) {
             let group_rows = &self.grouped[span];
-            let result = result.and_then(|acc| match env.over_ceiling(acc.len()) {
-                None => Ok(acc),
-                Some(reason) => Err(reason),
-            });
-            match result {
+            let pane = states
+                .get_mut(g.key as usize)
+                .and_then(Option::as_mut)
+                .and_then(|s| s.panes().get_mut(&g.pane));
+            let old = pane
+                .as_ref()
+                .and_then(|p| p.acc.as_ref())
+                .map_or(0, Vec::len);
+            match result.and_then(|acc| env.admit_accumulator(old, acc)) {
                 Ok(acc) => {
                     let min = group_rows.iter().map(|&r| rows[r].0.time).min();
-                    if let Some(pane) = states
-                        .get_mut(g.key as usize)
-                        .and_then(Option::as_mut)
-                        .and_then(|s| s.panes().get_mut(&g.pane))
-                    {
+                    if let Some(pane) = pane {
+                        env.budget.replace(old as u64, acc.len() as u64);
                         pane.acc = Some(acc);
                         pane.min_time = min_opt(pane.min_time, min);
                     }
@@ -690,12 +696,12 @@ struct Shared {
     schema: Vec<FieldDef>,
     keys: KeyTable,
     lateness: i64,
-    max_state: usize,
+    budget: StateBudget,
 }
 
 impl Shared {
     fn env<'a, 'r>(
-        &'a self,
+        &'a mut self,
         calls: &'a mut dyn WindowCalls,
         reads: &'a [u32],
         rows: &'r [(ParsedRow, i64)],
@@ -708,7 +714,7 @@ impl Shared {
             keys: &self.keys,
             rows,
             lateness: self.lateness,
-            max_state: self.max_state,
+            budget: &mut self.budget,
             step: Vec::new(),
             poisoned,
         }
@@ -784,7 +790,7 @@ impl ShardWindows {
                 schema,
                 keys: KeyTable::default(),
                 lateness: i64::try_from(allowed_lateness.as_millis()).unwrap_or(i64::MAX),
-                max_state: usize::MAX,
+                budget: StateBudget::default(),
             },
             wm: i64::MIN,
             seq: 0,
@@ -835,7 +841,7 @@ impl ShardWindows {
             let wm_before = if good { rows[i].1 } else { bad[j].1 };
             self.advance(wm_before, rows, &reads, calls, out)?;
             if good {
-                self.add_row(rows, i, out);
+                self.add_row(rows, i, calls, out);
                 i += 1;
             } else {
                 self.add_bad(&bad[j].0);
@@ -877,6 +883,9 @@ impl ShardWindows {
         }
         env.end_step(&mut out.outputs);
         self.count_poisoned(out, poisoned_before);
+        // Nothing is held now; recounting here keeps any drift of the
+        // running figure from outliving the input.
+        self.recount();
         Ok(())
     }
 
@@ -887,8 +896,9 @@ impl ShardWindows {
 
     /// Accumulators over `bytes` are not kept (the host's per-key state
     /// ceiling): the call that returned one counts as failed on that key.
+    /// Nor is a key's window buffer of process-window rows over it.
     pub fn set_max_state(&mut self, bytes: usize) {
-        self.shared.max_state = bytes;
+        self.shared.budget.set_max_key(bytes);
     }
 
     /// Panes held (time-window panes, global periods and running
@@ -928,7 +938,13 @@ impl ShardWindows {
         self.stats.poisoned += u64::try_from(new).unwrap_or(u64::MAX);
     }
 
-    fn add_row(&mut self, rows: &[(ParsedRow, i64)], i: usize, out: &mut Emitted) {
+    fn add_row(
+        &mut self,
+        rows: &[(ParsedRow, i64)],
+        i: usize,
+        calls: &mut dyn WindowCalls,
+        out: &mut Emitted,
+    ) {
         let row = &rows[i].0;
         let (wm, lateness) = (self.wm, self.shared.lateness);
         if row.time < wm.saturating_sub(lateness) {
@@ -939,9 +955,15 @@ impl ShardWindows {
         let key = self.shared.keys.intern(&row.key);
         let seq = self.seq;
         self.seq += 1;
+        let mut admit = Admit {
+            budget: &mut self.shared.budget,
+            calls,
+            keys: &self.shared.keys,
+            poisoned: &mut out.poisoned,
+        };
         for spec in &mut self.specs {
             match spec {
-                Spec::Time(s) => s.add_row(key, i, row, seq, wm, lateness),
+                Spec::Time(s) => s.add_row(key, i, row, (seq, wm, lateness), &mut admit),
                 Spec::Global(s) => s.add_row(key, i, row, wm),
                 Spec::Count(s) => s.add_row(key, i, seq),
             }

@@ -3,6 +3,12 @@
 //! manifest, and the window names are recorded so a checkpoint of other
 //! windows is refused rather than misread. Serialized straight from the
 //! live structures (no copy of the state is made).
+//!
+//! Panes whose buffered rows a state ceiling refused are listed after
+//! that, only when there are any: a shard without one is saved exactly as
+//! before, and an older sluice reading the list ignores it (it reads what
+//! it knows and stops). The bytes the budget counts are not saved but
+//! recomputed on load.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +23,9 @@ use crate::parse::Key;
 
 /// Timers: when each key next needs a visit.
 type Timers = BTreeMap<i64, Vec<KeyId>>;
+
+/// Refused panes: (spec index, key, pane, reason).
+type Refused = Vec<(u32, KeyId, i64, String)>;
 
 #[derive(Serialize)]
 enum SpecRef<'a> {
@@ -68,12 +77,29 @@ pub(super) fn save(w: &ShardWindows) -> Result<Vec<u8>> {
         keys: &w.shared.keys.keys,
         specs,
     };
-    postcard::to_allocvec(&state).map_err(|e| Error::Snapshot(e.to_string()))
+    let mut bytes = postcard::to_allocvec(&state).map_err(|e| Error::Snapshot(e.to_string()))?;
+    let mut refused: Refused = Vec::new();
+    for (i, spec) in w.specs.iter().enumerate() {
+        if let Spec::Time(t) = spec {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            refused.extend(t.refused().into_iter().map(|(k, q, why)| (i, k, q, why)));
+        }
+    }
+    if !refused.is_empty() {
+        bytes = postcard::to_extend(&refused, bytes).map_err(|e| Error::Snapshot(e.to_string()))?;
+    }
+    Ok(bytes)
 }
 
 pub(super) fn load(w: &mut ShardWindows, bytes: &[u8]) -> Result<()> {
-    let state: ShardState = postcard::from_bytes(bytes)
+    let (state, rest): (ShardState, _) = postcard::take_from_bytes(bytes)
         .map_err(|e| Error::Snapshot(format!("does not decode: {e}")))?;
+    let refused: Refused = if rest.is_empty() {
+        Vec::new()
+    } else {
+        postcard::from_bytes(rest)
+            .map_err(|e| Error::Snapshot(format!("refused panes do not decode: {e}")))?
+    };
     let names: Vec<&str> = w.specs.iter().map(spec_name).collect();
     if state.windows != names || state.specs.len() != w.specs.len() {
         return Err(Error::Snapshot(format!(
@@ -104,6 +130,18 @@ pub(super) fn load(w: &mut ShardWindows, bytes: &[u8]) -> Result<()> {
     w.shared.keys = table;
     w.wm = state.wm;
     w.seq = state.seq;
+    for (i, key, q, why) in refused {
+        let marked = match w.specs.get_mut(i as usize) {
+            Some(Spec::Time(t)) => t.set_refused(key, q, why),
+            _ => false,
+        };
+        if !marked {
+            return Err(Error::Snapshot(format!(
+                "a refused pane ({i}, {key}, {q}) is not in the checkpoint's windows"
+            )));
+        }
+    }
+    w.recount();
     Ok(())
 }
 

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use std::collections::BTreeMap;
 
+use super::budget::{Admit, Buffer};
 use super::geometry::Geometry;
 use super::{
-    finish_all, process_all, take_due, Buffered, Env, HasPanes, KeyId, OutputKind, Pane,
-    PendingAdds, PoisonedInput, ProcessItem, Result,
+    finish_all, process_all, recount_panes, take_due, Buffered, Env, HasPanes, KeyId, OutputKind,
+    Pane, PendingAdds, PoisonedInput, ProcessItem, Result, StateBudget,
 };
 use crate::manifest::WindowFunction;
 use crate::parse::ParsedRow;
@@ -100,25 +101,29 @@ impl TimeWindows {
         state.panes.entry(q).or_default()
     }
 
+    /// `at`: the row's arrival number, the watermark and the lateness. A
+    /// process-window function's rows are buffered in their pane, under
+    /// the state ceilings (`admit`).
     pub fn add_row(
         &mut self,
         key: KeyId,
         i: usize,
         row: &ParsedRow,
-        seq: u64,
-        wm: i64,
-        lateness: i64,
+        (seq, wm, lateness): (u64, i64, i64),
+        admit: &mut Admit<'_>,
     ) {
-        let q = self.geo.pane_of(row.time);
-        let aggregate = matches!(self.function, WindowFunction::Aggregate(_));
-        let pane = self.pane(key, row.time, wm, lateness);
-        if aggregate {
-            self.pending.push(key, q, i);
+        if matches!(self.function, WindowFunction::Aggregate(_)) {
+            self.pane(key, row.time, wm, lateness);
+            self.pending.push(key, self.geo.pane_of(row.time), i);
         } else {
-            pane.events.push(Buffered {
-                seq,
-                row: row.clone(),
-            });
+            let name = Arc::clone(&self.name);
+            let pane = self.pane(key, row.time, wm, lateness);
+            let buf = Buffer {
+                events: &mut pane.events,
+                bytes: &mut pane.bytes,
+                refused: &mut pane.refused,
+            };
+            admit.buffer(&name, "window", key, buf, seq, row);
         }
     }
 
@@ -187,7 +192,7 @@ impl TimeWindows {
             if !state
                 .panes
                 .range(first..last)
-                .any(|(_, p)| p.has_rows() || p.errors > 0)
+                .any(|(_, p)| p.has_rows() || p.errors > 0 || p.refused.is_some())
             {
                 continue; // only rows whose add was dead-lettered
             }
@@ -211,7 +216,7 @@ impl TimeWindows {
         self.emit(&fires, env)?;
 
         for key in due {
-            self.expire(key, w1, lateness);
+            self.expire(key, w1, lateness, env.budget);
         }
         Ok(())
     }
@@ -228,6 +233,8 @@ impl TimeWindows {
         };
         // Fires with rows, and their results.
         let mut with_rows = Vec::with_capacity(fires.len());
+        // Fires holding a pane whose rows were refused: dead letters.
+        let mut refused = Vec::new();
         let results = match &self.function {
             WindowFunction::Aggregate(function) => {
                 // Every window's pane accumulators, borrowed, one list after
@@ -248,6 +255,10 @@ impl TimeWindows {
             WindowFunction::Process(function) => {
                 let mut items = Vec::with_capacity(fires.len());
                 for (i, f) in fires.iter().enumerate() {
+                    if let Some(why) = panes(f).find_map(|p| p.refused.as_deref()) {
+                        refused.push((i, why));
+                        continue;
+                    }
                     let rows: Vec<&Buffered> = panes(f).flat_map(|p| &p.events).collect();
                     if !rows.is_empty() {
                         with_rows.push(i);
@@ -285,6 +296,15 @@ impl TimeWindows {
                 ),
             }
         }
+        for (i, why) in refused {
+            let f = &fires[i];
+            let bounds = PoisonedInput::Window {
+                start: f.start,
+                end: f.end,
+            };
+            let error = format!("rows of this window were dead-lettered: {why}");
+            env.poison(&self.name, f.key, bounds, error);
+        }
         for f in fires {
             let errors: u64 = panes(f).map(|p| p.errors).sum();
             if errors > 0 {
@@ -303,7 +323,7 @@ impl TimeWindows {
 
     /// Frees the panes and emission counts of `key` that no late row can
     /// reach any more, and sets its next timer.
-    fn expire(&mut self, key: KeyId, wm: i64, lateness: i64) {
+    fn expire(&mut self, key: KeyId, wm: i64, lateness: i64, budget: &mut StateBudget) {
         let geo = self.geo;
         let Some(state) = self.keys.get_mut(key as usize).and_then(Option::as_mut) else {
             return;
@@ -313,7 +333,7 @@ impl TimeWindows {
             if geo.expiry(*pane.key(), lateness) > wm {
                 break;
             }
-            pane.remove();
+            budget.release(pane.remove().held());
         }
         while let Some(window) = state.emitted.first_entry() {
             if geo.end_of(*window.key()).saturating_add(lateness) > wm {
@@ -347,5 +367,44 @@ impl TimeWindows {
 
     pub fn open_panes(&self) -> usize {
         self.keys.iter().flatten().map(|s| s.panes.len()).sum()
+    }
+
+    /// Bytes held by every pane (their row counts recomputed).
+    pub fn recount(&mut self) -> u64 {
+        recount_panes(
+            self.keys
+                .iter_mut()
+                .flatten()
+                .flat_map(|s| s.panes.values_mut()),
+        )
+    }
+
+    /// (key, pane, reason) of every pane whose rows were refused.
+    pub fn refused(&self) -> Vec<(KeyId, i64, String)> {
+        let mut out = Vec::new();
+        for (key, state) in self.keys.iter().enumerate() {
+            for (&q, pane) in state.iter().flat_map(|s| &s.panes) {
+                if let Some(why) = &pane.refused {
+                    out.push((KeyId::try_from(key).unwrap_or(KeyId::MAX), q, why.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Marks a restored pane refused; false if there is no such pane.
+    pub fn set_refused(&mut self, key: KeyId, q: i64, why: String) -> bool {
+        let pane = self
+            .keys
+            .get_mut(key as usize)
+            .and_then(Option::as_mut)
+            .and_then(|s| s.panes.get_mut(&q));
+        match pane {
+            Some(pane) => {
+                pane.refused = Some(why);
+                true
+            }
+            None => false,
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! Host ceilings of `sluice run`: a tenant hoarding ~900 KiB of alert state
 //! per key over 3 000 keys stays in bounded memory and only its hoarding
-//! keys are affected; keys beyond the key ceiling are dead-lettered as
-//! `limit` without changing the results of the others; a manifest over
-//! the panes ceiling is refused at load.
+//! keys are affected; so do 50 keys making a process window buffer 2 MB of
+//! rows each; keys beyond the key ceiling are dead-lettered as `limit`
+//! without changing the results of the others; a manifest over the panes
+//! ceiling is refused at load.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -76,6 +77,22 @@ fn hoarder_input(dir: &Path) -> PathBuf {
 
 /// `sluice run` with a VmHWM monitor; (outputs, dead letters, peak MB).
 fn run_measured(manifest: &Path, input: &Path, extra: &[&str]) -> (Vec<Value>, Vec<Value>, u64) {
+    let m = run_full(manifest, input, extra);
+    (m.out, m.dead, m.peak_mib)
+}
+
+/// What a measured run gave.
+struct Measured {
+    out: Vec<Value>,
+    dead: Vec<Value>,
+    peak_mib: u64,
+    stderr: String,
+    took: Duration,
+}
+
+/// `sluice run --workers 2` with a VmHWM monitor.
+fn run_full(manifest: &Path, input: &Path, extra: &[&str]) -> Measured {
+    let started = Instant::now();
     let dir = manifest.parent().expect("dir");
     let (out_path, dead_path) = (dir.join("m-out.jsonl"), dir.join("m-dead.jsonl"));
     let child = sluice()
@@ -95,6 +112,7 @@ fn run_measured(manifest: &Path, input: &Path, extra: &[&str]) -> (Vec<Value>, V
     let monitor = common::PeakRss::watch(child.id());
     let out = child.wait_with_output().expect("wait");
     let peak_mib = monitor.stop_mib();
+    let took = started.elapsed();
     assert!(
         out.status.success(),
         "{}",
@@ -107,7 +125,13 @@ fn run_measured(manifest: &Path, input: &Path, extra: &[&str]) -> (Vec<Value>, V
             .map(|l| serde_json::from_str(l).expect("JSON"))
             .collect()
     };
-    (read(&out_path), read(&dead_path), peak_mib)
+    Measured {
+        out: read(&out_path),
+        dead: read(&dead_path),
+        peak_mib,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        took,
+    }
 }
 
 fn sorted(values: impl Iterator<Item = String>) -> Vec<String> {
@@ -252,4 +276,146 @@ fn a_manifest_over_the_panes_ceiling_is_refused_at_load_naming_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The spike filter's process window over hours, on rows with a `pad`
+/// column it does not read: the host buffers whole rows until the hour
+/// fires.
+fn spiky_manifest(dir: &Path) -> PathBuf {
+    let text = format!(
+        r#"tenant = "spiky"
+module = {module:?}
+
+[input]
+queue = "spiky.in"
+columns = [
+  {{ name = "k", type = "text" }},
+  {{ name = "t", type = "timestamp", format = "%Y-%m-%d %H:%M:%S UTC" }},
+  {{ name = "value", type = "float" }},
+  {{ name = "pad", type = "text", optional = true }},
+]
+key = ["k"]
+event_time = "t"
+
+[[windows]]
+name = "hour"
+kind = "tumbling"
+size = "1h"
+process = "spikes"
+
+[output]
+exchange = "spiky.out"
+"#,
+        module = common::component("spike_filter").display().to_string()
+    );
+    let path = dir.join("spiky.toml");
+    std::fs::write(&path, text).expect("manifest");
+    path
+}
+
+/// Bulk rows: 50 keys × ~4 000 rows of 1 KiB in the first hour (≈ 230 MB
+/// held until the hour fires, without the state ceilings).
+const BULK_KEYS: usize = 50;
+const BULK_PER_SECOND: usize = 56;
+const BULK_ROWS: usize = 3_600 * BULK_PER_SECOND;
+
+/// 20 healthy keys over three hours (a reading every 2 minutes, a spike
+/// now and then), and with `bulk` the bulk rows, in time order.
+fn spiky_input(dir: &Path, bulk: bool) -> PathBuf {
+    let pad = "x".repeat(1024);
+    let mut text = String::new();
+    for sec in 0..3 * 3_600usize {
+        let at = format!(
+            "2017-02-18 {:02}:{:02}:{:02} UTC",
+            10 + sec / 3_600,
+            sec / 60 % 60,
+            sec % 60
+        );
+        if sec % 120 == 0 {
+            for h in 0..20 {
+                let spike = if (sec / 120 + h) % 17 == 5 { 50.0 } else { 0.0 };
+                let _ = writeln!(text, "ok-{h},{at},{},", 10.0 + h as f64 + spike);
+            }
+        }
+        if bulk && sec < 3_600 {
+            for j in 0..BULK_PER_SECOND {
+                let k = (sec * BULK_PER_SECOND + j) % BULK_KEYS;
+                let _ = writeln!(text, "bulk-{k},{at},1.0,{pad}");
+            }
+        }
+    }
+    let path = dir.join(if bulk { "bulk.csv" } else { "calm.csv" });
+    std::fs::write(&path, text).expect("input");
+    path
+}
+
+#[test]
+fn keys_buffering_4_mb_of_rows_in_a_process_window_are_refused_per_window_in_bounded_memory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let manifest = spiky_manifest(dir);
+    let calm = run_full(&manifest, &spiky_input(dir, false), &[]);
+    assert!(calm.dead.is_empty(), "{:?}", &calm.dead[..1]);
+    assert!(calm.stderr.contains(", 0 guest traps,"), "{}", calm.stderr);
+    let bulk = spiky_input(dir, true);
+    let hostile = run_full(&manifest, &bulk, &[]);
+    // The same input with the state ceilings lifted: what they save.
+    let lifted = run_full(
+        &manifest,
+        &bulk,
+        &["--max-key-state", "4GiB", "--max-tenant-state", "64GiB"],
+    );
+    eprintln!(
+        "process-window hoard: peak RSS {} MB in {:.1} s (without the bulk keys {} MB in {:.1} s, \
+         ceilings lifted {} MB in {:.1} s)",
+        hostile.peak_mib,
+        hostile.took.as_secs_f64(),
+        calm.peak_mib,
+        calm.took.as_secs_f64(),
+        lifted.peak_mib,
+        lifted.took.as_secs_f64()
+    );
+    // What is held is ≤ 50 × 256 KiB; the rest over the calm run is the
+    // 215 MB streaming through (batches in flight and their dead letters),
+    // which does not grow with the input.
+    assert!(
+        hostile.peak_mib < calm.peak_mib + 128,
+        "peak RSS {} MB, without the bulk keys {} MB",
+        hostile.peak_mib,
+        calm.peak_mib
+    );
+    assert!(
+        lifted.peak_mib > hostile.peak_mib + 100,
+        "the bulk rows held without ceilings: {} MB, with them {} MB",
+        lifted.peak_mib,
+        hostile.peak_mib
+    );
+
+    // The healthy keys' results are those of a run without the bulk keys.
+    assert!(
+        sorted(hostile.out.iter().map(Value::to_string))
+            == sorted(calm.out.iter().map(Value::to_string)),
+        "the healthy keys' results changed"
+    );
+    // Every bulk row is in a dead letter of its key's first hour naming
+    // the ceiling, and every such hour is dead-lettered once as a window.
+    let (mut rows, mut windows) = (0, BTreeSet::new());
+    for d in &hostile.dead {
+        assert_eq!(d["kind"], "poison", "{d}");
+        assert_eq!(d["window"], "hour", "{d}");
+        let k = d["key"]["k"].as_str().expect("key");
+        assert!(k.starts_with("bulk-"), "{k}");
+        let reason = d["reason"].as_str().expect("reason");
+        assert!(reason.contains("max_key_state"), "{reason}");
+        rows += d["rows"].as_array().expect("rows").len();
+        if let Some(start) = d["start"].as_i64() {
+            assert!(windows.insert(k.to_owned()), "{k} twice");
+            assert_eq!(d["end"].as_i64(), Some(start + 3_600_000));
+        }
+    }
+    assert_eq!(rows, BULK_ROWS, "every bulk row, once");
+    assert_eq!(windows.len(), BULK_KEYS);
+    // One refusal per bulk key's window, each a trap of the tenant.
+    let traps = format!(", {BULK_KEYS} guest traps,");
+    assert!(hostile.stderr.contains(&traps), "{}", hostile.stderr);
 }

@@ -184,6 +184,8 @@ pub struct Fake {
     /// Every call fails with an engine (not input) error.
     pub engine_down: bool,
     pub counts: CallCounts,
+    /// State-ceiling refusals the engine reported (`breached_limit`).
+    pub breaches: usize,
 }
 
 impl Default for Fake {
@@ -194,6 +196,7 @@ impl Default for Fake {
             poison_finish: None,
             engine_down: false,
             counts: CallCounts::default(),
+            breaches: 0,
         }
     }
 }
@@ -347,5 +350,9 @@ impl WindowCalls for Fake {
 
     fn reads(&self) -> &[u32] {
         &self.reads
+    }
+
+    fn breached_limit(&mut self) {
+        self.breaches += 1;
     }
 }

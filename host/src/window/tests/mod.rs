@@ -4,5 +4,6 @@
 
 mod bts;
 mod cases;
+mod ceilings;
 mod fake;
 mod oracle;

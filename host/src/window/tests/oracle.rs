@@ -103,6 +103,8 @@ pub fn run_engine(
             shard
                 .push(&rows, &bad, after, fake, &mut out)
                 .expect("push");
+            let (running, counted) = shard.running_and_recounted_bytes();
+            assert_eq!(running, counted, "the running state figure drifted");
             rows.clear();
             bad.clear();
         }
