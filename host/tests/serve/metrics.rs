@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{Served, OPERATOR};
+use crate::host::{Data, Served, OPERATOR};
 
 /// `(name, tenant label) → value` of every sample, as the Python
 /// `prometheus_client` OpenMetrics parser reads the text (it fails on text
@@ -73,18 +73,13 @@ fn metrics_parse_as_openmetrics_and_count_what_the_run_counted() {
     let queue = unique("serve.metrics");
     let exchange = format!("{queue}.out");
     let manifest = amqp::manifest(dir.path(), &queue, &exchange);
-    let data = common::gen_bts(
+    let data = Data::bts(
         dir.path(),
-        "bts.csv",
         &["--events", "5000", "--dirty", "0.02", "--ramp", "2"],
     );
-    let rows = std::fs::read_to_string(&data)
-        .expect("data")
-        .lines()
-        .count() as u64;
-    let bytes = std::fs::metadata(&data).expect("data").len();
+    let bytes = std::fs::metadata(&data.path).expect("data").len();
     // The embedded run's own count of deserialization errors.
-    let embedded = common::run(&manifest, &data, 2);
+    let embedded = common::run(&manifest, &data.path, 2);
     let bad = figure(&embedded.stderr, "deserialization errors");
     assert!(bad > 0, "the data should have bad rows");
 
@@ -92,8 +87,8 @@ fn metrics_parse_as_openmetrics_and_count_what_the_run_counted() {
     let (_conn, channel) = rt.block_on(amqp::connect());
     let collector = rt.block_on(amqp::collector(&channel, &exchange));
     let served = Served::start(dir.path(), &[], &[&manifest]);
-    amqp::publish(&manifest, &data, 50);
-    served.wait_records("bts", rows);
+    amqp::publish(&manifest, &data.path, 50);
+    served.wait_records("bts", data.rows);
 
     // Records are counted as read, bad ones and results a little later,
     // and results arrive after they are counted: collect until what
@@ -122,7 +117,7 @@ fn metrics_parse_as_openmetrics_and_count_what_the_run_counted() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let at = |name: &str| samples[&(name.to_owned(), "bts".to_owned())];
-    assert_eq!(at("sluice_records_in_total"), rows as f64);
+    assert_eq!(at("sluice_records_in_total"), data.rows as f64);
     assert_eq!(at("sluice_input_bytes_total"), bytes as f64);
     assert_eq!(at("sluice_deserialization_errors_total"), bad as f64);
     assert_eq!(at("sluice_late_events_dropped_total"), 0.0);
