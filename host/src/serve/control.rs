@@ -14,6 +14,11 @@
 //!   whose client disconnected before then is cancelled (nothing applied,
 //!   logged); once committed it completes and is logged, whether or not
 //!   anyone still listens;
+//! - a deploy claims its queue and exchange at the commit point, under the
+//!   same lock as it checks that no other tenant has them (`claims`), so
+//!   two tenants deployed at once cannot both take a queue; the claim is
+//!   released once the run is in place (which holds them from then on) or
+//!   the deploy failed;
 //! - a run stuck in a guest call (the watchdog's `fault`) is abandoned by
 //!   undeploy and shutdown; a redeploy of it is refused (undeploy first).
 
@@ -42,6 +47,20 @@ pub enum Deployed {
     /// `deploy_wait`: the view is the old version's, `operation` is
     /// `redeploying`; the swap completes without the caller.
     Pending(TenantView),
+}
+
+/// A committed deploy's claim on its queue and exchange, taken under the
+/// tenants' lock at the commit point; released when dropped — after the
+/// swap put the run (which then holds them) in place, or failed.
+struct Reserved {
+    host: Arc<Host>,
+    tenant: String,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.host.claims().remove(&self.tenant);
+    }
 }
 
 /// A tenant marked busy for one change; unmarked when dropped.
@@ -121,7 +140,7 @@ impl Host {
         crate::state::failpoint::delay_if_armed("deploy-delay", tenant, Duration::from_secs(3));
         let dir = self.tenant_dir(tenant).join("deployed");
         manifest.module = dir.join("module.wasm");
-        {
+        let reserved = {
             let mut tenants = self.tenants();
             if let Some(slot) = tenants.get(tenant.as_str()) {
                 compatible(&slot.run.manifest, &manifest)?;
@@ -132,17 +151,25 @@ impl Host {
                     });
                 }
             }
-            super::unclaimed_in(&tenants, &manifest)?;
+            let mut claims = self.claims();
+            super::unclaimed_in(&tenants, &claims, &manifest)?;
             // The commit point.
             if gone.load(Ordering::Acquire) {
                 tracing::warn!(%tenant, "deploy cancelled: its client disconnected before it was applied");
                 return Err(Error::Cancelled(tenant.to_string()));
             }
+            // Claimed in the same step as checked: a concurrent deploy of
+            // another tenant sees this one from now on.
+            claims.insert(tenant.to_string(), super::Claim::of(&manifest));
             if let Some(slot) = tenants.get_mut(tenant.as_str()) {
                 slot.operation = Some("redeploying");
                 slot.run.begin_stop(true);
             }
-        }
+            Reserved {
+                host: Arc::clone(self),
+                tenant: tenant.to_string(),
+            }
+        };
         let (tx, rx) = std::sync::mpsc::channel();
         let host = Arc::clone(self);
         let name = tenant.clone();
@@ -151,8 +178,16 @@ impl Host {
         std::thread::Builder::new()
             .name(format!("sluice-deploy-{tenant}"))
             .spawn(move || {
-                let _busy = busy;
+                crate::state::failpoint::delay_if_armed(
+                    "swap-delay",
+                    &name,
+                    Duration::from_secs(1),
+                );
                 let result = host.swap(&name, manifest, module, &text, &wasm);
+                // Released before the answer: a client told of the end of
+                // this deploy may start the next change at once.
+                drop(reserved);
+                drop(busy);
                 match &result {
                     Ok(v) => tracing::info!(tenant = %name, module = %v.module.sha256, "deployed"),
                     Err(e) => tracing::warn!(tenant = %name, error = %e, "deploy failed"),

@@ -298,6 +298,12 @@ pub struct Host {
     /// Tenants with a deploy or undeploy under way: one at a time per
     /// tenant (they stop and start its run at a checkpoint barrier).
     busy: Mutex<std::collections::BTreeSet<String>>,
+    /// The input queue and output exchange of each committed deploy whose
+    /// run is not in `tenants` yet (its slot is inserted later, on the
+    /// deploy's thread). Checked and taken under the `tenants` lock, so
+    /// two tenants deployed at once cannot both claim a queue. Lock order:
+    /// `tenants`, then `claims`.
+    claims: Mutex<BTreeMap<String, Claim>>,
     /// Set by [`Host::shutdown`]: no run is started from then on.
     shutting_down: AtomicBool,
     /// Deploys so far (names staging files).
@@ -342,6 +348,7 @@ impl Host {
             env,
             tenants: Mutex::new(BTreeMap::new()),
             busy: Mutex::new(std::collections::BTreeSet::new()),
+            claims: Mutex::new(BTreeMap::new()),
             shutting_down: AtomicBool::new(false),
             deploys: AtomicU64::new(0),
         }
@@ -406,9 +413,14 @@ impl Host {
         Ok(())
     }
 
+    fn claims(&self) -> MutexGuard<'_, BTreeMap<String, Claim>> {
+        self.claims.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Refuses a manifest naming another tenant's queue or exchange.
     fn unclaimed(&self, manifest: &Manifest) -> Result<()> {
-        unclaimed_in(&self.tenants(), manifest)
+        let tenants = self.tenants();
+        unclaimed_in(&tenants, &self.claims(), manifest)
     }
 
     fn launch(&self, manifest: Manifest, module: TenantModule) -> Result<()> {
@@ -590,19 +602,51 @@ impl TenantSource for Host {
     }
 }
 
-/// Refuses a manifest naming another tenant's queue or exchange: a tenant
-/// must not read another's input or write into its results.
-fn unclaimed_in(tenants: &BTreeMap<String, Slot>, manifest: &Manifest) -> Result<()> {
-    for (other, slot) in tenants.iter().filter(|(t, _)| **t != manifest.tenant) {
-        let theirs = &slot.run.manifest;
-        let clash = if theirs.input.queue == manifest.input.queue {
+/// The broker resources a tenant's run uses, which no other tenant may.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Claim {
+    queue: String,
+    exchange: String,
+}
+
+impl Claim {
+    fn of(manifest: &Manifest) -> Claim {
+        Claim {
+            queue: manifest.input.queue.clone(),
+            exchange: manifest.output.exchange.clone(),
+        }
+    }
+
+    /// What of `self` another tenant's `theirs` uses too.
+    fn clash(&self, theirs: &Claim) -> Option<&'static str> {
+        if theirs.queue == self.queue {
             Some("input queue")
-        } else if theirs.output.exchange == manifest.output.exchange {
+        } else if theirs.exchange == self.exchange {
             Some("output exchange")
         } else {
             None
-        };
-        if let Some(what) = clash {
+        }
+    }
+}
+
+/// Refuses a manifest naming another tenant's queue or exchange — of a
+/// running tenant or of a deploy committed and not started yet: a tenant
+/// must not read another's input or write into its results.
+fn unclaimed_in(
+    tenants: &BTreeMap<String, Slot>,
+    claims: &BTreeMap<String, Claim>,
+    manifest: &Manifest,
+) -> Result<()> {
+    let mine = Claim::of(manifest);
+    let running = tenants
+        .iter()
+        .map(|(t, slot)| (t, Claim::of(&slot.run.manifest)));
+    let committed = claims.iter().map(|(t, c)| (t, c.clone()));
+    for (other, theirs) in running
+        .chain(committed)
+        .filter(|(t, _)| **t != manifest.tenant)
+    {
+        if let Some(what) = mine.clash(&theirs) {
             tracing::warn!(tenant = %manifest.tenant, %other, what, "refused: names another tenant's broker resource");
             return Err(Error::Conflict {
                 tenant: manifest.tenant.clone(),
