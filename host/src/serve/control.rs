@@ -147,7 +147,10 @@ impl Host {
                 if let Some(fault) = &slot.fault {
                     return Err(Error::Conflict {
                         tenant: tenant.to_string(),
-                        message: format!("{fault} (a redeploy cannot take over its state)"),
+                        message: format!(
+                            "{} (a redeploy cannot take over its state)",
+                            fault.reason
+                        ),
                     });
                 }
             }
@@ -226,7 +229,7 @@ impl Host {
                 if let Some(fault) = &slot.fault {
                     return Err(Error::Conflict {
                         tenant: tenant.to_owned(),
-                        message: fault.clone(),
+                        message: fault.reason.clone(),
                     });
                 }
             }
@@ -305,10 +308,13 @@ impl Host {
                         tracing::error!(%tenant, error = %again, "restarting the previous version failed too");
                         if let Some(slot) = tenants.get_mut(tenant.as_str()) {
                             slot.operation = None;
-                            slot.fault = Some(format!(
-                                "a redeploy failed ({e}) and the previous version did not \
-                                 restart ({again})"
-                            ));
+                            slot.fault = Some(super::Fault {
+                                stuck: false,
+                                reason: format!(
+                                    "a redeploy failed ({e}) and the previous version did not \
+                                     restart ({again})"
+                                ),
+                            });
                         }
                     }
                     None => {}
@@ -431,7 +437,7 @@ impl Host {
                     }
                 }
             } else {
-                let why = slot.fault.clone().unwrap_or_else(|| {
+                let why = slot.fault.map(|f| f.reason).unwrap_or_else(|| {
                     format!(
                         "its run did not reach a checkpoint within {}",
                         crate::manifest::format_duration(self.config.shutdown_timeout)

@@ -44,7 +44,7 @@ use serde::Serialize;
 
 use crate::manifest::{self, Manifest, TenantName};
 use crate::metrics::prometheus::{
-    CheckpointMetrics, LatencyMetrics, PartitionFigures, TenantFigures, TenantSource,
+    CheckpointMetrics, LatencyMetrics, PartitionFigures, TenantFigures, TenantSource, TenantState,
 };
 use crate::metrics::{Counters, Summary};
 use crate::sandbox::{SandboxEngine, SandboxError, TenantModule};
@@ -203,9 +203,18 @@ struct Slot {
     rate_samples: VecDeque<(Instant, u64)>,
     /// Set when the tenant failed outside its run: the watchdog found a
     /// worker stuck in a guest call, or a redeploy could not restart it.
-    fault: Option<String>,
+    fault: Option<Fault>,
     /// A redeploy or undeploy under way.
     operation: Option<&'static str>,
+}
+
+/// Why a tenant failed outside its run. Kept apart from the reason's
+/// text so `/metrics` can tell a stuck worker from a failed restart.
+#[derive(Debug, Clone)]
+struct Fault {
+    /// The watchdog found a worker stuck in a guest call.
+    stuck: bool,
+    reason: String,
 }
 
 /// What a tenant's guest calls have cost.
@@ -220,6 +229,10 @@ const PAUSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Events/s is the records read over about this long.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The reason's start of a pause by the trap watcher (`/metrics` tells
+/// it from a pause asked for).
+const AUTO_PAUSED: &str = "auto-paused: ";
 
 impl Slot {
     fn new(run: Run, counters: Arc<Counters>, before: GuestUse, paused: Option<String>) -> Slot {
@@ -528,7 +541,10 @@ impl Host {
         );
         tracing::error!(%tenant, %reason, "watchdog: a tenant's worker is stuck");
         drop(slot.run.pause());
-        slot.fault = Some(reason);
+        slot.fault = Some(Fault {
+            stuck: true,
+            reason,
+        });
     }
 
     /// Called about once a second: samples each tenant's input rate, and
@@ -558,7 +574,7 @@ impl Host {
             let recent = traps.saturating_sub(oldest);
             if slot.paused.is_none() && recent > limit {
                 let reason =
-                    format!("auto-paused: {recent} guest traps within a minute (limit {limit})");
+                    format!("{AUTO_PAUSED}{recent} guest traps within a minute (limit {limit})");
                 tracing::warn!(%tenant, %reason, "pausing a trapping tenant");
                 // Not waited for: this runs on the async runtime.
                 drop(slot.run.pause());
@@ -596,6 +612,7 @@ impl TenantSource for Host {
                     events_per_sec: s.events_per_sec(),
                     paused: s.paused.is_some(),
                     running: s.run.ended().is_none() && s.fault.is_none(),
+                    state: metric_state(s),
                 }
             })
             .collect()
@@ -703,10 +720,22 @@ fn since_now(traps: u64) -> VecDeque<(Instant, u64)> {
     VecDeque::from([(Instant::now(), traps)])
 }
 
+/// The tenant's state as `/metrics` tells it: `/v1/tenants`'s, with a
+/// stuck worker and an auto-pause told apart (the reason says the rest).
+fn metric_state(slot: &Slot) -> TenantState {
+    match (&slot.fault, slot.run.ended(), &slot.paused) {
+        (Some(f), _, _) if f.stuck => TenantState::Stuck,
+        (Some(_), _, _) | (None, Some(_), _) => TenantState::Failed,
+        (None, None, Some(reason)) if reason.starts_with(AUTO_PAUSED) => TenantState::AutoPaused,
+        (None, None, Some(_)) => TenantState::Paused,
+        (None, None, None) => TenantState::Running,
+    }
+}
+
 fn view(tenant: &str, slot: &Slot) -> TenantView {
     let info = slot.run.module.info();
     let (state, reason) = match (slot.run.ended(), &slot.paused) {
-        _ if slot.fault.is_some() => (State::Failed, slot.fault.clone()),
+        _ if slot.fault.is_some() => (State::Failed, slot.fault.as_ref().map(|f| f.reason.clone())),
         (Some(Err(e)), _) => (State::Failed, Some(e)),
         (Some(Ok(())), _) => (State::Failed, Some("the run ended".to_owned())),
         (None, Some(reason)) => (State::Paused, Some(reason.clone())),

@@ -100,6 +100,9 @@ fn a_stuck_worker_fails_only_its_tenant_and_the_control_plane_answers_in_bounded
             && metrics.contains("sluice_tenant_running{tenant=\"bts\"} 1"),
         "{metrics}"
     );
+    // `/metrics` says why: stuck, not just not running.
+    assert_eq!(crate::metrics::state_of(&metrics, "stuck"), "stuck");
+    assert_eq!(crate::metrics::state_of(&metrics, "bts"), "running");
     // The shared host stays ready: one tenant's trouble is not its own.
     let (status, _) = timed("/readyz", || served.get("/readyz", None));
     assert_eq!(status, 200);

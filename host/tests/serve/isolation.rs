@@ -119,6 +119,9 @@ fn a_tenant_trapping_past_the_limit_is_paused_with_the_reason_and_its_neighbour_
         metrics.contains("sluice_tenant_paused{tenant=\"hostile\"} 1"),
         "{metrics}"
     );
+    // Paused by the host, not by someone: `/metrics` tells them apart.
+    assert_eq!(crate::metrics::state_of(&metrics, "hostile"), "auto_paused");
+    assert_eq!(crate::metrics::state_of(&metrics, "bts"), "running");
 
     // The healthy neighbour: everything consumed, results equal its
     // embedded run, never paused.

@@ -207,6 +207,10 @@ fn pause_leaves_messages_in_the_queue_and_resume_drains_them_with_nothing_lost()
         .as_str()
         .unwrap_or("")
         .contains("sluice_tenant_paused{tenant=\"bts\"} 1"));
+    assert_eq!(
+        crate::metrics::state_of(metrics.as_str().unwrap_or(""), "bts"),
+        "paused"
+    );
     // The backlog gauges see the queue grow (sampled each second).
     let depth = format!("sluice_input_queue_messages{{tenant=\"bts\"}} {messages}\n");
     let lag = format!("sluice_consumer_lag_messages{{tenant=\"bts\"}} {messages}\n");
