@@ -19,6 +19,8 @@
 //!   two tenants deployed at once cannot both take a queue; the claim is
 //!   released once the run is in place (which holds them from then on) or
 //!   the deploy failed;
+//! - single and partitioned runs stop alike: told to stop, then polled
+//!   (`Run::finished`), joined only once over;
 //! - a run stuck in a guest call (the watchdog's `fault`) is abandoned by
 //!   undeploy and shutdown; a redeploy of it is refused (undeploy first).
 
@@ -363,31 +365,44 @@ impl Host {
     /// call is abandoned (its delivered messages go back to the queue).
     pub fn undeploy(self: &Arc<Self>, tenant: &TenantName) -> Result<TenantView> {
         let _busy = self.mark_busy(tenant)?;
-        let partitioned = {
+        // A partitioned tenant's counters are those of the partitions this
+        // host owns, which are gone once stopped: its last view is taken
+        // before the stop.
+        let before = {
             let mut tenants = self.tenants();
             let slot = tenants
                 .get_mut(tenant.as_str())
                 .ok_or_else(|| Error::NotFound(tenant.to_string()))?;
+            let before = slot
+                .run
+                .manifest
+                .input
+                .partitions
+                .map(|_| view(tenant, slot));
             slot.operation = Some("undeploying");
             slot.run.begin_stop(false);
-            slot.run.manifest.input.partitions.is_some()
+            before
         };
+        let partitioned = before.is_some();
         let stuck = self.wait_stopped(tenant).is_err();
         let Some(slot) = self.tenants().remove(tenant.as_str()) else {
             return Err(Error::NotFound(tenant.to_string()));
         };
         let mut last = view(tenant, &slot);
+        if let Some(before) = before {
+            last.counters = before.counters;
+            last.partitions = before.partitions;
+        }
         last.operation = None;
         if stuck {
             tracing::warn!(%tenant, "undeploy: abandoning a run stuck in a guest call");
             slot.run.abandon();
         } else {
-            if let Err(e) = slot.run.finish(false) {
+            if let Err(e) = slot.run.finish() {
                 tracing::warn!(%tenant, error = %e, "the tenant's run ended with an error");
             }
             if !partitioned {
-                // A partitioned tenant's owned partitions are gone now:
-                // keep the figures from before the stop.
+                // A single run's counters, with what its end fired.
                 last.counters = super::counters_view(
                     &slot.counters.snapshot(Duration::ZERO),
                     last.counters.guest_traps,
@@ -430,7 +445,7 @@ impl Host {
         let mut left = Vec::new();
         for (tenant, slot) in slots {
             if slot.run.finished() {
-                match slot.run.finish(true) {
+                match slot.run.finish() {
                     Ok(()) => tracing::info!(%tenant, "suspended"),
                     Err(e) => {
                         tracing::warn!(%tenant, error = %e, "the tenant's run ended with an error")
@@ -454,7 +469,7 @@ impl Host {
 
 /// Joins a replaced run (its thread has ended).
 fn finish_old(tenant: &TenantName, run: Run) {
-    if let Err(e) = run.finish(true) {
+    if let Err(e) = run.finish() {
         tracing::warn!(%tenant, error = %e, "the previous version ended with an error");
     }
 }

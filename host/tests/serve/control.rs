@@ -188,3 +188,96 @@ fn a_stuck_worker_fails_only_its_tenant_and_the_control_plane_answers_in_bounded
         ],
     ));
 }
+
+/// A partitioned tenant (its partitions' checkpoints and ownership in
+/// Cassandra) whose partitions' workers are stuck in guest calls for good:
+/// it is reported like a stuck single run — failed with the watchdog's
+/// reason, `stuck` in `/metrics` — and its undeploy and SIGTERM answer in
+/// bounded time, since the control plane polls its partitions' threads
+/// instead of joining them.
+#[test]
+fn a_stuck_partitioned_tenant_is_reported_and_its_undeploy_and_sigterm_stay_bounded() {
+    let _broker = amqp::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Unique: Cassandra keeps partitions' ownership and checkpoints by
+    // tenant and queue across test runs.
+    let name = unique("stuckp").replace(['.', '-'], "_");
+    let queues: Vec<String> = (0..2).map(|i| unique(&format!("serve.ctl.p{i}"))).collect();
+    let partitioned = |queue: &str| {
+        bts_as(dir.path(), &name, queue, &format!("{queue}.out"))
+            .replace("[input]\n", "[input]\npartitions = 2\n")
+    };
+    let data = Data::bts(dir.path(), &["--events", "600", "--stations", "6"]);
+    let module = std::fs::read(common::component("bts_analytics")).expect("module");
+    let hang = format!("guest-call-hangs:{name}");
+    let served = Served::start_extra_env(
+        dir.path(),
+        &[],
+        &[],
+        &format!(
+            "cassandra = {:?}\nstuck_after = \"2s\"\nshutdown_timeout = \"5s\"\n",
+            host::cassandra()
+        ),
+        &[("SLUICE_FAILPOINT", hang.as_str())],
+    );
+
+    let text = partitioned(&queues[0]);
+    let (status, body) = served.deploy(&name, &text, &module);
+    assert_eq!(status, 200, "{body}");
+    let path = write(dir.path(), "partitioned", &text);
+    amqp::publish(&path, &data.path, 20);
+    let view = wait_stuck(&served, &name);
+    assert!(
+        view["reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("stuck: a guest call has been running for "),
+        "{view}"
+    );
+    let (_, metrics) = served.get("/metrics", Some(OPERATOR));
+    let metrics = metrics.as_str().unwrap_or("").to_owned();
+    assert_eq!(crate::metrics::state_of(&metrics, &name), "stuck");
+    let (status, _) = timed("/readyz beside a stuck partitioned tenant", || {
+        served.get("/readyz", None)
+    });
+    assert_eq!(status, 200);
+    let (status, body) = timed("redeploy of the stuck partitioned tenant", || {
+        served.deploy(&name, &text, &module)
+    });
+    assert_eq!(status, 409, "{body}");
+    // Undeploy abandons the stuck partitions (their thread is not joined).
+    let (status, body) = timed("undeploy of the stuck partitioned tenant", || {
+        served.delete(&format!("/v1/tenants/{name}"), Some(OPERATOR))
+    });
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        served.get(&format!("/v1/tenants/{name}"), Some(OPERATOR)).0,
+        404
+    );
+
+    // SIGTERM with a stuck partitioned tenant: bounded, and reported.
+    let text = partitioned(&queues[1]);
+    let (status, body) = served.deploy(&name, &text, &module);
+    assert_eq!(status, 200, "{body}");
+    let path = write(dir.path(), "partitioned2", &text);
+    amqp::publish(&path, &data.path, 20);
+    wait_stuck(&served, &name);
+    let log = timed("SIGTERM beside a stuck partitioned tenant", || {
+        served.stop()
+    });
+    assert!(
+        log.contains(&format!(
+            "tenant `{name}` could not be suspended: stuck: a guest call"
+        )),
+        "{log}"
+    );
+    let rt = amqp::runtime();
+    let (_conn, channel) = rt.block_on(amqp::connect());
+    let mut doomed = Vec::new();
+    for q in &queues {
+        doomed.extend((0..2).map(|p| format!("{q}.p{p}")));
+        doomed.push(format!("{q}.dead"));
+    }
+    let doomed: Vec<&str> = doomed.iter().map(String::as_str).collect();
+    rt.block_on(amqp::delete(&channel, &doomed));
+}
