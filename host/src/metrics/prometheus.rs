@@ -45,6 +45,7 @@ pub mod names {
     pub const END_TO_END_LATENCY: &str = "sluice_end_to_end_latency_seconds";
     pub const PAUSED: &str = "sluice_tenant_paused";
     pub const RUNNING: &str = "sluice_tenant_running";
+    pub const STATE: &str = "sluice_tenant_state";
     pub const CHECKPOINT_DURATION: &str = "sluice_checkpoint_write_duration_seconds";
     pub const CHECKPOINT_SIZE: &str = "sluice_checkpoint_size_bytes";
     pub const PARTITION_OWNED: &str = "sluice_partition_owned";
@@ -57,6 +58,53 @@ pub mod names {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TenantLabel {
     pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    tenant: String,
+    state: &'static str,
+}
+
+/// What a tenant is doing, for `sluice_tenant_state`: the `state` of
+/// `/v1/tenants` with its causes told apart, so an alert can tell a
+/// stuck worker from a failed run or an auto-pause without the reason's
+/// text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantState {
+    Running,
+    /// Paused by the operator or the tenant.
+    Paused,
+    /// Paused by the host: its guest calls trapped too often.
+    AutoPaused,
+    /// Its run ended on an error, or a redeploy could not restart it.
+    Failed,
+    /// The watchdog found a worker stuck in a guest call.
+    Stuck,
+}
+
+impl TenantState {
+    /// Every state, each a series of every tenant (as kube-state-metrics
+    /// does): the set of series stays the same when a tenant changes
+    /// state, so a query never sees a stale one.
+    pub const ALL: [TenantState; 5] = [
+        TenantState::Running,
+        TenantState::Paused,
+        TenantState::AutoPaused,
+        TenantState::Failed,
+        TenantState::Stuck,
+    ];
+
+    /// The `state` label's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantState::Running => "running",
+            TenantState::Paused => "paused",
+            TenantState::AutoPaused => "auto_paused",
+            TenantState::Failed => "failed",
+            TenantState::Stuck => "stuck",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -92,6 +140,7 @@ pub struct TenantFigures {
     pub events_per_sec: f64,
     pub paused: bool,
     pub running: bool,
+    pub state: TenantState,
     /// A partitioned tenant's partitions (empty otherwise).
     pub partitions: Vec<PartitionFigures>,
 }
@@ -324,6 +373,25 @@ impl Collector for TenantCollector {
                 ConstGauge::new(i64::from(pick(t))).encode(family.encode_family(&label(t))?)?;
             }
         }
+        {
+            let mut family = encoder.encode_descriptor(
+                names::STATE,
+                "1 for the tenant's current state (running, paused, auto_paused, failed, stuck), \
+                 0 for the others",
+                None,
+                MetricType::Gauge,
+            )?;
+            for t in &tenants {
+                for state in TenantState::ALL {
+                    let l = StateLabel {
+                        tenant: t.tenant.clone(),
+                        state: state.as_str(),
+                    };
+                    ConstGauge::new(i64::from(t.state == state))
+                        .encode(family.encode_family(&l)?)?;
+                }
+            }
+        }
         let mut family = encoder.encode_descriptor(
             names::GUEST_CPU,
             "CPU time spent in the tenant's guest calls (the sandbox meters CPU time, not fuel)",
@@ -451,6 +519,11 @@ mod tests {
                     events_per_sec: 12.5,
                     paused: i == 1,
                     running: true,
+                    state: if i == 1 {
+                        TenantState::AutoPaused
+                    } else {
+                        TenantState::Stuck
+                    },
                     partitions: if i == 1 {
                         vec![PartitionFigures {
                             partition: 3,
@@ -500,8 +573,21 @@ mod tests {
             "sluice_partition_owned{tenant=\"b\",partition=\"3\"} 1",
             "sluice_partition_lag_messages{tenant=\"b\",partition=\"3\"} 4",
             "sluice_partition_watermark_seconds{tenant=\"b\",partition=\"3\"} 1487442540.0",
+            "sluice_tenant_state{tenant=\"a\",state=\"stuck\"} 1",
+            "sluice_tenant_state{tenant=\"a\",state=\"running\"} 0",
+            "sluice_tenant_state{tenant=\"b\",state=\"auto_paused\"} 1",
+            "sluice_tenant_state{tenant=\"b\",state=\"paused\"} 0",
         ] {
             assert!(text.contains(line), "{line} in {text}");
+        }
+        // One series per tenant and state, exactly one of them 1.
+        for t in ["a", "b"] {
+            let states: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with(&format!("sluice_tenant_state{{tenant=\"{t}\",")))
+                .collect();
+            assert_eq!(states.len(), TenantState::ALL.len(), "{text}");
+            assert_eq!(states.iter().filter(|l| l.ends_with(" 1")).count(), 1);
         }
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
     }

@@ -14,6 +14,13 @@
 //!   whose client disconnected before then is cancelled (nothing applied,
 //!   logged); once committed it completes and is logged, whether or not
 //!   anyone still listens;
+//! - a deploy claims its queue and exchange at the commit point, under the
+//!   same lock as it checks that no other tenant has them (`claims`), so
+//!   two tenants deployed at once cannot both take a queue; the claim is
+//!   released once the run is in place (which holds them from then on) or
+//!   the deploy failed;
+//! - single and partitioned runs stop alike: told to stop, then polled
+//!   (`Run::finished`), joined only once over;
 //! - a run stuck in a guest call (the watchdog's `fault`) is abandoned by
 //!   undeploy and shutdown; a redeploy of it is refused (undeploy first).
 
@@ -42,6 +49,20 @@ pub enum Deployed {
     /// `deploy_wait`: the view is the old version's, `operation` is
     /// `redeploying`; the swap completes without the caller.
     Pending(TenantView),
+}
+
+/// A committed deploy's claim on its queue and exchange, taken under the
+/// tenants' lock at the commit point; released when dropped — after the
+/// swap put the run (which then holds them) in place, or failed.
+struct Reserved {
+    host: Arc<Host>,
+    tenant: String,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.host.claims().remove(&self.tenant);
+    }
 }
 
 /// A tenant marked busy for one change; unmarked when dropped.
@@ -121,28 +142,39 @@ impl Host {
         crate::state::failpoint::delay_if_armed("deploy-delay", tenant, Duration::from_secs(3));
         let dir = self.tenant_dir(tenant).join("deployed");
         manifest.module = dir.join("module.wasm");
-        {
+        let reserved = {
             let mut tenants = self.tenants();
             if let Some(slot) = tenants.get(tenant.as_str()) {
                 compatible(&slot.run.manifest, &manifest)?;
                 if let Some(fault) = &slot.fault {
                     return Err(Error::Conflict {
                         tenant: tenant.to_string(),
-                        message: format!("{fault} (a redeploy cannot take over its state)"),
+                        message: format!(
+                            "{} (a redeploy cannot take over its state)",
+                            fault.reason
+                        ),
                     });
                 }
             }
-            super::unclaimed_in(&tenants, &manifest)?;
+            let mut claims = self.claims();
+            super::unclaimed_in(&tenants, &claims, &manifest)?;
             // The commit point.
             if gone.load(Ordering::Acquire) {
                 tracing::warn!(%tenant, "deploy cancelled: its client disconnected before it was applied");
                 return Err(Error::Cancelled(tenant.to_string()));
             }
+            // Claimed in the same step as checked: a concurrent deploy of
+            // another tenant sees this one from now on.
+            claims.insert(tenant.to_string(), super::Claim::of(&manifest));
             if let Some(slot) = tenants.get_mut(tenant.as_str()) {
                 slot.operation = Some("redeploying");
                 slot.run.begin_stop(true);
             }
-        }
+            Reserved {
+                host: Arc::clone(self),
+                tenant: tenant.to_string(),
+            }
+        };
         let (tx, rx) = std::sync::mpsc::channel();
         let host = Arc::clone(self);
         let name = tenant.clone();
@@ -151,8 +183,16 @@ impl Host {
         std::thread::Builder::new()
             .name(format!("sluice-deploy-{tenant}"))
             .spawn(move || {
-                let _busy = busy;
+                crate::state::failpoint::delay_if_armed(
+                    "swap-delay",
+                    &name,
+                    Duration::from_secs(1),
+                );
                 let result = host.swap(&name, manifest, module, &text, &wasm);
+                // Released before the answer: a client told of the end of
+                // this deploy may start the next change at once.
+                drop(reserved);
+                drop(busy);
                 match &result {
                     Ok(v) => tracing::info!(tenant = %name, module = %v.module.sha256, "deployed"),
                     Err(e) => tracing::warn!(tenant = %name, error = %e, "deploy failed"),
@@ -191,7 +231,7 @@ impl Host {
                 if let Some(fault) = &slot.fault {
                     return Err(Error::Conflict {
                         tenant: tenant.to_owned(),
-                        message: fault.clone(),
+                        message: fault.reason.clone(),
                     });
                 }
             }
@@ -270,10 +310,13 @@ impl Host {
                         tracing::error!(%tenant, error = %again, "restarting the previous version failed too");
                         if let Some(slot) = tenants.get_mut(tenant.as_str()) {
                             slot.operation = None;
-                            slot.fault = Some(format!(
-                                "a redeploy failed ({e}) and the previous version did not \
-                                 restart ({again})"
-                            ));
+                            slot.fault = Some(super::Fault {
+                                stuck: false,
+                                reason: format!(
+                                    "a redeploy failed ({e}) and the previous version did not \
+                                     restart ({again})"
+                                ),
+                            });
                         }
                     }
                     None => {}
@@ -322,31 +365,44 @@ impl Host {
     /// call is abandoned (its delivered messages go back to the queue).
     pub fn undeploy(self: &Arc<Self>, tenant: &TenantName) -> Result<TenantView> {
         let _busy = self.mark_busy(tenant)?;
-        let partitioned = {
+        // A partitioned tenant's counters are those of the partitions this
+        // host owns, which are gone once stopped: its last view is taken
+        // before the stop.
+        let before = {
             let mut tenants = self.tenants();
             let slot = tenants
                 .get_mut(tenant.as_str())
                 .ok_or_else(|| Error::NotFound(tenant.to_string()))?;
+            let before = slot
+                .run
+                .manifest
+                .input
+                .partitions
+                .map(|_| view(tenant, slot));
             slot.operation = Some("undeploying");
             slot.run.begin_stop(false);
-            slot.run.manifest.input.partitions.is_some()
+            before
         };
+        let partitioned = before.is_some();
         let stuck = self.wait_stopped(tenant).is_err();
         let Some(slot) = self.tenants().remove(tenant.as_str()) else {
             return Err(Error::NotFound(tenant.to_string()));
         };
         let mut last = view(tenant, &slot);
+        if let Some(before) = before {
+            last.counters = before.counters;
+            last.partitions = before.partitions;
+        }
         last.operation = None;
         if stuck {
             tracing::warn!(%tenant, "undeploy: abandoning a run stuck in a guest call");
             slot.run.abandon();
         } else {
-            if let Err(e) = slot.run.finish(false) {
+            if let Err(e) = slot.run.finish() {
                 tracing::warn!(%tenant, error = %e, "the tenant's run ended with an error");
             }
             if !partitioned {
-                // A partitioned tenant's owned partitions are gone now:
-                // keep the figures from before the stop.
+                // A single run's counters, with what its end fired.
                 last.counters = super::counters_view(
                     &slot.counters.snapshot(Duration::ZERO),
                     last.counters.guest_traps,
@@ -389,14 +445,14 @@ impl Host {
         let mut left = Vec::new();
         for (tenant, slot) in slots {
             if slot.run.finished() {
-                match slot.run.finish(true) {
+                match slot.run.finish() {
                     Ok(()) => tracing::info!(%tenant, "suspended"),
                     Err(e) => {
                         tracing::warn!(%tenant, error = %e, "the tenant's run ended with an error")
                     }
                 }
             } else {
-                let why = slot.fault.clone().unwrap_or_else(|| {
+                let why = slot.fault.map(|f| f.reason).unwrap_or_else(|| {
                     format!(
                         "its run did not reach a checkpoint within {}",
                         crate::manifest::format_duration(self.config.shutdown_timeout)
@@ -413,7 +469,7 @@ impl Host {
 
 /// Joins a replaced run (its thread has ended).
 fn finish_old(tenant: &TenantName, run: Run) {
-    if let Err(e) = run.finish(true) {
+    if let Err(e) = run.finish() {
         tracing::warn!(%tenant, error = %e, "the previous version ended with an error");
     }
 }

@@ -44,7 +44,7 @@ use serde::Serialize;
 
 use crate::manifest::{self, Manifest, TenantName};
 use crate::metrics::prometheus::{
-    CheckpointMetrics, LatencyMetrics, PartitionFigures, TenantFigures, TenantSource,
+    CheckpointMetrics, LatencyMetrics, PartitionFigures, TenantFigures, TenantSource, TenantState,
 };
 use crate::metrics::{Counters, Summary};
 use crate::sandbox::{SandboxEngine, SandboxError, TenantModule};
@@ -203,9 +203,18 @@ struct Slot {
     rate_samples: VecDeque<(Instant, u64)>,
     /// Set when the tenant failed outside its run: the watchdog found a
     /// worker stuck in a guest call, or a redeploy could not restart it.
-    fault: Option<String>,
+    fault: Option<Fault>,
     /// A redeploy or undeploy under way.
     operation: Option<&'static str>,
+}
+
+/// Why a tenant failed outside its run. Kept apart from the reason's
+/// text so `/metrics` can tell a stuck worker from a failed restart.
+#[derive(Debug, Clone)]
+struct Fault {
+    /// The watchdog found a worker stuck in a guest call.
+    stuck: bool,
+    reason: String,
 }
 
 /// What a tenant's guest calls have cost.
@@ -220,6 +229,10 @@ const PAUSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Events/s is the records read over about this long.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The reason's start of a pause by the trap watcher (`/metrics` tells
+/// it from a pause asked for).
+const AUTO_PAUSED: &str = "auto-paused: ";
 
 impl Slot {
     fn new(run: Run, counters: Arc<Counters>, before: GuestUse, paused: Option<String>) -> Slot {
@@ -298,6 +311,12 @@ pub struct Host {
     /// Tenants with a deploy or undeploy under way: one at a time per
     /// tenant (they stop and start its run at a checkpoint barrier).
     busy: Mutex<std::collections::BTreeSet<String>>,
+    /// The input queue and output exchange of each committed deploy whose
+    /// run is not in `tenants` yet (its slot is inserted later, on the
+    /// deploy's thread). Checked and taken under the `tenants` lock, so
+    /// two tenants deployed at once cannot both claim a queue. Lock order:
+    /// `tenants`, then `claims`.
+    claims: Mutex<BTreeMap<String, Claim>>,
     /// Set by [`Host::shutdown`]: no run is started from then on.
     shutting_down: AtomicBool,
     /// Deploys so far (names staging files).
@@ -342,6 +361,7 @@ impl Host {
             env,
             tenants: Mutex::new(BTreeMap::new()),
             busy: Mutex::new(std::collections::BTreeSet::new()),
+            claims: Mutex::new(BTreeMap::new()),
             shutting_down: AtomicBool::new(false),
             deploys: AtomicU64::new(0),
         }
@@ -406,9 +426,14 @@ impl Host {
         Ok(())
     }
 
+    fn claims(&self) -> MutexGuard<'_, BTreeMap<String, Claim>> {
+        self.claims.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Refuses a manifest naming another tenant's queue or exchange.
     fn unclaimed(&self, manifest: &Manifest) -> Result<()> {
-        unclaimed_in(&self.tenants(), manifest)
+        let tenants = self.tenants();
+        unclaimed_in(&tenants, &self.claims(), manifest)
     }
 
     fn launch(&self, manifest: Manifest, module: TenantModule) -> Result<()> {
@@ -516,7 +541,10 @@ impl Host {
         );
         tracing::error!(%tenant, %reason, "watchdog: a tenant's worker is stuck");
         drop(slot.run.pause());
-        slot.fault = Some(reason);
+        slot.fault = Some(Fault {
+            stuck: true,
+            reason,
+        });
     }
 
     /// Called about once a second: samples each tenant's input rate, and
@@ -546,7 +574,7 @@ impl Host {
             let recent = traps.saturating_sub(oldest);
             if slot.paused.is_none() && recent > limit {
                 let reason =
-                    format!("auto-paused: {recent} guest traps within a minute (limit {limit})");
+                    format!("{AUTO_PAUSED}{recent} guest traps within a minute (limit {limit})");
                 tracing::warn!(%tenant, %reason, "pausing a trapping tenant");
                 // Not waited for: this runs on the async runtime.
                 drop(slot.run.pause());
@@ -584,25 +612,58 @@ impl TenantSource for Host {
                     events_per_sec: s.events_per_sec(),
                     paused: s.paused.is_some(),
                     running: s.run.ended().is_none() && s.fault.is_none(),
+                    state: metric_state(s),
                 }
             })
             .collect()
     }
 }
 
-/// Refuses a manifest naming another tenant's queue or exchange: a tenant
-/// must not read another's input or write into its results.
-fn unclaimed_in(tenants: &BTreeMap<String, Slot>, manifest: &Manifest) -> Result<()> {
-    for (other, slot) in tenants.iter().filter(|(t, _)| **t != manifest.tenant) {
-        let theirs = &slot.run.manifest;
-        let clash = if theirs.input.queue == manifest.input.queue {
+/// The broker resources a tenant's run uses, which no other tenant may.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Claim {
+    queue: String,
+    exchange: String,
+}
+
+impl Claim {
+    fn of(manifest: &Manifest) -> Claim {
+        Claim {
+            queue: manifest.input.queue.clone(),
+            exchange: manifest.output.exchange.clone(),
+        }
+    }
+
+    /// What of `self` another tenant's `theirs` uses too.
+    fn clash(&self, theirs: &Claim) -> Option<&'static str> {
+        if theirs.queue == self.queue {
             Some("input queue")
-        } else if theirs.output.exchange == manifest.output.exchange {
+        } else if theirs.exchange == self.exchange {
             Some("output exchange")
         } else {
             None
-        };
-        if let Some(what) = clash {
+        }
+    }
+}
+
+/// Refuses a manifest naming another tenant's queue or exchange — of a
+/// running tenant or of a deploy committed and not started yet: a tenant
+/// must not read another's input or write into its results.
+fn unclaimed_in(
+    tenants: &BTreeMap<String, Slot>,
+    claims: &BTreeMap<String, Claim>,
+    manifest: &Manifest,
+) -> Result<()> {
+    let mine = Claim::of(manifest);
+    let running = tenants
+        .iter()
+        .map(|(t, slot)| (t, Claim::of(&slot.run.manifest)));
+    let committed = claims.iter().map(|(t, c)| (t, c.clone()));
+    for (other, theirs) in running
+        .chain(committed)
+        .filter(|(t, _)| **t != manifest.tenant)
+    {
+        if let Some(what) = mine.clash(&theirs) {
             tracing::warn!(tenant = %manifest.tenant, %other, what, "refused: names another tenant's broker resource");
             return Err(Error::Conflict {
                 tenant: manifest.tenant.clone(),
@@ -659,10 +720,22 @@ fn since_now(traps: u64) -> VecDeque<(Instant, u64)> {
     VecDeque::from([(Instant::now(), traps)])
 }
 
+/// The tenant's state as `/metrics` tells it: `/v1/tenants`'s, with a
+/// stuck worker and an auto-pause told apart (the reason says the rest).
+fn metric_state(slot: &Slot) -> TenantState {
+    match (&slot.fault, slot.run.ended(), &slot.paused) {
+        (Some(f), _, _) if f.stuck => TenantState::Stuck,
+        (Some(_), _, _) | (None, Some(_), _) => TenantState::Failed,
+        (None, None, Some(reason)) if reason.starts_with(AUTO_PAUSED) => TenantState::AutoPaused,
+        (None, None, Some(_)) => TenantState::Paused,
+        (None, None, None) => TenantState::Running,
+    }
+}
+
 fn view(tenant: &str, slot: &Slot) -> TenantView {
     let info = slot.run.module.info();
     let (state, reason) = match (slot.run.ended(), &slot.paused) {
-        _ if slot.fault.is_some() => (State::Failed, slot.fault.clone()),
+        _ if slot.fault.is_some() => (State::Failed, slot.fault.as_ref().map(|f| f.reason.clone())),
         (Some(Err(e)), _) => (State::Failed, Some(e)),
         (Some(Ok(())), _) => (State::Failed, Some("the run ended".to_owned())),
         (None, Some(reason)) => (State::Paused, Some(reason.clone())),

@@ -224,9 +224,12 @@ impl PartitionedRun {
         }
     }
 
-    /// Ends every partition: `suspend` checkpoints open windows for the
-    /// next owner, otherwise they fire (undeploy).
-    pub fn stop(mut self, suspend: bool) {
+    /// Starts ending every partition, without waiting: `suspend`
+    /// checkpoints open windows for the next owner, otherwise they fire
+    /// (undeploy). [`PartitionedRun::finished`] tells when all are over;
+    /// the host polls it rather than join, so a partition stuck in a guest
+    /// call holds no one but its tenant (the watchdog finds it).
+    pub fn begin_stop(&self, suspend: bool) {
         self.suspend_on_stop.store(suspend, Ordering::Release);
         for (state, _) in &self.partitions {
             state.suspend.store(suspend, Ordering::Release);
@@ -237,10 +240,35 @@ impl PartitionedRun {
                 c.end();
             }
         }
-        for (_, thread) in &mut self.partitions {
-            if let Some(t) = thread.take() {
-                let _ = t.join();
-            }
+    }
+
+    /// Whether every partition's thread has ended.
+    pub fn finished(&self) -> bool {
+        self.partitions
+            .iter()
+            .all(|(_, t)| t.as_ref().is_none_or(JoinHandle::is_finished))
+    }
+
+    /// Joins the partitions' threads (after [`PartitionedRun::begin_stop`];
+    /// at once when [`PartitionedRun::finished`]). An error names the
+    /// partitions whose thread panicked.
+    pub fn join(mut self) -> Result<(), String> {
+        let panicked: Vec<String> = self
+            .partitions
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, (_, thread))| {
+                let panicked = thread.take()?.join().is_err();
+                panicked.then(|| i.to_string())
+            })
+            .collect();
+        if panicked.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the thread of partition(s) {} panicked",
+                panicked.join(", ")
+            ))
         }
     }
 

@@ -375,31 +375,35 @@ impl Run {
     /// `suspend` keeps the open windows in the checkpoint (a later run
     /// resumes them); otherwise every window fires first. [`Run::ended`]
     /// (or [`Run::finished`]) tells when it is over. A partitioned run
-    /// stops in [`Run::finish`].
+    /// starts ending every partition the same way, so the control plane
+    /// polls both kinds alike and never joins a thread still at work.
     pub fn begin_stop(&self, suspend: bool) {
         self.module.set_stopping(true);
-        if let Body::Single {
-            control,
-            suspend: flag,
-            ..
-        } = &self.body
-        {
-            flag.store(suspend, Ordering::Release);
-            control.end();
+        match &self.body {
+            Body::Single {
+                control,
+                suspend: flag,
+                ..
+            } => {
+                flag.store(suspend, Ordering::Release);
+                control.end();
+            }
+            Body::Partitioned(p) => p.begin_stop(suspend),
         }
     }
 
-    /// Whether the run's thread is over (a stop can be joined at once).
+    /// Whether the run's threads are over (a stop can be joined at once).
     pub fn finished(&self) -> bool {
         match &self.body {
             Body::Single { thread, .. } => thread.as_ref().is_none_or(JoinHandle::is_finished),
-            Body::Partitioned(_) => true,
+            Body::Partitioned(p) => p.finished(),
         }
     }
 
-    /// Ends the run (see [`Run::begin_stop`], which must come first for a
-    /// single run) and waits for it.
-    pub fn finish(self, suspend: bool) -> Result<(), String> {
+    /// Waits for the run to end: [`Run::begin_stop`] must come first, and
+    /// the control plane calls this only once [`Run::finished`], so the
+    /// join does not wait on a tenant's data path.
+    pub fn finish(self) -> Result<(), String> {
         let Run { body, triggers, .. } = self;
         let result = match body {
             Body::Single {
@@ -416,10 +420,7 @@ impl Run {
                         .unwrap_or(Ok(()))
                 }
             }
-            Body::Partitioned(p) => {
-                p.stop(suspend);
-                Ok(())
-            }
+            Body::Partitioned(p) => p.join(),
         };
         if let Some(triggers) = triggers {
             triggers.stop();
@@ -428,9 +429,12 @@ impl Run {
     }
 
     /// Gives up on a run whose thread is stuck in a guest call: its thread
-    /// is left to itself (it holds no lock of the host), the rest stops.
+    /// (a partitioned run's stuck partitions) is left to itself — it holds
+    /// no lock of the host —, the rest stops.
     pub fn abandon(self) {
         let Run { body, triggers, .. } = self;
+        // A partitioned run was told to stop (`begin_stop` comes first):
+        // its partitions not stuck end on their own.
         if let Body::Single { control, .. } = &body {
             control.end();
         }
@@ -438,12 +442,6 @@ impl Run {
         if let Some(triggers) = triggers {
             triggers.stop();
         }
-    }
-
-    /// Ends the run at a checkpoint barrier and waits for it.
-    pub fn stop(self, suspend: bool) -> Result<(), String> {
-        self.begin_stop(suspend);
-        self.finish(suspend)
     }
 }
 

@@ -14,6 +14,10 @@
 //! `guest-call-hangs:<tenant>` makes every guest call of that tenant hang
 //! for good ([`hang_if_armed`]): a worker stuck as no deadline can end it,
 //! for the tests of `sluice serve`'s watchdog and control plane.
+//! `swap-delay:<tenant>` holds a committed deploy 1 s before its run
+//! starts, which widens the window in which it is committed but not yet
+//! running (the tests of concurrent deploys). `<tenant>` may be `*`: every
+//! tenant.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -48,14 +52,15 @@ pub fn armed(name: &str) -> bool {
     }
 }
 
-/// Whether `<name>:<tenant>` is the armed fail point (no skips).
+/// Whether `<name>:<tenant>` (or `<name>:*`) is the armed fail point (no
+/// skips).
 fn armed_for(name: &str, tenant: &str) -> bool {
     let armed = ARMED.get_or_init(armed_from_env);
     armed.as_ref().is_some_and(|(armed, _)| {
         armed
             .strip_prefix(name)
             .and_then(|rest| rest.strip_prefix(':'))
-            == Some(tenant)
+            .is_some_and(|t| t == tenant || t == "*")
     })
 }
 

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{self, collected, tenant_token, Served, OPERATOR};
+use crate::host::{self, collected, tenant_token, Data, Served, OPERATOR};
 
 #[test]
 fn missing_unknown_and_other_tenants_tokens_are_refused_without_detail() {
@@ -80,15 +80,7 @@ fn malformed_oversized_and_invalid_uploads_are_refused_and_the_running_version_k
     let queue = unique("serve.uploads");
     let exchange = format!("{queue}.out");
     let manifest = amqp::manifest(dir.path(), &queue, &exchange);
-    let data = common::gen_bts(
-        dir.path(),
-        "bts.csv",
-        &["--events", "3000", "--dirty", "0.01"],
-    );
-    let rows = std::fs::read_to_string(&data)
-        .expect("data")
-        .lines()
-        .count() as u64;
+    let data = Data::bts(dir.path(), &["--events", "3000", "--dirty", "0.01"]);
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
     let collector = rt.block_on(amqp::collector(&channel, &exchange));
@@ -185,8 +177,8 @@ fn malformed_oversized_and_invalid_uploads_are_refused_and_the_running_version_k
     assert_eq!(after["module"], before["module"]);
     assert_eq!(after["deployed_at"], before["deployed_at"]);
     assert_eq!(after["state"], "running");
-    amqp::publish(&manifest, &data, 50);
-    served.wait_records("bts", rows);
+    amqp::publish(&manifest, &data.path, 50);
+    served.wait_records("bts", data.rows);
     let out = served.cli(&["undeploy", "bts"], OPERATOR);
     assert!(
         out.status.success(),
@@ -194,7 +186,7 @@ fn malformed_oversized_and_invalid_uploads_are_refused_and_the_running_version_k
         String::from_utf8_lossy(&out.stderr)
     );
     let got = collected(&rt, &channel, &collector);
-    assert_eq!(got, amqp::embedded_lines(&manifest, &data));
+    assert_eq!(got, amqp::embedded_lines(&manifest, &data.path));
     served.stop();
     rt.block_on(amqp::delete(
         &channel,

@@ -16,14 +16,10 @@ use sluice_host::sink::cassandra::CassandraConfig;
 
 use crate::amqp::{self, unique};
 use crate::common::{self, sluice};
-use crate::host::Served;
+use crate::host::{cassandra, Data, Served};
 
 const DAY: i64 = 86_400_000;
 const HOUR: i64 = 3_600_000;
-
-fn cassandra() -> String {
-    std::env::var("SLUICE_TEST_CASSANDRA").unwrap_or_else(|_| "127.0.0.1:9042".to_owned())
-}
 
 fn manifest(dir: &Path, tenant: &str, queue: &str, exchange: &str) -> std::path::PathBuf {
     let text = format!(
@@ -160,9 +156,8 @@ fn alert_and_schedule_triggers_run_their_jobs_once_per_range() {
         .expect("a time")
         .format("%Y-%m-%d %H:%M:%S")
         .to_string();
-    let input = common::gen_bts(
+    let input = Data::bts(
         dir.path(),
-        "bts.csv",
         &[
             "--seed",
             "9",
@@ -176,18 +171,14 @@ fn alert_and_schedule_triggers_run_their_jobs_once_per_range() {
             &start,
         ],
     );
-    let rows = std::fs::read_to_string(&input)
-        .expect("input")
-        .lines()
-        .count() as u64;
     let served = Served::start_extra(
         dir.path(),
         &[],
         &[&manifest],
         &format!("cassandra = {:?}", cassandra()),
     );
-    amqp::publish(&manifest, &input, 20);
-    served.wait_records(&tenant, rows);
+    amqp::publish(&manifest, &input.path, 20);
+    served.wait_records(&tenant, input.rows);
     let all_read = now_ms();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -245,7 +236,7 @@ fn alert_and_schedule_triggers_run_their_jobs_once_per_range() {
         || {
             let runs = store.runs(&tenant, "every_2s").expect("runs");
             runs.into_iter()
-                .find(|r| r.range == range && r.started_at > all_read && r.rows_in == rows)
+                .find(|r| r.range == range && r.started_at > all_read && r.rows_in == input.rows)
         },
     );
     assert_eq!(first.trigger, "schedule");
@@ -279,8 +270,8 @@ fn alert_and_schedule_triggers_run_their_jobs_once_per_range() {
         .iter()
         .map(|(range, station)| ((*range, station.clone()), rows_of(*range, station)))
         .collect();
-    amqp::publish(&manifest, &input, 20);
-    served.wait_records(&tenant, 2 * rows);
+    amqp::publish(&manifest, &input.path, 20);
+    served.wait_records(&tenant, 2 * input.rows);
     wait_for("repeated alerts", Duration::from_secs(60), &served, || {
         let view = served.tenant(&tenant);
         (view["batch_triggers"]["repeated"].as_u64().unwrap_or(0) > 0).then_some(())

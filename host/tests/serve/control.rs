@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{self, collected, Served, OPERATOR};
+use crate::host::{self, bts_as, collected, Data, Served, OPERATOR};
 
 /// What "bounded, not hung" means here (a hang used to be 60 s and more).
 const BOUND: Duration = Duration::from_secs(20);
@@ -26,16 +26,6 @@ fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     assert!(took < BOUND, "{what} took {took:?}");
     eprintln!("{what}: {took:?}");
     out
-}
-
-/// The BTS manifest as tenant `name` on its own queue and exchange.
-fn bts_as(dir: &Path, name: &str, queue: &str, exchange: &str) -> String {
-    let sub = dir.join(name);
-    std::fs::create_dir_all(&sub).expect("dir");
-    let path = amqp::manifest(&sub, queue, exchange);
-    std::fs::read_to_string(path)
-        .expect("manifest")
-        .replace("tenant = \"bts\"", &format!("tenant = {name:?}"))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
@@ -81,11 +71,7 @@ fn a_stuck_worker_fails_only_its_tenant_and_the_control_plane_answers_in_bounded
     let stuck = write(dir.path(), "stuck", &bts_as(dir.path(), "stuck", &sq, &sx));
     let other_text = bts_as(dir.path(), "other", &oq, &ox);
     let other = write(dir.path(), "other", &other_text);
-    let data = common::gen_bts(dir.path(), "bts.csv", &["--events", "3000"]);
-    let rows = std::fs::read_to_string(&data)
-        .expect("data")
-        .lines()
-        .count() as u64;
+    let data = Data::bts(dir.path(), &["--events", "3000"]);
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
     let bc = rt.block_on(amqp::collector(&channel, &bx));
@@ -99,7 +85,7 @@ fn a_stuck_worker_fails_only_its_tenant_and_the_control_plane_answers_in_bounded
     );
 
     // The stuck tenant's first guest call never returns.
-    amqp::publish(&stuck, &data, 40);
+    amqp::publish(&stuck, &data.path, 40);
     let view = wait_stuck(&served, "stuck");
     let reason = view["reason"].as_str().unwrap_or("");
     assert!(
@@ -114,18 +100,21 @@ fn a_stuck_worker_fails_only_its_tenant_and_the_control_plane_answers_in_bounded
             && metrics.contains("sluice_tenant_running{tenant=\"bts\"} 1"),
         "{metrics}"
     );
+    // `/metrics` says why: stuck, not just not running.
+    assert_eq!(crate::metrics::state_of(&metrics, "stuck"), "stuck");
+    assert_eq!(crate::metrics::state_of(&metrics, "bts"), "running");
     // The shared host stays ready: one tenant's trouble is not its own.
     let (status, _) = timed("/readyz", || served.get("/readyz", None));
     assert_eq!(status, 200);
 
     // The neighbour works, and another tenant deploys, while one is stuck.
-    amqp::publish(&healthy, &data, 40);
+    amqp::publish(&healthy, &data.path, 40);
     let module = std::fs::read(common::component("bts_analytics")).expect("module");
     let (status, body) = timed("deploy of another tenant", || {
         served.deploy("other", &other_text, &module)
     });
     assert_eq!(status, 200, "{body}");
-    amqp::publish(&other, &data, 40);
+    amqp::publish(&other, &data.path, 40);
     let (status, body) = timed("pause", || {
         served.post("/v1/tenants/bts/pause", Some(OPERATOR))
     });
@@ -158,14 +147,14 @@ fn a_stuck_worker_fails_only_its_tenant_and_the_control_plane_answers_in_bounded
     assert_eq!(status, 404);
 
     // The neighbours: everything read, results equal their embedded runs.
-    served.wait_records("bts", rows);
-    served.wait_records("other", rows);
+    served.wait_records("bts", data.rows);
+    served.wait_records("other", data.rows);
     for (tenant, collector) in [("bts", &bc), ("other", &oc)] {
         let (status, body) = served.delete(&format!("/v1/tenants/{tenant}"), Some(OPERATOR));
         assert_eq!(status, 200, "{body}");
         let got = collected(&rt, &channel, collector);
         let manifest = if tenant == "bts" { &healthy } else { &other };
-        let want = amqp::embedded_lines(manifest, &data);
+        let want = amqp::embedded_lines(manifest, &data.path);
         assert!(!want.is_empty());
         assert_eq!(got, want, "{tenant}: results differ from its embedded run");
     }
@@ -176,7 +165,7 @@ fn a_stuck_worker_fails_only_its_tenant_and_the_control_plane_answers_in_bounded
     let (status, body) = served.deploy("stuck", &stuck2, &module);
     assert_eq!(status, 200, "{body}");
     let stuck2_path = write(dir.path(), "stuck2", &stuck2);
-    amqp::publish(&stuck2_path, &data, 40);
+    amqp::publish(&stuck2_path, &data.path, 40);
     wait_stuck(&served, "stuck");
     let log = timed("SIGTERM", || served.stop());
     assert!(
@@ -198,4 +187,97 @@ fn a_stuck_worker_fails_only_its_tenant_and_the_control_plane_answers_in_bounded
             &format!("{s2q}.dead"),
         ],
     ));
+}
+
+/// A partitioned tenant (its partitions' checkpoints and ownership in
+/// Cassandra) whose partitions' workers are stuck in guest calls for good:
+/// it is reported like a stuck single run — failed with the watchdog's
+/// reason, `stuck` in `/metrics` — and its undeploy and SIGTERM answer in
+/// bounded time, since the control plane polls its partitions' threads
+/// instead of joining them.
+#[test]
+fn a_stuck_partitioned_tenant_is_reported_and_its_undeploy_and_sigterm_stay_bounded() {
+    let _broker = amqp::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Unique: Cassandra keeps partitions' ownership and checkpoints by
+    // tenant and queue across test runs.
+    let name = unique("stuckp").replace(['.', '-'], "_");
+    let queues: Vec<String> = (0..2).map(|i| unique(&format!("serve.ctl.p{i}"))).collect();
+    let partitioned = |queue: &str| {
+        bts_as(dir.path(), &name, queue, &format!("{queue}.out"))
+            .replace("[input]\n", "[input]\npartitions = 2\n")
+    };
+    let data = Data::bts(dir.path(), &["--events", "600", "--stations", "6"]);
+    let module = std::fs::read(common::component("bts_analytics")).expect("module");
+    let hang = format!("guest-call-hangs:{name}");
+    let served = Served::start_extra_env(
+        dir.path(),
+        &[],
+        &[],
+        &format!(
+            "cassandra = {:?}\nstuck_after = \"2s\"\nshutdown_timeout = \"5s\"\n",
+            host::cassandra()
+        ),
+        &[("SLUICE_FAILPOINT", hang.as_str())],
+    );
+
+    let text = partitioned(&queues[0]);
+    let (status, body) = served.deploy(&name, &text, &module);
+    assert_eq!(status, 200, "{body}");
+    let path = write(dir.path(), "partitioned", &text);
+    amqp::publish(&path, &data.path, 20);
+    let view = wait_stuck(&served, &name);
+    assert!(
+        view["reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("stuck: a guest call has been running for "),
+        "{view}"
+    );
+    let (_, metrics) = served.get("/metrics", Some(OPERATOR));
+    let metrics = metrics.as_str().unwrap_or("").to_owned();
+    assert_eq!(crate::metrics::state_of(&metrics, &name), "stuck");
+    let (status, _) = timed("/readyz beside a stuck partitioned tenant", || {
+        served.get("/readyz", None)
+    });
+    assert_eq!(status, 200);
+    let (status, body) = timed("redeploy of the stuck partitioned tenant", || {
+        served.deploy(&name, &text, &module)
+    });
+    assert_eq!(status, 409, "{body}");
+    // Undeploy abandons the stuck partitions (their thread is not joined).
+    let (status, body) = timed("undeploy of the stuck partitioned tenant", || {
+        served.delete(&format!("/v1/tenants/{name}"), Some(OPERATOR))
+    });
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        served.get(&format!("/v1/tenants/{name}"), Some(OPERATOR)).0,
+        404
+    );
+
+    // SIGTERM with a stuck partitioned tenant: bounded, and reported.
+    let text = partitioned(&queues[1]);
+    let (status, body) = served.deploy(&name, &text, &module);
+    assert_eq!(status, 200, "{body}");
+    let path = write(dir.path(), "partitioned2", &text);
+    amqp::publish(&path, &data.path, 20);
+    wait_stuck(&served, &name);
+    let log = timed("SIGTERM beside a stuck partitioned tenant", || {
+        served.stop()
+    });
+    assert!(
+        log.contains(&format!(
+            "tenant `{name}` could not be suspended: stuck: a guest call"
+        )),
+        "{log}"
+    );
+    let rt = amqp::runtime();
+    let (_conn, channel) = rt.block_on(amqp::connect());
+    let mut doomed = Vec::new();
+    for q in &queues {
+        doomed.extend((0..2).map(|p| format!("{q}.p{p}")));
+        doomed.push(format!("{q}.dead"));
+    }
+    let doomed: Vec<&str> = doomed.iter().map(String::as_str).collect();
+    rt.block_on(amqp::delete(&channel, &doomed));
 }

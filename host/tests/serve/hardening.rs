@@ -11,8 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::amqp::{self, unique};
-use crate::common;
-use crate::host::{collected, Served, OPERATOR};
+use crate::host::{collected, Data, Served, OPERATOR};
 
 const HALF_SENT: usize = 2000;
 const CAP: usize = 64;
@@ -37,11 +36,7 @@ fn half_sent_requests_cannot_exhaust_the_host_and_are_closed_after_the_timeout()
     let queue = unique("serve.slowloris");
     let exchange = format!("{queue}.out");
     let manifest = amqp::manifest(dir.path(), &queue, &exchange);
-    let data = common::gen_bts(dir.path(), "bts.csv", &["--events", "3000"]);
-    let rows = std::fs::read_to_string(&data)
-        .expect("data")
-        .lines()
-        .count() as u64;
+    let data = Data::bts(dir.path(), &["--events", "3000"]);
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
     let collector = rt.block_on(amqp::collector(&channel, &exchange));
@@ -68,7 +63,7 @@ fn half_sent_requests_cannot_exhaust_the_host_and_are_closed_after_the_timeout()
             Err(e) => panic!("connection {i}: {e}"),
         }
     }
-    amqp::publish(&manifest, &data, 40);
+    amqp::publish(&manifest, &data.path, 40);
     // An authenticated request gets through at once, flood or not.
     let started = Instant::now();
     let (status, view) = served.get("/v1/tenants/bts", Some(OPERATOR));
@@ -122,7 +117,7 @@ fn half_sent_requests_cannot_exhaust_the_host_and_are_closed_after_the_timeout()
     drop(half);
 
     // The healthy tenant: all read, checkpoints fine, results exact.
-    served.wait_records("bts", rows);
+    served.wait_records("bts", data.rows);
     let (status, body) = served.delete("/v1/tenants/bts", Some(OPERATOR));
     assert_eq!(status, 200, "{body}");
     let peak = peak_rss_kib(pid);
@@ -132,7 +127,7 @@ fn half_sent_requests_cannot_exhaust_the_host_and_are_closed_after_the_timeout()
     assert!(!log.contains("Too many open files"), "{log}");
     assert!(!log.contains("checkpoint failed"), "{log}");
     let got = collected(&rt, &channel, &collector);
-    assert_eq!(got, amqp::embedded_lines(&manifest, &data));
+    assert_eq!(got, amqp::embedded_lines(&manifest, &data.path));
     rt.block_on(amqp::delete(
         &channel,
         &[&queue, &collector, &format!("{queue}.dead")],

@@ -384,3 +384,63 @@ pub fn collected(
     got.sort();
     got
 }
+
+/// An input file and its number of rows (lines): what a test publishes
+/// and then waits for the tenant to have read.
+pub struct Data {
+    pub path: PathBuf,
+    pub rows: u64,
+}
+
+impl Data {
+    /// `bts.csv` in `dir` from `sluice gen-bts ARGS`.
+    pub fn bts(dir: &Path, args: &[&str]) -> Data {
+        Data::of(crate::common::gen_bts(dir, "bts.csv", args))
+    }
+
+    /// An existing file.
+    pub fn of(path: PathBuf) -> Data {
+        let rows = rows_of(&path);
+        Data { path, rows }
+    }
+
+    /// The file cut at its middle row into `first.csv` and `second.csv`
+    /// in `dir`: published one after the other, they are the whole file.
+    pub fn halves(&self, dir: &Path) -> [Data; 2] {
+        let text = std::fs::read_to_string(&self.path).expect("reading the input");
+        let lines: Vec<&str> = text.lines().collect();
+        let (a, b) = lines.split_at(lines.len() / 2);
+        [("first.csv", a), ("second.csv", b)].map(|(name, part)| {
+            let path = dir.join(name);
+            std::fs::write(&path, part.join("\n") + "\n").expect("writing half of the input");
+            Data {
+                path,
+                rows: part.len() as u64,
+            }
+        })
+    }
+}
+
+/// The rows (lines) of an input file.
+pub fn rows_of(file: &Path) -> u64 {
+    std::fs::read_to_string(file)
+        .expect("reading the input")
+        .lines()
+        .count() as u64
+}
+
+/// The BTS manifest's text as tenant `name` on its own queue and exchange
+/// (its file under `dir/name`).
+pub fn bts_as(dir: &Path, name: &str, queue: &str, exchange: &str) -> String {
+    let sub = dir.join(name);
+    std::fs::create_dir_all(&sub).expect("dir");
+    let path = amqp::manifest(&sub, queue, exchange);
+    std::fs::read_to_string(path)
+        .expect("manifest")
+        .replace("tenant = \"bts\"", &format!("tenant = {name:?}"))
+}
+
+/// The Cassandra node of the tests that need one.
+pub fn cassandra() -> String {
+    std::env::var("SLUICE_TEST_CASSANDRA").unwrap_or_else(|_| "127.0.0.1:9042".to_owned())
+}

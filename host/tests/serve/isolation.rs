@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{collected, Served, OPERATOR};
+use crate::host::{collected, Data, Served, OPERATOR};
 
 /// The `hostile` test guest trapping on `value = 666`, as tenant
 /// `hostile` on its own queue (BTS columns, a tumbling window, alerts).
@@ -69,11 +69,7 @@ fn a_tenant_trapping_past_the_limit_is_paused_with_the_reason_and_its_neighbour_
     let (hx, bx) = (format!("{hq}.out"), format!("{bq}.out"));
     let hostile = hostile_manifest(dir.path(), &hq, &hx);
     let healthy = amqp::manifest(dir.path(), &bq, &bx);
-    let healthy_data = common::gen_bts(
-        dir.path(),
-        "bts.csv",
-        &["--events", "4000", "--dirty", "0.01"],
-    );
+    let healthy_data = Data::bts(dir.path(), &["--events", "4000", "--dirty", "0.01"]);
     // 20 poison rows, one per 10-row message: at least 20 trapping calls,
     // over the test host's limit of 5 a minute.
     let poison = rows(dir.path(), "poison.csv", 200, 10);
@@ -84,7 +80,7 @@ fn a_tenant_trapping_past_the_limit_is_paused_with_the_reason_and_its_neighbour_
     let served = Served::start(dir.path(), &[], &[&healthy, &hostile]);
 
     amqp::publish(&hostile, &poison, 10);
-    amqp::publish(&healthy, &healthy_data, 40);
+    amqp::publish(&healthy, &healthy_data.path, 40);
     let started = Instant::now();
     let view = loop {
         let view = served.tenant("hostile");
@@ -123,14 +119,13 @@ fn a_tenant_trapping_past_the_limit_is_paused_with_the_reason_and_its_neighbour_
         metrics.contains("sluice_tenant_paused{tenant=\"hostile\"} 1"),
         "{metrics}"
     );
+    // Paused by the host, not by someone: `/metrics` tells them apart.
+    assert_eq!(crate::metrics::state_of(&metrics, "hostile"), "auto_paused");
+    assert_eq!(crate::metrics::state_of(&metrics, "bts"), "running");
 
     // The healthy neighbour: everything consumed, results equal its
     // embedded run, never paused.
-    let rows_in = std::fs::read_to_string(&healthy_data)
-        .expect("data")
-        .lines()
-        .count() as u64;
-    served.wait_records("bts", rows_in);
+    served.wait_records("bts", healthy_data.rows);
     assert_eq!(served.tenant("bts")["state"], "running");
     let out = served.cli(&["undeploy", "bts"], OPERATOR);
     assert!(
@@ -139,7 +134,7 @@ fn a_tenant_trapping_past_the_limit_is_paused_with_the_reason_and_its_neighbour_
         String::from_utf8_lossy(&out.stderr)
     );
     let got = collected(&rt, &channel, &bc);
-    assert_eq!(got, amqp::embedded_lines(&healthy, &healthy_data));
+    assert_eq!(got, amqp::embedded_lines(&healthy, &healthy_data.path));
     served.stop();
     rt.block_on(amqp::delete(
         &channel,

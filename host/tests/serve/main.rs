@@ -16,6 +16,7 @@ mod host;
 
 mod api;
 mod batch;
+mod claims;
 mod control;
 mod hardening;
 mod isolation;

@@ -8,12 +8,57 @@ use std::time::{Duration, Instant};
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{Served, OPERATOR};
+use crate::host::{Data, Served, OPERATOR};
 
-/// `(name, tenant label) → value` of every sample, as the Python
+/// `(name, tenant label) → value` of every sample but those of
+/// `sluice_tenant_state` (see [`states`]), as the Python
 /// `prometheus_client` OpenMetrics parser reads the text (it fails on text
 /// that is not valid OpenMetrics).
-fn parse(text: &str) -> BTreeMap<(String, String), f64> {
+pub fn parse(text: &str) -> BTreeMap<(String, String), f64> {
+    samples(text)
+        .into_iter()
+        .filter(|(name, _, _, _)| name != "sluice_tenant_state")
+        .map(|(name, tenant, _, value)| ((name, tenant), value))
+        .collect()
+}
+
+/// `tenant → (state → value)` of `sluice_tenant_state`, read by the same
+/// parser.
+pub fn states(text: &str) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut out: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for (name, tenant, state, value) in samples(text) {
+        if name == "sluice_tenant_state" {
+            out.entry(tenant).or_default().insert(state, value);
+        }
+    }
+    out
+}
+
+/// The one state of `tenant` whose series is 1, asserting that there is
+/// exactly one and that every state has a series.
+pub fn state_of(text: &str, tenant: &str) -> String {
+    let all = states(text);
+    let mine = all
+        .get(tenant)
+        .unwrap_or_else(|| panic!("no sluice_tenant_state of {tenant}: {text}"));
+    let known = ["auto_paused", "failed", "paused", "running", "stuck"];
+    assert_eq!(
+        mine.keys().map(String::as_str).collect::<Vec<_>>(),
+        known,
+        "{text}"
+    );
+    let on: Vec<&String> = mine
+        .iter()
+        .filter(|(_, v)| **v == 1.0)
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(on.len(), 1, "{tenant}: {mine:?}");
+    assert!(mine.values().all(|v| *v == 0.0 || *v == 1.0), "{mine:?}");
+    on[0].clone()
+}
+
+/// `(name, tenant, state, value)` of every sample (labels not given: "").
+fn samples(text: &str) -> Vec<(String, String, String, f64)> {
     let python = std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = r#"
 import json, sys
@@ -21,7 +66,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 out = []
 for family in text_string_to_metric_families(sys.stdin.read()):
     for s in family.samples:
-        out.append([s.name, s.labels.get("tenant", ""), s.value])
+        out.append([s.name, s.labels.get("tenant", ""), s.labels.get("state", ""), s.value])
 print(json.dumps(out))
 "#;
     let mut child = Command::new(&python)
@@ -45,12 +90,7 @@ print(json.dumps(out))
         "prometheus_client refused /metrics: {}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let samples: Vec<(String, String, f64)> =
-        serde_json::from_slice(&out.stdout).expect("the parser's JSON");
-    samples
-        .into_iter()
-        .map(|(name, tenant, value)| ((name, tenant), value))
-        .collect()
+    serde_json::from_slice(&out.stdout).expect("the parser's JSON")
 }
 
 /// The number just before `label` in a `sluice run` summary.
@@ -73,18 +113,13 @@ fn metrics_parse_as_openmetrics_and_count_what_the_run_counted() {
     let queue = unique("serve.metrics");
     let exchange = format!("{queue}.out");
     let manifest = amqp::manifest(dir.path(), &queue, &exchange);
-    let data = common::gen_bts(
+    let data = Data::bts(
         dir.path(),
-        "bts.csv",
         &["--events", "5000", "--dirty", "0.02", "--ramp", "2"],
     );
-    let rows = std::fs::read_to_string(&data)
-        .expect("data")
-        .lines()
-        .count() as u64;
-    let bytes = std::fs::metadata(&data).expect("data").len();
+    let bytes = std::fs::metadata(&data.path).expect("data").len();
     // The embedded run's own count of deserialization errors.
-    let embedded = common::run(&manifest, &data, 2);
+    let embedded = common::run(&manifest, &data.path, 2);
     let bad = figure(&embedded.stderr, "deserialization errors");
     assert!(bad > 0, "the data should have bad rows");
 
@@ -92,8 +127,8 @@ fn metrics_parse_as_openmetrics_and_count_what_the_run_counted() {
     let (_conn, channel) = rt.block_on(amqp::connect());
     let collector = rt.block_on(amqp::collector(&channel, &exchange));
     let served = Served::start(dir.path(), &[], &[&manifest]);
-    amqp::publish(&manifest, &data, 50);
-    served.wait_records("bts", rows);
+    amqp::publish(&manifest, &data.path, 50);
+    served.wait_records("bts", data.rows);
 
     // Records are counted as read, bad ones and results a little later,
     // and results arrive after they are counted: collect until what
@@ -122,7 +157,7 @@ fn metrics_parse_as_openmetrics_and_count_what_the_run_counted() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let at = |name: &str| samples[&(name.to_owned(), "bts".to_owned())];
-    assert_eq!(at("sluice_records_in_total"), rows as f64);
+    assert_eq!(at("sluice_records_in_total"), data.rows as f64);
     assert_eq!(at("sluice_input_bytes_total"), bytes as f64);
     assert_eq!(at("sluice_deserialization_errors_total"), bad as f64);
     assert_eq!(at("sluice_late_events_dropped_total"), 0.0);
@@ -135,6 +170,11 @@ fn metrics_parse_as_openmetrics_and_count_what_the_run_counted() {
     assert_eq!(at("sluice_guest_traps_total"), 0.0);
     assert_eq!(at("sluice_tenant_paused"), 0.0);
     assert_eq!(at("sluice_tenant_running"), 1.0);
+    let (_, text) = served.get("/metrics", Some(OPERATOR));
+    assert_eq!(
+        state_of(text.as_str().expect("metrics text"), "bts"),
+        "running"
+    );
     assert!(at("sluice_checkpoint_size_bytes") > 0.0);
     assert!(at("sluice_checkpoint_write_duration_seconds_count") >= 1.0);
     assert!(at("sluice_guest_cpu_seconds_total") > 0.0);

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{Served, OPERATOR};
+use crate::host::{Data, Served, OPERATOR};
 
 /// The hostile names, as raw bytes for a request path.
 fn hostile() -> Vec<(String, Vec<u8>)> {
@@ -62,16 +62,12 @@ fn hostile_names_are_refused_at_every_entry_point_and_nothing_outside_is_touched
     let manifest = amqp::manifest(dir.path(), &queue, &exchange);
     let text = std::fs::read_to_string(&manifest).expect("manifest");
     let module = std::fs::read(common::component("bts_analytics")).expect("module");
-    let data = common::gen_bts(dir.path(), "bts.csv", &["--events", "2000"]);
-    let rows = std::fs::read_to_string(&data)
-        .expect("data")
-        .lines()
-        .count() as u64;
+    let data = Data::bts(dir.path(), &["--events", "2000"]);
     let served = Served::start(dir.path(), &["bts"], &[]);
     let (status, body) = served.deploy("bts", &text, &module);
     assert_eq!(status, 200, "{body}");
-    amqp::publish(&manifest, &data, 50);
-    served.wait_records("bts", rows);
+    amqp::publish(&manifest, &data.path, 50);
+    served.wait_records("bts", data.rows);
     let state = dir.path().join("state");
     // A marker beside the state directory: what `..` would reach.
     std::fs::write(dir.path().join("outside.txt"), "keep").expect("marker");
@@ -158,7 +154,7 @@ fn hostile_names_are_refused_at_every_entry_point_and_nothing_outside_is_touched
             .arg("run")
             .arg(&path)
             .arg("--input")
-            .arg(&data)
+            .arg(&data.path)
             .arg("--output")
             .arg(dir.path().join("out.jsonl"))
             .output()
@@ -207,8 +203,8 @@ fn hostile_names_are_refused_at_every_entry_point_and_nothing_outside_is_touched
         "{entries:?}"
     );
     assert_eq!(served.tenant("bts")["state"], "running");
-    amqp::publish(&manifest, &data, 50);
-    served.wait_records("bts", 2 * rows);
+    amqp::publish(&manifest, &data.path, 50);
+    served.wait_records("bts", 2 * data.rows);
     served.stop();
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{collected, Served, OPERATOR};
+use crate::host::{collected, Data, Served, OPERATOR};
 
 #[test]
 fn a_tenant_restarted_with_another_worker_count_keeps_its_state_and_its_results() {
@@ -20,20 +20,15 @@ fn a_tenant_restarted_with_another_worker_count_keeps_its_state_and_its_results(
     let queue = unique("serve.workers");
     let exchange = format!("{queue}.out");
     let manifest = amqp::manifest(dir.path(), &queue, &exchange);
-    let data = common::gen_bts(dir.path(), "bts.csv", &["--events", "4000"]);
-    let text = std::fs::read_to_string(&data).expect("data");
-    let lines: Vec<&str> = text.lines().collect();
-    let (first, second) = lines.split_at(lines.len() / 2);
-    let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
-    std::fs::write(&a, first.join("\n") + "\n").expect("a");
-    std::fs::write(&b, second.join("\n") + "\n").expect("b");
+    let data = Data::bts(dir.path(), &["--events", "4000"]);
+    let [first, second] = data.halves(dir.path());
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
     let collector = rt.block_on(amqp::collector(&channel, &exchange));
 
     let served = Served::start(dir.path(), &[], &[&manifest]);
-    amqp::publish(&manifest, &a, 40);
-    served.wait_records("bts", first.len() as u64);
+    amqp::publish(&manifest, &first.path, 40);
+    served.wait_records("bts", first.rows);
     served.stop();
     // The host now has 3 workers per tenant; the tenant's checkpoint was
     // taken with 2.
@@ -44,8 +39,8 @@ fn a_tenant_restarted_with_another_worker_count_keeps_its_state_and_its_results(
     std::fs::write(&config, host_toml).expect("host.toml");
     let served = Served::start_with(config);
     assert_eq!(served.tenant("bts")["state"], "running");
-    amqp::publish(&manifest, &b, 40);
-    served.wait_records("bts", lines.len() as u64);
+    amqp::publish(&manifest, &second.path, 40);
+    served.wait_records("bts", data.rows);
     let (status, body) = served.delete("/v1/tenants/bts", Some(OPERATOR));
     assert_eq!(status, 200, "{body}");
     let log = served.stop();
@@ -54,7 +49,7 @@ fn a_tenant_restarted_with_another_worker_count_keeps_its_state_and_its_results(
         "{log}"
     );
     let got = collected(&rt, &channel, &collector);
-    assert_eq!(got, amqp::embedded_lines(&manifest, &data));
+    assert_eq!(got, amqp::embedded_lines(&manifest, &data.path));
     rt.block_on(amqp::delete(
         &channel,
         &[&queue, &collector, &format!("{queue}.dead")],
@@ -70,11 +65,11 @@ fn a_tenant_answers_throughout_its_redeploys() {
     let manifest = amqp::manifest(dir.path(), &queue, &exchange);
     let text = std::fs::read_to_string(&manifest).expect("manifest");
     let module = std::fs::read(common::component("bts_analytics")).expect("module");
-    let data = common::gen_bts(dir.path(), "bts.csv", &["--events", "20000"]);
+    let data = Data::bts(dir.path(), &["--events", "20000"]);
     let served = Arc::new(Served::start(dir.path(), &[], &[]));
     let (status, body) = served.deploy("bts", &text, &module);
     assert_eq!(status, 200, "{body}");
-    amqp::publish(&manifest, &data, 20);
+    amqp::publish(&manifest, &data.path, 20);
 
     // Look at the tenant as fast as possible while it is redeployed.
     let done = Arc::new(AtomicBool::new(false));

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{self, collected, tenant_token, Served, OPERATOR};
+use crate::host::{self, collected, tenant_token, Data, Served, OPERATOR};
 
 /// A second tenant unlike BTS: another schema (meter, ISO time, value),
 /// another key, another module (the spike filter's process-window
@@ -70,13 +70,6 @@ fn meters_data(dir: &Path, rows: usize) -> PathBuf {
     path
 }
 
-fn lines_of(file: &Path) -> u64 {
-    std::fs::read_to_string(file)
-        .expect("input")
-        .lines()
-        .count() as u64
-}
-
 fn undeploy(served: &Served, tenant: &str) {
     let out = served.cli(&["undeploy", tenant], OPERATOR);
     assert!(
@@ -94,9 +87,8 @@ fn two_tenants_with_different_schemas_and_modules_each_match_their_embedded_run(
     let (bx, mx) = (format!("{bq}.out"), format!("{mq}.out"));
     let bts = amqp::manifest(dir.path(), &bq, &bx);
     let meters = meters_manifest(dir.path(), &mq, &mx);
-    let bts_data = common::gen_bts(
+    let bts_data = Data::bts(
         dir.path(),
-        "bts.csv",
         &[
             "--events",
             "4000",
@@ -106,7 +98,7 @@ fn two_tenants_with_different_schemas_and_modules_each_match_their_embedded_run(
             "0.05",
         ],
     );
-    let meters_data = meters_data(dir.path(), 3000);
+    let meters_data = Data::of(meters_data(dir.path(), 3000));
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
     let bc = rt.block_on(amqp::collector(&channel, &bx));
@@ -124,10 +116,10 @@ fn two_tenants_with_different_schemas_and_modules_each_match_their_embedded_run(
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("bts") && table.contains("meters"), "{table}");
 
-    amqp::publish(&bts, &bts_data, 40);
-    amqp::publish(&meters, &meters_data, 25);
-    served.wait_records("bts", lines_of(&bts_data));
-    served.wait_records("meters", lines_of(&meters_data));
+    amqp::publish(&bts, &bts_data.path, 40);
+    amqp::publish(&meters, &meters_data.path, 25);
+    served.wait_records("bts", bts_data.rows);
+    served.wait_records("meters", meters_data.rows);
     // Each tenant's token lists only its own tenant.
     let out = served.cli(&["list", "--json"], &tenant_token("meters"));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list JSON");
@@ -157,12 +149,12 @@ fn two_tenants_with_different_schemas_and_modules_each_match_their_embedded_run(
         .all(|l| l.contains("\"tenant\":\"meters\"")));
     assert_eq!(
         bts_got,
-        amqp::embedded_lines(&bts, &bts_data),
+        amqp::embedded_lines(&bts, &bts_data.path),
         "BTS results differ from its embedded run"
     );
     assert_eq!(
         meters_got,
-        amqp::embedded_lines(&meters, &meters_data),
+        amqp::embedded_lines(&meters, &meters_data.path),
         "meters results differ from its embedded run"
     );
     served.stop();
@@ -186,12 +178,7 @@ fn pause_leaves_messages_in_the_queue_and_resume_drains_them_with_nothing_lost()
     let queue = unique("serve.pause");
     let exchange = format!("{queue}.out");
     let manifest = amqp::manifest(dir.path(), &queue, &exchange);
-    let data = common::gen_bts(
-        dir.path(),
-        "bts.csv",
-        &["--events", "3000", "--dirty", "0.01"],
-    );
-    let rows = lines_of(&data);
+    let data = Data::bts(dir.path(), &["--events", "3000", "--dirty", "0.01"]);
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
     let collector = rt.block_on(amqp::collector(&channel, &exchange));
@@ -204,8 +191,8 @@ fn pause_leaves_messages_in_the_queue_and_resume_drains_them_with_nothing_lost()
         "sluice pause: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    amqp::publish(&manifest, &data, 30);
-    let messages = rows.div_ceil(30) as u32;
+    amqp::publish(&manifest, &data.path, 30);
+    let messages = data.rows.div_ceil(30) as u32;
     assert_eq!(
         rt.block_on(amqp::ready(&channel, &queue)),
         messages,
@@ -220,6 +207,10 @@ fn pause_leaves_messages_in_the_queue_and_resume_drains_them_with_nothing_lost()
         .as_str()
         .unwrap_or("")
         .contains("sluice_tenant_paused{tenant=\"bts\"} 1"));
+    assert_eq!(
+        crate::metrics::state_of(metrics.as_str().unwrap_or(""), "bts"),
+        "paused"
+    );
     // The backlog gauges see the queue grow (sampled each second).
     let depth = format!("sluice_input_queue_messages{{tenant=\"bts\"}} {messages}\n");
     let lag = format!("sluice_consumer_lag_messages{{tenant=\"bts\"}} {messages}\n");
@@ -243,13 +234,13 @@ fn pause_leaves_messages_in_the_queue_and_resume_drains_them_with_nothing_lost()
         "sluice resume: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    served.wait_records("bts", rows);
+    served.wait_records("bts", data.rows);
     assert_eq!(rt.block_on(amqp::ready(&channel, &queue)), 0);
     assert_eq!(served.tenant("bts")["state"], "running");
     undeploy(&served, "bts");
     assert_eq!(
         collected(&rt, &channel, &collector),
-        amqp::embedded_lines(&manifest, &data)
+        amqp::embedded_lines(&manifest, &data.path)
     );
     served.stop();
     rt.block_on(amqp::delete(
@@ -265,9 +256,8 @@ fn redeploy_mid_stream_swaps_the_module_at_a_checkpoint_with_nothing_lost_or_rep
     let queue = unique("serve.swap");
     let exchange = format!("{queue}.out");
     let manifest = amqp::manifest(dir.path(), &queue, &exchange);
-    let data = common::gen_bts(
+    let data = Data::bts(
         dir.path(),
-        "bts.csv",
         &[
             "--events",
             "6000",
@@ -279,21 +269,15 @@ fn redeploy_mid_stream_swaps_the_module_at_a_checkpoint_with_nothing_lost_or_rep
             "2",
         ],
     );
-    let text = std::fs::read_to_string(&data).expect("data");
-    let lines: Vec<&str> = text.lines().collect();
-    let half = lines.len() / 2;
-    let first = dir.path().join("first.csv");
-    let second = dir.path().join("second.csv");
-    std::fs::write(&first, lines[..half].join("\n") + "\n").expect("first half");
-    std::fs::write(&second, lines[half..].join("\n") + "\n").expect("second half");
+    let [first, second] = data.halves(dir.path());
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
     let collector = rt.block_on(amqp::collector(&channel, &exchange));
     let served = Served::start(dir.path(), &[], &[&manifest]);
     let before = served.tenant("bts");
 
-    amqp::publish(&manifest, &first, 40);
-    served.wait_records("bts", half as u64);
+    amqp::publish(&manifest, &first.path, 40);
+    served.wait_records("bts", first.rows);
     // The same tenant again — a new upload, swapped in at a barrier; the
     // open windows and the alert state must carry over.
     let manifest_text = host::with_names(&manifest, &queue, &exchange);
@@ -303,19 +287,19 @@ fn redeploy_mid_stream_swaps_the_module_at_a_checkpoint_with_nothing_lost_or_rep
     assert_eq!(view["state"], "running");
     assert_ne!(view["deployed_at"], json!(null));
     assert_eq!(
-        view["counters"]["records_in"], half as u64,
+        view["counters"]["records_in"], first.rows,
         "counters carry over the swap"
     );
     assert!(before["deployed_at"].as_u64() <= view["deployed_at"].as_u64());
-    amqp::publish(&manifest, &second, 40);
-    served.wait_records("bts", lines.len() as u64);
+    amqp::publish(&manifest, &second.path, 40);
+    served.wait_records("bts", data.rows);
     undeploy(&served, "bts");
 
     // Exactly the results of one uninterrupted embedded run: none lost,
     // none twice (sorted lines compared as multisets).
     assert_eq!(
         collected(&rt, &channel, &collector),
-        amqp::embedded_lines(&manifest, &data)
+        amqp::embedded_lines(&manifest, &data.path)
     );
     let log = served.stop();
     assert!(
@@ -335,9 +319,8 @@ fn sigterm_suspends_at_a_checkpoint_and_the_restarted_host_carries_on_exactly() 
     let queue = unique("serve.restart");
     let exchange = format!("{queue}.out");
     let manifest = amqp::manifest(dir.path(), &queue, &exchange);
-    let data = common::gen_bts(
+    let data = Data::bts(
         dir.path(),
-        "bts.csv",
         &[
             "--events",
             "5000",
@@ -349,34 +332,28 @@ fn sigterm_suspends_at_a_checkpoint_and_the_restarted_host_carries_on_exactly() 
             "2",
         ],
     );
-    let text = std::fs::read_to_string(&data).expect("data");
-    let lines: Vec<&str> = text.lines().collect();
-    let half = lines.len() / 2;
-    let first = dir.path().join("first.csv");
-    let second = dir.path().join("second.csv");
-    std::fs::write(&first, lines[..half].join("\n") + "\n").expect("first half");
-    std::fs::write(&second, lines[half..].join("\n") + "\n").expect("second half");
+    let [first, second] = data.halves(dir.path());
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
     let collector = rt.block_on(amqp::collector(&channel, &exchange));
 
     let served = Served::start(dir.path(), &[], &[&manifest]);
-    amqp::publish(&manifest, &first, 40);
-    served.wait_records("bts", half as u64);
+    amqp::publish(&manifest, &first.path, 40);
+    served.wait_records("bts", first.rows);
     let log = served.stop();
     assert!(
         log.contains("suspending every tenant at a checkpoint"),
         "{log}"
     );
     // Published while no host runs: waits in the queue.
-    amqp::publish(&manifest, &second, 40);
+    amqp::publish(&manifest, &second.path, 40);
 
     let served = Served::start_with(dir.path().join("host.toml"));
-    served.wait_records("bts", lines.len() as u64);
+    served.wait_records("bts", data.rows);
     undeploy(&served, "bts");
     assert_eq!(
         collected(&rt, &channel, &collector),
-        amqp::embedded_lines(&manifest, &data)
+        amqp::embedded_lines(&manifest, &data.path)
     );
     let log = served.stop();
     assert!(log.contains("resuming from a checkpoint"), "{log}");
