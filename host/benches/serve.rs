@@ -70,6 +70,14 @@ struct Bench {
 }
 
 fn main() {
+    // The host's logs, when asked for (`SLUICE_LOG=info`): what a swap or
+    // a hostile tenant did while a figure was taken.
+    if let Ok(filter) = std::env::var("SLUICE_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rows: u64 = std::env::var("SLUICE_BENCH_ROWS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -31,6 +31,7 @@ mod log;
 mod module;
 mod output;
 mod packed;
+mod priority;
 mod validate;
 mod wasi;
 
@@ -47,4 +48,5 @@ pub use limits::Limits;
 pub use log::TenantLog;
 pub use module::TenantModule;
 pub use packed::AddGroup;
+pub use priority::{current_nice, TRAP_NICE};
 pub use wasi::{PinnedClock, SeededRandom};

@@ -137,16 +137,21 @@ impl TenantModule {
         }
     }
 
-    /// Waits out a trap backoff before a call.
+    /// Waits out a trap backoff before a call, the calling worker lowered
+    /// in priority while its tenant is in backoff ([`super::priority`]).
     pub(crate) fn before_call(&self) {
         let Some(b) = &self.inner.backoff else {
             return;
         };
+        let until = b.state.lock().ok().and_then(|s| s.1);
+        let now = Instant::now();
+        super::priority::set_lowered(
+            until.is_some_and(|u| now.saturating_duration_since(u) < b.config.reset_after()),
+        );
         if b.stopping.load(Ordering::Relaxed) {
             return;
         }
-        let until = b.state.lock().ok().and_then(|s| s.1);
-        if let Some(wait) = until.and_then(|u| u.checked_duration_since(Instant::now())) {
+        if let Some(wait) = until.and_then(|u| u.checked_duration_since(now)) {
             std::thread::sleep(wait);
         }
     }

@@ -262,3 +262,49 @@ fn a_trap_backoff_delays_the_next_call_and_doubles() {
     );
     assert_eq!(module.traps(), 2, "the module counts its instances' traps");
 }
+
+/// In trap backoff a tenant's worker runs lowered (nice 10), so a hostile
+/// tenant's failing calls take only the CPU others leave; once the
+/// backoff has reset the worker gets its priority back (restoring needs
+/// root or CAP_SYS_NICE, which the tests have when run as root).
+#[test]
+fn a_trapping_tenants_worker_is_lowered_in_priority_until_its_backoff_resets() {
+    use sluice_host::sandbox::{
+        current_nice, SandboxConfig, SandboxEngine, TrapBackoff, TRAP_NICE,
+    };
+
+    let backoff = TrapBackoff {
+        first: Duration::from_millis(20),
+        max: Duration::from_millis(40),
+    };
+    let engine = SandboxEngine::new(SandboxConfig {
+        pool_instances: 4,
+        trap_backoff: Some(backoff),
+        ..SandboxConfig::default()
+    })
+    .expect("engine");
+    let module = engine
+        .load_file("hostile", &crate::common::component("hostile"))
+        .expect("loading hostile");
+    let mut inst = instance(&module, &[("mode", "panic")], limits());
+    let (evil_groups, evil_events) = batch(&readings(true), |_| None);
+    let (good_groups, good_events) = batch(&readings(false), |_| None);
+    let start = current_nice();
+    assert_eq!(start, 0, "the test thread starts at normal priority");
+
+    inst.aggregate_add("count", &adds(&good_groups), &good_events)
+        .expect("a good call");
+    assert_eq!(current_nice(), 0, "no trap yet: not lowered");
+    inst.aggregate_add("count", &adds(&evil_groups), &evil_events)
+        .expect_err("traps");
+    inst.aggregate_add("count", &adds(&good_groups), &good_events)
+        .expect("the call after the trap works");
+    assert_eq!(current_nice(), TRAP_NICE, "lowered after a trap");
+    std::thread::sleep(backoff.max + backoff.reset_after());
+    inst.aggregate_add("count", &adds(&good_groups), &good_events)
+        .expect("a good call after the backoff reset");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(current_nice(), 0, "restored once the backoff reset");
+    }
+}
