@@ -7,11 +7,12 @@
 //!   18 that a tenant can mount at run time: the `hostile` guest's `loop`,
 //!   `sleep`, `memory`, `bigname`, `alert-flood` and `huge-error` modes on
 //!   a queue where every window has one poison row, and `hoard`, the
-//!   `hoarder` guest keeping 900 KiB of alert state per key) with
-//!   auto-pause at 10 traps a minute, and beside `loop` with auto-pause
-//!   off (the worst case: nothing stops it); alone and beside alternate
-//!   for `SLUICE_BENCH_ROUNDS` rounds (default 3) and the medians are
-//!   printed;
+//!   `hoarder` guest keeping 900 KiB of alert state per key; and, as the
+//!   control, `normal`: the same guest behaving, what any second tenant
+//!   costs) with auto-pause at 10 traps a minute, and beside `loop` with
+//!   auto-pause off (the worst case: nothing stops it); alone and beside
+//!   alternate for `SLUICE_BENCH_ROUNDS` rounds (default 3), each figure
+//!   taken once the process is quiet again, and the medians are printed;
 //! - **trapping redeploy**: a trapping tenant with a backlog redeployed —
 //!   how long the call takes, and a neighbour's deploy meanwhile;
 //! - **deploy → first output**: from the deploy call to the first result
@@ -128,7 +129,7 @@ fn main() {
         .unwrap_or(3)
         .max(1);
     let modes: Vec<String> = std::env::var("SLUICE_BENCH_HOSTILE")
-        .unwrap_or_else(|_| "loop,sleep,memory,bigname,alert-flood,huge-error,hoard".into())
+        .unwrap_or_else(|_| "normal,loop,sleep,memory,bigname,alert-flood,huge-error,hoard".into())
         .split(',')
         .map(|m| m.trim().to_owned())
         .filter(|m| !m.is_empty())
@@ -169,6 +170,31 @@ fn main() {
     bench.trapping_redeploy();
     bench.deploy_to_first_output(&data);
     bench.swap_pause(&data);
+}
+
+/// Waits (at most 120 s) until this process uses under 5 % of a core:
+/// a host shut down after a figure may have left a hostile tenant's run
+/// draining its delivered poison (a real `sluice serve` exits there), and
+/// the next figure must not be taken beside it.
+fn quiesce() {
+    fn cpu() -> Duration {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        let time = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        time(usage.ru_utime) + time(usage.ru_stime)
+    }
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        let before = cpu();
+        std::thread::sleep(Duration::from_millis(500));
+        if cpu().saturating_sub(before) < Duration::from_millis(25) {
+            return;
+        }
+    }
+    println!("    (the process did not go quiet within 120 s)");
 }
 
 fn pause_label(limit: u64) -> String {
@@ -429,15 +455,19 @@ impl Bench {
     /// The hostile tenant's manifest, component and input for `mode`.
     fn hostile(&self, mode: &str) -> (String, &[u8], Vec<u8>) {
         if mode == "hoard" {
-            (hoarder_manifest(), &self.hoarder_wasm, hoard(2_000))
+            (hoarder_manifest(), &self.hoarder_wasm, hoard(60))
         } else {
-            (hostile_manifest(mode), &self.hostile_wasm, poison(2_000))
+            // Enough poison to keep trapping through a figure under the
+            // backoff, little enough that what is left when the host shuts
+            // down drains in seconds (a stopping run drains at full speed).
+            (hostile_manifest(mode), &self.hostile_wasm, poison(60))
         }
     }
 
     /// Rows/s of the healthy tenant draining `data`, alone (`hostile` =
     /// `None`) or beside a hostile tenant (mode, auto-pause limit).
     fn healthy_rate(&self, what: &str, data: &[u8], hostile: Option<(&str, u64)>) -> f64 {
+        quiesce();
         let served = Served::start(self, hostile.map_or(10, |h| h.1));
         let (q, x) = self.names(what);
         let (hq, hx) = self.names(&format!("{what}.hostile"));
