@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use sluice_host::sandbox::{Limit, Limits, SandboxError, TenantInstance, WindowGroup};
+use sluice_host::sandbox::{
+    Limit, Limits, SandboxError, TenantInstance, TenantModule, WindowGroup,
+};
 
 use crate::common::{adds, batch, instance, load, Reading};
 
@@ -222,27 +224,37 @@ fn a_memory_limit_above_the_host_maximum_is_refused() {
     );
 }
 
-/// With a trap backoff, the call after a trap waits out the delay (and the
-/// one after a second trap twice as long); a success ends the backoff.
-/// Lower bounds only: a sleep never ends early, whatever the load.
-#[test]
-fn a_trap_backoff_delays_the_next_call_and_doubles() {
-    use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TrapBackoff};
-    use std::time::Instant;
-
-    let first = Duration::from_millis(300);
+/// An engine with `backoff` and the hostile guest loaded in it (the engine
+/// ticks the epochs, so it lives as long as the module is used).
+fn hostile_with_backoff(
+    backoff: sluice_host::sandbox::TrapBackoff,
+) -> (sluice_host::sandbox::SandboxEngine, TenantModule) {
+    use sluice_host::sandbox::{SandboxConfig, SandboxEngine};
     let engine = SandboxEngine::new(SandboxConfig {
         pool_instances: 4,
-        trap_backoff: Some(TrapBackoff {
-            first,
-            max: Duration::from_secs(10),
-        }),
+        trap_backoff: Some(backoff),
         ..SandboxConfig::default()
     })
     .expect("engine");
     let module = engine
         .load_file("hostile", &crate::common::component("hostile"))
         .expect("loading hostile");
+    (engine, module)
+}
+
+/// With a trap backoff, the call after a trap waits out the delay (and the
+/// one after a second trap twice as long); a success ends the backoff.
+/// Lower bounds only: a sleep never ends early, whatever the load.
+#[test]
+fn a_trap_backoff_delays_the_next_call_and_doubles() {
+    use sluice_host::sandbox::TrapBackoff;
+    use std::time::Instant;
+
+    let first = Duration::from_millis(300);
+    let (_engine, module) = hostile_with_backoff(TrapBackoff {
+        first,
+        max: Duration::from_secs(10),
+    });
     let mut inst = instance(&module, &[("mode", "panic")], limits());
     let (evil_groups, evil_events) = batch(&readings(true), |_| None);
     let (good_groups, good_events) = batch(&readings(false), |_| None);
@@ -269,23 +281,13 @@ fn a_trap_backoff_delays_the_next_call_and_doubles() {
 /// root or CAP_SYS_NICE, which the tests have when run as root).
 #[test]
 fn a_trapping_tenants_worker_is_lowered_in_priority_until_its_backoff_resets() {
-    use sluice_host::sandbox::{
-        current_nice, SandboxConfig, SandboxEngine, TrapBackoff, TRAP_NICE,
-    };
+    use sluice_host::sandbox::{current_nice, TrapBackoff, TRAP_NICE};
 
     let backoff = TrapBackoff {
         first: Duration::from_millis(20),
         max: Duration::from_millis(40),
     };
-    let engine = SandboxEngine::new(SandboxConfig {
-        pool_instances: 4,
-        trap_backoff: Some(backoff),
-        ..SandboxConfig::default()
-    })
-    .expect("engine");
-    let module = engine
-        .load_file("hostile", &crate::common::component("hostile"))
-        .expect("loading hostile");
+    let (_engine, module) = hostile_with_backoff(backoff);
     let mut inst = instance(&module, &[("mode", "panic")], limits());
     let (evil_groups, evil_events) = batch(&readings(true), |_| None);
     let (good_groups, good_events) = batch(&readings(false), |_| None);
