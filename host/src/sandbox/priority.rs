@@ -1,15 +1,15 @@
 //! A trapping tenant's workers yield the CPU to everyone else's.
 //!
 //! The trap backoff bounds how *often* a hostile tenant fails, but each
-//! failing call still runs at full priority until its CPU budget is spent
-//! — on a 2-core host beside a busy neighbour that cost the neighbour up
-//! to a third of its throughput. So while a tenant is in trap backoff
+//! failing call still runs at full priority until its CPU budget is spent,
+//! on cores its neighbours need. So while a tenant is in trap backoff
 //! (from a trap until [`super::TrapBackoff::reset_after`] after its wait),
-//! its worker threads run at a lower scheduling priority (nice
-//! [`TRAP_NICE`]): the kernel then gives them the cores other tenants'
-//! threads leave idle, and a small share (≈ 10 % against one busy normal
-//! thread) otherwise. Budgets are CPU time, so a lowered call is not
-//! charged for the time it waits; it only takes longer in wall time.
+//! its worker threads run at a lower scheduling priority ([`TRAP_NICE`]
+//! nice levels below where they started): the kernel then gives them the
+//! cores other tenants' threads leave idle, and a small share (≈ 10 %
+//! against one busy normal thread) otherwise. Budgets are CPU time, so a
+//! lowered call is not charged for the time it waits; it only takes
+//! longer in wall time.
 //!
 //! Applied by each worker to itself before a guest call (a thread can
 //! always lower its own priority); restoring it needs `CAP_SYS_NICE` or a
@@ -19,27 +19,34 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The nice value of a trapping tenant's workers (0 is normal, 19 the
-/// lowest): weight 110 against 1 024 for a normal thread in Linux's fair
-/// scheduler.
+/// How far a trapping tenant's workers are lowered (nice values run from
+/// -20 to 19, 0 normal): at nice 10 a thread weighs 110 against 1 024 for
+/// a normal one in Linux's fair scheduler.
 pub const TRAP_NICE: i32 = 10;
 
 thread_local! {
-    /// The nice value this thread last set for itself.
-    static APPLIED: Cell<i32> = const { Cell::new(0) };
+    /// The thread's nice value when first seen (a host started under
+    /// `nice` keeps its own level), and whether it is lowered now.
+    static STATE: Cell<Option<(i32, bool)>> = const { Cell::new(None) };
 }
 
 static RESTORE_REFUSED: AtomicBool = AtomicBool::new(false);
 
-/// Lowers the calling thread to [`TRAP_NICE`] (`lowered`) or restores it
-/// to 0; a no-op when it is already there.
+/// Lowers the calling thread by [`TRAP_NICE`] from where it started
+/// (`lowered`, at most to 19) or restores it; a no-op when it is already
+/// there.
 pub(crate) fn set_lowered(lowered: bool) {
-    let want = if lowered { TRAP_NICE } else { 0 };
-    APPLIED.with(|applied| {
-        if applied.get() == want {
+    STATE.with(|state| {
+        let (base, now) = state.get().unwrap_or_else(|| (own_nice(), false));
+        state.set(Some((base, lowered)));
+        if now == lowered {
             return;
         }
-        applied.set(want);
+        let want = if lowered {
+            (base + TRAP_NICE).min(19)
+        } else {
+            base
+        };
         if let Err(e) = set_own_nice(want) {
             if !lowered && !RESTORE_REFUSED.swap(true, Ordering::Relaxed) {
                 tracing::warn!(error = %e, "a worker lowered after its tenant trapped cannot get its priority back (needs CAP_SYS_NICE or RLIMIT_NICE >= 20); it stays lowered");
