@@ -12,6 +12,7 @@ pub mod admin;
 pub mod batch;
 pub mod broker;
 pub mod client;
+pub mod data;
 pub mod generate;
 pub mod ingress;
 pub mod manifest;

@@ -11,6 +11,6 @@ pub use exports::sluice::analytics::analytics::Guest as Analytics;
 pub use sluice::analytics::host::LogLevel;
 pub use sluice::analytics::types::{
     AddGroups, Alert, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType,
-    FunctionInfo, FunctionKind, GuestError, KeyGroup, ModuleInfo, PackedAccumulators, PackedBytes,
-    PackedFields, TextColumn, Value, WindowGroup,
+    FunctionKind, GuestError, KeyGroup, ModuleInfo, PackedAccumulators, PackedBytes, PackedFields,
+    TextColumn, Value, WindowGroup,
 };

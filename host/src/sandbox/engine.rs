@@ -28,13 +28,14 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::{ModuleInfo, Tenant, TenantPre};
+use super::bindings::{Tenant, TenantPre};
 use super::ceilings::{Ceilings, CompileSlots};
 use super::error::{chain, RejectReason, Result, SandboxError};
 use super::instance::HostState;
 use super::limits::Limits;
 use super::module::TenantModule;
 use super::validate;
+use crate::data::ModuleInfo;
 
 /// Engine-wide settings. Per-tenant bounds are [`super::Limits`].
 #[derive(Debug, Clone)]
@@ -264,7 +265,7 @@ impl SandboxEngine {
             .instantiate_pre(&component)
             .and_then(TenantPre::new)
             .map_err(|e| reject(RejectReason::WrongWorld(chain(&e))))?;
-        let mut module = TenantModule::new(self, tenant, pre, hash, ModuleInfo::empty(), source);
+        let mut module = TenantModule::new(self, tenant, pre, hash, ModuleInfo::default(), source);
         let info = module.describe().map_err(|e| match e {
             SandboxError::Rejected { .. } => e,
             other => reject(RejectReason::Describe(other.to_string())),
@@ -466,15 +467,5 @@ fn trusted_artifact(path: &Path) -> bool {
             trusted
         }
         Err(_) => false,
-    }
-}
-
-impl ModuleInfo {
-    fn empty() -> Self {
-        ModuleInfo {
-            name: String::new(),
-            version: String::new(),
-            functions: Vec::new(),
-        }
     }
 }

@@ -12,17 +12,18 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{
-    AlertResult, Analytics, DataField, EventBatch, FieldDef, GuestError, KeyGroup, LogLevel,
-    ModuleInfo, Tenant, WindowGroup,
-};
+use super::bindings::{self as wit, Analytics, GuestError, LogLevel, Tenant};
+use super::convert;
 use super::error::{chain, cut_message, Limit, Result, SandboxError};
 use super::limits::{thread_cpu_time, Limits, MemoryCap};
 use super::log::TenantLog;
 use super::module::TenantModule;
 use super::output::{self, Caps, Declared, Refusal};
-use super::packed::{self, AddGroup};
+use super::packed;
 use super::wasi::{deterministic_ctx, NoWaitClock, PinnedClock, SeededRandom, WaitRefused};
+use crate::data::{
+    AddGroup, AlertResult, DataField, EventBatch, FieldDef, KeyGroup, ModuleInfo, WindowGroup,
+};
 
 /// The data of a tenant's `Store`.
 pub struct HostState {
@@ -149,7 +150,8 @@ struct Live {
 pub struct TenantInstance {
     module: TenantModule,
     params: Vec<(String, String)>,
-    schema: Vec<FieldDef>,
+    /// The tenant's schema as `init` is given it.
+    schema: Vec<wit::FieldDef>,
     limits: Limits,
     log: TenantLog,
     clock: PinnedClock,
@@ -174,7 +176,7 @@ impl TenantInstance {
         TenantInstance {
             module,
             params,
-            schema,
+            schema: schema.iter().map(Into::into).collect(),
             limits,
             log,
             clock: PinnedClock::default(),
@@ -519,7 +521,7 @@ impl TenantInstance {
             .sluice_analytics_analytics()
             .call_describe(&mut live.store)
         {
-            Ok(info) => Ok(info),
+            Ok(info) => Ok(info.into()),
             Err(err) => {
                 let memory_hit = live.store.data().limiter.hit;
                 self.live = None;
@@ -539,8 +541,9 @@ impl TenantInstance {
     ) -> Result<Vec<Vec<u8>>> {
         let (at, seed) = self.batch_context(function, None, batch);
         let packed = packed::pack_add_groups(groups);
+        let batch = wit::EventBatch::from(batch);
         self.call(function, at, seed, groups.len(), |guest, store, caps| {
-            let added = guest.call_aggregate_add(store, function, &packed, batch)?;
+            let added = guest.call_aggregate_add(store, function, &packed, &batch)?;
             // Malformed packing is the guest's fault, like any bad result.
             Ok(added
                 .map_err(Failed::from)
@@ -618,13 +621,16 @@ impl TenantInstance {
         batch: &EventBatch,
     ) -> Result<Vec<AlertResult>> {
         let (at, seed) = self.batch_context(function, groups.first().map(|g| &g.key[..]), batch);
-        self.call(function, at, seed, groups.len(), |guest, store, caps| {
-            let results = guest.call_alert(store, function, groups, batch)?;
+        let wit_groups: Vec<wit::KeyGroup> = groups.iter().map(Into::into).collect();
+        let batch = wit::EventBatch::from(batch);
+        let results = self.call(function, at, seed, groups.len(), |guest, store, caps| {
+            let results = guest.call_alert(store, function, &wit_groups, &batch)?;
             Ok(results.map_err(Failed::from).and_then(|results| {
                 output::check_alerts(&results, groups, caps)?;
                 Ok(results)
             }))
-        })
+        })?;
+        Ok(results.into_iter().map(Into::into).collect())
     }
 
     /// Runs a process-window function over many fired windows.
@@ -637,13 +643,16 @@ impl TenantInstance {
         let at = windows.iter().map(|w| w.end).max().unwrap_or(0);
         let key = windows.first().map(|w| &w.key[..]);
         let (_, seed) = self.batch_context(function, key, batch);
-        self.call(function, at, seed, windows.len(), |guest, store, caps| {
-            let results = guest.call_process_window(store, function, windows, batch)?;
+        let wit_windows: Vec<wit::WindowGroup> = windows.iter().map(Into::into).collect();
+        let batch = wit::EventBatch::from(batch);
+        let results = self.call(function, at, seed, windows.len(), |guest, store, caps| {
+            let results = guest.call_process_window(store, function, &wit_windows, &batch)?;
             Ok(results.map_err(Failed::from).and_then(|results| {
                 output::check_windows(&results, caps)?;
                 Ok(results)
             }))
-        })
+        })?;
+        Ok(convert::fields(results))
     }
 
     /// Clock (latest event time of the batch) and seed (tenant, function,

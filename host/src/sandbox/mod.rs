@@ -20,9 +20,9 @@
 //! - [`Ceilings`] bound what any tenant may declare (budget, memory,
 //!   output) or cause (module size, compile time, compiles at once).
 
-mod batch;
 mod bindings;
 mod ceilings;
+mod convert;
 mod engine;
 mod error;
 mod instance;
@@ -35,10 +35,12 @@ mod priority;
 mod validate;
 mod wasi;
 
-pub use batch::{BatchBuilder, BatchError, FieldValue};
-pub use bindings::{
-    Alert, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType, FunctionInfo,
-    FunctionKind, GuestError, KeyGroup, LogLevel, ModuleInfo, TextColumn, Value, WindowGroup,
+pub use bindings::{GuestError, LogLevel};
+// The data model lives in `crate::data`; re-exported while callers move.
+pub use crate::data::{
+    AddGroup, Alert, AlertResult, BatchBuilder, BatchError, Column, DataField, EventBatch,
+    FieldDef, FieldType, FieldValue, FunctionInfo, FunctionKind, KeyGroup, ModuleInfo, TextColumn,
+    Value, WindowGroup,
 };
 pub use ceilings::{Ceilings, OverCeiling};
 pub use engine::{LoadSource, SandboxConfig, SandboxEngine, TrapBackoff};
@@ -47,6 +49,5 @@ pub use instance::{InstanceStats, TenantInstance};
 pub use limits::Limits;
 pub use log::TenantLog;
 pub use module::TenantModule;
-pub use packed::AddGroup;
 pub use priority::{current_nice, TRAP_NICE};
 pub use wasi::{PinnedClock, SeededRandom};

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
 
-use super::bindings::{FieldDef, FunctionKind, ModuleInfo, TenantPre};
+use super::bindings::TenantPre;
 use super::engine::{LoadSource, SandboxEngine, TrapBackoff};
 use super::error::{Result, SandboxError};
 use super::instance::TenantInstance;
 use super::limits::Limits;
+use crate::data::{FieldDef, FunctionKind, ModuleInfo};
 
 #[derive(Clone)]
 pub struct TenantModule {

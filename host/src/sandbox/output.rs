@@ -13,7 +13,8 @@
 //! at once. Going over that one is no item's fault: the caller splits the
 //! call.
 
-use super::bindings::{AlertResult, DataField, KeyGroup, ModuleInfo, Value};
+use super::bindings::{AlertResult, DataField, Value};
+use crate::data::{KeyGroup, ModuleInfo};
 
 /// What a result line costs besides its fields: `{"tenant":…,"type":…,
 /// "window":{…},"key":{…},"data":{}}` and its newline.

@@ -5,16 +5,9 @@
 //! each side of the boundary and n calls into the guest's allocator; per
 //! `aggregate-add` group, its key strings, state and result did.
 
-use super::bindings::{AddGroups, DataField, PackedAccumulators, PackedBytes, PackedFields};
+use super::bindings::{AddGroups, PackedAccumulators, PackedBytes, PackedFields};
 use super::output::{field_cost, twice, Caps, Refusal, LINE_OVERHEAD};
-
-/// One group of an `aggregate-add` call: the batch's next `rows` rows and
-/// the accumulator so far (`None`: a fresh one), borrowed from its pane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddGroup<'a> {
-    pub rows: u32,
-    pub state: Option<&'a [u8]>,
-}
+use crate::data::{AddGroup, DataField};
 
 /// Packs `aggregate-add` groups: row ends, and each group's state as an item
 /// of zero or one accumulators.
@@ -183,7 +176,7 @@ pub(crate) fn unpack_fields(
             .take(end - at)
             .map(|(id, value)| DataField {
                 name: names[id as usize].clone(),
-                value,
+                value: value.into(),
             })
             .collect();
         out.push(window);
@@ -196,7 +189,8 @@ pub(crate) fn unpack_fields(
 mod tests {
     use super::*;
     use crate::sandbox::output::Declared;
-    use crate::sandbox::Value;
+    use crate::data;
+    use crate::sandbox::bindings::Value;
 
     const ANY: &[String] = &[];
 
@@ -303,7 +297,7 @@ mod tests {
             .map(|w| w.iter().map(|f| f.name.as_str()).collect())
             .collect();
         assert_eq!(shown, vec![vec!["a", "b"], vec![], vec!["b"]]);
-        assert_eq!(out[2][0].value, Value::Int(1));
+        assert_eq!(out[2][0].value, data::Value::Int(1));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Load-time checks of a tenant component: is it Wasm, is it a component,
 //! and does it import only what the sandbox offers.
 
-use super::bindings::ModuleInfo;
 use super::error::RejectReason;
+use crate::data::ModuleInfo;
 
 /// Interfaces a tenant may import. Everything else — filesystem, sockets,
 /// HTTP, anything unknown — is refused at load, so no call can reach it.

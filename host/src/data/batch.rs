@@ -1,7 +1,71 @@
-//! Builds the columnar `event-batch` and its key groups from typed rows.
-//! Rows are appended key by key; each key's rows form one contiguous group.
+//! The columnar batches tenant functions are given, and the builder that
+//! makes them from typed rows. Rows are appended key by key; each key's
+//! rows form one contiguous group.
 
-use super::bindings::{Column, EventBatch, FieldDef, FieldType, KeyGroup, TextColumn};
+use super::{FieldDef, FieldType};
+
+/// Text values of a column, packed: value `i` is
+/// `data[offsets[i]..offsets[i+1]]` (one bulk copy across the boundary,
+/// not an allocation per value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextColumn {
+    pub data: String,
+    pub offsets: Vec<u32>,
+}
+
+/// The values of one column for every row of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Text(TextColumn),
+    Int(Vec<i64>),
+    Float(Vec<f64>),
+    /// 0 = false, 1 = true.
+    Boolean(Vec<u8>),
+    Timestamp(Vec<i64>),
+}
+
+/// A batch of events in columnar form; rows are grouped by key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventBatch {
+    /// Event time of each row, ms since the Unix epoch.
+    pub times: Vec<i64>,
+    /// One column per schema field; columns the module does not read may
+    /// be empty.
+    pub columns: Vec<Column>,
+    /// Per column, the rows where an optional field is absent (ascending).
+    pub absent: Vec<Vec<u32>>,
+}
+
+/// The rows of one key inside an [`EventBatch`], with that key's held
+/// state (`None`: fresh).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyGroup {
+    pub key: Vec<String>,
+    pub state: Option<Vec<u8>>,
+    /// First row of this group in the batch.
+    pub start: u32,
+    pub len: u32,
+}
+
+/// One window of one key passed to a process-window function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowGroup {
+    pub key: Vec<String>,
+    /// Window bounds, ms since the Unix epoch, `[start, end)`.
+    pub start: i64,
+    pub end: i64,
+    /// Rows of this window in the batch, in event-time order.
+    pub first: u32,
+    pub len: u32,
+}
+
+/// One group of an `aggregate-add` call: the batch's next `rows` rows and
+/// the accumulator so far (`None`: a fresh one), borrowed from its pane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddGroup<'a> {
+    pub rows: u32,
+    pub state: Option<&'a [u8]>,
+}
 
 /// One field value of a row, as the parser produces it.
 #[derive(Debug, Clone, Copy, PartialEq)]
