@@ -16,6 +16,55 @@ pub use batch::{
     WindowGroup,
 };
 
+/// The five result types of the product: the `"type"` of a result line,
+/// the word its routing key starts with, the Cassandra table it goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OutputType {
+    WindowedAnalytic,
+    GlobalAnalytic,
+    WindowedMetric,
+    GlobalMetric,
+    Alert,
+}
+
+impl OutputType {
+    /// Every type, in the product's order.
+    pub const ALL: [OutputType; 5] = [
+        OutputType::WindowedAnalytic,
+        OutputType::GlobalAnalytic,
+        OutputType::WindowedMetric,
+        OutputType::GlobalMetric,
+        OutputType::Alert,
+    ];
+
+    /// The `"type"` value of the JSON line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputType::WindowedAnalytic => "Windowed Analytic",
+            OutputType::GlobalAnalytic => "Global Analytic",
+            OutputType::WindowedMetric => "Windowed Metric",
+            OutputType::GlobalMetric => "Global Metric",
+            OutputType::Alert => "Alert",
+        }
+    }
+
+    /// The slug: the routing-key word, and how the CLI names the type.
+    pub fn slug(self) -> &'static str {
+        match self {
+            OutputType::WindowedAnalytic => "windowed-analytic",
+            OutputType::GlobalAnalytic => "global-analytic",
+            OutputType::WindowedMetric => "windowed-metric",
+            OutputType::GlobalMetric => "global-metric",
+            OutputType::Alert => "alert",
+        }
+    }
+
+    /// The type a slug names.
+    pub fn from_slug(slug: &str) -> Option<OutputType> {
+        OutputType::ALL.into_iter().find(|t| t.slug() == slug)
+    }
+}
+
 /// Column types a tenant manifest can declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldType {

@@ -71,7 +71,7 @@ use crate::sink::{
     RowPos, WindowRef,
 };
 use crate::state::{self, Checkpoint, CheckpointStore};
-use crate::window::{self, Emitted, OutputKind, PoisonedInput, ShardWindows, WindowCalls};
+use crate::window::{self, Emitted, PoisonedInput, ShardWindows, WindowCalls};
 
 pub use alerts::AlertCalls;
 pub use limits::{CeilingError, Ceilings, FutureGuard};
@@ -1402,12 +1402,7 @@ impl<C: ShardCalls> Shard<'_, C> {
         for o in &emitted.outputs {
             out.push_record(&Record {
                 tenant: &self.ctx.tenant,
-                ty: match o.kind {
-                    OutputKind::WindowedAnalytic => OutputType::WindowedAnalytic,
-                    OutputKind::GlobalAnalytic => OutputType::GlobalAnalytic,
-                    OutputKind::WindowedMetric => OutputType::WindowedMetric,
-                    OutputKind::GlobalMetric => OutputType::GlobalMetric,
-                },
+                ty: o.kind,
                 window: Some(WindowRef {
                     name: &o.window,
                     start: o.start,

@@ -188,9 +188,9 @@ pub(crate) fn unpack_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::output::Declared;
     use crate::data;
     use crate::sandbox::bindings::Value;
+    use crate::sandbox::output::Declared;
 
     const ANY: &[String] = &[];
 

@@ -26,7 +26,7 @@ mod rendered;
 mod tests;
 mod typed;
 
-pub use rendered::{message_id, routing_key, type_slug, Rendered, Route};
+pub use rendered::{message_id, routing_key, Rendered, Route};
 pub use typed::{Event, EventBatch, OwnedWindow, RowPos, TypedDeadLetter, TypedResult};
 
 use std::io::Write;
@@ -188,28 +188,7 @@ impl Sinks {
     }
 }
 
-/// The five result types of the product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OutputType {
-    WindowedAnalytic,
-    GlobalAnalytic,
-    WindowedMetric,
-    GlobalMetric,
-    Alert,
-}
-
-impl OutputType {
-    /// The `"type"` value of the JSON line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutputType::WindowedAnalytic => "Windowed Analytic",
-            OutputType::GlobalAnalytic => "Global Analytic",
-            OutputType::WindowedMetric => "Windowed Metric",
-            OutputType::GlobalMetric => "Global Metric",
-            OutputType::Alert => "Alert",
-        }
-    }
-}
+pub use crate::data::OutputType;
 
 /// The `"window"` object: which window, and its bounds (ms since the epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 use sha2::{Digest, Sha256};
 
 use super::typed::{OwnedWindow, TypedDeadLetter, TypedResult};
-use super::{Data, DeadLetter, DeadLetterRecord, Fragments, OutputType, Record};
+use super::{Data, DeadLetter, DeadLetterRecord, Fragments, Record};
 
 /// One message's routing: where its line ends in [`Rendered::lines`], its
 /// routing key and its message id.
@@ -180,23 +180,12 @@ fn typed_result(record: &Record<'_>) -> TypedResult {
     }
 }
 
-/// The routing-key word of a result type.
-pub fn type_slug(ty: OutputType) -> &'static str {
-    match ty {
-        OutputType::WindowedAnalytic => "windowed-analytic",
-        OutputType::GlobalAnalytic => "global-analytic",
-        OutputType::WindowedMetric => "windowed-metric",
-        OutputType::GlobalMetric => "global-metric",
-        OutputType::Alert => "alert",
-    }
-}
-
 /// `<type>.<key values joined by '.'>`; just `<type>` for tenant-level
 /// results. AMQP caps a routing key at 255 bytes: longer ones are cut at a
 /// character boundary (the message id, not the routing key, identifies a
 /// result).
 pub fn routing_key(record: &Record<'_>) -> String {
-    let mut key = String::from(type_slug(record.ty));
+    let mut key = String::from(record.ty.slug());
     if let Some(k) = record.key {
         for part in k.parts() {
             key.push('.');
@@ -217,7 +206,7 @@ pub fn routing_key(record: &Record<'_>) -> String {
 /// and key for window results; tenant, kind, key and event time for alerts.
 pub fn message_id(record: &Record<'_>) -> String {
     let key = record.key.map_or("", |k| k.as_joined());
-    let ty = type_slug(record.ty);
+    let ty = record.ty.slug();
     match (&record.data, &record.window) {
         (
             super::Data::Alert {

@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 use super::budget::Buffer;
 use super::{
     finish_all, isolate, min_opt, process_all, row_bytes, Batch, Buffered, Env, Error, KeyId,
-    OutputKind, PoisonedInput, ProcessItem, Result,
+    OutputType, PoisonedInput, ProcessItem, Result,
 };
 use crate::manifest::WindowFunction;
 use crate::sandbox::{AddGroup, SandboxError};
@@ -302,7 +302,7 @@ impl CountWindows {
             let f = &full[i];
             match result {
                 Ok(data) => env.output(
-                    OutputKind::WindowedAnalytic,
+                    OutputType::WindowedAnalytic,
                     &self.name,
                     f.key,
                     f.start,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::geometry::{clamp, next_multiple_after};
 use super::{
-    finish_all, isolate, min_opt, recount_panes, take_due, Env, Error, HasPanes, KeyId, OutputKind,
+    finish_all, isolate, min_opt, recount_panes, take_due, Env, Error, HasPanes, KeyId, OutputType,
     Pane, PendingAdds, PoisonedInput, Result,
 };
 use crate::parse::ParsedRow;
@@ -249,7 +249,7 @@ impl GlobalWindows {
         for (i, e) in emissions.iter().enumerate() {
             if let Some((first, errors)) = e.errors {
                 env.metric(
-                    OutputKind::GlobalMetric,
+                    OutputType::GlobalMetric,
                     &self.name,
                     e.key,
                     (first, e.end),
@@ -269,7 +269,7 @@ impl GlobalWindows {
             let start = e.start.unwrap_or(e.end);
             match result {
                 Ok(data) => env.output(
-                    OutputKind::GlobalAnalytic,
+                    OutputType::GlobalAnalytic,
                     &self.name,
                     e.key,
                     start,

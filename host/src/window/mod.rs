@@ -139,26 +139,7 @@ pub enum Error {
     },
 }
 
-/// The four kinds of results of the origin notes' `{"type", ...}` messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum OutputKind {
-    WindowedAnalytic,
-    GlobalAnalytic,
-    WindowedMetric,
-    GlobalMetric,
-}
-
-impl OutputKind {
-    /// The `type` of the output message.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutputKind::WindowedAnalytic => "Windowed Analytic",
-            OutputKind::GlobalAnalytic => "Global Analytic",
-            OutputKind::WindowedMetric => "Windowed Metric",
-            OutputKind::GlobalMetric => "Global Metric",
-        }
-    }
-}
+pub use crate::data::OutputType;
 
 /// Name of the metric field of windowed and global metrics.
 pub const DATA_CONVERSION_ERRORS: &str = "data_conversion_errors";
@@ -166,7 +147,7 @@ pub const DATA_CONVERSION_ERRORS: &str = "data_conversion_errors";
 /// One result of a fired window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowOutput {
-    pub kind: OutputKind,
+    pub kind: OutputType,
     /// The window's name in the manifest (shared: one per output line).
     pub window: Arc<str>,
     /// `[start, end)`, ms since the Unix epoch.
@@ -351,7 +332,7 @@ impl Env<'_, '_> {
     #[allow(clippy::too_many_arguments)]
     fn output(
         &mut self,
-        kind: OutputKind,
+        kind: OutputType,
         window: &Arc<str>,
         key: KeyId,
         start: i64,
@@ -372,7 +353,7 @@ impl Env<'_, '_> {
 
     fn metric(
         &mut self,
-        kind: OutputKind,
+        kind: OutputType,
         window: &Arc<str>,
         key: KeyId,
         span: (i64, i64),

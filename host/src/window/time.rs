@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::budget::{Admit, Buffer};
 use super::geometry::Geometry;
 use super::{
-    finish_all, process_all, recount_panes, take_due, Buffered, Env, HasPanes, KeyId, OutputKind,
+    finish_all, process_all, recount_panes, take_due, Buffered, Env, HasPanes, KeyId, OutputType,
     Pane, PendingAdds, PoisonedInput, ProcessItem, Result, StateBudget,
 };
 use crate::manifest::WindowFunction;
@@ -277,7 +277,7 @@ impl TimeWindows {
             let f = &fires[i];
             match result {
                 Ok(data) => env.output(
-                    OutputKind::WindowedAnalytic,
+                    OutputType::WindowedAnalytic,
                     &self.name,
                     f.key,
                     f.start,
@@ -309,7 +309,7 @@ impl TimeWindows {
             let errors: u64 = panes(f).map(|p| p.errors).sum();
             if errors > 0 {
                 env.metric(
-                    OutputKind::WindowedMetric,
+                    OutputType::WindowedMetric,
                     &self.name,
                     f.key,
                     (f.start, f.end),

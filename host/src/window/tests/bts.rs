@@ -11,7 +11,7 @@ use crate::parse::{Key, OwnedValue, ParsedRow};
 use crate::sandbox::{
     FieldDef, FieldType, Limits, SandboxConfig, SandboxEngine, TenantInstance, Value,
 };
-use crate::window::{Emitted, OutputKind, ShardWindows, WindowOutput};
+use crate::window::{Emitted, OutputType, ShardWindows, WindowOutput};
 
 /// The BTS component, built by `cargo xtask build-examples` when missing.
 fn component() -> PathBuf {
@@ -176,7 +176,7 @@ fn bts_sliding_minute_windows_equal_brute_force_stats() {
     for o in &out.outputs {
         assert_eq!(
             (o.kind, o.update, o.end - o.start),
-            (OutputKind::WindowedAnalytic, 0, 60_000)
+            (OutputType::WindowedAnalytic, 0, 60_000)
         );
         let station = o.key.parts().next().expect("key part").to_owned();
         let rows = &want[&(station, o.start)];

@@ -5,7 +5,7 @@ use super::oracle::{canonical, expected, run_engine, Ev};
 use crate::parse::ParsedRow;
 use crate::sandbox::Value;
 use crate::window::{
-    Emitted, Error, OutputKind, PoisonedInput, ShardWindows, WindowOutput, DATA_CONVERSION_ERRORS,
+    Emitted, Error, OutputType, PoisonedInput, ShardWindows, WindowOutput, DATA_CONVERSION_ERRORS,
 };
 
 fn shard(specs: &[crate::manifest::WindowSpec], lateness: i64) -> ShardWindows {
@@ -29,7 +29,7 @@ fn text(o: &WindowOutput, name: &str) -> String {
 fn analytics(out: &Emitted) -> Vec<&WindowOutput> {
     out.outputs
         .iter()
-        .filter(|o| o.kind == OutputKind::WindowedAnalytic)
+        .filter(|o| o.kind == OutputType::WindowedAnalytic)
         .collect()
 }
 
@@ -429,13 +429,13 @@ fn bad_rows_become_windowed_and_global_metrics_of_their_key() {
         });
     }
     let (out, _) = run_engine(&specs, 0, 100, &stream, &[], &mut Fake::default());
-    let metrics: Vec<(OutputKind, String, String, i64, i64, i64)> = out
+    let metrics: Vec<(OutputType, String, String, i64, i64, i64)> = out
         .outputs
         .iter()
         .filter(|o| {
             matches!(
                 o.kind,
-                OutputKind::WindowedMetric | OutputKind::GlobalMetric
+                OutputType::WindowedMetric | OutputType::GlobalMetric
             )
         })
         .map(|o| {
@@ -453,18 +453,18 @@ fn bad_rows_become_windowed_and_global_metrics_of_their_key() {
     assert_eq!(
         metrics,
         vec![
-            (OutputKind::GlobalMetric, "g".into(), "a".into(), 3, 20, 3),
-            (OutputKind::GlobalMetric, "g".into(), "z".into(), 5, 10, 1),
-            (OutputKind::WindowedMetric, "t".into(), "a".into(), 0, 10, 2),
+            (OutputType::GlobalMetric, "g".into(), "a".into(), 3, 20, 3),
+            (OutputType::GlobalMetric, "g".into(), "z".into(), 5, 10, 1),
+            (OutputType::WindowedMetric, "t".into(), "a".into(), 0, 10, 2),
             (
-                OutputKind::WindowedMetric,
+                OutputType::WindowedMetric,
                 "t".into(),
                 "a".into(),
                 10,
                 20,
                 1
             ),
-            (OutputKind::WindowedMetric, "t".into(), "z".into(), 0, 10, 1),
+            (OutputType::WindowedMetric, "t".into(), "z".into(), 0, 10, 1),
         ]
     );
     assert_eq!(

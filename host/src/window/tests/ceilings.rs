@@ -4,7 +4,7 @@
 
 use super::fake::{self, row, Fake};
 use crate::parse::ParsedRow;
-use crate::window::{row_bytes, Emitted, OutputKind, Poisoned, PoisonedInput, ShardWindows};
+use crate::window::{row_bytes, Emitted, OutputType, Poisoned, PoisonedInput, ShardWindows};
 
 fn shard(specs: &[crate::manifest::WindowSpec]) -> ShardWindows {
     ShardWindows::new(specs, fake::ms(0), fake::schema()).expect("valid specs")
@@ -46,7 +46,7 @@ fn fired(out: &Emitted) -> Vec<(String, i64)> {
     let mut v: Vec<(String, i64)> = out
         .outputs
         .iter()
-        .filter(|o| o.kind == OutputKind::WindowedAnalytic)
+        .filter(|o| o.kind == OutputType::WindowedAnalytic)
         .map(|o| (o.key.to_string(), o.start))
         .collect();
     v.sort();
