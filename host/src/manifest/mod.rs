@@ -7,11 +7,15 @@
 //! reported at load with `file:line:column`, what is wrong and what was
 //! expected, rather than discovered as silently wrong output later.
 
+pub mod chart;
 pub mod name;
 mod raw;
 #[cfg(test)]
 mod tests;
+pub mod time_format;
 pub mod units;
+
+use chart::{ChartKind, ChartSpec};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,8 +23,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::batch::{ChartKind, ChartSpec};
-use crate::sandbox::{FieldDef, FieldType, FunctionKind, Limits, ModuleInfo};
+use crate::data::{FieldDef, FieldType, FunctionKind, Limits, ModuleInfo};
 use raw::{RawBatch, RawColumn, RawInput, RawLimits, RawManifest, RawWindow, S};
 
 pub use name::{NameError, TenantName};
@@ -1125,7 +1128,7 @@ impl Ctx<'_> {
                 ))
             }
             (Some(f), FieldType::Timestamp) => {
-                crate::parse::check_time_format(f.get_ref()).map_err(|m| {
+                time_format::check_time_format(f.get_ref()).map_err(|m| {
                     self.at(f.span(), format!("column `{name}`: timestamp format: {m}"))
                 })?;
                 Some(f.get_ref().clone())

@@ -9,6 +9,8 @@ pub mod prometheus;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+
 /// Where a run reports latencies, each measured when the sinks have
 /// confirmed the outputs (`sluice serve` feeds `/metrics` histograms).
 pub trait LatencyObserver: Send + Sync {
@@ -63,7 +65,7 @@ impl Counters {
     }
 
     /// Counters resumed from a checkpoint.
-    pub fn restored(c: &crate::state::CounterState) -> Counters {
+    pub fn restored(c: &CounterState) -> Counters {
         let n = |v: u64| AtomicU64::new(v);
         Counters {
             rows_in: n(c.rows_in),
@@ -81,7 +83,7 @@ impl Counters {
 
     /// Sets every figure to a checkpoint's (a shared set of counters
     /// reused by the next run of the same tenant).
-    pub fn reset(&self, c: &crate::state::CounterState) {
+    pub fn reset(&self, c: &CounterState) {
         self.rows_in.store(c.rows_in, Ordering::Relaxed);
         self.bytes_in.store(c.bytes_in, Ordering::Relaxed);
         self.bad_rows.store(c.bad_rows, Ordering::Relaxed);
@@ -96,8 +98,8 @@ impl Counters {
     }
 
     /// Sets the guards' counters to a checkpoint's (they are kept apart
-    /// from [`crate::state::CounterState`], which format version 1 had).
-    pub fn restore_guards(&self, g: &crate::state::GuardState) {
+    /// from [`CounterState`], which format version 1 had).
+    pub fn restore_guards(&self, g: &GuardState) {
         self.future_dropped
             .store(g.future_dropped, Ordering::Relaxed);
         self.limited.store(g.limited, Ordering::Relaxed);
@@ -221,4 +223,43 @@ impl std::fmt::Display for Summary {
             self.events_per_sec(),
         )
     }
+}
+
+/// Counters at the barrier (restored, not recounted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CounterState {
+    pub rows_in: u64,
+    pub bytes_in: u64,
+    pub bad_rows: u64,
+    pub bad_rows_keyless: u64,
+    pub late_dropped: u64,
+    pub outputs: u64,
+    pub alerts: u64,
+    pub poisoned: u64,
+}
+
+impl From<&Summary> for CounterState {
+    fn from(s: &Summary) -> Self {
+        CounterState {
+            rows_in: s.rows_in,
+            bytes_in: s.bytes_in,
+            bad_rows: s.bad_rows,
+            bad_rows_keyless: s.bad_rows_keyless,
+            late_dropped: s.late_dropped,
+            outputs: s.outputs,
+            alerts: s.alerts,
+            poisoned: s.poisoned,
+        }
+    }
+}
+
+/// What the input guards and host ceilings need to resume exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GuardState {
+    /// Rows dead-lettered as `future`.
+    pub future_dropped: u64,
+    /// Rows dead-lettered as `limit` (keys beyond the key ceiling).
+    pub limited: u64,
+    /// Hashes of the keys the run holds state for, sorted.
+    pub keys: Vec<u64>,
 }

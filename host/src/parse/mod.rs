@@ -15,15 +15,14 @@
 mod key;
 #[cfg(test)]
 pub(crate) mod tests;
-mod time;
 
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
 use crate::manifest::InputSpec;
 use crate::sandbox::{FieldType, FieldValue};
 
+pub use crate::manifest::time_format::{check_time_format, TimestampFormat, BTS_TIME_FORMAT};
 pub use key::{Key, KeySeparatorError, KEY_SEPARATOR};
-pub use time::{check_time_format, TimestampFormat, BTS_TIME_FORMAT};
 
 /// Result of parse operations that are not per-row (rows give
 /// `Result<ParsedRow, BadRow>`).

@@ -4,31 +4,7 @@
 
 use std::time::Duration;
 
-/// The bounds applied to every instance and call of one tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Linear memory (all memories of the instance together), in bytes.
-    pub memory: u64,
-    /// CPU budget of one call: the calling thread's CPU time, checked at
-    /// every epoch deadline (so a busy machine that deschedules the thread
-    /// does not count against the tenant).
-    pub call_budget: Duration,
-    /// What one key group or window may make the host emit, in bytes: its
-    /// result lines (fields with their names, a fixed overhead per line
-    /// and per field) and a key group's new state. See `output.rs`.
-    pub max_output: u64,
-}
-
-impl Default for Limits {
-    /// The manifest's documented defaults: 64 MiB, 50 ms, 1 MiB.
-    fn default() -> Self {
-        Limits {
-            memory: 64 << 20,
-            call_budget: Duration::from_millis(50),
-            max_output: 1 << 20,
-        }
-    }
-}
+pub use crate::data::Limits;
 
 /// Caps the instance's memory. Growth past the cap makes `memory.grow`
 /// return -1 (the guest's allocator then aborts, which traps); the flag lets

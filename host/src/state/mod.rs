@@ -14,7 +14,8 @@ pub mod local;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Summary;
+/// Counter and guard states are the metrics' own; a checkpoint carries them.
+pub use crate::metrics::{CounterState, GuardState};
 
 /// Result of checkpoint operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -78,34 +79,6 @@ pub struct ShardState {
     pub alert_states: Vec<(crate::parse::Key, Vec<u8>)>,
 }
 
-/// Counters at the barrier (restored, not recounted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct CounterState {
-    pub rows_in: u64,
-    pub bytes_in: u64,
-    pub bad_rows: u64,
-    pub bad_rows_keyless: u64,
-    pub late_dropped: u64,
-    pub outputs: u64,
-    pub alerts: u64,
-    pub poisoned: u64,
-}
-
-impl From<&Summary> for CounterState {
-    fn from(s: &Summary) -> Self {
-        CounterState {
-            rows_in: s.rows_in,
-            bytes_in: s.bytes_in,
-            bad_rows: s.bad_rows,
-            bad_rows_keyless: s.bad_rows_keyless,
-            late_dropped: s.late_dropped,
-            outputs: s.outputs,
-            alerts: s.alerts,
-            poisoned: s.poisoned,
-        }
-    }
-}
-
 /// Everything a run needs to resume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -126,17 +99,6 @@ pub struct Checkpoint {
     /// The host's guards: their counters, and the keys the key ceiling
     /// counts.
     pub guards: GuardState,
-}
-
-/// What the input guards and host ceilings need to resume exactly.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct GuardState {
-    /// Rows dead-lettered as `future`.
-    pub future_dropped: u64,
-    /// Rows dead-lettered as `limit` (keys beyond the key ceiling).
-    pub limited: u64,
-    /// Hashes of the keys the run holds state for, sorted.
-    pub keys: Vec<u64>,
 }
 
 /// A version-1 checkpoint: the same fields without [`GuardState`].
