@@ -10,6 +10,7 @@
 //! field; the comments here say only what differs.
 
 mod batch;
+pub mod error;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ pub use batch::{
     AddGroup, BatchBuilder, BatchError, Column, EventBatch, FieldValue, KeyGroup, TextColumn,
     WindowGroup,
 };
+pub use error::{Limit, RejectReason, SandboxError, MAX_GUEST_MESSAGE};
 
 /// The five result types of the product: the `"type"` of a result line,
 /// the word its routing key starts with, the Cassandra table it goes to.

@@ -2,7 +2,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::sandbox::FunctionInfo;
+use crate::data::FunctionInfo;
 
 /// A valid manifest; tests edit one thing in it.
 const BASE: &str = r#"tenant = "bts"

@@ -18,8 +18,8 @@ pub(crate) mod tests;
 
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
+use crate::data::{FieldType, FieldValue};
 use crate::manifest::InputSpec;
-use crate::sandbox::{FieldType, FieldValue};
 
 pub use crate::manifest::time_format::{check_time_format, TimestampFormat, BTS_TIME_FORMAT};
 pub use key::{Key, KeySeparatorError, KEY_SEPARATOR};

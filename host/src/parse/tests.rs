@@ -3,8 +3,8 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use super::*;
+use crate::data::BatchBuilder;
 use crate::manifest::{ColumnSpec, InputSpec, Manifest};
-use crate::sandbox::BatchBuilder;
 
 pub(crate) fn bts_manifest() -> Manifest {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bts-analytics/sluice.toml");

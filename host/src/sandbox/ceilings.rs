@@ -53,22 +53,7 @@ impl Default for Ceilings {
     }
 }
 
-/// A declared limit over a host ceiling.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "[limits] {limit} = {declared} is over the host's ceiling of {ceiling} (ceiling `{setting}`: \
-     `sluice run --max-{flag}`, or `{setting}` under `[ceilings]` in host.toml)"
-)]
-pub struct OverCeiling {
-    /// The manifest key (`call_budget`, `memory`, `max_output`).
-    pub limit: &'static str,
-    pub declared: String,
-    pub ceiling: String,
-    /// The ceiling's key in `[ceilings]`.
-    pub setting: &'static str,
-    /// The ceiling's `sluice run` flag, after `--max-`.
-    pub flag: &'static str,
-}
+pub use crate::data::error::OverCeiling;
 
 impl Ceilings {
     /// Refuses declared limits over the ceilings, naming the first one.

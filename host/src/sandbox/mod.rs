@@ -21,6 +21,7 @@
 //!   output) or cause (module size, compile time, compiles at once).
 
 mod bindings;
+mod calls;
 mod ceilings;
 mod convert;
 mod engine;
@@ -37,6 +38,7 @@ mod wasi;
 
 pub use bindings::{GuestError, LogLevel};
 // The data model lives in `crate::data`; re-exported while callers move.
+pub use crate::data::error::{Limit, RejectReason, Result, SandboxError, MAX_GUEST_MESSAGE};
 pub use crate::data::{
     AddGroup, Alert, AlertResult, BatchBuilder, BatchError, Column, DataField, EventBatch,
     FieldDef, FieldType, FieldValue, FunctionInfo, FunctionKind, KeyGroup, ModuleInfo, TextColumn,
@@ -44,7 +46,6 @@ pub use crate::data::{
 };
 pub use ceilings::{Ceilings, OverCeiling};
 pub use engine::{LoadSource, SandboxConfig, SandboxEngine, TrapBackoff};
-pub use error::{Limit, RejectReason, Result, SandboxError, MAX_GUEST_MESSAGE};
 pub use instance::{InstanceStats, TenantInstance};
 pub use limits::Limits;
 pub use log::TenantLog;

@@ -3,11 +3,12 @@
 
 use std::ops::Range;
 
-use crate::parse::ParsedRow;
-use crate::sandbox::{
-    self, AddGroup, BatchBuilder, BatchError, DataField, EventBatch, FieldDef, FieldValue,
-    KeyGroup, SandboxError, TenantInstance, WindowGroup,
+use crate::data::error::{Result as CallResult, SandboxError};
+use crate::data::{
+    AddGroup, BatchBuilder, BatchError, DataField, EventBatch, FieldDef, FieldValue, KeyGroup,
+    WindowGroup,
 };
+use crate::parse::ParsedRow;
 
 /// The guest calls the engine needs, so tests can use a native fake and the
 /// benchmark a native baseline. Every call is batched across keys; results
@@ -21,7 +22,7 @@ pub trait WindowCalls {
         function: &str,
         groups: &[AddGroup<'_>],
         batch: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<u8>>>;
+    ) -> CallResult<Vec<Vec<u8>>>;
 
     /// Merges each list of accumulators into one. The accumulators are
     /// borrowed from the panes that keep them: a window's are not copied.
@@ -30,7 +31,7 @@ pub trait WindowCalls {
         function: &str,
         accumulators: &[&[&[u8]]],
         at_ms: i64,
-    ) -> sandbox::Result<Vec<Vec<u8>>>;
+    ) -> CallResult<Vec<Vec<u8>>>;
 
     /// Merges each window's pane accumulators and finishes them.
     fn aggregate_finish(
@@ -38,7 +39,7 @@ pub trait WindowCalls {
         function: &str,
         windows: &[&[&[u8]]],
         at_ms: i64,
-    ) -> sandbox::Result<Vec<Vec<DataField>>>;
+    ) -> CallResult<Vec<Vec<DataField>>>;
 
     /// Runs a process-window function over many fired windows.
     fn process_window(
@@ -46,7 +47,7 @@ pub trait WindowCalls {
         function: &str,
         windows: &[WindowGroup],
         batch: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<DataField>>>;
+    ) -> CallResult<Vec<Vec<DataField>>>;
 
     /// Schema fields the module reads: batches carry only those columns.
     fn reads(&self) -> &[u32];
@@ -58,55 +59,6 @@ pub trait WindowCalls {
     fn breached_limit(&mut self) {}
 }
 
-/// Delegates to the instance. Its `reads` is known once the instance has
-/// run `init`: [`crate::sandbox::TenantModule::instantiate`] does so, and
-/// the answer is kept when a trap rebuilds the instance.
-impl WindowCalls for TenantInstance {
-    fn aggregate_add(
-        &mut self,
-        function: &str,
-        groups: &[AddGroup<'_>],
-        batch: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
-        TenantInstance::aggregate_add(self, function, groups, batch)
-    }
-
-    fn aggregate_merge(
-        &mut self,
-        function: &str,
-        accumulators: &[&[&[u8]]],
-        at_ms: i64,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
-        TenantInstance::aggregate_merge(self, function, accumulators, at_ms)
-    }
-
-    fn aggregate_finish(
-        &mut self,
-        function: &str,
-        windows: &[&[&[u8]]],
-        at_ms: i64,
-    ) -> sandbox::Result<Vec<Vec<DataField>>> {
-        TenantInstance::aggregate_finish(self, function, windows, at_ms)
-    }
-
-    fn process_window(
-        &mut self,
-        function: &str,
-        windows: &[WindowGroup],
-        batch: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<DataField>>> {
-        TenantInstance::process_window(self, function, windows, batch)
-    }
-
-    fn reads(&self) -> &[u32] {
-        TenantInstance::reads(self)
-    }
-
-    fn breached_limit(&mut self) {
-        TenantInstance::breached_limit(self);
-    }
-}
-
 /// Calls `call` on items `0..n` at once. When the call fails because of
 /// its input (trap, limit, guest error, broken contract), the items are
 /// retried in halves until each failing item is alone: one poison key
@@ -115,7 +67,7 @@ impl WindowCalls for TenantInstance {
 /// failures not caused by the input (engine, I/O) are returned as `Err`.
 pub(super) fn isolate<T>(
     n: usize,
-    call: &mut dyn FnMut(Range<usize>) -> sandbox::Result<Vec<T>>,
+    call: &mut dyn FnMut(Range<usize>) -> CallResult<Vec<T>>,
 ) -> Result<Vec<Result<T, String>>, SandboxError> {
     let mut out = Vec::with_capacity(n);
     isolate_range(0..n, call, &mut out)?;
@@ -124,7 +76,7 @@ pub(super) fn isolate<T>(
 
 fn isolate_range<T>(
     range: Range<usize>,
-    call: &mut dyn FnMut(Range<usize>) -> sandbox::Result<Vec<T>>,
+    call: &mut dyn FnMut(Range<usize>) -> CallResult<Vec<T>>,
     out: &mut Vec<Result<T, String>>,
 ) -> Result<(), SandboxError> {
     if range.is_empty() {

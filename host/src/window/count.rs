@@ -9,8 +9,8 @@ use super::{
     finish_all, isolate, min_opt, process_all, row_bytes, Batch, Buffered, Env, Error, KeyId,
     OutputType, PoisonedInput, ProcessItem, Result,
 };
+use crate::data::{AddGroup, SandboxError};
 use crate::manifest::WindowFunction;
-use crate::sandbox::{AddGroup, SandboxError};
 
 /// One count `[[windows]]` entry over all keys of a shard.
 pub(super) struct CountWindows {

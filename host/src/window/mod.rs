@@ -93,9 +93,9 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
+use crate::data::{AddGroup, BatchError, DataField, FieldDef, SandboxError, Value};
 use crate::manifest::{WindowFunction, WindowKind, WindowSpec};
 use crate::parse::{BadRow, Key, ParsedRow};
-use crate::sandbox::{AddGroup, BatchError, DataField, FieldDef, SandboxError, Value};
 
 pub use budget::{row_bytes, StateBudget};
 pub use calls::WindowCalls;
@@ -460,7 +460,7 @@ fn process_all(
         let windows: Vec<_> = groups
             .iter()
             .zip(&spans)
-            .map(|(&(key, start, end), span)| crate::sandbox::WindowGroup {
+            .map(|(&(key, start, end), span)| crate::data::WindowGroup {
                 key: keys.key(key).to_vec(),
                 start,
                 end,

@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::data::{FieldDef, FieldType, Limits, Value};
 use crate::manifest::{WindowFunction, WindowKind, WindowSpec};
 use crate::parse::{Key, OwnedValue, ParsedRow};
-use crate::sandbox::{
-    FieldDef, FieldType, Limits, SandboxConfig, SandboxEngine, TenantInstance, Value,
-};
+use crate::sandbox::{SandboxConfig, SandboxEngine, TenantInstance};
 use crate::window::{Emitted, OutputType, ShardWindows, WindowOutput};
 
 /// The BTS component, built by `cargo xtask build-examples` when missing.

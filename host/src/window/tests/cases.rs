@@ -2,8 +2,8 @@
 
 use super::fake::{self, row, Fake};
 use super::oracle::{canonical, expected, run_engine, Ev};
+use crate::data::Value;
 use crate::parse::ParsedRow;
-use crate::sandbox::Value;
 use crate::window::{
     Emitted, Error, OutputType, PoisonedInput, ShardWindows, WindowOutput, DATA_CONVERSION_ERRORS,
 };

@@ -4,12 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::error::Result as CallResult;
+use crate::data::{
+    AddGroup, Column, DataField, EventBatch, FieldDef, FieldType, SandboxError, Value, WindowGroup,
+};
 use crate::manifest::{WindowFunction, WindowKind, WindowSpec};
 use crate::parse::{BadRow, Key, OwnedValue, ParsedRow, Position};
-use crate::sandbox::{
-    self, AddGroup, Column, DataField, EventBatch, FieldDef, FieldType, SandboxError, Value,
-    WindowGroup,
-};
 use crate::window::WindowCalls;
 
 /// Column of the value in [`schema`].
@@ -209,22 +209,22 @@ fn guest(function: &str, message: String) -> SandboxError {
     }
 }
 
-fn values(batch: &EventBatch) -> sandbox::Result<&[i64]> {
+fn values(batch: &EventBatch) -> CallResult<&[i64]> {
     match batch.columns.get(VALUE) {
         Some(Column::Int(v)) => Ok(v),
         other => Err(guest("batch", format!("value column missing: {other:?}"))),
     }
 }
 
-fn decode(bytes: &[u8]) -> sandbox::Result<Acc> {
+fn decode(bytes: &[u8]) -> CallResult<Acc> {
     postcard::from_bytes(bytes).map_err(|e| guest("decode", e.to_string()))
 }
 
-fn encode(acc: &Acc) -> sandbox::Result<Vec<u8>> {
+fn encode(acc: &Acc) -> CallResult<Vec<u8>> {
     postcard::to_allocvec(acc).map_err(|e| guest("encode", e.to_string()))
 }
 
-fn merged(list: &[&[u8]]) -> sandbox::Result<Acc> {
+fn merged(list: &[&[u8]]) -> CallResult<Acc> {
     let mut out = Acc::default();
     for bytes in list {
         let acc = decode(bytes)?;
@@ -236,7 +236,7 @@ fn merged(list: &[&[u8]]) -> sandbox::Result<Acc> {
 }
 
 impl Fake {
-    fn check_engine(&self) -> sandbox::Result<()> {
+    fn check_engine(&self) -> CallResult<()> {
         if self.engine_down {
             return Err(SandboxError::Engine("engine down".into()));
         }
@@ -250,7 +250,7 @@ impl WindowCalls for Fake {
         function: &str,
         groups: &[AddGroup<'_>],
         batch: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
+    ) -> CallResult<Vec<Vec<u8>>> {
         self.check_engine()?;
         self.counts.add += 1;
         self.counts.add_groups += groups.len();
@@ -283,7 +283,7 @@ impl WindowCalls for Fake {
         _function: &str,
         accumulators: &[&[&[u8]]],
         _at_ms: i64,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
+    ) -> CallResult<Vec<Vec<u8>>> {
         self.check_engine()?;
         self.counts.merge += 1;
         accumulators
@@ -297,7 +297,7 @@ impl WindowCalls for Fake {
         function: &str,
         windows: &[&[&[u8]]],
         _at_ms: i64,
-    ) -> sandbox::Result<Vec<Vec<DataField>>> {
+    ) -> CallResult<Vec<Vec<DataField>>> {
         self.check_engine()?;
         self.counts.finish += 1;
         self.counts.finish_windows += windows.len();
@@ -322,7 +322,7 @@ impl WindowCalls for Fake {
         function: &str,
         windows: &[WindowGroup],
         batch: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<DataField>>> {
+    ) -> CallResult<Vec<Vec<DataField>>> {
         self.check_engine()?;
         self.counts.process += 1;
         let values = values(batch)?;

@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::fake::{self, aggregate_fields, process_fields, Fake};
+use crate::data::{DataField, Value};
 use crate::manifest::{WindowFunction, WindowKind, WindowSpec};
 use crate::parse::ParsedRow;
-use crate::sandbox::{DataField, Value};
 use crate::window::{Emitted, ShardWindows, WindowOutput};
 
 /// One record of a test stream, in arrival order.
