@@ -488,7 +488,7 @@ where
             options.ceilings.max_keys,
         );
         if let Some(c) = &options.checkpoint {
-            coordinator.checkpoints(c, manifest);
+            coordinator.checkpoints(c);
         }
         coordinator.suspend = options.suspend.clone();
         coordinator.live = options.live.clone();
@@ -745,8 +745,7 @@ impl<'a> Coordinator<'a> {
     }
 
     /// Takes checkpoints from now on, resuming from `options.restore`.
-    fn checkpoints(&mut self, options: &CheckpointOptions, manifest: &Manifest) {
-        let _ = manifest;
+    fn checkpoints(&mut self, options: &CheckpointOptions) {
         let mut c = Checkpoints {
             store: Arc::clone(&options.store),
             interval: options.interval,
