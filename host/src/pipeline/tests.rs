@@ -1,3 +1,4 @@
+use super::coordinator::next_multiple_above;
 use super::*;
 
 #[test]
