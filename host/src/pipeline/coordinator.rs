@@ -11,7 +11,8 @@
 //!   dead-lettered here;
 //! - the keyless error count and its tenant-level `Global Metric` lines
 //!   ([`KeylessMetric`]), and the bad-row dead letters;
-//! - with checkpoints, the schedule of `checkpoint.rs`.
+//! - with checkpoints, the schedule of `checkpoint.rs`;
+//! - the reports to `Options::progress`, at most about four a second.
 //!
 //! Each chunk becomes one `Work::Batch` per worker (sent to *every*
 //! worker, on each worker's `sync_channel(4)`, so windows fire at the same
@@ -32,7 +33,7 @@ use super::read::Chunk;
 use super::shard::Work;
 use super::{Ctx, Error, Live, Result};
 use crate::ingress::Acknowledger;
-use crate::metrics::Counters;
+use crate::metrics::{Counters, Progress, ProgressObserver};
 use crate::parse::{BadKind, BadRow, Key, ParsedRow};
 use crate::sandbox::{DataField, Value};
 use crate::sink::{Data, DeadLetter, OutputType, Record, Rendered, RowPos, Sinks, WindowRef};
@@ -130,7 +131,7 @@ impl<'a> Coordinator<'a> {
     pub(super) fn run(
         &mut self,
         rx: &Receiver<Chunk>,
-        progress: &indicatif::ProgressBar,
+        progress: Option<&dyn ProgressObserver>,
         counters: &Counters,
         started: Instant,
         panes: &[std::sync::atomic::AtomicUsize],
@@ -169,22 +170,17 @@ impl<'a> Coordinator<'a> {
             };
             let Some(chunk) = chunk else { break };
             self.chunk(chunk)?;
-            if last_progress.elapsed() >= Duration::from_millis(250) {
+            let due = last_progress.elapsed() >= Duration::from_millis(250);
+            if let Some(progress) = progress.filter(|_| due) {
                 last_progress = Instant::now();
-                let s = counters.snapshot(started.elapsed());
                 let open: usize = panes
                     .iter()
                     .map(|p| p.load(std::sync::atomic::Ordering::Relaxed))
                     .sum();
-                progress.set_message(format!(
-                    "{} rows, {} MB, {} bad, {} late, {} outputs, {:.0} events/s, {open} panes",
-                    s.rows_in,
-                    s.bytes_in / 1_000_000,
-                    s.bad_rows,
-                    s.late_dropped,
-                    s.outputs,
-                    s.events_per_sec()
-                ));
+                progress.progress(&Progress {
+                    summary: counters.snapshot(started.elapsed()),
+                    open_panes: open,
+                });
             }
         }
         let suspended = self.acks.is_some()

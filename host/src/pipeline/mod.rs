@@ -272,17 +272,10 @@ where
         }
     }
 
-    let progress = if options.progress {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let progress = options.progress.as_deref();
+    if let Some(progress) = progress {
+        progress.started();
+    }
 
     thread::scope(|scope| -> Result<Report> {
         let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(4);
@@ -376,7 +369,7 @@ where
         }
         coordinator.suspend = options.suspend.clone();
         coordinator.live = options.live.clone();
-        let outcome = coordinator.run(&chunk_rx, &progress, &counters, started, &panes);
+        let outcome = coordinator.run(&chunk_rx, progress, &counters, started, &panes);
         // Whatever happened, close the channels so every thread ends.
         drop(coordinator);
         drop(chunk_rx);
@@ -406,7 +399,9 @@ where
                 Err(_) => first_error = Some(Error::Panicked("reader".into())),
             }
         }
-        progress.finish_and_clear();
+        if let Some(progress) = progress {
+            progress.finished();
+        }
         if let Some(e) = first_error.or(gone) {
             return Err(e);
         }

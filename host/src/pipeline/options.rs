@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::Ceilings;
-use crate::metrics::{Counters, LatencyObserver};
+use crate::metrics::{Counters, LatencyObserver, ProgressObserver};
 use crate::parse::ParsedRow;
 use crate::state::{Checkpoint, CheckpointStore};
 
@@ -28,8 +28,9 @@ pub struct Options {
     pub workers: usize,
     /// Rows per batch handed to the workers.
     pub batch_rows: usize,
-    /// Show a progress line on stderr.
-    pub progress: bool,
+    /// Where to report the run's figures while it goes on (`sluice run`'s
+    /// progress line on stderr); `None`: nowhere.
+    pub progress: Option<Arc<dyn ProgressObserver>>,
     /// Take checkpoints (and resume from one).
     pub checkpoint: Option<CheckpointOptions>,
     /// Count into these (reset to a restored checkpoint's figures) instead
@@ -115,7 +116,7 @@ impl Default for Options {
         Options {
             workers: thread::available_parallelism().map_or(1, usize::from),
             batch_rows: DEFAULT_BATCH_ROWS,
-            progress: false,
+            progress: None,
             checkpoint: None,
             counters: None,
             suspend: None,
