@@ -1,8 +1,9 @@
 //! The checkpoint protocol, run on the coordinator's thread: when a
 //! checkpoint falls due, the barrier through the shards, collecting their
 //! snapshots, the durable commit, then the acks of the input it covers.
-//! Kept apart from the coordinator's routing because its order of steps is
-//! what makes a restart exactly-once, and it reads best in one place.
+//! Kept apart from the coordinator's routing because a restart relies on
+//! the order of its steps (outputs synced, checkpoint durable, then acks),
+//! which reads best in one place.
 //!
 //! The hops: the coordinator sends `Work::Checkpoint(reply)` down every
 //! worker's channel, behind the batches already queued (the barrier); each

@@ -69,9 +69,9 @@ pub(super) struct Coordinator<'a> {
     pub(super) checkpoints: Option<Checkpoints>,
     /// The last message settled by a chunk (message input).
     pub(super) last_seq: Option<u64>,
-    /// See [`Options::suspend`].
+    /// See [`Options::suspend`](super::Options::suspend).
     pub(super) suspend: Option<Arc<AtomicBool>>,
-    /// See [`Options::live`].
+    /// See [`Options::live`](super::Options::live).
     pub(super) live: Option<Arc<Live>>,
     /// The key ceiling: hashes of the keys admitted so far, at most
     /// `max_keys` of them. A key's state (windows, alert state) is held
