@@ -27,6 +27,7 @@ use sluice_host::client::tail;
 use sluice_host::ingress::amqp::{AmqpIngress, AmqpIngressConfig};
 use sluice_host::ingress::Input;
 use sluice_host::metrics::prometheus::HostMetrics;
+use sluice_host::metrics::{Progress, ProgressObserver};
 use sluice_host::pipeline::CheckpointOptions;
 use sluice_host::pipeline::{self, Ceilings as PipelineCeilings, Options, Sinks};
 use sluice_host::sandbox::{
@@ -811,7 +812,7 @@ fn batch(args: BatchArgs) -> anyhow::Result<()> {
     };
     let options = Options {
         workers,
-        progress: !args.quiet,
+        progress: progress_line(!args.quiet),
         ..Options::default()
     };
     let rt = args.cassandra.as_ref().map(|_| runtime()).transpose()?;
@@ -871,7 +872,7 @@ fn batch(args: BatchArgs) -> anyhow::Result<()> {
                     "cli",
                     dead_letter.clone(),
                     &Options {
-                        progress: !args.quiet && args.input.is_some(),
+                        progress: options.progress.clone().filter(|_| args.input.is_some()),
                         ..options.clone()
                     },
                     progress.clone(),
@@ -947,6 +948,56 @@ fn scan_progress() -> indicatif::ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+/// The progress line of a pipeline run on stderr, when `show`.
+fn progress_line(show: bool) -> Option<Arc<dyn ProgressObserver>> {
+    show.then(|| Arc::new(ProgressLine::default()) as Arc<dyn ProgressObserver>)
+}
+
+/// A pipeline run's figures as a spinner line on stderr, redrawn at most
+/// four times a second; a new bar for each run (a `sluice batch` of
+/// several jobs runs one pipeline per job), cleared when it ends.
+#[derive(Default)]
+struct ProgressLine {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl ProgressObserver for ProgressLine {
+    fn started(&self) {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        if let Ok(mut slot) = self.bar.lock() {
+            *slot = Some(bar);
+        }
+    }
+
+    fn progress(&self, progress: &Progress) {
+        let Ok(slot) = self.bar.lock() else { return };
+        let Some(bar) = slot.as_ref() else { return };
+        let s = &progress.summary;
+        bar.set_message(format!(
+            "{} rows, {} MB, {} bad, {} late, {} outputs, {:.0} events/s, {} panes",
+            s.rows_in,
+            s.bytes_in / 1_000_000,
+            s.bad_rows,
+            s.late_dropped,
+            s.outputs,
+            s.events_per_sec(),
+            progress.open_panes
+        ));
+    }
+
+    fn finished(&self) {
+        let bar = self.bar.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// `column=value,column=value` pairs (`--scope`, `--key`).
@@ -1242,7 +1293,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     let checkpointing = store.is_some();
     let options = Options {
         workers,
-        progress: !args.quiet,
+        progress: progress_line(!args.quiet),
         checkpoint: store.map(|store| CheckpointOptions {
             store,
             interval: args.checkpoint_interval,

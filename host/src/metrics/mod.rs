@@ -22,6 +22,30 @@ pub trait LatencyObserver: Send + Sync {
     fn end_to_end(&self, took: Duration);
 }
 
+/// Where a run reports how far it has got while it goes on (`sluice run`'s
+/// progress line on stderr). The pipeline calls it from its coordinator
+/// thread, at most about four times a second, so the library draws
+/// nothing itself and the caller chooses how to show it.
+pub trait ProgressObserver: Send + Sync {
+    /// The run starts reading its input: the tenant is instantiated (and
+    /// restored), the threads are about to start.
+    fn started(&self) {}
+    /// The figures so far, after a chunk of input.
+    fn progress(&self, progress: &Progress);
+    /// The run's threads have ended, whether the run succeeded or not.
+    fn finished(&self) {}
+}
+
+/// A running pipeline's figures, as [`ProgressObserver::progress`] gets
+/// them.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// The counters so far (`elapsed`: since the run started).
+    pub summary: Summary,
+    /// Panes open over all shards now.
+    pub open_panes: usize,
+}
+
 /// Wall time since `at_ms` (ms since the epoch); zero for a time ahead of
 /// this clock (another machine's skew).
 pub fn since_epoch_ms(at_ms: i64) -> Duration {

@@ -5,6 +5,10 @@
 //! `bad-row` dead letter with its first bytes and its length; a row whose
 //! event time is beyond `max_future` becomes a `future` dead letter
 //! instead of reaching the watermark.
+//!
+//! The reader owns the input (a byte stream or the broker's message
+//! receiver) and the row parser; it sends [`Chunk`]s to the coordinator
+//! over a `sync_channel(4)` and ends by dropping its sender.
 
 use std::io::Read;
 use std::sync::mpsc::SyncSender;

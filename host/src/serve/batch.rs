@@ -265,7 +265,7 @@ impl Worker {
         };
         let options = pipeline::Options {
             workers: self.env.workers.max(1),
-            progress: false,
+            progress: None,
             ..pipeline::Options::default()
         };
         let started = std::time::Instant::now();

@@ -653,7 +653,7 @@ fn run_partition(
     }
     let options = Options {
         workers: 1,
-        progress: false,
+        progress: None,
         checkpoint: Some(env.checkpoint_options(store.clone(), &ctx.module, restore)),
         counters: Some(Arc::clone(&state.counters)),
         suspend: Some(Arc::clone(&state.suspend)),

@@ -217,7 +217,7 @@ impl Run {
         let suspend = Arc::new(AtomicBool::new(false));
         let options = Options {
             workers,
-            progress: false,
+            progress: None,
             checkpoint: Some(env.checkpoint_options(store.clone(), &module, restore)),
             counters: Some(counters),
             suspend: Some(Arc::clone(&suspend)),
