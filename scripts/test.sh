@@ -46,6 +46,9 @@ if ! "$venv/bin/python" -c 'import pika, cassandra, prometheus_client' 2>/dev/nu
 fi
 export SLUICE_PYTHON="$venv/bin/python"
 
+# The layering holds: the core crate links none of the heavy dependencies.
+scripts/check-core-deps.sh
+
 cargo xtask build-examples
 
 if ! wait "$services_pid"; then

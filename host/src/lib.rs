@@ -8,20 +8,21 @@
 //! `ARCHITECTURE.md` at the repository root is the map; this crate's modules
 //! follow those stages, one concern each.
 
+// The engine without I/O is the `sluice-core` crate; its modules are
+// re-exported under their old paths, so `crate::window` and
+// `sluice_host::window` keep naming the same thing.
+pub use sluice_core::{data, manifest, parse, window};
+
 pub mod admin;
 pub mod batch;
 pub mod broker;
 pub mod client;
-pub mod data;
 pub mod generate;
 pub mod ingress;
-pub mod manifest;
 pub mod metrics;
-pub mod parse;
 pub mod pipeline;
 pub mod report;
 pub mod sandbox;
 pub mod serve;
 pub mod sink;
 pub mod state;
-pub mod window;

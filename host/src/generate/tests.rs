@@ -6,7 +6,9 @@ use super::bts::*;
 use crate::parse::{OwnedValue, ParsedRow, RowParser};
 
 fn manifest() -> crate::manifest::Manifest {
-    crate::parse::tests::bts_manifest()
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/bts-analytics/sluice.toml");
+    crate::manifest::Manifest::from_path(&path).expect("the BTS example manifest loads")
 }
 
 fn generate(config: &BtsConfig) -> (Vec<u8>, GenSummary, Vec<GenLine>) {

@@ -8,3 +8,4 @@ mod determinism;
 mod hostile;
 mod rejection;
 mod spike;
+mod windows_bts;

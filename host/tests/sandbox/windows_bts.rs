@@ -1,4 +1,4 @@
-//! The engine with the real BTS component (`stats`) in the sandbox, for
+//! The window engine with the real BTS component (`stats`) in the sandbox, for
 //! the customer's sliding minute (60 s, every 5 s): every window's output
 //! equals min/max/mean/counter/alarms computed by brute force.
 
@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::data::{FieldDef, FieldType, Limits, Value};
-use crate::manifest::{WindowFunction, WindowKind, WindowSpec};
-use crate::parse::{Key, OwnedValue, ParsedRow};
-use crate::sandbox::{SandboxConfig, SandboxEngine, TenantInstance};
-use crate::window::{Emitted, OutputType, ShardWindows, WindowOutput};
+use sluice_host::data::{FieldDef, FieldType, Limits, Value};
+use sluice_host::manifest::{WindowFunction, WindowKind, WindowSpec};
+use sluice_host::parse::{Key, OwnedValue, ParsedRow};
+use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TenantInstance};
+use sluice_host::window::{Emitted, OutputType, ShardWindows, WindowOutput};
 
 /// The BTS component, built by `cargo xtask build-examples` when missing.
 fn component() -> PathBuf {

@@ -54,7 +54,8 @@ fn assert_error(err: &str, position: &str, parts: &[&str]) {
 
 #[test]
 fn the_example_bts_manifest_loads_with_every_section() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bts-analytics/sluice.toml");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bts-analytics/sluice.toml");
     let m = Manifest::from_path(&path).expect("the example manifest loads");
     assert_eq!(m.tenant, "bts");
     assert_eq!(
@@ -625,7 +626,8 @@ fn module_info(info: sluice_guest::ModuleInfo) -> ModuleInfo {
 
 #[test]
 fn the_example_manifest_fits_the_real_bts_module() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bts-analytics/sluice.toml");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bts-analytics/sluice.toml");
     let m = Manifest::from_path(&path).expect("the example manifest loads");
     m.check_module(&bts_module_info())
         .expect("bts-analytics offers stats and alerts");
@@ -854,7 +856,7 @@ fn check_module_covers_batch_functions_and_alert_kinds() {
 
 #[test]
 fn the_example_batch_manifest_fits_the_real_bts_batch_module() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bts-batch/sluice.toml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bts-batch/sluice.toml");
     let m = Manifest::from_path(&path).expect("the batch example manifest loads");
     let names: Vec<_> = m.batch.iter().map(|j| j.name.as_str()).collect();
     assert_eq!(

@@ -7,7 +7,8 @@ use crate::data::BatchBuilder;
 use crate::manifest::{ColumnSpec, InputSpec, Manifest};
 
 pub(crate) fn bts_manifest() -> Manifest {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bts-analytics/sluice.toml");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bts-analytics/sluice.toml");
     Manifest::from_path(&path).expect("the BTS example manifest loads")
 }
 
