@@ -12,7 +12,7 @@ pub mod stored;
 pub use range::{alert_range, parse_instant, schedule_range};
 pub use run::{Error, JobOutcome, JobRun};
 
-use crate::sandbox::DataField;
+use crate::data::DataField;
 use crate::sink::OwnedWindow;
 
 /// The event-time range a job run covers, ms since the Unix epoch,

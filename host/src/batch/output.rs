@@ -93,7 +93,7 @@ impl Serialize for Data<'_> {
 mod tests {
     use super::super::JobRange;
     use super::*;
-    use crate::sandbox::{DataField, Value};
+    use crate::data::{DataField, Value};
     use crate::sink::OwnedWindow;
 
     #[test]

@@ -57,9 +57,9 @@ use tokio::task::JoinSet;
 use super::Input;
 use crate::batch::JobRange;
 use crate::broker::Backoff;
+use crate::data::FieldType;
 use crate::manifest::ColumnSpec;
 use crate::parse::TimestampFormat;
-use crate::sandbox::FieldType;
 use crate::sink::cassandra::rows::day;
 use crate::sink::cassandra::{pager_retryable, row_retryable, schema};
 

@@ -12,11 +12,10 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use super::{Ctx, Error, Result};
+use crate::data::error::{Result as CallResult, SandboxError};
+use crate::data::{AlertResult, BatchBuilder, EventBatch, FieldValue, KeyGroup};
 use crate::metrics::Counters;
 use crate::parse::{Key, ParsedRow};
-use crate::sandbox::{
-    self, AlertResult, BatchBuilder, EventBatch, FieldValue, KeyGroup, SandboxError, TenantInstance,
-};
 use crate::sink::{Data, DeadLetter, OutputType, Record, Rendered};
 use crate::window::{StateBudget, WindowCalls};
 
@@ -27,26 +26,11 @@ pub trait AlertCalls {
         function: &str,
         groups: &[KeyGroup],
         batch: &EventBatch,
-    ) -> sandbox::Result<Vec<AlertResult>>;
+    ) -> CallResult<Vec<AlertResult>>;
 
     /// A key's new alert state went over a state ceiling: counted as a trap
     /// (see [`WindowCalls::breached_limit`]). Native stand-ins: nothing.
     fn breached_limit(&mut self) {}
-}
-
-impl AlertCalls for TenantInstance {
-    fn alert(
-        &mut self,
-        function: &str,
-        groups: &[KeyGroup],
-        batch: &EventBatch,
-    ) -> sandbox::Result<Vec<AlertResult>> {
-        TenantInstance::alert(self, function, groups, batch)
-    }
-
-    fn breached_limit(&mut self) {
-        TenantInstance::breached_limit(self);
-    }
 }
 
 /// Each key's alert state, as the guest last returned it.
@@ -212,7 +196,7 @@ enum Isolate {
 fn isolate<T>(
     range: Range<usize>,
     out: &mut Vec<std::result::Result<T, String>>,
-    call: &mut dyn FnMut(Range<usize>) -> Result<sandbox::Result<Vec<T>>>,
+    call: &mut dyn FnMut(Range<usize>) -> Result<CallResult<Vec<T>>>,
 ) -> std::result::Result<(), Isolate> {
     if range.is_empty() {
         return Ok(());
@@ -244,7 +228,7 @@ fn isolate<T>(
 pub(super) fn isolate_for_tests<T>(
     n: usize,
     out: &mut Vec<std::result::Result<T, String>>,
-    call: &mut dyn FnMut(Range<usize>) -> Result<sandbox::Result<Vec<T>>>,
+    call: &mut dyn FnMut(Range<usize>) -> Result<CallResult<Vec<T>>>,
 ) -> bool {
     isolate(0..n, out, call).is_ok()
 }

@@ -32,10 +32,10 @@ use super::checkpoint::Checkpoints;
 use super::read::Chunk;
 use super::shard::Work;
 use super::{Ctx, Error, Live, Result};
+use crate::data::{DataField, Value};
 use crate::ingress::Acknowledger;
 use crate::metrics::{Counters, Progress, ProgressObserver};
 use crate::parse::{BadKind, BadRow, Key, ParsedRow};
-use crate::sandbox::{DataField, Value};
 use crate::sink::{Data, DeadLetter, OutputType, Record, Rendered, RowPos, Sinks, WindowRef};
 use crate::window;
 

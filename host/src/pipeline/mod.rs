@@ -76,11 +76,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::data::{self, SandboxError};
 use crate::ingress::Input;
 use crate::manifest::{Manifest, WindowKind};
 use crate::metrics::{Counters, Summary};
 use crate::parse::{self, RowParser};
-use crate::sandbox::{self, SandboxError, TenantModule};
+use crate::sandbox::TenantModule;
 pub use crate::sink::Sinks;
 use crate::sink::{self, DeadLetter, DeadLetterRecord, Event, EventBatch, Rendered};
 use crate::state;
@@ -134,7 +135,7 @@ pub enum Error {
         worker: usize,
         function: String,
         #[source]
-        source: sandbox::BatchError,
+        source: data::BatchError,
     },
     #[error(transparent)]
     Sink(#[from] sink::Error),
@@ -418,7 +419,7 @@ struct Ctx {
     tenant: String,
     key_names: Vec<String>,
     columns: Vec<String>,
-    schema: Vec<sandbox::FieldDef>,
+    schema: Vec<data::FieldDef>,
     alert_function: Option<String>,
     max_out_of_orderness: i64,
     idle_timeout: Option<Duration>,

@@ -1,5 +1,6 @@
 use super::coordinator::next_multiple_above;
 use super::*;
+use crate::data::error::Result as CallResult;
 
 #[test]
 fn the_next_boundary_is_strictly_above_the_time_also_for_negative_times() {
@@ -43,18 +44,13 @@ impl crate::window::WindowCalls for QuietAlerts {
     fn aggregate_add(
         &mut self,
         _: &str,
-        _: &[sandbox::AddGroup<'_>],
-        _: &sandbox::EventBatch,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
+        _: &[data::AddGroup<'_>],
+        _: &data::EventBatch,
+    ) -> CallResult<Vec<Vec<u8>>> {
         Err(SandboxError::Engine("no windows".into()))
     }
 
-    fn aggregate_merge(
-        &mut self,
-        _: &str,
-        _: &[&[&[u8]]],
-        _: i64,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
+    fn aggregate_merge(&mut self, _: &str, _: &[&[&[u8]]], _: i64) -> CallResult<Vec<Vec<u8>>> {
         Err(SandboxError::Engine("no windows".into()))
     }
 
@@ -63,16 +59,16 @@ impl crate::window::WindowCalls for QuietAlerts {
         _: &str,
         _: &[&[&[u8]]],
         _: i64,
-    ) -> sandbox::Result<Vec<Vec<sandbox::DataField>>> {
+    ) -> CallResult<Vec<Vec<data::DataField>>> {
         Err(SandboxError::Engine("no windows".into()))
     }
 
     fn process_window(
         &mut self,
         _: &str,
-        _: &[sandbox::WindowGroup],
-        _: &sandbox::EventBatch,
-    ) -> sandbox::Result<Vec<Vec<sandbox::DataField>>> {
+        _: &[data::WindowGroup],
+        _: &data::EventBatch,
+    ) -> CallResult<Vec<Vec<data::DataField>>> {
         Err(SandboxError::Engine("no windows".into()))
     }
 
@@ -85,12 +81,12 @@ impl AlertCalls for QuietAlerts {
     fn alert(
         &mut self,
         _: &str,
-        groups: &[sandbox::KeyGroup],
-        _: &sandbox::EventBatch,
-    ) -> sandbox::Result<Vec<sandbox::AlertResult>> {
+        groups: &[data::KeyGroup],
+        _: &data::EventBatch,
+    ) -> CallResult<Vec<data::AlertResult>> {
         Ok(groups
             .iter()
-            .map(|_| sandbox::AlertResult {
+            .map(|_| data::AlertResult {
                 state: Vec::new(),
                 alerts: Vec::new(),
             })

@@ -10,7 +10,7 @@ use std::ops::{Add, AddAssign};
 use chrono::{DateTime, Timelike, Utc};
 
 use crate::batch::{BatchResult, ChartKind, ChartSpec};
-use crate::sandbox::Value;
+use crate::data::Value;
 
 use super::Error;
 

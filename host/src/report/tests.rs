@@ -1,5 +1,5 @@
 use crate::batch::{BatchResult, ChartKind, ChartSpec, JobRange, ReportJob};
-use crate::sandbox::{DataField, Value};
+use crate::data::{DataField, Value};
 use crate::sink::OwnedWindow;
 
 use super::colours::{self, Colour};

@@ -1,10 +1,14 @@
 //! The sandbox as the window engine's and the pipeline's tenant calls:
 //! a [`TenantInstance`] implements the call traits they are written
 //! against (natives stand in for it in tests and benchmarks).
+//!
+//! `AlertCalls` is still the host's pipeline's; with the pipeline in the
+//! core crate both traits are below the sandbox.
 
 use super::error::Result;
 use super::instance::TenantInstance;
-use crate::data::{AddGroup, DataField, EventBatch, WindowGroup};
+use crate::data::{AddGroup, AlertResult, DataField, EventBatch, KeyGroup, WindowGroup};
+use crate::pipeline::AlertCalls;
 use crate::window::WindowCalls;
 
 /// Delegates to the instance. Its `reads` is known once the instance has
@@ -49,6 +53,21 @@ impl WindowCalls for TenantInstance {
 
     fn reads(&self) -> &[u32] {
         TenantInstance::reads(self)
+    }
+
+    fn breached_limit(&mut self) {
+        TenantInstance::breached_limit(self);
+    }
+}
+
+impl AlertCalls for TenantInstance {
+    fn alert(
+        &mut self,
+        function: &str,
+        groups: &[KeyGroup],
+        batch: &EventBatch,
+    ) -> Result<Vec<AlertResult>> {
+        TenantInstance::alert(self, function, groups, batch)
     }
 
     fn breached_limit(&mut self) {

@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
+use crate::data::{DataField, Value};
 use crate::parse::{BadRow, Key, OwnedValue, ParsedRow};
-use crate::sandbox::{DataField, Value};
 
 /// Result of sink operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
+use crate::data::DataField;
 use crate::parse::{Key, OwnedValue, Position};
-use crate::sandbox::DataField;
 
 use super::OutputType;
 

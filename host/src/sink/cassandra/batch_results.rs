@@ -776,7 +776,7 @@ const PAGE_SIZE: i32 = 5000;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{DataField, Value};
+    use crate::data::{DataField, Value};
 
     fn result(job: &str, range: JobRange, key: &str, n: i64) -> BatchResult {
         BatchResult {

@@ -19,8 +19,8 @@ use scylla::value::CqlTimestamp;
 
 use super::rows::Table;
 use super::{Error, Result};
+use crate::data::{DataField, Value};
 use crate::parse::Key;
-use crate::sandbox::{DataField, Value};
 use crate::sink::{Data, OutputType, Record, WindowRef};
 
 /// Which results to print.

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use scylla::value::{CqlDate, CqlTimestamp};
 
+use crate::data::{DataField, Value};
 use crate::parse::{Key, OwnedValue};
-use crate::sandbox::{DataField, Value};
 use crate::sink::{EventBatch, OutputType, TypedDeadLetter, TypedResult};
 
 /// Most rows in one request (one unlogged batch of one partition).
