@@ -3,67 +3,22 @@
 //! equals min/max/mean/counter/alarms computed by brute force.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use sluice_host::data::{FieldDef, FieldType, Limits, Value};
+use sluice_host::data::{Limits, Value};
 use sluice_host::manifest::{WindowFunction, WindowKind, WindowSpec};
 use sluice_host::parse::{Key, OwnedValue, ParsedRow};
-use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TenantInstance};
+use sluice_host::sandbox::TenantInstance;
+
+use crate::common::{self, bts_schema, close};
 use sluice_host::window::{Emitted, OutputType, ShardWindows, WindowOutput};
 
-/// The BTS component, built by `cargo xtask build-examples` when missing.
-fn component() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf();
-    let path = root.join("target/components/bts_analytics.wasm");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["xtask", "build-examples"])
-            .current_dir(&root)
-            .status()
-            .expect("running cargo xtask build-examples");
-        assert!(status.success(), "cargo xtask build-examples failed");
-    }
-    path
-}
-
-fn field(name: &str, ty: FieldType, optional: bool) -> FieldDef {
-    FieldDef {
-        name: name.into(),
-        ty,
-        optional,
-    }
-}
-
-fn bts_schema() -> Vec<FieldDef> {
-    vec![
-        field("station_id", FieldType::Text, false),
-        field("datapoint_id", FieldType::Text, false),
-        field("alarm_id", FieldType::Text, false),
-        field("event_time", FieldType::Timestamp, false),
-        field("value", FieldType::Float, false),
-        field("valueThreshold", FieldType::Float, false),
-        field("isActive", FieldType::Boolean, false),
-        field("storedtime", FieldType::Text, true),
-    ]
-}
-
 fn instance() -> TenantInstance {
-    let engine = SandboxEngine::new(SandboxConfig {
-        pool_instances: 4,
-        ..SandboxConfig::default()
-    })
-    .expect("sandbox engine");
-    let module = engine
-        .load_file("bts", &component())
-        .expect("loading bts_analytics");
-    module
-        .instantiate(Vec::new(), bts_schema(), Limits::default())
-        .expect("instantiating bts_analytics")
+    common::instance(
+        &common::load("bts", "bts_analytics"),
+        &[],
+        Limits::default(),
+    )
 }
 
 struct Reading {
@@ -126,10 +81,6 @@ fn int(o: &WindowOutput, name: &str) -> i64 {
         Some(Value::Int(v)) => *v,
         other => panic!("`{name}` should be an int, got {other:?}"),
     }
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
 }
 
 #[test]
