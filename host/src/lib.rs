@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod report;
+pub mod runner;
 pub mod sandbox;
 pub mod serve;
 pub mod sink;

@@ -6,19 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_host::broker::topology;
 use sluice_host::ingress::amqp::{AmqpIngress, AmqpIngressConfig};
 use sluice_host::ingress::Input;
 use sluice_host::manifest::Manifest;
-use sluice_host::pipeline::CheckpointOptions;
 use sluice_host::pipeline::{self, Ceilings as PipelineCeilings, Options, Sinks};
+use sluice_host::runner::{self, Checkpoints, RunSpec, Runner};
 use sluice_host::sandbox::Ceilings;
-use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
+use sluice_host::sink::amqp::AmqpSink;
 use sluice_host::sink::cassandra::{CassandraConfig, CassandraSink};
 use sluice_host::sink::LineSink;
 use sluice_host::state::cassandra::{CassandraStore, CassandraStoreOptions};
 use sluice_host::state::local::LocalStore;
-use sluice_host::state::{self, CheckpointStore, InputPosition};
+use sluice_host::state::CheckpointStore;
 
 use super::args::{
     nodes, parse_duration, CeilingArgs, CheckpointStoreKind, PipelineCeilingArgs, StoreArgs,
@@ -263,10 +262,7 @@ fn run_tenant(args: &RunArgs) -> anyhow::Result<()> {
             (None, None) => None,
         };
     let restore = match &store {
-        Some(store) => store
-            .latest()
-            .context("reading the latest checkpoint")?
-            .map(state::Restored::into_resume),
+        Some(store) => runner::newest(store.as_ref()).context("reading the latest checkpoint")?,
         None => None,
     };
     if let Some(c) = &restore {
@@ -325,31 +321,19 @@ fn run_tenant(args: &RunArgs) -> anyhow::Result<()> {
         None => LineSink::discard("dead-letter"),
     };
     let mut sinks = Sinks::lines(output, dead_letter);
-    let skip = match restore.as_ref().map(|c| &c.input) {
-        Some(InputPosition::Messages { unacked }) => unacked.clone(),
-        _ => Vec::new(),
-    };
-    let file_start = match restore.as_ref().map(|c| &c.input) {
-        Some(InputPosition::File { offset, line }) => (*offset, *line),
-        _ => (0, 0),
-    };
+    let skip = runner::unacked(restore.as_ref());
+    let file_start = runner::file_position(restore.as_ref());
     let checkpointing = store.is_some();
+    let checkpoints = store.map(|store| Checkpoints {
+        store,
+        interval: args.checkpoint_interval,
+        every_rows: args.checkpoint_rows,
+        prefetch: args.amqp.as_ref().map(|_| args.prefetch),
+        restore,
+    });
     let options = Options {
         workers,
         progress: !args.quiet,
-        checkpoint: store.map(|store| CheckpointOptions {
-            store,
-            interval: args.checkpoint_interval,
-            every_rows: args.checkpoint_rows,
-            // Acks come only with checkpoints: take one before the
-            // prefetch window runs out, so the consumer never stalls.
-            every_messages: args
-                .amqp
-                .as_ref()
-                .map(|_| usize::from(args.prefetch.max(2)) / 2),
-            module_hash: module.hash().to_owned(),
-            restore,
-        }),
         ceilings: args.pipeline_ceilings,
         ..Options::default()
     };
@@ -372,14 +356,7 @@ fn run_tenant(args: &RunArgs) -> anyhow::Result<()> {
             let handle = rt.handle().clone();
             let sink = rt
                 .block_on(AmqpSink::connect(
-                    AmqpSinkConfig {
-                        url: url.clone(),
-                        exchange: manifest.output.exchange.clone(),
-                        dead_letter_exchange: Some(topology::dead_letter_name(
-                            &manifest.input.queue,
-                        )),
-                        give_up: BROKER_GIVE_UP,
-                    },
+                    runner::result_sink(url.clone(), &manifest),
                     handle.clone(),
                 ))
                 .context("connecting the result sink")?;
@@ -393,17 +370,15 @@ fn run_tenant(args: &RunArgs) -> anyhow::Result<()> {
             let (input, ingress) = rt
                 .block_on(AmqpIngress::start(
                     AmqpIngressConfig {
-                        url: url.clone(),
-                        queue: manifest.input.queue.clone(),
-                        prefetch: args.prefetch.max(1),
                         until_idle,
                         max_message_bytes: args.max_message_bytes,
-                        give_up: BROKER_GIVE_UP,
                         skip,
                         commit_acks: checkpointing,
-                        partitioned: None,
-                        await_activation: false,
-                        reconnect: true,
+                        ..runner::consumer(
+                            url.clone(),
+                            manifest.input.queue.clone(),
+                            args.prefetch.max(1),
+                        )
                     },
                     handle,
                 ))
@@ -431,7 +406,14 @@ fn run_tenant(args: &RunArgs) -> anyhow::Result<()> {
             )
         }
     };
-    let report = match pipeline::run(&manifest, &module, input, &sinks, &options) {
+    let runner = Runner::new(RunSpec {
+        manifest: &manifest,
+        module: &module,
+        sinks: &sinks,
+        checkpoints,
+        options,
+    });
+    let report = match runner.run(input) {
         Ok(report) => report,
         // `sluice run ... | head` is not an error.
         Err(e) if broken_pipe(&e) => return Ok(()),
@@ -488,9 +470,6 @@ fn run_tenant(args: &RunArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// How long a run keeps reconnecting to a broker that went away.
-const BROKER_GIVE_UP: Duration = Duration::from_secs(300);
 
 /// Whether the run stopped because whoever reads its output went away.
 fn broken_pipe(e: &pipeline::Error) -> bool {

@@ -10,7 +10,7 @@
 //!    ownership generation, which fences the previous owner's checkpoint
 //!    writes), its newest checkpoint restored, and the held deliveries
 //!    applied, redeliveries the checkpoint covers recognised;
-//! 3. **active**: the ordinary [`pipeline::run`] with one worker (a
+//! 3. **active**: the ordinary pipeline ([`Runner`]) with one worker (a
 //!    partition's checkpoint must restore on any host, whatever its core
 //!    count; the partitions are the parallelism), checkpoints in
 //!    Cassandra, acks after them;
@@ -42,13 +42,14 @@ use crate::ingress::Input;
 use crate::manifest::Manifest;
 use crate::metrics::prometheus::CheckpointMetrics;
 use crate::metrics::{Counters, Summary};
-use crate::pipeline::{self, Live, Options, Sinks};
+use crate::pipeline::{Live, Options, Sinks};
+use crate::runner::{self, RunSpec, Runner};
 use crate::sandbox::TenantModule;
 use crate::sink::{self, EventBatch, LineSink, MessageSink, Rendered, Stream, TableSink};
 use crate::state::cassandra::{CassandraStore, CassandraStoreOptions};
-use crate::state::{self, Checkpoint, CheckpointStore, InputPosition, Restored};
+use crate::state::{self, Checkpoint, CheckpointStore, Restored};
 
-use super::tenant::{RunEnv, BROKER_GIVE_UP};
+use super::tenant::RunEnv;
 
 /// A host hands a partition over at most this often, and only when every
 /// partition it owns has been its own this long: a partition that just
@@ -462,12 +463,7 @@ fn activation(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<Ended, St
                 partitioned: Some(ctx.input.clone()),
                 await_activation: true,
                 reconnect: false,
-                ..AmqpIngressConfig::plain(
-                    env.amqp.clone(),
-                    queue.clone(),
-                    env.prefetch,
-                    BROKER_GIVE_UP,
-                )
+                ..runner::consumer(env.amqp.clone(), queue.clone(), env.prefetch)
             },
             rt.clone(),
         ))
@@ -515,10 +511,7 @@ fn activation(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<Ended, St
     // Takeover: claim (fencing the previous owner), restore, apply.
     let started = Instant::now();
     let (store, restore) = claim(ctx, index, state)?;
-    let skip = match restore.as_ref().map(|c| &c.input) {
-        Some(InputPosition::Messages { unacked }) => unacked.clone(),
-        _ => Vec::new(),
-    };
+    let skip = runner::unacked(restore.as_ref());
     tracing::info!(
         tenant = %ctx.manifest.tenant,
         partition = index,
@@ -590,10 +583,8 @@ fn claim(
     let generation = store
         .claim(&ctx.owner)
         .map_err(|e| format!("claiming partition {index}: {e}"))?;
-    let restore = store
-        .latest()
-        .map_err(|e| format!("restoring partition {index}: {e}"))?
-        .map(Restored::into_resume);
+    let restore =
+        runner::newest(&store).map_err(|e| format!("restoring partition {index}: {e}"))?;
     if restore.is_none() {
         // The partition's first run anywhere: its figures start at zero,
         // whatever an earlier failed activation here had counted.
@@ -651,17 +642,23 @@ fn run_partition(
         }));
         sinks.store_events = true;
     }
-    let options = Options {
-        workers: 1,
-        progress: false,
-        checkpoint: Some(env.checkpoint_options(store.clone(), &ctx.module, restore)),
-        counters: Some(Arc::clone(&state.counters)),
-        suspend: Some(Arc::clone(&state.suspend)),
-        latency: Some(env.latency_metrics.observer(tenant)),
-        live: Some(live),
-        ..Options::default()
-    };
-    let report = pipeline::run(&ctx.manifest, &ctx.module, input, &sinks, &options)
+    let runner = Runner::new(RunSpec {
+        manifest: &ctx.manifest,
+        module: &ctx.module,
+        sinks: &sinks,
+        checkpoints: Some(env.checkpoints(store.clone(), restore)),
+        options: Options {
+            workers: 1,
+            progress: false,
+            counters: Some(Arc::clone(&state.counters)),
+            suspend: Some(Arc::clone(&state.suspend)),
+            latency: Some(env.latency_metrics.observer(tenant)),
+            live: Some(live),
+            ..Options::default()
+        },
+    });
+    let report = runner
+        .run(input)
         .map_err(|e| format!("partition {index}'s pipeline: {e}"))?;
     tracing::info!(%tenant, partition = index, summary = %report.summary, "partition run ended");
     Ok(store)

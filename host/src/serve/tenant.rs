@@ -1,6 +1,6 @@
 //! One run of one tenant inside `sluice serve`: the tenant's queue consumed
 //! by the same AMQP ingress as `sluice run --amqp`, the same
-//! [`pipeline::run`] on a thread of its own, results to the tenant's
+//! pipeline ([`Runner`]) on a thread of its own, results to the tenant's
 //! exchange (and Cassandra), checkpoints in the tenant's state directory.
 //!
 //! A run ends in one of two ways, both at a checkpoint barrier:
@@ -17,26 +17,23 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::broker::topology;
 use crate::ingress::amqp::IngressGauges;
 use crate::ingress::amqp::{AmqpIngress, AmqpIngressConfig, IngressControl};
 use crate::manifest::Manifest;
 use crate::metrics::prometheus::{CheckpointMetrics, LatencyMetrics};
 use crate::metrics::Counters;
-use crate::pipeline::{self, CheckpointOptions, Options, Sinks};
+use crate::pipeline::{Options, Sinks};
+use crate::runner::{self, Checkpoints, RunSpec, Runner};
 use crate::sandbox::TenantModule;
-use crate::sink::amqp::{AmqpSink, AmqpSinkConfig};
+use crate::sink::amqp::AmqpSink;
 use crate::sink::{LineSink, TableSink};
 use crate::state::local::LocalStore;
-use crate::state::{self, Checkpoint, CheckpointStore, InputPosition, Restored};
+use crate::state::{self, Checkpoint, CheckpointStore, Restored};
 
 use super::batch::{BatchEnv, Triggers};
 use super::partition::{PartitionView, PartitionedRun, StateDb};
 use super::{Error, Result};
 use crate::metrics::Summary;
-
-/// How long a tenant keeps reconnecting to a broker that went away.
-pub(super) const BROKER_GIVE_UP: Duration = Duration::from_secs(300);
 
 /// What every run of the host shares.
 #[derive(Clone)]
@@ -63,31 +60,22 @@ impl RunEnv {
     /// `<queue>.dead` (a partitioned input's too: `queue` is its base).
     pub(super) fn result_sink(&self, manifest: &Manifest) -> crate::broker::Result<AmqpSink> {
         self.runtime.block_on(AmqpSink::connect(
-            AmqpSinkConfig {
-                url: self.amqp.clone(),
-                exchange: manifest.output.exchange.clone(),
-                dead_letter_exchange: Some(topology::dead_letter_name(&manifest.input.queue)),
-                give_up: BROKER_GIVE_UP,
-            },
+            runner::result_sink(self.amqp.clone(), manifest),
             self.runtime.clone(),
         ))
     }
 
     /// Checkpoints of a broker-fed run into `store`, resuming `restore`.
-    pub(super) fn checkpoint_options(
+    pub(super) fn checkpoints(
         &self,
         store: Arc<dyn CheckpointStore>,
-        module: &TenantModule,
         restore: Option<Checkpoint>,
-    ) -> CheckpointOptions {
-        CheckpointOptions {
+    ) -> Checkpoints {
+        Checkpoints {
             store,
             interval: self.checkpoint_interval,
             every_rows: None,
-            // Acks come only with checkpoints: one before the prefetch
-            // window runs dry.
-            every_messages: Some(usize::from(self.prefetch.max(2)) / 2),
-            module_hash: module.hash().to_owned(),
+            prefetch: Some(self.prefetch),
             restore,
         }
     }
@@ -141,20 +129,14 @@ impl Run {
             tenant: tenant.clone(),
             metrics: env.checkpoint_metrics.clone(),
         });
-        let restore = store
-            .latest()
-            .map_err(|source| Error::State {
-                tenant: tenant.clone(),
-                source: Box::new(source),
-            })?
-            .map(Restored::into_resume);
+        let restore = runner::newest(store.as_ref()).map_err(|source| Error::State {
+            tenant: tenant.clone(),
+            source: Box::new(source),
+        })?;
         if let Some(c) = &restore {
             tracing::info!(%tenant, checkpoint = c.id, rows_in = c.counters.rows_in, "resuming from a checkpoint");
         }
-        let skip = match restore.as_ref().map(|c| &c.input) {
-            Some(InputPosition::Messages { unacked }) => unacked.clone(),
-            _ => Vec::new(),
-        };
+        let skip = runner::unacked(restore.as_ref());
         let broker = |source| Error::Broker {
             tenant: tenant.clone(),
             source: Box::new(source),
@@ -166,12 +148,7 @@ impl Run {
                 AmqpIngressConfig {
                     skip,
                     commit_acks: true,
-                    ..AmqpIngressConfig::plain(
-                        env.amqp.clone(),
-                        manifest.input.queue.clone(),
-                        env.prefetch,
-                        BROKER_GIVE_UP,
-                    )
+                    ..runner::consumer(env.amqp.clone(), manifest.input.queue.clone(), env.prefetch)
                 },
                 env.runtime.clone(),
             ))
@@ -215,10 +192,10 @@ impl Run {
             _ => env.workers,
         };
         let suspend = Arc::new(AtomicBool::new(false));
+        let checkpoints = env.checkpoints(store.clone(), restore);
         let options = Options {
             workers,
             progress: false,
-            checkpoint: Some(env.checkpoint_options(store.clone(), &module, restore)),
             counters: Some(counters),
             suspend: Some(Arc::clone(&suspend)),
             latency: Some(env.latency_metrics.observer(&tenant)),
@@ -234,9 +211,14 @@ impl Run {
             std::thread::Builder::new()
                 .name(format!("sluice-tenant-{tenant}"))
                 .spawn(move || {
-                    let result = run_to_end(
-                        &manifest, &module, input, ingress, &sinks, &options, &store, &suspend,
-                    );
+                    let runner = Runner::new(RunSpec {
+                        manifest: &manifest,
+                        module: &module,
+                        sinks: &sinks,
+                        checkpoints: Some(checkpoints),
+                        options,
+                    });
+                    let result = run_to_end(&manifest, &runner, input, ingress, &store, &suspend);
                     if let Err(e) = &result {
                         tracing::error!(tenant = %manifest.tenant, error = %e, "tenant run failed");
                     }
@@ -448,19 +430,15 @@ impl Run {
 /// The run's thread: the pipeline until its input ends, then the final
 /// acks; after a suspend, the last checkpoint is marked acknowledged so
 /// the next run expects no redelivery of what it covers.
-#[allow(clippy::too_many_arguments)]
 fn run_to_end(
     manifest: &Manifest,
-    module: &TenantModule,
+    runner: &Runner<'_>,
     input: crate::ingress::Input,
     ingress: AmqpIngress,
-    sinks: &Sinks,
-    options: &Options,
     store: &MeteredStore,
     suspend: &AtomicBool,
 ) -> Result<(), String> {
-    let report =
-        pipeline::run(manifest, module, input, sinks, options).map_err(|e| e.to_string())?;
+    let report = runner.run(input).map_err(|e| e.to_string())?;
     let acks = ingress
         .finish()
         .map_err(|e| format!("acknowledging the input: {e}"))?;
