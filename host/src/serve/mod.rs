@@ -31,6 +31,7 @@
 pub mod batch;
 pub mod config;
 mod control;
+pub mod env;
 pub mod partition;
 pub mod tenant;
 
@@ -52,8 +53,9 @@ use crate::sandbox::{SandboxEngine, SandboxError, TenantModule};
 pub use batch::BatchEnv;
 pub use config::HostConfig;
 pub use control::Deployed;
-pub use partition::{PartitionView, StateDb};
-use tenant::{Run, RunEnv};
+pub use env::{RunEnv, StateDb};
+pub use partition::PartitionView;
+use tenant::Run;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

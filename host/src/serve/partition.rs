@@ -33,7 +33,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use scylla::client::session::Session;
 use serde::Serialize;
 
 use crate::broker::topology::{self, Partitioned};
@@ -49,19 +48,12 @@ use crate::sink::{self, EventBatch, LineSink, MessageSink, Rendered, Stream, Tab
 use crate::state::cassandra::{CassandraStore, CassandraStoreOptions};
 use crate::state::{self, Checkpoint, CheckpointStore, Restored};
 
-use super::tenant::RunEnv;
+use super::env::{RunEnv, StateDb};
 
 /// A host hands a partition over at most this often, and only when every
 /// partition it owns has been its own this long: a partition that just
 /// moved is not moved on at once.
 const SETTLE: Duration = Duration::from_secs(2);
-
-/// Where partitions keep their checkpoints and ownership.
-#[derive(Clone)]
-pub struct StateDb {
-    pub session: Arc<Session>,
-    pub keyspace: String,
-}
 
 /// The checkpoint name of a partition among its tenant's.
 pub fn checkpoint_name(queue: &str, index: u16) -> String {

@@ -15,71 +15,25 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::ingress::amqp::IngressGauges;
 use crate::ingress::amqp::{AmqpIngress, AmqpIngressConfig, IngressControl};
 use crate::manifest::Manifest;
-use crate::metrics::prometheus::{CheckpointMetrics, LatencyMetrics};
+use crate::metrics::prometheus::CheckpointMetrics;
 use crate::metrics::Counters;
 use crate::pipeline::{Options, Sinks};
-use crate::runner::{self, Checkpoints, RunSpec, Runner};
+use crate::runner::{self, RunSpec, Runner};
 use crate::sandbox::TenantModule;
-use crate::sink::amqp::AmqpSink;
-use crate::sink::{LineSink, TableSink};
+use crate::sink::LineSink;
 use crate::state::local::LocalStore;
 use crate::state::{self, Checkpoint, CheckpointStore, Restored};
 
-use super::batch::{BatchEnv, Triggers};
-use super::partition::{PartitionView, PartitionedRun, StateDb};
+use super::batch::Triggers;
+use super::env::RunEnv;
+use super::partition::{PartitionView, PartitionedRun};
 use super::{Error, Result};
 use crate::metrics::Summary;
-
-/// What every run of the host shares.
-#[derive(Clone)]
-pub struct RunEnv {
-    pub amqp: String,
-    pub tables: Option<Arc<dyn TableSink>>,
-    /// Where triggered batch jobs read and write (with Cassandra).
-    pub batch: Option<BatchEnv>,
-    pub runtime: tokio::runtime::Handle,
-    pub workers: usize,
-    pub prefetch: u16,
-    pub checkpoint_interval: Duration,
-    pub checkpoint_metrics: CheckpointMetrics,
-    pub latency_metrics: LatencyMetrics,
-    /// Where partitioned tenants keep checkpoints and ownership (with
-    /// Cassandra).
-    pub state_db: Option<StateDb>,
-    /// This host in partition ownership records and logs.
-    pub host_name: String,
-}
-
-impl RunEnv {
-    /// The tenant's results and dead letters to its exchange and
-    /// `<queue>.dead` (a partitioned input's too: `queue` is its base).
-    pub(super) fn result_sink(&self, manifest: &Manifest) -> crate::broker::Result<AmqpSink> {
-        self.runtime.block_on(AmqpSink::connect(
-            runner::result_sink(self.amqp.clone(), manifest),
-            self.runtime.clone(),
-        ))
-    }
-
-    /// Checkpoints of a broker-fed run into `store`, resuming `restore`.
-    pub(super) fn checkpoints(
-        &self,
-        store: Arc<dyn CheckpointStore>,
-        restore: Option<Checkpoint>,
-    ) -> Checkpoints {
-        Checkpoints {
-            store,
-            interval: self.checkpoint_interval,
-            every_rows: None,
-            prefetch: Some(self.prefetch),
-            restore,
-        }
-    }
-}
 
 /// A running (or just ended) tenant: one pipeline, or its partitions.
 pub struct Run {
