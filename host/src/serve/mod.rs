@@ -738,7 +738,7 @@ fn view(tenant: &str, slot: &Slot) -> TenantView {
     let info = slot.run.module.info();
     let (state, reason) = match (slot.run.ended(), &slot.paused) {
         _ if slot.fault.is_some() => (State::Failed, slot.fault.as_ref().map(|f| f.reason.clone())),
-        (Some(Err(e)), _) => (State::Failed, Some(e)),
+        (Some(Err(e)), _) => (State::Failed, Some(e.to_string())),
         (Some(Ok(())), _) => (State::Failed, Some("the run ended".to_owned())),
         (None, Some(reason)) => (State::Paused, Some(reason.clone())),
         (None, None) => (State::Running, None),

@@ -22,7 +22,7 @@ use crate::ingress::amqp::{AmqpIngress, AmqpIngressConfig, IngressControl};
 use crate::manifest::Manifest;
 use crate::metrics::prometheus::CheckpointMetrics;
 use crate::metrics::Counters;
-use crate::pipeline::{Options, Sinks};
+use crate::pipeline::{self, Options, Sinks};
 use crate::runner::{self, RunSpec, Runner};
 use crate::sandbox::TenantModule;
 use crate::sink::LineSink;
@@ -31,9 +31,26 @@ use crate::state::{self, Checkpoint, CheckpointStore, Restored};
 
 use super::batch::Triggers;
 use super::env::RunEnv;
-use super::partition::{PartitionView, PartitionedRun};
+use super::partition::{PartitionError, PartitionView, PartitionedRun};
 use super::{Error, Result};
 use crate::metrics::Summary;
+
+/// Why a tenant's run ended in failure (`sluice list` shows it as the
+/// reason). Cloned for each view of the run, hence the `Arc`s. A message
+/// that carries its cause's text does not also return it from `source()`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RunError {
+    /// The pipeline stopped on an error.
+    #[error(transparent)]
+    Pipeline(Arc<pipeline::Error>),
+    #[error("acknowledging the input: {0}")]
+    Acknowledge(Arc<crate::broker::Error>),
+    #[error("the tenant thread panicked")]
+    Panicked,
+    /// Threads of a partitioned run panicked.
+    #[error(transparent)]
+    Partitions(Arc<PartitionError>),
+}
 
 /// A running (or just ended) tenant: one pipeline, or its partitions.
 pub struct Run {
@@ -52,7 +69,7 @@ enum Body {
         suspend: Arc<AtomicBool>,
         thread: Option<JoinHandle<()>>,
         /// Set by the run's thread when it ends: `Err` says why it failed.
-        outcome: Arc<Mutex<Option<Result<(), String>>>>,
+        outcome: Arc<Mutex<Option<Result<(), RunError>>>>,
     },
     /// `[input] partitions`: a pipeline per partition this host owns.
     Partitioned(PartitionedRun),
@@ -156,7 +173,7 @@ impl Run {
             ..Options::default()
         };
         let control = ingress.control();
-        let outcome: Arc<Mutex<Option<Result<(), String>>>> = Arc::new(Mutex::new(None));
+        let outcome: Arc<Mutex<Option<Result<(), RunError>>>> = Arc::new(Mutex::new(None));
         let thread = {
             let manifest = manifest.clone();
             let module = module.clone();
@@ -224,7 +241,7 @@ impl Run {
             None => Arc::clone(tables),
         });
         let partitions = PartitionedRun::start(env, db, &manifest, &module, tables, count)
-            .map_err(Error::Internal)?;
+            .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Run {
             manifest,
             module,
@@ -300,7 +317,7 @@ impl Run {
 
     /// `None` while running; why it ended otherwise. Partitions never end
     /// on their own: a failed activation is retried.
-    pub fn ended(&self) -> Option<Result<(), String>> {
+    pub fn ended(&self) -> Option<Result<(), RunError>> {
         match &self.body {
             Body::Single { outcome, .. } => outcome.lock().ok().and_then(|o| o.clone()),
             Body::Partitioned(_) => None,
@@ -339,7 +356,7 @@ impl Run {
     /// Waits for the run to end: [`Run::begin_stop`] must come first, and
     /// the control plane calls this only once [`Run::finished`], so the
     /// join does not wait on a tenant's data path.
-    pub fn finish(self) -> Result<(), String> {
+    pub fn finish(self) -> Result<(), RunError> {
         let Run { body, triggers, .. } = self;
         let result = match body {
             Body::Single {
@@ -347,7 +364,7 @@ impl Run {
             } => {
                 let joined = thread.map(JoinHandle::join);
                 if matches!(joined, Some(Err(_))) {
-                    Err("the tenant thread panicked".to_owned())
+                    Err(RunError::Panicked)
                 } else {
                     outcome
                         .lock()
@@ -356,7 +373,7 @@ impl Run {
                         .unwrap_or(Ok(()))
                 }
             }
-            Body::Partitioned(p) => p.join(),
+            Body::Partitioned(p) => p.join().map_err(|e| RunError::Partitions(Arc::new(e))),
         };
         if let Some(triggers) = triggers {
             triggers.stop();
@@ -391,11 +408,13 @@ fn run_to_end(
     ingress: AmqpIngress,
     store: &MeteredStore,
     suspend: &AtomicBool,
-) -> Result<(), String> {
-    let report = runner.run(input).map_err(|e| e.to_string())?;
+) -> Result<(), RunError> {
+    let report = runner
+        .run(input)
+        .map_err(|e| RunError::Pipeline(Arc::new(e)))?;
     let acks = ingress
         .finish()
-        .map_err(|e| format!("acknowledging the input: {e}"))?;
+        .map_err(|e| RunError::Acknowledge(Arc::new(e)))?;
     if suspend.load(Ordering::Acquire) {
         if let Ok(Some(latest)) = store.latest() {
             if let Err(e) = store.mark_acked(latest.checkpoint.id) {
