@@ -22,6 +22,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod pipeline;
 pub mod report;
+pub mod runner;
 pub mod sandbox;
 pub mod serve;
 pub mod sink;

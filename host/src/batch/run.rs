@@ -10,6 +10,7 @@ use crate::ingress::Input;
 use crate::manifest::{BatchJobSpec, BatchSpan, Manifest, WindowKind, WindowSpec};
 use crate::metrics::Summary;
 use crate::pipeline::{self, RowSelect};
+use crate::runner::{RunSpec, Runner};
 use crate::sandbox::TenantModule;
 use crate::sink::{self, EventBatch, LineSink, OutputType, Rendered, Sinks, TableSink};
 
@@ -185,19 +186,21 @@ impl<'a> JobRun<'a> {
         let collector = Arc::new(Collector::default());
         let mut sinks = Sinks::lines(LineSink::discard("batch results"), dead_letter);
         sinks.tables = Some(Arc::clone(&collector) as Arc<dyn TableSink>);
-        let options = pipeline::Options {
-            select: Some(Arc::clone(&select)),
-            checkpoint: None,
-            suspend: None,
-            ..options.clone()
-        };
-        let report =
-            pipeline::run(&manifest, module, input, &sinks, &options).map_err(|source| {
-                Error::Pipeline {
-                    job: self.job.name.clone(),
-                    source: Box::new(source),
-                }
-            })?;
+        let runner = Runner::new(RunSpec {
+            manifest: &manifest,
+            module,
+            sinks: &sinks,
+            checkpoints: None,
+            options: pipeline::Options {
+                select: Some(Arc::clone(&select)),
+                suspend: None,
+                ..options.clone()
+            },
+        });
+        let report = runner.run(input).map_err(|source| Error::Pipeline {
+            job: self.job.name.clone(),
+            source: Box::new(source),
+        })?;
         let typed = std::mem::take(&mut *lock(&collector.results));
         let mut results: Vec<BatchResult> =
             typed.into_iter().filter_map(|r| self.result(r)).collect();

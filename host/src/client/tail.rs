@@ -9,6 +9,7 @@ use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions}
 use lapin::types::FieldTable;
 
 use crate::broker::{self, topology};
+use crate::data::OutputType;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,10 +21,11 @@ pub enum Error {
     Closed(String),
 }
 
-/// The binding key for a result type (`windowed-analytic`, …), or all.
-pub fn binding_key(ty: Option<&str>) -> String {
+/// The binding key for a result type (its slug, `windowed-analytic.#`),
+/// or all.
+pub fn binding_key(ty: Option<OutputType>) -> String {
     match ty {
-        Some(ty) => format!("{ty}.#"),
+        Some(ty) => format!("{}.#", ty.slug()),
         None => "#".to_owned(),
     }
 }

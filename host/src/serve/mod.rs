@@ -31,6 +31,7 @@
 pub mod batch;
 pub mod config;
 mod control;
+pub mod env;
 pub mod partition;
 pub mod tenant;
 
@@ -52,8 +53,9 @@ use crate::sandbox::{SandboxEngine, SandboxError, TenantModule};
 pub use batch::BatchEnv;
 pub use config::HostConfig;
 pub use control::Deployed;
-pub use partition::{PartitionView, StateDb};
-use tenant::{Run, RunEnv};
+pub use env::{RunEnv, StateDb};
+pub use partition::PartitionView;
+use tenant::Run;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -736,7 +738,7 @@ fn view(tenant: &str, slot: &Slot) -> TenantView {
     let info = slot.run.module.info();
     let (state, reason) = match (slot.run.ended(), &slot.paused) {
         _ if slot.fault.is_some() => (State::Failed, slot.fault.as_ref().map(|f| f.reason.clone())),
-        (Some(Err(e)), _) => (State::Failed, Some(e)),
+        (Some(Err(e)), _) => (State::Failed, Some(e.to_string())),
         (Some(Ok(())), _) => (State::Failed, Some("the run ended".to_owned())),
         (None, Some(reason)) => (State::Paused, Some(reason.clone())),
         (None, None) => (State::Running, None),

@@ -10,7 +10,7 @@
 //!    ownership generation, which fences the previous owner's checkpoint
 //!    writes), its newest checkpoint restored, and the held deliveries
 //!    applied, redeliveries the checkpoint covers recognised;
-//! 3. **active**: the ordinary [`pipeline::run`] with one worker (a
+//! 3. **active**: the ordinary pipeline ([`Runner`]) with one worker (a
 //!    partition's checkpoint must restore on any host, whatever its core
 //!    count; the partitions are the parallelism), checkpoints in
 //!    Cassandra, acks after them;
@@ -33,7 +33,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use scylla::client::session::Session;
 use serde::Serialize;
 
 use crate::broker::topology::{self, Partitioned};
@@ -42,29 +41,90 @@ use crate::ingress::Input;
 use crate::manifest::Manifest;
 use crate::metrics::prometheus::CheckpointMetrics;
 use crate::metrics::{Counters, Summary};
-use crate::pipeline::{self, Live, Options, Sinks};
+use crate::pipeline::{Live, Options, Sinks};
+use crate::runner::{self, RunSpec, Runner};
 use crate::sandbox::TenantModule;
 use crate::sink::{self, EventBatch, LineSink, MessageSink, Rendered, Stream, TableSink};
 use crate::state::cassandra::{CassandraStore, CassandraStoreOptions};
-use crate::state::{self, Checkpoint, CheckpointStore, InputPosition, Restored};
+use crate::state::{self, Checkpoint, CheckpointStore, Restored};
 
-use super::tenant::{RunEnv, BROKER_GIVE_UP};
+use super::env::{RunEnv, StateDb};
 
 /// A host hands a partition over at most this often, and only when every
 /// partition it owns has been its own this long: a partition that just
 /// moved is not moved on at once.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// Where partitions keep their checkpoints and ownership.
-#[derive(Clone)]
-pub struct StateDb {
-    pub session: Arc<Session>,
-    pub keyspace: String,
-}
-
 /// The checkpoint name of a partition among its tenant's.
 pub fn checkpoint_name(queue: &str, index: u16) -> String {
     format!("{queue}#p{index}")
+}
+
+/// Why a partition's thread could not start, an activation failed (it is
+/// retried), or partitions' threads panicked. Each message carries its
+/// cause's text (these are logged and shown as they are), so the cause is
+/// not also returned by `source()`.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error("starting partition {index}'s thread: {error}")]
+    Thread { index: u16, error: std::io::Error },
+    #[error("the thread of partition(s) {} panicked", list(.partitions))]
+    Panicked { partitions: Vec<usize> },
+    #[error("consuming {queue}: {error}")]
+    Consume {
+        queue: String,
+        error: Box<crate::broker::Error>,
+    },
+    #[error("the consumer has no activation signal")]
+    NoActivationSignal,
+    #[error("the standby consumer ended")]
+    StandbyEnded,
+    #[error("acknowledging partition {index}'s input: {error}")]
+    Acknowledge {
+        index: u16,
+        error: Box<crate::broker::Error>,
+    },
+    #[error("the partition's input ended")]
+    InputEnded,
+    #[error("opening partition {index}'s checkpoints: {error}")]
+    OpenCheckpoints {
+        index: u16,
+        error: Box<state::cassandra::StoreError>,
+    },
+    #[error("claiming partition {index}: {error}")]
+    Claim {
+        index: u16,
+        error: Box<state::cassandra::StoreError>,
+    },
+    #[error("restoring partition {index}: {error}")]
+    Restore {
+        index: u16,
+        error: Box<state::Error>,
+    },
+    #[error("connecting partition {index}'s result sink: {error}")]
+    ResultSink {
+        index: u16,
+        error: Box<crate::broker::Error>,
+    },
+    #[error("partition {index}'s pipeline: {error}")]
+    Pipeline {
+        index: u16,
+        error: Box<crate::pipeline::Error>,
+    },
+    #[error("counting {queue}'s consumers: {error}")]
+    CountConsumers {
+        queue: String,
+        error: Box<crate::broker::Error>,
+    },
+}
+
+/// `1, 3, 4`.
+fn list(partitions: &[usize]) -> String {
+    partitions
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One partition as this host sees it (`sluice list`, `/metrics`).
@@ -163,7 +223,7 @@ impl PartitionedRun {
         module: &TenantModule,
         tables: Option<Arc<dyn TableSink>>,
         count: u16,
-    ) -> Result<PartitionedRun, String> {
+    ) -> Result<PartitionedRun, PartitionError> {
         let input = Partitioned {
             base: manifest.input.queue.clone(),
             count,
@@ -192,7 +252,7 @@ impl PartitionedRun {
                 std::thread::Builder::new()
                     .name(format!("sluice-{}-p{index}", manifest.tenant))
                     .spawn(move || serve_partition(&ctx, index, &state))
-                    .map_err(|e| format!("starting partition {index}'s thread: {e}"))?
+                    .map_err(|error| PartitionError::Thread { index, error })?
             };
             partitions.push((state, Some(thread)));
         }
@@ -252,23 +312,22 @@ impl PartitionedRun {
     /// Joins the partitions' threads (after [`PartitionedRun::begin_stop`];
     /// at once when [`PartitionedRun::finished`]). An error names the
     /// partitions whose thread panicked.
-    pub fn join(mut self) -> Result<(), String> {
-        let panicked: Vec<String> = self
+    pub fn join(mut self) -> Result<(), PartitionError> {
+        let panicked: Vec<usize> = self
             .partitions
             .iter_mut()
             .enumerate()
             .filter_map(|(i, (_, thread))| {
                 let panicked = thread.take()?.join().is_err();
-                panicked.then(|| i.to_string())
+                panicked.then_some(i)
             })
             .collect();
         if panicked.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "the thread of partition(s) {} panicked",
-                panicked.join(", ")
-            ))
+            Err(PartitionError::Panicked {
+                partitions: panicked,
+            })
         }
     }
 
@@ -445,7 +504,7 @@ fn serve_partition(ctx: &Ctx, index: u16, state: &PartitionState) {
 }
 
 /// One standby → active → end cycle.
-fn activation(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<Ended, String> {
+fn activation(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<Ended, PartitionError> {
     let env = &ctx.env;
     let rt = &env.runtime;
     let queue = ctx.input.queue(index);
@@ -462,16 +521,14 @@ fn activation(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<Ended, St
                 partitioned: Some(ctx.input.clone()),
                 await_activation: true,
                 reconnect: false,
-                ..AmqpIngressConfig::plain(
-                    env.amqp.clone(),
-                    queue.clone(),
-                    env.prefetch,
-                    BROKER_GIVE_UP,
-                )
+                ..runner::consumer(env.amqp.clone(), queue.clone(), env.prefetch)
             },
             rt.clone(),
         ))
-        .map_err(|e| format!("consuming {queue}: {e}"))?;
+        .map_err(|e| PartitionError::Consume {
+            queue: queue.clone(),
+            error: Box::new(e),
+        })?;
     let control = ingress.control();
     if let Ok(mut c) = state.control.lock() {
         *c = Some(control.clone());
@@ -480,7 +537,7 @@ fn activation(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<Ended, St
         drop(control.pause());
     }
     let Some(mut activated) = ingress.activation() else {
-        return Err("the consumer has no activation signal".into());
+        return Err(PartitionError::NoActivationSignal);
     };
     // Standby until the broker delivers (or the host stops the tenant).
     let active = loop {
@@ -508,17 +565,14 @@ fn activation(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<Ended, St
         return if lost {
             Ok(Ended::Lost)
         } else {
-            Err("the standby consumer ended".into())
+            Err(PartitionError::StandbyEnded)
         };
     }
 
     // Takeover: claim (fencing the previous owner), restore, apply.
     let started = Instant::now();
     let (store, restore) = claim(ctx, index, state)?;
-    let skip = match restore.as_ref().map(|c| &c.input) {
-        Some(InputPosition::Messages { unacked }) => unacked.clone(),
-        _ => Vec::new(),
-    };
+    let skip = runner::unacked(restore.as_ref());
     tracing::info!(
         tenant = %ctx.manifest.tenant,
         partition = index,
@@ -543,9 +597,10 @@ fn activation(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<Ended, St
             return Err(e);
         }
     };
-    let report = ingress
-        .finish()
-        .map_err(|e| format!("acknowledging partition {index}'s input: {e}"))?;
+    let report = ingress.finish().map_err(|e| PartitionError::Acknowledge {
+        index,
+        error: Box::new(e),
+    })?;
     if state.suspend.load(Ordering::Acquire) && !report.acks_committed {
         // The last acks did not arrive (the connection went while handing
         // over): the checkpoint stays unmarked, so the next owner skips the
@@ -566,7 +621,7 @@ fn activation(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<Ended, St
     } else if state.handover.load(Ordering::Acquire) {
         Ok(Ended::HandedOver)
     } else {
-        Err("the partition's input ended".into())
+        Err(PartitionError::InputEnded)
     }
 }
 
@@ -575,7 +630,7 @@ fn claim(
     ctx: &Ctx,
     index: u16,
     state: &PartitionState,
-) -> Result<(CassandraStore, Option<Checkpoint>), String> {
+) -> Result<(CassandraStore, Option<Checkpoint>), PartitionError> {
     let rt = &ctx.env.runtime;
     let mut store = rt
         .block_on(CassandraStore::open(
@@ -586,14 +641,18 @@ fn claim(
             &checkpoint_name(&ctx.input.base, index),
             &CassandraStoreOptions::default(),
         ))
-        .map_err(|e| format!("opening partition {index}'s checkpoints: {e}"))?;
-    let generation = store
-        .claim(&ctx.owner)
-        .map_err(|e| format!("claiming partition {index}: {e}"))?;
-    let restore = store
-        .latest()
-        .map_err(|e| format!("restoring partition {index}: {e}"))?
-        .map(Restored::into_resume);
+        .map_err(|e| PartitionError::OpenCheckpoints {
+            index,
+            error: Box::new(e),
+        })?;
+    let generation = store.claim(&ctx.owner).map_err(|e| PartitionError::Claim {
+        index,
+        error: Box::new(e),
+    })?;
+    let restore = runner::newest(&store).map_err(|e| PartitionError::Restore {
+        index,
+        error: Box::new(e),
+    })?;
     if restore.is_none() {
         // The partition's first run anywhere: its figures start at zero,
         // whatever an earlier failed activation here had counted.
@@ -613,12 +672,15 @@ fn run_partition(
     restore: Option<Checkpoint>,
     input: Input,
     lost: &Arc<AtomicBool>,
-) -> Result<Arc<PartitionStore>, String> {
+) -> Result<Arc<PartitionStore>, PartitionError> {
     let env = &ctx.env;
     let tenant = &ctx.manifest.tenant;
     let sink = env
         .result_sink(&ctx.manifest)
-        .map_err(|e| format!("connecting partition {index}'s result sink: {e}"))?;
+        .map_err(|e| PartitionError::ResultSink {
+            index,
+            error: Box::new(e),
+        })?;
     let live = Arc::new(Live::default());
     if let Ok(mut l) = state.live.lock() {
         *l = Some(Arc::clone(&live));
@@ -651,18 +713,25 @@ fn run_partition(
         }));
         sinks.store_events = true;
     }
-    let options = Options {
-        workers: 1,
-        progress: None,
-        checkpoint: Some(env.checkpoint_options(store.clone(), &ctx.module, restore)),
-        counters: Some(Arc::clone(&state.counters)),
-        suspend: Some(Arc::clone(&state.suspend)),
-        latency: Some(env.latency_metrics.observer(tenant)),
-        live: Some(live),
-        ..Options::default()
-    };
-    let report = pipeline::run(&ctx.manifest, &ctx.module, input, &sinks, &options)
-        .map_err(|e| format!("partition {index}'s pipeline: {e}"))?;
+    let runner = Runner::new(RunSpec {
+        manifest: &ctx.manifest,
+        module: &ctx.module,
+        sinks: &sinks,
+        checkpoints: Some(env.checkpoints(store.clone(), restore)),
+        options: Options {
+            workers: 1,
+            progress: None,
+            counters: Some(Arc::clone(&state.counters)),
+            suspend: Some(Arc::clone(&state.suspend)),
+            latency: Some(env.latency_metrics.observer(tenant)),
+            live: Some(live),
+            ..Options::default()
+        },
+    });
+    let report = runner.run(input).map_err(|e| PartitionError::Pipeline {
+        index,
+        error: Box::new(e),
+    })?;
     tracing::info!(%tenant, partition = index, summary = %report.summary, "partition run ended");
     Ok(store)
 }
@@ -672,7 +741,7 @@ fn run_partition(
 /// end its stream, so this host claims it and fires its open windows from
 /// its last checkpoint. Undeploy the hosts one after another: the last
 /// one flushes what the others left.
-fn flush_unowned(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<(), String> {
+fn flush_unowned(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<(), PartitionError> {
     let rt = &ctx.env.runtime;
     let queue = ctx.input.queue(index);
     let consumers = rt
@@ -686,7 +755,10 @@ fn flush_unowned(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<(), St
             let _ = connection.close(200, "done".into()).await;
             depth
         })
-        .map_err(|e| format!("counting {queue}'s consumers: {e}"))?
+        .map_err(|e| PartitionError::CountConsumers {
+            queue: queue.clone(),
+            error: Box::new(e),
+        })?
         .1;
     if consumers > 0 {
         return Ok(());

@@ -1,6 +1,6 @@
 //! One run of one tenant inside `sluice serve`: the tenant's queue consumed
 //! by the same AMQP ingress as `sluice run --amqp`, the same
-//! [`pipeline::run`] on a thread of its own, results to the tenant's
+//! pipeline ([`Runner`]) on a thread of its own, results to the tenant's
 //! exchange (and Cassandra), checkpoints in the tenant's state directory.
 //!
 //! A run ends in one of two ways, both at a checkpoint barrier:
@@ -15,82 +15,41 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::broker::topology;
 use crate::ingress::amqp::IngressGauges;
 use crate::ingress::amqp::{AmqpIngress, AmqpIngressConfig, IngressControl};
 use crate::manifest::Manifest;
-use crate::metrics::prometheus::{CheckpointMetrics, LatencyMetrics};
+use crate::metrics::prometheus::CheckpointMetrics;
 use crate::metrics::Counters;
-use crate::pipeline::{self, CheckpointOptions, Options, Sinks};
+use crate::pipeline::{self, Options, Sinks};
+use crate::runner::{self, RunSpec, Runner};
 use crate::sandbox::TenantModule;
-use crate::sink::amqp::{AmqpSink, AmqpSinkConfig};
-use crate::sink::{LineSink, TableSink};
+use crate::sink::LineSink;
 use crate::state::local::LocalStore;
-use crate::state::{self, Checkpoint, CheckpointStore, InputPosition, Restored};
+use crate::state::{self, Checkpoint, CheckpointStore, Restored};
 
-use super::batch::{BatchEnv, Triggers};
-use super::partition::{PartitionView, PartitionedRun, StateDb};
+use super::batch::Triggers;
+use super::env::RunEnv;
+use super::partition::{PartitionError, PartitionView, PartitionedRun};
 use super::{Error, Result};
 use crate::metrics::Summary;
 
-/// How long a tenant keeps reconnecting to a broker that went away.
-pub(super) const BROKER_GIVE_UP: Duration = Duration::from_secs(300);
-
-/// What every run of the host shares.
-#[derive(Clone)]
-pub struct RunEnv {
-    pub amqp: String,
-    pub tables: Option<Arc<dyn TableSink>>,
-    /// Where triggered batch jobs read and write (with Cassandra).
-    pub batch: Option<BatchEnv>,
-    pub runtime: tokio::runtime::Handle,
-    pub workers: usize,
-    pub prefetch: u16,
-    pub checkpoint_interval: Duration,
-    pub checkpoint_metrics: CheckpointMetrics,
-    pub latency_metrics: LatencyMetrics,
-    /// Where partitioned tenants keep checkpoints and ownership (with
-    /// Cassandra).
-    pub state_db: Option<StateDb>,
-    /// This host in partition ownership records and logs.
-    pub host_name: String,
-}
-
-impl RunEnv {
-    /// The tenant's results and dead letters to its exchange and
-    /// `<queue>.dead` (a partitioned input's too: `queue` is its base).
-    pub(super) fn result_sink(&self, manifest: &Manifest) -> crate::broker::Result<AmqpSink> {
-        self.runtime.block_on(AmqpSink::connect(
-            AmqpSinkConfig {
-                url: self.amqp.clone(),
-                exchange: manifest.output.exchange.clone(),
-                dead_letter_exchange: Some(topology::dead_letter_name(&manifest.input.queue)),
-                give_up: BROKER_GIVE_UP,
-            },
-            self.runtime.clone(),
-        ))
-    }
-
-    /// Checkpoints of a broker-fed run into `store`, resuming `restore`.
-    pub(super) fn checkpoint_options(
-        &self,
-        store: Arc<dyn CheckpointStore>,
-        module: &TenantModule,
-        restore: Option<Checkpoint>,
-    ) -> CheckpointOptions {
-        CheckpointOptions {
-            store,
-            interval: self.checkpoint_interval,
-            every_rows: None,
-            // Acks come only with checkpoints: one before the prefetch
-            // window runs dry.
-            every_messages: Some(usize::from(self.prefetch.max(2)) / 2),
-            module_hash: module.hash().to_owned(),
-            restore,
-        }
-    }
+/// Why a tenant's run ended in failure (`sluice list` shows it as the
+/// reason). Cloned for each view of the run, hence the `Arc`s. A message
+/// that carries its cause's text does not also return it from `source()`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RunError {
+    /// The pipeline stopped on an error.
+    #[error(transparent)]
+    Pipeline(Arc<pipeline::Error>),
+    #[error("acknowledging the input: {0}")]
+    Acknowledge(Arc<crate::broker::Error>),
+    #[error("the tenant thread panicked")]
+    Panicked,
+    /// Threads of a partitioned run panicked.
+    #[error(transparent)]
+    Partitions(Arc<PartitionError>),
 }
 
 /// A running (or just ended) tenant: one pipeline, or its partitions.
@@ -110,7 +69,7 @@ enum Body {
         suspend: Arc<AtomicBool>,
         thread: Option<JoinHandle<()>>,
         /// Set by the run's thread when it ends: `Err` says why it failed.
-        outcome: Arc<Mutex<Option<Result<(), String>>>>,
+        outcome: Arc<Mutex<Option<Result<(), RunError>>>>,
     },
     /// `[input] partitions`: a pipeline per partition this host owns.
     Partitioned(PartitionedRun),
@@ -141,20 +100,14 @@ impl Run {
             tenant: tenant.clone(),
             metrics: env.checkpoint_metrics.clone(),
         });
-        let restore = store
-            .latest()
-            .map_err(|source| Error::State {
-                tenant: tenant.clone(),
-                source: Box::new(source),
-            })?
-            .map(Restored::into_resume);
+        let restore = runner::newest(store.as_ref()).map_err(|source| Error::State {
+            tenant: tenant.clone(),
+            source: Box::new(source),
+        })?;
         if let Some(c) = &restore {
             tracing::info!(%tenant, checkpoint = c.id, rows_in = c.counters.rows_in, "resuming from a checkpoint");
         }
-        let skip = match restore.as_ref().map(|c| &c.input) {
-            Some(InputPosition::Messages { unacked }) => unacked.clone(),
-            _ => Vec::new(),
-        };
+        let skip = runner::unacked(restore.as_ref());
         let broker = |source| Error::Broker {
             tenant: tenant.clone(),
             source: Box::new(source),
@@ -166,12 +119,7 @@ impl Run {
                 AmqpIngressConfig {
                     skip,
                     commit_acks: true,
-                    ..AmqpIngressConfig::plain(
-                        env.amqp.clone(),
-                        manifest.input.queue.clone(),
-                        env.prefetch,
-                        BROKER_GIVE_UP,
-                    )
+                    ..runner::consumer(env.amqp.clone(), manifest.input.queue.clone(), env.prefetch)
                 },
                 env.runtime.clone(),
             ))
@@ -215,17 +163,17 @@ impl Run {
             _ => env.workers,
         };
         let suspend = Arc::new(AtomicBool::new(false));
+        let checkpoints = env.checkpoints(store.clone(), restore);
         let options = Options {
             workers,
             progress: None,
-            checkpoint: Some(env.checkpoint_options(store.clone(), &module, restore)),
             counters: Some(counters),
             suspend: Some(Arc::clone(&suspend)),
             latency: Some(env.latency_metrics.observer(&tenant)),
             ..Options::default()
         };
         let control = ingress.control();
-        let outcome: Arc<Mutex<Option<Result<(), String>>>> = Arc::new(Mutex::new(None));
+        let outcome: Arc<Mutex<Option<Result<(), RunError>>>> = Arc::new(Mutex::new(None));
         let thread = {
             let manifest = manifest.clone();
             let module = module.clone();
@@ -234,9 +182,14 @@ impl Run {
             std::thread::Builder::new()
                 .name(format!("sluice-tenant-{tenant}"))
                 .spawn(move || {
-                    let result = run_to_end(
-                        &manifest, &module, input, ingress, &sinks, &options, &store, &suspend,
-                    );
+                    let runner = Runner::new(RunSpec {
+                        manifest: &manifest,
+                        module: &module,
+                        sinks: &sinks,
+                        checkpoints: Some(checkpoints),
+                        options,
+                    });
+                    let result = run_to_end(&manifest, &runner, input, ingress, &store, &suspend);
                     if let Err(e) = &result {
                         tracing::error!(tenant = %manifest.tenant, error = %e, "tenant run failed");
                     }
@@ -288,7 +241,7 @@ impl Run {
             None => Arc::clone(tables),
         });
         let partitions = PartitionedRun::start(env, db, &manifest, &module, tables, count)
-            .map_err(Error::Internal)?;
+            .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Run {
             manifest,
             module,
@@ -364,7 +317,7 @@ impl Run {
 
     /// `None` while running; why it ended otherwise. Partitions never end
     /// on their own: a failed activation is retried.
-    pub fn ended(&self) -> Option<Result<(), String>> {
+    pub fn ended(&self) -> Option<Result<(), RunError>> {
         match &self.body {
             Body::Single { outcome, .. } => outcome.lock().ok().and_then(|o| o.clone()),
             Body::Partitioned(_) => None,
@@ -403,7 +356,7 @@ impl Run {
     /// Waits for the run to end: [`Run::begin_stop`] must come first, and
     /// the control plane calls this only once [`Run::finished`], so the
     /// join does not wait on a tenant's data path.
-    pub fn finish(self) -> Result<(), String> {
+    pub fn finish(self) -> Result<(), RunError> {
         let Run { body, triggers, .. } = self;
         let result = match body {
             Body::Single {
@@ -411,7 +364,7 @@ impl Run {
             } => {
                 let joined = thread.map(JoinHandle::join);
                 if matches!(joined, Some(Err(_))) {
-                    Err("the tenant thread panicked".to_owned())
+                    Err(RunError::Panicked)
                 } else {
                     outcome
                         .lock()
@@ -420,7 +373,7 @@ impl Run {
                         .unwrap_or(Ok(()))
                 }
             }
-            Body::Partitioned(p) => p.join(),
+            Body::Partitioned(p) => p.join().map_err(|e| RunError::Partitions(Arc::new(e))),
         };
         if let Some(triggers) = triggers {
             triggers.stop();
@@ -448,22 +401,20 @@ impl Run {
 /// The run's thread: the pipeline until its input ends, then the final
 /// acks; after a suspend, the last checkpoint is marked acknowledged so
 /// the next run expects no redelivery of what it covers.
-#[allow(clippy::too_many_arguments)]
 fn run_to_end(
     manifest: &Manifest,
-    module: &TenantModule,
+    runner: &Runner<'_>,
     input: crate::ingress::Input,
     ingress: AmqpIngress,
-    sinks: &Sinks,
-    options: &Options,
     store: &MeteredStore,
     suspend: &AtomicBool,
-) -> Result<(), String> {
-    let report =
-        pipeline::run(manifest, module, input, sinks, options).map_err(|e| e.to_string())?;
+) -> Result<(), RunError> {
+    let report = runner
+        .run(input)
+        .map_err(|e| RunError::Pipeline(Arc::new(e)))?;
     let acks = ingress
         .finish()
-        .map_err(|e| format!("acknowledging the input: {e}"))?;
+        .map_err(|e| RunError::Acknowledge(Arc::new(e)))?;
     if suspend.load(Ordering::Acquire) {
         if let Ok(Some(latest)) = store.latest() {
             if let Err(e) = store.mark_acked(latest.checkpoint.id) {
