@@ -20,7 +20,8 @@ use bts_analytics::Bts;
 use common::{adds, batch_with, bts_schema, component, generate, Reading};
 use native::{sdk_adds, sdk_batch, sdk_groups, sdk_schema, sdk_windows};
 use sluice_guest as sdk;
-use sluice_host::sandbox::{KeyGroup, Limits, SandboxConfig, SandboxEngine, WindowGroup};
+use sluice_host::data::{KeyGroup, Limits, WindowGroup};
+use sluice_host::sandbox::{SandboxConfig, SandboxEngine};
 use spike_filter::SpikeFilter;
 
 /// Runs `f` until `budget` has passed (at least 3 times); mean time per run.

@@ -16,12 +16,12 @@ mod native;
 
 use bts_analytics::Bts;
 use native::Native;
+use sluice_host::data::{
+    self, AddGroup, DataField, EventBatch, FieldDef, FieldType, Limits, WindowGroup,
+};
 use sluice_host::manifest::{WindowFunction, WindowKind, WindowSpec};
 use sluice_host::parse::{Key, OwnedValue, ParsedRow};
-use sluice_host::sandbox::{
-    self, AddGroup, DataField, EventBatch, FieldDef, FieldType, Limits, SandboxConfig,
-    SandboxEngine, WindowGroup,
-};
+use sluice_host::sandbox::{SandboxConfig, SandboxEngine};
 use sluice_host::window::{Emitted, ShardWindows, WindowCalls};
 
 const EVENTS: usize = 1_000_000;
@@ -122,7 +122,7 @@ impl WindowCalls for Null {
         _: &str,
         groups: &[AddGroup<'_>],
         _: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
+    ) -> data::error::Result<Vec<Vec<u8>>> {
         Ok(vec![Vec::new(); groups.len()])
     }
 
@@ -131,7 +131,7 @@ impl WindowCalls for Null {
         _: &str,
         accumulators: &[&[&[u8]]],
         _: i64,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
+    ) -> data::error::Result<Vec<Vec<u8>>> {
         Ok(vec![Vec::new(); accumulators.len()])
     }
 
@@ -140,7 +140,7 @@ impl WindowCalls for Null {
         _: &str,
         windows: &[&[&[u8]]],
         _: i64,
-    ) -> sandbox::Result<Vec<Vec<DataField>>> {
+    ) -> data::error::Result<Vec<Vec<DataField>>> {
         Ok(vec![Vec::new(); windows.len()])
     }
 
@@ -149,7 +149,7 @@ impl WindowCalls for Null {
         _: &str,
         windows: &[WindowGroup],
         _: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<DataField>>> {
+    ) -> data::error::Result<Vec<Vec<DataField>>> {
         Ok(vec![Vec::new(); windows.len()])
     }
 

@@ -5,11 +5,11 @@
 //! memory.
 
 use sluice_guest as sdk;
-use sluice_host::pipeline::AlertCalls;
-use sluice_host::sandbox::{
+use sluice_host::data::{
     self, AddGroup, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType, KeyGroup,
     SandboxError, Value, WindowGroup,
 };
+use sluice_host::pipeline::AlertCalls;
 use sluice_host::window::WindowCalls;
 
 pub struct Native<T: sdk::Tenant> {
@@ -127,7 +127,7 @@ impl<T: sdk::Tenant> WindowCalls for Native<T> {
         function: &str,
         groups: &[AddGroup<'_>],
         batch: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
+    ) -> data::error::Result<Vec<Vec<u8>>> {
         self.module
             .aggregate_add(function, &sdk_adds(groups), sdk_batch(batch))
             .map_err(|e| guest_error(function, e))
@@ -138,7 +138,7 @@ impl<T: sdk::Tenant> WindowCalls for Native<T> {
         function: &str,
         accumulators: &[&[&[u8]]],
         _at_ms: i64,
-    ) -> sandbox::Result<Vec<Vec<u8>>> {
+    ) -> data::error::Result<Vec<Vec<u8>>> {
         self.module
             .aggregate_merge(function, accumulators)
             .map_err(|e| guest_error(function, e))
@@ -149,7 +149,7 @@ impl<T: sdk::Tenant> WindowCalls for Native<T> {
         function: &str,
         windows: &[&[&[u8]]],
         _at_ms: i64,
-    ) -> sandbox::Result<Vec<Vec<DataField>>> {
+    ) -> data::error::Result<Vec<Vec<DataField>>> {
         self.module
             .aggregate_finish(function, windows)
             .map(|all| all.into_iter().map(host_fields).collect())
@@ -161,7 +161,7 @@ impl<T: sdk::Tenant> WindowCalls for Native<T> {
         function: &str,
         windows: &[WindowGroup],
         batch: &EventBatch,
-    ) -> sandbox::Result<Vec<Vec<DataField>>> {
+    ) -> data::error::Result<Vec<Vec<DataField>>> {
         self.module
             .process_window(function, sdk_windows(windows), sdk_batch(batch))
             .map(|all| all.into_iter().map(host_fields).collect())
@@ -179,7 +179,7 @@ impl<T: sdk::Tenant> AlertCalls for Native<T> {
         function: &str,
         groups: &[KeyGroup],
         batch: &EventBatch,
-    ) -> sandbox::Result<Vec<AlertResult>> {
+    ) -> data::error::Result<Vec<AlertResult>> {
         self.module
             .alert(function, sdk_groups(groups), sdk_batch(batch))
             .map(|all| {
@@ -189,7 +189,7 @@ impl<T: sdk::Tenant> AlertCalls for Native<T> {
                         alerts: r
                             .alerts
                             .into_iter()
-                            .map(|a| sandbox::Alert {
+                            .map(|a| data::Alert {
                                 kind: a.kind,
                                 event_time: a.event_time,
                                 data: host_fields(a.data),

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use serde_json::json;
-use sluice_host::sandbox::{FunctionKind, SandboxConfig, SandboxEngine};
+use sluice_host::data::FunctionKind;
+use sluice_host::sandbox::{SandboxConfig, SandboxEngine};
 
 #[derive(clap::Args)]
 pub struct Args {

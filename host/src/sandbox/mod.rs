@@ -36,18 +36,12 @@ mod priority;
 mod validate;
 mod wasi;
 
+/// The result of a tenant call; its error is the core's [`SandboxError`](crate::data::SandboxError).
+pub use crate::data::error::Result;
 pub use bindings::{GuestError, LogLevel};
-// The data model lives in `crate::data`; re-exported while callers move.
-pub use crate::data::error::{Limit, RejectReason, Result, SandboxError, MAX_GUEST_MESSAGE};
-pub use crate::data::{
-    AddGroup, Alert, AlertResult, BatchBuilder, BatchError, Column, DataField, EventBatch,
-    FieldDef, FieldType, FieldValue, FunctionInfo, FunctionKind, KeyGroup, ModuleInfo, TextColumn,
-    Value, WindowGroup,
-};
-pub use ceilings::{Ceilings, OverCeiling};
+pub use ceilings::Ceilings;
 pub use engine::{LoadSource, SandboxConfig, SandboxEngine, TrapBackoff};
 pub use instance::{InstanceStats, TenantInstance};
-pub use limits::Limits;
 pub use log::TenantLog;
 pub use module::TenantModule;
 pub use priority::{current_nice, TRAP_NICE};

@@ -43,12 +43,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::data::SandboxError;
 use crate::manifest::{self, Manifest, TenantName};
 use crate::metrics::prometheus::{
     CheckpointMetrics, LatencyMetrics, PartitionFigures, TenantFigures, TenantSource, TenantState,
 };
 use crate::metrics::{Counters, Summary};
-use crate::sandbox::{SandboxEngine, SandboxError, TenantModule};
+use crate::sandbox::{SandboxEngine, TenantModule};
 
 pub use batch::BatchEnv;
 pub use config::HostConfig;

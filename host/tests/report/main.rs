@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice_host::batch::{BatchResult, ChartKind, ChartSpec, JobRange, ReportJob};
+use sluice_host::data::{DataField, Value};
 use sluice_host::report::{self, colours, colours::Colour};
-use sluice_host::sandbox::{DataField, Value};
 use sluice_host::sink::OwnedWindow;
 
 const CHROMIUM: &str = "/usr/bin/chromium";

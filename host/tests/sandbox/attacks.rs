@@ -6,10 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_host::sandbox::{
-    Limit, Limits, SandboxError, TenantInstance, TenantModule, Value, WindowGroup,
-    MAX_GUEST_MESSAGE,
-};
+use sluice_host::data::{Limit, Limits, SandboxError, Value, WindowGroup, MAX_GUEST_MESSAGE};
+use sluice_host::sandbox::{TenantInstance, TenantModule};
 
 use crate::common::{adds, batch, generate, instance, load, Reading};
 
@@ -61,7 +59,7 @@ fn key_rows(key: &str, rows: usize, poison: bool) -> Vec<Reading> {
         .collect()
 }
 
-fn counter(fields: &[sluice_host::sandbox::DataField]) -> Option<i64> {
+fn counter(fields: &[sluice_host::data::DataField]) -> Option<i64> {
     fields.iter().find_map(|f| match (&*f.name, &f.value) {
         ("counter", Value::Int(n)) => Some(*n),
         _ => None,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_host::sandbox::{DataField, Limits, Value};
+use sluice_host::data::{DataField, Limits, Value};
 
 use crate::common::{adds, batch, close, generate, instance, load, Reading};
 
@@ -164,7 +164,7 @@ fn the_module_asks_only_for_the_columns_it_reads_and_answers_the_same() {
     let (groups, full) = batch(&readings, |_| None);
     let (_, projected) = crate::common::batch_with(&readings, Some(&reads), |_| None);
     assert!(
-        matches!(&projected.columns[0], sluice_host::sandbox::Column::Text(t) if t.data.is_empty())
+        matches!(&projected.columns[0], sluice_host::data::Column::Text(t) if t.data.is_empty())
     );
     let a = inst
         .aggregate_add("stats", &adds(&groups), &full)
@@ -205,7 +205,7 @@ fn adding_to_a_held_accumulator_continues_it() {
 
 mod alerts {
     use super::*;
-    use sluice_host::sandbox::AlertResult;
+    use sluice_host::data::AlertResult;
 
     const MINUTE: i64 = 60_000;
 

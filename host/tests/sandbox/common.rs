@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Once, OnceLock};
 
-use sluice_host::sandbox::{
+use sluice_host::data::{
     AddGroup, BatchBuilder, EventBatch, FieldDef, FieldType, FieldValue, KeyGroup, Limits,
-    SandboxConfig, SandboxEngine, TenantInstance, TenantModule,
 };
+use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TenantInstance, TenantModule};
 
 /// Path of a guest component, building all guests on first use.
 pub fn component(name: &str) -> PathBuf {

@@ -1,7 +1,8 @@
 //! Same input, same output: guests are deterministic, and so is what the
 //! sandbox shows them of time and randomness.
 
-use sluice_host::sandbox::{Limits, LoadSource, SandboxConfig, SandboxEngine, Value, WindowGroup};
+use sluice_host::data::{Limits, Value, WindowGroup};
+use sluice_host::sandbox::{LoadSource, SandboxConfig, SandboxEngine};
 
 use crate::bts::fields;
 use crate::common::{adds, batch, bts_schema, component, generate, instance, load};

@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use sluice_host::sandbox::{
-    Limit, Limits, SandboxError, TenantInstance, TenantModule, WindowGroup,
-};
+use sluice_host::data::{Limit, Limits, SandboxError, WindowGroup};
+use sluice_host::sandbox::{TenantInstance, TenantModule};
 
 use crate::common::{adds, batch, instance, load, Reading};
 

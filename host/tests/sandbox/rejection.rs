@@ -1,7 +1,7 @@
 //! Components that must never be deployed are refused at load with a
 //! message naming the reason.
 
-use sluice_host::sandbox::{RejectReason, SandboxError};
+use sluice_host::data::{RejectReason, SandboxError};
 
 use crate::common::{component, engine};
 
@@ -138,8 +138,8 @@ fn an_unknown_layer_is_named_not_called_not_wasm() {
 
 #[test]
 fn declared_limits_over_the_host_ceilings_are_refused_naming_the_ceiling() {
+    use sluice_host::data::Limits;
     use sluice_host::manifest::{parse_duration, parse_size};
-    use sluice_host::sandbox::Limits;
     let over = [
         (
             Limits {

@@ -1,6 +1,6 @@
 //! The spike-filter tenant against a native reference computed here.
 
-use sluice_host::sandbox::{Limits, Value, WindowGroup};
+use sluice_host::data::{Limits, Value, WindowGroup};
 
 use crate::bts::fields;
 use crate::common::{batch, close, instance, load, Reading, Rng};
