@@ -107,88 +107,19 @@ pub struct Args {
     pipeline_ceilings: PipelineCeilingArgs,
 }
 
-pub fn run(
-    Args {
-        manifest,
-        input,
-        output,
-        dead_letter,
-        workers,
-        cache_dir,
-        quiet,
-        amqp,
-        until_idle,
-        prefetch,
-        max_message_bytes,
-        checkpoint_dir,
-        checkpoint_store,
-        checkpoint_name,
-        checkpoint_interval,
-        checkpoint_rows,
-        cassandra,
-        store,
-        store_events,
-        no_store_events,
-        ceilings,
-        pipeline_ceilings,
-    }: Args,
-) -> anyhow::Result<()> {
-    if cassandra.is_none() && store_events {
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.cassandra.is_none() && args.store_events {
         anyhow::bail!("--store-events needs --cassandra (the raw events go to its `events` table)");
     }
-    run_tenant(&RunArgs {
-        manifest,
-        input,
-        output,
-        dead_letter,
-        workers,
-        cache_dir,
-        quiet,
-        amqp,
-        until_idle,
-        prefetch,
-        max_message_bytes,
-        checkpoint_dir,
-        checkpoint_store,
-        checkpoint_name,
-        checkpoint_interval,
-        checkpoint_rows,
-        cassandra,
-        store: *store,
-        store_events: !no_store_events,
-        ceilings: ceilings.ceilings()?,
-        pipeline_ceilings: pipeline_ceilings.ceilings(),
-    })
-}
-
-struct RunArgs {
-    manifest: PathBuf,
-    input: String,
-    output: Option<PathBuf>,
-    dead_letter: Option<PathBuf>,
-    workers: Option<usize>,
-    cache_dir: Option<PathBuf>,
-    quiet: bool,
-    amqp: Option<String>,
-    until_idle: Option<f64>,
-    prefetch: u16,
-    max_message_bytes: usize,
-    checkpoint_dir: Option<PathBuf>,
-    checkpoint_store: Option<CheckpointStoreKind>,
-    checkpoint_name: Option<String>,
-    checkpoint_interval: Duration,
-    checkpoint_rows: Option<u64>,
-    cassandra: Option<String>,
-    store: StoreArgs,
-    store_events: bool,
-    ceilings: Ceilings,
-    pipeline_ceilings: PipelineCeilings,
+    let ceilings = args.ceilings.ceilings()?;
+    let pipeline_ceilings = args.pipeline_ceilings.ceilings();
+    run_tenant(&args, ceilings, pipeline_ceilings)
 }
 
 /// The name a run's checkpoints get in Cassandra when `--checkpoint-name`
 /// is not given: the queue it consumes, or its input file's name (not the
 /// path, so a run resumed from another directory finds them).
-fn default_checkpoint_name(args: &RunArgs, manifest: &Manifest) -> anyhow::Result<String> {
+fn default_checkpoint_name(args: &Args, manifest: &Manifest) -> anyhow::Result<String> {
     if args.amqp.is_some() {
         return Ok(manifest.input.queue.clone());
     }
@@ -200,14 +131,18 @@ fn default_checkpoint_name(args: &RunArgs, manifest: &Manifest) -> anyhow::Resul
         .context("give --checkpoint-name: the input has no file name to name the checkpoints by")
 }
 
-fn run_tenant(args: &RunArgs) -> anyhow::Result<()> {
+fn run_tenant(
+    args: &Args,
+    ceilings: Ceilings,
+    pipeline_ceilings: PipelineCeilings,
+) -> anyhow::Result<()> {
     let manifest = Manifest::from_path(&args.manifest).context("loading the manifest")?;
     let (workers, _engine, module) = load_tenant(
         &manifest,
         &args.manifest,
         args.workers,
         args.cache_dir.clone(),
-        args.ceilings.clone(),
+        ceilings,
     )?;
 
     // One runtime for the broker and database clients.
@@ -334,13 +269,13 @@ fn run_tenant(args: &RunArgs) -> anyhow::Result<()> {
     let options = Options {
         workers,
         progress: super::progress::progress_line(!args.quiet),
-        ceilings: args.pipeline_ceilings,
+        ceilings: pipeline_ceilings,
         ..Options::default()
     };
 
     if let Some(sink) = &table_sink {
         sinks.tables = Some(sink.clone());
-        sinks.store_events = args.store_events;
+        sinks.store_events = !args.no_store_events;
     }
 
     let mut broker = None;
