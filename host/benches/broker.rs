@@ -36,14 +36,14 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use sluice_host::broker::topology;
+use sluice_host::amqp::ingress::{AmqpIngress, AmqpIngressConfig};
+use sluice_host::amqp::sink::{AmqpSink, AmqpSinkConfig};
+use sluice_host::amqp::topology;
 use sluice_host::generate::bts::{self, BtsConfig};
-use sluice_host::ingress::amqp::{AmqpIngress, AmqpIngressConfig};
 use sluice_host::ingress::Input;
 use sluice_host::manifest::Manifest;
-use sluice_host::pipeline::{self, Options};
+use sluice_host::pipeline::Options;
 use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TenantModule};
-use sluice_host::sink::amqp::{AmqpSink, AmqpSinkConfig};
 use sluice_host::sink::{LineSink, Sinks};
 
 const PREFETCH: u16 = 1000;
@@ -242,7 +242,7 @@ fn embedded(manifest: &Manifest, module: &TenantModule, data: &[u8], workers: us
         LineSink::discard("dead-letter"),
     );
     let input = Input::bytes(Box::new(std::io::Cursor::new(data.to_vec())), "bench");
-    let report = pipeline::run(
+    let report = sluice_host::runner::run(
         manifest,
         module,
         input,
@@ -303,7 +303,7 @@ fn host_run(
         LineSink::discard("dead-letter"),
     );
     sinks.messages = Some(Arc::new(sink));
-    let report = pipeline::run(
+    let report = sluice_host::runner::run(
         manifest,
         module,
         input,

@@ -39,15 +39,15 @@ use scylla::statement::batch::{Batch, BatchStatement, BatchType};
 use scylla::statement::unprepared::Statement;
 use sluice_host::batch::stored::EventSource;
 use sluice_host::batch::{JobRange, JobRun};
+use sluice_host::cassandra::events_scan::{self, EventScan};
+use sluice_host::cassandra::rows::{Grouper, Rows, Table};
+use sluice_host::cassandra::{CassandraConfig, CassandraSink};
 use sluice_host::data::{DataField, Value};
-use sluice_host::ingress::events_scan::{self, EventScan};
 use sluice_host::ingress::Input;
 use sluice_host::manifest::Manifest;
 use sluice_host::parse::Key;
 use sluice_host::pipeline;
 use sluice_host::sandbox::{SandboxConfig, SandboxEngine};
-use sluice_host::sink::cassandra::rows::{Grouper, Rows, Table};
-use sluice_host::sink::cassandra::{CassandraConfig, CassandraSink};
 use sluice_host::sink::LineSink;
 use sluice_host::sink::{Data, EventBatch, OutputType, Record, Rendered, TableSink, WindowRef};
 

@@ -24,14 +24,14 @@ use std::time::{Duration, Instant};
 
 use bts_analytics::Bts;
 use native::Native;
+use sluice_host::cassandra::store::{CassandraStore, CassandraStoreOptions};
+use sluice_host::cassandra::CassandraConfig;
 use sluice_host::generate::bts::{self, BtsConfig};
 use sluice_host::ingress::Input;
 use sluice_host::manifest::Manifest;
 use sluice_host::parse::{Key, OwnedValue, ParsedRow};
 use sluice_host::pipeline::{self, CheckpointOptions, Options};
-use sluice_host::sink::cassandra::CassandraConfig;
 use sluice_host::sink::{LineSink, Sinks};
-use sluice_host::state::cassandra::{CassandraStore, CassandraStoreOptions};
 use sluice_host::state::local::LocalStore;
 use sluice_host::state::{
     Checkpoint, CheckpointStore, CoordinatorState, CounterState, InputPosition, ShardState,

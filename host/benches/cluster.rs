@@ -36,9 +36,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use sluice_host::cassandra::store::{CassandraStore, CassandraStoreOptions};
+use sluice_host::cassandra::CassandraConfig;
 use sluice_host::parse::Key;
-use sluice_host::sink::cassandra::CassandraConfig;
-use sluice_host::state::cassandra::{CassandraStore, CassandraStoreOptions};
 use sluice_host::state::local::LocalStore;
 use sluice_host::state::{
     Checkpoint, CheckpointStore, CoordinatorState, CounterState, InputPosition, ShardState,
@@ -1321,7 +1321,7 @@ fn cleanup(tenants: &[Tenant]) {
             return;
         };
         for t in tenants {
-            let dead = sluice_host::broker::topology::dead_letter_name(&t.queue);
+            let dead = sluice_host::amqp::topology::dead_letter_name(&t.queue);
             let mut queues: Vec<String> = (0..PARTITIONS)
                 .map(|i| format!("{}.p{i}", t.queue))
                 .collect();

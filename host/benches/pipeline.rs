@@ -140,7 +140,7 @@ fn main() {
         .filter(|_| only.is_empty() || only == "wasm")
     {
         let cpu = CpuClock::start();
-        let report = pipeline::run(
+        let report = sluice_host::runner::run(
             &manifest,
             &module,
             input(&data),

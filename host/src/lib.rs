@@ -8,22 +8,19 @@
 //! `ARCHITECTURE.md` at the repository root is the map; this crate's modules
 //! follow those stages, one concern each.
 
-// The engine without I/O is the `sluice-core` crate; its modules are
-// re-exported under their old paths, so `crate::window` and
+// The engine without I/O clients is the `sluice-core` crate; its modules
+// are re-exported under their old paths, so `crate::window` and
 // `sluice_host::window` keep naming the same thing.
-pub use sluice_core::{data, manifest, parse, window};
+pub use sluice_core::{data, ingress, manifest, parse, pipeline, retry, sink, state, window};
 
 pub mod admin;
+pub mod amqp;
 pub mod batch;
-pub mod broker;
+pub mod cassandra;
 pub mod client;
 pub mod generate;
-pub mod ingress;
 pub mod metrics;
-pub mod pipeline;
 pub mod report;
 pub mod runner;
 pub mod sandbox;
 pub mod serve;
-pub mod sink;
-pub mod state;

@@ -6,19 +6,21 @@
 //! checkpoint store ([`newest`], [`unacked`], [`file_position`]) and how
 //! often a broker-fed run checkpoints ([`Checkpoints::prefetch`]).
 //!
-//! A thin layer over [`pipeline::run`]: the callers still open their own
+//! A thin layer over the core's [`pipeline::run_with`], with the tenant's
+//! sandboxed module instantiated once per worker ([`run`]): the callers
+//! still open their own
 //! inputs, sinks and stores (they differ in what they gate, meter and
 //! report), and keep the pipeline's other [`Options`] as they are.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ingress::amqp::AmqpIngressConfig;
+use crate::amqp::ingress::AmqpIngressConfig;
+use crate::amqp::sink::AmqpSinkConfig;
 use crate::ingress::Input;
 use crate::manifest::Manifest;
 use crate::pipeline::{self, CheckpointOptions, Options, Report, Sinks};
 use crate::sandbox::TenantModule;
-use crate::sink::amqp::AmqpSinkConfig;
 use crate::state::{self, Checkpoint, CheckpointStore, InputPosition, Restored};
 
 /// How long a run keeps reconnecting to a broker that went away.
@@ -37,7 +39,7 @@ pub fn result_sink(url: String, manifest: &Manifest) -> AmqpSinkConfig {
     AmqpSinkConfig {
         url,
         exchange: manifest.output.exchange.clone(),
-        dead_letter_exchange: Some(crate::broker::topology::dead_letter_name(
+        dead_letter_exchange: Some(crate::amqp::topology::dead_letter_name(
             &manifest.input.queue,
         )),
         give_up: BROKER_GIVE_UP,
@@ -132,6 +134,25 @@ impl<'a> Runner<'a> {
 
     /// Runs the tenant over `input` until it ends (or is suspended).
     pub fn run(&self, input: Input) -> pipeline::Result<Report> {
-        pipeline::run(self.manifest, self.module, input, self.sinks, &self.options)
+        run(self.manifest, self.module, input, self.sinks, &self.options)
     }
+}
+
+/// Runs `manifest`'s tenant over `input` with the sandboxed `module` (one
+/// instance per worker).
+pub fn run(
+    manifest: &Manifest,
+    module: &TenantModule,
+    input: Input,
+    sinks: &Sinks,
+    options: &Options,
+) -> pipeline::Result<Report> {
+    let params = manifest.params_list();
+    let schema = manifest.schema();
+    let limits = manifest.limits.clone();
+    pipeline::run_with(manifest, input, sinks, options, |worker| {
+        module
+            .instantiate(params.clone(), schema.clone(), limits.clone())
+            .map_err(|source| pipeline::Error::Instantiate { worker, source })
+    })
 }

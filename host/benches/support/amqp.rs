@@ -5,8 +5,8 @@
 use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::Channel;
-use sluice_host::broker::topology;
-use sluice_host::client::publish::{self, PublishConfig};
+use sluice_host::amqp::publish::{self, PublishConfig};
+use sluice_host::amqp::topology;
 
 pub fn url() -> String {
     std::env::var("SLUICE_AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into())

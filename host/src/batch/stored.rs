@@ -9,11 +9,11 @@ use std::sync::Arc;
 use indicatif::ProgressBar;
 use scylla::client::session::Session;
 
-use crate::ingress::events_scan::{self, EventScan};
+use crate::cassandra::batch_results::{BatchResultStore, BatchRun};
+use crate::cassandra::events_scan::{self, EventScan};
 use crate::ingress::Input;
 use crate::pipeline;
 use crate::sandbox::TenantModule;
-use crate::sink::cassandra::batch_results::{BatchResultStore, BatchRun};
 use crate::sink::LineSink;
 
 use super::range::now_ms;
@@ -34,7 +34,7 @@ pub enum Error {
     Store {
         job: String,
         #[source]
-        source: crate::sink::cassandra::Error,
+        source: crate::cassandra::Error,
     },
 }
 

@@ -1,7 +1,5 @@
-//! Client-side tools around a running sluice: `sluice publish` (the sensor
-//! simulator), `sluice tail` (the tenant's result receiver) and the admin
-//! commands (`sluice deploy`, `list`, …) of a `sluice serve` host.
+//! The admin commands (`sluice deploy`, `list`, …) of a `sluice serve`
+//! host, as a client. `sluice publish` and `sluice tail` are RabbitMQ
+//! clients (`crate::amqp`).
 
 pub mod admin;
-pub mod publish;
-pub mod tail;

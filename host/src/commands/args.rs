@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use sluice_host::cassandra::CassandraConfig;
 use sluice_host::data::OutputType;
 use sluice_host::pipeline::Ceilings as PipelineCeilings;
 use sluice_host::sandbox::Ceilings;
-use sluice_host::sink::cassandra::CassandraConfig;
 
 /// The host's ceilings for `sluice run` (defaults: `Ceilings::default()`,
 /// listed in the README): what the manifest may declare at most, and what

@@ -9,12 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use sluice_host::batch::stored::{self, EventSource};
 use sluice_host::batch::{self as jobs, JobRange, JobRun, ReportJob};
+use sluice_host::cassandra::batch_results::BatchResultStore;
+use sluice_host::cassandra::CassandraConfig;
 use sluice_host::ingress::Input;
 use sluice_host::manifest::Manifest;
 use sluice_host::pipeline::Options;
 use sluice_host::sandbox::Ceilings;
-use sluice_host::sink::cassandra::batch_results::BatchResultStore;
-use sluice_host::sink::cassandra::CassandraConfig;
 use sluice_host::sink::LineSink;
 
 use super::args::{column_pairs, nodes, StoreArgs};

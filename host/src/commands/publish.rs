@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use sluice_host::broker::topology;
-use sluice_host::client::publish::{self as publisher, PublishConfig};
+use sluice_host::amqp::publish::{self as publisher, PublishConfig};
+use sluice_host::amqp::topology;
 use sluice_host::manifest::Manifest;
 
 use super::common::runtime;

@@ -2,7 +2,7 @@
 //! `sluice run` prints.
 
 use anyhow::Context;
-use sluice_host::sink::cassandra::{self, CassandraConfig, QueryFilter};
+use sluice_host::cassandra::{self, CassandraConfig, QueryFilter};
 use sluice_host::sink::OutputType;
 
 use super::args::{column_pairs, nodes};

@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_host::ingress::amqp::{AmqpIngress, AmqpIngressConfig};
+use sluice_host::amqp::ingress::{AmqpIngress, AmqpIngressConfig};
+use sluice_host::amqp::sink::AmqpSink;
+use sluice_host::cassandra::store::{CassandraStore, CassandraStoreOptions};
+use sluice_host::cassandra::{CassandraConfig, CassandraSink};
 use sluice_host::ingress::Input;
 use sluice_host::manifest::Manifest;
 use sluice_host::pipeline::{self, Ceilings as PipelineCeilings, Options, Sinks};
 use sluice_host::runner::{self, Checkpoints, RunSpec, Runner};
 use sluice_host::sandbox::Ceilings;
-use sluice_host::sink::amqp::AmqpSink;
-use sluice_host::sink::cassandra::{CassandraConfig, CassandraSink};
 use sluice_host::sink::LineSink;
-use sluice_host::state::cassandra::{CassandraStore, CassandraStoreOptions};
 use sluice_host::state::local::LocalStore;
 use sluice_host::state::CheckpointStore;
 

@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use sluice_host::admin::{self, AdminState};
 use sluice_host::batch::stored::EventSource;
+use sluice_host::cassandra::batch_results::{BatchResultStore, BatchStoreOptions};
+use sluice_host::cassandra::{CassandraConfig, CassandraSink};
 use sluice_host::metrics::prometheus::HostMetrics;
 use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TrapBackoff};
 use sluice_host::serve::{BatchEnv, Host, HostConfig, StateDb, Storage};
-use sluice_host::sink::cassandra::batch_results::{BatchResultStore, BatchStoreOptions};
-use sluice_host::sink::cassandra::{CassandraConfig, CassandraSink};
 
 #[derive(clap::Args)]
 pub struct Args {

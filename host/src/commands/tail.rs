@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use sluice_host::client::tail as tailer;
+use sluice_host::amqp::tail as tailer;
 use sluice_host::data::OutputType;
 use sluice_host::manifest::Manifest;
 

@@ -20,10 +20,10 @@ use std::time::Duration;
 use crate::batch::range::{millis, now_ms};
 use crate::batch::stored::{self, EventSource};
 use crate::batch::{alert_range, schedule_range, JobRange, JobRun};
+use crate::cassandra::batch_results::BatchResultStore;
 use crate::manifest::Manifest;
 use crate::pipeline;
 use crate::sandbox::TenantModule;
-use crate::sink::cassandra::batch_results::BatchResultStore;
 use crate::sink::{self, EventBatch, LineSink, OutputType, Rendered, TableSink};
 
 /// Alerts waiting for the trigger thread; beyond, new ones are dropped

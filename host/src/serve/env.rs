@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use scylla::client::session::Session;
 
+use crate::amqp::sink::AmqpSink;
 use crate::manifest::Manifest;
 use crate::metrics::prometheus::{CheckpointMetrics, LatencyMetrics};
 use crate::runner::{self, Checkpoints};
-use crate::sink::amqp::AmqpSink;
 use crate::sink::TableSink;
 use crate::state::{Checkpoint, CheckpointStore};
 
@@ -41,7 +41,7 @@ pub struct RunEnv {
 impl RunEnv {
     /// The tenant's results and dead letters to its exchange and
     /// `<queue>.dead` (a partitioned input's too: `queue` is its base).
-    pub fn result_sink(&self, manifest: &Manifest) -> crate::broker::Result<AmqpSink> {
+    pub fn result_sink(&self, manifest: &Manifest) -> crate::amqp::Result<AmqpSink> {
         self.runtime.block_on(AmqpSink::connect(
             runner::result_sink(self.amqp.clone(), manifest),
             self.runtime.clone(),

@@ -88,7 +88,7 @@ pub enum Error {
     Broker {
         tenant: String,
         #[source]
-        source: Box<crate::broker::Error>,
+        source: Box<crate::amqp::Error>,
     },
     #[error("tenant `{tenant}`: state: {source}")]
     State {

@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::broker::topology::{self, Partitioned};
-use crate::ingress::amqp::{AmqpIngress, AmqpIngressConfig, IngressControl};
+use crate::amqp::ingress::{AmqpIngress, AmqpIngressConfig, IngressControl};
+use crate::amqp::topology::{self, Partitioned};
+use crate::cassandra::store::{CassandraStore, CassandraStoreOptions};
 use crate::ingress::Input;
 use crate::manifest::Manifest;
 use crate::metrics::prometheus::CheckpointMetrics;
@@ -45,7 +46,6 @@ use crate::pipeline::{Live, Options, Sinks};
 use crate::runner::{self, RunSpec, Runner};
 use crate::sandbox::TenantModule;
 use crate::sink::{self, EventBatch, LineSink, MessageSink, Rendered, Stream, TableSink};
-use crate::state::cassandra::{CassandraStore, CassandraStoreOptions};
 use crate::state::{self, Checkpoint, CheckpointStore, Restored};
 
 use super::env::{RunEnv, StateDb};
@@ -73,7 +73,7 @@ pub enum PartitionError {
     #[error("consuming {queue}: {error}")]
     Consume {
         queue: String,
-        error: Box<crate::broker::Error>,
+        error: Box<crate::amqp::Error>,
     },
     #[error("the consumer has no activation signal")]
     NoActivationSignal,
@@ -82,19 +82,19 @@ pub enum PartitionError {
     #[error("acknowledging partition {index}'s input: {error}")]
     Acknowledge {
         index: u16,
-        error: Box<crate::broker::Error>,
+        error: Box<crate::amqp::Error>,
     },
     #[error("the partition's input ended")]
     InputEnded,
     #[error("opening partition {index}'s checkpoints: {error}")]
     OpenCheckpoints {
         index: u16,
-        error: Box<state::cassandra::StoreError>,
+        error: Box<crate::cassandra::store::StoreError>,
     },
     #[error("claiming partition {index}: {error}")]
     Claim {
         index: u16,
-        error: Box<state::cassandra::StoreError>,
+        error: Box<crate::cassandra::store::StoreError>,
     },
     #[error("restoring partition {index}: {error}")]
     Restore {
@@ -104,7 +104,7 @@ pub enum PartitionError {
     #[error("connecting partition {index}'s result sink: {error}")]
     ResultSink {
         index: u16,
-        error: Box<crate::broker::Error>,
+        error: Box<crate::amqp::Error>,
     },
     #[error("partition {index}'s pipeline: {error}")]
     Pipeline {
@@ -114,7 +114,7 @@ pub enum PartitionError {
     #[error("counting {queue}'s consumers: {error}")]
     CountConsumers {
         queue: String,
-        error: Box<crate::broker::Error>,
+        error: Box<crate::amqp::Error>,
     },
 }
 
@@ -746,11 +746,11 @@ fn flush_unowned(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<(), Pa
     let queue = ctx.input.queue(index);
     let consumers = rt
         .block_on(async {
-            let connection = crate::broker::connect(&ctx.env.amqp, "sluice-partition-end").await?;
+            let connection = crate::amqp::connect(&ctx.env.amqp, "sluice-partition-end").await?;
             let channel = connection
                 .create_channel()
                 .await
-                .map_err(crate::broker::Error::amqp("opening a channel"))?;
+                .map_err(crate::amqp::Error::amqp("opening a channel"))?;
             let depth = topology::partition_depth(&channel, &ctx.input, &queue).await;
             let _ = connection.close(200, "done".into()).await;
             depth
@@ -769,10 +769,8 @@ fn flush_unowned(ctx: &Ctx, index: u16, state: &PartitionState) -> Result<(), Pa
     }
     tracing::info!(tenant = %ctx.manifest.tenant, partition = index, "no host consumes the partition any more: firing its open windows");
     // An input that has ended: the pipeline flushes and checkpoints.
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    drop(tx);
     let input = Input::Messages {
-        rx,
+        rx: Box::new(crate::ingress::NoMessages),
         acks: Arc::new(NothingToAck),
     };
     let never = Arc::new(AtomicBool::new(false));
@@ -806,12 +804,11 @@ struct PartitionStore {
 impl PartitionStore {
     fn refuse_if_lost(&self) -> state::Result<()> {
         if self.lost.load(Ordering::Acquire) {
-            return Err(state::Error::Cassandra(
-                state::cassandra::StoreError::Failed {
-                    what: "writing a checkpoint",
-                    message: "the partition was lost (broker connection closed)".into(),
-                },
-            ));
+            return Err(crate::cassandra::store::StoreError::Failed {
+                what: "writing a checkpoint",
+                message: "the partition was lost (broker connection closed)".into(),
+            }
+            .into());
         }
         Ok(())
     }

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::ingress::amqp::IngressGauges;
-use crate::ingress::amqp::{AmqpIngress, AmqpIngressConfig, IngressControl};
+use crate::amqp::ingress::IngressGauges;
+use crate::amqp::ingress::{AmqpIngress, AmqpIngressConfig, IngressControl};
 use crate::manifest::Manifest;
 use crate::metrics::prometheus::CheckpointMetrics;
 use crate::metrics::Counters;
@@ -44,7 +44,7 @@ pub enum RunError {
     #[error(transparent)]
     Pipeline(Arc<pipeline::Error>),
     #[error("acknowledging the input: {0}")]
-    Acknowledge(Arc<crate::broker::Error>),
+    Acknowledge(Arc<crate::amqp::Error>),
     #[error("the tenant thread panicked")]
     Panicked,
     /// Threads of a partitioned run panicked.

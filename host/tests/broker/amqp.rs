@@ -83,7 +83,7 @@ impl Got {
 /// the exchange as the host does): it keeps results across a broker
 /// restart, unlike an exclusive queue.
 pub async fn collector(channel: &Channel, exchange: &str) -> String {
-    sluice_host::broker::topology::declare_output(channel, exchange)
+    sluice_host::amqp::topology::declare_output(channel, exchange)
         .await
         .expect("declaring the output exchange");
     let queue = format!("{exchange}.collector");

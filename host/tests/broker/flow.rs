@@ -124,7 +124,7 @@ fn bad_rows_and_undecodable_messages_are_dead_lettered_once() {
     let (_conn, channel) = rt.block_on(amqp::connect());
     let collector = rt.block_on(amqp::collector(&channel, &exchange));
     rt.block_on(async {
-        sluice_host::broker::topology::declare_input(&channel, &queue)
+        sluice_host::amqp::topology::declare_input(&channel, &queue)
             .await
             .expect("declare");
         let good = "S1,121,308,2017-02-18 18:28:05 UTC,240.0,999999.0,false\n\

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use scylla::client::session::Session;
 use sluice_host::batch::{BatchResult, JobRange};
+use sluice_host::cassandra::batch_results::{BatchResultStore, BatchRun};
+use sluice_host::cassandra::events_scan::{self, EventScan, ScanHandle};
+use sluice_host::cassandra::{self, CassandraConfig, CassandraSink};
 use sluice_host::data::{DataField, FieldType, Value};
-use sluice_host::ingress::events_scan::{self, EventScan, ScanHandle};
 use sluice_host::ingress::Input;
 use sluice_host::manifest::{ColumnSpec, InputFormat, InputSpec, Manifest};
 use sluice_host::parse::{OwnedValue, RowParser};
-use sluice_host::sink::cassandra::batch_results::{BatchResultStore, BatchRun};
-use sluice_host::sink::cassandra::{self, CassandraConfig, CassandraSink};
 use sluice_host::sink::{Event, EventBatch, OwnedWindow, Rendered, RowPos};
 
 use crate::common::{self, bts_manifest, gen_bts, keyspace, node};

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use sluice_host::batch::JobRange;
-use sluice_host::sink::cassandra::batch_results::BatchResultStore;
-use sluice_host::sink::cassandra::CassandraConfig;
+use sluice_host::cassandra::batch_results::BatchResultStore;
+use sluice_host::cassandra::CassandraConfig;
 
 use crate::common::{self, gen_bts, node, sluice};
 

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use sluice_host::sink::cassandra::CassandraConfig;
-use sluice_host::state::cassandra::{CassandraStore, CassandraStoreOptions};
+use sluice_host::cassandra::store::{CassandraStore, CassandraStoreOptions};
+use sluice_host::cassandra::CassandraConfig;
 use sluice_host::state::{
     Checkpoint, CheckpointStore, CoordinatorState, CounterState, InputPosition, Restored,
     ShardState,

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice_host::batch::JobRange;
-use sluice_host::sink::cassandra::batch_results::{BatchResultStore, BatchRun};
-use sluice_host::sink::cassandra::CassandraConfig;
+use sluice_host::cassandra::batch_results::{BatchResultStore, BatchRun};
+use sluice_host::cassandra::CassandraConfig;
 
 use crate::amqp::{self, unique};
 use crate::common::{self, sluice};

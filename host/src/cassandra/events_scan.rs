@@ -54,14 +54,14 @@ use scylla::value::{CqlDate, CqlTimestamp};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::Input;
 use crate::batch::JobRange;
-use crate::broker::Backoff;
+use crate::cassandra::rows::day;
+use crate::cassandra::{pager_retryable, row_retryable, schema};
 use crate::data::FieldType;
+use crate::ingress::Input;
 use crate::manifest::ColumnSpec;
 use crate::parse::TimestampFormat;
-use crate::sink::cassandra::rows::day;
-use crate::sink::cassandra::{pager_retryable, row_retryable, schema};
+use sluice_core::retry::Backoff;
 
 /// Rows (or partition keys) per page.
 pub const PAGE_SIZE: i32 = 5000;
@@ -637,7 +637,7 @@ impl Attempts {
             "event scan: {what} failed; resuming in {:?}",
             self.backoff.peek()
         );
-        self.backoff.wait().await;
+        tokio::time::sleep(self.backoff.advance()).await;
         Ok(())
     }
 }

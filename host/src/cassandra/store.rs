@@ -52,9 +52,9 @@ use scylla::errors::ExecutionError;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
 
-use super::{failpoint, Checkpoint, CheckpointStore, Restored};
-use crate::broker::Backoff;
-use crate::sink::cassandra::{self as sink, schema, CassandraConfig};
+use crate::cassandra::{self as sink, schema, CassandraConfig};
+use crate::state::{self, failpoint, Checkpoint, CheckpointStore, Restored};
+use sluice_core::retry::Backoff;
 
 /// Errors of the Cassandra checkpoint store.
 #[derive(Debug, thiserror::Error)]
@@ -750,7 +750,7 @@ impl CassandraStore {
             "checkpoint store: {what} failed; retrying in {:?}",
             backoff.peek()
         );
-        backoff.wait().await;
+        tokio::time::sleep(backoff.advance()).await;
         Ok(())
     }
 
@@ -1016,17 +1016,28 @@ impl CassandraStore {
     }
 }
 
+/// The store's failures as the pipeline carries them: boxed, so the core
+/// does not name the driver's errors.
+impl From<StoreError> for state::Error {
+    fn from(e: StoreError) -> state::Error {
+        state::Error::Store {
+            store: "Cassandra",
+            source: Box::new(e),
+        }
+    }
+}
+
 impl CheckpointStore for CassandraStore {
-    fn write(&self, checkpoint: &Checkpoint) -> super::Result<()> {
+    fn write(&self, checkpoint: &Checkpoint) -> state::Result<()> {
         let bytes = checkpoint.encode()?;
         self.runtime
             .block_on(self.write_bytes(checkpoint.id, &bytes))
-            .map_err(super::Error::from)?;
+            .map_err(state::Error::from)?;
         self.last_bytes.store(bytes.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
-    fn mark_acked(&self, id: u64) -> super::Result<()> {
+    fn mark_acked(&self, id: u64) -> state::Result<()> {
         let cql_id = i64::try_from(id).map_err(|_| StoreError::Id(id))?;
         // The pipeline marks only its newest checkpoint, so the slot holds
         // it; were it overwritten already, `acked_id` would name an id the
@@ -1038,13 +1049,13 @@ impl CheckpointStore for CassandraStore {
                 (cql_id, &self.tenant, &self.pipeline, self.slot(id)),
             ))
             .map(|_| ())
-            .map_err(super::Error::from)
+            .map_err(state::Error::from)
     }
 
-    fn latest(&self) -> super::Result<Option<Restored>> {
+    fn latest(&self) -> state::Result<Option<Restored>> {
         self.runtime
             .block_on(self.latest_async())
-            .map_err(super::Error::from)
+            .map_err(state::Error::from)
     }
 }
 

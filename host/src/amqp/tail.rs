@@ -8,7 +8,7 @@ use futures_lite::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 
-use crate::broker::{self, topology};
+use crate::amqp::{self as broker, topology};
 use crate::data::OutputType;
 
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@
 //!                      → store, → ack
 //! ```
 //!
-//! Files: `mod.rs` the entry ([`run`], [`run_with`]: instantiate, restore,
+//! Files: `mod.rs` the entry ([`run_with`]: instantiate, restore,
 //! start the threads, join them) and what they share (`Ctx`);
 //! `options.rs` how to run ([`Options`] and its parts); `read.rs` the
 //! reader; `coordinator.rs` the coordinator and the keyless metric;
@@ -81,7 +81,6 @@ use crate::ingress::Input;
 use crate::manifest::{Manifest, WindowKind};
 use crate::metrics::{Counters, Summary};
 use crate::parse::{self, RowParser};
-use crate::sandbox::TenantModule;
 pub use crate::sink::Sinks;
 use crate::sink::{self, DeadLetter, DeadLetterRecord, Event, EventBatch, Rendered};
 use crate::state;
@@ -171,27 +170,9 @@ pub trait ShardCalls: WindowCalls + AlertCalls + Send {}
 
 impl<T: WindowCalls + AlertCalls + Send> ShardCalls for T {}
 
-/// Runs `manifest`'s tenant over `input` with the sandboxed `module` (one
-/// instance per worker).
-pub fn run(
-    manifest: &Manifest,
-    module: &TenantModule,
-    input: Input,
-    sinks: &Sinks,
-    options: &Options,
-) -> Result<Report> {
-    let params = manifest.params_list();
-    let schema = manifest.schema();
-    let limits = manifest.limits.clone();
-    run_with(manifest, input, sinks, options, |worker| {
-        module
-            .instantiate(params.clone(), schema.clone(), limits.clone())
-            .map_err(|source| Error::Instantiate { worker, source })
-    })
-}
-
 /// Runs `manifest`'s tenant over `input`; `calls(worker)` makes the tenant
-/// calls of each worker (a sandbox instance, or a native stand-in).
+/// calls of each worker (a sandbox instance, or a native stand-in; the
+/// host's runner instantiates the sandboxed module once per worker).
 pub fn run_with<C, F>(
     manifest: &Manifest,
     input: Input,

@@ -23,9 +23,11 @@
 //!   it starts, every 10 s while it lasts and when it ends, and counted.
 
 pub mod batch_results;
+pub mod events_scan;
 mod query;
 pub mod rows;
 pub mod schema;
+pub mod store;
 
 pub use query::{query, QueryFilter};
 
@@ -45,8 +47,8 @@ use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::Semaphore;
 
 use self::rows::{Grouper, Request, Rows, Table};
-use super::{EventBatch, Rendered, TableSink};
-use crate::broker::Backoff;
+use crate::sink::{self, EventBatch, Rendered, TableSink};
+use sluice_core::retry::Backoff;
 
 /// Result of Cassandra operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -370,7 +372,7 @@ impl CassandraSink {
                 Err(e) => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     self.failed(request.table, &e, backoff.peek());
-                    backoff.wait().await;
+                    tokio::time::sleep(backoff.advance()).await;
                 }
             }
         }
@@ -458,10 +460,10 @@ impl TableSink for CassandraSink {
         results: &Rendered,
         dead_letters: &Rendered,
         events: &EventBatch<'_>,
-    ) -> super::Result<()> {
+    ) -> sink::Result<()> {
         self.runtime
             .block_on(self.write_async(results, dead_letters, events))
-            .map_err(|e| super::Error::Store {
+            .map_err(|e| sink::Error::Store {
                 sink: "Cassandra",
                 source: Box::new(e),
             })

@@ -1,9 +1,18 @@
 //! RabbitMQ (AMQP 0-9-1): connecting with backoff, and the topology —
 //! every queue and exchange sluice declares, with its arguments, in one
 //! place ([`topology`]), so the host, `sluice publish` and `sluice tail`
-//! never meet a mismatched declaration.
+//! never meet a mismatched declaration. `ingress.rs`: the consumer the
+//! pipeline reads; `sink.rs`: results and dead letters published with
+//! confirms; `publish.rs` and `tail.rs`: the `sluice publish` (sensor
+//! simulator) and `sluice tail` (the tenant's receiver) clients.
 
+pub mod ingress;
+pub mod publish;
+pub mod sink;
+pub mod tail;
 pub mod topology;
+
+use sluice_core::retry::Backoff;
 
 use std::time::Duration;
 
@@ -79,44 +88,9 @@ pub async fn connect_with_retry(url: &str, name: &str, give_up: Duration) -> Res
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff.peek(), "broker unreachable; retrying");
-                backoff.wait().await;
+                tokio::time::sleep(backoff.advance()).await;
             }
         }
-    }
-}
-
-/// Exponential backoff between reconnects: 100 ms doubling to 5 s.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(5);
-
-    pub fn new() -> Backoff {
-        Backoff { next: Self::FIRST }
-    }
-
-    pub fn peek(&self) -> Duration {
-        self.next
-    }
-
-    /// Sleeps for the current delay and doubles it.
-    pub async fn wait(&mut self) {
-        tokio::time::sleep(self.next).await;
-        self.next = (self.next * 2).min(Self::MAX);
-    }
-
-    pub fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff::new()
     }
 }
 
@@ -151,20 +125,5 @@ mod tests {
         );
         assert_eq!(redact("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
         assert_eq!(redact("amqp://user@host"), "amqp://user@host");
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap() {
-        let mut b = Backoff::new();
-        let mut seen = vec![b.peek()];
-        for _ in 0..8 {
-            b.next = (b.next * 2).min(Backoff::MAX);
-            seen.push(b.peek());
-        }
-        assert_eq!(seen[0], Duration::from_millis(100));
-        assert_eq!(seen[1], Duration::from_millis(200));
-        assert_eq!(*seen.last().expect("non-empty"), Duration::from_secs(5));
-        b.reset();
-        assert_eq!(b.peek(), Duration::from_millis(100));
     }
 }

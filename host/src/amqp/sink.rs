@@ -14,8 +14,9 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 
-use super::{Error, MessageSink, Rendered, Result, Stream};
-use crate::broker::{self, topology, Backoff};
+use crate::amqp::{self as broker, topology};
+use crate::retry::Backoff;
+use crate::sink::{Error, MessageSink, Rendered, Result, Stream};
 
 /// Where the sink publishes.
 #[derive(Debug, Clone)]
@@ -99,7 +100,7 @@ impl AmqpSink {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "result sink: broker unreachable; retrying");
-                    backoff.wait().await;
+                    tokio::time::sleep(backoff.advance()).await;
                 }
             }
         };
@@ -141,7 +142,7 @@ impl AmqpSink {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, exchange, "publishing a batch failed; reconnecting and publishing it again");
-                    backoff.wait().await;
+                    tokio::time::sleep(backoff.advance()).await;
                     (channel, generation) = self.relink(generation).await?;
                 }
             }

@@ -2,11 +2,9 @@
 //! the pipeline itself; a message broker delivers [`Message`]s, and learns
 //! through [`Acknowledger`] when the pipeline is done with them, so it
 //! acknowledges a message only after everything it triggered reached the
-//! sinks. A batch job over stored events reads them as a byte stream
-//! ([`events_scan`]).
+//! sinks. A broker client hands its messages over as a [`MessageSource`];
+//! a batch job over stored events reads them as a byte stream.
 
-pub mod amqp;
-pub mod events_scan;
 pub mod lines;
 
 use std::io::Read;
@@ -25,7 +23,7 @@ pub enum Input {
     /// Messages from a broker, in delivery order; the stream ends when the
     /// sender is dropped (an idle or stopped consumer).
     Messages {
-        rx: tokio::sync::mpsc::Receiver<Message>,
+        rx: Box<dyn MessageSource>,
         acks: Arc<dyn Acknowledger>,
     },
 }
@@ -72,6 +70,31 @@ pub struct Message {
     /// When its publisher published it (ms since the epoch), if it said:
     /// the start of the end-to-end latency.
     pub published_ms: Option<i64>,
+}
+
+/// A broker's messages in delivery order, read by the pipeline's reader
+/// thread. Blocking: the broker client runs elsewhere (an async runtime)
+/// and hands messages over through a channel.
+pub trait MessageSource: Send {
+    /// The next message, waiting for it; `None` once the stream ended.
+    fn next_message(&mut self) -> Option<Message>;
+    /// Whether no message is waiting right now (the reader hands over what
+    /// it has rather than hold rows back).
+    fn is_idle(&self) -> bool;
+}
+
+/// A message input that has already ended: a partition whose windows are
+/// flushed with no host consuming it.
+pub struct NoMessages;
+
+impl MessageSource for NoMessages {
+    fn next_message(&mut self) -> Option<Message> {
+        None
+    }
+
+    fn is_idle(&self) -> bool {
+        true
+    }
 }
 
 /// Told by each stage of the pipeline (`stage` = one per shard worker plus

@@ -21,7 +21,7 @@
 //! across writes.
 //!
 //! The store is sync-facing like [`CassandraStore`]
-//! (crate::state::cassandra::CassandraStore): each method blocks on the
+//! (crate::cassandra::store::CassandraStore): each method blocks on the
 //! runtime it was opened with (call it from a plain thread, not from
 //! inside that runtime); the `*_async` methods are the same for async
 //! callers.
@@ -45,8 +45,8 @@ use super::rows::{self, Fields, KeyMap, MAX_BATCH_BYTES, MAX_BATCH_ROWS};
 use super::{pager_retryable, retryable, row_retryable, schema};
 use super::{CassandraConfig, Error, Result, Timestamps};
 use crate::batch::{BatchResult, JobRange};
-use crate::broker::Backoff;
 use crate::sink::OwnedWindow;
+use sluice_core::retry::Backoff;
 
 /// The results table.
 pub const RESULTS: &str = "batch_results";
@@ -234,7 +234,7 @@ macro_rules! retrying {
                         "Cassandra request failed; retrying in {:?}",
                         backoff.peek()
                     );
-                    backoff.wait().await;
+                    tokio::time::sleep(backoff.advance()).await;
                 }
             }
         }

@@ -8,7 +8,6 @@
 //! bytes written to the output files. It is written atomically, and only
 //! then is the input acknowledged up to it.
 
-pub mod cassandra;
 pub mod failpoint;
 pub mod local;
 
@@ -39,8 +38,14 @@ pub enum Error {
     Workers { saved: usize, now: usize },
     #[error("the checkpoint belongs to tenant `{saved}`, not `{now}`")]
     Tenant { saved: String, now: String },
-    #[error("checkpoint store in Cassandra: {0}")]
-    Cassandra(#[from] cassandra::StoreError),
+    /// A checkpoint store's own failure (a database's, say), boxed so the
+    /// core does not name its client's error type.
+    #[error("checkpoint store in {store}: {source}")]
+    Store {
+        store: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// The format version; bumped on any incompatible change of [`Checkpoint`].

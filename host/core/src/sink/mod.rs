@@ -18,8 +18,6 @@
 //! dead letters and the raw events). Both confirm synchronously: a batch's
 //! input is acknowledged only after every sink has it.
 
-pub mod amqp;
-pub mod cassandra;
 mod json;
 mod rendered;
 #[cfg(test)]

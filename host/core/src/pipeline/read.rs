@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::limits::FutureGuard;
 use super::{Error, Result, RowSelect};
 use crate::ingress::lines::{self, Line, LineReader};
-use crate::ingress::Message;
+use crate::ingress::MessageSource;
 use crate::parse::{BadKind, BadRow, ParsedRow, Position, RowParser};
 use crate::sink::RowPos;
 
@@ -206,7 +206,7 @@ pub(super) fn read_input(
 /// and always at a message boundary, so a chunk's `seq` settles whole
 /// messages.
 pub(super) fn read_messages(
-    mut rx: tokio::sync::mpsc::Receiver<Message>,
+    mut rx: Box<dyn MessageSource>,
     mut parser: RowParser,
     Chunking {
         batch_rows,
@@ -223,7 +223,7 @@ pub(super) fn read_messages(
     let mut fingerprints = Vec::new();
     let mut published_ms: Option<i64> = None;
     let mut guard = FutureGuard::new(max_future);
-    while let Some(message) = rx.blocking_recv() {
+    while let Some(message) = rx.next_message() {
         fingerprints.push(message.fingerprint);
         if let Some(at) = message.published_ms {
             published_ms = Some(published_ms.map_or(at, |p| p.min(at)));
@@ -254,7 +254,7 @@ pub(super) fn read_messages(
                 });
             }
         }
-        if rows.len() >= batch_rows || rx.is_empty() {
+        if rows.len() >= batch_rows || rx.is_idle() {
             let chunk = Chunk {
                 rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
                 positions: std::mem::take(&mut positions),

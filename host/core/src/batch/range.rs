@@ -57,12 +57,12 @@ pub fn alert_range(spec: &OnAlertSpec, event_time: i64) -> JobRange {
 }
 
 /// A positive duration in ms (at least 1: it divides).
-pub(crate) fn millis(d: std::time::Duration) -> i64 {
+pub fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
 /// Wall-clock time, ms since the Unix epoch (run records, schedules).
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -20,7 +20,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation, PublisherConfirm};
 
-use crate::broker::{self, topology};
+use crate::amqp::{self as broker, topology};
 use crate::manifest::InputSpec;
 use crate::parse::RowParser;
 

@@ -284,7 +284,7 @@ mod tests {
     fn example_with(input_line: &str) -> Result<Manifest, crate::manifest::Error> {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../examples/bts-analytics/sluice.toml"
+            "/../../examples/bts-analytics/sluice.toml"
         ))
         .expect("example manifest");
         let text = text.replace(
@@ -323,7 +323,7 @@ mod tests {
     fn panes_and_windows_per_row_over_the_ceiling_are_refused_naming_it() {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../examples/bts-analytics/sluice.toml"
+            "/../../examples/bts-analytics/sluice.toml"
         ))
         .expect("example manifest");
         let ok = Manifest::parse(&text, std::path::Path::new("sluice.toml")).expect("parses");

@@ -35,8 +35,9 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::{Acknowledger, Input, Message};
-use crate::broker::{self, topology, Backoff};
+use crate::amqp::{self as broker, topology};
+use crate::ingress::{Acknowledger, Input, Message, MessageSource};
+use crate::retry::Backoff;
 
 /// How to consume.
 #[derive(Debug, Clone)]
@@ -270,7 +271,10 @@ impl AmqpIngress {
         };
         let task = runtime.spawn(consumer.run(finish_rx, control_rx));
         Ok((
-            Input::Messages { rx, acks },
+            Input::Messages {
+                rx: Box::new(Deliveries(rx)),
+                acks,
+            },
             AmqpIngress {
                 task: Some(task),
                 finish: Some(finish_tx),
@@ -1076,7 +1080,7 @@ impl ConsumerTask {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "broker still unreachable");
-                    backoff.wait().await;
+                    tokio::time::sleep(backoff.advance()).await;
                 }
             }
         }
@@ -1118,6 +1122,21 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The consumer's messages as the pipeline reads them: the receiving end of
+/// the channel the consumer task fills, read from the pipeline's (blocking)
+/// reader thread.
+struct Deliveries(mpsc::Receiver<Message>);
+
+impl MessageSource for Deliveries {
+    fn next_message(&mut self) -> Option<Message> {
+        self.0.blocking_recv()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
