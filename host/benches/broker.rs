@@ -20,7 +20,7 @@
 
 #[path = "support/amqp.rs"]
 mod amqp;
-#[path = "../tests/sandbox/common.rs"]
+#[path = "../sandbox/tests/sandbox/common.rs"]
 #[allow(dead_code)]
 mod common;
 

@@ -25,7 +25,7 @@
 //! for 2, default 100 000; `SLUICE_TEST_CASSANDRA`: the node, default
 //! 127.0.0.1:9042).
 
-#[path = "../tests/sandbox/common.rs"]
+#[path = "../sandbox/tests/sandbox/common.rs"]
 #[allow(dead_code)]
 mod common;
 

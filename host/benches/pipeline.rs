@@ -12,7 +12,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[path = "../tests/sandbox/common.rs"]
+#[path = "../sandbox/tests/sandbox/common.rs"]
 #[allow(dead_code)]
 mod common;
 #[allow(dead_code)]

@@ -26,7 +26,7 @@
 
 #[path = "support/amqp.rs"]
 mod amqp;
-#[path = "../tests/sandbox/common.rs"]
+#[path = "../sandbox/tests/sandbox/common.rs"]
 #[allow(dead_code)]
 mod common;
 #[path = "../tests/pipeline/common.rs"]

@@ -13,14 +13,17 @@
 // `sluice_host::window` keep naming the same thing.
 pub use sluice_core::{data, ingress, manifest, parse, pipeline, retry, sink, state, window};
 
+// The tenant runtime and the broker and database clients are crates of
+// their own, named here as modules so the host's paths read the same.
+pub use sluice_amqp as amqp;
+pub use sluice_cassandra as cassandra;
+pub use sluice_sandbox as sandbox;
+
 pub mod admin;
-pub mod amqp;
 pub mod batch;
-pub mod cassandra;
 pub mod client;
 pub mod generate;
 pub mod metrics;
 pub mod report;
 pub mod runner;
-pub mod sandbox;
 pub mod serve;

@@ -4,13 +4,13 @@
 //! inputs to the SDK's types, as the Wasm path copies them into guest
 //! memory.
 
-use sluice_guest as sdk;
-use sluice_host::data::{
+use sluice_core::data::{
     self, AddGroup, AlertResult, Column, DataField, EventBatch, FieldDef, FieldType, KeyGroup,
     SandboxError, Value, WindowGroup,
 };
-use sluice_host::pipeline::AlertCalls;
-use sluice_host::window::WindowCalls;
+use sluice_core::pipeline::AlertCalls;
+use sluice_core::window::WindowCalls;
+use sluice_guest as sdk;
 
 pub struct Native<T: sdk::Tenant> {
     pub module: sdk::Module<T>,

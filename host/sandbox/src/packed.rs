@@ -1,0 +1,371 @@
+//! The packed forms of the aggregate calls: accumulators go in as one byte
+//! buffer with offsets (contract 0.2.0 for merge/finish, 0.3.0 for add),
+//! fields come back with each name once, added accumulators as one buffer.
+//! Why: per window, n panes and k fields used to cost n + k allocations on
+//! each side of the boundary and n calls into the guest's allocator; per
+//! `aggregate-add` group, its key strings, state and result did.
+
+use super::bindings::{AddGroups, PackedAccumulators, PackedBytes, PackedFields};
+use super::output::{field_cost, twice, Caps, Refusal, LINE_OVERHEAD};
+use sluice_core::data::{AddGroup, DataField};
+
+/// Packs `aggregate-add` groups: row ends, and each group's state as an item
+/// of zero or one accumulators.
+pub(crate) fn pack_add_groups(groups: &[AddGroup<'_>]) -> AddGroups {
+    let mut at = 0u32;
+    let ends = groups
+        .iter()
+        .map(|g| {
+            at = at.saturating_add(g.rows);
+            at
+        })
+        .collect();
+    let states: Vec<&[&[u8]]> = groups.iter().map(|g| g.state.as_slice()).collect();
+    AddGroups {
+        ends,
+        states: pack(&states),
+    }
+}
+
+/// Splits a guest's packed byte strings, after checking every item's size
+/// against the caps (before copying any); a contract refusal naming the
+/// fault when the offsets do not describe `data`.
+pub(crate) fn unpack_bytes(packed: PackedBytes, caps: &Caps<'_>) -> Result<Vec<Vec<u8>>, Refusal> {
+    let mut at = 0usize;
+    for (i, &end) in packed.ends.iter().enumerate() {
+        let end = end as usize;
+        if end < at || end > packed.data.len() {
+            return Err(Refusal::Contract(format!(
+                "packed bytes: item {i} ends at byte {end}, outside {at}..={}",
+                packed.data.len()
+            )));
+        }
+        at = end;
+    }
+    let mut at = 0usize;
+    caps.sizes(packed.ends.iter().map(|&end| {
+        let size = (end as usize).saturating_sub(at) as u64;
+        at = end as usize;
+        size
+    }))?;
+    let mut at = 0usize;
+    Ok(packed
+        .ends
+        .iter()
+        .map(|&end| {
+            let end = end as usize;
+            let bytes = packed.data[at..end].to_vec();
+            at = end;
+            bytes
+        })
+        .collect())
+}
+
+/// Packs lists of accumulators (one list per window or merge), owned or
+/// borrowed from the panes that keep them.
+pub(crate) fn pack<L, P>(items: &[L]) -> PackedAccumulators
+where
+    L: AsRef<[P]>,
+    P: AsRef<[u8]>,
+{
+    let lists = || items.iter().map(AsRef::as_ref);
+    let bytes = lists().flatten().map(|acc| acc.as_ref().len()).sum();
+    let mut packed = PackedAccumulators {
+        data: Vec::with_capacity(bytes),
+        ends: Vec::with_capacity(lists().map(<[P]>::len).sum()),
+        items: Vec::with_capacity(items.len()),
+    };
+    for item in lists() {
+        for acc in item {
+            packed.data.extend_from_slice(acc.as_ref());
+            packed
+                .ends
+                .push(u32::try_from(packed.data.len()).unwrap_or(u32::MAX));
+        }
+        packed
+            .items
+            .push(u32::try_from(packed.ends.len()).unwrap_or(u32::MAX));
+    }
+    packed
+}
+
+/// Unpacks a guest's fields into one list per window. First, without
+/// allocating per field, it checks the offsets and name ids, the names
+/// against the declared ones (none twice in a window), and what each
+/// window will cost the host — its name spelled out once per reference —
+/// against the caps: a 1 MiB name referred to by 1000 fields is refused
+/// before it is copied once.
+pub(crate) fn unpack_fields(
+    packed: PackedFields,
+    caps: &Caps<'_>,
+) -> Result<Vec<Vec<DataField>>, Refusal> {
+    let PackedFields {
+        names,
+        name_ids,
+        values,
+        windows,
+    } = packed;
+    let contract = |m: String| Err(Refusal::Contract(m));
+    if name_ids.len() != values.len() {
+        return contract(format!(
+            "packed fields: {} name ids for {} values",
+            name_ids.len(),
+            values.len()
+        ));
+    }
+    if let Some(name) = names.iter().find(|n| !caps.declared.output(n)) {
+        return Err(caps.declared.undeclared_field(name));
+    }
+    // Per name: the last window (+1) that used it, to find duplicates.
+    let mut seen = vec![0u32; names.len()];
+    let mut sizes = Vec::with_capacity(windows.len());
+    let mut at = 0usize;
+    for (i, &end) in windows.iter().enumerate() {
+        let end = end as usize;
+        if end < at {
+            return contract(format!(
+                "packed fields: window {i} ends at field {end}, before {at}"
+            ));
+        }
+        if end > name_ids.len() {
+            return contract(format!(
+                "packed fields: window {i} ends at field {end}, past the last"
+            ));
+        }
+        let mark = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let mut cost = LINE_OVERHEAD;
+        let mut dup = None;
+        for (&id, value) in name_ids[at..end].iter().zip(&values[at..end]) {
+            let Some(name) = names.get(id as usize) else {
+                return contract(format!(
+                    "packed fields: name id {id} of window {i}, but {} names",
+                    names.len()
+                ));
+            };
+            if seen[id as usize] == mark {
+                dup.get_or_insert(name);
+            }
+            seen[id as usize] = mark;
+            cost = cost.saturating_add(field_cost(name.len(), value));
+        }
+        // The size first: a name repeated to blow up the output is a limit
+        // breach (a trap), not only a broken contract.
+        if cost > caps.item {
+            return Err(Refusal::Item { size: cost });
+        }
+        if let Some(name) = dup {
+            return Err(twice(name));
+        }
+        sizes.push(cost);
+        at = end;
+    }
+    if at != name_ids.len() {
+        return contract(format!(
+            "packed fields: fields after the last window's end ({at})"
+        ));
+    }
+    caps.sizes(sizes.into_iter())?;
+
+    let mut out = Vec::with_capacity(windows.len());
+    let mut fields = name_ids.into_iter().zip(values);
+    let mut at = 0usize;
+    for &end in &windows {
+        let end = end as usize;
+        let window: Vec<DataField> = fields
+            .by_ref()
+            .take(end - at)
+            .map(|(id, value)| DataField {
+                name: names[id as usize].clone(),
+                value: value.into(),
+            })
+            .collect();
+        out.push(window);
+        at = end;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::Value;
+    use crate::output::Declared;
+    use sluice_core::data;
+
+    const ANY: &[String] = &[];
+
+    fn any_name() -> Vec<String> {
+        vec!["*".to_owned()]
+    }
+
+    fn caps<'a>(declared: &'a Declared<'a>) -> Caps<'a> {
+        Caps {
+            item: 1 << 20,
+            call: 1 << 30,
+            declared,
+        }
+    }
+
+    fn open(outputs: &[String]) -> Declared<'_> {
+        Declared {
+            function: "f",
+            outputs,
+            kinds: ANY,
+        }
+    }
+
+    #[test]
+    fn add_groups_pack_row_ends_and_zero_or_one_state_each() {
+        let packed = pack_add_groups(&[
+            AddGroup {
+                rows: 2,
+                state: Some(&[7, 8]),
+            },
+            AddGroup {
+                rows: 1,
+                state: None,
+            },
+            AddGroup {
+                rows: 3,
+                state: Some(&[]),
+            },
+        ]);
+        assert_eq!(packed.ends, vec![2, 3, 6]);
+        assert_eq!(packed.states.data, vec![7, 8]);
+        assert_eq!(packed.states.ends, vec![2, 2]);
+        assert_eq!(
+            packed.states.items,
+            vec![1, 1, 2],
+            "an empty state is not none"
+        );
+    }
+
+    #[test]
+    fn bytes_unpack_by_their_ends_and_bad_ends_are_refused() {
+        let bytes = |data: &[u8], ends: &[u32]| PackedBytes {
+            data: data.to_vec(),
+            ends: ends.to_vec(),
+        };
+        let all = any_name();
+        let d = open(&all);
+        assert_eq!(
+            unpack_bytes(bytes(&[1, 2, 3], &[1, 1, 3]), &caps(&d)),
+            Ok(vec![vec![1], vec![], vec![2, 3]])
+        );
+        for (packed, fault) in [
+            (
+                bytes(&[1], &[2]),
+                "packed bytes: item 0 ends at byte 2, outside 0..=1",
+            ),
+            (
+                bytes(&[1, 2], &[2, 1]),
+                "packed bytes: item 1 ends at byte 1, outside 2..=2",
+            ),
+        ] {
+            assert_eq!(
+                unpack_bytes(packed, &caps(&d)),
+                Err(Refusal::Contract(fault.to_owned()))
+            );
+        }
+    }
+
+    #[test]
+    fn accumulators_pack_into_offsets() {
+        let packed = pack(&[vec![vec![1, 2], vec![], vec![3]], vec![], vec![vec![4]]]);
+        assert_eq!(packed.data, vec![1, 2, 3, 4]);
+        assert_eq!(packed.ends, vec![2, 2, 3, 4]);
+        assert_eq!(packed.items, vec![3, 3, 4]);
+    }
+
+    fn fields(names: &[&str], ids: &[u32], windows: &[u32]) -> PackedFields {
+        PackedFields {
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            name_ids: ids.to_vec(),
+            values: ids.iter().map(|&i| Value::Int(i64::from(i))).collect(),
+            windows: windows.to_vec(),
+        }
+    }
+
+    #[test]
+    fn fields_unpack_per_window_with_their_names() {
+        let all = any_name();
+        let d = open(&all);
+        let out =
+            unpack_fields(fields(&["a", "b"], &[0, 1, 1], &[2, 2, 3]), &caps(&d)).expect("valid");
+        let shown: Vec<Vec<&str>> = out
+            .iter()
+            .map(|w| w.iter().map(|f| f.name.as_str()).collect())
+            .collect();
+        assert_eq!(shown, vec![vec!["a", "b"], vec![], vec!["b"]]);
+        assert_eq!(out[2][0].value, data::Value::Int(1));
+    }
+
+    #[test]
+    fn malformed_fields_are_refused_with_the_fault() {
+        let all = any_name();
+        let d = open(&all);
+        let refused = |packed| match unpack_fields(packed, &caps(&d)) {
+            Err(Refusal::Contract(m)) => m,
+            other => panic!("expected a contract refusal, got {other:?}"),
+        };
+        for (packed, fault) in [
+            (fields(&["a"], &[0, 0], &[1]), "after the last window"),
+            (fields(&["a"], &[0], &[2]), "past the last"),
+            (fields(&["a"], &[3], &[1]), "name id 3"),
+            (fields(&["a", "b"], &[0, 1], &[2, 1]), "before 2"),
+        ] {
+            let err = refused(packed);
+            assert!(err.contains(fault), "{err}");
+        }
+        let mut uneven = fields(&["a"], &[0], &[1]);
+        uneven.values.clear();
+        assert!(refused(uneven).contains("1 name ids for 0 values"));
+        assert!(refused(fields(&["a"], &[0, 0], &[2])).contains("twice"));
+    }
+
+    #[test]
+    fn a_huge_name_referred_to_many_times_is_refused_before_it_is_copied() {
+        let all = any_name();
+        let d = open(&all);
+        let name = "n".repeat(1 << 20);
+        let packed = PackedFields {
+            names: vec![name],
+            name_ids: vec![0; 1000],
+            values: vec![Value::Int(1); 1000],
+            windows: (1..=1000).collect(),
+        };
+        // Each window alone is just over the cap: 1 MiB name plus overhead.
+        match unpack_fields(packed, &caps(&d)) {
+            Err(Refusal::Item { size }) => assert!(size > 1 << 20, "{size}"),
+            other => panic!(
+                "expected an item over the cap, got {:?}",
+                other.map(|o| o.len())
+            ),
+        }
+        let small = PackedFields {
+            names: vec!["n".repeat(1000)],
+            name_ids: vec![0; 2000],
+            values: vec![Value::Int(1); 2000],
+            windows: (1..=2000).collect(),
+        };
+        let tight = Caps {
+            item: 2000,
+            call: 1 << 20,
+            declared: &d,
+        };
+        assert!(matches!(
+            unpack_fields(small, &tight),
+            Err(Refusal::Call { size }) if size > 2_000_000
+        ));
+    }
+
+    #[test]
+    fn undeclared_names_are_refused() {
+        let declared = vec!["a".to_owned()];
+        let d = open(&declared);
+        assert!(matches!(
+            unpack_fields(fields(&["a", "b"], &[0, 1], &[2]), &caps(&d)),
+            Err(Refusal::Contract(m)) if m.contains("`b`")
+        ));
+    }
+}
