@@ -47,7 +47,7 @@ fi
 export SLUICE_PYTHON="$venv/bin/python"
 
 # The layering holds: the core crate links none of the heavy dependencies.
-scripts/check-core-deps.sh
+scripts/check-layers.sh
 
 cargo xtask build-examples
 

@@ -1,7 +1,7 @@
 //! Tests of the window engine: against a brute-force oracle on random
 //! streams (`oracle`) and on chosen cases (`cases`), with native tenant
 //! functions; the sandbox's tests run it with the real BTS component
-//! (`host/tests/sandbox/windows_bts.rs`).
+//! (`host/sandbox/tests/sandbox/windows_bts.rs`).
 
 mod cases;
 mod ceilings;
