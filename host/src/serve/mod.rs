@@ -27,13 +27,22 @@
 //! - Undeploy fires the tenant's open windows (its stream is over), acks,
 //!   and deletes its state; its queue and exchange are left to the broker's
 //!   owner.
+//!
+//! Files: `mod.rs` the [`Host`] and its tenants' slots; `control.rs`
+//! deploy, undeploy and shutdown; `checks.rs` a deploy's checks (module,
+//! redeploy compatibility, broker resources no two tenants share);
+//! `view.rs` what `sluice list` and `/metrics` show; `tenant.rs` one run of
+//! a tenant; `partition/` a partitioned tenant; `batch.rs` batch triggers;
+//! `env.rs` what every run shares; `config.rs` `host.toml`.
 
 pub mod batch;
+mod checks;
 pub mod config;
 mod control;
 pub mod env;
 pub mod partition;
 pub mod tenant;
+mod view;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -41,22 +50,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
-
 use crate::data::SandboxError;
 use crate::manifest::{self, Manifest, TenantName};
 use crate::metrics::prometheus::{
-    CheckpointMetrics, LatencyMetrics, PartitionFigures, TenantFigures, TenantSource, TenantState,
+    CheckpointMetrics, LatencyMetrics, PartitionFigures, TenantFigures, TenantSource,
 };
 use crate::metrics::{Counters, Summary};
 use crate::sandbox::{SandboxEngine, TenantModule};
 
 pub use batch::BatchEnv;
+use checks::{check, compatible, unclaimed_in, Claim};
 pub use config::HostConfig;
 pub use control::Deployed;
 pub use env::{RunEnv, StateDb};
 pub use partition::PartitionView;
 use tenant::Run;
+use view::{counters_view, metric_state, view};
+pub use view::{CountersView, ModuleView, State, TenantView, TriggersView};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -118,77 +128,6 @@ impl Error {
     fn module(e: SandboxError) -> Error {
         Error::Module(Box::new(e))
     }
-}
-
-/// A tenant's state as `sluice list` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Running,
-    Paused,
-    /// The run ended on an error (see `reason`).
-    Failed,
-}
-
-/// One row of `sluice list`.
-#[derive(Debug, Clone, Serialize)]
-pub struct TenantView {
-    pub tenant: String,
-    pub state: State,
-    /// Why it is paused or failed.
-    pub reason: Option<String>,
-    /// A change under way: `redeploying` (this version serves until the
-    /// new one takes over) or `undeploying`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub operation: Option<&'static str>,
-    pub module: ModuleView,
-    pub queue: String,
-    pub exchange: String,
-    /// Seconds since the Unix epoch of the running version's deploy.
-    pub deployed_at: u64,
-    pub counters: CountersView,
-    /// The tenant's batch triggers (this run's), when it has any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch_triggers: Option<TriggersView>,
-    /// A partitioned tenant's partitions as this host sees them; its
-    /// `counters` are then those of the partitions this host owns.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partitions: Option<Vec<PartitionView>>,
-}
-
-/// What a tenant's batch triggers did in its current run.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct TriggersView {
-    /// Job runs completed (results and run stored).
-    pub runs: u64,
-    pub failed: u64,
-    /// Alerts for a (job, range, scope) that had already run.
-    pub repeated: u64,
-    /// Alerts dropped because the trigger queue was full.
-    pub dropped: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ModuleView {
-    pub name: String,
-    pub version: String,
-    pub sha256: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CountersView {
-    pub records_in: u64,
-    pub bytes_in: u64,
-    pub deserialization_errors: u64,
-    pub late_dropped: u64,
-    /// Rows dated beyond `max_future` (`future` dead letters).
-    pub future_dropped: u64,
-    /// Rows of keys beyond the host's `max_keys` ceiling (`limit` dead letters).
-    pub limited: u64,
-    pub outputs: u64,
-    pub alerts: u64,
-    pub poisoned: u64,
-    pub guest_traps: u64,
 }
 
 /// Everything the host keeps about one tenant across its runs.
@@ -622,171 +561,10 @@ impl TenantSource for Host {
     }
 }
 
-/// The broker resources a tenant's run uses, which no other tenant may.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Claim {
-    queue: String,
-    exchange: String,
-}
-
-impl Claim {
-    fn of(manifest: &Manifest) -> Claim {
-        Claim {
-            queue: manifest.input.queue.clone(),
-            exchange: manifest.output.exchange.clone(),
-        }
-    }
-
-    /// What of `self` another tenant's `theirs` uses too.
-    fn clash(&self, theirs: &Claim) -> Option<&'static str> {
-        if theirs.queue == self.queue {
-            Some("input queue")
-        } else if theirs.exchange == self.exchange {
-            Some("output exchange")
-        } else {
-            None
-        }
-    }
-}
-
-/// Refuses a manifest naming another tenant's queue or exchange — of a
-/// running tenant or of a deploy committed and not started yet: a tenant
-/// must not read another's input or write into its results.
-fn unclaimed_in(
-    tenants: &BTreeMap<String, Slot>,
-    claims: &BTreeMap<String, Claim>,
-    manifest: &Manifest,
-) -> Result<()> {
-    let mine = Claim::of(manifest);
-    let running = tenants
-        .iter()
-        .map(|(t, slot)| (t, Claim::of(&slot.run.manifest)));
-    let committed = claims.iter().map(|(t, c)| (t, c.clone()));
-    for (other, theirs) in running
-        .chain(committed)
-        .filter(|(t, _)| **t != manifest.tenant)
-    {
-        if let Some(what) = mine.clash(&theirs) {
-            tracing::warn!(tenant = %manifest.tenant, %other, what, "refused: names another tenant's broker resource");
-            return Err(Error::Conflict {
-                tenant: manifest.tenant.clone(),
-                message: format!("its {what} belongs to another tenant"),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The checks of a deploy that need no running state.
-fn check(manifest: &Manifest, module: &TenantModule) -> Result<()> {
-    manifest
-        .check_module(module.info())
-        .map_err(|e| Error::Mismatch(Box::new(e)))?;
-    // `init` with the manifest's params: a bad param fails the deploy, not
-    // the first event.
-    module
-        .instantiate(
-            manifest.params_list(),
-            manifest.schema(),
-            manifest.limits.clone(),
-        )
-        .map_err(Error::module)?;
-    Ok(())
-}
-
-/// A redeploy carries state over only when its shape stays.
-fn compatible(old: &Manifest, new: &Manifest) -> Result<()> {
-    let what = if old.input.columns != new.input.columns {
-        "its columns"
-    } else if old.input.key != new.input.key {
-        "its key"
-    } else if old.windows != new.windows {
-        "its windows"
-    } else if old.input.queue != new.input.queue {
-        "its input queue"
-    } else if old.input.partitions != new.input.partitions {
-        "its partitions"
-    } else {
-        return Ok(());
-    };
-    Err(Error::Conflict {
-        tenant: new.tenant.clone(),
-        message: format!(
-            "a redeploy keeps the running state, so it cannot change {what}; undeploy first"
-        ),
-    })
-}
-
 /// Auto-pause samples starting now at `traps`: traps from this moment on
 /// count, also those before the watcher's next look.
 fn since_now(traps: u64) -> VecDeque<(Instant, u64)> {
     VecDeque::from([(Instant::now(), traps)])
-}
-
-/// The tenant's state as `/metrics` tells it: `/v1/tenants`'s, with a
-/// stuck worker and an auto-pause told apart (the reason says the rest).
-fn metric_state(slot: &Slot) -> TenantState {
-    match (&slot.fault, slot.run.ended(), &slot.paused) {
-        (Some(f), _, _) if f.stuck => TenantState::Stuck,
-        (Some(_), _, _) | (None, Some(_), _) => TenantState::Failed,
-        (None, None, Some(reason)) if reason.starts_with(AUTO_PAUSED) => TenantState::AutoPaused,
-        (None, None, Some(_)) => TenantState::Paused,
-        (None, None, None) => TenantState::Running,
-    }
-}
-
-fn view(tenant: &str, slot: &Slot) -> TenantView {
-    let info = slot.run.module.info();
-    let (state, reason) = match (slot.run.ended(), &slot.paused) {
-        _ if slot.fault.is_some() => (State::Failed, slot.fault.as_ref().map(|f| f.reason.clone())),
-        (Some(Err(e)), _) => (State::Failed, Some(e.to_string())),
-        (Some(Ok(())), _) => (State::Failed, Some("the run ended".to_owned())),
-        (None, Some(reason)) => (State::Paused, Some(reason.clone())),
-        (None, None) => (State::Running, None),
-    };
-    TenantView {
-        tenant: tenant.to_owned(),
-        state,
-        reason,
-        operation: slot.operation,
-        module: ModuleView {
-            name: info.name.clone(),
-            version: info.version.clone(),
-            sha256: slot.run.module.hash().to_owned(),
-        },
-        queue: slot.run.manifest.input.queue.clone(),
-        exchange: slot.run.manifest.output.exchange.clone(),
-        deployed_at: slot
-            .deployed_at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        counters: counters_view(&slot.summary(), slot.traps()),
-        partitions: slot.run.partitions(),
-        batch_triggers: slot.run.trigger_stats().map(|t| {
-            let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-            TriggersView {
-                runs: n(&t.runs),
-                failed: n(&t.failed),
-                repeated: n(&t.repeated),
-                dropped: n(&t.dropped),
-            }
-        }),
-    }
-}
-
-fn counters_view(s: &Summary, traps: u64) -> CountersView {
-    CountersView {
-        records_in: s.rows_in,
-        bytes_in: s.bytes_in,
-        deserialization_errors: s.bad_rows,
-        late_dropped: s.late_dropped,
-        future_dropped: s.future_dropped,
-        limited: s.limited,
-        outputs: s.outputs,
-        alerts: s.alerts,
-        poisoned: s.poisoned,
-        guest_traps: traps,
-    }
 }
 
 /// The machine's name, for partition ownership records.
