@@ -10,7 +10,7 @@
 //! 3. Cassandra's start time in `scripts/services.sh` (a restart; skipped
 //!    with `SLUICE_BENCH_NO_RESTART=1`).
 //! 4. (Before 3, over the raw events 2 stored.) Rows/s of the batch jobs'
-//!    scan of stored events (`ingress::events_scan`, rendered as CSV and
+//!    scan of stored events (`cassandra::events_scan`, rendered as CSV and
 //!    read to the end) at parallelism 1, 2 and 4, against the driver
 //!    alone reading the same rows (one paged `WHERE tenant = ? ALLOW
 //!    FILTERING` read, decoded, nothing rendered).

@@ -1,7 +1,7 @@
 //! RabbitMQ (AMQP 0-9-1): connecting with backoff, and the topology —
 //! every queue and exchange sluice declares, with its arguments, in one
 //! place ([`topology`]), so the host, `sluice publish` and `sluice tail`
-//! never meet a mismatched declaration. `ingress.rs`: the consumer the
+//! never meet a mismatched declaration. `ingress/`: the consumer the
 //! pipeline reads; `sink.rs`: results and dead letters published with
 //! confirms; `publish.rs` and `tail.rs`: the `sluice publish` (sensor
 //! simulator) and `sluice tail` (the tenant's receiver) clients.

@@ -1,5 +1,5 @@
 //! Batch jobs against a real node: the scan of stored raw events
-//! (`ingress::events_scan`) gives back exactly the rows the stream stored
+//! (`cassandra::events_scan`) gives back exactly the rows the stream stored
 //! for a range and scope, as CSV the parser reads to the same values, and
 //! fails loudly when the node goes away; `BatchResultStore` round-trips
 //! results, overwrites a rerun and records runs.
