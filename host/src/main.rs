@@ -13,7 +13,7 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    batch, deploy, gen_bts, inspect, list, pause, publish, query, resume, run, serve, tail,
+    batch, deploy, gen_bts, inspect, list, new, pause, publish, query, resume, run, serve, tail,
     undeploy,
 };
 
@@ -67,6 +67,10 @@ enum Command {
     /// Validate a tenant component as a deploy would, and print what it
     /// implements (its `describe`) as JSON.
     Inspect(inspect::Args),
+    /// Create a tenant crate that builds outside this repository: a small
+    /// tenant, its manifest, a native test, a sample and its expected
+    /// output, and the SDK vendored into it.
+    New(new::Args),
     /// Generate realistic BTS sensor CSV, deterministically from a seed
     /// (the original data set cannot be shipped).
     GenBts(gen_bts::Args),
@@ -93,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         Command::Publish(args) => publish::publish(args),
         Command::Tail(args) => tail::tail(args),
         Command::Inspect(args) => inspect::inspect(args),
+        Command::New(args) => new::new(args),
         Command::GenBts(args) => gen_bts::gen_bts(args),
     }
 }

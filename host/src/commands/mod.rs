@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod gen_bts;
 pub mod inspect;
 pub mod list;
+pub mod new;
 pub mod pause;
 pub mod publish;
 pub mod query;
