@@ -13,8 +13,8 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    batch, deploy, gen_bts, inspect, list, new, pause, publish, query, resume, run, serve, tail,
-    undeploy,
+    batch, build, deploy, gen_bts, inspect, list, new, pause, publish, query, resume, run, serve,
+    tail, undeploy,
 };
 
 #[derive(Parser)]
@@ -71,6 +71,10 @@ enum Command {
     /// tenant, its manifest, a native test, a sample and its expected
     /// output, and the SDK vendored into it.
     New(new::Args),
+    /// Build a tenant crate into its component (adding the wasm32-wasip2
+    /// target when missing), check it as a deploy would, and print its
+    /// absolute path as the last line of stdout.
+    Build(build::Args),
     /// Generate realistic BTS sensor CSV, deterministically from a seed
     /// (the original data set cannot be shipped).
     GenBts(gen_bts::Args),
@@ -98,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tail(args) => tail::tail(args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::New(args) => new::new(args),
+        Command::Build(args) => build::build(args),
         Command::GenBts(args) => gen_bts::gen_bts(args),
     }
 }

@@ -9,6 +9,7 @@ pub mod common;
 pub mod progress;
 
 pub mod batch;
+pub mod build;
 pub mod deploy;
 pub mod gen_bts;
 pub mod inspect;
