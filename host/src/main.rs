@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 use commands::{
     batch, build, deploy, gen_bts, inspect, list, new, pause, publish, query, resume, run, serve,
-    tail, undeploy,
+    tail, test, undeploy,
 };
 
 #[derive(Parser)]
@@ -75,6 +75,10 @@ enum Command {
     /// target when missing), check it as a deploy would, and print its
     /// absolute path as the last line of stdout.
     Build(build::Args),
+    /// Run a tenant over a CSV file and compare its results with an
+    /// expected JSON-lines file (order-insensitive, floats to a
+    /// tolerance); exit non-zero on any difference. `--update` writes it.
+    Test(test::Args),
     /// Generate realistic BTS sensor CSV, deterministically from a seed
     /// (the original data set cannot be shipped).
     GenBts(gen_bts::Args),
@@ -103,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::inspect(args),
         Command::New(args) => new::new(args),
         Command::Build(args) => build::build(args),
+        Command::Test(args) => test::test(args),
         Command::GenBts(args) => gen_bts::gen_bts(args),
     }
 }

@@ -22,4 +22,5 @@ pub mod resume;
 pub mod run;
 pub mod serve;
 pub mod tail;
+pub mod test;
 pub mod undeploy;
