@@ -140,6 +140,9 @@ fn a_new_tenant_builds_and_passes_its_test_and_a_changed_expectation_fails() {
 
     let out = run(&dir, "cargo", &["test"]);
     ok(&out, "cargo test in the generated crate");
+    // What a tenant starts from is formatted as `cargo fmt` would.
+    let out = run(&dir, "cargo", &["fmt", "--check"]);
+    ok(&out, "cargo fmt --check in the generated crate");
     eprintln!(
         "new → build → test: {:.1} s; with cargo test: {:.1} s",
         new_build_test.as_secs_f64(),
@@ -181,6 +184,8 @@ fn a_crate_from_a_sample_passes_its_own_native_test() {
     );
     let out = run(&dir, "cargo", &["test"]);
     ok(&out, "cargo test in the crate from a sample");
+    let out = run(&dir, "cargo", &["fmt", "--check"]);
+    ok(&out, "cargo fmt --check in the crate from a sample");
     // A directory that is not empty is never written into.
     let out = run(tmp.path(), SLUICE, &["new", "temps", "--dir", "crate"]);
     assert!(!out.status.success());
