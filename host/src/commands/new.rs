@@ -146,6 +146,7 @@ pub fn new(args: Args) -> anyhow::Result<()> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
+    format_rust(&dir);
     let shown = dir.display();
     eprintln!(
         "sluice new: tenant `{}` in {shown} ({} schema: {} columns, key [{}], event time `{}`, value `{}`)",
@@ -170,6 +171,22 @@ pub fn new(args: Args) -> anyhow::Result<()> {
         "next: cd {shown} && cargo test && sluice build && sluice test sluice.toml --input {SAMPLE_NAME}"
     );
     Ok(())
+}
+
+/// Formats the generated Rust as `cargo fmt` would, when rustfmt is
+/// installed (it comes with rustup's default profile): where rustfmt breaks
+/// a line depends on the names and sample values filled in. Best effort: a
+/// crate that is not formatted still builds.
+fn format_rust(dir: &std::path::Path) {
+    let formatted = std::process::Command::new("rustfmt")
+        .args(["--edition", "2021", "src/lib.rs", "tests/functions.rs"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !formatted.is_ok_and(|s| s.success()) {
+        eprintln!("sluice new: rustfmt did not run; the generated code is not formatted");
+    }
 }
 
 /// The name must do as a crate name, a Rust string and a tenant name.
