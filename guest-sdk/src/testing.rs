@@ -216,7 +216,10 @@ impl Rows {
         &self.batch
     }
 
-    /// The rows at `indices`, in that order.
+    /// The rows at `indices`, in that order (a row may be taken twice).
+    ///
+    /// # Panics
+    /// If an index is not below [`len`](Self::len), as slice indexing does.
     pub fn select(&self, indices: &[usize]) -> Rows {
         let b = &self.batch;
         let columns = b
