@@ -320,18 +320,11 @@ impl Plan {
 
 /// Infers a plan from a CSV sample (`,`-separated).
 fn infer(text: &str) -> anyhow::Result<Plan> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let mut records = Vec::new();
-    for record in reader.records() {
-        let record = record.context("the sample is not CSV")?;
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        records.push(record.iter().map(str::to_owned).collect::<Vec<_>>());
-    }
+    let records: Vec<Vec<String>> = records(text)?
+        .into_iter()
+        .map(|(_, fields)| fields)
+        .filter(|fields| !fields.iter().all(String::is_empty))
+        .collect();
     let Some(first) = records.first() else {
         bail!("the sample has no rows");
     };
@@ -612,26 +605,18 @@ fn test_rows(plan: &Plan) -> anyhow::Result<(String, Vec<f64>)> {
         .iter()
         .position(|c| c.name == plan.value)
         .context("the value column is not in the schema")?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(plan.header)
-        .flexible(true)
-        .from_reader(plan.sample.as_bytes());
     let mut rows = String::new();
     let mut values = Vec::new();
-    for record in reader.records() {
-        let Ok(record) = record else { continue };
+    let skip = usize::from(plan.header);
+    for (line, record) in records(&plan.sample)?.into_iter().skip(skip) {
         if record.len() > plan.columns.len() || !row_reads(plan, &record) {
             continue;
         }
         let Some(v) = record.get(value).and_then(|v| v.parse::<f64>().ok()) else {
             continue;
         };
-        let mut writer = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(Vec::new());
-        writer.write_record(&record)?;
-        let line = String::from_utf8(writer.into_inner()?)?;
-        rows.push_str(&line);
+        rows.push_str(line.trim());
+        rows.push('\n');
         values.push(v);
         if values.len() == TEST_ROWS {
             break;
@@ -644,9 +629,9 @@ fn test_rows(plan: &Plan) -> anyhow::Result<(String, Vec<f64>)> {
 }
 
 /// Whether every field of `record` reads as its column's type.
-fn row_reads(plan: &Plan, record: &csv::StringRecord) -> bool {
+fn row_reads(plan: &Plan, record: &[String]) -> bool {
     plan.columns.iter().enumerate().all(|(i, c)| {
-        let v = record.get(i).unwrap_or("");
+        let v = record.get(i).map_or("", String::as_str);
         if v.is_empty() {
             return c.optional;
         }
@@ -660,6 +645,51 @@ fn row_reads(plan: &Plan, record: &csv::StringRecord) -> bool {
             }
         }
     })
+}
+
+/// The sample's non-blank lines, each with its fields: one record per
+/// line as the host reads them (`,`-separated, `"`-quoted with `""` for a
+/// quote, no line break inside a record).
+fn records(text: &str) -> anyhow::Result<Vec<(&str, Vec<String>)>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            let fields = split_record(line)
+                .with_context(|| format!("line {} of the sample is not CSV", n + 1))?;
+            Ok((line, fields))
+        })
+        .collect()
+}
+
+/// Splits one CSV line into its fields.
+fn split_record(line: &str) -> anyhow::Result<Vec<String>> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let (mut quoted, mut at_start) = (false, true);
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' if quoted => quoted = false,
+            '"' if at_start => quoted = true,
+            ',' if !quoted => {
+                fields.push(std::mem::take(&mut field));
+                at_start = true;
+                continue;
+            }
+            c => field.push(c),
+        }
+        at_start = false;
+    }
+    if quoted {
+        bail!("unterminated quote");
+    }
+    fields.push(field);
+    Ok(fields)
 }
 
 /// `my-sensors` → `MySensors`, with `Tenant` appended so it cannot clash
@@ -954,6 +984,13 @@ mod tests {
         assert_eq!(plan.limit, "1");
         let err = infer("a,1\nb,2\n").expect_err("no time");
         assert!(err.to_string().contains("timestamp"), "{err}");
+    }
+
+    #[test]
+    fn quoted_fields_split_as_the_host_reads_them() {
+        let fields = split_record(r#"a,"b,c","say ""hi""",,"#).expect("valid");
+        assert_eq!(fields, ["a", "b,c", "say \"hi\"", "", ""]);
+        assert!(split_record(r#"a,"b"#).is_err());
     }
 
     #[test]
