@@ -114,9 +114,74 @@
 //! # Ok::<(), GuestError>(())
 //! ```
 //!
+//! # Testing natively
+//!
+//! [`testing`] runs one function over a few events written as CSV, with
+//! the same dispatcher the component uses: a [`testing::Harness`] is the
+//! tenant after `init`; [`testing::Harness::aggregate`] adds, merges and
+//! finishes, [`testing::Harness::alerts`] carries a key's state from call
+//! to call, [`testing::Harness::process_window`] runs one window, and
+//! [`testing::Rows::event`] hands an [`Aggregate`]'s `add` an [`Event`]
+//! directly. With the `Sensors` tenant above:
+//!
+//! ```
+//! # use serde::{Deserialize, Serialize};
+//! # use sluice_guest::{Aggregate, Alerts, Event, Events, FloatField, Function, GuestError, Key, Output, Params, Schema, Tenant};
+//! # pub struct Sensors { value: FloatField, limit: f64 }
+//! # impl Tenant for Sensors {
+//! #     const NAME: &'static str = "sensors";
+//! #     const VERSION: &'static str = "0.1.0";
+//! #     fn init(params: &Params, schema: &Schema) -> Result<Self, GuestError> {
+//! #         Ok(Sensors { value: schema.float("value")?, limit: params.get_or("limit", 100.0)? })
+//! #     }
+//! #     fn functions() -> Vec<Function<Self>> {
+//! #         vec![
+//! #             Function::aggregate::<Mean>("mean"),
+//! #             Function::alert::<Above>("limit", &["over-limit"], &["value"], over_limit),
+//! #         ]
+//! #     }
+//! # }
+//! # #[derive(Default, Serialize, Deserialize)]
+//! # struct Mean { count: u64, sum: f64 }
+//! # impl Aggregate<Sensors> for Mean {
+//! #     const OUTPUTS: &'static [&'static str] = &["mean", "counter"];
+//! #     fn add(&mut self, t: &Sensors, event: Event<'_>) { self.count += 1; self.sum += event.get(t.value); }
+//! #     fn merge(&mut self, other: Self) { self.count += other.count; self.sum += other.sum; }
+//! #     fn finish(&self, _: &Sensors) -> Output {
+//! #         Output::new().float("mean", self.sum / self.count.max(1) as f64).int("counter", self.count as i64)
+//! #     }
+//! # }
+//! # #[derive(Default, Serialize, Deserialize)]
+//! # struct Above(bool);
+//! # fn over_limit(t: &Sensors, above: &mut Above, _: &Key<'_>, events: Events<'_>, out: &mut Alerts) {
+//! #     for event in events {
+//! #         let value = event.get(t.value);
+//! #         if value > t.limit && !above.0 { out.raise("over-limit", event.time(), Output::new().float("value", value)); }
+//! #         above.0 = value > t.limit;
+//! #     }
+//! # }
+//! use sluice_guest::testing::{schema, Harness};
+//!
+//! let h = Harness::<Sensors>::new(&[("limit", "50")], schema("at: timestamp, value: float")?)?;
+//! let rows = h.csv("2017-02-18 18:28:05 UTC,10\n2017-02-18 18:28:06 UTC,60\n1487442487000,70")?;
+//! let out = h.aggregate("mean", &rows)?;
+//! assert_eq!(out.get("counter").and_then(|v| v.as_int()), Some(3));
+//! assert_eq!(out.get("mean").and_then(|v| v.as_float()), Some(140.0 / 3.0));
+//!
+//! let mut key = h.alerts("limit", &["s1"]);
+//! assert_eq!(key.feed(&rows)?.len(), 1); // one crossing, not one per row
+//! assert_eq!(key.feed(&rows.select(&[2]))?.len(), 0); // still above: state carried
+//! # Ok::<(), GuestError>(())
+//! ```
+//!
+//! # Building
+//!
 //! The tenant crate is `crate-type = ["cdylib", "rlib"]`, depends on
 //! `sluice-guest` and `serde` (with `derive`), and is built with
-//! `cargo build --release --target wasm32-wasip2`.
+//! `cargo build --release --target wasm32-wasip2`. Outside this repository,
+//! `sluice new NAME` writes such a crate with this SDK vendored into it,
+//! `sluice build` builds and validates its component and `sluice test`
+//! runs it over a sample against an expected output.
 
 mod events;
 mod function;
@@ -127,6 +192,10 @@ mod schema;
 mod types;
 
 pub mod log;
+
+/// Native only: tests run the tenant's functions on the host target.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 #[doc(hidden)]
 pub mod export;

@@ -300,6 +300,40 @@ pub enum Value {
     Boolean(bool),
 }
 
+impl Value {
+    /// The value of a `Float`; `None` for other variants.
+    pub fn as_float(&self) -> Option<f64> {
+        match self {
+            Value::Float(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The value of an `Int`; `None` for other variants.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The value of a `Text`; `None` for other variants.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Text(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The value of a `Boolean`; `None` for other variants.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Boolean(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
 /// A named result field, e.g. `("mean", Float(240.5))`.
 ///
 /// The name is a `Cow` because it is nearly always a literal: a window's

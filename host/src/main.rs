@@ -13,8 +13,8 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    batch, deploy, gen_bts, inspect, list, pause, publish, query, resume, run, serve, tail,
-    undeploy,
+    batch, build, deploy, gen_bts, inspect, list, new, pause, publish, query, resume, run, serve,
+    tail, test, undeploy,
 };
 
 #[derive(Parser)]
@@ -67,6 +67,18 @@ enum Command {
     /// Validate a tenant component as a deploy would, and print what it
     /// implements (its `describe`) as JSON.
     Inspect(inspect::Args),
+    /// Create a tenant crate that builds outside this repository: a small
+    /// tenant, its manifest, a native test, a sample and its expected
+    /// output, and the SDK vendored into it.
+    New(new::Args),
+    /// Build a tenant crate into its component (adding the wasm32-wasip2
+    /// target when missing), check it as a deploy would, and print its
+    /// absolute path as the last line of stdout.
+    Build(build::Args),
+    /// Run a tenant over a CSV file and compare its results with an
+    /// expected JSON-lines file (order-insensitive, floats to a
+    /// tolerance); exit non-zero on any difference. `--update` writes it.
+    Test(test::Args),
     /// Generate realistic BTS sensor CSV, deterministically from a seed
     /// (the original data set cannot be shipped).
     GenBts(gen_bts::Args),
@@ -93,6 +105,9 @@ fn main() -> anyhow::Result<()> {
         Command::Publish(args) => publish::publish(args),
         Command::Tail(args) => tail::tail(args),
         Command::Inspect(args) => inspect::inspect(args),
+        Command::New(args) => new::new(args),
+        Command::Build(args) => build::build(args),
+        Command::Test(args) => test::test(args),
         Command::GenBts(args) => gen_bts::gen_bts(args),
     }
 }

@@ -1,12 +1,12 @@
 //! `sluice inspect`: a tenant component validated as a deploy would, and
 //! what it implements printed as JSON.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde_json::json;
 use sluice_host::data::FunctionKind;
-use sluice_host::sandbox::{SandboxConfig, SandboxEngine};
+use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TenantModule};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,16 +27,7 @@ pub fn inspect(
         cache_dir,
     }: Args,
 ) -> anyhow::Result<()> {
-    let (path, tenant) = (path.as_path(), tenant.as_str());
-    let engine = SandboxEngine::new(SandboxConfig {
-        cache_dir,
-        pool_instances: 4,
-        ..SandboxConfig::default()
-    })
-    .context("starting the sandbox engine")?;
-    let module = engine
-        .load_file(tenant, path)
-        .with_context(|| format!("validating {}", path.display()))?;
+    let (_engine, module) = validate(&path, &tenant, cache_dir)?;
     let info = module.info();
     let functions: Vec<_> = info
         .functions
@@ -44,11 +35,7 @@ pub fn inspect(
         .map(|f| {
             json!({
                 "name": f.name,
-                "kind": match f.kind {
-                    FunctionKind::Aggregate => "aggregate",
-                    FunctionKind::ProcessWindow => "process-window",
-                    FunctionKind::Alert => "alert",
-                },
+                "kind": kind_name(f.kind),
                 "outputs": f.outputs,
                 "alert_kinds": f.alert_kinds,
             })
@@ -62,4 +49,34 @@ pub fn inspect(
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// Loads a component as a deploy would: a component, that compiles,
+/// imports only what the sandbox offers and exports the sluice world
+/// (`sluice build` checks what it built with this too). The engine is
+/// returned with the module: it must outlive it.
+pub fn validate(
+    path: &Path,
+    tenant: &str,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<(SandboxEngine, TenantModule)> {
+    let engine = SandboxEngine::new(SandboxConfig {
+        cache_dir,
+        pool_instances: 4,
+        ..SandboxConfig::default()
+    })
+    .context("starting the sandbox engine")?;
+    let module = engine
+        .load_file(tenant, path)
+        .with_context(|| format!("validating {}", path.display()))?;
+    Ok((engine, module))
+}
+
+/// A function kind as the manifest and `describe` spell it.
+pub fn kind_name(kind: FunctionKind) -> &'static str {
+    match kind {
+        FunctionKind::Aggregate => "aggregate",
+        FunctionKind::ProcessWindow => "process-window",
+        FunctionKind::Alert => "alert",
+    }
 }

@@ -9,10 +9,12 @@ pub mod common;
 pub mod progress;
 
 pub mod batch;
+pub mod build;
 pub mod deploy;
 pub mod gen_bts;
 pub mod inspect;
 pub mod list;
+pub mod new;
 pub mod pause;
 pub mod publish;
 pub mod query;
@@ -20,4 +22,5 @@ pub mod resume;
 pub mod run;
 pub mod serve;
 pub mod tail;
+pub mod test;
 pub mod undeploy;

@@ -1,0 +1,190 @@
+//! `sluice build`: a tenant crate compiled into its component and checked
+//! as a deploy would check it, so a tenant finds a refused import or a
+//! manifest naming a missing function before the operator does.
+//!
+//! stdout carries only the component's absolute path (its last line), so
+//! a script can take it: `module=$(sluice build | tail -n1)`; everything
+//! else — cargo's progress, the summary — goes to stderr.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+use sluice_host::manifest::Manifest;
+
+use super::inspect::{kind_name, validate};
+use super::new::contract;
+
+/// The target tenants compile to: a WASI 0.2 component.
+const TARGET: &str = "wasm32-wasip2";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The tenant crate (a directory with a Cargo.toml, as `sluice new`
+    /// writes it).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Cache compiled artifacts here (by content hash).
+    #[arg(long, env = "SLUICE_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+pub fn build(args: Args) -> anyhow::Result<()> {
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("opening {}", args.dir.display()))?;
+    let cargo_toml = dir.join("Cargo.toml");
+    if !cargo_toml.is_file() {
+        bail!(
+            "{} has no Cargo.toml: `sluice build` builds Rust tenant crates (`sluice new` writes one)",
+            dir.display()
+        );
+    }
+    ensure_target(&dir)?;
+    let (package, component) = cargo_build(&dir, &cargo_toml)?;
+
+    let manifest_path = dir.join("sluice.toml");
+    let manifest = if manifest_path.is_file() {
+        Some(Manifest::from_path(&manifest_path).context("loading sluice.toml")?)
+    } else {
+        None
+    };
+    let tenant = manifest
+        .as_ref()
+        .map_or(package.as_str(), |m| m.tenant.as_str());
+    let (engine, module) = validate(&component, tenant, args.cache_dir)?;
+    if let Some(m) = &manifest {
+        engine
+            .check_limits(&m.tenant, &m.limits)
+            .context("checking sluice.toml's [limits]")?;
+        m.check_module(module.info())
+            .context("checking sluice.toml against the component")?;
+        let named = m.module.canonicalize().unwrap_or_else(|_| m.module.clone());
+        if named != component {
+            eprintln!(
+                "sluice build: warning: sluice.toml's module is {}, not the component built here",
+                m.module.display()
+            );
+        }
+    }
+
+    let info = module.info();
+    let size = std::fs::metadata(&component)
+        .with_context(|| format!("reading {}", component.display()))?
+        .len();
+    let functions: Vec<String> = info
+        .functions
+        .iter()
+        .map(|f| format!("{} ({})", f.name, kind_name(f.kind)))
+        .collect();
+    eprintln!(
+        "sluice build: {} {}: {:.1} KiB, contract {}, functions: {}{}",
+        info.name,
+        info.version,
+        size as f64 / 1024.0,
+        contract(),
+        functions.join(", "),
+        if manifest.is_some() {
+            "; sluice.toml checked against it"
+        } else {
+            ""
+        }
+    );
+    println!("{}", component.display());
+    Ok(())
+}
+
+/// Adds the wasm32-wasip2 target through rustup when it is missing (in
+/// the toolchain `dir` selects).
+fn ensure_target(dir: &Path) -> anyhow::Result<()> {
+    let installed = match Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(dir)
+        .stderr(Stdio::inherit())
+        .output()
+    {
+        Ok(out) if out.status.success() => out.stdout,
+        Ok(out) => bail!("`rustup target list --installed` failed ({})", out.status),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "sluice build: rustup not found; assuming the toolchain has the {TARGET} target"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e).context("running rustup"),
+    };
+    if String::from_utf8_lossy(&installed)
+        .lines()
+        .any(|l| l.trim() == TARGET)
+    {
+        return Ok(());
+    }
+    eprintln!("sluice build: adding the {TARGET} target (rustup target add {TARGET})");
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .current_dir(dir)
+        .stdout(Stdio::from(std::io::stderr()))
+        .status()
+        .context("running rustup target add")?;
+    if !status.success() {
+        bail!("`rustup target add {TARGET}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Builds the crate's component into `DIR/target` (where the generated
+/// manifest points, whatever `CARGO_TARGET_DIR` says) and returns the
+/// package name and the component's path, read from cargo's own report of
+/// what it wrote.
+fn cargo_build(dir: &Path, cargo_toml: &Path) -> anyhow::Result<(String, PathBuf)> {
+    let mut child = Command::new("cargo")
+        .args(["build", "--release", "--target", TARGET])
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--manifest-path")
+        .arg(cargo_toml)
+        .arg("--target-dir")
+        .arg(dir.join("target"))
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("running cargo (is Rust installed? https://rustup.rs)")?;
+    let stdout = child.stdout.take().context("cargo's stdout")?;
+    let mut built = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo's output")?;
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact"
+            || message["manifest_path"].as_str().map(Path::new) != Some(cargo_toml)
+        {
+            continue;
+        }
+        let is_cdylib = message["target"]["kind"]
+            .as_array()
+            .is_some_and(|kinds| kinds.iter().any(|k| k == "cdylib"));
+        let wasm = message["filenames"].as_array().and_then(|files| {
+            files
+                .iter()
+                .filter_map(|f| f.as_str())
+                .find(|f| f.ends_with(".wasm"))
+        });
+        if let (true, Some(wasm)) = (is_cdylib, wasm) {
+            let name = message["target"]["name"].as_str().unwrap_or("tenant");
+            built = Some((name.replace('_', "-"), PathBuf::from(wasm)));
+        }
+    }
+    let status = child.wait().context("waiting for cargo")?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    built.with_context(|| {
+        format!(
+            "cargo built no component: {} needs `crate-type = [\"cdylib\", …]` in [lib]",
+            cargo_toml.display()
+        )
+    })
+}

@@ -1,0 +1,1004 @@
+//! `sluice new`: a tenant crate that builds outside this repository.
+//!
+//! The crate gets a small working tenant (an aggregate and an alert
+//! function), a manifest whose `module` is where `sluice build` writes the
+//! component, a native test, one sample CSV with its `expected.jsonl`, a
+//! README — and the SDK itself, vendored from the source this binary was
+//! built with (`vendor/sluice-guest/`, a path dependency). Why vendored:
+//! the SDK is not on crates.io, and a path into a checkout of sluice would
+//! build only on the machine that has one; the copy needs Rust and
+//! crates.io only, and its contract is by construction the host's.
+//!
+//! With `--sample FILE.csv` the manifest's schema is inferred from the file
+//! (names from a header, types from the values, the first timestamp-looking
+//! column as event time); otherwise it is the BTS schema with a BTS sample.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use sluice_host::manifest::time_format::TimestampFormat;
+use sluice_host::manifest::{Manifest, TenantName};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The tenant's name: the crate's and the manifest's `tenant`
+    /// (lowercase letters, digits, `-` and `_`, starting with a letter).
+    name: String,
+    /// Create the crate here (default: `./NAME`); must not exist or be
+    /// empty.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Infer the manifest's schema from this CSV file and use it as the
+    /// sample (default: the BTS schema and a BTS sample).
+    #[arg(long)]
+    sample: Option<PathBuf>,
+}
+
+/// The WIT contract the host binds and the vendored SDK exports.
+pub const WIT: &str = include_str!("../../../wit/sluice.wit");
+
+/// The SDK's files, as they are vendored (paths relative to the crate).
+/// `sdk_sources_are_all_vendored` checks the list against `guest-sdk/src`.
+const SDK_SOURCES: &[(&str, &str)] = &[
+    ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
+    (
+        "src/events.rs",
+        include_str!("../../../guest-sdk/src/events.rs"),
+    ),
+    (
+        "src/export.rs",
+        include_str!("../../../guest-sdk/src/export.rs"),
+    ),
+    (
+        "src/function.rs",
+        include_str!("../../../guest-sdk/src/function.rs"),
+    ),
+    ("src/log.rs", include_str!("../../../guest-sdk/src/log.rs")),
+    (
+        "src/module.rs",
+        include_str!("../../../guest-sdk/src/module.rs"),
+    ),
+    (
+        "src/output.rs",
+        include_str!("../../../guest-sdk/src/output.rs"),
+    ),
+    (
+        "src/params.rs",
+        include_str!("../../../guest-sdk/src/params.rs"),
+    ),
+    (
+        "src/schema.rs",
+        include_str!("../../../guest-sdk/src/schema.rs"),
+    ),
+    (
+        "src/testing.rs",
+        include_str!("../../../guest-sdk/src/testing.rs"),
+    ),
+    (
+        "src/types.rs",
+        include_str!("../../../guest-sdk/src/types.rs"),
+    ),
+];
+/// The SDK's manifest and the workspace's, read for the SDK's
+/// dependencies and the guest profile (so the copy cannot drift from them).
+const SDK_CARGO_TOML: &str = include_str!("../../../guest-sdk/Cargo.toml");
+const WORKSPACE_CARGO_TOML: &str = include_str!("../../../Cargo.toml");
+/// Where the SDK finds the WIT in this repository, and in its copy.
+const SDK_WIT_PATH: &str = "path: \"../wit\",";
+const VENDORED_WIT_PATH: &str = "path: \"wit\",";
+
+const CARGO_TOML: &str = include_str!("new/Cargo.toml.in");
+const SDK_MANIFEST: &str = include_str!("new/sdk-Cargo.toml.in");
+const LIB_RS: &str = include_str!("new/lib.rs.in");
+const TESTS_RS: &str = include_str!("new/tests.rs.in");
+const README: &str = include_str!("new/README.md.in");
+const GITIGNORE: &str = include_str!("new/gitignore.in");
+const BTS_SAMPLE: &str = include_str!("new/bts-sample.csv");
+/// `sluice test --update` of the generated BTS tenant over `BTS_SAMPLE`,
+/// with `{{name}}` for the tenant; the kit test checks it still holds.
+const BTS_EXPECTED: &str = include_str!("new/bts-expected.jsonl");
+
+/// The file name of the sample in the generated crate.
+const SAMPLE_NAME: &str = "sample.csv";
+/// Rows of the sample the generated native test embeds.
+const TEST_ROWS: usize = 4;
+
+pub fn new(args: Args) -> anyhow::Result<()> {
+    check_name(&args.name)?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "{} exists and is not empty: give another NAME or --dir",
+            dir.display()
+        );
+    }
+    let plan = match &args.sample {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the sample {}", path.display()))?;
+            infer(&text).with_context(|| format!("inferring a schema from {}", path.display()))?
+        }
+        None => Plan::bts(),
+    };
+    let files = render(&args.name, &plan)?;
+    // Checked before anything is written: a manifest the host would refuse
+    // is a bug here, not the tenant's to find.
+    let (_, manifest) = files
+        .iter()
+        .find(|(path, _)| path == "sluice.toml")
+        .context("no manifest rendered")?;
+    Manifest::parse(manifest, &dir.join("sluice.toml"))
+        .context("the generated manifest does not load (a bug in `sluice new`)")?;
+    for (path, text) in &files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    format_rust(&dir);
+    let shown = dir.display();
+    eprintln!(
+        "sluice new: tenant `{}` in {shown} ({} schema: {} columns, key [{}], event time `{}`, value `{}`)",
+        args.name,
+        if args.sample.is_some() {
+            "inferred"
+        } else {
+            "BTS"
+        },
+        plan.columns.len(),
+        plan.key.join(", "),
+        plan.event_time,
+        plan.value,
+    );
+    if plan.expected.is_none() {
+        eprintln!(
+            "sluice new: expected.jsonl is empty: after `sluice build`, write it with \
+             `sluice test sluice.toml --input {SAMPLE_NAME} --update` and review it"
+        );
+    }
+    eprintln!(
+        "next: cd {shown} && cargo test && sluice build && sluice test sluice.toml --input {SAMPLE_NAME}"
+    );
+    Ok(())
+}
+
+/// Formats the generated Rust as `cargo fmt` would, when rustfmt is
+/// installed (it comes with rustup's default profile): where rustfmt breaks
+/// a line depends on the names and sample values filled in. Best effort: a
+/// crate that is not formatted still builds.
+fn format_rust(dir: &std::path::Path) {
+    let formatted = std::process::Command::new("rustfmt")
+        .args(["--edition", "2021", "src/lib.rs", "tests/functions.rs"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !formatted.is_ok_and(|s| s.success()) {
+        eprintln!("sluice new: rustfmt did not run; the generated code is not formatted");
+    }
+}
+
+/// The name must do as a crate name, a Rust string and a tenant name.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    if !first_ok
+        || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        bail!(
+            "`{name}` cannot name a tenant crate: use lowercase letters, digits, `-` and `_`, \
+             starting with a letter"
+        );
+    }
+    TenantName::parse(name).with_context(|| format!("`{name}` is not a valid tenant name"))?;
+    Ok(())
+}
+
+/// What the generated crate is made of, from a sample or the BTS default.
+#[derive(Debug, Clone, PartialEq)]
+struct Plan {
+    columns: Vec<Col>,
+    header: bool,
+    key: Vec<String>,
+    event_time: String,
+    /// The column `stats` and `over_limit` read.
+    value: String,
+    value_is_int: bool,
+    /// The `limit` param: a value of the sample that some rows exceed.
+    limit: String,
+    /// Tumbling window size (a manifest duration).
+    window: String,
+    sample: String,
+    /// Expected output over `sample` (`{{name}}` for the tenant), when known.
+    expected: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Col {
+    name: String,
+    ty: Ty,
+    optional: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Ty {
+    Text,
+    Int,
+    Float,
+    Bool,
+    Timestamp(&'static str),
+}
+
+impl Ty {
+    fn manifest(&self) -> &'static str {
+        match self {
+            Ty::Text => "text",
+            Ty::Int => "int",
+            Ty::Float => "float",
+            Ty::Bool => "bool",
+            Ty::Timestamp(_) => "timestamp",
+        }
+    }
+}
+
+/// Timestamp formats a sample column is tried against, most specific
+/// first; each is one `sluice_guest::testing` also reads, so the generated
+/// native test can use the sample's rows as they are.
+const TIME_FORMATS: &[&str] = &[
+    "%Y-%m-%d %H:%M:%S UTC",
+    "%Y-%m-%d %H:%M:%S%.3f UTC",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S%.3fZ",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M:%S%.3f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S%.3f",
+];
+
+/// Window sizes to choose from (a nice one about a fifth of the sample's
+/// time span, so the sample fires a few windows).
+const WINDOWS: &[(&str, i64)] = &[
+    ("1s", 1_000),
+    ("5s", 5_000),
+    ("10s", 10_000),
+    ("30s", 30_000),
+    ("1m", 60_000),
+    ("5m", 300_000),
+    ("10m", 600_000),
+    ("30m", 1_800_000),
+    ("1h", 3_600_000),
+    ("6h", 21_600_000),
+    ("1d", 86_400_000),
+    ("7d", 604_800_000),
+];
+
+impl Plan {
+    fn bts() -> Plan {
+        let col = |name: &str, ty: Ty, optional: bool| Col {
+            name: name.to_owned(),
+            ty,
+            optional,
+        };
+        Plan {
+            columns: vec![
+                col("station_id", Ty::Text, false),
+                col("datapoint_id", Ty::Text, false),
+                col("alarm_id", Ty::Text, false),
+                col("event_time", Ty::Timestamp("%Y-%m-%d %H:%M:%S UTC"), false),
+                col("value", Ty::Float, false),
+                col("valueThreshold", Ty::Float, false),
+                col("isActive", Ty::Bool, false),
+                col("storedtime", Ty::Text, true),
+            ],
+            header: true,
+            key: vec![
+                "station_id".into(),
+                "datapoint_id".into(),
+                "alarm_id".into(),
+            ],
+            event_time: "event_time".into(),
+            value: "value".into(),
+            value_is_int: false,
+            limit: "240".into(),
+            window: "1m".into(),
+            sample: BTS_SAMPLE.to_owned(),
+            expected: Some(BTS_EXPECTED),
+        }
+    }
+}
+
+/// Infers a plan from a CSV sample (`,`-separated).
+fn infer(text: &str) -> anyhow::Result<Plan> {
+    let records: Vec<Vec<String>> = records(text)?
+        .into_iter()
+        .map(|(_, fields)| fields)
+        .filter(|fields| !fields.iter().all(String::is_empty))
+        .collect();
+    let Some(first) = records.first() else {
+        bail!("the sample has no rows");
+    };
+    let width = first.len();
+    if let Some((n, bad)) = records.iter().enumerate().find(|(_, r)| r.len() != width) {
+        bail!(
+            "row {} has {} fields, the first has {width}: the sample must be one table",
+            n + 1,
+            bad.len()
+        );
+    }
+    // A header: the first row reads as names (no value parses as a number,
+    // bool or time), and the rows after it are not all text too.
+    let body_types = |rows: &[Vec<String>]| -> Vec<Ty> {
+        (0..width)
+            .map(|i| column_type(rows.iter().map(|r| r[i].as_str())))
+            .collect()
+    };
+    let header = records.len() > 1
+        && first
+            .iter()
+            .all(|v| !v.is_empty() && column_type(std::iter::once(v.as_str())) == Ty::Text)
+        && body_types(&records[1..]).iter().any(|t| *t != Ty::Text);
+    let (names, rows): (Vec<String>, &[Vec<String>]) = if header {
+        (first.clone(), &records[1..])
+    } else {
+        ((1..=width).map(|i| format!("col{i}")).collect(), &records)
+    };
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            bail!("the header names column `{name}` twice");
+        }
+    }
+    let types = body_types(rows);
+    let columns: Vec<Col> = names
+        .iter()
+        .zip(&types)
+        .enumerate()
+        .map(|(i, (name, ty))| Col {
+            name: name.clone(),
+            ty: ty.clone(),
+            optional: rows.iter().any(|r| r[i].is_empty()),
+        })
+        .collect();
+    let time_index = columns
+        .iter()
+        .position(|c| matches!(c.ty, Ty::Timestamp(_)) && !c.optional)
+        .context(
+            "no column reads as a timestamp in every row (e.g. `2017-02-18 18:28:05 UTC` or \
+             `2017-02-18T18:28:05Z`): the event time needs one",
+        )?;
+    let value_index = columns
+        .iter()
+        .position(|c| c.ty == Ty::Float && !c.optional)
+        .or_else(|| columns.iter().rposition(|c| c.ty == Ty::Int && !c.optional))
+        .context("no required numeric column for the generated functions to measure")?;
+    let mut key: Vec<String> = columns
+        .iter()
+        .filter(|c| c.ty == Ty::Text && !c.optional)
+        .take(3)
+        .map(|c| c.name.clone())
+        .collect();
+    if key.is_empty() {
+        let int = columns
+            .iter()
+            .enumerate()
+            .find(|(i, c)| c.ty == Ty::Int && !c.optional && *i != value_index)
+            .context("no required text or int column to key the rows by")?;
+        key.push(int.1.name.clone());
+    }
+    // Times and values of the rows, for the window size and the limit.
+    let Ty::Timestamp(format) = &columns[time_index].ty else {
+        bail!("the event-time column is not a timestamp");
+    };
+    let format = TimestampFormat::new(format).map_err(anyhow::Error::msg)?;
+    let times: Vec<i64> = rows
+        .iter()
+        .filter_map(|r| format.parse(r[time_index].as_bytes()))
+        .collect();
+    let span = times.iter().max().copied().unwrap_or(0) - times.iter().min().copied().unwrap_or(0);
+    let window = WINDOWS
+        .iter()
+        .find(|(_, ms)| *ms * 5 >= span)
+        .or(WINDOWS.last())
+        .map_or("1m", |(name, _)| name);
+    let mut values: Vec<(f64, &str)> = rows
+        .iter()
+        .filter_map(|r| {
+            let v = r[value_index].as_str();
+            v.parse::<f64>().ok().map(|f| (f, v))
+        })
+        .collect();
+    values.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // About the 80th percentile, below the maximum: a few rows go above
+    // it, so the sample raises an alert.
+    let mut at = (values.len() * 4 / 5).min(values.len().saturating_sub(1));
+    while at > 0 && values.last().is_some_and(|max| values[at].0 >= max.0) {
+        at -= 1;
+    }
+    let limit = values.get(at).map_or("0", |(_, text)| text).to_owned();
+    Ok(Plan {
+        value: columns[value_index].name.clone(),
+        value_is_int: columns[value_index].ty == Ty::Int,
+        event_time: columns[time_index].name.clone(),
+        columns,
+        header,
+        key,
+        limit,
+        window: window.to_owned(),
+        sample: text.to_owned(),
+        expected: None,
+    })
+}
+
+/// The type every value of a column fits; empty values do not count (they
+/// make the column optional). No values at all: text.
+fn column_type<'a>(values: impl Iterator<Item = &'a str> + Clone) -> Ty {
+    let present = || values.clone().filter(|v| !v.is_empty());
+    if present().next().is_none() {
+        return Ty::Text;
+    }
+    if present().all(|v| v.parse::<i64>().is_ok()) {
+        return Ty::Int;
+    }
+    if present().all(|v| v.parse::<f64>().is_ok_and(f64::is_finite)) {
+        return Ty::Float;
+    }
+    if present().all(|v| v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false")) {
+        return Ty::Bool;
+    }
+    for &candidate in TIME_FORMATS {
+        let Ok(format) = TimestampFormat::new(candidate) else {
+            continue;
+        };
+        if present().all(|v| format.parse(v.as_bytes()).is_some()) {
+            return Ty::Timestamp(candidate);
+        }
+    }
+    Ty::Text
+}
+
+/// Every file of the crate, path relative to its root → content.
+fn render(name: &str, plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
+    let crate_name = name.replace('-', "_");
+    let ty = type_name(name);
+    let contract = contract();
+    let host_version = env!("CARGO_PKG_VERSION");
+    let fill = |template: &str, vars: &[(&str, &str)]| -> String {
+        let mut out = template.to_owned();
+        for (k, v) in vars {
+            out = out.replace(&format!("{{{{{k}}}}}"), v);
+        }
+        out
+    };
+    let common = [
+        ("name", name),
+        ("crate", crate_name.as_str()),
+        ("type", ty.as_str()),
+        ("contract", contract),
+        ("host_version", host_version),
+        ("sample", SAMPLE_NAME),
+        ("value", plan.value.as_str()),
+    ];
+
+    let (profile, sdk_dependencies, sdk_version) = sdk_settings()?;
+    let mut files = vec![
+        (
+            "Cargo.toml".to_owned(),
+            fill(
+                CARGO_TOML,
+                &[&common[..], &[("profile", &profile)]].concat(),
+            ),
+        ),
+        (".gitignore".to_owned(), GITIGNORE.to_owned()),
+        ("README.md".to_owned(), fill(README, &common)),
+        ("sluice.toml".to_owned(), manifest(name, &crate_name, plan)),
+        (SAMPLE_NAME.to_owned(), plan.sample.clone()),
+        (
+            "expected.jsonl".to_owned(),
+            plan.expected
+                .map(|e| e.replace("{{name}}", name))
+                .unwrap_or_default(),
+        ),
+    ];
+
+    let (field_type, resolve, read) = if plan.value_is_int {
+        ("IntField", "int", "event.get(self.value) as f64")
+    } else {
+        ("FloatField", "float", "event.get(self.value)")
+    };
+    let value_literal = format!("{:?}", plan.value);
+    files.push((
+        "src/lib.rs".to_owned(),
+        fill(
+            LIB_RS,
+            &[
+                &common[..],
+                &[
+                    ("field_type", field_type),
+                    ("resolve", resolve),
+                    ("read", read),
+                    ("value_literal", &value_literal),
+                ],
+            ]
+            .concat(),
+        ),
+    ));
+
+    let (rows, values) = test_rows(plan)?;
+    let schema = plan
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {}{}",
+                c.name,
+                c.ty.manifest(),
+                if c.optional { "?" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values_text = values
+        .iter()
+        .map(|v| format!("{v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    files.push((
+        "tests/functions.rs".to_owned(),
+        fill(
+            TESTS_RS,
+            &[
+                &common[..],
+                &[
+                    ("schema", &format!("{schema:?}")),
+                    ("rows", &format!("{rows:?}")),
+                    ("n", &values.len().to_string()),
+                    ("values", &values_text),
+                ],
+            ]
+            .concat(),
+        ),
+    ));
+
+    let sdk = "vendor/sluice-guest";
+    files.push((
+        format!("{sdk}/Cargo.toml"),
+        fill(
+            SDK_MANIFEST,
+            &[
+                ("contract", contract),
+                ("host_version", host_version),
+                ("sdk_version", &sdk_version),
+                ("sdk_dependencies", &sdk_dependencies),
+            ],
+        ),
+    ));
+    for (path, text) in SDK_SOURCES {
+        let text = if *path == "src/lib.rs" {
+            if !text.contains(SDK_WIT_PATH) {
+                bail!("the SDK no longer reads its WIT from `../wit`: update `sluice new`");
+            }
+            text.replace(SDK_WIT_PATH, VENDORED_WIT_PATH)
+        } else {
+            (*text).to_owned()
+        };
+        files.push((format!("{sdk}/{path}"), text));
+    }
+    files.push((format!("{sdk}/wit/sluice.wit"), WIT.to_owned()));
+    Ok(files)
+}
+
+/// The first few data rows of the sample that every column reads (the
+/// generated test embeds them), and their values of the measured column.
+fn test_rows(plan: &Plan) -> anyhow::Result<(String, Vec<f64>)> {
+    let value = plan
+        .columns
+        .iter()
+        .position(|c| c.name == plan.value)
+        .context("the value column is not in the schema")?;
+    let mut rows = String::new();
+    let mut values = Vec::new();
+    let skip = usize::from(plan.header);
+    for (line, record) in records(&plan.sample)?.into_iter().skip(skip) {
+        if record.len() > plan.columns.len() || !row_reads(plan, &record) {
+            continue;
+        }
+        let Some(v) = record.get(value).and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        rows.push_str(line.trim());
+        rows.push('\n');
+        values.push(v);
+        if values.len() == TEST_ROWS {
+            break;
+        }
+    }
+    if values.is_empty() {
+        bail!("no row of the sample reads as its schema");
+    }
+    Ok((rows, values))
+}
+
+/// Whether every field of `record` reads as its column's type.
+fn row_reads(plan: &Plan, record: &[String]) -> bool {
+    plan.columns.iter().enumerate().all(|(i, c)| {
+        let v = record.get(i).map_or("", String::as_str);
+        if v.is_empty() {
+            return c.optional;
+        }
+        match &c.ty {
+            Ty::Text => true,
+            Ty::Int => v.parse::<i64>().is_ok(),
+            Ty::Float => v.parse::<f64>().is_ok_and(f64::is_finite),
+            Ty::Bool => v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false"),
+            Ty::Timestamp(f) => {
+                TimestampFormat::new(f).is_ok_and(|f| f.parse(v.as_bytes()).is_some())
+            }
+        }
+    })
+}
+
+/// The sample's non-blank lines, each with its fields: one record per
+/// line as the host reads them (`,`-separated, `"`-quoted with `""` for a
+/// quote, no line break inside a record).
+fn records(text: &str) -> anyhow::Result<Vec<(&str, Vec<String>)>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            let fields = split_record(line)
+                .with_context(|| format!("line {} of the sample is not CSV", n + 1))?;
+            Ok((line, fields))
+        })
+        .collect()
+}
+
+/// Splits one CSV line into its fields.
+fn split_record(line: &str) -> anyhow::Result<Vec<String>> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let (mut quoted, mut at_start) = (false, true);
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' if quoted => quoted = false,
+            '"' if at_start => quoted = true,
+            ',' if !quoted => {
+                fields.push(std::mem::take(&mut field));
+                at_start = true;
+                continue;
+            }
+            c => field.push(c),
+        }
+        at_start = false;
+    }
+    if quoted {
+        bail!("unterminated quote");
+    }
+    fields.push(field);
+    Ok(fields)
+}
+
+/// `my-sensors` → `MySensors`, with `Tenant` appended so it cannot clash
+/// with the template's own names (`Stats`, `Above`) or the SDK's.
+fn type_name(name: &str) -> String {
+    let mut out = String::new();
+    for part in name.split(['-', '_']).filter(|p| !p.is_empty()) {
+        let mut chars = part.chars();
+        if let Some(c) = chars.next() {
+            out.push(c.to_ascii_uppercase());
+            out.extend(chars);
+        }
+    }
+    out.push_str("Tenant");
+    out
+}
+
+/// The manifest, with `module` where `sluice build` writes the component.
+fn manifest(name: &str, crate_name: &str, plan: &Plan) -> String {
+    let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let mut m = String::new();
+    let _ = writeln!(
+        m,
+        "# The manifest of tenant `{name}`, generated by `sluice new`.\n\
+         # Paths are relative to this file; `module` is where `sluice build`\n\
+         # writes the component."
+    );
+    let _ = writeln!(m, "tenant = {}", q(name));
+    let _ = writeln!(
+        m,
+        "module = {}\n",
+        q(&format!("target/wasm32-wasip2/release/{crate_name}.wasm"))
+    );
+    let _ = writeln!(m, "[input]");
+    let _ = writeln!(
+        m,
+        "# The queue and exchange are used once a broker is attached.\nqueue = {}",
+        q(&format!("{name}.input"))
+    );
+    let _ = writeln!(m, "format = \"csv\"");
+    let _ = writeln!(m, "header = {}", plan.header);
+    let _ = writeln!(m, "delimiter = \",\"");
+    let _ = writeln!(m, "columns = [");
+    for c in &plan.columns {
+        let mut line = format!("  {{ name = {}, type = {}", q(&c.name), q(c.ty.manifest()));
+        if let Ty::Timestamp(format) = c.ty {
+            let _ = write!(line, ", format = {}", q(format));
+        }
+        if c.optional {
+            line.push_str(", optional = true");
+        }
+        let _ = writeln!(m, "{line} }},");
+    }
+    let _ = writeln!(m, "]");
+    let keys: Vec<String> = plan.key.iter().map(|k| q(k)).collect();
+    let _ = writeln!(m, "key = [{}]", keys.join(", "));
+    let _ = writeln!(m, "event_time = {}", q(&plan.event_time));
+    let _ = writeln!(
+        m,
+        "# Rows may arrive this much out of event-time order before they are late.\n\
+         max_out_of_orderness = \"5s\"\n\
+         allowed_lateness = \"0s\"\n"
+    );
+    let _ = writeln!(
+        m,
+        "# `stats` of each key over tumbling windows of {}.\n\
+         [[windows]]\n\
+         name = \"window\"\n\
+         kind = \"tumbling\"\n\
+         size = {}\n\
+         aggregate = \"stats\"\n",
+        plan.window,
+        q(&plan.window)
+    );
+    let _ = writeln!(
+        m,
+        "# Every event of a key, in arrival order.\n\
+         [alerts]\n\
+         function = \"over_limit\"\n"
+    );
+    let _ = writeln!(
+        m,
+        "[params]                        # passed to the module's init\n\
+         limit = {}                   # `over_limit` raises above this value of `{}`\n",
+        q(&plan.limit),
+        plan.value
+    );
+    let _ = writeln!(
+        m,
+        "[limits]\n\
+         memory = \"64MiB\"\n\
+         call_budget = \"50ms\"\n\
+         max_output = \"1MiB\"\n"
+    );
+    let _ = writeln!(m, "[output]\nexchange = {}", q(&format!("{name}.results")));
+    m
+}
+
+/// The contract version, `sluice:analytics@X.Y.Z`, from the WIT's package
+/// line.
+pub fn contract() -> &'static str {
+    WIT.lines()
+        .find_map(|l| l.trim().strip_prefix("package "))
+        .map_or("sluice:analytics", |l| l.trim_end_matches(';'))
+}
+
+/// From the workspace and SDK manifests: the guest profile's settings (as
+/// `key = value` lines), the SDK's dependencies resolved from the
+/// workspace's (as TOML lines), and the SDK's version.
+fn sdk_settings() -> anyhow::Result<(String, String, String)> {
+    let workspace: toml::Table =
+        toml::from_str(WORKSPACE_CARGO_TOML).context("reading the workspace Cargo.toml")?;
+    let sdk: toml::Table = toml::from_str(SDK_CARGO_TOML).context("reading the SDK Cargo.toml")?;
+    let guest = workspace
+        .get("profile")
+        .and_then(|p| p.get("guest"))
+        .and_then(toml::Value::as_table)
+        .context("the workspace has no [profile.guest]")?;
+    let mut profile = toml::Table::new();
+    for (k, v) in guest {
+        if k != "inherits" {
+            profile.insert(k.clone(), v.clone());
+        }
+    }
+    let shared = workspace
+        .get("workspace")
+        .and_then(|w| w.get("dependencies"))
+        .and_then(toml::Value::as_table)
+        .context("the workspace has no [workspace.dependencies]")?;
+    let mut deps = toml::Table::new();
+    let listed = sdk
+        .get("dependencies")
+        .and_then(toml::Value::as_table)
+        .context("the SDK has no [dependencies]")?;
+    for (name, spec) in listed {
+        let from_workspace = spec.get("workspace").and_then(toml::Value::as_bool) == Some(true);
+        let resolved = if from_workspace {
+            shared
+                .get(name)
+                .cloned()
+                .with_context(|| format!("the workspace does not declare `{name}`"))?
+        } else {
+            spec.clone()
+        };
+        if resolved.get("path").is_some() {
+            bail!("the SDK depends on `{name}` by path: a vendored copy could not build");
+        }
+        deps.insert(name.clone(), resolved);
+    }
+    let version = workspace
+        .get("workspace")
+        .and_then(|w| w.get("package"))
+        .and_then(|p| p.get("version"))
+        .and_then(toml::Value::as_str)
+        .unwrap_or(env!("CARGO_PKG_VERSION"))
+        .to_owned();
+    let lines = |table: &toml::Table| {
+        table
+            .iter()
+            .map(|(k, v)| format!("{k} = {}", inline(v)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    Ok((lines(&profile), lines(&deps), version))
+}
+
+/// A TOML value on one line (tables inline), for `key = value` lines.
+fn inline(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Table(table) => {
+            let fields: Vec<String> = table
+                .iter()
+                .map(|(k, v)| format!("{k} = {}", inline(v)))
+                .collect();
+            format!("{{ {} }}", fields.join(", "))
+        }
+        toml::Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(inline).collect();
+            format!("[{}]", items.join(", "))
+        }
+        scalar => scalar.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn sdk_sources_are_all_vendored() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/src");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .expect("guest-sdk/src")
+            .filter_map(|e| e.ok())
+            .map(|e| format!("src/{}", e.file_name().to_string_lossy()))
+            .collect();
+        on_disk.sort();
+        let mut vendored: Vec<String> = SDK_SOURCES.iter().map(|(p, _)| p.to_string()).collect();
+        vendored.sort();
+        assert_eq!(vendored, on_disk, "add new SDK files to SDK_SOURCES");
+    }
+
+    #[test]
+    fn the_vendored_sdk_has_only_registry_dependencies_and_the_guest_profile() {
+        let (profile, deps, version) = sdk_settings().expect("settings");
+        assert!(profile.contains("lto = true"), "{profile}");
+        assert!(profile.contains("panic = \"abort\""), "{profile}");
+        assert!(!profile.contains("inherits"), "{profile}");
+        assert!(
+            deps.contains("wit-bindgen = { default-features = false"),
+            "{deps}"
+        );
+        assert!(deps.contains("postcard"), "{deps}");
+        assert!(
+            !deps.contains("workspace") && !deps.contains("path"),
+            "{deps}"
+        );
+        assert_eq!(version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(contract(), "sluice:analytics@0.3.0");
+    }
+
+    #[test]
+    fn the_bts_crate_renders_a_manifest_the_host_loads() {
+        let files = render("my-bts", &Plan::bts()).expect("render");
+        let get = |p: &str| {
+            files
+                .iter()
+                .find(|(path, _)| path == p)
+                .map(|(_, t)| t.as_str())
+                .unwrap_or_else(|| panic!("no {p}"))
+        };
+        let m = Manifest::parse(get("sluice.toml"), Path::new("/x/sluice.toml")).expect("loads");
+        assert_eq!(m.tenant, "my-bts");
+        assert!(m
+            .module
+            .ends_with("target/wasm32-wasip2/release/my_bts.wasm"));
+        assert!(get("src/lib.rs").contains("pub struct MyBtsTenant"));
+        assert!(get("vendor/sluice-guest/src/lib.rs").contains(VENDORED_WIT_PATH));
+        assert!(!get("vendor/sluice-guest/Cargo.toml").contains("workspace"));
+        assert!(get("expected.jsonl").contains("\"tenant\":\"my-bts\""));
+        let test = get("tests/functions.rs");
+        assert!(test.contains("[236.0, 50.01, 236.5, 237.0]"), "{test}");
+        assert!(!test.contains("{{"), "{test}");
+    }
+
+    #[test]
+    fn a_sample_with_a_header_gives_names_types_key_and_event_time() {
+        let sample = "device,site,at,temp,count,ok,note\n\
+                      d1,s1,2024-05-01T10:00:00Z,21.5,3,true,\n\
+                      d2,s1,2024-05-01T10:05:00Z,22,4,FALSE,hot\n\
+                      d1,s1,2024-05-01T10:20:00Z,23.25,5,true,\n";
+        let plan = infer(sample).expect("infers");
+        assert!(plan.header);
+        let types: Vec<(&str, &str, bool)> = plan
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.ty.manifest(), c.optional))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("device", "text", false),
+                ("site", "text", false),
+                ("at", "timestamp", false),
+                ("temp", "float", false),
+                ("count", "int", false),
+                ("ok", "bool", false),
+                ("note", "text", true),
+            ]
+        );
+        assert_eq!(plan.columns[2].ty, Ty::Timestamp("%Y-%m-%dT%H:%M:%SZ"));
+        assert_eq!(plan.key, ["device", "site"]);
+        assert_eq!(plan.event_time, "at");
+        assert_eq!(plan.value, "temp");
+        assert_eq!(plan.window, "5m"); // 20 min span / 5 = 4 min → 5 min
+        assert_eq!(plan.limit, "22"); // below the maximum, 23.25
+        let files = render("temps", &plan).expect("render");
+        let manifest = &files.iter().find(|(p, _)| p == "sluice.toml").expect("m").1;
+        Manifest::parse(manifest, Path::new("/x/sluice.toml")).expect("loads");
+    }
+
+    #[test]
+    fn a_sample_without_header_or_time_is_named_or_refused() {
+        let plan =
+            infer("a,1,2017-02-18 18:28:05 UTC\nb,2,2017-02-18 18:28:06 UTC\n").expect("infers");
+        assert!(!plan.header);
+        assert_eq!(plan.event_time, "col3");
+        assert_eq!(plan.value, "col2");
+        assert!(plan.value_is_int);
+        assert_eq!(plan.limit, "1");
+        let err = infer("a,1\nb,2\n").expect_err("no time");
+        assert!(err.to_string().contains("timestamp"), "{err}");
+    }
+
+    #[test]
+    fn quoted_fields_split_as_the_host_reads_them() {
+        let fields = split_record(r#"a,"b,c","say ""hi""",,"#).expect("valid");
+        assert_eq!(fields, ["a", "b,c", "say \"hi\"", "", ""]);
+        assert!(split_record(r#"a,"b"#).is_err());
+    }
+
+    #[test]
+    fn names_that_cannot_name_a_crate_are_refused() {
+        assert!(check_name("my-tenant_2").is_ok());
+        for bad in ["", "2x", "My", "a b", "a.b", "ä"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(type_name("my-bts_x"), "MyBtsXTenant");
+    }
+}
