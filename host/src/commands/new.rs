@@ -12,13 +12,23 @@
 //! With `--sample FILE.csv` the manifest's schema is inferred from the file
 //! (names from a header, types from the values, the first timestamp-looking
 //! column as event time); otherwise it is the BTS schema with a BTS sample.
+//!
+//! Files: `new/infer.rs` what a sample tells (schema, event time, window,
+//! test rows); `new/vendor.rs` the SDK's sources and settings as vendored;
+//! `new/*.in` the templates.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use sluice_host::manifest::time_format::TimestampFormat;
 use sluice_host::manifest::{Manifest, TenantName};
+
+mod infer;
+mod vendor;
+
+use infer::{infer, test_rows, Plan, Ty};
+pub(crate) use vendor::contract;
+use vendor::{sdk_settings, SDK_SOURCES, SDK_WIT_PATH, VENDORED_WIT_PATH};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,56 +47,6 @@ pub struct Args {
 
 /// The WIT contract the host binds and the vendored SDK exports.
 pub const WIT: &str = include_str!("../../../wit/sluice.wit");
-
-/// The SDK's files, as they are vendored (paths relative to the crate).
-/// `sdk_sources_are_all_vendored` checks the list against `guest-sdk/src`.
-const SDK_SOURCES: &[(&str, &str)] = &[
-    ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
-    (
-        "src/events.rs",
-        include_str!("../../../guest-sdk/src/events.rs"),
-    ),
-    (
-        "src/export.rs",
-        include_str!("../../../guest-sdk/src/export.rs"),
-    ),
-    (
-        "src/function.rs",
-        include_str!("../../../guest-sdk/src/function.rs"),
-    ),
-    ("src/log.rs", include_str!("../../../guest-sdk/src/log.rs")),
-    (
-        "src/module.rs",
-        include_str!("../../../guest-sdk/src/module.rs"),
-    ),
-    (
-        "src/output.rs",
-        include_str!("../../../guest-sdk/src/output.rs"),
-    ),
-    (
-        "src/params.rs",
-        include_str!("../../../guest-sdk/src/params.rs"),
-    ),
-    (
-        "src/schema.rs",
-        include_str!("../../../guest-sdk/src/schema.rs"),
-    ),
-    (
-        "src/testing.rs",
-        include_str!("../../../guest-sdk/src/testing.rs"),
-    ),
-    (
-        "src/types.rs",
-        include_str!("../../../guest-sdk/src/types.rs"),
-    ),
-];
-/// The SDK's manifest and the workspace's, read for the SDK's
-/// dependencies and the guest profile (so the copy cannot drift from them).
-const SDK_CARGO_TOML: &str = include_str!("../../../guest-sdk/Cargo.toml");
-const WORKSPACE_CARGO_TOML: &str = include_str!("../../../Cargo.toml");
-/// Where the SDK finds the WIT in this repository, and in its copy.
-const SDK_WIT_PATH: &str = "path: \"../wit\",";
-const VENDORED_WIT_PATH: &str = "path: \"wit\",";
 
 const CARGO_TOML: &str = include_str!("new/Cargo.toml.in");
 const SDK_MANIFEST: &str = include_str!("new/sdk-Cargo.toml.in");
@@ -203,267 +163,6 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     }
     TenantName::parse(name).with_context(|| format!("`{name}` is not a valid tenant name"))?;
     Ok(())
-}
-
-/// What the generated crate is made of, from a sample or the BTS default.
-#[derive(Debug, Clone, PartialEq)]
-struct Plan {
-    columns: Vec<Col>,
-    header: bool,
-    key: Vec<String>,
-    event_time: String,
-    /// The column `stats` and `over_limit` read.
-    value: String,
-    value_is_int: bool,
-    /// The `limit` param: a value of the sample that some rows exceed.
-    limit: String,
-    /// Tumbling window size (a manifest duration).
-    window: String,
-    sample: String,
-    /// Expected output over `sample` (`{{name}}` for the tenant), when known.
-    expected: Option<&'static str>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Col {
-    name: String,
-    ty: Ty,
-    optional: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Ty {
-    Text,
-    Int,
-    Float,
-    Bool,
-    Timestamp(&'static str),
-}
-
-impl Ty {
-    fn manifest(&self) -> &'static str {
-        match self {
-            Ty::Text => "text",
-            Ty::Int => "int",
-            Ty::Float => "float",
-            Ty::Bool => "bool",
-            Ty::Timestamp(_) => "timestamp",
-        }
-    }
-}
-
-/// Timestamp formats a sample column is tried against, most specific
-/// first; each is one `sluice_guest::testing` also reads, so the generated
-/// native test can use the sample's rows as they are.
-const TIME_FORMATS: &[&str] = &[
-    "%Y-%m-%d %H:%M:%S UTC",
-    "%Y-%m-%d %H:%M:%S%.3f UTC",
-    "%Y-%m-%dT%H:%M:%SZ",
-    "%Y-%m-%dT%H:%M:%S%.3fZ",
-    "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%d %H:%M:%S%.3f",
-    "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%dT%H:%M:%S%.3f",
-];
-
-/// Window sizes to choose from (a nice one about a fifth of the sample's
-/// time span, so the sample fires a few windows).
-const WINDOWS: &[(&str, i64)] = &[
-    ("1s", 1_000),
-    ("5s", 5_000),
-    ("10s", 10_000),
-    ("30s", 30_000),
-    ("1m", 60_000),
-    ("5m", 300_000),
-    ("10m", 600_000),
-    ("30m", 1_800_000),
-    ("1h", 3_600_000),
-    ("6h", 21_600_000),
-    ("1d", 86_400_000),
-    ("7d", 604_800_000),
-];
-
-impl Plan {
-    fn bts() -> Plan {
-        let col = |name: &str, ty: Ty, optional: bool| Col {
-            name: name.to_owned(),
-            ty,
-            optional,
-        };
-        Plan {
-            columns: vec![
-                col("station_id", Ty::Text, false),
-                col("datapoint_id", Ty::Text, false),
-                col("alarm_id", Ty::Text, false),
-                col("event_time", Ty::Timestamp("%Y-%m-%d %H:%M:%S UTC"), false),
-                col("value", Ty::Float, false),
-                col("valueThreshold", Ty::Float, false),
-                col("isActive", Ty::Bool, false),
-                col("storedtime", Ty::Text, true),
-            ],
-            header: true,
-            key: vec![
-                "station_id".into(),
-                "datapoint_id".into(),
-                "alarm_id".into(),
-            ],
-            event_time: "event_time".into(),
-            value: "value".into(),
-            value_is_int: false,
-            limit: "240".into(),
-            window: "1m".into(),
-            sample: BTS_SAMPLE.to_owned(),
-            expected: Some(BTS_EXPECTED),
-        }
-    }
-}
-
-/// Infers a plan from a CSV sample (`,`-separated).
-fn infer(text: &str) -> anyhow::Result<Plan> {
-    let records: Vec<Vec<String>> = records(text)?
-        .into_iter()
-        .map(|(_, fields)| fields)
-        .filter(|fields| !fields.iter().all(String::is_empty))
-        .collect();
-    let Some(first) = records.first() else {
-        bail!("the sample has no rows");
-    };
-    let width = first.len();
-    if let Some((n, bad)) = records.iter().enumerate().find(|(_, r)| r.len() != width) {
-        bail!(
-            "row {} has {} fields, the first has {width}: the sample must be one table",
-            n + 1,
-            bad.len()
-        );
-    }
-    // A header: the first row reads as names (no value parses as a number,
-    // bool or time), and the rows after it are not all text too.
-    let body_types = |rows: &[Vec<String>]| -> Vec<Ty> {
-        (0..width)
-            .map(|i| column_type(rows.iter().map(|r| r[i].as_str())))
-            .collect()
-    };
-    let header = records.len() > 1
-        && first
-            .iter()
-            .all(|v| !v.is_empty() && column_type(std::iter::once(v.as_str())) == Ty::Text)
-        && body_types(&records[1..]).iter().any(|t| *t != Ty::Text);
-    let (names, rows): (Vec<String>, &[Vec<String>]) = if header {
-        (first.clone(), &records[1..])
-    } else {
-        ((1..=width).map(|i| format!("col{i}")).collect(), &records)
-    };
-    for (i, name) in names.iter().enumerate() {
-        if names[..i].contains(name) {
-            bail!("the header names column `{name}` twice");
-        }
-    }
-    let types = body_types(rows);
-    let columns: Vec<Col> = names
-        .iter()
-        .zip(&types)
-        .enumerate()
-        .map(|(i, (name, ty))| Col {
-            name: name.clone(),
-            ty: ty.clone(),
-            optional: rows.iter().any(|r| r[i].is_empty()),
-        })
-        .collect();
-    let time_index = columns
-        .iter()
-        .position(|c| matches!(c.ty, Ty::Timestamp(_)) && !c.optional)
-        .context(
-            "no column reads as a timestamp in every row (e.g. `2017-02-18 18:28:05 UTC` or \
-             `2017-02-18T18:28:05Z`): the event time needs one",
-        )?;
-    let value_index = columns
-        .iter()
-        .position(|c| c.ty == Ty::Float && !c.optional)
-        .or_else(|| columns.iter().rposition(|c| c.ty == Ty::Int && !c.optional))
-        .context("no required numeric column for the generated functions to measure")?;
-    let mut key: Vec<String> = columns
-        .iter()
-        .filter(|c| c.ty == Ty::Text && !c.optional)
-        .take(3)
-        .map(|c| c.name.clone())
-        .collect();
-    if key.is_empty() {
-        let int = columns
-            .iter()
-            .enumerate()
-            .find(|(i, c)| c.ty == Ty::Int && !c.optional && *i != value_index)
-            .context("no required text or int column to key the rows by")?;
-        key.push(int.1.name.clone());
-    }
-    // Times and values of the rows, for the window size and the limit.
-    let Ty::Timestamp(format) = &columns[time_index].ty else {
-        bail!("the event-time column is not a timestamp");
-    };
-    let format = TimestampFormat::new(format).map_err(anyhow::Error::msg)?;
-    let times: Vec<i64> = rows
-        .iter()
-        .filter_map(|r| format.parse(r[time_index].as_bytes()))
-        .collect();
-    let span = times.iter().max().copied().unwrap_or(0) - times.iter().min().copied().unwrap_or(0);
-    let window = WINDOWS
-        .iter()
-        .find(|(_, ms)| *ms * 5 >= span)
-        .or(WINDOWS.last())
-        .map_or("1m", |(name, _)| name);
-    let mut values: Vec<(f64, &str)> = rows
-        .iter()
-        .filter_map(|r| {
-            let v = r[value_index].as_str();
-            v.parse::<f64>().ok().map(|f| (f, v))
-        })
-        .collect();
-    values.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // About the 80th percentile, below the maximum: a few rows go above
-    // it, so the sample raises an alert.
-    let mut at = (values.len() * 4 / 5).min(values.len().saturating_sub(1));
-    while at > 0 && values.last().is_some_and(|max| values[at].0 >= max.0) {
-        at -= 1;
-    }
-    let limit = values.get(at).map_or("0", |(_, text)| text).to_owned();
-    Ok(Plan {
-        value: columns[value_index].name.clone(),
-        value_is_int: columns[value_index].ty == Ty::Int,
-        event_time: columns[time_index].name.clone(),
-        columns,
-        header,
-        key,
-        limit,
-        window: window.to_owned(),
-        sample: text.to_owned(),
-        expected: None,
-    })
-}
-
-/// The type every value of a column fits; empty values do not count (they
-/// make the column optional). No values at all: text.
-fn column_type<'a>(values: impl Iterator<Item = &'a str> + Clone) -> Ty {
-    let present = || values.clone().filter(|v| !v.is_empty());
-    if present().next().is_none() {
-        return Ty::Text;
-    }
-    if present().all(|v| v.parse::<i64>().is_ok()) {
-        return Ty::Int;
-    }
-    if present().all(|v| v.parse::<f64>().is_ok_and(f64::is_finite)) {
-        return Ty::Float;
-    }
-    if present().all(|v| v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false")) {
-        return Ty::Bool;
-    }
-    for &candidate in TIME_FORMATS {
-        let Ok(format) = TimestampFormat::new(candidate) else {
-            continue;
-        };
-        if present().all(|v| format.parse(v.as_bytes()).is_some()) {
-            return Ty::Timestamp(candidate);
-        }
-    }
-    Ty::Text
 }
 
 /// Every file of the crate, path relative to its root → content.
@@ -597,101 +296,6 @@ fn render(name: &str, plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
     Ok(files)
 }
 
-/// The first few data rows of the sample that every column reads (the
-/// generated test embeds them), and their values of the measured column.
-fn test_rows(plan: &Plan) -> anyhow::Result<(String, Vec<f64>)> {
-    let value = plan
-        .columns
-        .iter()
-        .position(|c| c.name == plan.value)
-        .context("the value column is not in the schema")?;
-    let mut rows = String::new();
-    let mut values = Vec::new();
-    let skip = usize::from(plan.header);
-    for (line, record) in records(&plan.sample)?.into_iter().skip(skip) {
-        if record.len() > plan.columns.len() || !row_reads(plan, &record) {
-            continue;
-        }
-        let Some(v) = record.get(value).and_then(|v| v.parse::<f64>().ok()) else {
-            continue;
-        };
-        rows.push_str(line.trim());
-        rows.push('\n');
-        values.push(v);
-        if values.len() == TEST_ROWS {
-            break;
-        }
-    }
-    if values.is_empty() {
-        bail!("no row of the sample reads as its schema");
-    }
-    Ok((rows, values))
-}
-
-/// Whether every field of `record` reads as its column's type.
-fn row_reads(plan: &Plan, record: &[String]) -> bool {
-    plan.columns.iter().enumerate().all(|(i, c)| {
-        let v = record.get(i).map_or("", String::as_str);
-        if v.is_empty() {
-            return c.optional;
-        }
-        match &c.ty {
-            Ty::Text => true,
-            Ty::Int => v.parse::<i64>().is_ok(),
-            Ty::Float => v.parse::<f64>().is_ok_and(f64::is_finite),
-            Ty::Bool => v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false"),
-            Ty::Timestamp(f) => {
-                TimestampFormat::new(f).is_ok_and(|f| f.parse(v.as_bytes()).is_some())
-            }
-        }
-    })
-}
-
-/// The sample's non-blank lines, each with its fields: one record per
-/// line as the host reads them (`,`-separated, `"`-quoted with `""` for a
-/// quote, no line break inside a record).
-fn records(text: &str) -> anyhow::Result<Vec<(&str, Vec<String>)>> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(n, line)| {
-            let fields = split_record(line)
-                .with_context(|| format!("line {} of the sample is not CSV", n + 1))?;
-            Ok((line, fields))
-        })
-        .collect()
-}
-
-/// Splits one CSV line into its fields.
-fn split_record(line: &str) -> anyhow::Result<Vec<String>> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let (mut quoted, mut at_start) = (false, true);
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            '"' if quoted => quoted = false,
-            '"' if at_start => quoted = true,
-            ',' if !quoted => {
-                fields.push(std::mem::take(&mut field));
-                at_start = true;
-                continue;
-            }
-            c => field.push(c),
-        }
-        at_start = false;
-    }
-    if quoted {
-        bail!("unterminated quote");
-    }
-    fields.push(field);
-    Ok(fields)
-}
-
 /// `my-sensors` → `MySensors`, with `Tenant` appended so it cannot clash
 /// with the template's own names (`Stats`, `Above`) or the SDK's.
 fn type_name(name: &str) -> String {
@@ -786,92 +390,6 @@ fn manifest(name: &str, crate_name: &str, plan: &Plan) -> String {
     );
     let _ = writeln!(m, "[output]\nexchange = {}", q(&format!("{name}.results")));
     m
-}
-
-/// The contract version, `sluice:analytics@X.Y.Z`, from the WIT's package
-/// line.
-pub fn contract() -> &'static str {
-    WIT.lines()
-        .find_map(|l| l.trim().strip_prefix("package "))
-        .map_or("sluice:analytics", |l| l.trim_end_matches(';'))
-}
-
-/// From the workspace and SDK manifests: the guest profile's settings (as
-/// `key = value` lines), the SDK's dependencies resolved from the
-/// workspace's (as TOML lines), and the SDK's version.
-fn sdk_settings() -> anyhow::Result<(String, String, String)> {
-    let workspace: toml::Table =
-        toml::from_str(WORKSPACE_CARGO_TOML).context("reading the workspace Cargo.toml")?;
-    let sdk: toml::Table = toml::from_str(SDK_CARGO_TOML).context("reading the SDK Cargo.toml")?;
-    let guest = workspace
-        .get("profile")
-        .and_then(|p| p.get("guest"))
-        .and_then(toml::Value::as_table)
-        .context("the workspace has no [profile.guest]")?;
-    let mut profile = toml::Table::new();
-    for (k, v) in guest {
-        if k != "inherits" {
-            profile.insert(k.clone(), v.clone());
-        }
-    }
-    let shared = workspace
-        .get("workspace")
-        .and_then(|w| w.get("dependencies"))
-        .and_then(toml::Value::as_table)
-        .context("the workspace has no [workspace.dependencies]")?;
-    let mut deps = toml::Table::new();
-    let listed = sdk
-        .get("dependencies")
-        .and_then(toml::Value::as_table)
-        .context("the SDK has no [dependencies]")?;
-    for (name, spec) in listed {
-        let from_workspace = spec.get("workspace").and_then(toml::Value::as_bool) == Some(true);
-        let resolved = if from_workspace {
-            shared
-                .get(name)
-                .cloned()
-                .with_context(|| format!("the workspace does not declare `{name}`"))?
-        } else {
-            spec.clone()
-        };
-        if resolved.get("path").is_some() {
-            bail!("the SDK depends on `{name}` by path: a vendored copy could not build");
-        }
-        deps.insert(name.clone(), resolved);
-    }
-    let version = workspace
-        .get("workspace")
-        .and_then(|w| w.get("package"))
-        .and_then(|p| p.get("version"))
-        .and_then(toml::Value::as_str)
-        .unwrap_or(env!("CARGO_PKG_VERSION"))
-        .to_owned();
-    let lines = |table: &toml::Table| {
-        table
-            .iter()
-            .map(|(k, v)| format!("{k} = {}", inline(v)))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    Ok((lines(&profile), lines(&deps), version))
-}
-
-/// A TOML value on one line (tables inline), for `key = value` lines.
-fn inline(value: &toml::Value) -> String {
-    match value {
-        toml::Value::Table(table) => {
-            let fields: Vec<String> = table
-                .iter()
-                .map(|(k, v)| format!("{k} = {}", inline(v)))
-                .collect();
-            format!("{{ {} }}", fields.join(", "))
-        }
-        toml::Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(inline).collect();
-            format!("[{}]", items.join(", "))
-        }
-        scalar => scalar.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -988,9 +506,9 @@ mod tests {
 
     #[test]
     fn quoted_fields_split_as_the_host_reads_them() {
-        let fields = split_record(r#"a,"b,c","say ""hi""",,"#).expect("valid");
+        let fields = infer::split_record(r#"a,"b,c","say ""hi""",,"#).expect("valid");
         assert_eq!(fields, ["a", "b,c", "say \"hi\"", "", ""]);
-        assert!(split_record(r#"a,"b"#).is_err());
+        assert!(infer::split_record(r#"a,"b"#).is_err());
     }
 
     #[test]
