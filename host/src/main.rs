@@ -84,6 +84,13 @@ enum Command {
     GenBts(gen_bts::Args),
 }
 
+/// Colour only for a person at a terminal: not in a pipe or a log file,
+/// and not when `NO_COLOR` is set to anything (https://no-color.org).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -91,6 +98,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve::serve(&args),

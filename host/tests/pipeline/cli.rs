@@ -68,3 +68,29 @@ fn a_missing_module_or_input_file_is_named_in_the_error() {
     assert!(err.contains("opening the input"), "{err}");
     assert!(err.contains("no-such.csv"), "{err}");
 }
+
+/// Log lines read from a pipe (a CI log, `2> file`) carry no ANSI colour
+/// codes; colour is for a terminal only.
+#[test]
+fn log_lines_in_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rest = "[alerts]\nfunction = \"alerts\"\n";
+    let manifest = manifest(dir.path(), "bts_analytics", "", rest);
+    let out = sluice()
+        .env("SLUICE_LOG", "info")
+        .env_remove("NO_COLOR")
+        .arg("run")
+        .arg(&manifest)
+        .arg("--input")
+        .arg(empty_input(dir.path()))
+        .arg("--quiet")
+        .output()
+        .expect("running sluice run");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("INFO"), "an info line was logged: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {stderr:?}"
+    );
+}
