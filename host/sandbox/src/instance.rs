@@ -92,8 +92,12 @@ fn trap_message(err: &wasmtime::Error) -> String {
              too deep)"
                 .to_owned()
         }
-        // Its Display says "wasm trap: …" already.
-        Some(trap) => trap.to_string(),
+        // Its Display starts "wasm trap: ", which the caller's "trapped:"
+        // already says.
+        Some(trap) => {
+            let text = trap.to_string();
+            text.strip_prefix("wasm trap: ").unwrap_or(&text).to_owned()
+        }
         None => chain(err),
     }
 }
@@ -682,4 +686,16 @@ fn seed_of(parts: &[&str], time: i64) -> u64 {
     }
     time.hash(&mut hasher);
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trap_reads_without_a_doubled_prefix() {
+        let err = wasmtime::Error::new(Trap::UnreachableCodeReached);
+        let message = trap_message(&err);
+        assert_eq!(message, "wasm `unreachable` instruction executed");
+    }
 }
