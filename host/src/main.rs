@@ -91,7 +91,7 @@ fn colour_on_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(colour_on_stderr())
         .init();
-    match Cli::parse().command {
+    let done = match Cli::parse().command {
         Command::Serve(args) => serve::serve(&args),
         Command::Deploy(args) => deploy::deploy(args),
         Command::Undeploy(args) => undeploy::undeploy(args),
@@ -117,5 +117,50 @@ fn main() -> anyhow::Result<()> {
         Command::Build(args) => build::build(args),
         Command::Test(args) => test::test(args),
         Command::GenBts(args) => gen_bts::gen_bts(args),
+    };
+    match done {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes on one line, for a person: each cause once. A
+/// cause whose text its outer message already holds (a library error that
+/// prints its source and also returns it) is left out, and no backtrace
+/// is printed whatever `RUST_BACKTRACE` says.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn an_error_reads_on_one_line_with_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let err = anyhow::Error::new(io)
+            .context("tenant `bts`: reading module m.wasm: no such file")
+            .context("loading the tenant module m.wasm");
+        assert_eq!(
+            one_line(&err),
+            "loading the tenant module m.wasm: tenant `bts`: reading module m.wasm: no such file"
+        );
+        let plain = anyhow::anyhow!("the input ended").context("reading");
+        assert_eq!(one_line(&plain), "reading: the input ended");
     }
 }

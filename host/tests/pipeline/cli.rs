@@ -63,6 +63,9 @@ fn a_missing_module_or_input_file_is_named_in_the_error() {
     .expect("writing");
     let err = fails(&missing, &empty_input(dir.path()));
     assert!(err.contains("nowhere/t.wasm"), "{err}");
+    // One line, each cause once, no backtrace (even with RUST_BACKTRACE).
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
 
     let err = fails(&good, &dir.path().join("no-such.csv"));
     assert!(err.contains("opening the input"), "{err}");
