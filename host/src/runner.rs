@@ -8,9 +8,9 @@
 //!
 //! A thin layer over the core's [`pipeline::run_with`], with the tenant's
 //! sandboxed module instantiated once per worker ([`run`]): the callers
-//! still open their own
-//! inputs, sinks and stores (they differ in what they gate, meter and
-//! report), and keep the pipeline's other [`Options`] as they are.
+//! still open their own inputs, sinks and stores (they differ in what they
+//! gate, meter and report), and keep the pipeline's other [`Options`] as
+//! they are.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -21,7 +21,7 @@ pub enum Input {
         start: (u64, u64),
     },
     /// Messages from a broker, in delivery order; the stream ends when the
-    /// sender is dropped (an idle or stopped consumer).
+    /// source says so (an idle or stopped consumer).
     Messages {
         rx: Box<dyn MessageSource>,
         acks: Arc<dyn Acknowledger>,
@@ -64,8 +64,8 @@ pub struct Message {
     /// The records. Empty for a message the ingress dead-lettered itself:
     /// it still flows through so its acknowledgement keeps its place.
     pub body: Vec<u8>,
-    /// What recognises its redelivery (see `amqp::Fingerprint`), recorded
-    /// by checkpoints that cover it before it is acked.
+    /// What recognises its redelivery (the broker client's fingerprint),
+    /// recorded by checkpoints that cover it before it is acked.
     pub fingerprint: Vec<u8>,
     /// When its publisher published it (ms since the epoch), if it said:
     /// the start of the end-to-end latency.
