@@ -72,23 +72,12 @@ impl CassandraStore {
 
     /// The id named by chunk 0 of `slot`, if there is one.
     pub(super) async fn first_chunk_id(&self, slot: i32) -> Result<Option<i64>, StoreError> {
-        let what = "reading a checkpoint chunk";
-        let result = self
-            .execute(
-                what,
-                &self.statements.select_first_chunk,
-                (&self.tenant, &self.pipeline, slot),
-            )
-            .await?;
-        let fatal = |e: &dyn std::fmt::Display| StoreError::Failed {
-            what,
-            message: e.to_string(),
-        };
-        let rows = result.into_rows_result().map_err(|e| fatal(&e))?;
-        let row = rows
-            .maybe_first_row::<(Option<i64>,)>()
-            .map_err(|e| fatal(&e))?;
-        Ok(row.and_then(|(id,)| id))
+        self.slot_value(
+            "reading a checkpoint chunk",
+            &self.statements.select_first_chunk,
+            slot,
+        )
+        .await
     }
 
     /// The encoded checkpoint `marker` names, or why it is unusable.

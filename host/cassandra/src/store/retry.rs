@@ -112,4 +112,29 @@ impl CassandraStore {
                 .map_err(|e| Failure::execution(&e))
         )
     }
+
+    /// The one column of `statement`'s first row for `slot`, if there is a
+    /// row and the column is set (a slot's chunk count, a chunk's id).
+    pub(super) async fn slot_value<T>(
+        &self,
+        what: &'static str,
+        statement: &PreparedStatement,
+        slot: i32,
+    ) -> Result<Option<T>, StoreError>
+    where
+        (Option<T>,): for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+    {
+        let result = self
+            .execute(what, statement, (&self.tenant, &self.pipeline, slot))
+            .await?;
+        let fatal = |e: &dyn std::fmt::Display| StoreError::Failed {
+            what,
+            message: e.to_string(),
+        };
+        let rows = result.into_rows_result().map_err(|e| fatal(&e))?;
+        let row = rows
+            .maybe_first_row::<(Option<T>,)>()
+            .map_err(|e| fatal(&e))?;
+        Ok(row.and_then(|(value,)| value))
+    }
 }

@@ -133,22 +133,11 @@ impl CassandraStore {
 
     /// The chunk count of the checkpoint `slot` holds now, if any.
     pub(super) async fn slot_chunks(&self, slot: i32) -> Result<Option<i32>, StoreError> {
-        let what = "reading a checkpoint slot";
-        let result = self
-            .execute(
-                what,
-                &self.statements.select_slot_chunks,
-                (&self.tenant, &self.pipeline, slot),
-            )
-            .await?;
-        let fatal = |e: &dyn std::fmt::Display| StoreError::Failed {
-            what,
-            message: e.to_string(),
-        };
-        let rows = result.into_rows_result().map_err(|e| fatal(&e))?;
-        let row = rows
-            .maybe_first_row::<(Option<i32>,)>()
-            .map_err(|e| fatal(&e))?;
-        Ok(row.and_then(|(chunks,)| chunks))
+        self.slot_value(
+            "reading a checkpoint slot",
+            &self.statements.select_slot_chunks,
+            slot,
+        )
+        .await
     }
 }
