@@ -223,8 +223,25 @@ fn keys_beyond_the_key_ceiling_are_limit_dead_letters_and_the_others_unchanged()
         "admitted keys unchanged"
     );
     assert!(!dead.is_empty());
+    let lines: Vec<String> = std::fs::read_to_string(&input)
+        .expect("input")
+        .lines()
+        .map(str::to_owned)
+        .collect();
     for d in &dead {
         assert_eq!(d["kind"], "limit", "{d}");
+        // Its position names the very line it was read from.
+        let line = d["position"]["line"].as_u64().expect("a position") as usize;
+        let key = common::key_of(d);
+        assert_eq!(
+            lines[line - 1]
+                .split(',')
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("/"),
+            key,
+            "{d}"
+        );
         assert!(!admitted.contains(&common::key_of(d)), "{d}");
         assert!(
             d["reason"].as_str().expect("reason").contains("max_keys"),

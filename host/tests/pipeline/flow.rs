@@ -307,6 +307,17 @@ aggregate = "stats"
     let late: Vec<&Value> = result.dead.iter().filter(|d| d["kind"] == "late").collect();
     assert_eq!(late.len(), 1, "{:?}", result.dead);
     assert_eq!(late[0]["row"]["value"], 9999.0);
+    // Where it was read, as a bad row's letter says it: line 31, after 30
+    // rows of 44 bytes.
+    assert_eq!(late[0]["position"]["line"], 31, "{}", late[0]);
+    assert_eq!(late[0]["position"]["offset"], 30 * 44, "{}", late[0]);
+    assert!(
+        late[0]["position"]["source"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("late.csv")),
+        "{}",
+        late[0]
+    );
     assert_eq!(result.dead.len(), 1);
     assert!(
         result.stderr.contains(", 1 late dropped,"),

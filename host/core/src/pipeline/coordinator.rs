@@ -235,6 +235,7 @@ impl<'a> Coordinator<'a> {
                         DeadLetter::Limit {
                             row: &row,
                             reason: &self.key_limit_reason,
+                            position: position.as_ref(),
                         },
                         &mut self.dead,
                     );

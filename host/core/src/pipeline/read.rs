@@ -27,8 +27,6 @@ use crate::sink::RowPos;
 pub(super) struct Chunking {
     /// Rows per chunk at most.
     pub batch_rows: usize,
-    /// Keep each row's position (for the raw-event store).
-    pub keep_positions: bool,
     /// Leave out the parsed rows this does not keep.
     pub select: Option<Arc<RowSelect>>,
     /// Longest line, terminator excluded.
@@ -41,8 +39,8 @@ pub(super) struct Chunking {
 /// last message they complete (message input only).
 pub(super) struct Chunk {
     pub rows: Vec<std::result::Result<ParsedRow, BadRow>>,
-    /// Where each record was read, parallel to `rows`; empty unless raw
-    /// events are stored.
+    /// Where each record was read, parallel to `rows`: for the raw-event
+    /// store and the dead letters of rows that parsed (`late`, `limit`).
     pub positions: Vec<RowPos>,
     pub seq: Option<u64>,
     /// File input: byte offset and line after the chunk.
@@ -111,7 +109,6 @@ pub(super) fn read_input(
     (start_offset, start_line): (u64, u64),
     Chunking {
         batch_rows,
-        keep_positions,
         select,
         max_line_bytes,
         max_future,
@@ -119,7 +116,7 @@ pub(super) fn read_input(
     tx: &SyncSender<Chunk>,
 ) -> Result<()> {
     let source: Arc<str> = Arc::from(source_name);
-    let mut positions = Vec::new();
+    let mut positions = Vec::with_capacity(batch_rows);
     let mut reader = LineReader::new(input, max_line_bytes);
     let mut guard = FutureGuard::new(max_future);
     let mut line_no: u64 = start_line;
@@ -161,17 +158,15 @@ pub(super) fn read_input(
             }
         }
         rows.push(row);
-        if keep_positions {
-            positions.push(RowPos {
-                source: Arc::clone(&source),
-                line: line_no,
-                offset: at,
-            });
-        }
+        positions.push(RowPos {
+            source: Arc::clone(&source),
+            line: line_no,
+            offset: at,
+        });
         if rows.len() >= batch_rows || reader.buffer_is_empty() {
             let chunk = Chunk {
                 rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
-                positions: std::mem::take(&mut positions),
+                positions: std::mem::replace(&mut positions, Vec::with_capacity(batch_rows)),
                 seq: None,
                 end: Some((offset, line_no)),
                 fingerprints: Vec::new(),
@@ -210,7 +205,6 @@ pub(super) fn read_messages(
     mut parser: RowParser,
     Chunking {
         batch_rows,
-        keep_positions,
         max_line_bytes,
         max_future,
         ..
@@ -218,7 +212,7 @@ pub(super) fn read_messages(
     tx: &SyncSender<Chunk>,
 ) {
     let mut rows = Vec::with_capacity(batch_rows);
-    let mut positions = Vec::new();
+    let mut positions = Vec::with_capacity(batch_rows);
     let mut bytes: u64 = 0;
     let mut fingerprints = Vec::new();
     let mut published_ms: Option<i64> = None;
@@ -246,18 +240,16 @@ pub(super) fn read_messages(
                     at,
                 )),
             });
-            if keep_positions {
-                positions.push(RowPos {
-                    source: Arc::clone(&source),
-                    line: line_no,
-                    offset: at,
-                });
-            }
+            positions.push(RowPos {
+                source: Arc::clone(&source),
+                line: line_no,
+                offset: at,
+            });
         }
         if rows.len() >= batch_rows || rx.is_idle() {
             let chunk = Chunk {
                 rows: std::mem::replace(&mut rows, Vec::with_capacity(batch_rows)),
-                positions: std::mem::take(&mut positions),
+                positions: std::mem::replace(&mut positions, Vec::with_capacity(batch_rows)),
                 seq: Some(message.seq),
                 end: None,
                 fingerprints: std::mem::take(&mut fingerprints),

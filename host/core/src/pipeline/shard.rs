@@ -34,8 +34,7 @@ use crate::window::{Emitted, PoisonedInput, ShardWindows};
 pub(super) enum Work {
     Batch {
         rows: Vec<(ParsedRow, i64)>,
-        /// Where each row was read, parallel to `rows`; empty unless raw
-        /// events are stored.
+        /// Where each row was read, parallel to `rows`.
         positions: Vec<RowPos>,
         bad: Vec<(BadRow, i64)>,
         wm_after: i64,
@@ -135,7 +134,7 @@ impl<C: ShardCalls> Shard<'_, C> {
                     continue;
                 }
             }
-            self.render(&emitted, &mut out, &mut dead);
+            self.render(&emitted, &batch_rows, &batch_positions, &mut out, &mut dead);
             self.counters
                 .add_outputs(emitted.outputs.len() as u64 + alert_lines, alert_lines);
             self.counters.add_late_dropped(emitted.late.len() as u64);
@@ -143,8 +142,14 @@ impl<C: ShardCalls> Shard<'_, C> {
             let open = self.windows.open_panes();
             self.peak_panes = self.peak_panes.max(open);
             panes.store(open, std::sync::atomic::Ordering::Relaxed);
-            // Every row that parsed is a raw event, late ones too.
-            let events: Vec<Event<'_>> = batch_rows
+            // Every row that parsed is a raw event, late ones too (built
+            // only for a sink that stores them).
+            let stored = if self.sinks.stores_events() {
+                batch_rows.as_slice()
+            } else {
+                &[]
+            };
+            let events: Vec<Event<'_>> = stored
                 .iter()
                 .zip(&batch_positions)
                 .map(|((row, _), position)| Event {
@@ -192,7 +197,16 @@ impl<C: ShardCalls> Shard<'_, C> {
         })
     }
 
-    fn render(&self, emitted: &Emitted, out: &mut Rendered, dead: &mut Rendered) {
+    /// Renders what a step emitted; `rows` and `positions` are the batch's
+    /// (a late row is an index into them).
+    fn render(
+        &self,
+        emitted: &Emitted,
+        rows: &[(ParsedRow, i64)],
+        positions: &[RowPos],
+        out: &mut Rendered,
+        dead: &mut Rendered,
+    ) {
         for o in &emitted.outputs {
             out.push_record(&Record {
                 tenant: &self.ctx.tenant,
@@ -208,13 +222,19 @@ impl<C: ShardCalls> Shard<'_, C> {
                 update: o.update,
             });
         }
-        for row in &emitted.late {
-            self.ctx.dead_letter(DeadLetter::Late { row }, dead);
+        for &i in &emitted.late {
+            if let Some((row, _)) = rows.get(i) {
+                let position = positions.get(i);
+                self.ctx
+                    .dead_letter(DeadLetter::Late { row, position }, dead);
+            }
         }
         for p in &emitted.poisoned {
             let (rows, bounds): (Vec<&ParsedRow>, _) = match &p.input {
                 PoisonedInput::Rows(rows) => (rows.iter().collect(), None),
-                PoisonedInput::Window { start, end } => (Vec::new(), Some((*start, *end))),
+                PoisonedInput::Window { start, end, rows } => {
+                    (rows.iter().collect(), Some((*start, *end)))
+                }
             };
             self.ctx.dead_letter(
                 DeadLetter::Poison {

@@ -496,11 +496,20 @@ pub enum DeadLetter<'a> {
     /// A row that did not parse (a deserialization error).
     BadRow(&'a BadRow),
     /// A row that arrived after its windows were closed for good (event
-    /// time older than the watermark minus the allowed lateness).
-    Late { row: &'a ParsedRow },
+    /// time older than the watermark minus the allowed lateness), and
+    /// where it was read.
+    Late {
+        row: &'a ParsedRow,
+        position: Option<&'a RowPos>,
+    },
     /// A parsed row left out by a host ceiling (a new key beyond the
-    /// tenant's key ceiling), with the ceiling it hit.
-    Limit { row: &'a ParsedRow, reason: &'a str },
+    /// tenant's key ceiling), with the ceiling it hit and where it was
+    /// read.
+    Limit {
+        row: &'a ParsedRow,
+        reason: &'a str,
+        position: Option<&'a RowPos>,
+    },
     /// Events (or a window) of one key whose guest call failed even when
     /// called alone, with the error: an alert function's key group, a
     /// window's key group (`rows`), or a fired window (`bounds`).
@@ -527,13 +536,24 @@ pub struct DeadLetterRecord<'a> {
 }
 
 impl DeadLetterRecord<'_> {
-    /// A parsed row's key, event time and values: what a `late` and a
-    /// `limit` letter carry.
+    /// A parsed row's position, key, event time and values: what a `late`
+    /// and a `limit` letter carry (the position where a `bad-row` has it).
     fn parsed_row<M: serde::ser::SerializeMap>(
         &self,
         map: &mut M,
         row: &ParsedRow,
+        position: Option<&RowPos>,
     ) -> std::result::Result<(), M::Error> {
+        if let Some(position) = position {
+            map.serialize_entry(
+                "position",
+                &PositionJson {
+                    source: &position.source,
+                    line: position.line,
+                    offset: position.offset,
+                },
+            )?;
+        }
         map.serialize_entry(
             "key",
             &KeyJson {
@@ -590,18 +610,22 @@ impl Serialize for DeadLetterRecord<'_> {
                     map.serialize_entry("event_time", &time)?;
                 }
             }
-            DeadLetter::Late { row } => {
+            DeadLetter::Late { row, position } => {
                 map.serialize_entry("kind", "late")?;
                 map.serialize_entry(
                     "reason",
                     "event time is older than the watermark minus the allowed lateness",
                 )?;
-                self.parsed_row(&mut map, row)?;
+                self.parsed_row(&mut map, row, position)?;
             }
-            DeadLetter::Limit { row, reason } => {
+            DeadLetter::Limit {
+                row,
+                reason,
+                position,
+            } => {
                 map.serialize_entry("kind", "limit")?;
                 map.serialize_entry("reason", reason)?;
-                self.parsed_row(&mut map, row)?;
+                self.parsed_row(&mut map, row, position)?;
             }
             DeadLetter::Poison {
                 function,

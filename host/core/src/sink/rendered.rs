@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::typed::{OwnedWindow, TypedDeadLetter, TypedResult};
 use super::{Data, DeadLetter, DeadLetterRecord, Fragments, Record};
+use crate::parse::Position;
 
 /// One message's routing: where its line ends in [`Rendered::lines`], its
 /// routing key and its message id.
@@ -84,9 +85,15 @@ impl Rendered {
         if self.typed {
             let (key, event_time, position) = match record.letter {
                 DeadLetter::BadRow(bad) => (bad.key.clone(), bad.time, Some(bad.position.clone())),
-                DeadLetter::Late { row } | DeadLetter::Limit { row, .. } => {
-                    (Some(row.key.clone()), Some(row.time), None)
-                }
+                DeadLetter::Late { row, position } | DeadLetter::Limit { row, position, .. } => (
+                    Some(row.key.clone()),
+                    Some(row.time),
+                    position.map(|p| Position {
+                        source: p.source.to_string(),
+                        line: p.line,
+                        offset: p.offset,
+                    }),
+                ),
                 DeadLetter::Poison {
                     key, bounds, rows, ..
                 } => (

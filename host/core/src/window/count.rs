@@ -271,6 +271,9 @@ impl CountWindows {
         }
         let at = full.iter().map(|f| f.end).max().unwrap_or(0);
         let mut with_rows = Vec::with_capacity(full.len());
+        // A process-window function's inputs, kept for the dead letter of a
+        // window whose call fails.
+        let mut items = Vec::new();
         let results = match &self.function {
             WindowFunction::Aggregate(function) => {
                 // One accumulator per window.
@@ -285,7 +288,7 @@ impl CountWindows {
                 finish_all(env, &self.name, function, &windows, at)?
             }
             WindowFunction::Process(function) => {
-                let mut items = Vec::with_capacity(full.len());
+                items.reserve(full.len());
                 for (i, f) in full.iter().enumerate() {
                     with_rows.push(i);
                     items.push(ProcessItem {
@@ -298,7 +301,7 @@ impl CountWindows {
                 process_all(env, &self.name, function, &mut items)?
             }
         };
-        for (&i, result) in with_rows.iter().zip(results) {
+        for (j, (&i, result)) in with_rows.iter().zip(results).enumerate() {
             let f = &full[i];
             match result {
                 Ok(data) => env.output(
@@ -316,6 +319,10 @@ impl CountWindows {
                     PoisonedInput::Window {
                         start: f.start,
                         end: f.end,
+                        rows: items
+                            .get(j)
+                            .map(ProcessItem::owned_rows)
+                            .unwrap_or_default(),
                     },
                     error,
                 ),

@@ -130,6 +130,14 @@ pub(super) struct ProcessItem<'a> {
     pub(super) rows: Vec<&'a Buffered>,
 }
 
+impl ProcessItem<'_> {
+    /// The rows, as the function got them (after [`process_all`]: sorted
+    /// by time, then arrival), owned for a dead letter.
+    pub(super) fn owned_rows(&self) -> Vec<ParsedRow> {
+        self.rows.iter().map(|b| b.row.clone()).collect()
+    }
+}
+
 /// `process-window` over `items`, isolating failures.
 pub(super) fn process_all(
     env: &mut Env<'_, '_>,

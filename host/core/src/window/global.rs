@@ -235,7 +235,12 @@ impl GlobalWindows {
                 }
                 Err(error) => {
                     let start = state.first_time.unwrap_or(end);
-                    env.poison(&self.name, key, PoisonedInput::Window { start, end }, error);
+                    let input = PoisonedInput::Window {
+                        start,
+                        end,
+                        rows: Vec::new(),
+                    };
+                    env.poison(&self.name, key, input, error);
                 }
             }
         }
@@ -280,7 +285,11 @@ impl GlobalWindows {
                 Err(error) => env.poison(
                     &self.name,
                     e.key,
-                    PoisonedInput::Window { start, end: e.end },
+                    PoisonedInput::Window {
+                        start,
+                        end: e.end,
+                        rows: Vec::new(),
+                    },
                     error,
                 ),
             }

@@ -169,8 +169,15 @@ pub enum PoisonedInput {
     /// output of that window.
     Rows(Vec<ParsedRow>),
     /// A window whose `aggregate-finish`, `aggregate-merge` or
-    /// `process-window` failed; it has no output.
-    Window { start: i64, end: i64 },
+    /// `process-window` failed; it has no output. `rows` are the rows a
+    /// process-window function was given, sorted as it got them; empty
+    /// for an aggregate (its rows live on only in the accumulators) and
+    /// for a window whose rows were dead-lettered already.
+    Window {
+        start: i64,
+        end: i64,
+        rows: Vec<ParsedRow>,
+    },
 }
 
 /// A key group or window whose guest call failed on its own; for the
@@ -190,8 +197,10 @@ pub struct Poisoned {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Emitted {
     pub outputs: Vec<WindowOutput>,
-    /// Rows dropped as later than the allowed lateness.
-    pub late: Vec<ParsedRow>,
+    /// Rows dropped as later than the allowed lateness: their indices in
+    /// the rows of the `push` (the caller holds the rows and knows where
+    /// each was read).
+    pub late: Vec<usize>,
     pub poisoned: Vec<Poisoned>,
 }
 
@@ -582,7 +591,7 @@ impl ShardWindows {
         let (wm, lateness) = (self.wm, self.shared.lateness);
         if row.time < wm.saturating_sub(lateness) {
             self.stats.late_events_dropped += 1;
-            out.late.push(row.clone());
+            out.late.push(i);
             return;
         }
         let key = self.shared.keys.intern(&row.key);

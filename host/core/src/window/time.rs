@@ -235,6 +235,9 @@ impl TimeWindows {
         let mut with_rows = Vec::with_capacity(fires.len());
         // Fires holding a pane whose rows were refused: dead letters.
         let mut refused = Vec::new();
+        // A process-window function's inputs, kept for the dead letter of a
+        // window whose call fails.
+        let mut items = Vec::new();
         let results = match &self.function {
             WindowFunction::Aggregate(function) => {
                 // Every window's pane accumulators, borrowed, one list after
@@ -253,7 +256,7 @@ impl TimeWindows {
                 finish_all(env, &self.name, function, &windows, at)?
             }
             WindowFunction::Process(function) => {
-                let mut items = Vec::with_capacity(fires.len());
+                items.reserve(fires.len());
                 for (i, f) in fires.iter().enumerate() {
                     if let Some(why) = panes(f).find_map(|p| p.refused.as_deref()) {
                         refused.push((i, why));
@@ -273,7 +276,7 @@ impl TimeWindows {
                 process_all(env, &self.name, function, &mut items)?
             }
         };
-        for (&i, result) in with_rows.iter().zip(results) {
+        for (j, (&i, result)) in with_rows.iter().zip(results).enumerate() {
             let f = &fires[i];
             match result {
                 Ok(data) => env.output(
@@ -291,6 +294,10 @@ impl TimeWindows {
                     PoisonedInput::Window {
                         start: f.start,
                         end: f.end,
+                        rows: items
+                            .get(j)
+                            .map(ProcessItem::owned_rows)
+                            .unwrap_or_default(),
                     },
                     error,
                 ),
@@ -298,9 +305,11 @@ impl TimeWindows {
         }
         for (i, why) in refused {
             let f = &fires[i];
+            // Its rows were dead-lettered when they were refused.
             let bounds = PoisonedInput::Window {
                 start: f.start,
                 end: f.end,
+                rows: Vec::new(),
             };
             let error = format!("rows of this window were dead-lettered: {why}");
             env.poison(&self.name, f.key, bounds, error);

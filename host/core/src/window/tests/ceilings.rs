@@ -161,7 +161,14 @@ fn process_rows_over_max_key_state_poison_only_that_window() {
     assert!(t[0].3.contains("max_key_state"), "{}", t[0].3);
     assert_eq!(t[1].2, &PoisonedInput::Rows(vec![row("a", 5, 5)]));
     assert!(t[1].3.contains("dead-lettered earlier"), "{}", t[1].3);
-    assert_eq!(t[2].2, &PoisonedInput::Window { start: 0, end: 10 });
+    assert_eq!(
+        t[2].2,
+        &PoisonedInput::Window {
+            start: 0,
+            end: 10,
+            rows: Vec::new()
+        }
+    );
     // Count windows of 2 rows stay under the ceiling: nothing refused.
     assert!(letters(&out).iter().all(|l| l.0 == "t"));
     let t_fired: Vec<(String, i64)> = out
@@ -215,7 +222,11 @@ fn the_tenant_share_stops_growth_and_frees_on_fire() {
         c,
         vec![
             PoisonedInput::Rows(vec![row("c", 1, 100)]),
-            PoisonedInput::Window { start: 0, end: 10 }
+            PoisonedInput::Window {
+                start: 0,
+                end: 10,
+                rows: Vec::new()
+            }
         ]
     );
     assert_eq!(fake.breaches, 1);

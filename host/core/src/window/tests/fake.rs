@@ -63,13 +63,6 @@ pub fn bad_row(key: &str, time: i64) -> BadRow {
     }
 }
 
-pub fn value_of(row: &ParsedRow) -> i64 {
-    match row.values[VALUE] {
-        OwnedValue::Int(v) => v,
-        ref other => panic!("not an int: {other:?}"),
-    }
-}
-
 fn spec(name: &str, kind: WindowKind, process: bool) -> WindowSpec {
     WindowSpec {
         name: name.into(),

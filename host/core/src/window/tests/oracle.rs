@@ -10,7 +10,6 @@ use proptest::prelude::*;
 use super::fake::{self, aggregate_fields, process_fields, Fake};
 use crate::data::{DataField, Value};
 use crate::manifest::{WindowFunction, WindowKind, WindowSpec};
-use crate::parse::ParsedRow;
 use crate::window::{Emitted, ShardWindows, WindowOutput};
 
 /// One record of a test stream, in arrival order.
@@ -91,6 +90,7 @@ pub fn run_engine(
     let mut out = Emitted::default();
     let mut rows = Vec::new();
     let mut bad = Vec::new();
+    let mut pushed = 0;
     for (i, ev) in stream.iter().enumerate() {
         if ev.bad {
             bad.push((fake::bad_row(&ev.key, ev.time), wms[i]));
@@ -100,9 +100,15 @@ pub fn run_engine(
         let end = i + 1 == stream.len();
         if end || cuts.get(i).copied().unwrap_or(false) {
             let after = if end { last } else { wms[i + 1] };
+            let before = out.late.len();
             shard
                 .push(&rows, &bad, after, fake, &mut out)
                 .expect("push");
+            // Late rows index their push's rows; made stream-wide here.
+            for late in &mut out.late[before..] {
+                *late += pushed;
+            }
+            pushed += rows.len();
             let (running, counted) = shard.running_and_recounted_bytes();
             assert_eq!(running, counted, "the running state figure drifted");
             rows.clear();
@@ -493,9 +499,12 @@ pub fn expected(specs: &[WindowSpec], lateness: i64, ooo: i64, stream: &[Ev]) ->
     }
 }
 
-fn late_of(rows: &[ParsedRow]) -> Vec<(String, i64, i64)> {
-    rows.iter()
-        .map(|r| (r.key.to_string(), r.time, fake::value_of(r)))
+/// The late rows [`run_engine`] returned (indices into the stream's good
+/// rows), as the oracle lists them.
+fn late_of(stream: &[Ev], late: &[usize]) -> Vec<(String, i64, i64)> {
+    let good: Vec<&Ev> = stream.iter().filter(|e| !e.bad).collect();
+    late.iter()
+        .map(|&i| (good[i].key.clone(), good[i].time, good[i].v))
         .collect()
 }
 
@@ -555,7 +564,7 @@ fn check(
             want.outputs,
             "outputs (cuts {cuts:?})"
         );
-        assert_eq!(late_of(&out.late), want.late, "late rows");
+        assert_eq!(late_of(evs, &out.late), want.late, "late rows");
         assert_eq!(shard.stats().late_events_dropped, want.late.len() as u64);
         assert!(out.poisoned.is_empty());
         assert_eq!(shard.open_panes(), 0, "flush leaves nothing open");
