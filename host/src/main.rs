@@ -13,8 +13,8 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    batch, build, deploy, gen_bts, inspect, list, new, pause, publish, query, resume, run, serve,
-    tail, test, undeploy,
+    batch, build, deploy, gen_bts, inspect, list, logs, new, pause, publish, query, resume, run,
+    serve, tail, test, undeploy,
 };
 
 #[derive(Parser)]
@@ -40,6 +40,10 @@ enum Command {
     Undeploy(undeploy::Args),
     /// The host's tenants: state, module, counters.
     List(list::Args),
+    /// Print a tenant's log from a running host: its guest's log lines and
+    /// stdout, its failed calls, the host's notes about it (`--follow`
+    /// keeps printing). A tenant token reads its own tenant's.
+    Logs(logs::Args),
     /// Stop consuming a tenant's queue (messages wait in it).
     Pause(pause::Args),
     /// Consume a paused tenant's queue again.
@@ -105,6 +109,7 @@ fn main() -> std::process::ExitCode {
         Command::Deploy(args) => deploy::deploy(args),
         Command::Undeploy(args) => undeploy::undeploy(args),
         Command::List(args) => list::list(args),
+        Command::Logs(args) => logs::logs(args),
         Command::Pause(args) => pause::pause(args),
         Command::Resume(args) => resume::resume(args),
         Command::Run(args) => run::run(args),

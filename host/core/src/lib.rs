@@ -5,7 +5,8 @@
 //! row parsing and keys (`parse`), event-time windows (`window`), the
 //! counters (`metrics`), and the embedded pipeline that runs them
 //! (`pipeline`) with what it reads from (`ingress`), writes to (`sink`)
-//! and checkpoints into (`state`), plus the batch jobs' data (`batch`).
+//! and checkpoints into (`state`), plus the batch jobs' data (`batch`) and
+//! the summary of repeated warnings (`repeats`).
 //! No async runtime, Wasm engine, broker, database or web framework: tenant
 //! functions are called through the traits in `window` and `pipeline`,
 //! which the sandbox implements and tests fake natively; brokers and
@@ -20,6 +21,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
+pub mod repeats;
 pub mod retry;
 pub mod sink;
 pub mod state;

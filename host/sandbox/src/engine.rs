@@ -33,6 +33,7 @@ use super::ceilings::{Ceilings, CompileSlots};
 use super::error::{chain, RejectReason, Result, SandboxError};
 use super::instance::HostState;
 use super::limits::Limits;
+use super::log_book::LogBook;
 use super::module::TenantModule;
 use super::validate;
 use sluice_core::data::ModuleInfo;
@@ -120,6 +121,9 @@ pub struct SandboxEngine {
     pub(crate) linker: Linker<HostState>,
     pub(crate) config: SandboxConfig,
     compiles: Arc<CompileSlots>,
+    /// Each tenant's log book, shared by every module of the tenant that
+    /// is alive (a redeploy keeps the log; the last module gone drops it).
+    books: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<LogBook>>>,
     _ticker: EpochTicker,
 }
 
@@ -175,12 +179,27 @@ impl SandboxEngine {
             engine,
             linker,
             compiles: Arc::new(CompileSlots::new(config.ceilings.concurrent_compiles)),
+            books: std::sync::Mutex::default(),
             config,
             _ticker: ticker,
         })
     }
 
     /// The host's ceilings.
+    /// The log book of `tenant`'s live modules, or a new one.
+    pub(crate) fn log_book(&self, tenant: &str) -> Arc<LogBook> {
+        let Ok(mut books) = self.books.lock() else {
+            return Arc::new(LogBook::default());
+        };
+        if let Some(book) = books.get(tenant).and_then(std::sync::Weak::upgrade) {
+            return book;
+        }
+        books.retain(|_, book| book.strong_count() > 0);
+        let book = Arc::new(LogBook::default());
+        books.insert(tenant.to_owned(), Arc::downgrade(&book));
+        book
+    }
+
     pub fn ceilings(&self) -> &Ceilings {
         &self.config.ceilings
     }

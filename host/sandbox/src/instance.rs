@@ -175,7 +175,7 @@ impl TenantInstance {
         schema: Vec<FieldDef>,
         limits: Limits,
     ) -> Self {
-        let log = TenantLog::new(module.tenant());
+        let log = module.log().for_instance();
         let beat = module.call_beat();
         TenantInstance {
             module,
@@ -391,9 +391,8 @@ impl TenantInstance {
         };
         self.stats.traps += 1;
         self.module.count_trap();
-        if self.log.admit_host() {
-            tracing::warn!(tenant = self.module.tenant(), error = %error, "guest call failed; instance discarded");
-        }
+        self.log
+            .failure("guest call failed; instance discarded", &error);
         error
     }
 
@@ -429,9 +428,7 @@ impl TenantInstance {
         if error.counts_as_trap() {
             self.stats.traps += 1;
             self.module.count_trap();
-            if self.log.admit_host() {
-                tracing::warn!(tenant = self.module.tenant(), error = %error, "guest result refused");
-            }
+            self.log.failure("guest result refused", &error);
         }
         error
     }

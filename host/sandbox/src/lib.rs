@@ -17,6 +17,9 @@
 //!   call, against the host's ceiling; names and kinds against `describe`.
 //! - No guest call can block: sleeps and timed waits are refused at once
 //!   (`wasi.rs`).
+//! - [`TenantLog`] writes a tenant's log lines, stdout and failed calls to
+//!   the host's log (rate-limited, summarised) and to the tenant's bounded
+//!   [`LogBook`], which `sluice logs` reads.
 //! - [`Ceilings`] bound what any tenant may declare (budget, memory,
 //!   output) or cause (module size, compile time, compiles at once).
 
@@ -29,6 +32,7 @@ mod error;
 mod instance;
 mod limits;
 mod log;
+pub mod log_book;
 mod module;
 mod output;
 mod packed;
@@ -41,6 +45,7 @@ pub use ceilings::Ceilings;
 pub use engine::{LoadSource, SandboxConfig, SandboxEngine, TrapBackoff};
 pub use instance::{InstanceStats, TenantInstance};
 pub use log::TenantLog;
+pub use log_book::{LogBook, LogEntry, LogPage};
 pub use module::TenantModule;
 pub use priority::{current_nice, TRAP_NICE};
 /// The result of a tenant call; its error is the core's [`SandboxError`](sluice_core::data::SandboxError).

@@ -12,6 +12,7 @@ use super::engine::{LoadSource, SandboxEngine, TrapBackoff};
 use super::error::{Result, SandboxError};
 use super::instance::TenantInstance;
 use super::limits::Limits;
+use super::log::TenantLog;
 use sluice_core::data::{FieldDef, FunctionKind, ModuleInfo};
 
 #[derive(Clone)]
@@ -39,6 +40,8 @@ struct Inner {
     backoff: Option<Backoff>,
     /// Each instance's call in progress, for the host's watchdog.
     beats: CallBeats,
+    /// The tenant's log, shared by the instances (one rate limit, one book).
+    log: TenantLog,
 }
 
 /// The trap backoff of one tenant module, shared by its instances (one
@@ -75,6 +78,7 @@ impl TenantModule {
                 traps: AtomicU64::new(0),
                 guest_cpu_ns: AtomicU64::new(0),
                 beats: CallBeats::default(),
+                log: TenantLog::with_book(tenant, engine.log_book(tenant)),
                 backoff: engine.config.trap_backoff.map(|config| Backoff {
                     config,
                     state: Mutex::new((Duration::ZERO, None)),
@@ -88,6 +92,11 @@ impl TenantModule {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.info = info;
         }
+    }
+
+    /// The tenant's log: what `sluice logs` reads is its book.
+    pub fn log(&self) -> &TenantLog {
+        &self.inner.log
     }
 
     pub fn tenant(&self) -> &str {

@@ -11,6 +11,7 @@
 //! | `PUT /v1/tenants/{t}` | operator | deploy or redeploy: `multipart/form-data` with exactly one `manifest` part (TOML) and one `module` part (`.wasm`); 200 once the new version runs, 202 when the old one is still draining after `deploy_wait` (the swap completes on its own) |
 //! | `DELETE /v1/tenants/{t}` | operator | undeploy |
 //! | `POST /v1/tenants/{t}/pause`, `/resume` | operator, tenant `t` | pause / resume the consumer |
+//! | `GET /v1/tenants/{t}/logs?after=N&limit=M` | operator, tenant `t` | the tenant's log book: its guest's log lines and stdout, its failed calls, the host's notes about it; entries numbered above `N` (default 0), at most `M` (default and most 1000) |
 //!
 //! `{t}` is a tenant name (`[a-z0-9][a-z0-9_-]*`, at most 63 bytes),
 //! checked before anything else: anything else is a 400.
@@ -27,7 +28,8 @@ pub mod server;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -62,6 +64,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/v1/tenants/{tenant}/pause", post(pause))
         .route("/v1/tenants/{tenant}/resume", post(resume))
+        .route("/v1/tenants/{tenant}/logs", get(logs))
         .fallback(fallback)
         .with_state(state)
 }
@@ -129,6 +132,35 @@ async fn get_one(
         .get(&tenant)
         .ok_or_else(|| crate::serve::Error::NotFound(tenant.to_string()))?;
     Ok(Json(view).into_response())
+}
+
+/// `?after=N&limit=M` of a log read.
+#[derive(Debug, serde::Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+/// Entries per log read at most.
+const MAX_LOG_PAGE: usize = 1000;
+
+async fn logs(
+    State(s): AppState,
+    Path(tenant): Path<String>,
+    query: Result<Query<LogQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_name(&tenant)?;
+    let caller = auth::caller(&headers, s.host.config())?;
+    auth::allow(&caller, Need::Tenant(&tenant))?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = query.limit.unwrap_or(MAX_LOG_PAGE).min(MAX_LOG_PAGE);
+    let page = s
+        .host
+        .logs(&tenant, query.after, limit)
+        .ok_or_else(|| crate::serve::Error::NotFound(tenant.to_string()))?;
+    Ok(Json(page).into_response())
 }
 
 async fn pause(

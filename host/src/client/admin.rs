@@ -1,5 +1,5 @@
 //! The operator's side of the admin API: what `sluice deploy`, `undeploy`,
-//! `list`, `pause` and `resume` send, and the errors they print — above
+//! `list`, `pause`, `resume` and `logs` send, and the errors they print — above
 //! all a plain "no host is listening" instead of a socket error.
 
 use std::path::Path;
@@ -102,6 +102,20 @@ impl AdminClient {
 
     pub fn list(&self) -> Result<serde_json::Value> {
         let url = self.url("/v1/tenants");
+        let response = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call();
+        self.answer(&url, response)
+    }
+
+    /// The tenant's log entries numbered above `after` (at most `limit`).
+    pub fn logs(&self, tenant: &str, after: u64, limit: usize) -> Result<serde_json::Value> {
+        let tenant = TenantName::parse(tenant)?;
+        let url = self.url(&format!(
+            "/v1/tenants/{tenant}/logs?after={after}&limit={limit}"
+        ));
         let response = self
             .agent
             .get(&url)

@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod gen_bts;
 pub mod inspect;
 pub mod list;
+pub mod logs;
 pub mod new;
 pub mod pause;
 pub mod publish;

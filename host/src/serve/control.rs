@@ -394,6 +394,7 @@ impl Host {
             last.partitions = before.partitions;
         }
         last.operation = None;
+        let log = slot.run.module.log().clone();
         if stuck {
             tracing::warn!(%tenant, "undeploy: abandoning a run stuck in a guest call");
             slot.run.abandon();
@@ -409,6 +410,7 @@ impl Host {
                 );
             }
         }
+        log.flush();
         self.env.checkpoint_metrics.remove(tenant);
         self.env.latency_metrics.remove(tenant);
         let dir = self.tenant_dir(tenant);
@@ -444,6 +446,7 @@ impl Host {
         let slots = std::mem::take(&mut *self.tenants());
         let mut left = Vec::new();
         for (tenant, slot) in slots {
+            let log = slot.run.module.log().clone();
             if slot.run.finished() {
                 match slot.run.finish() {
                     Ok(()) => tracing::info!(%tenant, "suspended"),
@@ -462,6 +465,7 @@ impl Host {
                 slot.run.abandon();
                 left.push((tenant, why));
             }
+            log.flush();
         }
         left
     }

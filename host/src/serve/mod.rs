@@ -56,7 +56,7 @@ use crate::metrics::prometheus::{
     CheckpointMetrics, LatencyMetrics, PartitionFigures, TenantFigures, TenantSource,
 };
 use crate::metrics::{Counters, Summary};
-use crate::sandbox::{SandboxEngine, TenantModule};
+use crate::sandbox::{LogPage, SandboxEngine, TenantModule};
 
 pub use batch::BatchEnv;
 use checks::{check, compatible, unclaimed_in, Claim};
@@ -447,6 +447,12 @@ impl Host {
         self.tenants().get(tenant.as_str()).map(|s| view(tenant, s))
     }
 
+    /// The tenant's log entries numbered above `after`, at most `limit`.
+    pub fn logs(&self, tenant: &TenantName, after: u64, limit: usize) -> Option<LogPage> {
+        let book = Arc::clone(self.tenants().get(tenant.as_str())?.run.module.log().book());
+        Some(book.after(after, limit))
+    }
+
     /// The control plane's own health: it answers (the tenants' map can
     /// be locked) and is not shutting down. A failed or stuck tenant does
     /// not make the shared host unready: it shows in `/v1/tenants` and
@@ -482,6 +488,7 @@ impl Host {
             manifest::format_duration(self.config.stuck_after),
         );
         tracing::error!(%tenant, %reason, "watchdog: a tenant's worker is stuck");
+        slot.run.module.log().host_note("error", &reason);
         drop(slot.run.pause());
         slot.fault = Some(Fault {
             stuck: true,
@@ -518,6 +525,7 @@ impl Host {
                 let reason =
                     format!("{AUTO_PAUSED}{recent} guest traps within a minute (limit {limit})");
                 tracing::warn!(%tenant, %reason, "pausing a trapping tenant");
+                slot.run.module.log().host_note("warn", &reason);
                 // Not waited for: this runs on the async runtime.
                 drop(slot.run.pause());
                 slot.paused = Some(reason);

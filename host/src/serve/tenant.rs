@@ -192,6 +192,9 @@ impl Run {
                     let result = run_to_end(&manifest, &runner, input, ingress, &store, &suspend);
                     if let Err(e) = &result {
                         tracing::error!(tenant = %manifest.tenant, error = %e, "tenant run failed");
+                        module
+                            .log()
+                            .host_note("error", &format!("the run failed: {e}"));
                     }
                     if let Ok(mut o) = outcome.lock() {
                         *o = Some(result);

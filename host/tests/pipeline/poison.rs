@@ -99,3 +99,107 @@ poison = "666"
     assert!(result.dead.iter().any(|d| d["window"] == "ten"));
     assert!(result.stderr.contains(", 2 poisoned,"), "{}", result.stderr);
 }
+
+#[test]
+fn a_poisoned_process_window_is_dead_lettered_with_its_rows_and_repeated_warnings_are_summarised() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("rows.csv");
+    // Ten keys, 25 rows each at 0..24 s; every key's row at 12 s is poison.
+    let keys: Vec<String> = (0..10).map(|k| format!("k{k}")).collect();
+    let mut text = String::new();
+    for s in 0..25 {
+        for key in &keys {
+            let value = if s == 12 { 666.0 } else { f64::from(s) };
+            text.push_str(&format!(
+                "{key},1,1,2017-02-18 18:00:{s:02} UTC,{value},100,false,\n"
+            ));
+        }
+    }
+    std::fs::write(&input, text).expect("writing the input");
+    let rest = r#"
+[[windows]]
+name = "pw"
+kind = "tumbling"
+size = "10s"
+process = "window"
+
+[alerts]
+function = "alerts"
+
+[params]
+mode = "trap-on-value"
+poison = "666"
+"#;
+    let manifest = manifest(
+        dir.path(),
+        "hostile",
+        "max_out_of_orderness = \"0s\"\n",
+        rest,
+    );
+    let result = run(&manifest, &input, 2);
+
+    // Each key's window [10 s, 20 s) failed: its letter holds the ten rows
+    // the function was given, in time order.
+    let windows: Vec<&Value> = result.dead.iter().filter(|d| d["window"] == "pw").collect();
+    assert_eq!(windows.len(), keys.len(), "{:#?}", result.dead);
+    for d in &windows {
+        assert_eq!(d["kind"], "poison");
+        assert_eq!(
+            d["end"]
+                .as_i64()
+                .zip(d["start"].as_i64())
+                .map(|(e, s)| e - s),
+            Some(10_000)
+        );
+        let rows = d["rows"].as_array().expect("rows");
+        let values: Vec<f64> = rows.iter().filter_map(|r| r["value"].as_f64()).collect();
+        let want: Vec<f64> = (10..20)
+            .map(|s| if s == 12 { 666.0 } else { f64::from(s) })
+            .collect();
+        assert_eq!(values, want, "{d}");
+        assert!(
+            rows.iter()
+                .all(|r| r["station_id"] == d["key"]["station_id"]),
+            "{d}"
+        );
+    }
+    // The other windows are untouched.
+    assert_eq!(
+        result.of_type("Windowed Analytic").count(),
+        2 * keys.len(),
+        "[0, 10) and [20, 30) of every key"
+    );
+
+    // Repeated warnings: the first three of a kind in full, then a count.
+    let alert_failures = result
+        .dead
+        .iter()
+        .filter(|d| d["function"] == "alerts")
+        .count();
+    assert!(alert_failures >= keys.len(), "{:#?}", result.dead);
+    let full = |text: &str| result.stderr.lines().filter(|l| l.contains(text)).count();
+    let alert_lines = result
+        .stderr
+        .lines()
+        .filter(|l| l.contains("alert call failed") && !l.contains("more `"))
+        .count();
+    assert_eq!(alert_lines, 3, "{}", result.stderr);
+    assert!(
+        result.stderr.contains(&format!(
+            "{} more `alert call failed on this key's events; dead-lettered` warnings",
+            alert_failures - 3
+        )),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        full("guest call failed; instance discarded") <= 3,
+        "{}",
+        result.stderr
+    );
+    assert!(
+        full("more `guest call failed` warnings") == 1,
+        "{}",
+        result.stderr
+    );
+}

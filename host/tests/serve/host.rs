@@ -82,7 +82,7 @@ impl Served {
         let mut child = sluice()
             .args(["serve", "--config"])
             .arg(&config)
-            .env("SLUICE_LOG", "sluice_host=info")
+            .env("SLUICE_LOG", "warn,sluice_host=info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

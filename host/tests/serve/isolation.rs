@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{collected, Data, Served, OPERATOR};
+use crate::host::{collected, tenant_token, Data, Served, OPERATOR};
 
 /// The `hostile` test guest trapping on `value = 666`, as tenant
 /// `hostile` on its own queue (BTS columns, a tumbling window, alerts).
@@ -77,7 +77,7 @@ fn a_tenant_trapping_past_the_limit_is_paused_with_the_reason_and_its_neighbour_
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
     let bc = rt.block_on(amqp::collector(&channel, &bx));
-    let served = Served::start(dir.path(), &[], &[&healthy, &hostile]);
+    let served = Served::start(dir.path(), &["hostile", "bts"], &[&healthy, &hostile]);
 
     amqp::publish(&hostile, &poison, 10);
     amqp::publish(&healthy, &healthy_data.path, 40);
@@ -123,6 +123,47 @@ fn a_tenant_trapping_past_the_limit_is_paused_with_the_reason_and_its_neighbour_
     assert_eq!(crate::metrics::state_of(&metrics, "hostile"), "auto_paused");
     assert_eq!(crate::metrics::state_of(&metrics, "bts"), "running");
 
+    // The tenant reads its own log: its failed calls, what its guest wrote
+    // (the panic message), and why the host paused it.
+    let logs = served.cli(&["logs", "hostile", "--json"], &tenant_token("hostile"));
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&logs.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON entry"))
+        .collect();
+    let of = |source: &str| -> Vec<&str> {
+        entries
+            .iter()
+            .filter(|e| e["source"] == source)
+            .filter_map(|e| e["message"].as_str())
+            .collect()
+    };
+    let traps = of("trap");
+    assert!(traps.len() > 5, "{entries:?}");
+    assert!(traps.iter().all(|m| m.contains("trapped")), "{traps:?}");
+    assert!(
+        of("stdio").iter().any(|m| m.contains("poison value 666")),
+        "{entries:?}"
+    );
+    assert!(
+        of("host").iter().any(|m| m.starts_with("auto-paused: ")),
+        "{entries:?}"
+    );
+    let seqs: Vec<u64> = entries.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    // Another tenant's token may not read it.
+    let other = served.cli(&["logs", "hostile"], &tenant_token("bts"));
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("HTTP 403"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+
     // The healthy neighbour: everything consumed, results equal its
     // embedded run, never paused.
     served.wait_records("bts", healthy_data.rows);
@@ -135,7 +176,20 @@ fn a_tenant_trapping_past_the_limit_is_paused_with_the_reason_and_its_neighbour_
     );
     let got = collected(&rt, &channel, &bc);
     assert_eq!(got, amqp::embedded_lines(&healthy, &healthy_data.path));
-    served.stop();
+    let minutes = started.elapsed().as_secs() / 60 + 1;
+    let log = served.stop();
+    // The host's log: the first few failed calls in full, the rest as a
+    // count (the whole list is the tenant's log above).
+    let full = log
+        .lines()
+        .filter(|l| l.contains("guest call failed; instance discarded"))
+        .count() as u64;
+    assert!(full <= 3 * minutes, "{full} lines in {minutes} min:\n{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("more `guest call failed` warnings") && l.contains("hostile")),
+        "{log}"
+    );
     rt.block_on(amqp::delete(
         &channel,
         &[&hq, &bq, &bc, &format!("{hq}.dead"), &format!("{bq}.dead")],

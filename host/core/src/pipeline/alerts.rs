@@ -164,7 +164,9 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
             }
             Err(error) => {
                 poisoned += 1;
-                tracing::warn!(tenant = %ctx.tenant, function, key = %key, %error, "alert call failed on this key's events; dead-lettered");
+                if ctx.alert_failures.admit() {
+                    tracing::warn!(tenant = %ctx.tenant, function, key = %key, %error, "alert call failed on this key's events; dead-lettered");
+                }
                 ctx.dead_letter(
                     DeadLetter::Poison {
                         function: Some(function),

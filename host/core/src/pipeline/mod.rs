@@ -276,8 +276,6 @@ where
         };
         let chunking = Chunking {
             batch_rows,
-            // Positions are kept for the raw-event store only.
-            keep_positions: sinks.stores_events(),
             select: options.select.clone(),
             max_line_bytes: options.ceilings.max_line_bytes,
             max_future: manifest.input.max_future,
@@ -406,6 +404,9 @@ struct Ctx {
     idle_timeout: Option<Duration>,
     /// Global windows: (name, emit_every ms), for the tenant-level metric.
     globals: Vec<(String, i64)>,
+    /// Alert calls that failed on a key's events (each one dead-lettered):
+    /// a few logged in full, the rest counted.
+    alert_failures: crate::repeats::Repeats,
 }
 
 impl Ctx {
@@ -423,6 +424,10 @@ impl Ctx {
             alert_function: manifest.alerts.as_ref().map(|a| a.function.clone()),
             max_out_of_orderness: millis(manifest.input.max_out_of_orderness),
             idle_timeout: manifest.input.idle_timeout,
+            alert_failures: crate::repeats::Repeats::new(
+                &manifest.tenant,
+                "alert call failed on this key's events; dead-lettered",
+            ),
             globals: manifest
                 .windows
                 .iter()
