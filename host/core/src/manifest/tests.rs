@@ -315,7 +315,7 @@ fn a_window_kind_rejects_foreign_fields_and_requires_its_own() {
     assert_error(
         &unknown,
         "16:8",
-        &["unknown kind `hopping` (expected tumbling, sliding, count or global)"],
+        &["unknown kind `hopping` (expected tumbling, sliding, count, global or session)"],
     );
 }
 
@@ -363,6 +363,97 @@ fn tumbling_and_global_windows_load() {
         WindowKind::Global {
             emit_every: Duration::from_secs(30)
         }
+    );
+}
+
+const SLIDING: &str = "kind = \"sliding\"\nsize = \"60s\"\nslide = \"5s\"";
+
+#[test]
+fn session_windows_load_with_a_gap_and_an_optional_max_duration() {
+    let m = load(&BASE.replace(SLIDING, "kind = \"session\"\ngap = \"30s\"")).expect("session");
+    assert_eq!(
+        m.windows[0].kind,
+        WindowKind::Session {
+            gap: Duration::from_secs(30),
+            max_duration: None
+        }
+    );
+    assert_eq!(m.windows[0].kind.pane(), None);
+    assert_eq!(m.windows[0].kind.name(), "session");
+    let capped = load(&BASE.replace(
+        SLIDING,
+        "kind = \"session\"\ngap = \"30s\"\nmax_duration = \"10m\"",
+    ))
+    .expect("session with max_duration");
+    assert_eq!(
+        capped.windows[0].kind,
+        WindowKind::Session {
+            gap: Duration::from_secs(30),
+            max_duration: Some(Duration::from_secs(600))
+        }
+    );
+    let process = load(&BASE.replace(
+        &format!("{SLIDING}\naggregate = \"stats\""),
+        "kind = \"session\"\ngap = \"30s\"\nprocess = \"spikes\"",
+    ))
+    .expect("session with a process-window function");
+    assert_eq!(
+        process.windows[0].function,
+        WindowFunction::Process("spikes".into())
+    );
+}
+
+#[test]
+fn session_windows_are_validated_at_file_line_column() {
+    let missing = error_with(SLIDING, "kind = \"session\"");
+    assert_error(
+        &missing,
+        "16:8",
+        &["window `minute`: a session window needs `gap` (it takes `gap`)"],
+    );
+    let zero = error_with(SLIDING, "kind = \"session\"\ngap = \"0s\"");
+    assert_error(
+        &zero,
+        "17:7",
+        &["window `minute`: `gap` must be greater than zero"],
+    );
+    let unit = error_with(SLIDING, "kind = \"session\"\ngap = \"30\"");
+    assert_error(&unit, "17:7", &["`gap`", "has no unit"]);
+    let foreign = error_with(SLIDING, "kind = \"session\"\ngap = \"30s\"\nsize = \"1m\"");
+    assert_error(
+        &foreign,
+        "18:8",
+        &["`size` does not apply to a session window (a session window takes `gap`)"],
+    );
+    let zero_max = error_with(
+        SLIDING,
+        "kind = \"session\"\ngap = \"30s\"\nmax_duration = \"0s\"",
+    );
+    assert_error(
+        &zero_max,
+        "18:16",
+        &["window `minute`: `max_duration` must be greater than zero"],
+    );
+    let short_max = error_with(
+        SLIDING,
+        "kind = \"session\"\ngap = \"30s\"\nmax_duration = \"30s\"",
+    );
+    assert_error(
+        &short_max,
+        "18:16",
+        &["`max_duration` (30s) must be longer than `gap` (30s)"],
+    );
+    let elsewhere = error_with("slide = \"5s\"", "slide = \"5s\"\nmax_duration = \"1h\"");
+    assert_error(
+        &elsewhere,
+        "19:16",
+        &["`max_duration` does not apply to a sliding window"],
+    );
+    let gap_elsewhere = error_with("slide = \"5s\"", "slide = \"5s\"\ngap = \"1s\"");
+    assert_error(
+        &gap_elsewhere,
+        "19:7",
+        &["`gap` does not apply to a sliding window"],
     );
 }
 

@@ -235,6 +235,8 @@ impl Ctx<'_> {
                     ("slide", w.slide.as_ref().map(S::span)),
                     ("n", w.n.as_ref().map(S::span)),
                     ("emit_every", w.emit_every.as_ref().map(S::span)),
+                    ("gap", w.gap.as_ref().map(S::span)),
+                    ("max_duration", w.max_duration.as_ref().map(S::span)),
                 ];
                 if let Some((key, Some(span))) = extra.into_iter().find(|(_, s)| s.is_some()) {
                     return Err(self.at(
