@@ -206,6 +206,7 @@ impl<C: ShardCalls> Shard<'_, C> {
                 key: Some(&o.key),
                 data: Data::Fields(&o.data),
                 update: o.update,
+                replaces: &o.replaces,
             });
         }
         for row in &emitted.late {
