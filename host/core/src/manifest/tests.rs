@@ -255,6 +255,20 @@ fn timestamp_columns_need_a_valid_complete_format_and_only_they_take_one() {
 }
 
 #[test]
+fn the_example_session_manifest_loads_with_its_session_window() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bts-analytics/sessions.toml");
+    let m = Manifest::from_path(&path).expect("the session example loads");
+    assert_eq!(
+        m.windows[0].kind,
+        WindowKind::Session {
+            gap: Duration::from_secs(45),
+            max_duration: Some(Duration::from_secs(1800))
+        }
+    );
+}
+
+#[test]
 fn durations_need_a_unit_and_some_must_be_positive() {
     let unit = error_with(
         "max_out_of_orderness = \"5s\"",
