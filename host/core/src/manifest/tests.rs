@@ -808,6 +808,22 @@ fn a_batch_job_loads_with_its_windows_charts_and_triggers() {
 }
 
 #[test]
+fn a_batch_job_takes_a_session_window() {
+    let job = JOB.replace(
+        r#"{ name = "all", kind = "range", aggregate = "stats" }"#,
+        r#"{ name = "all", kind = "session", gap = "10m", max_duration = "1d", aggregate = "stats" }"#,
+    );
+    let m = with_batch(&job).expect("valid");
+    assert_eq!(
+        m.batch[0].windows[1].span,
+        BatchSpan::Window(WindowKind::Session {
+            gap: Duration::from_secs(600),
+            max_duration: Some(Duration::from_secs(86_400))
+        })
+    );
+}
+
+#[test]
 fn batch_job_errors_say_which_job_and_what_was_expected() {
     let cases: &[(&str, &str, &[&str])] = &[
         (
@@ -815,7 +831,7 @@ fn batch_job_errors_say_which_job_and_what_was_expected() {
             r#"kind = "count", n = 5, aggregate"#,
             &[
                 "batch job `per_day`: window `all`: kind `count` is not a batch window kind",
-                "range, tumbling or sliding",
+                "range, tumbling, sliding or session",
             ],
         ),
         (

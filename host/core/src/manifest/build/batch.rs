@@ -249,13 +249,15 @@ impl Ctx<'_> {
                 }
                 BatchSpan::Range
             }
-            "tumbling" | "sliding" => BatchSpan::Window(self.window(w)?.kind),
+            // A job's input is bounded and nothing fires before it ends,
+            // so a session window needs nothing of its own here.
+            "tumbling" | "sliding" | "session" => BatchSpan::Window(self.window(w)?.kind),
             other => {
                 return Err(self.at(
                     w.kind.span(),
                     format!(
                         "{prefix}window `{name}`: kind `{other}` is not a batch window kind \
-                         (expected range, tumbling or sliding)"
+                         (expected range, tumbling, sliding or session)"
                     ),
                 ))
             }
