@@ -126,9 +126,8 @@ impl Session {
         }
     }
 
-    fn absorb(&mut self, other: Session) {
+    fn absorb(&mut self, mut other: Session) {
         self.change();
-        let mut other = other;
         other.change();
         self.start = self.start.min(other.start);
         self.last = self.last.max(other.last);
