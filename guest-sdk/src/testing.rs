@@ -365,6 +365,56 @@ impl<T: Tenant> Harness<T> {
             .collect()
     }
 
+    /// Runs aggregate `function` over session windows of `gap_ms` (with
+    /// `max_ms`, the manifest's `max_duration`), formed as the host forms
+    /// them from rows in event-time order: a row at most `gap_ms` after
+    /// the session's last row (and less than `max_ms` after its first)
+    /// joins it, else opens the next; `end` = the last row's time +
+    /// `gap_ms`, at most `start + max_ms`. One result per session, in
+    /// time order. A session's rows go in as two accumulators merged, as
+    /// when the host merges the sessions a late row bridges.
+    pub fn aggregate_sessions(
+        &self,
+        function: &str,
+        rows: &Rows,
+        gap_ms: i64,
+        max_ms: Option<i64>,
+    ) -> Result<Vec<(WindowInfo, Output)>> {
+        if gap_ms <= 0 || max_ms.is_some_and(|m| m <= 0) {
+            return Err(GuestError::new(format!(
+                "session gap {gap_ms} ms, max {max_ms:?} ms: must be positive"
+            )));
+        }
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| rows.times()[i]);
+        // (first, last, row indices) of each session.
+        let mut sessions: Vec<(i64, i64, Vec<usize>)> = Vec::new();
+        for i in order {
+            let t = rows.times()[i];
+            match sessions.last_mut() {
+                Some((first, last, members))
+                    if t <= last.saturating_add(gap_ms)
+                        && max_ms.is_none_or(|m| t.saturating_sub(*first) < m) =>
+                {
+                    *last = t;
+                    members.push(i);
+                }
+                _ => sessions.push((t, t, vec![i])),
+            }
+        }
+        sessions
+            .into_iter()
+            .map(|(start, last, members)| {
+                let end = last.saturating_add(gap_ms);
+                let end = max_ms.map_or(end, |m| end.min(start.saturating_add(m)));
+                let (a, b) = members.split_at(members.len() / 2);
+                let (a, b) = (rows.select(a), rows.select(b));
+                let out = self.aggregate_panes(function, &[&a, &b])?;
+                Ok((WindowInfo { start, end }, out))
+            })
+            .collect()
+    }
+
     /// An alert function of one key, whose state is carried from one
     /// [`AlertRun::feed`] to the next as the host carries it.
     pub fn alerts<'h>(&'h self, function: &str, key: &[&str]) -> AlertRun<'h, T> {

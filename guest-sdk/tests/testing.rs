@@ -111,6 +111,55 @@ fn tumbling_minutes_split_rows_by_event_time() {
 }
 
 #[test]
+fn sessions_split_rows_at_quiet_periods_and_at_max_duration() {
+    let h = bts(&[]);
+    let rows = h.csv(SIX).expect("rows");
+    let at = |hms: &str| {
+        let (m, s) = hms.split_once(':').expect("m:s");
+        1_487_442_480_000 - 60_000 * 28
+            + 60_000 * m.parse::<i64>().unwrap_or(0)
+            + 1_000 * s.parse::<i64>().unwrap_or(0)
+    };
+    // 18:28:05, :35, :59, 18:29:00, :30, :59 with a 29 s gap: the 30 s
+    // pauses after :05 and after 18:29:00 end sessions (29 s does not).
+    let quiet = h
+        .aggregate_sessions("stats", &rows, 29_000, None)
+        .expect("sessions");
+    let got: Vec<(WindowInfo, i64)> = quiet.iter().map(|(w, o)| (*w, int(o, "counter"))).collect();
+    let window = |start: &str, end: i64| WindowInfo {
+        start: at(start),
+        end,
+    };
+    assert_eq!(
+        got,
+        vec![
+            (window("28:05", at("28:34")), 1),
+            (window("28:35", at("29:29")), 3),
+            (window("29:30", at("30:28")), 2),
+        ]
+    );
+    let values = &VALUES[1..4];
+    let mean = values.iter().sum::<f64>() / 3.0;
+    assert!((float(&quiet[1].1, "mean") - mean).abs() < 1e-12);
+    // A 30 s gap joins every row; max_duration 60 s cuts at 18:29:05.
+    let capped = h
+        .aggregate_sessions("stats", &rows, 30_000, Some(60_000))
+        .expect("sessions");
+    let got: Vec<(WindowInfo, i64)> = capped
+        .iter()
+        .map(|(w, o)| (*w, int(o, "counter")))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (window("28:05", at("29:05")), 4),
+            (window("29:30", at("30:29")), 2),
+        ]
+    );
+    assert!(h.aggregate_sessions("stats", &rows, 0, None).is_err());
+}
+
+#[test]
 fn an_accumulator_can_be_fed_events_directly() {
     let h = bts(&[]);
     let rows = h.csv(SIX).expect("rows");

@@ -139,6 +139,7 @@ fn main() {
                     key: Some(&keys[i % keys.len()]),
                     data: Data::Fields(&data),
                     update: 0,
+                    replaces: &[],
                 });
             }
             r

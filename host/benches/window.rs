@@ -1,6 +1,10 @@
 //! Window-engine benchmark: events/s through `ShardWindows::push` for the
 //! customer's windows (sliding 60 s every 5 s + global every 60 s) over
-//! 1 M BTS readings of 1 000 keys, and the state held (open panes).
+//! 1 M BTS readings of 1 000 keys, and the state held (open panes); then
+//! a session window against the sliding window alone on the same data
+//! (`session 30s/5m`: the keys never go quiet, so `max_duration` closes
+//! their sessions; `session 1.5s`: readings 1 s apart with up to 3 s of
+//! disorder, so sessions split and merge all the time).
 //! The tenant is the BTS analytics, run natively (the same Rust code
 //! through `sluice_guest::Module`, so the figure is the engine's cost plus
 //! the aggregate's) and, when its component is built, in the sandbox.
@@ -166,8 +170,13 @@ struct Run {
     end_panes: usize,
 }
 
-fn run(rows: &[(ParsedRow, i64)], batch: usize, calls: &mut dyn WindowCalls) -> Run {
-    let mut shard = ShardWindows::new(&specs(), Duration::ZERO, schema()).expect("specs");
+fn run(
+    specs: &[WindowSpec],
+    rows: &[(ParsedRow, i64)],
+    batch: usize,
+    calls: &mut dyn WindowCalls,
+) -> Run {
+    let mut shard = ShardWindows::new(specs, Duration::ZERO, schema()).expect("specs");
     let mut out = Emitted::default();
     let mut outputs = 0;
     let mut max_panes = 0;
@@ -204,7 +213,7 @@ fn run(rows: &[(ParsedRow, i64)], batch: usize, calls: &mut dyn WindowCalls) -> 
 
 fn report(label: &str, batch: usize, r: &Run) {
     println!(
-        "{label:<7} batch {batch:>6}  {:>10.0} ev/s  push {:>7.1} ms  flush {:>6.1} ms  \
+        "{label:<22} batch {batch:>6}  {:>10.0} ev/s  push {:>7.1} ms  flush {:>6.1} ms  \
          outputs {:>7}  open panes max {:>6} end {:>6} ({:.1}/key)",
         EVENTS as f64 / r.push.as_secs_f64(),
         r.push.as_secs_f64() * 1e3,
@@ -214,6 +223,54 @@ fn report(label: &str, batch: usize, r: &Run) {
         r.end_panes,
         r.end_panes as f64 / KEYS as f64,
     );
+}
+
+/// One window of `kind` running `stats`.
+fn one(name: &str, kind: WindowKind) -> Vec<WindowSpec> {
+    vec![WindowSpec {
+        name: name.into(),
+        kind,
+        function: WindowFunction::Aggregate("stats".into()),
+    }]
+}
+
+/// Session windows against the sliding window alone, same rows, engine
+/// only (`Null`) and with the BTS aggregate run natively.
+fn sessions_against_sliding(
+    rows: &[(ParsedRow, i64)],
+    null: &mut Null,
+    native: &mut dyn WindowCalls,
+) {
+    println!("# session vs sliding, one window each, batch 10000");
+    let sliding = WindowKind::Sliding {
+        size: Duration::from_secs(60),
+        slide: Duration::from_secs(5),
+    };
+    let capped = WindowKind::Session {
+        gap: Duration::from_secs(30),
+        max_duration: Some(Duration::from_secs(300)),
+    };
+    let split = WindowKind::Session {
+        gap: Duration::from_millis(1_500),
+        max_duration: None,
+    };
+    for (label, kind) in [
+        ("sliding 60s/5s", sliding),
+        ("session 30s/5m", capped),
+        ("session 1.5s", split),
+    ] {
+        let specs = one("w", kind);
+        report(
+            &format!("engine {label}"),
+            10_000,
+            &run(&specs, rows, 10_000, null),
+        );
+        report(
+            &format!("native {label}"),
+            10_000,
+            &run(&specs, rows, 10_000, native),
+        );
+    }
 }
 
 fn component() -> PathBuf {
@@ -233,14 +290,15 @@ fn main() {
         reads: reads.clone(),
     };
     for batch in [1_000, 10_000] {
-        let r = run(&rows, batch, &mut null);
+        let r = run(&specs(), &rows, batch, &mut null);
         report("engine", batch, &r);
     }
+    sessions_against_sliding(&rows, &mut null, &mut native);
     if std::env::args().any(|a| a == "--engine-only") {
         return;
     }
     for batch in [1_000, 10_000] {
-        let r = run(&rows, batch, &mut native);
+        let r = run(&specs(), &rows, batch, &mut native);
         report("native", batch, &r);
     }
     if std::env::args().any(|a| a == "--no-wasm") {
@@ -265,7 +323,7 @@ fn main() {
         return;
     }
     for batch in [1_000, 10_000] {
-        let r = run(&rows, batch, &mut wasm);
+        let r = run(&specs(), &rows, batch, &mut wasm);
         report("wasm", batch, &r);
     }
 }

@@ -146,6 +146,7 @@ impl WindowRow {
                 key: key.as_ref(),
                 data: Data::Fields(&fields),
                 update: u32::try_from(self.update.unwrap_or(0)).unwrap_or(0),
+                replaces: &[],
             },
             table,
         )
@@ -378,6 +379,7 @@ pub async fn query(
                         fields: &fields,
                     },
                     update: 0,
+                    replaces: &[],
                 },
                 table,
             )?;

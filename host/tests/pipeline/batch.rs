@@ -394,3 +394,62 @@ fn a_report_draws_the_jobs_chart_with_every_key() {
     }
     assert!(!html.contains("<script"), "self-contained, no scripts");
 }
+
+#[test]
+fn a_session_window_job_has_the_sessions_of_the_range_s_good_rows() {
+    let (dir, input) = data();
+    let module = component("bts_analytics");
+    let manifest = dir.path().join("sessions.toml");
+    let text = format!(
+        "tenant = \"bts\"\nmodule = {:?}\n\n[input]\n{}\n[params]\ntrend_points = \"10\"\n\
+         horizon = \"10m\"\n\n[output]\nexchange = \"bts.results\"\n\n[[batch]]\n\
+         name = \"episodes\"\nkey = [\"station_id\", \"datapoint_id\", \"alarm_id\"]\n\
+         windows = [{{ name = \"episode\", kind = \"session\", gap = \"40s\", \
+         aggregate = \"stats\" }}]\n",
+        module.display().to_string(),
+        crate::common::BTS_COLUMNS,
+    );
+    std::fs::write(&manifest, text).expect("writing the manifest");
+    let (_, results) = batch(&manifest, "episodes", &input, &[]);
+
+    // Sessions by definition: per key, the good rows of the range sorted
+    // by time, a gap of more than 40 s ending one.
+    let (from, to) = range();
+    let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for r in good_rows(&input, from, to) {
+        let k = format!("{}/{}/{}", r.station, r.datapoint, r.alarm);
+        times.entry(k).or_default().push(r.time);
+    }
+    let mut want = BTreeMap::new();
+    for (k, mut ts) in times {
+        ts.sort_unstable();
+        let mut session: Option<(i64, i64, i64)> = None;
+        for t in ts {
+            session = match session {
+                Some((start, last, n)) if t <= last + 40_000 => Some((start, t, n + 1)),
+                Some((start, last, n)) => {
+                    want.insert((k.clone(), start, last + 40_000), n);
+                    Some((t, t, 1))
+                }
+                None => Some((t, t, 1)),
+            };
+        }
+        if let Some((start, last, n)) = session {
+            want.insert((k.clone(), start, last + 40_000), n);
+        }
+    }
+    let names = ["station_id", "datapoint_id", "alarm_id"];
+    let got: BTreeMap<(String, i64, i64), i64> = results
+        .iter()
+        .map(|v| {
+            let w = &v["window"];
+            let bounds = (w["start"].as_i64(), w["end"].as_i64());
+            let (Some(start), Some(end)) = bounds else {
+                panic!("a result without bounds: {v}");
+            };
+            ((key(v, &names), start, end), int(v, "counter"))
+        })
+        .collect();
+    assert!(want.len() > 100, "{} sessions", want.len());
+    assert_eq!(got, want);
+}

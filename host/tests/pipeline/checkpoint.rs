@@ -9,7 +9,12 @@ use std::time::Duration;
 
 use crate::common::{self, sluice};
 
-fn spawn_run(manifest: &Path, input: &Path, dir: &Path, failpoint: Option<(&str, u32)>) -> Child {
+pub(crate) fn spawn_run(
+    manifest: &Path,
+    input: &Path,
+    dir: &Path,
+    failpoint: Option<(&str, u32)>,
+) -> Child {
     let mut cmd = sluice();
     cmd.arg("run")
         .arg(manifest)
@@ -58,18 +63,28 @@ impl Delays {
     }
 }
 
-struct Fixture {
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     manifest: PathBuf,
     input: PathBuf,
-    reference: common::Run,
+    pub(crate) reference: common::Run,
 }
 
 fn fixture(events: &str) -> Fixture {
+    fixture_with(events, common::BTS_WINDOWS)
+}
+
+/// A fixture whose manifest has `windows` (windows, alerts, params).
+pub(crate) fn fixture_with(events: &str, windows: &str) -> Fixture {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_owned();
-    let manifest = common::bts_manifest(&dir, "max_out_of_orderness = \"5s\"\n");
+    let manifest = common::manifest(
+        &dir,
+        "bts_analytics",
+        "max_out_of_orderness = \"5s\"\n",
+        windows,
+    );
     let input = common::gen_bts(
         &dir,
         "bts.csv",
@@ -99,7 +114,7 @@ fn fixture(events: &str) -> Fixture {
 }
 
 /// Restarts without interference; the run must finish.
-fn finish(f: &Fixture) {
+pub(crate) fn finish(f: &Fixture) {
     let out = spawn_run(&f.manifest, &f.input, &f.dir, None)
         .wait_with_output()
         .expect("run");
@@ -110,7 +125,7 @@ fn finish(f: &Fixture) {
     );
 }
 
-fn assert_exact(f: &Fixture) {
+pub(crate) fn assert_exact(f: &Fixture) {
     let mut want = f.reference.lines.clone();
     want.sort();
     let got = sorted(&f.dir.join("out.jsonl"));
@@ -138,7 +153,7 @@ fn assert_exact(f: &Fixture) {
 /// (fractions of the crash-free output), so the crashes land at the same
 /// points of the data however fast the machine is; returns how many kills
 /// landed and how many restarts resumed from a checkpoint.
-fn kill_at_output_sizes(f: &Fixture, seed: u64, kills: usize) -> (usize, usize) {
+pub(crate) fn kill_at_output_sizes(f: &Fixture, seed: u64, kills: usize) -> (usize, usize) {
     let total: u64 = f.reference.lines.iter().map(|l| l.len() as u64 + 1).sum();
     let mut delays = Delays(seed);
     let mut targets: Vec<u64> = (0..kills)

@@ -190,6 +190,13 @@ pub enum WindowKind {
     Global {
         emit_every: Duration,
     },
+    /// A burst of a key's events: each event opens `[t, t + gap)`, and
+    /// windows that overlap or touch merge. `max_duration` closes a session
+    /// that would otherwise never go quiet (see `window/session.rs`).
+    Session {
+        gap: Duration,
+        max_duration: Option<Duration>,
+    },
 }
 
 impl WindowKind {
@@ -202,7 +209,9 @@ impl WindowKind {
             WindowKind::Sliding { size, slide } => {
                 Some(Duration::from_millis(gcd(millis(size), millis(slide))))
             }
-            WindowKind::Count { .. } | WindowKind::Global { .. } => None,
+            WindowKind::Count { .. } | WindowKind::Global { .. } | WindowKind::Session { .. } => {
+                None
+            }
         }
     }
 
@@ -213,6 +222,7 @@ impl WindowKind {
             WindowKind::Sliding { .. } => "sliding",
             WindowKind::Count { .. } => "count",
             WindowKind::Global { .. } => "global",
+            WindowKind::Session { .. } => "session",
         }
     }
 }

@@ -66,6 +66,8 @@ pub(super) struct RawWindow {
     pub slide: Option<S<String>>,
     pub n: Option<S<i64>>,
     pub emit_every: Option<S<String>>,
+    pub gap: Option<S<String>>,
+    pub max_duration: Option<S<String>>,
     pub aggregate: Option<S<String>>,
     pub process: Option<S<String>>,
 }

@@ -255,6 +255,20 @@ fn timestamp_columns_need_a_valid_complete_format_and_only_they_take_one() {
 }
 
 #[test]
+fn the_example_session_manifest_loads_with_its_session_window() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bts-analytics/sessions.toml");
+    let m = Manifest::from_path(&path).expect("the session example loads");
+    assert_eq!(
+        m.windows[0].kind,
+        WindowKind::Session {
+            gap: Duration::from_secs(45),
+            max_duration: Some(Duration::from_secs(1800))
+        }
+    );
+}
+
+#[test]
 fn durations_need_a_unit_and_some_must_be_positive() {
     let unit = error_with(
         "max_out_of_orderness = \"5s\"",
@@ -315,7 +329,7 @@ fn a_window_kind_rejects_foreign_fields_and_requires_its_own() {
     assert_error(
         &unknown,
         "16:8",
-        &["unknown kind `hopping` (expected tumbling, sliding, count or global)"],
+        &["unknown kind `hopping` (expected tumbling, sliding, count, global or session)"],
     );
 }
 
@@ -363,6 +377,97 @@ fn tumbling_and_global_windows_load() {
         WindowKind::Global {
             emit_every: Duration::from_secs(30)
         }
+    );
+}
+
+const SLIDING: &str = "kind = \"sliding\"\nsize = \"60s\"\nslide = \"5s\"";
+
+#[test]
+fn session_windows_load_with_a_gap_and_an_optional_max_duration() {
+    let m = load(&BASE.replace(SLIDING, "kind = \"session\"\ngap = \"30s\"")).expect("session");
+    assert_eq!(
+        m.windows[0].kind,
+        WindowKind::Session {
+            gap: Duration::from_secs(30),
+            max_duration: None
+        }
+    );
+    assert_eq!(m.windows[0].kind.pane(), None);
+    assert_eq!(m.windows[0].kind.name(), "session");
+    let capped = load(&BASE.replace(
+        SLIDING,
+        "kind = \"session\"\ngap = \"30s\"\nmax_duration = \"10m\"",
+    ))
+    .expect("session with max_duration");
+    assert_eq!(
+        capped.windows[0].kind,
+        WindowKind::Session {
+            gap: Duration::from_secs(30),
+            max_duration: Some(Duration::from_secs(600))
+        }
+    );
+    let process = load(&BASE.replace(
+        &format!("{SLIDING}\naggregate = \"stats\""),
+        "kind = \"session\"\ngap = \"30s\"\nprocess = \"spikes\"",
+    ))
+    .expect("session with a process-window function");
+    assert_eq!(
+        process.windows[0].function,
+        WindowFunction::Process("spikes".into())
+    );
+}
+
+#[test]
+fn session_windows_are_validated_at_file_line_column() {
+    let missing = error_with(SLIDING, "kind = \"session\"");
+    assert_error(
+        &missing,
+        "16:8",
+        &["window `minute`: a session window needs `gap` (it takes `gap`)"],
+    );
+    let zero = error_with(SLIDING, "kind = \"session\"\ngap = \"0s\"");
+    assert_error(
+        &zero,
+        "17:7",
+        &["window `minute`: `gap` must be greater than zero"],
+    );
+    let unit = error_with(SLIDING, "kind = \"session\"\ngap = \"30\"");
+    assert_error(&unit, "17:7", &["`gap`", "has no unit"]);
+    let foreign = error_with(SLIDING, "kind = \"session\"\ngap = \"30s\"\nsize = \"1m\"");
+    assert_error(
+        &foreign,
+        "18:8",
+        &["`size` does not apply to a session window (a session window takes `gap`)"],
+    );
+    let zero_max = error_with(
+        SLIDING,
+        "kind = \"session\"\ngap = \"30s\"\nmax_duration = \"0s\"",
+    );
+    assert_error(
+        &zero_max,
+        "18:16",
+        &["window `minute`: `max_duration` must be greater than zero"],
+    );
+    let short_max = error_with(
+        SLIDING,
+        "kind = \"session\"\ngap = \"30s\"\nmax_duration = \"30s\"",
+    );
+    assert_error(
+        &short_max,
+        "18:16",
+        &["`max_duration` (30s) must be longer than `gap` (30s)"],
+    );
+    let elsewhere = error_with("slide = \"5s\"", "slide = \"5s\"\nmax_duration = \"1h\"");
+    assert_error(
+        &elsewhere,
+        "19:16",
+        &["`max_duration` does not apply to a sliding window"],
+    );
+    let gap_elsewhere = error_with("slide = \"5s\"", "slide = \"5s\"\ngap = \"1s\"");
+    assert_error(
+        &gap_elsewhere,
+        "19:7",
+        &["`gap` does not apply to a sliding window"],
     );
 }
 
@@ -703,6 +808,22 @@ fn a_batch_job_loads_with_its_windows_charts_and_triggers() {
 }
 
 #[test]
+fn a_batch_job_takes_a_session_window() {
+    let job = JOB.replace(
+        r#"{ name = "all", kind = "range", aggregate = "stats" }"#,
+        r#"{ name = "all", kind = "session", gap = "10m", max_duration = "1d", aggregate = "stats" }"#,
+    );
+    let m = with_batch(&job).expect("valid");
+    assert_eq!(
+        m.batch[0].windows[1].span,
+        BatchSpan::Window(WindowKind::Session {
+            gap: Duration::from_secs(600),
+            max_duration: Some(Duration::from_secs(86_400))
+        })
+    );
+}
+
+#[test]
 fn batch_job_errors_say_which_job_and_what_was_expected() {
     let cases: &[(&str, &str, &[&str])] = &[
         (
@@ -710,7 +831,7 @@ fn batch_job_errors_say_which_job_and_what_was_expected() {
             r#"kind = "count", n = 5, aggregate"#,
             &[
                 "batch job `per_day`: window `all`: kind `count` is not a batch window kind",
-                "range, tumbling or sliding",
+                "range, tumbling, sliding or session",
             ],
         ),
         (

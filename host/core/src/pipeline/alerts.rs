@@ -157,6 +157,7 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
                             fields: &alert.data,
                         },
                         update: 0,
+                        replaces: &[],
                     });
                     lines += 1;
                 }

@@ -464,6 +464,7 @@ impl<'a> Coordinator<'a> {
             key: None,
             data: Data::Fields(&data),
             update: 0,
+            replaces: &[],
         });
         self.counters.add_outputs(1, 0);
     }

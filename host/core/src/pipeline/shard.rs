@@ -220,6 +220,7 @@ impl<C: ShardCalls> Shard<'_, C> {
                 key: Some(&o.key),
                 data: Data::Fields(&o.data),
                 update: o.update,
+                replaces: &o.replaces,
             });
         }
         for &i in &emitted.late {

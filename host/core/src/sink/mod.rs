@@ -30,7 +30,7 @@ pub use typed::{Event, EventBatch, OwnedWindow, RowPos, TypedDeadLetter, TypedRe
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use serde::ser::{SerializeMap, Serializer};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 
 use crate::data::{DataField, Value};
@@ -222,6 +222,10 @@ pub struct Record<'a> {
     pub data: Data<'a>,
     /// 0 for the first emission; N ≥ 1 for the N-th late update of a window.
     pub update: u32,
+    /// `[start, end)` of the earlier lines of this window and key this one
+    /// supersedes (a session that absorbed fired sessions); written as
+    /// `"replaces":[{"start":…,"end":…},…]` when not empty.
+    pub replaces: &'a [(i64, i64)],
 }
 
 impl Record<'_> {
@@ -302,6 +306,20 @@ impl Record<'_> {
         if self.update > 0 {
             out.extend_from_slice(b",\"update\":");
             json::uint(out, u64::from(self.update));
+        }
+        if !self.replaces.is_empty() {
+            out.extend_from_slice(b",\"replaces\":[");
+            for (i, &(start, end)) in self.replaces.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"start\":");
+                json::int(out, start);
+                out.extend_from_slice(b",\"end\":");
+                json::int(out, end);
+                out.push(b'}');
+            }
+            out.push(b']');
         }
         out.extend_from_slice(b"}\n");
     }
@@ -400,8 +418,30 @@ impl Serialize for Record<'_> {
         if self.update > 0 {
             map.serialize_entry("update", &self.update)?;
         }
+        if !self.replaces.is_empty() {
+            map.serialize_entry("replaces", &ReplacesJson(self.replaces))?;
+        }
         map.end()
     }
+}
+
+/// `[{"start":…,"end":…},…]`.
+struct ReplacesJson<'a>(&'a [(i64, i64)]);
+
+impl Serialize for ReplacesJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for &(start, end) in self.0 {
+            seq.serialize_element(&Bounds { start, end })?;
+        }
+        seq.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Bounds {
+    start: i64,
+    end: i64,
 }
 
 struct WindowJson<'a>(&'a WindowRef<'a>);

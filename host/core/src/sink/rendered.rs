@@ -184,6 +184,7 @@ fn typed_result(record: &Record<'_>) -> TypedResult {
         alert,
         fields: fields.to_vec(),
         update: record.update,
+        replaces: record.replaces.to_vec(),
     }
 }
 

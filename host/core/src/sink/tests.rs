@@ -39,11 +39,40 @@ fn a_windowed_analytic_line_has_the_product_shape_exactly() {
         key: Some(&key),
         data: Data::Fields(&data),
         update: 0,
+        replaces: &[],
     };
     assert_eq!(
         record.to_line(),
         r#"{"tenant":"bts","type":"Windowed Analytic","window":{"name":"minute","start":1487442480000,"end":1487442540000},"key":{"station_id":"1161115009","datapoint_id":"121","alarm_id":"308"},"data":{"mean":240.5,"max":241.0,"min":240.0,"counter":10,"alarms":5}}"#
     );
+}
+
+#[test]
+fn a_session_update_lists_the_bounds_it_replaces_after_its_update_number() {
+    let key = Key::from_parts(["1161115009", "121", "308"]).expect("key");
+    let data = vec![field("readings", Value::Int(7))];
+    let names = names();
+    let record = Record {
+        tenant: "bts",
+        ty: OutputType::WindowedAnalytic,
+        window: Some(WindowRef {
+            name: "episode",
+            start: 1_000,
+            end: 95_000,
+        }),
+        key_names: &names,
+        key: Some(&key),
+        data: Data::Fields(&data),
+        update: 2,
+        replaces: &[(1_000, 40_000), (62_000, 95_000)],
+    };
+    let line = record.to_line();
+    assert_eq!(
+        line,
+        r#"{"tenant":"bts","type":"Windowed Analytic","window":{"name":"episode","start":1000,"end":95000},"key":{"station_id":"1161115009","datapoint_id":"121","alarm_id":"308"},"data":{"readings":7},"update":2,"replaces":[{"start":1000,"end":40000},{"start":62000,"end":95000}]}"#
+    );
+    let by_serde = serde_json::to_string(&record).expect("serialisable");
+    assert_eq!(line, by_serde);
 }
 
 #[test]
@@ -64,6 +93,7 @@ fn floats_keep_a_decimal_point_or_exponent_and_non_finite_floats_are_null() {
         key: None,
         data: Data::Fields(&data),
         update: 2,
+        replaces: &[],
     };
     assert_eq!(
         record.to_line(),
@@ -88,6 +118,7 @@ fn an_alert_line_has_kind_and_event_time_first_and_no_window() {
             fields: &fields,
         },
         update: 0,
+        replaces: &[],
     };
     assert_eq!(
         record.to_line(),
@@ -182,6 +213,7 @@ mod hand_written_json {
             alert in proptest::option::of((text(), any::<i64>())),
             fields in fields(),
             update in prop_oneof![Just(0u32), any::<u32>()],
+            replaces in proptest::collection::vec((any::<i64>(), any::<i64>()), 0..3),
         ) {
             let key = key.map(|parts| Key::from_parts(parts).expect("no separator"));
             let data = match &alert {
@@ -204,6 +236,7 @@ mod hand_written_json {
                 key: key.as_ref(),
                 data,
                 update,
+                replaces: &replaces,
             };
             let mut by_hand = Vec::new();
             record.write_line(&mut by_hand);
@@ -255,6 +288,7 @@ mod hand_written_json {
                     key: if keyless { None } else { keys.get(key % 3) },
                     data: Data::Fields(&fields),
                     update: 0,
+                    replaces: &[],
                 };
                 rendered.push_record(&record);
                 expected.extend(serde_json::to_vec(&record).expect("serialisable"));

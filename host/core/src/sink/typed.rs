@@ -37,6 +37,8 @@ pub struct TypedResult {
     pub fields: Vec<DataField>,
     /// 0 for a first emission, N for a window's N-th late update.
     pub update: u32,
+    /// Bounds of the earlier results this one supersedes (sessions).
+    pub replaces: Vec<(i64, i64)>,
 }
 
 /// One dead letter: its JSON line and what identifies and places it.

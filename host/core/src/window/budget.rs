@@ -5,7 +5,8 @@
 //! # Design
 //! - **Per key** (`max_key_state`): an accumulator a call returns, an alert
 //!   state, and the rows one key buffers for one process window (a pane:
-//!   for tumbling and count windows, the window itself) each stay under it.
+//!   for tumbling and count windows, the window itself) each stay under it,
+//!   and so do a key's open sessions at a fixed cost each.
 //! - **Per shard** (`max_tenant_state` / workers, so which key hits it
 //!   does not depend on thread timing): everything the shard holds. The
 //!   figure is kept running — charged where an accumulator is stored or
@@ -178,6 +179,32 @@ impl StateBudget {
         })
     }
 
+    /// Whether `bytes` more keep the shard within its share.
+    pub(super) fn fits_shard(&self, bytes: u64) -> bool {
+        self.shard_fits(self.used(), 0, bytes)
+    }
+
+    /// Why a key may not open its `open`-th session of `window`, costing
+    /// `bytes`, if it may not: `open × bytes` stays under the per-key
+    /// ceiling, `bytes` more under the shard's share.
+    pub(super) fn refuse_session(&self, window: &str, open: u64, bytes: u64) -> Option<String> {
+        let after = open.saturating_mul(bytes);
+        if after > self.max_key as u64 {
+            return Some(format!(
+                "limit: the {open} sessions of window `{window}` open for this key would take \
+                 {after} bytes, over this host's ceiling of {} bytes per key (max_key_state); \
+                 the row opening one was dead-lettered",
+                self.max_key
+            ));
+        }
+        (!self.fits_shard(bytes)).then(|| {
+            self.shard_reason(
+                self.used().saturating_add(bytes),
+                &format!("the row opening a session of window `{window}` was dead-lettered"),
+            )
+        })
+    }
+
     /// Why a row of `row` bytes may not join a window buffer of `held`
     /// bytes, if it may not.
     pub(super) fn refuse_row(&self, window: &str, held: u64, row: u64) -> Option<String> {
@@ -260,6 +287,12 @@ impl Admit<'_> {
                 self.calls.breached_limit();
             }
         }
+    }
+
+    /// Dead-letters `row`, refused by a state ceiling (`why`): a trap.
+    pub fn refuse(&mut self, window: &str, key: KeyId, row: &ParsedRow, why: String) {
+        self.poison(window, key, vec![row.clone()], why);
+        self.calls.breached_limit();
     }
 
     fn poison(&mut self, window: &str, key: KeyId, rows: Vec<ParsedRow>, error: String) {
@@ -346,6 +379,7 @@ impl ShardWindows {
                 Spec::Time(s) => s.recount(),
                 Spec::Global(s) => s.recount(),
                 Spec::Count(s) => s.recount(),
+                Spec::Session(s) => s.recount(),
             })
             .sum();
         self.shared.budget.set_window_bytes(bytes);

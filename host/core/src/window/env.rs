@@ -48,7 +48,16 @@ impl Env<'_, '_> {
             key: self.keys.key(key).clone(),
             data,
             update,
+            replaces: Vec::new(),
         });
+    }
+
+    /// The output just pushed supersedes earlier emissions with these
+    /// bounds (a session that absorbed fired sessions).
+    pub(super) fn replacing(&mut self, bounds: &[(i64, i64)]) {
+        if let Some(last) = self.step.last_mut() {
+            last.replaces = bounds.to_vec();
+        }
     }
 
     pub(super) fn metric(

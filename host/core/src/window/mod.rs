@@ -1,5 +1,5 @@
 //! The event-time window engine of one shard: assigns a tenant's rows to
-//! its windows (tumbling, sliding, count, global), keeps their state as
+//! its windows (tumbling, sliding, count, global, session), keeps their state as
 //! bytes the host owns, and calls the tenant's aggregate or process-window
 //! functions when windows fire. Pure and deterministic: the same rows with
 //! the same watermarks give the same outputs, however they are batched.
@@ -52,6 +52,17 @@
 //! (`end` is exclusive like every window's); a partial last window fires
 //! at the end of input. Count windows do not wait for the watermark.
 //!
+//! # Session windows
+//! Per key, bursts of rows separated by quiet periods of at least `gap`
+//! (Flink's event-time session windows): each good row opens `[t, t +
+//! gap)`, sessions that overlap or touch merge, a session fires when the
+//! watermark reaches its end (`start` = its first row's time, `end` = its
+//! last row's + `gap`, at most `start + max_duration`). A late row within
+//! the lateness that changes fired sessions re-emits the session they
+//! merged into with `update` = 1 + their largest and
+//! [`WindowOutput::replaces`] = their bounds. The rules, and how bad rows
+//! count, are in `session.rs`.
+//!
 //! # Deserialization errors
 //! Bad rows whose key and time parsed are counted in their pane like rows
 //! (with the same lateness rule). A time window fires if it holds rows or
@@ -84,6 +95,7 @@ mod env;
 use env::{finish_all, process_all, Env, HasPanes, PendingAdds, ProcessItem};
 mod geometry;
 mod global;
+mod session;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -106,6 +118,7 @@ use budget::{recount_panes, Admit};
 use calls::{isolate, Batch};
 use count::CountWindows;
 use global::GlobalWindows;
+use session::SessionWindows;
 use time::TimeWindows;
 
 /// Result of window operations.
@@ -160,6 +173,10 @@ pub struct WindowOutput {
     /// 0 for a window's first emission, then 1, 2, … for re-emissions
     /// caused by late rows within the allowed lateness.
     pub update: u32,
+    /// `[start, end)` of earlier emissions this one supersedes: a session
+    /// that absorbed fired sessions (a late row merged or extended them).
+    /// Empty for every other window.
+    pub replaces: Vec<(i64, i64)>,
 }
 
 /// What a poisoned call was given.
@@ -321,6 +338,7 @@ enum Spec {
     Time(TimeWindows),
     Global(GlobalWindows),
     Count(CountWindows),
+    Session(SessionWindows),
 }
 
 /// All windows of one tenant on one shard.
@@ -423,6 +441,14 @@ impl ShardWindows {
                     };
                     Spec::Global(GlobalWindows::new(&w.name, function, every))
                 }
+                WindowKind::Session { gap, max_duration } => {
+                    let gap = millis(&w.name, "gap", gap)?;
+                    let max = match max_duration {
+                        Some(max) => Some(millis(&w.name, "max_duration", max)?),
+                        None => None,
+                    };
+                    Spec::Session(SessionWindows::new(&w.name, &w.function, gap, max))
+                }
             };
             specs.push(spec);
         }
@@ -499,6 +525,7 @@ impl ShardWindows {
                 Spec::Time(s) => s.flush_adds(&mut env)?,
                 Spec::Global(s) => s.flush_adds(&mut env)?,
                 Spec::Count(s) => s.apply(&mut env)?,
+                Spec::Session(s) => s.flush_adds(&mut env)?,
             }
         }
         env.end_step(&mut out.outputs);
@@ -521,6 +548,7 @@ impl ShardWindows {
                 Spec::Time(s) => s.advance(w0, i64::MAX, &mut env)?,
                 Spec::Global(s) => s.finish_input(&mut env)?,
                 Spec::Count(s) => s.finish_input(&mut env)?,
+                Spec::Session(s) => s.finish_input(w0, &mut env)?,
             }
         }
         env.end_step(&mut out.outputs);
@@ -544,7 +572,7 @@ impl ShardWindows {
     }
 
     /// Panes held (time-window panes, global periods and running
-    /// accumulators, open count windows), summed over specs and keys: the
+    /// accumulators, open count windows, sessions), summed over specs and keys: the
     /// engine's memory is this many accumulators (plus, for process-window
     /// functions, their rows), whatever the number of events.
     pub fn open_panes(&self) -> usize {
@@ -554,6 +582,7 @@ impl ShardWindows {
                 Spec::Time(s) => s.open_panes(),
                 Spec::Global(s) => s.open_panes(),
                 Spec::Count(s) => s.open_panes(),
+                Spec::Session(s) => s.open_panes(),
             })
             .sum()
     }
@@ -608,6 +637,7 @@ impl ShardWindows {
                 Spec::Time(s) => s.add_row(key, i, row, (seq, wm, lateness), &mut admit),
                 Spec::Global(s) => s.add_row(key, i, row, wm),
                 Spec::Count(s) => s.add_row(key, i, seq),
+                Spec::Session(s) => s.add_row(key, i, row, seq, &mut admit),
             }
         }
     }
@@ -623,12 +653,19 @@ impl ShardWindows {
             return;
         }
         let key = self.shared.keys.intern(key);
+        let mut ignored = false;
         for spec in &mut self.specs {
             match spec {
                 Spec::Time(s) => s.add_bad(key, time, wm, lateness),
                 Spec::Global(s) => s.add_bad(key, time, wm),
                 Spec::Count(_) => {}
+                Spec::Session(s) => ignored |= !s.add_bad(key, time, &mut self.shared.budget),
             }
+        }
+        // Over the shard's state ceiling (a flood of bad rows while the
+        // watermark stands still): counted once, however many sessions.
+        if ignored {
+            self.stats.bad_rows_ignored += 1;
         }
     }
 
@@ -665,6 +702,10 @@ impl ShardWindows {
                     s.flush_adds(&mut env)?;
                     s.advance(w0, w1, &mut env)?;
                 }
+                Spec::Session(s) => {
+                    s.flush_adds(&mut env)?;
+                    s.advance(w0, w1, &mut env)?;
+                }
                 Spec::Count(_) => {}
             }
         }
@@ -679,6 +720,7 @@ impl Spec {
             Spec::Time(s) => s.discard_pending(),
             Spec::Global(s) => s.discard_pending(),
             Spec::Count(s) => s.discard_pending(),
+            Spec::Session(s) => s.discard_pending(),
         }
     }
 
@@ -688,6 +730,7 @@ impl Spec {
             Spec::Time(s) => s.due(w1),
             Spec::Global(s) => s.due(w1),
             Spec::Count(_) => false,
+            Spec::Session(s) => s.due(w1),
         }
     }
 }

@@ -4,6 +4,10 @@
 //! windows is refused rather than misread. Serialized straight from the
 //! live structures (no copy of the state is made).
 //!
+//! Session specs were added as the last variant of the spec state, so a
+//! checkpoint of a manifest without session windows is byte-for-byte what
+//! it was, and one with them is refused by an older sluice as undecodable.
+//!
 //! Panes whose buffered rows a state ceiling refused are listed after
 //! that, only when there are any: a shard without one is saved exactly as
 //! before, and an older sluice reading the list ignores it (it reads what
@@ -17,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::count::CountKey;
 use super::global::GlobalKey;
+use super::session::SessionKey;
 use super::time::TimeKey;
 use super::{Error, KeyId, KeyTable, Result, ShardWindows, Spec};
 use crate::parse::Key;
@@ -32,6 +37,13 @@ enum SpecRef<'a> {
     Time(&'a [Option<TimeKey>], &'a Timers, &'a [(KeyId, i64)]),
     Global(&'a [Option<GlobalKey>], &'a Timers),
     Count(&'a FxHashMap<KeyId, CountKey>),
+    /// Added last, so checkpoints without sessions decode as before.
+    Session(
+        &'a [Option<SessionKey>],
+        &'a Timers,
+        &'a [(KeyId, i64)],
+        i64,
+    ),
 }
 
 /// The same layout as [`SpecRef`], owned.
@@ -40,6 +52,7 @@ pub(super) enum SpecState {
     Time(Vec<Option<TimeKey>>, Timers, Vec<(KeyId, i64)>),
     Global(Vec<Option<GlobalKey>>, Timers),
     Count(FxHashMap<KeyId, CountKey>),
+    Session(Vec<Option<SessionKey>>, Timers, Vec<(KeyId, i64)>, i64),
 }
 
 #[derive(Serialize)]
@@ -68,6 +81,7 @@ pub(super) fn save(w: &ShardWindows) -> Result<Vec<u8>> {
             Spec::Time(t) => SpecRef::Time(&t.keys, &t.timers, &t.dirty),
             Spec::Global(g) => SpecRef::Global(&g.keys, &g.timers),
             Spec::Count(c) => SpecRef::Count(&c.keys),
+            Spec::Session(s) => SpecRef::Session(&s.keys, &s.timers, &s.bad, s.next_id),
         })
         .collect();
     let state = ShardRef {
@@ -80,10 +94,13 @@ pub(super) fn save(w: &ShardWindows) -> Result<Vec<u8>> {
     let mut bytes = postcard::to_allocvec(&state).map_err(|e| Error::Snapshot(e.to_string()))?;
     let mut refused: Refused = Vec::new();
     for (i, spec) in w.specs.iter().enumerate() {
-        if let Spec::Time(t) = spec {
-            let i = u32::try_from(i).unwrap_or(u32::MAX);
-            refused.extend(t.refused().into_iter().map(|(k, q, why)| (i, k, q, why)));
-        }
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
+        let marked = match spec {
+            Spec::Time(t) => t.refused(),
+            Spec::Session(s) => s.refused(),
+            Spec::Global(_) | Spec::Count(_) => continue,
+        };
+        refused.extend(marked.into_iter().map(|(k, q, why)| (i, k, q, why)));
     }
     if !refused.is_empty() {
         bytes = postcard::to_extend(&refused, bytes).map_err(|e| Error::Snapshot(e.to_string()))?;
@@ -116,6 +133,9 @@ pub(super) fn load(w: &mut ShardWindows, bytes: &[u8]) -> Result<()> {
                 (g.keys, g.timers) = (keys, timers);
             }
             (Spec::Count(c), SpecState::Count(keys)) => c.keys = keys,
+            (Spec::Session(s), SpecState::Session(keys, timers, bad, next_id)) => {
+                (s.keys, s.timers, s.bad, s.next_id) = (keys, timers, bad, next_id);
+            }
             _ => {
                 return Err(Error::Snapshot(
                     "a window changed kind since the checkpoint".to_owned(),
@@ -133,6 +153,7 @@ pub(super) fn load(w: &mut ShardWindows, bytes: &[u8]) -> Result<()> {
     for (i, key, q, why) in refused {
         let marked = match w.specs.get_mut(i as usize) {
             Some(Spec::Time(t)) => t.set_refused(key, q, why),
+            Some(Spec::Session(s)) => s.set_refused(key, q, why),
             _ => false,
         };
         if !marked {
@@ -150,5 +171,6 @@ fn spec_name(s: &Spec) -> &str {
         Spec::Time(t) => &t.name,
         Spec::Global(g) => &g.name,
         Spec::Count(c) => &c.name,
+        Spec::Session(s) => &s.name,
     }
 }

@@ -235,6 +235,8 @@ impl Ctx<'_> {
                     ("slide", w.slide.as_ref().map(S::span)),
                     ("n", w.n.as_ref().map(S::span)),
                     ("emit_every", w.emit_every.as_ref().map(S::span)),
+                    ("gap", w.gap.as_ref().map(S::span)),
+                    ("max_duration", w.max_duration.as_ref().map(S::span)),
                 ];
                 if let Some((key, Some(span))) = extra.into_iter().find(|(_, s)| s.is_some()) {
                     return Err(self.at(
@@ -247,13 +249,15 @@ impl Ctx<'_> {
                 }
                 BatchSpan::Range
             }
-            "tumbling" | "sliding" => BatchSpan::Window(self.window(w)?.kind),
+            // A job's input is bounded and nothing fires before it ends,
+            // so a session window needs nothing of its own here.
+            "tumbling" | "sliding" | "session" => BatchSpan::Window(self.window(w)?.kind),
             other => {
                 return Err(self.at(
                     w.kind.span(),
                     format!(
                         "{prefix}window `{name}`: kind `{other}` is not a batch window kind \
-                         (expected range, tumbling or sliding)"
+                         (expected range, tumbling, sliding or session)"
                     ),
                 ))
             }

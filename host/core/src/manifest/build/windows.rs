@@ -48,30 +48,38 @@ impl Ctx<'_> {
             "sliding" => &["size", "slide"],
             "count" => &["n"],
             "global" => &["emit_every"],
+            "session" => &["gap"],
             other => {
                 return Err(self.at(
                     w.kind.span(),
                     format!(
                         "window `{name}`: unknown kind `{other}` (expected tumbling, sliding, \
-                         count or global)"
+                         count, global or session)"
                     ),
                 ))
             }
+        };
+        // Keys a kind may take but does not need.
+        let optional: &[&str] = match kind_name {
+            "session" => &["max_duration"],
+            _ => &[],
         };
         let takes_text = takes
             .iter()
             .map(|k| format!("`{k}`"))
             .collect::<Vec<_>>()
             .join(" and ");
-        let present: [(&str, Option<Range<usize>>); 4] = [
+        let present: [(&str, Option<Range<usize>>); 6] = [
             ("size", w.size.as_ref().map(S::span)),
             ("slide", w.slide.as_ref().map(S::span)),
             ("n", w.n.as_ref().map(S::span)),
             ("emit_every", w.emit_every.as_ref().map(S::span)),
+            ("gap", w.gap.as_ref().map(S::span)),
+            ("max_duration", w.max_duration.as_ref().map(S::span)),
         ];
         for (key, span) in &present {
             match span {
-                Some(span) if !takes.contains(key) => {
+                Some(span) if !takes.contains(key) && !optional.contains(key) => {
                     return Err(self.at(
                         span.clone(),
                         format!(
@@ -144,6 +152,7 @@ impl Ctx<'_> {
             ("global", _, _, _, Some(every)) => WindowKind::Global {
                 emit_every: self.positive_duration(every, &what("emit_every"))?,
             },
+            ("session", ..) => self.session(w)?,
             // The loop above returned for every missing key.
             _ => {
                 return Err(self.at(
@@ -158,6 +167,40 @@ impl Ctx<'_> {
             kind,
             function,
         })
+    }
+
+    /// `kind = "session"`: `gap` > 0 and an optional `max_duration` > 0
+    /// that is longer than `gap` (a shorter one would cut every session
+    /// before its first quiet period could end it).
+    fn session(&self, w: &RawWindow) -> Result<WindowKind> {
+        let name = w.name.get_ref();
+        let Some(gap_s) = &w.gap else {
+            return Err(self.at(
+                w.kind.span(),
+                format!("window `{name}`: a session window needs `gap`"),
+            ));
+        };
+        let gap = self.positive_duration(gap_s, &format!("window `{name}`: `gap`"))?;
+        let max_duration = match &w.max_duration {
+            None => None,
+            Some(max_s) => {
+                let what = format!("window `{name}`: `max_duration`");
+                let max = self.positive_duration(max_s, &what)?;
+                if max <= gap {
+                    return Err(self.at(
+                        max_s.span(),
+                        format!(
+                            "window `{name}`: `max_duration` ({}) must be longer than `gap` \
+                             ({}): a session lasts at least its gap",
+                            format_duration(max),
+                            format_duration(gap)
+                        ),
+                    ));
+                }
+                Some(max)
+            }
+        };
+        Ok(WindowKind::Session { gap, max_duration })
     }
 
     /// The function a window calls: exactly one of `aggregate`, `process`.

@@ -108,6 +108,17 @@ pub fn global(name: &str, every: i64) -> WindowSpec {
     )
 }
 
+pub fn session(name: &str, gap: i64, max: Option<i64>, process: bool) -> WindowSpec {
+    spec(
+        name,
+        WindowKind::Session {
+            gap: ms(gap),
+            max_duration: max.map(ms),
+        },
+        process,
+    )
+}
+
 /// The accumulator of `pairs`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Acc {

@@ -7,3 +7,4 @@ mod cases;
 mod ceilings;
 mod fake;
 mod oracle;
+mod sessions;

@@ -32,9 +32,11 @@ pub struct Out {
     pub end: i64,
     pub update: u32,
     pub data: String,
+    /// Bounds this output supersedes (sessions).
+    pub replaces: Vec<(i64, i64)>,
 }
 
-fn render(data: &[DataField]) -> String {
+pub fn render(data: &[DataField]) -> String {
     data.iter()
         .map(|f| match &f.value {
             Value::Int(v) => format!("{}={v}", f.name),
@@ -56,6 +58,7 @@ pub fn canonical(outputs: &[WindowOutput]) -> Vec<Out> {
             end: o.end,
             update: o.update,
             data: render(&o.data),
+            replaces: o.replaces.clone(),
         })
         .collect();
     outs.sort();
@@ -215,6 +218,7 @@ impl Model<'_> {
             end: span.1,
             update,
             data,
+            replaces: Vec::new(),
         }
     }
 
@@ -501,7 +505,7 @@ pub fn expected(specs: &[WindowSpec], lateness: i64, ooo: i64, stream: &[Ev]) ->
 
 /// The late rows [`run_engine`] returned (indices into the stream's good
 /// rows), as the oracle lists them.
-fn late_of(stream: &[Ev], late: &[usize]) -> Vec<(String, i64, i64)> {
+pub fn late_of(stream: &[Ev], late: &[usize]) -> Vec<(String, i64, i64)> {
     let good: Vec<&Ev> = stream.iter().filter(|e| !e.bad).collect();
     late.iter()
         .map(|&i| (good[i].key.clone(), good[i].time, good[i].v))
@@ -511,7 +515,7 @@ fn late_of(stream: &[Ev], late: &[usize]) -> Vec<(String, i64, i64)> {
 /// Random streams: a few keys, times drifting forward with some rows
 /// delayed within the out-of-orderness bound and some beyond it (late,
 /// dropped or not depending on the lateness), a few bad rows.
-fn stream(max_len: usize) -> impl Strategy<Value = (Vec<Ev>, i64, i64, Vec<bool>, Vec<bool>)> {
+pub fn stream(max_len: usize) -> impl Strategy<Value = (Vec<Ev>, i64, i64, Vec<bool>, Vec<bool>)> {
     (
         0..4i64,  // out-of-orderness
         0..8i64,  // allowed lateness
@@ -572,7 +576,7 @@ fn check(
 }
 
 /// 96 per property, or `PROPTEST_CASES` for a longer soak.
-fn cases() -> u32 {
+pub fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
