@@ -46,7 +46,7 @@ use scylla::statement::batch::{Batch, BatchStatement, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::Semaphore;
 
-use self::rows::{Grouper, Request, Rows, Table};
+use self::rows::{Grouper, Op, Request, Rows, Table};
 use sluice_core::retry::Backoff;
 use sluice_core::sink::{self, EventBatch, Rendered, TableSink};
 
@@ -64,7 +64,7 @@ pub enum Error {
     Connect { nodes: String, message: String },
     #[error("creating the schema ({statement}): {message}")]
     Schema { statement: String, message: String },
-    #[error("preparing the insert into {table}: {message}")]
+    #[error("preparing the statements of {table}: {message}")]
     Prepare {
         table: &'static str,
         message: String,
@@ -219,6 +219,8 @@ pub struct CassandraSink {
     runtime: tokio::runtime::Handle,
     keyspace: String,
     inserts: Vec<(Table, PreparedStatement)>,
+    /// Deletes of superseded sessions (windowed_analytics, metrics).
+    deletes: Vec<(Table, PreparedStatement)>,
     concurrency: Semaphore,
     /// In-flight budget in KiB units (a semaphore counts permits in u32).
     bytes: Semaphore,
@@ -261,6 +263,21 @@ impl CassandraSink {
             prepared.set_is_idempotent(true);
             inserts.push((table, prepared));
         }
+        let mut deletes = Vec::new();
+        for table in Table::ALL {
+            let Some(statement) = table.delete(&config.keyspace) else {
+                continue;
+            };
+            let mut prepared = session
+                .prepare(statement)
+                .await
+                .map_err(|e| Error::Prepare {
+                    table: table.name(),
+                    message: e.to_string(),
+                })?;
+            prepared.set_is_idempotent(true);
+            deletes.push((table, prepared));
+        }
         let bytes_units =
             u32::try_from((config.max_in_flight_bytes >> 10).max(64)).unwrap_or(u32::MAX >> 4);
         Ok(CassandraSink {
@@ -268,6 +285,7 @@ impl CassandraSink {
             runtime,
             keyspace: config.keyspace,
             inserts,
+            deletes,
             concurrency: Semaphore::new(config.max_concurrency.max(1)),
             bytes: Semaphore::new(bytes_units as usize),
             bytes_units,
@@ -296,6 +314,18 @@ impl CassandraSink {
             .iter()
             .find(|(t, _)| *t == table)
             .map(|(_, p)| p)
+    }
+
+    /// The prepared statement of a request: `table`'s insert or delete.
+    fn statement(&self, table: Table, op: Op) -> Option<&PreparedStatement> {
+        match op {
+            Op::Insert => self.insert(table),
+            Op::Delete => self
+                .deletes
+                .iter()
+                .find(|(t, _)| *t == table)
+                .map(|(_, p)| p),
+        }
     }
 
     pub fn stats(&self) -> SinkStats {
@@ -379,7 +409,7 @@ impl CassandraSink {
     }
 
     async fn execute(&self, request: &Request<'_>) -> std::result::Result<(), ExecutionError> {
-        let Some(prepared) = self.insert(request.table) else {
+        let Some(prepared) = self.statement(request.table, request.op) else {
             return Err(ExecutionError::EmptyPlan);
         };
         macro_rules! send {
@@ -405,6 +435,8 @@ impl CassandraSink {
             Rows::Alert(rows) => send!(rows),
             Rows::Event(rows) => send!(rows),
             Rows::DeadLetter(rows) => send!(rows),
+            Rows::WindowDelete(rows) => send!(rows),
+            Rows::MetricDelete(rows) => send!(rows),
         }
     }
 

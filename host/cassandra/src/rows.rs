@@ -6,7 +6,7 @@
 //!
 //! Values borrow from the batch: nothing is copied twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use scylla::value::{CqlDate, CqlTimestamp};
 
@@ -102,6 +102,30 @@ impl Table {
             self.name()
         )
     }
+
+    /// The delete of one superseded session's row, for the two tables a
+    /// session is stored in (`None` for the others). Bound as
+    /// [`WindowDelete`] / [`MetricDelete`]: the write timestamp first, then
+    /// the primary key.
+    pub fn delete(self, keyspace: &str) -> Option<String> {
+        let metric = match self {
+            Table::WindowedAnalytics => "",
+            Table::Metrics => " AND metric_type = ?",
+            _ => return None,
+        };
+        Some(format!(
+            "DELETE FROM {keyspace}.{} USING TIMESTAMP ? WHERE tenant = ? AND key = ? \
+             AND day = ?{metric} AND window_name = ? AND window_start = ? AND window_end = ?",
+            self.name()
+        ))
+    }
+}
+
+/// Whether a request inserts rows or deletes superseded ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Insert,
+    Delete,
 }
 
 /// A key as stored: column name → value.
@@ -246,6 +270,31 @@ pub type DeadLetterRow<'a> = (
     i64,
 );
 
+/// Delete of a superseded session in windowed_analytics: write timestamp,
+/// tenant, key, day, window name, start, end.
+pub type WindowDelete<'a> = (
+    i64,
+    &'a str,
+    KeyMap<'a>,
+    CqlDate,
+    &'a str,
+    CqlTimestamp,
+    CqlTimestamp,
+);
+
+/// Delete of a superseded session in metrics: write timestamp, tenant,
+/// key, day, metric type, window name, start, end.
+pub type MetricDelete<'a> = (
+    i64,
+    &'a str,
+    KeyMap<'a>,
+    CqlDate,
+    &'a str,
+    &'a str,
+    CqlTimestamp,
+    CqlTimestamp,
+);
+
 /// One request's rows.
 pub enum Rows<'a> {
     Window(Vec<WindowRow<'a>>),
@@ -253,6 +302,8 @@ pub enum Rows<'a> {
     Alert(Vec<AlertRow<'a>>),
     Event(Vec<EventRow<'a>>),
     DeadLetter(Vec<DeadLetterRow<'a>>),
+    WindowDelete(Vec<WindowDelete<'a>>),
+    MetricDelete(Vec<MetricDelete<'a>>),
 }
 
 impl Rows<'_> {
@@ -263,6 +314,8 @@ impl Rows<'_> {
             Rows::Alert(r) => r.len(),
             Rows::Event(r) => r.len(),
             Rows::DeadLetter(r) => r.len(),
+            Rows::WindowDelete(r) => r.len(),
+            Rows::MetricDelete(r) => r.len(),
         }
     }
 
@@ -275,6 +328,7 @@ impl Rows<'_> {
 /// about [`MAX_BATCH_BYTES`]): one unlogged batch.
 pub struct Request<'a> {
     pub table: Table,
+    pub op: Op,
     pub rows: Rows<'a>,
     /// Estimated serialized size, for the in-flight byte budget.
     pub bytes: usize,
@@ -318,14 +372,45 @@ pub(crate) fn names(names: &[String]) -> Vec<&str> {
     names.iter().map(String::as_str).collect()
 }
 
+/// A request's partition: table, insert or delete, tenant, joined key, day.
+type Part<'a> = (Table, Op, &'a str, &'a str, u32);
+
 /// Accumulates rows by (table, partition) in arrival order and cuts them
 /// into requests. Each row gets the next write timestamp, so of two rows
 /// with the same primary key in one batch (a window and its late update)
 /// the later one wins, as it does across batches.
+///
+/// A session result that supersedes fired sessions (`replaces`) deletes
+/// their rows from windowed_analytics and metrics, both, whichever line
+/// carries the bounds (the merged session may have no metric line, or its
+/// analytic may be dead-lettered). Why the timestamps make this safe:
+///
+/// - The delete takes the next timestamp after its result line, so it is
+///   newer than every write of the superseded row: that write came earlier
+///   in the stream, in this batch (an earlier timestamp of the same
+///   sequence) or an earlier one (the sink's clock only moves forward, and
+///   a restarted run starts at the wall clock, past the old run's writes).
+/// - A replay (crash, redelivery) re-emits the stream from a checkpoint in
+///   the same order, so a replayed write of the superseded row is followed
+///   again by its delete, with newer timestamps still: the row ends
+///   deleted. A replay stopped between the two leaves it, as a stopped run
+///   leaves any result unwritten; finishing the replay deletes it.
+/// - A replayed delete cannot remove a final row: a session only grows
+///   when it absorbs others, so a superseded session's bounds differ from
+///   every later session of its key and window (the engine leaves the
+///   result's own bounds out of `replaces`, and a bound equal to the
+///   result's is skipped here too), and rows are keyed by those bounds.
+///
+/// The timestamps are wall-clock based, not derived from the data: a host
+/// whose clock is behind the previous writer's (another host taking over
+/// a partition) could write older timestamps, as it could for inserts.
 pub struct Grouper<'a> {
     next_ts: i64,
-    /// (table, tenant, joined key, day) → index into `open`.
-    index: HashMap<(Table, &'a str, &'a str, u32), usize>,
+    /// Partition → index into `open`.
+    index: HashMap<Part<'a>, usize>,
+    /// Superseded sessions already deleted in this batch: tenant, joined
+    /// key, window name, start, end.
+    deleted: HashSet<(&'a str, &'a str, &'a str, i64, i64)>,
     open: Vec<Request<'a>>,
     done: Vec<Request<'a>>,
 }
@@ -337,6 +422,7 @@ impl<'a> Grouper<'a> {
         Grouper {
             next_ts: first_ts,
             index: HashMap::new(),
+            deleted: HashSet::new(),
             open: Vec::new(),
             done: Vec::new(),
         }
@@ -348,7 +434,10 @@ impl<'a> Grouper<'a> {
         dead: &[TypedDeadLetter],
         events: &EventBatch<'_>,
     ) -> usize {
-        results.len()
+        results
+            .iter()
+            .map(|r| 1 + 2 * r.replaces.len())
+            .sum::<usize>()
             + dead
                 .iter()
                 .map(|d| d.line.len().div_ceil(CHUNK_BYTES).max(1))
@@ -364,7 +453,7 @@ impl<'a> Grouper<'a> {
 
     /// The open request of a partition, or a new one; a full request is
     /// closed first.
-    fn slot(&mut self, part: (Table, &'a str, &'a str, u32), bytes: usize) -> &mut Request<'a> {
+    fn slot(&mut self, part: Part<'a>, bytes: usize) -> &mut Request<'a> {
         if let Some(&i) = self.index.get(&part) {
             let r = &self.open[i];
             if r.rows.len() < MAX_BATCH_ROWS && r.bytes + bytes <= MAX_BATCH_BYTES {
@@ -372,7 +461,8 @@ impl<'a> Grouper<'a> {
             }
             let empty = Request {
                 table: part.0,
-                rows: empty_rows(part.0),
+                op: part.1,
+                rows: empty_rows(part.0, part.1),
                 bytes: 0,
             };
             let full = std::mem::replace(&mut self.open[i], empty);
@@ -382,7 +472,8 @@ impl<'a> Grouper<'a> {
         self.index.insert(part, self.open.len());
         self.open.push(Request {
             table: part.0,
-            rows: empty_rows(part.0),
+            op: part.1,
+            rows: empty_rows(part.0, part.1),
             bytes: 0,
         });
         let last = self.open.len() - 1;
@@ -404,7 +495,13 @@ impl<'a> Grouper<'a> {
         let update = i32::try_from(r.update).unwrap_or(i32::MAX);
         match (&r.window, &r.alert) {
             (_, Some((kind, event_time))) => {
-                let part = (table, r.tenant.as_str(), joined, day(*event_time).0);
+                let part = (
+                    table,
+                    Op::Insert,
+                    r.tenant.as_str(),
+                    joined,
+                    day(*event_time).0,
+                );
                 let slot = self.slot(part, bytes);
                 slot.bytes += bytes;
                 if let Rows::Alert(rows) = &mut slot.rows {
@@ -431,7 +528,7 @@ impl<'a> Grouper<'a> {
                     OutputType::GlobalAnalytic | OutputType::GlobalMetric => day(w.end),
                     _ => day(w.start),
                 };
-                let part = (table, r.tenant.as_str(), joined, bucket.0);
+                let part = (table, Op::Insert, r.tenant.as_str(), joined, bucket.0);
                 let slot = self.slot(part, bytes);
                 slot.bytes += bytes;
                 match &mut slot.rows {
@@ -478,6 +575,67 @@ impl<'a> Grouper<'a> {
                 "a result without a window is not stored"
             ),
         }
+        self.superseded(r);
+    }
+
+    /// Deletes of the fired sessions `r` supersedes, in both tables (see
+    /// the type's doc for why their timestamps are safe).
+    fn superseded(&mut self, r: &'a TypedResult) {
+        let Some(w) = &r.window else { return };
+        if r.replaces.is_empty()
+            || !matches!(
+                r.ty,
+                OutputType::WindowedAnalytic | OutputType::WindowedMetric
+            )
+        {
+            return;
+        }
+        let joined = r.key.as_ref().map_or("", Key::as_joined);
+        let bytes = 48
+            + r.tenant.len()
+            + 2 * joined.len()
+            + r.key_names.iter().map(|n| 2 * n.len()).sum::<usize>()
+            + w.name.len();
+        for &(start, end) in &r.replaces {
+            // Its own row, and one already deleted by its other line.
+            if (start, end) == (w.start, w.end)
+                || !self
+                    .deleted
+                    .insert((&r.tenant, joined, &w.name, start, end))
+            {
+                continue;
+            }
+            let bucket = day(start);
+            for table in [Table::WindowedAnalytics, Table::Metrics] {
+                let ts = self.ts();
+                let key = key_map(&r.key_names, r.key.as_ref());
+                let part = (table, Op::Delete, r.tenant.as_str(), joined, bucket.0);
+                let slot = self.slot(part, bytes);
+                slot.bytes += bytes;
+                match &mut slot.rows {
+                    Rows::WindowDelete(rows) => rows.push((
+                        ts,
+                        &r.tenant,
+                        key,
+                        bucket,
+                        &w.name,
+                        CqlTimestamp(start),
+                        CqlTimestamp(end),
+                    )),
+                    Rows::MetricDelete(rows) => rows.push((
+                        ts,
+                        &r.tenant,
+                        key,
+                        bucket,
+                        OutputType::WindowedMetric.as_str(),
+                        &w.name,
+                        CqlTimestamp(start),
+                        CqlTimestamp(end),
+                    )),
+                    _ => {}
+                }
+            }
+        }
     }
 
     pub fn dead_letter(&mut self, d: &'a TypedDeadLetter) {
@@ -487,7 +645,13 @@ impl<'a> Grouper<'a> {
         for (i, body) in chunks.into_iter().enumerate() {
             let bytes = 96 + d.tenant.len() + d.id.len() + body.len();
             let ts = self.ts();
-            let part = (Table::DeadLetters, d.tenant.as_str(), "", day(day_ms).0);
+            let part = (
+                Table::DeadLetters,
+                Op::Insert,
+                d.tenant.as_str(),
+                "",
+                day(day_ms).0,
+            );
             let slot = self.slot(part, bytes);
             slot.bytes += bytes;
             if let Rows::DeadLetter(rows) = &mut slot.rows {
@@ -544,7 +708,13 @@ impl<'a> Grouper<'a> {
                 }
             }
             let ts = self.ts();
-            let part = (Table::Events, batch.tenant, joined, day(e.time).0);
+            let part = (
+                Table::Events,
+                Op::Insert,
+                batch.tenant,
+                joined,
+                day(e.time).0,
+            );
             let slot = self.slot(part, bytes);
             slot.bytes += bytes;
             if let Rows::Event(rows) = &mut slot.rows {
@@ -575,7 +745,12 @@ impl<'a> Grouper<'a> {
     }
 }
 
-fn empty_rows<'a>(table: Table) -> Rows<'a> {
+fn empty_rows<'a>(table: Table, op: Op) -> Rows<'a> {
+    match (op, table) {
+        (Op::Delete, Table::Metrics) => return Rows::MetricDelete(Vec::new()),
+        (Op::Delete, _) => return Rows::WindowDelete(Vec::new()),
+        (Op::Insert, _) => {}
+    }
     match table {
         Table::WindowedAnalytics | Table::GlobalAnalytics => Rows::Window(Vec::new()),
         Table::Metrics => Rows::Metric(Vec::new()),

@@ -13,7 +13,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::Value;
 
-pub use pipeline::{bts_manifest, component, gen_bts, sluice};
+pub use pipeline::{bts_manifest, component, gen_bts, manifest, sluice};
 
 /// Held shared by every test, exclusively by the one that stops the node.
 static NODE: RwLock<()> = RwLock::new(());

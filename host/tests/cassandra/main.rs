@@ -16,4 +16,5 @@ mod broker;
 mod checkpoints;
 mod common;
 mod outage;
+mod sessions;
 mod store;
