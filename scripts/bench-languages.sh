@@ -10,12 +10,16 @@
 #
 #   scripts/bench-languages.sh [ROWS]      # default 1000000
 # Needs `cargo xtask build-examples` to have built both components.
+# SLUICE names a built `sluice` binary (else it is built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows="${1:-1000000}"
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release -q -p sluice-host --bin sluice
-sluice="$target/release/sluice"
+sluice="${SLUICE:-}"
+if [ -z "$sluice" ]; then
+    cargo build --release -q -p sluice-host --bin sluice
+    sluice="$target/release/sluice"
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$sluice" gen-bts --events "$rows" --dirty 0.01 --out-of-order 0.05 --ramp 3 -o "$work/bts.csv" 2>/dev/null
@@ -48,7 +52,7 @@ for lang in rust python; do
         -v rate="$rate" -v u="$user" -v s="$sys" -v n="$rows" -v rss="$rss_kb" -v r0="$rust_rate" \
         'BEGIN { printf "%-7s %9.1f %10.1f %10.0f %9d %11d %10.2f %10.0f %7.2f\n",
                  l, size / 1e6, cs, ck / 1024, cm, rate, (u + s) / n * 1e6, rss / 1024, rate / r0 }'
-    tail -n1 "$work/$lang/run.err" >&2
+    grep "events/s" "$work/$lang/run.err" >&2
 done
 if cmp -s "$work/rust/out.jsonl" "$work/python/out.jsonl"; then
     echo "results: identical ($(wc -l <"$work/rust/out.jsonl") lines)"
