@@ -371,7 +371,7 @@ impl TenantInstance {
     fn item_chunks(&self, function: &str, unit: Unit, items: usize) -> Vec<Range<usize>> {
         let max = self.max_units(function, unit).max(1);
         if items == 0 {
-            return vec![0..0];
+            return std::iter::once(0..0).collect();
         }
         (0..items)
             .step_by(max)

@@ -39,7 +39,14 @@ pub fn build(args: Args) -> anyhow::Result<()> {
         .canonicalize()
         .with_context(|| format!("opening {}", args.dir.display()))?;
     let (package, component) = if python::is_python_tenant(&dir) {
-        python::build(&dir)?
+        // Written where the manifest's `module` points, when there is one.
+        let named = dir.join("sluice.toml");
+        let module = named
+            .is_file()
+            .then(|| Manifest::from_path(&named).map(|m| m.module))
+            .transpose()
+            .context("loading sluice.toml")?;
+        python::build(&dir, module)?
     } else {
         let cargo_toml = dir.join("Cargo.toml");
         if !cargo_toml.is_file() {

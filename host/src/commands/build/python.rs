@@ -168,10 +168,11 @@ fn sdk_dir() -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((sdk, wit))
 }
 
-/// Builds the Python tenant in `dir` into `DIR/target/<name>.wasm` and
-/// returns (name, component path). A `sluice_guest` the tenant keeps in
-/// its own directory comes first on the path; otherwise this binary's.
-pub fn build(dir: &Path) -> anyhow::Result<(String, PathBuf)> {
+/// Builds the Python tenant in `dir` into `module` (what its sluice.toml
+/// names), else `DIR/target/<dir name>.wasm`, and returns (name, component
+/// path). A `sluice_guest` the tenant keeps in its own directory comes
+/// first on the path; otherwise this binary's.
+pub fn build(dir: &Path, module: Option<PathBuf>) -> anyhow::Result<(String, PathBuf)> {
     let tool = componentize_py()?;
     let (sdk, wit) = sdk_dir()?;
     let name = dir
@@ -179,9 +180,13 @@ pub fn build(dir: &Path) -> anyhow::Result<(String, PathBuf)> {
         .and_then(|n| n.to_str())
         .unwrap_or("tenant")
         .to_owned();
-    let out = dir.join("target");
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let component = out.join(format!("{}.wasm", name.replace('-', "_")));
+    let component = module.unwrap_or_else(|| {
+        dir.join("target")
+            .join(format!("{}.wasm", name.replace('-', "_")))
+    });
+    if let Some(out) = component.parent() {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    }
     let started = std::time::Instant::now();
     run(
         Command::new(&tool)
