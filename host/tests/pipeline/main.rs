@@ -12,5 +12,4 @@ mod guards;
 mod hostile;
 mod idle;
 mod poison;
-mod python;
 mod sessions;

@@ -6,7 +6,6 @@ mod bts;
 mod common;
 mod determinism;
 mod hostile;
-mod pool;
 mod rejection;
 mod spike;
 mod windows_bts;
