@@ -561,7 +561,10 @@ impl SessionWindows {
                     PoisonedInput::Window {
                         start: f.start,
                         end: f.end,
-                        rows: items.get(j).map(ProcessItem::owned_rows).unwrap_or_default(),
+                        rows: items
+                            .get(j)
+                            .map(ProcessItem::owned_rows)
+                            .unwrap_or_default(),
                     },
                     error,
                 ),
