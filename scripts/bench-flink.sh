@@ -9,7 +9,8 @@
 # usage: scripts/bench-flink.sh [EVENTS] [WORKERS...]
 #   EVENTS   rows to generate (default 1000000; 1 % dirty, 5 % out of order)
 #   WORKERS  sluice worker counts and Flink parallelisms (default: 1 2)
-# Honours CARGO_TARGET_DIR. Needs Java 17 and Maven (Flink's jars come from
+# Honours CARGO_TARGET_DIR; SLUICE_BIN names a built sluice binary and skips
+# the build. Needs Java 17 and Maven (Flink's jars come from
 # Maven Central on the first run, cached in ~/.m2). Figures on a shared VM
 # swing: compare within one run; the load average is printed with them.
 set -euo pipefail
@@ -19,9 +20,11 @@ shift || true
 workers=("$@")
 [ ${#workers[@]} -gt 0 ] || workers=(1 2)
 
-cargo xtask build-examples >&2
-cargo build --release -p sluice-host --bin sluice >&2
-bin="${CARGO_TARGET_DIR:-target}/release/sluice"
+if [ -z "${SLUICE_BIN:-}" ]; then
+    cargo xtask build-examples >&2
+    cargo build --release -p sluice-host --bin sluice >&2
+fi
+bin="${SLUICE_BIN:-${CARGO_TARGET_DIR:-target}/release/sluice}"
 dir="${BENCH_DIR:-target/bench-flink}"
 mkdir -p "$dir"
 csv="$dir/bts-$events.csv"
