@@ -2,8 +2,9 @@
 # Runs every test from a fresh clone: installs and starts what the tests
 # need (the wasm32-wasip2 target, headless Chromium, RabbitMQ and Cassandra
 # on loopback via scripts/services.sh, a Python venv with the standard
-# clients the tests compare against), builds the guest components, then the
-# test suite.
+# clients the tests compare against and pytest, componentize-py for the
+# Python tenants), builds the guest components (Rust and Python), runs the
+# Python SDK's pytest tests, then the test suite.
 # Honours CARGO_TARGET_DIR (CI keeps it in a cache outside the clone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,11 +46,31 @@ if ! "$venv/bin/python" -c 'import pika, cassandra, prometheus_client' 2>/dev/nu
     "$venv/bin/pip" install --quiet pika 'cassandra-driver>=3.29' prometheus_client
 fi
 export SLUICE_PYTHON="$venv/bin/python"
+# pytest runs the Python SDK's unit tests (guest-sdk/python/tests).
+if ! "$venv/bin/python" -c 'import pytest' 2>/dev/null; then
+    "$venv/bin/pip" install --quiet pytest
+fi
+
+# The Python tenants' toolchain: componentize-py pinned as `sluice build`
+# pins it, in the cache `sluice build` and `cargo xtask build-examples`
+# read (SLUICE_TOOLCHAINS), outside the clone. The stamp, written last,
+# marks a finished install.
+export SLUICE_TOOLCHAINS="${SLUICE_TOOLCHAINS:-/var/cache/sluice/toolchains}"
+componentize="$SLUICE_TOOLCHAINS/componentize-py-0.25.1"
+if [ ! -f "$componentize/sluice-installed" ]; then
+    rm -rf "$componentize"
+    python3 -m venv "$componentize"
+    "$componentize/bin/pip" install --quiet --disable-pip-version-check componentize-py==0.25.1
+    echo "componentize-py==0.25.1" >"$componentize/sluice-installed"
+fi
 
 # The layering holds: the core crate links none of the heavy dependencies.
 scripts/check-layers.sh
 
 cargo xtask build-examples
+
+# The Python SDK's own unit tests (packing, params, the BTS example's rules).
+"$venv/bin/python" -m pytest -q guest-sdk/python
 
 if ! wait "$services_pid"; then
     cat "$services_log" >&2

@@ -1,5 +1,6 @@
-//! `sluice build`: a tenant crate compiled into its component and checked
-//! as a deploy would check it, so a tenant finds a refused import or a
+//! `sluice build`: a tenant crate (Rust) or directory with an `app.py`
+//! (Python, `build/python.rs`) compiled into its component and checked as
+//! a deploy would check it, so a tenant finds a refused import or a
 //! manifest naming a missing function before the operator does.
 //!
 //! stdout carries only the component's absolute path (its last line), so
@@ -16,13 +17,15 @@ use sluice_host::manifest::Manifest;
 use super::inspect::{kind_name, validate};
 use super::new::contract;
 
+pub mod python;
+
 /// The target tenants compile to: a WASI 0.2 component.
 const TARGET: &str = "wasm32-wasip2";
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The tenant crate (a directory with a Cargo.toml, as `sluice new`
-    /// writes it).
+    /// The tenant: a crate (a directory with a Cargo.toml) or a Python
+    /// tenant (a directory with an app.py), as `sluice new` writes them.
     #[arg(default_value = ".")]
     dir: PathBuf,
     /// Cache compiled artifacts here (by content hash).
@@ -35,15 +38,27 @@ pub fn build(args: Args) -> anyhow::Result<()> {
         .dir
         .canonicalize()
         .with_context(|| format!("opening {}", args.dir.display()))?;
-    let cargo_toml = dir.join("Cargo.toml");
-    if !cargo_toml.is_file() {
-        bail!(
-            "{} has no Cargo.toml: `sluice build` builds Rust tenant crates (`sluice new` writes one)",
-            dir.display()
-        );
-    }
-    ensure_target(&dir)?;
-    let (package, component) = cargo_build(&dir, &cargo_toml)?;
+    let (package, component) = if python::is_python_tenant(&dir) {
+        // Written where the manifest's `module` points, when there is one.
+        let named = dir.join("sluice.toml");
+        let module = named
+            .is_file()
+            .then(|| Manifest::from_path(&named).map(|m| m.module))
+            .transpose()
+            .context("loading sluice.toml")?;
+        python::build(&dir, module)?
+    } else {
+        let cargo_toml = dir.join("Cargo.toml");
+        if !cargo_toml.is_file() {
+            bail!(
+                "{} has neither a Cargo.toml nor an app.py: `sluice build` builds Rust tenant \
+                 crates and Python tenants (`sluice new --lang rust|python` writes one)",
+                dir.display()
+            );
+        }
+        ensure_target(&dir)?;
+        cargo_build(&dir, &cargo_toml)?
+    };
 
     let manifest_path = dir.join("sluice.toml");
     let manifest = if manifest_path.is_file() {

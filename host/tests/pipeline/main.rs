@@ -12,4 +12,5 @@ mod guards;
 mod hostile;
 mod idle;
 mod poison;
+mod python;
 mod sessions;
