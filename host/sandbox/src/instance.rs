@@ -170,6 +170,9 @@ pub struct TenantInstance {
     /// how big a piece of a batch fits the call budget (`pieces.rs`).
     pub(crate) last_cpu: Duration,
     pub(crate) sizer: super::pieces::Sizer,
+    /// The output cap of a batch cut into pieces and what its pieces
+    /// returned so far, bytes; `None` between batches (`pieces.rs`).
+    pub(crate) piece_output: Option<(u64, u64)>,
 }
 
 impl TenantInstance {
@@ -195,6 +198,7 @@ impl TenantInstance {
             beat,
             last_cpu: Duration::ZERO,
             sizer: super::pieces::Sizer::default(),
+            piece_output: None,
         }
     }
 
@@ -436,9 +440,15 @@ impl TenantInstance {
                 cap: self.limits.max_output,
                 size,
             },
-            Refusal::Call { size } => Limit::CallOutput {
-                cap: self.module.call_output_for(self.limits.max_output),
-                size,
+            Refusal::Call { size } => match self.piece_output {
+                Some((cap, spent)) => Limit::CallOutput {
+                    cap,
+                    size: spent.saturating_add(size),
+                },
+                None => Limit::CallOutput {
+                    cap: self.module.call_output_for(self.limits.max_output),
+                    size,
+                },
             },
         };
         self.stats.limit_hits += 1;
@@ -488,8 +498,12 @@ impl TenantInstance {
         });
         let caps = Caps {
             item: self.limits.max_output,
-            call: module.call_output_for(self.limits.max_output),
+            call: match self.piece_output {
+                Some((cap, spent)) => cap.saturating_sub(spent),
+                None => module.call_output_for(self.limits.max_output),
+            },
             declared: &declared,
+            total: Default::default(),
         };
         let live = self.ready(true)?;
         live.store.set_epoch_deadline(ticks);
@@ -505,6 +519,9 @@ impl TenantInstance {
         module.add_guest_cpu(used);
         self.last_cpu = used;
         let tenant = module.tenant();
+        if let (Some((_, spent)), Ok(Ok(_))) = (&mut self.piece_output, &outcome) {
+            *spent = spent.saturating_add(caps.total.get());
+        }
         match outcome {
             Ok(Ok(results)) => {
                 if results.len() != expected {

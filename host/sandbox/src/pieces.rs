@@ -10,7 +10,10 @@
 //! accumulator adds them in order), and windows are cut between windows.
 //! The results are those of the whole call — every piece has the whole
 //! call's clock and seed — and a failing piece fails the whole call, which
-//! the pipeline then isolates as before.
+//! the pipeline then isolates as before. So is the output cap: the pieces
+//! together may return no more than the host's per-call ceiling, nor more
+//! than the guest's memory could have held as one call, else a tenant
+//! hoarding state per key would have the host gather it piece by piece.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -142,6 +145,16 @@ impl TenantInstance {
         self.sizer.max_units(function, unit, self.call_budget())
     }
 
+    /// Starts a batch's pieces: their output cap, shared (module docs).
+    fn start_pieces(&mut self) {
+        let limits = self.limits();
+        let cap = self
+            .module()
+            .call_output_for(limits.max_output)
+            .min(limits.memory.max(limits.max_output));
+        self.piece_output = Some((cap, 0));
+    }
+
     fn observe(&mut self, function: &str, unit: Unit, units: usize) {
         let cpu = self.last_cpu;
         self.sizer.observe(function, unit, units, cpu);
@@ -156,6 +169,7 @@ impl TenantInstance {
         groups: &[AddGroup<'_>],
         batch: &EventBatch,
     ) -> Result<Vec<Vec<u8>>> {
+        self.start_pieces();
         let context = self.batch_context(function, None, batch);
         let total = batch.times.len();
         if total <= self.max_units(function, Unit::AddRows) {
@@ -211,6 +225,7 @@ impl TenantInstance {
         groups: &[KeyGroup],
         batch: &EventBatch,
     ) -> Result<Vec<AlertResult>> {
+        self.start_pieces();
         let context = self.batch_context(function, groups.first().map(|g| &g.key[..]), batch);
         let total: usize = groups.iter().map(|g| g.len as usize).sum();
         if total <= self.max_units(function, Unit::AlertRows) {
@@ -294,6 +309,7 @@ impl TenantInstance {
         windows: &[WindowGroup],
         batch: &EventBatch,
     ) -> Result<Vec<Vec<DataField>>> {
+        self.start_pieces();
         let at = windows.iter().map(|w| w.end).max().unwrap_or(0);
         let (_, seed) = self.batch_context(function, windows.first().map(|w| &w.key[..]), batch);
         let mut out = Vec::with_capacity(windows.len());
@@ -328,6 +344,7 @@ impl TenantInstance {
         L: AsRef<[P]>,
         P: AsRef<[u8]>,
     {
+        self.start_pieces();
         let mut out = Vec::with_capacity(accumulators.len());
         for chunk in self.item_chunks(function, Unit::MergeItems, accumulators.len()) {
             out.extend(self.aggregate_merge_whole(
@@ -353,6 +370,7 @@ impl TenantInstance {
         W: AsRef<[P]>,
         P: AsRef<[u8]>,
     {
+        self.start_pieces();
         let mut out = Vec::with_capacity(windows.len());
         let mut start = 0;
         while start < windows.len() {
