@@ -7,7 +7,10 @@
 //!   durable queue, acking after the confirms;
 //! - **bare**: a plain lapin consumer over the same messages that publishes
 //!   as many result messages of the same average size, with confirms, and
-//!   acks after them — no parsing, no windows, no tenant.
+//!   acks after them — no parsing, no windows, no tenant;
+//!
+//! each with `[output] messages` per result and packed (the bare consumer
+//! then publishes as many messages as the packed host did).
 //!
 //! The ratio host/bare says what sluice costs on top of the broker's own
 //! work. Then the end-to-end latency (publish of the row that moves the
@@ -41,7 +44,7 @@ use sluice_host::amqp::sink::{AmqpSink, AmqpSinkConfig};
 use sluice_host::amqp::topology;
 use sluice_host::generate::bts::{self, BtsConfig};
 use sluice_host::ingress::Input;
-use sluice_host::manifest::Manifest;
+use sluice_host::manifest::{Manifest, OutputMessages};
 use sluice_host::pipeline::Options;
 use sluice_host::sandbox::{SandboxConfig, SandboxEngine, TenantModule};
 use sluice_host::sink::{LineSink, Sinks};
@@ -92,55 +95,70 @@ fn main() {
         let data = generate(n, 0.05);
         let (outputs, out_bytes) = embedded(&manifest, &module, &data, workers);
         let messages = n.div_ceil(lines as u64);
-        let result_size = (out_bytes / outputs.max(1)) as usize;
+        let mut per_result_rate = 0.0;
+        for mode in [OutputMessages::PerResult, OutputMessages::Packed] {
+            let tag = format!("{}.{lines}.{}", std::process::id(), mode.name());
+            let (hq, hx) = (format!("bench.host.{tag}"), format!("bench.host.{tag}.out"));
+            let sinkq = rt.block_on(bind_sink_queue(&channel, &hx));
+            rt.block_on(prepublish(&hq, &data, lines));
+            let started = Instant::now();
+            let report = host_run(&rt, &manifest, &module, &hq, &hx, workers, None, mode);
+            let host = started.elapsed().saturating_sub(IDLE);
+            assert_eq!(
+                report, outputs,
+                "the host published what the embedded run produced"
+            );
+            // What the host published: the bare consumer publishes as many
+            // messages of the same average size.
+            let published = rt.block_on(queue_depth(&channel, &sinkq));
+            let size = (out_bytes / published.max(1)) as usize;
 
-        let tag = format!("{}.{lines}", std::process::id());
-        let (hq, hx) = (format!("bench.host.{tag}"), format!("bench.host.{tag}.out"));
-        let sinkq = rt.block_on(bind_sink_queue(&channel, &hx));
-        rt.block_on(prepublish(&hq, &data, lines));
-        let started = Instant::now();
-        let report = host_run(&rt, &manifest, &module, &hq, &hx, workers, None);
-        let host = started.elapsed().saturating_sub(IDLE);
-        assert_eq!(
-            report, outputs,
-            "the host published what the embedded run produced"
-        );
+            let (bq, bx) = (format!("bench.bare.{tag}"), format!("bench.bare.{tag}.out"));
+            let bare_sinkq = rt.block_on(bind_sink_queue(&channel, &bx));
+            rt.block_on(prepublish(&bq, &data, lines));
+            let bare = rt.block_on(bare_consumer(&bq, &bx, messages, published, size));
 
-        let (bq, bx) = (format!("bench.bare.{tag}"), format!("bench.bare.{tag}.out"));
-        let bare_sinkq = rt.block_on(bind_sink_queue(&channel, &bx));
-        rt.block_on(prepublish(&bq, &data, lines));
-        let bare = rt.block_on(bare_consumer(&bq, &bx, messages, outputs, result_size));
-
-        let rate = |d: Duration, x: u64| x as f64 / d.as_secs_f64();
-        println!(
-            "{lines:>3} line(s)/message, {n} rows, {messages} messages, {outputs} results of ≈{result_size} B:\n\
-             \x20   host: {:>9.0} msgs/s {:>9.0} rows/s {:>9.0} results/s ({:.2} s)\n\
-             \x20   bare: {:>9.0} msgs/s {:>9.0} rows/s {:>9.0} results/s ({:.2} s)\n\
-             \x20   host/bare: {:.2}",
-            rate(host, messages),
-            rate(host, n),
-            rate(host, outputs),
-            host.as_secs_f64(),
-            rate(bare, messages),
-            rate(bare, n),
-            rate(bare, outputs),
-            bare.as_secs_f64(),
-            bare.as_secs_f64() / host.as_secs_f64(),
-        );
-        if lines == 1 {
-            host_max_rows_per_sec = rate(host, n);
+            let rate = |d: Duration, x: u64| x as f64 / d.as_secs_f64();
+            println!(
+                "{lines:>3} line(s)/message, {} results, {n} rows, {messages} messages in, {outputs} results in {published} messages of ≈{size} B:\n\
+                 \x20   host: {:>9.0} msgs/s {:>9.0} rows/s {:>9.0} results/s ({:.2} s)\n\
+                 \x20   bare: {:>9.0} msgs/s {:>9.0} rows/s {:>9.0} results/s ({:.2} s)\n\
+                 \x20   host/bare: {:.2}",
+                mode.name(),
+                rate(host, messages),
+                rate(host, n),
+                rate(host, outputs),
+                host.as_secs_f64(),
+                rate(bare, messages),
+                rate(bare, n),
+                rate(bare, outputs),
+                bare.as_secs_f64(),
+                bare.as_secs_f64() / host.as_secs_f64(),
+            );
+            match mode {
+                OutputMessages::PerResult => {
+                    per_result_rate = rate(host, n);
+                    if lines == 1 {
+                        host_max_rows_per_sec = rate(host, n);
+                    }
+                }
+                OutputMessages::Packed => println!(
+                    "    packed/per-result rows/s: {:.2}",
+                    rate(host, n) / per_result_rate
+                ),
+            }
+            rt.block_on(delete(
+                &channel,
+                &[
+                    &hq,
+                    &format!("{hq}.dead"),
+                    &sinkq,
+                    &bq,
+                    &format!("{bq}.dead"),
+                    &bare_sinkq,
+                ],
+            ));
         }
-        rt.block_on(delete(
-            &channel,
-            &[
-                &hq,
-                &format!("{hq}.dead"),
-                &sinkq,
-                &bq,
-                &format!("{bq}.dead"),
-                &bare_sinkq,
-            ],
-        ));
     }
 
     // Latency at half the host's maximum rate, one row per message, rows in
@@ -167,6 +185,7 @@ fn main() {
         &x,
         workers,
         Some(Duration::from_secs(2)),
+        OutputMessages::PerResult,
     );
     let sent = rt.block_on(sender).expect("publisher");
     let received = rt.block_on(receiver).expect("receiver");
@@ -259,6 +278,7 @@ fn embedded(manifest: &Manifest, module: &TenantModule, data: &[u8], workers: us
 }
 
 /// Runs the host over `queue` until it is idle; returns its output count.
+#[allow(clippy::too_many_arguments)]
 fn host_run(
     rt: &tokio::runtime::Runtime,
     manifest: &Manifest,
@@ -267,6 +287,7 @@ fn host_run(
     exchange: &str,
     workers: usize,
     idle: Option<Duration>,
+    messages: OutputMessages,
 ) -> u64 {
     let handle = rt.handle().clone();
     let sink = rt
@@ -276,6 +297,7 @@ fn host_run(
                 exchange: exchange.to_owned(),
                 dead_letter_exchange: Some(topology::dead_letter_name(queue)),
                 give_up: Duration::from_secs(30),
+                messages,
             },
             handle.clone(),
         ))
@@ -316,6 +338,22 @@ fn host_run(
     .expect("host run");
     ingress.finish().expect("acks");
     report.summary.outputs
+}
+
+/// Messages waiting in `queue`.
+async fn queue_depth(channel: &lapin::Channel, queue: &str) -> u64 {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue");
+    u64::from(declared.message_count())
 }
 
 /// Consumes `messages`, publishes `results` messages of `size` bytes in

@@ -43,6 +43,7 @@ pub fn result_sink(url: String, manifest: &Manifest) -> AmqpSinkConfig {
             &manifest.input.queue,
         )),
         give_up: BROKER_GIVE_UP,
+        messages: manifest.output.messages,
     }
 }
 

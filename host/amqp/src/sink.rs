@@ -1,6 +1,8 @@
 //! The broker sink: every result line becomes a persistent JSON message on
 //! the tenant's output exchange (routing key `<type>.<key…>`, a
-//! deterministic `message_id`), every dead letter a message on the input's
+//! deterministic `message_id`) — or, with `[output] messages = "packed"`,
+//! a batch's results of one type one newline-delimited JSON message
+//! (routing key `<type>`, [`Rendered::packed`]) — every dead letter a message on the input's
 //! dead-letter exchange; each batch is published with publisher confirms
 //! and [`MessageSink::publish`] returns only when the broker has confirmed
 //! all of it. A lost connection is re-opened with backoff and the batch
@@ -15,8 +17,9 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 
 use crate::topology;
+use sluice_core::manifest::OutputMessages;
 use sluice_core::retry::Backoff;
-use sluice_core::sink::{Error, MessageSink, Rendered, Result, Stream};
+use sluice_core::sink::{Error, MessageSink, Rendered, Result, Stream, MAX_PACKED};
 
 /// Where the sink publishes.
 #[derive(Debug, Clone)]
@@ -29,6 +32,9 @@ pub struct AmqpSinkConfig {
     pub dead_letter_exchange: Option<String>,
     /// Stop retrying a batch after the broker has been unreachable this long.
     pub give_up: Duration,
+    /// One message per result, or packed (results only; dead letters are
+    /// always one message each).
+    pub messages: OutputMessages,
 }
 
 struct Link {
@@ -131,7 +137,14 @@ impl AmqpSink {
         let started = Instant::now();
         let mut backoff = Backoff::new();
         loop {
-            match publish_batch(&channel, exchange, stream, batch).await {
+            let packed =
+                stream == Stream::Results && self.config.messages == OutputMessages::Packed;
+            let published = if packed {
+                publish_packed(&channel, exchange, batch).await
+            } else {
+                publish_batch(&channel, exchange, stream, batch).await
+            };
+            match published {
                 Ok(()) => return Ok(()),
                 Err(e) if started.elapsed() >= self.config.give_up => {
                     return Err(crate::Error::GaveUp {
@@ -185,6 +198,37 @@ async fn open(config: &AmqpSinkConfig, generation: u64) -> crate::Result<Link> {
     })
 }
 
+/// Publishes `batch`'s results packed by type, then waits for every
+/// confirm.
+async fn publish_packed(channel: &Channel, exchange: &str, batch: &Rendered) -> crate::Result<()> {
+    let mut confirms = Vec::new();
+    for message in batch.packed(MAX_PACKED) {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            topology::RESULTS_HEADER.into(),
+            AMQPValue::LongLongInt(i64::try_from(message.results).unwrap_or(i64::MAX)),
+        );
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(topology::PACKED_CONTENT_TYPE.into())
+            .with_message_id(message.message_id.as_str().into())
+            .with_app_id("sluice".into())
+            .with_headers(headers);
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                message.routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                &message.body,
+                props,
+            )
+            .await
+            .map_err(crate::Error::amqp("publishing packed results"))?;
+        confirms.push(confirm);
+    }
+    await_confirms(confirms, exchange).await
+}
+
 /// Publishes every message of `batch`, then waits for every confirm.
 async fn publish_batch(
     channel: &Channel,
@@ -219,6 +263,14 @@ async fn publish_batch(
             .map_err(crate::Error::amqp("publishing a result"))?;
         confirms.push(confirm);
     }
+    await_confirms(confirms, exchange).await
+}
+
+/// Waits for every publisher confirm; a nack fails the batch.
+async fn await_confirms(
+    confirms: Vec<lapin::PublisherConfirm>,
+    exchange: &str,
+) -> crate::Result<()> {
     for confirm in confirms {
         match confirm
             .await

@@ -30,9 +30,10 @@ pub fn binding_key(ty: Option<OutputType>) -> String {
     }
 }
 
-/// Prints result messages until `count` were printed (or forever; `stop`
-/// ends it cleanly). `on_ready` runs once the queue is bound: from then on
-/// no result is missed. Returns how many were printed.
+/// Prints results (each line of a packed message counts) until at least
+/// `count` were printed (or forever; `stop` ends it cleanly). `on_ready`
+/// runs once the queue is bound: from then on no result is missed. Returns
+/// how many were printed.
 pub async fn tail(
     url: &str,
     exchange: &str,
@@ -92,10 +93,16 @@ pub async fn tail(
         };
         match delivery {
             Some(Ok(d)) => {
+                // A packed message holds many lines, each ending in `\n`;
+                // a per-result message one line without it.
                 out.write_all(&d.data)?;
-                out.write_all(b"\n")?;
+                if d.data.ends_with(b"\n") {
+                    printed += d.data.iter().filter(|&&b| b == b'\n').count() as u64;
+                } else {
+                    out.write_all(b"\n")?;
+                    printed += 1;
+                }
                 out.flush()?;
-                printed += 1;
             }
             Some(Err(e)) => return Err(Error::Closed(e.to_string())),
             None => return Err(Error::Closed("the consumer was cancelled".into())),

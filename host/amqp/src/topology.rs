@@ -32,6 +32,12 @@ pub const REASON_HEADER: &str = "x-sluice-reason";
 /// could not be decoded), `bad-row`, `late`, `poison`.
 pub const KIND_HEADER: &str = "x-sluice-kind";
 
+/// Header of a packed results message: how many results (lines) it holds.
+pub const RESULTS_HEADER: &str = "x-sluice-results";
+
+/// Content type of a packed results message: newline-delimited JSON.
+pub const PACKED_CONTENT_TYPE: &str = "application/x-ndjson";
+
 /// Header with the publish time in ms since the epoch (the `timestamp`
 /// property holds whole seconds); the name RabbitMQ's message-timestamp
 /// plugin uses, so a broker with the plugin sets it for any publisher.

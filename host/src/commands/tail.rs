@@ -24,7 +24,8 @@ pub struct Args {
     /// Only this result type.
     #[arg(long = "type", value_parser = super::args::output_type())]
     ty: Option<OutputType>,
-    /// Stop after this many messages.
+    /// Stop after this many results (a packed message's lines each count;
+    /// the message that reaches the count is printed whole).
     #[arg(long)]
     count: Option<u64>,
 }
@@ -63,7 +64,7 @@ pub fn tail(
     ));
     match printed {
         Ok(n) => {
-            eprintln!("sluice tail: {n} messages");
+            eprintln!("sluice tail: {n} results");
             Ok(())
         }
         Err(tailer::Error::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

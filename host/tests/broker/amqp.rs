@@ -141,6 +141,7 @@ fn headers(table: Option<&FieldTable>) -> BTreeMap<String, String> {
             let v = match v {
                 AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
                 AMQPValue::ShortString(s) => s.as_str().to_owned(),
+                AMQPValue::LongLongInt(n) => n.to_string(),
                 other => format!("{other:?}"),
             };
             out.insert(k.as_str().to_owned(), v);

@@ -16,3 +16,4 @@ mod common;
 mod checkpoint;
 mod faults;
 mod flow;
+mod packed;

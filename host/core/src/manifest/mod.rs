@@ -321,6 +321,28 @@ pub struct OnAlertSpec {
 pub struct OutputSpec {
     /// The broker exchange (used once a broker is attached).
     pub exchange: String,
+    /// How results travel on it.
+    pub messages: OutputMessages,
+}
+
+/// `[output] messages`: one broker message per result (the default), or a
+/// batch's results of one type packed into newline-delimited JSON messages
+/// (`sink::Packed`), for rates the broker's per-message cost would cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputMessages {
+    #[default]
+    PerResult,
+    Packed,
+}
+
+impl OutputMessages {
+    /// The manifest's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputMessages::PerResult => "per-result",
+            OutputMessages::Packed => "packed",
+        }
+    }
 }
 
 impl Manifest {

@@ -90,6 +90,7 @@ pub(super) struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOutput {
     pub exchange: S<String>,
+    pub messages: Option<S<String>>,
 }
 
 /// One `[[batch]]` job.

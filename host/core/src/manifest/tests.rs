@@ -137,9 +137,31 @@ fn defaults_apply_to_omitted_optional_keys() {
     assert_eq!(m.input.allowed_lateness, Duration::ZERO);
     assert_eq!(m.limits, Limits::default());
     assert!(m.params.is_empty());
+    assert_eq!(m.output.messages, OutputMessages::PerResult);
     assert_eq!(
         m.module,
         Path::new("conf/../../target/components/bts_analytics.wasm")
+    );
+}
+
+#[test]
+fn output_messages_are_per_result_or_packed() {
+    let packed = BASE.replace(
+        "exchange = \"bts.results\"",
+        "exchange = \"bts.results\"\nmessages = \"packed\"",
+    );
+    assert_eq!(
+        load(&packed).expect("valid").output.messages,
+        OutputMessages::Packed
+    );
+    let err = error_with(
+        "exchange = \"bts.results\"",
+        "exchange = \"bts.results\"\nmessages = \"batched\"",
+    );
+    assert_error(
+        &err,
+        "24:12",
+        &["\"batched\"", "\"per-result\"", "\"packed\""],
     );
 }
 

@@ -19,11 +19,13 @@
 //! input is acknowledged only after every sink has it.
 
 mod json;
+mod packed;
 mod rendered;
 #[cfg(test)]
 mod tests;
 mod typed;
 
+pub use packed::{Packed, MAX_PACKED};
 pub use rendered::{message_id, routing_key, Rendered, Route};
 pub use typed::{Event, EventBatch, OwnedWindow, RowPos, TypedDeadLetter, TypedResult};
 

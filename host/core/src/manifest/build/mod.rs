@@ -137,6 +137,23 @@ impl Ctx<'_> {
         if raw.output.exchange.get_ref().is_empty() {
             return Err(self.at(raw.output.exchange.span(), "[output] `exchange` is empty"));
         }
+        let messages = match &raw.output.messages {
+            None => OutputMessages::default(),
+            Some(m) => match m.get_ref().as_str() {
+                "per-result" => OutputMessages::PerResult,
+                "packed" => OutputMessages::Packed,
+                other => {
+                    return Err(self.at(
+                        m.span(),
+                        format!(
+                            "[output] `messages` is \"{other}\"; it is \"per-result\" (one \
+                             message per result, the default) or \"packed\" (a batch's results \
+                             of one type in one message)"
+                        ),
+                    ))
+                }
+            },
+        };
         Ok(Manifest {
             tenant: raw.tenant.into_inner(),
             module,
@@ -147,6 +164,7 @@ impl Ctx<'_> {
             limits,
             output: OutputSpec {
                 exchange: raw.output.exchange.into_inner(),
+                messages,
             },
             batch,
         })
