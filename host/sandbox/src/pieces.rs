@@ -12,8 +12,10 @@
 //! call's clock and seed — and a failing piece fails the whole call, which
 //! the pipeline then isolates as before. So is the output cap: the pieces
 //! together may return no more than the host's per-call ceiling, nor more
-//! than the guest's memory could have held as one call, else a tenant
-//! hoarding state per key would have the host gather it piece by piece.
+//! than one uncut call could (its results share the guest's memory with
+//! its input and working set: half of `memory`, or `max_output` if
+//! larger), else a tenant hoarding state per key would have the host
+//! gather it piece by piece.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -151,7 +153,7 @@ impl TenantInstance {
         let cap = self
             .module()
             .call_output_for(limits.max_output)
-            .min(limits.memory.max(limits.max_output));
+            .min((limits.memory / 2).max(limits.max_output));
         self.piece_output = Some((cap, 0));
     }
 
