@@ -61,7 +61,12 @@ export class Stats extends Aggregate {
   finish() {
     // No rows: no mean/min/max (NaN, JSON null) rather than a made-up 0.
     const n = this.count;
-    const [mean, lo, hi] = n === 0 ? [NaN, NaN, NaN] : [this.sum / n, this.min, this.max];
+    let mean = NaN, lo = NaN, hi = NaN;
+    if (n !== 0) {
+      mean = this.sum / n;
+      lo = this.min;
+      hi = this.max;
+    }
     return new Output().float("mean", mean).float("max", hi).float("min", lo)
       .int("counter", n).int("alarms", this.alarms);
   }

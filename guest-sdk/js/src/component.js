@@ -50,7 +50,7 @@ export function exportTenant(tenantCls) {
     describe: () => describe(tenantCls),
     init(params, schema) {
       module = undefined;
-      const m = new Module(tenantCls, params, schema);
+      const m = new Module(tenantCls, params, schema, { reuseBuffers: true });
       module = m;
       return m.reads();
     },

@@ -11,16 +11,19 @@ export const INT = "int", FLOAT = "float", TEXT = "text", BOOLEAN = "boolean";
 
 /**
  * Result fields of a window or an alert, in order:
- * `new Output().float("mean", m).int("counter", n)`. Each field is kept as
- * the `{name, value: {tag, val}}` the contract lowers, built once.
+ * `new Output().float("mean", m).int("counter", n)`. Kept as names and the
+ * `{tag, val}` values the contract lowers, built once (one object per
+ * field: a window's fields go straight into the call's packed fields).
  */
 export class Output {
   constructor() {
-    this.fields = [];
+    this.names = [];
+    this.values = [];
   }
 
   float(name, value) {
-    this.fields.push({ name, value: { tag: FLOAT, val: +value } });
+    this.names.push(name);
+    this.values.push({ tag: FLOAT, val: +value });
     return this;
   }
 
@@ -29,18 +32,26 @@ export class Output {
     if (typeof value !== "bigint" && !Number.isSafeInteger(value)) {
       throw new TypeError(`output \`${name}\`: ${value} is not an integer (a safe-integer number or a BigInt)`);
     }
-    this.fields.push({ name, value: { tag: INT, val: value } });
+    this.names.push(name);
+    this.values.push({ tag: INT, val: value });
     return this;
   }
 
   text(name, value) {
-    this.fields.push({ name, value: { tag: TEXT, val: String(value) } });
+    this.names.push(name);
+    this.values.push({ tag: TEXT, val: String(value) });
     return this;
   }
 
   boolean(name, value) {
-    this.fields.push({ name, value: { tag: BOOLEAN, val: !!value } });
+    this.names.push(name);
+    this.values.push({ tag: BOOLEAN, val: !!value });
     return this;
+  }
+
+  /** The fields as the contract's `list<data-field>`. */
+  get fields() {
+    return this.names.map((name, i) => ({ name, value: this.values[i] }));
   }
 }
 

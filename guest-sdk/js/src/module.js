@@ -6,7 +6,7 @@
 
 import { GuestError } from "./errors.js";
 import { Batch, Events } from "./events.js";
-import { codecOf, decodeAt, encodeAll, encodeOne, viewOf } from "./codec.js";
+import { Scratch, codecOf, decodeAt, decodeScratch, encodeAll, encodeOne, viewsOf } from "./codec.js";
 import { AGGREGATE, ALERT, Alerts, PROCESS_WINDOW } from "./model.js";
 import { Params } from "./params.js";
 import { Schema } from "./schema.js";
@@ -61,8 +61,11 @@ export class Module {
    * @param tenantCls the tenant's class
    * @param params `[name, value]` pairs of the manifest's `[params]`
    * @param schema `{name, ty, optional}` per input column
+   * @param options `{reuseBuffers}`: results in buffers reused by the next
+   *   call (the component's adapter: the bindings copy them out first)
    */
-  constructor(tenantCls, params, schema) {
+  constructor(tenantCls, params, schema, options = {}) {
+    this.scratch = options.reuseBuffers ? new Scratch() : undefined;
     this.schema = new Schema(schema);
     this.tenant = new tenantCls();
     this.tenant.init(new Params(params), this.schema);
@@ -113,7 +116,7 @@ export class Module {
     }
     checkPacked(data, ends, items);
     const cls = f.cls, t = this.tenant, codec = codecOf(cls);
-    const dv = viewOf(data);
+    const views = viewsOf(data);
     const rows = batch.length;
     const out = new Array(groupEnds.length);
     let start = 0, first = 0;
@@ -126,7 +129,7 @@ export class Module {
         }
         let acc;
         if (item === first) acc = new cls();
-        else if (item === first + 1) acc = decodeAt(codec, cls, data, dv, first ? ends[first - 1] : 0, ends[first]);
+        else if (item === first + 1) acc = decodeAt(codec, cls, views, first ? ends[first - 1] : 0, ends[first]);
         else throw new GuestError(`${item - first} accumulators for one group (at most 1)`);
         acc.addEvents(t, new Events(batch, start, end));
         out[i] = acc;
@@ -136,14 +139,17 @@ export class Module {
       start = end;
       first = item;
     }
-    return encodeAll(codec, out);
+    return encodeAll(codec, out, this.scratch);
   }
 
-  merged(f, codec, data, dv, ends, first, last) {
+  /** The accumulators `first..last` merged in order (none: a fresh one).
+   * Each pane after the first is decoded into one reused instance, so
+   * `merge(other)` must not keep `other` (its fields, copied, it may). */
+  merged(f, codec, views, ends, first, last) {
     const cls = f.cls;
     if (first === last) return new cls();
-    const acc = decodeAt(codec, cls, data, dv, first ? ends[first - 1] : 0, ends[first]);
-    for (let j = first + 1; j < last; j++) acc.merge(decodeAt(codec, cls, data, dv, ends[j - 1], ends[j]));
+    const acc = decodeAt(codec, cls, views, first ? ends[first - 1] : 0, ends[first]);
+    for (let j = first + 1; j < last; j++) acc.merge(decodeScratch(codec, cls, views, ends[j - 1], ends[j]));
     return acc;
   }
 
@@ -152,19 +158,19 @@ export class Module {
     const f = this.find(function_, AGGREGATE);
     const { data, ends, items } = packed;
     checkPacked(data, ends, items);
-    const codec = codecOf(f.cls), dv = viewOf(data);
+    const codec = codecOf(f.cls), views = viewsOf(data);
     const merged = new Array(items.length);
     let first = 0;
     for (let i = 0; i < items.length; i++) {
       try {
-        merged[i] = this.merged(f, codec, data, dv, ends, first, items[i]);
+        merged[i] = this.merged(f, codec, views, ends, first, items[i]);
       } catch (e) {
         rethrow(e, `${at(f)}, list ${i}`);
       }
       first = items[i];
     }
     // One buffer for all, each result a view of it.
-    const all = encodeAll(codec, merged);
+    const all = encodeAll(codec, merged, this.scratch);
     const out = new Array(items.length);
     for (let i = 0; i < items.length; i++) out[i] = all.data.subarray(i ? all.ends[i - 1] : 0, all.ends[i]);
     return out;
@@ -176,22 +182,23 @@ export class Module {
     const f = this.find(function_, AGGREGATE);
     const { data, ends, items } = packed;
     checkPacked(data, ends, items);
-    const codec = codecOf(f.cls), dv = viewOf(data), t = this.tenant;
+    const codec = codecOf(f.cls), views = viewsOf(data), t = this.tenant;
     const names = [];
     const ids = new Map();
     const nameIds = [];
     const values = [];
-    const windows = new Uint32Array(items.length);
+    const windows = this.scratch ? this.scratch.u32("windows", items.length) : new Uint32Array(items.length);
     let first = 0;
     for (let i = 0; i < items.length; i++) {
-      let fields;
+      let output;
       try {
-        fields = this.merged(f, codec, data, dv, ends, first, items[i]).finish(t).fields;
+        output = this.merged(f, codec, views, ends, first, items[i]).finish(t);
       } catch (e) {
         rethrow(e, `${at(f)}, window ${i}`);
       }
-      for (let k = 0; k < fields.length; k++) {
-        const { name, value } = fields[k];
+      const fieldNames = output.names, fieldValues = output.values;
+      for (let k = 0; k < fieldNames.length; k++) {
+        const name = fieldNames[k];
         let id = ids.get(name);
         if (id === undefined) {
           id = names.length;
@@ -199,12 +206,14 @@ export class Module {
           names.push(name);
         }
         nameIds.push(id);
-        values.push(value);
+        values.push(fieldValues[k]);
       }
       windows[i] = nameIds.length;
       first = items[i];
     }
-    return { names, nameIds: Uint32Array.from(nameIds), values, windows };
+    const ids32 = this.scratch ? this.scratch.u32("ids", nameIds.length) : new Uint32Array(nameIds.length);
+    ids32.set(nameIds);
+    return { names, nameIds: ids32, values, windows };
   }
 
   // -- alerts and process-window functions --------------------------------
@@ -226,7 +235,7 @@ export class Module {
         if (start + len > rows) {
           throw new GuestError(`rows ${start}..${start}+${len} are outside the batch of ${rows} rows`);
         }
-        s = state === undefined || state === null ? new cls() : decodeAt(codec, cls, state, viewOf(state), 0, state.length);
+        s = state === undefined || state === null ? new cls() : decodeAt(codec, cls, viewsOf(state), 0, state.length);
         alerts = new Alerts();
         run(t, s, key, new Events(batch, start, start + len), alerts);
       } catch (e) {
