@@ -6,7 +6,7 @@
 
 import { GuestError } from "./errors.js";
 import { Batch, Events } from "./events.js";
-import { Scratch, codecOf, decodeAt, decodeScratch, encodeAll, encodeOne, viewsOf } from "./codec.js";
+import { Scratch, codecOf, decodeAt, decodeScratch, encodeAll, encodeOne, uniform, viewsOf } from "./codec.js";
 import { AGGREGATE, ALERT, Alerts, PROCESS_WINDOW } from "./model.js";
 import { Params } from "./params.js";
 import { Schema } from "./schema.js";
@@ -145,12 +145,19 @@ export class Module {
   /** The accumulators `first..last` merged in order (none: a fresh one).
    * Each pane after the first is decoded into one reused instance, so
    * `merge(other)` must not keep `other` (its fields, copied, it may). */
-  merged(f, codec, views, ends, first, last) {
+  merged(f, codec, views, ends, first, last, fast) {
     const cls = f.cls;
     if (first === last) return new cls();
     const acc = decodeAt(codec, cls, views, first ? ends[first - 1] : 0, ends[first]);
-    for (let j = first + 1; j < last; j++) acc.merge(decodeScratch(codec, cls, views, ends[j - 1], ends[j]));
+    if (fast) codec.mergeRange(acc, codec.scratch, views, first + 1, last);
+    else for (let j = first + 1; j < last; j++) acc.merge(decodeScratch(codec, cls, views, ends[j - 1], ends[j]));
     return acc;
+  }
+
+  /** Whether this call's packed accumulators take `mergeRange`: a fixed
+   * layout, every record its size, the buffer 8-aligned. */
+  fastMerge(codec, views, ends) {
+    return codec.mergeRange !== undefined && views.f64 !== null && uniform(ends, codec.fixed);
   }
 
   /** Merges each item's accumulators in order (none: a fresh one). */
@@ -159,11 +166,12 @@ export class Module {
     const { data, ends, items } = packed;
     checkPacked(data, ends, items);
     const codec = codecOf(f.cls), views = viewsOf(data);
+    const fast = this.fastMerge(codec, views, ends);
     const merged = new Array(items.length);
     let first = 0;
     for (let i = 0; i < items.length; i++) {
       try {
-        merged[i] = this.merged(f, codec, views, ends, first, items[i]);
+        merged[i] = this.merged(f, codec, views, ends, first, items[i], fast);
       } catch (e) {
         rethrow(e, `${at(f)}, list ${i}`);
       }
@@ -183,6 +191,7 @@ export class Module {
     const { data, ends, items } = packed;
     checkPacked(data, ends, items);
     const codec = codecOf(f.cls), views = viewsOf(data), t = this.tenant;
+    const fast = this.fastMerge(codec, views, ends);
     const names = [];
     const ids = new Map();
     const nameIds = [];
@@ -192,7 +201,7 @@ export class Module {
     for (let i = 0; i < items.length; i++) {
       let output;
       try {
-        output = this.merged(f, codec, views, ends, first, items[i]).finish(t);
+        output = this.merged(f, codec, views, ends, first, items[i], fast).finish(t);
       } catch (e) {
         rethrow(e, `${at(f)}, window ${i}`);
       }
