@@ -20,6 +20,9 @@ export const NO_THRESHOLD = 999_999.0;
 export class Stats extends Aggregate {
   static OUTPUTS = ["mean", "max", "min", "counter", "alarms"];
   static STATE = { count: "u64", alarms: "u64", sum: "f64", min: "f64", max: "f64" };
+  // What `merge` does, declared: the SDK merges a window's panes with it
+  // in one generated loop (no call per pane).
+  static MERGE = { count: "sum", alarms: "sum", sum: "sum", min: "min", max: "max" };
 
   constructor() {
     super();

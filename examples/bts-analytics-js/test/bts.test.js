@@ -53,3 +53,21 @@ test("an alarm raises once per false-to-true edge, across calls", () => {
   const [r2] = m.alert("alerts", [{ key: ["a"], state: r.state, start: 1, len: 3 }], raw);
   assert.deepEqual(r2.alerts.map((a) => [a.kind, a.eventTime]), [["alarm-raised", 3]]);
 });
+
+test("the declared MERGE merges panes as merge() does, NaN and an empty pane included", () => {
+  const m = new Module(Bts, [], SCHEMA);
+  const values = [1.5, NaN, -3, 7, 2, NaN, 0.1, 9, -0.5, 4, 4, 3];
+  // Twelve panes of one row each, a thirteenth empty.
+  const rows = values.map((v, i) => ["a", v, 9, i % 3 === 0]);
+  const raw = batchOf(SCHEMA, values.map((_, i) => i), rows);
+  const ends = Uint32Array.from([...values.keys()].map((i) => i + 1).concat([values.length]));
+  const fresh = { data: new Uint8Array(0), ends: new Uint32Array(0), items: new Uint32Array(ends.length) };
+  const { data, ends: accEnds } = m.aggregateAdd("stats", { ends, states: fresh }, raw);
+  const declared = m.aggregateFinish("stats", { data, ends: accEnds, items: Uint32Array.from([accEnds.length]) });
+  const panes = rows.map(([, v, , on]) => Object.assign(new Stats(), { count: 1, alarms: on ? 1 : 0, sum: 0 + v, min: v, max: v }));
+  panes.push(new Stats());
+  const acc = panes[0];
+  for (const p of panes.slice(1)) acc.merge(p);
+  assert.deepEqual(declared.values.map((v) => v.val), acc.finish().values.map((v) => v.val));
+  assert.equal(declared.values[3].val, 12);
+});

@@ -86,6 +86,9 @@ function compileLayout(cls) {
   return {
     fixed: size,
     mergeRange,
+    mergeWindow: allFast ? compileMerge(cls, fields, size) : undefined,
+    /** An accumulator to merge a window into and finish, reused. */
+    window: Object.create(proto),
     /** Writes `x` at byte `o` of the views. */
     write(x, v, o) {
       if (v.f64 !== null && (o & 7) === 0) writeFast(x, v, o);
@@ -104,6 +107,54 @@ function compileLayout(cls) {
     /** An instance to decode into and reuse within one call. */
     scratch: Object.create(proto),
   };
+}
+
+// `static MERGE`: how each field of a fixed layout merges, as the class's
+// `merge` does it ("min"/"max" as Rust's `f64::min`/`max`: a NaN loses).
+const MERGES = {
+  sum: (a, b) => `${a} += ${b};`,
+  min: (a, b) => `if (${a} !== ${a} || ${b} < ${a}) ${a} = ${b};`,
+  max: (a, b) => `if (${a} !== ${a} || ${b} > ${a}) ${a} = ${b};`,
+  first: () => "",
+  last: (a, b) => `${a} = ${b};`,
+};
+
+/**
+ * With `static MERGE` declared, a window's panes are merged field by field
+ * in locals straight from the typed arrays: no object and no call per pane
+ * (profiled: the `merge` call per pane was the largest part of
+ * `aggregate-finish` after the reads; a BTS sliding window has 12 panes).
+ */
+function compileMerge(cls, fields, size) {
+  const merge = cls.MERGE;
+  if (merge === undefined) return undefined;
+  for (const name of Object.keys(merge)) {
+    if (!fields.some(([f]) => f === name)) {
+      throw new TypeError(`${cls.name}.MERGE names \`${name}\`, which STATE does not declare`);
+    }
+  }
+  const read = (type, off) => {
+    if (type === "f64") return `v.f64[(o >> 3) + ${off / 8}]`;
+    if (type === "u32" || type === "i32") return `v.${type}[(o >> 2) + ${off / 4}]`;
+    const i = `(o >> 2) + ${off / 4}`;
+    return `(v.i32[${i} + 1] * ${TWO32} + v.u32[${i}])`;
+  };
+  const init = [], step = [], out = [];
+  fields.forEach(([name, type, off], k) => {
+    const how = merge[name];
+    if (MERGES[how] === undefined) {
+      throw new TypeError(`${cls.name}.MERGE: field \`${name}\` merges by \`${how}\` (one of ${Object.keys(MERGES).join(", ")})`);
+    }
+    init.push(`let a${k} = ${read(type, off)};`);
+    step.push(`{ const b = ${read(type, off)}; ${MERGES[how](`a${k}`, "b")} }`);
+    out.push(`x[${JSON.stringify(name)}] = a${k};`);
+  });
+  return new Function(
+    "x", "v", "first", "last",
+    `let o = first * ${size};\n${init.join("\n")}\n` +
+      `for (let j = first + 1; j < last; j++) {\no = j * ${size};\n${step.join("\n")}\n}\n` +
+      `${out.join("\n")}\nreturn x;`,
+  );
 }
 
 let textEncoder, textDecoder;

@@ -145,9 +145,12 @@ export class Module {
   /** The accumulators `first..last` merged in order (none: a fresh one).
    * Each pane after the first is decoded into one reused instance, so
    * `merge(other)` must not keep `other` (its fields, copied, it may). */
-  merged(f, codec, views, ends, first, last, fast) {
+  merged(f, codec, views, ends, first, last, fast, into) {
     const cls = f.cls;
     if (first === last) return new cls();
+    if (fast && codec.mergeWindow !== undefined) {
+      return codec.mergeWindow(into ?? Object.create(cls.prototype), views, first, last);
+    }
     const acc = decodeAt(codec, cls, views, first ? ends[first - 1] : 0, ends[first]);
     if (fast) codec.mergeRange(acc, codec.scratch, views, first + 1, last);
     else for (let j = first + 1; j < last; j++) acc.merge(decodeScratch(codec, cls, views, ends[j - 1], ends[j]));
@@ -197,24 +200,35 @@ export class Module {
     const nameIds = [];
     const values = [];
     const windows = this.scratch ? this.scratch.u32("windows", items.length) : new Uint32Array(items.length);
+    let lastNames = [], lastIds = [];
     let first = 0;
     for (let i = 0; i < items.length; i++) {
       let output;
       try {
-        output = this.merged(f, codec, views, ends, first, items[i], fast).finish(t);
+        // The window's accumulator is finished and dropped: one reused.
+        output = this.merged(f, codec, views, ends, first, items[i], fast, codec.window).finish(t);
       } catch (e) {
         rethrow(e, `${at(f)}, window ${i}`);
       }
       const fieldNames = output.names, fieldValues = output.values;
+      // Windows of one aggregate mostly name the same fields in the same
+      // order: their ids are the last window's unless a name differs.
+      let same = fieldNames.length === lastNames.length;
+      for (let k = 0; same && k < fieldNames.length; k++) same = fieldNames[k] === lastNames[k];
+      if (!same) {
+        lastIds = fieldNames.map((name) => {
+          let id = ids.get(name);
+          if (id === undefined) {
+            id = names.length;
+            ids.set(name, id);
+            names.push(name);
+          }
+          return id;
+        });
+        lastNames = fieldNames;
+      }
       for (let k = 0; k < fieldNames.length; k++) {
-        const name = fieldNames[k];
-        let id = ids.get(name);
-        if (id === undefined) {
-          id = names.length;
-          ids.set(name, id);
-          names.push(name);
-        }
-        nameIds.push(id);
+        nameIds.push(lastIds[k]);
         values.push(fieldValues[k]);
       }
       windows[i] = nameIds.length;

@@ -121,3 +121,17 @@ test("a batch whose columns do not match the schema is refused", () => {
   raw.columns[2] = { tag: "int", val: BigInt64Array.from([1n]) };
   assert.throws(() => m.alert("seen", [], raw), /alert `seen`: batch column `x` is int, but the schema declares float/);
 });
+
+test("a component's reused result buffers hold what fresh ones would", () => {
+  const fresh = module(), reused = new Module(T, [], FIELDS, { reuseBuffers: true });
+  const raw = batchOf(FIELDS, [1, 2, 3], [["a", 1, 1.5, true, null], ["a", 2, 2.5, false, null], ["b", -4, 10, true, null]]);
+  const groups = { ends: Uint32Array.from([2, 3]), states: { data: new Uint8Array(0), ends: new Uint32Array(0), items: Uint32Array.from([0, 0]) } };
+  const a = fresh.aggregateAdd("sum", groups, raw), b = reused.aggregateAdd("sum", groups, raw);
+  assert.deepEqual([...b.data], [...a.data]);
+  assert.deepEqual([...b.ends], [...a.ends]);
+  const packed = { data: a.data, ends: a.ends, items: Uint32Array.from([2, 2]) };
+  const fa = fresh.aggregateFinish("sum", packed), fb = reused.aggregateFinish("sum", packed);
+  assert.deepEqual([...fb.nameIds], [...fa.nameIds]);
+  assert.deepEqual([...fb.windows], [...fa.windows]);
+  assert.deepEqual(fb.values, fa.values);
+});

@@ -38,7 +38,9 @@ fn the_javascript_bts_tenant_writes_exactly_the_rust_tenants_results() {
     assert!(
         rust.of_type("Alert")
             .any(|a| a["data"]["kind"] == "predicted-breach")
-            && rust.of_type("Alert").any(|a| a["data"]["kind"] == "alarm-raised")
+            && rust
+                .of_type("Alert")
+                .any(|a| a["data"]["kind"] == "alarm-raised")
             && rust.of_type("Windowed Analytic").count() > 1000,
         "the data exercises every function: {}",
         rust.stderr

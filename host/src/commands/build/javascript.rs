@@ -124,7 +124,9 @@ pub fn componentize_js() -> anyhow::Result<PathBuf> {
         Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&dir)
-            .arg(format!("@bytecodealliance/componentize-js@{COMPONENTIZE_JS}"))
+            .arg(format!(
+                "@bytecodealliance/componentize-js@{COMPONENTIZE_JS}"
+            ))
             .arg(format!("@bytecodealliance/jco@{JCO}")),
         "npm install componentize-js (are Node.js ≥ 20 and npm installed?)",
     )?;
@@ -137,8 +139,11 @@ pub fn componentize_js() -> anyhow::Result<PathBuf> {
             dir.display()
         );
     }
-    std::fs::write(&stamp, format!("componentize-js {COMPONENTIZE_JS}, jco {JCO}\n"))
-        .with_context(|| format!("writing {}", stamp.display()))?;
+    std::fs::write(
+        &stamp,
+        format!("componentize-js {COMPONENTIZE_JS}, jco {JCO}\n"),
+    )
+    .with_context(|| format!("writing {}", stamp.display()))?;
     Ok(dir)
 }
 

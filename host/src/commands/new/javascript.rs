@@ -70,7 +70,10 @@ pub(super) fn render(name: &str, plan: &Plan) -> Vec<(String, String)> {
                 .map(|e| e.replace("{{name}}", name))
                 .unwrap_or_default(),
         ),
-        ("sluice-guest/package.json".to_owned(), SDK_PACKAGE.to_owned()),
+        (
+            "sluice-guest/package.json".to_owned(),
+            SDK_PACKAGE.to_owned(),
+        ),
     ];
     for (file, text) in SDK_SOURCES {
         files.push((format!("sluice-guest/src/{file}"), (*text).to_owned()));
