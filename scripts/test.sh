@@ -33,6 +33,16 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
+# Node.js and npm (the JS tenants' toolchain runs on them) from Debian when
+# missing, also before the services start.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends nodejs npm || {
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends nodejs npm
+    }
+fi
+
 # Services start in the background while the guests build.
 services_log=$(mktemp)
 scripts/services.sh start all >"$services_log" 2>&1 &
@@ -66,15 +76,7 @@ if [ ! -f "$componentize/sluice-installed" ]; then
 fi
 
 # The JS tenants' toolchain: componentize-js (and the jco it depends on)
-# pinned as `sluice build` pins them, from npm, in the same cache. Node.js
-# comes from Debian when missing.
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q --no-install-recommends nodejs npm || {
-        apt-get update -q
-        apt-get install -y -q --no-install-recommends nodejs npm
-    }
-fi
+# pinned as `sluice build` pins them, from npm, in the same cache.
 componentize_js="$SLUICE_TOOLCHAINS/componentize-js-0.23.0"
 if [ ! -f "$componentize_js/sluice-installed" ]; then
     rm -rf "$componentize_js"
