@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # The per-language cost of a tenant (issue 21): the BTS tenant in Rust
-# (examples/bts-analytics) and in Python (examples/bts-analytics-py) over
-# the same generated file, under the same manifest (the Rust example's,
+# (examples/bts-analytics), Python (examples/bts-analytics-py) and
+# JavaScript (examples/bts-analytics-js) over the same generated file, under the same manifest (the Rust example's,
 # only `module` changed), one worker. Prints, per language: component
 # size, compile time and peak RSS (no cache), load from the artifact cache,
 # events/s, CPU per event, and the ratio to Rust; then checks the two
 # result files are identical. A benchmark: it prints figures, it does not
 # pass or fail on time.
 #
-#   scripts/bench-languages.sh [ROWS]      # default 1000000
-# Needs `cargo xtask build-examples` to have built both components.
+#   scripts/bench-languages.sh [ROWS] [LANG...]   # default 1000000 rust python js
+# Needs `cargo xtask build-examples` to have built the components.
 # SLUICE names a built `sluice` binary (else it is built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows="${1:-1000000}"
+shift || true
+langs=("$@")
+[ "${#langs[@]}" -eq 0 ] && langs=(rust python js)
 target="${CARGO_TARGET_DIR:-target}"
 sluice="${SLUICE:-}"
 if [ -z "$sluice" ]; then
@@ -26,10 +29,12 @@ trap 'rm -rf "$work"' EXIT
 
 printf '%-7s %9s %10s %10s %9s %11s %10s %10s %7s\n' lang size_MB compile_s compile_MB cached_ms events/s cpu_us/ev rss_MB ratio
 rust_rate=""
-for lang in rust python; do
+for lang in "${langs[@]}"; do
     case $lang in
         rust) module="$PWD/target/components/bts_analytics.wasm" ;;
         python) module="$PWD/target/components/bts_analytics_py.wasm" ;;
+        js) module="$PWD/target/components/bts_analytics_js.wasm" ;;
+        *) echo "unknown language $lang (rust, python, js)" >&2; exit 2 ;;
     esac
     mkdir -p "$work/$lang"
     sed "s|^module = .*|module = \"$module\"|" examples/bts-analytics/sluice.toml >"$work/$lang/sluice.toml"
@@ -54,9 +59,14 @@ for lang in rust python; do
                  l, size / 1e6, cs, ck / 1024, cm, rate, (u + s) / n * 1e6, rss / 1024, rate / r0 }'
     grep "events/s" "$work/$lang/run.err" >&2
 done
-if cmp -s "$work/rust/out.jsonl" "$work/python/out.jsonl"; then
-    echo "results: identical ($(wc -l <"$work/rust/out.jsonl") lines)"
-else
-    echo "results: DIFFERENT"
-    exit 1
-fi
+status=0
+for lang in "${langs[@]}"; do
+    [ "$lang" = rust ] || [ ! -f "$work/rust/out.jsonl" ] && continue
+    if cmp -s "$work/rust/out.jsonl" "$work/$lang/out.jsonl"; then
+        echo "results of $lang: identical to rust's ($(wc -l <"$work/rust/out.jsonl") lines)"
+    else
+        echo "results of $lang: DIFFERENT from rust's"
+        status=1
+    fi
+done
+exit "$status"

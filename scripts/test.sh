@@ -3,8 +3,9 @@
 # need (the wasm32-wasip2 target, headless Chromium, RabbitMQ and Cassandra
 # on loopback via scripts/services.sh, a Python venv with the standard
 # clients the tests compare against and pytest, componentize-py for the
-# Python tenants), builds the guest components (Rust and Python), runs the
-# Python SDK's pytest tests, then the test suite.
+# Python tenants, componentize-js for the JavaScript tenants), builds the
+# guest components (Rust, Python and JS), runs the Python SDK's pytest
+# tests and the JS SDK's `node --test` tests, then the test suite.
 # Honours CARGO_TARGET_DIR (CI keeps it in a cache outside the clone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,16 @@ if [ ! -x /usr/bin/chromium ]; then
         apt-get update -q
         apt-get install -y -q --no-install-recommends chromium
     fi
+fi
+
+# Node.js and npm (the JS tenants' toolchain runs on them) from Debian when
+# missing, also before the services start.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends nodejs npm || {
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends nodejs npm
+    }
 fi
 
 # Services start in the background while the guests build.
@@ -64,6 +75,18 @@ if [ ! -f "$componentize/sluice-installed" ]; then
     echo "componentize-py==0.25.1" >"$componentize/sluice-installed"
 fi
 
+# The JS tenants' toolchain: componentize-js (and the jco it depends on)
+# pinned as `sluice build` pins them, from npm, in the same cache.
+componentize_js="$SLUICE_TOOLCHAINS/componentize-js-0.23.0"
+if [ ! -f "$componentize_js/sluice-installed" ]; then
+    rm -rf "$componentize_js"
+    mkdir -p "$componentize_js"
+    echo '{ "name": "sluice-js-toolchain", "private": true }' >"$componentize_js/package.json"
+    npm install --no-audit --no-fund --prefix "$componentize_js" \
+        @bytecodealliance/componentize-js@0.23.0 @bytecodealliance/jco@1.35.0
+    echo "componentize-js 0.23.0, jco 1.35.0" >"$componentize_js/sluice-installed"
+fi
+
 # The layering holds: the core crate links none of the heavy dependencies.
 scripts/check-layers.sh
 
@@ -71,6 +94,12 @@ cargo xtask build-examples
 
 # The Python SDK's own unit tests (packing, params, the BTS example's rules).
 "$venv/bin/python" -m pytest -q guest-sdk/python
+
+# The JS SDK's and the JS example's unit tests, in node's own runner. The
+# example links the SDK as `@sluice/guest` (a `file:` dependency: npm
+# fetches nothing).
+npm install --no-audit --no-fund --offline --prefix examples/bts-analytics-js >/dev/null
+node --test guest-sdk/js/test/ examples/bts-analytics-js/test/
 
 if ! wait "$services_pid"; then
     cat "$services_log" >&2

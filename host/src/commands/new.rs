@@ -24,6 +24,7 @@ use anyhow::{bail, Context};
 use sluice_host::manifest::{Manifest, TenantName};
 
 mod infer;
+mod javascript;
 mod python;
 mod vendor;
 
@@ -44,7 +45,7 @@ pub struct Args {
     /// sample (default: the BTS schema and a BTS sample).
     #[arg(long)]
     sample: Option<PathBuf>,
-    /// The tenant's language: a Rust crate or a Python directory.
+    /// The tenant's language: a Rust crate, a Python or a JavaScript directory.
     #[arg(long, value_enum, default_value = "rust")]
     lang: Lang,
 }
@@ -53,6 +54,9 @@ pub struct Args {
 pub enum Lang {
     Rust,
     Python,
+    /// JavaScript (TypeScript types included), built with componentize-js.
+    #[value(alias = "javascript")]
+    Js,
 }
 
 /// The WIT contract the host binds and the vendored SDK exports.
@@ -102,6 +106,7 @@ pub fn new(args: Args) -> anyhow::Result<()> {
     let files = match args.lang {
         Lang::Rust => render(&args.name, &plan)?,
         Lang::Python => python::render(&args.name, &plan),
+        Lang::Js => javascript::render(&args.name, &plan),
     };
     // Checked before anything is written: a manifest the host would refuse
     // is a bug here, not the tenant's to find.
@@ -145,6 +150,7 @@ pub fn new(args: Args) -> anyhow::Result<()> {
     let native = match args.lang {
         Lang::Rust => "cargo test",
         Lang::Python => "python -m pytest",
+        Lang::Js => "npm install && npm test",
     };
     eprintln!(
         "next: cd {shown} && {native} && sluice build && sluice test sluice.toml --input {SAMPLE_NAME}"

@@ -11,6 +11,7 @@ mod flow;
 mod guards;
 mod hostile;
 mod idle;
+mod javascript;
 mod poison;
 mod python;
 mod sessions;

@@ -11,7 +11,7 @@ use super::common::{component, gen_bts, run};
 
 /// `examples/bts-analytics/sluice.toml` with its `module` line naming
 /// `module`, written into `dir`.
-fn example_manifest(dir: &Path, module: &str) -> PathBuf {
+pub(super) fn example_manifest(dir: &Path, module: &str) -> PathBuf {
     let example =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bts-analytics/sluice.toml");
     let text = std::fs::read_to_string(&example).expect("reading the BTS example's manifest");

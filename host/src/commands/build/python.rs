@@ -64,7 +64,7 @@ pub fn is_python_tenant(dir: &Path) -> bool {
 
 /// sluice's own cache of toolchains: `SLUICE_TOOLCHAINS`, else
 /// `$XDG_CACHE_HOME/sluice/toolchains`, else `~/.cache/sluice/toolchains`.
-fn toolchains_dir() -> anyhow::Result<PathBuf> {
+pub(super) fn toolchains_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("SLUICE_TOOLCHAINS") {
         return Ok(PathBuf::from(dir));
     }
@@ -126,7 +126,7 @@ pub fn componentize_py() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
+pub(super) fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
     let status = command
         .stdout(Stdio::from(std::io::stderr()))
         .status()
