@@ -184,8 +184,9 @@ async function tenantsPage() {
       for (const p of t.partitions || []) {
         rows.push(el('tr', { class: 'partition', 'data-tenant': t.tenant, 'data-partition': p.partition },
           el('td', {}, '↳ partition ' + p.partition),
-          el('td', {}, p.state === 'active' ? 'owned by this host' : 'standby (another host owns it)'),
-          el('td', { colspan: 2 }, 'generation ' + p.generation + ', ' + p.hosts + ' host(s) consuming'),
+          el('td', {}, p.state === 'active' ? 'owned here' : 'standby'),
+          el('td', { class: 'owner' }, p.owner === null ? 'another host' : p.owner),
+          el('td', {}, 'generation ' + p.generation + ', ' + p.hosts + ' host(s) consuming'),
           el('td', {}), el('td', {}),
           el('td', { class: 'num' }, num(p.records_in)),
           el('td', { class: 'num' }, num(p.lag)),
