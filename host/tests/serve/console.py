@@ -47,7 +47,8 @@ def wait_tenants(page):
 
 
 def open_page(browser, seen):
-    page = browser.new_page(viewport={"width": 1500, "height": 900})
+    # Full-page screenshots grow past this height as the content needs.
+    page = browser.new_page(viewport={"width": 1500, "height": 480})
     page.on("console", lambda m: seen["console"].append(m.type + ": " + m.text))
     page.on("pageerror", lambda e: seen["errors"].append(str(e)))
     page.on("dialog", lambda d: (seen["dialogs"].append(d.message), d.dismiss()))
