@@ -132,6 +132,35 @@ def main():
             )
             out["result"] = page.text_content("#deploy-result")
             out["class"] = page.get_attribute("#deploy-result", "class")
+        elif action == "deploy-new":
+            # A new tenant from the tenants page's form; its row appears.
+            page.goto(f"{url}/#token={token}")
+            wait_tenants(page)
+            page.fill("#deploy-tenant", args["tenant"])
+            page.set_input_files("#deploy-manifest", args["manifest"])
+            page.set_input_files("#deploy-module", args["module"])
+            page.click("#deploy-submit")
+            page.wait_for_selector(
+                "#deploy-result.error, #deploy-result.ok", timeout=120_000
+            )
+            out["result"] = page.text_content("#deploy-result")
+            out["class"] = page.get_attribute("#deploy-result", "class")
+            page.wait_for_selector(
+                f"#tenants tr.tenant[data-tenant={args['tenant']}]", timeout=WAIT_MS
+            )
+            out["rows"] = rows(page)
+        elif action == "undeploy":
+            # Undeploy asks first; Cancel keeps the tenant, Yes removes it.
+            tenant_page(page, url, token, args["tenant"])
+            page.click("#undeploy")
+            out["asked"] = page.text_content("#undeploy-confirm")
+            page.click("#undeploy-no")
+            out["cancelled_hidden"] = page.is_hidden("#undeploy-confirm")
+            page.click("#undeploy")
+            page.click("#undeploy-yes")
+            page.wait_for_url(f"{url}/", timeout=120_000)
+            wait_tenants(page)
+            out["rows"] = rows(page)
         elif action == "xss":
             tenant_page(page, url, token, args["tenant"])
             page.wait_for_selector("#log li", timeout=WAIT_MS)

@@ -3,7 +3,8 @@
 //! tenants on a real RabbitMQ: the page shows what `sluice list --json`
 //! shows, a tenant's token sees its own tenant only, pausing from the page
 //! pauses the tenant (`/metrics` agrees), a refused deploy shows its error,
-//! and tenant-controlled text — a log line, dead-lettered rows, a param —
+//! a deploy and an undeploy (confirmed) from the page take effect, and
+//! tenant-controlled text — a log line, dead-lettered rows, a param —
 //! carrying `<script>`/`onerror=` stays text.
 
 use std::io::{Read, Write};
@@ -318,6 +319,48 @@ fn the_console_shows_what_the_api_shows_to_each_token_and_keeps_tenant_text_as_t
     assert!(result.starts_with("Refused (422)"), "{page}");
     assert!(result.contains("no_such_function"), "{page}");
     assert_eq!(served.tenant("stations")["state"], "paused");
+
+    // A new tenant deployed from the tenants page, then undeployed from
+    // its own page (after a cancelled first try).
+    let fq = unique("console.fresh");
+    let fresh = dir.path().join("fresh.toml");
+    std::fs::write(
+        &fresh,
+        bts_as(dir.path(), "fresh", &fq, &format!("{fq}.out")),
+    )
+    .expect("manifest");
+    let page = browse(json!({
+        "action": "deploy-new", "url": served.url, "token": OPERATOR, "tenant": "fresh",
+        "manifest": fresh, "module": common::component("bts_analytics"),
+    }));
+    assert_eq!(page["class"], "ok", "{page}");
+    assert!(
+        page["result"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Deployed fresh: bts-analytics"),
+        "{page}"
+    );
+    assert_eq!(served.tenant("fresh")["state"], "running");
+    let page = browse(json!({
+        "action": "undeploy", "url": served.url, "token": OPERATOR, "tenant": "fresh",
+    }));
+    assert!(
+        page["asked"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Undeploy fresh?"),
+        "{page}"
+    );
+    assert_eq!(page["cancelled_hidden"], true, "{page}");
+    let names: Vec<&Value> = page["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| &r["tenant"])
+        .collect();
+    assert_eq!(names, [&json!("stations"), &json!("xss")], "{page}");
+    assert_eq!(served.get("/v1/tenants/fresh", Some(OPERATOR)).0, 404);
 
     // The xss tenant's log line, dead-lettered rows and param are text.
     let detail = dir.path().join("console-tenant.png");
