@@ -73,7 +73,7 @@ pub struct LiveView {
 }
 
 /// What a tenant's batch triggers did in its current run.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TriggersView {
     /// Job runs completed (results and run stored).
     pub runs: u64,
@@ -82,6 +82,8 @@ pub struct TriggersView {
     pub repeated: u64,
     /// Alerts dropped because the trigger queue was full.
     pub dropped: u64,
+    /// The last 20 job runs, newest first.
+    pub recent: Vec<super::batch::TriggerRun>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,6 +176,11 @@ pub(super) fn view(tenant: &str, slot: &Slot) -> TenantView {
                 failed: n(&t.failed),
                 repeated: n(&t.repeated),
                 dropped: n(&t.dropped),
+                recent: t
+                    .recent
+                    .lock()
+                    .map(|r| r.iter().rev().cloned().collect())
+                    .unwrap_or_default(),
             }
         }),
     }

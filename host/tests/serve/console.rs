@@ -25,7 +25,7 @@ const SAY: &str = r#"<script>window.__xss="log"</script><img src=x onerror="wind
 const ROW: &str = "<img src=x onerror=window.__xss=3>";
 
 /// Runs `console.py` with `args`; what the page showed.
-fn browse(args: Value) -> Value {
+pub fn browse(args: Value) -> Value {
     let python = std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/console.py");
     let out = Command::new(&python)

@@ -271,9 +271,23 @@ async function appendLogs(t) {
 
 function triggersCard(t) {
   const b = t.batch_triggers;
+  if (!b) {
+    return el('section', { class: 'card', id: 'triggers' }, el('h2', {}, 'Batch-trigger runs'),
+      el('p', { class: 'empty' }, 'No batch triggers in this run (none declared, or no Cassandra on this host).'));
+  }
+  const runs = b.recent.length
+    ? el('table', { id: 'trigger-runs' },
+      el('tr', {}, ['Ended', 'Job', 'Trigger', 'Range', 'Scope', 'Rows', 'Results', 'Took', 'Outcome'].map((h) => el('th', {}, h))),
+      b.recent.map((r) => el('tr', { class: 'trigger-run' },
+        el('td', {}, isoSecs(r.at)), el('td', {}, r.job), el('td', {}, r.trigger),
+        el('td', {}, isoMs(r.from) + ' – ' + isoMs(r.to)), el('td', { class: 'mono' }, r.scope),
+        el('td', { class: 'num' }, num(r.rows_in)), el('td', { class: 'num' }, num(r.results)),
+        el('td', { class: 'num' }, r.took_ms + ' ms'),
+        el('td', { class: r.error === null ? 'ok' : 'error' }, r.error === null ? 'stored' : r.error))))
+    : el('p', { class: 'empty' }, 'No job has run yet in this run.');
   return el('section', { class: 'card', id: 'triggers' }, el('h2', {}, 'Batch-trigger runs'),
-    b ? kv([['Runs completed', num(b.runs)], ['Failed', num(b.failed)], ['Repeated alerts', num(b.repeated)], ['Dropped alerts', num(b.dropped)]])
-      : el('p', { class: 'empty' }, 'No batch triggers in this run (none declared, or no Cassandra on this host).'));
+    kv([['Runs completed', num(b.runs)], ['Failed', num(b.failed)], ['Repeated alerts', num(b.repeated)], ['Dropped alerts', num(b.dropped)]]),
+    runs);
 }
 
 function actionsCard(t) {
