@@ -32,30 +32,35 @@ pub struct KeptLetter {
 /// A tenant's last dead letters; the same book across its runs.
 #[derive(Debug, Default)]
 pub struct DeadLetterBook {
-    letters: Mutex<VecDeque<KeptLetter>>,
+    /// (when, the line as published, cut): text, not parsed, so the bound
+    /// is the bytes kept (≤ 50 × 4 KiB); parsed when read.
+    letters: Mutex<VecDeque<(u64, String, bool)>>,
 }
 
 impl DeadLetterBook {
     fn keep(&self, line: &[u8], at: u64) {
         let cut = line.len() > LINE_BYTES;
-        let letter = if cut {
-            serde_json::Value::String(String::from_utf8_lossy(&line[..LINE_BYTES]).into_owned())
-        } else {
-            serde_json::from_slice(line).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(line).into_owned())
-            })
-        };
+        let text = String::from_utf8_lossy(&line[..line.len().min(LINE_BYTES)]).into_owned();
         let mut letters = self.letters.lock().unwrap_or_else(|e| e.into_inner());
         if letters.len() == KEEP {
             letters.pop_front();
         }
-        letters.push_back(KeptLetter { at, letter, cut });
+        letters.push_back((at, text, cut));
     }
 
     /// The kept letters, newest first.
     pub fn newest_first(&self) -> Vec<KeptLetter> {
         let letters = self.letters.lock().unwrap_or_else(|e| e.into_inner());
-        letters.iter().rev().cloned().collect()
+        letters
+            .iter()
+            .rev()
+            .map(|(at, text, cut)| KeptLetter {
+                at: *at,
+                letter: serde_json::from_str(text)
+                    .unwrap_or_else(|_| serde_json::Value::String(text.clone())),
+                cut: *cut,
+            })
+            .collect()
     }
 }
 
