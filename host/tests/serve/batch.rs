@@ -232,7 +232,7 @@ fn alert_and_schedule_triggers_run_their_jobs_once_per_range() {
         );
     }
     // The console's tenant page lists them (headless Chromium).
-    let page = crate::console::browse(serde_json::json!({
+    let page = crate::browser::browse(serde_json::json!({
         "action": "triggers", "url": served.url, "token": crate::host::OPERATOR,
         "tenant": tenant,
     }));

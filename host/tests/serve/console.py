@@ -161,6 +161,13 @@ def main():
             page.wait_for_url(f"{url}/", timeout=120_000)
             wait_tenants(page)
             out["rows"] = rows(page)
+        elif action == "partitions":
+            page.goto(f"{url}/#token={token}")
+            page.wait_for_selector("#tenants tr.partition", timeout=WAIT_MS)
+            out["partitions"] = page.eval_on_selector_all(
+                "#tenants tr.partition",
+                "trs => trs.map(tr => Array.from(tr.cells).map(td => td.textContent))",
+            )
         elif action == "triggers":
             tenant_page(page, url, token, args["tenant"])
             page.wait_for_selector("#trigger-runs tr.trigger-run", timeout=WAIT_MS)

@@ -16,6 +16,7 @@ mod host;
 
 mod api;
 mod batch;
+mod browser;
 mod claims;
 mod console;
 mod control;
