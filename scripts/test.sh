@@ -19,7 +19,8 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
 fi
 
 # Headless Chromium: the report test (host/tests/report) screenshots the
-# HTML report with it. Installed before the services start, since their
+# HTML report with it; the console test (host/tests/serve/console.rs) drives
+# the operator console in it. Installed before the services start, since their
 # script may run apt-get too and dpkg takes one installer at a time.
 if [ ! -x /usr/bin/chromium ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -51,10 +52,11 @@ services_pid=$!
 # Standard clients the tests use as independent witnesses.
 venv="${SLUICE_VENV:-/var/cache/sluice/venv}"
 # pika (broker tests), the DataStax driver (Cassandra tests), prometheus_client
-# (the serve tests parse `/metrics` with it).
-if ! "$venv/bin/python" -c 'import pika, cassandra, prometheus_client' 2>/dev/null; then
+# (the serve tests parse `/metrics` with it), playwright (the console test
+# drives the system's /usr/bin/chromium with it: no browser is downloaded).
+if ! "$venv/bin/python" -c 'import pika, cassandra, prometheus_client, playwright' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet pika 'cassandra-driver>=3.29' prometheus_client
+    "$venv/bin/pip" install --quiet pika 'cassandra-driver>=3.29' prometheus_client playwright
 fi
 export SLUICE_PYTHON="$venv/bin/python"
 # pytest runs the Python SDK's unit tests (guest-sdk/python/tests).

@@ -90,6 +90,31 @@ fn three_hosts_store_what_one_host_and_the_embedded_run_store() {
             .all(|p| p["takeovers"] == 1 && p["state"] == "active"),
         "{view:#}"
     );
+    // Each partition's owner is this host, by the name its ownership
+    // records use, and the console shows it with the generation.
+    let owner = partitions[0]["owner"]
+        .as_str()
+        .expect("an owner")
+        .to_owned();
+    assert!(owner.contains(&format!(" pid {} ", host.pid())), "{view:#}");
+    assert!(partitions.iter().all(|p| p["owner"] == owner.as_str()));
+    let page = crate::browser::browse(serde_json::json!({
+        "action": "partitions", "url": host.url, "token": crate::host::OPERATOR,
+    }));
+    let rows = page["partitions"].as_array().expect("partition rows");
+    assert_eq!(rows.len(), partitions.len(), "{page}");
+    for (row, p) in rows.iter().zip(partitions) {
+        assert_eq!(row[0], format!("↳ partition {}", p["partition"]), "{row}");
+        assert_eq!(row[1], "owned here", "{row}");
+        assert_eq!(row[2], owner.as_str(), "{row}");
+        assert!(
+            row[3]
+                .as_str()
+                .unwrap_or("")
+                .starts_with(&format!("generation {},", p["generation"])),
+            "{row} {p}"
+        );
+    }
     one.finish(&[&host]);
     let stored_one = one.stored();
 

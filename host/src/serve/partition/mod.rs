@@ -145,6 +145,10 @@ pub struct PartitionView {
     pub state: &'static str,
     /// Ownership generation of the running activation (0: none yet).
     pub generation: i64,
+    /// The host running it, as ownership records name it: this host
+    /// while `active` (a standby partition's owner is another host, whose
+    /// own list names it).
+    pub owner: Option<String>,
     /// Seconds since this host took the partition over.
     pub owned_for_secs: Option<u64>,
     /// Messages ready in the partition queue plus those delivered here and
@@ -221,6 +225,8 @@ pub struct PartitionedRun {
     suspend_on_stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
     last_handover: Mutex<Option<Instant>>,
+    /// This host as ownership records name it (a partition's `owner`).
+    host_name: String,
 }
 
 impl PartitionedRun {
@@ -272,6 +278,7 @@ impl PartitionedRun {
             suspend_on_stop,
             paused,
             last_handover: Mutex::new(None),
+            host_name: env.host_name.clone(),
         })
     }
 
@@ -389,6 +396,7 @@ impl PartitionedRun {
                     queue: self.queue.queue(index),
                     state: if owned { "active" } else { "standby" },
                     generation: state.generation.load(Ordering::Relaxed),
+                    owner: owned.then(|| self.host_name.clone()),
                     owned_for_secs: state.owned_for().map(|d| d.as_secs()),
                     lag: control.as_ref().map_or(0, |c| c.gauges().lag()),
                     hosts: control.as_ref().map_or(0, |c| c.gauges().consumers()),

@@ -12,7 +12,7 @@ use crate::cassandra::store::{CassandraStore, CassandraStoreOptions};
 use crate::ingress::Input;
 use crate::pipeline::{Live, Options, Sinks};
 use crate::runner::{self, RunSpec, Runner};
-use crate::sink::{LineSink, MessageSink};
+use crate::sink::LineSink;
 use crate::state::{self, Checkpoint, CheckpointStore};
 
 use super::{
@@ -271,7 +271,7 @@ pub(super) fn run_partition(
         LineSink::discard("dead-letter"),
     );
     sinks.messages = Some(Arc::new(Gate {
-        inner: Arc::new(sink) as Arc<dyn MessageSink>,
+        inner: env.tapped(tenant, sink),
         lost: Arc::clone(lost),
     }));
     if let Some(tables) = &ctx.tables {
