@@ -11,7 +11,6 @@ mod flow;
 mod guards;
 mod hostile;
 mod idle;
-mod javascript;
+mod languages;
 mod poison;
-mod python;
 mod sessions;

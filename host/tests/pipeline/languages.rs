@@ -1,9 +1,10 @@
-//! Issue 21: a tenant written in Python. The Python BTS tenant
-//! (`examples/bts-analytics-py`, built with the Python SDK by `cargo xtask
-//! build-examples`) under the Rust example's own manifest, with only its
-//! `module` line changed, writes exactly the Rust tenant's results and
-//! dead letters over dirty, out-of-order, ramping BTS data — within the
-//! manifest's limits (64 MiB, 50 ms per call), without a trap.
+//! Issue 21: tenants written in Python and JavaScript. Each language's BTS
+//! tenant (`examples/bts-analytics-py`, `examples/bts-analytics-js`, built
+//! with its SDK by `cargo xtask build-examples`) under the Rust example's
+//! own manifest, with only its `module` line changed, writes exactly the
+//! Rust tenant's results and dead letters over dirty, out-of-order, ramping
+//! BTS data — within the manifest's limits (64 MiB, 50 ms per call),
+//! without a trap.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,7 @@ use super::common::{component, gen_bts, run};
 
 /// `examples/bts-analytics/sluice.toml` with its `module` line naming
 /// `module`, written into `dir`.
-pub(super) fn example_manifest(dir: &Path, module: &str) -> PathBuf {
+fn example_manifest(dir: &Path, module: &str) -> PathBuf {
     let example =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bts-analytics/sluice.toml");
     let text = std::fs::read_to_string(&example).expect("reading the BTS example's manifest");
@@ -34,8 +35,9 @@ pub(super) fn example_manifest(dir: &Path, module: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn the_python_bts_tenant_writes_exactly_the_rust_tenants_results() {
+/// Runs the Rust tenant and `module` (`language` names it in messages)
+/// over the same data and compares everything they wrote.
+fn writes_exactly_the_rust_tenants_results(module: &str, language: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let input = gen_bts(
         dir.path(),
@@ -56,31 +58,44 @@ fn the_python_bts_tenant_writes_exactly_the_rust_tenants_results() {
         &input,
         1,
     );
-    let python = run(
-        &example_manifest(&dir.path().join("python"), "bts_analytics_py"),
+    let other = run(
+        &example_manifest(&dir.path().join(language), module),
         &input,
         1,
     );
     assert!(
         rust.of_type("Alert")
             .any(|a| a["data"]["kind"] == "predicted-breach")
+            && rust
+                .of_type("Alert")
+                .any(|a| a["data"]["kind"] == "alarm-raised")
             && rust.of_type("Windowed Analytic").count() > 1000,
         "the data exercises every function: {}",
         rust.stderr
     );
     assert_eq!(
         rust.lines.len(),
-        python.lines.len(),
-        "result lines; python's run: {}",
-        python.stderr
+        other.lines.len(),
+        "result lines; the {language} run: {}",
+        other.stderr
     );
-    for (i, (r, p)) in rust.lines.iter().zip(&python.lines).enumerate() {
-        assert_eq!(r, p, "result line {i} differs");
+    for (i, (r, o)) in rust.lines.iter().zip(&other.lines).enumerate() {
+        assert_eq!(r, o, "result line {i} differs ({language})");
     }
-    assert_eq!(rust.dead, python.dead, "dead letters");
+    assert_eq!(rust.dead, other.dead, "dead letters ({language})");
     assert!(
-        python.stderr.contains(" 0 poisoned, 0 guest traps,"),
-        "no trap in the Python run: {}",
-        python.stderr
+        other.stderr.contains(" 0 poisoned, 0 guest traps,"),
+        "no trap in the {language} run: {}",
+        other.stderr
     );
+}
+
+#[test]
+fn the_python_bts_tenant_writes_exactly_the_rust_tenants_results() {
+    writes_exactly_the_rust_tenants_results("bts_analytics_py", "python");
+}
+
+#[test]
+fn the_javascript_bts_tenant_writes_exactly_the_rust_tenants_results() {
+    writes_exactly_the_rust_tenants_results("bts_analytics_js", "javascript");
 }
