@@ -185,7 +185,7 @@ async function tenantsPage() {
         rows.push(el('tr', { class: 'partition', 'data-tenant': t.tenant, 'data-partition': p.partition },
           el('td', {}, '↳ partition ' + p.partition),
           el('td', {}, p.state === 'active' ? 'owned here' : 'standby'),
-          el('td', { class: 'owner' }, p.owner === null ? 'another host' : p.owner),
+          el('td', { class: 'owner' }, p.owner === null ? 'not known yet' : p.owner),
           el('td', {}, 'generation ' + p.generation + ', ' + p.hosts + ' host(s) consuming'),
           el('td', {}), el('td', {}),
           el('td', { class: 'num' }, num(p.records_in)),
