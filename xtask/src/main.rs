@@ -70,7 +70,199 @@ fn build_examples() -> Result<()> {
             bytes / 1024
         );
     }
+    build_python_examples(&workspace.root, &components)?;
+    build_js_examples(&workspace.root, &components)
+}
+
+/// The componentize-py release Python tenants are built with (as `sluice
+/// build` pins it: host/src/commands/build/python.rs).
+const COMPONENTIZE_PY: &str = "componentize-py-0.25.1";
+
+/// sluice's toolchain cache: `SLUICE_TOOLCHAINS`, else
+/// `$XDG_CACHE_HOME/sluice/toolchains`, else `~/.cache/sluice/toolchains`
+/// (as `sluice build` finds it).
+fn toolchains() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SLUICE_TOOLCHAINS") {
+        return Some(PathBuf::from(dir));
+    }
+    let cache = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
+    };
+    Some(cache.join("sluice").join("toolchains"))
+}
+
+/// The pinned componentize-py, where `sluice build` or `scripts/test.sh`
+/// provisioned it: `SLUICE_COMPONENTIZE_PY`, else the toolchain cache.
+fn componentize_py() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SLUICE_COMPONENTIZE_PY") {
+        return Some(PathBuf::from(path));
+    }
+    let venv = toolchains()?.join(COMPONENTIZE_PY);
+    let binary = venv.join("bin").join("componentize-py");
+    (binary.is_file() && venv.join("sluice-installed").is_file()).then_some(binary)
+}
+
+/// Builds every Python example (`examples/*` with an `app.py`) with the
+/// SDK in `guest-sdk/python` into `<name>.wasm` (dashes as underscores),
+/// unless its inputs are unchanged since the last build (a componentize-py
+/// build takes ≈ 40 s). Without the toolchain, says so and skips them.
+fn build_python_examples(root: &Path, components: &Path) -> Result<()> {
+    let mut examples: Vec<PathBuf> = fs::read_dir(root.join("examples"))
+        .context("listing examples/")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|dir| dir.join("app.py").is_file())
+        .collect();
+    examples.sort();
+    if examples.is_empty() {
+        return Ok(());
+    }
+    let Some(tool) = componentize_py() else {
+        println!(
+            "note: {COMPONENTIZE_PY} is not installed (scripts/test.sh or `sluice build` on a \
+             Python tenant installs it): the Python examples are not built"
+        );
+        return Ok(());
+    };
+    let sdk = root.join("guest-sdk").join("python");
+    let wit = root.join("wit");
+    for dir in examples {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("an example directory's name")?
+            .replace('-', "_");
+        let to = components.join(format!("{name}.wasm"));
+        let stamp = components.join(format!("{name}.wasm.inputs"));
+        let inputs = format!(
+            "{COMPONENTIZE_PY} {:016x}",
+            hash_files(&[&dir, &sdk.join("sluice_guest"), &wit], &["py", "wit"])?
+        );
+        if to.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(inputs.as_str()) {
+            println!("{name:>14}  {}  (unchanged)", to.display());
+            continue;
+        }
+        run(Command::new(&tool)
+            .arg("-d")
+            .arg(&wit)
+            .args(["-w", "tenant", "componentize", "--stub-wasi", "-p"])
+            .arg(&dir)
+            .arg("-p")
+            .arg(&sdk)
+            .arg("-o")
+            .arg(&to)
+            .arg("app")
+            .env_remove("VIRTUAL_ENV"))?;
+        fs::write(&stamp, &inputs).with_context(|| format!("writing {}", stamp.display()))?;
+        let bytes = fs::metadata(&to).map(|m| m.len()).unwrap_or(0);
+        println!("{name:>14}  {}  ({} KiB)", to.display(), bytes / 1024);
+    }
     Ok(())
+}
+
+/// The componentize-js release JS tenants are built with (as `sluice
+/// build` pins it: host/src/commands/build/javascript.rs).
+const COMPONENTIZE_JS: &str = "componentize-js-0.23.0";
+
+/// The pinned componentize-js (a directory with its `node_modules`), where
+/// `sluice build` or `scripts/test.sh` provisioned it:
+/// `SLUICE_COMPONENTIZE_JS`, else the toolchain cache.
+fn componentize_js() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SLUICE_COMPONENTIZE_JS") {
+        return Some(PathBuf::from(path));
+    }
+    let dir = toolchains()?.join(COMPONENTIZE_JS);
+    dir.join("sluice-installed").is_file().then_some(dir)
+}
+
+/// Builds every JS example (`examples/*` with an `app.js`) with the SDK in
+/// `guest-sdk/js` and its build script into `<name>.wasm` (dashes as
+/// underscores), unless its inputs are unchanged since the last build.
+/// Without the toolchain, says so and skips them.
+fn build_js_examples(root: &Path, components: &Path) -> Result<()> {
+    let mut examples: Vec<PathBuf> = fs::read_dir(root.join("examples"))
+        .context("listing examples/")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|dir| dir.join("app.js").is_file())
+        .collect();
+    examples.sort();
+    if examples.is_empty() {
+        return Ok(());
+    }
+    let Some(toolchain) = componentize_js() else {
+        println!(
+            "note: {COMPONENTIZE_JS} is not installed (scripts/test.sh or `sluice build` on a \
+             JS tenant installs it): the JS examples are not built"
+        );
+        return Ok(());
+    };
+    let sdk = root.join("guest-sdk").join("js");
+    let wit = root.join("wit");
+    for dir in examples {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("an example directory's name")?
+            .replace('-', "_");
+        let to = components.join(format!("{name}.wasm"));
+        let stamp = components.join(format!("{name}.wasm.inputs"));
+        let inputs = format!(
+            "{COMPONENTIZE_JS} {:016x}",
+            hash_files(
+                &[&dir, &sdk.join("src"), &sdk.join("tools"), &wit],
+                &["js", "mjs", "wit"]
+            )?
+        );
+        if to.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(inputs.as_str()) {
+            println!("{name:>14}  {}  (unchanged)", to.display());
+            continue;
+        }
+        run(Command::new("node")
+            .arg(sdk.join("tools").join("componentize.mjs"))
+            .arg("--toolchain")
+            .arg(&toolchain)
+            .arg("--sdk")
+            .arg(sdk.join("src"))
+            .arg("--wit")
+            .arg(&wit)
+            .arg("--tenant")
+            .arg(&dir)
+            .args(["--entry", "app.js"])
+            .arg("--stage")
+            .arg(root.join("target").join("js-stage").join(&name))
+            .arg("--out")
+            .arg(&to))?;
+        fs::write(&stamp, &inputs).with_context(|| format!("writing {}", stamp.display()))?;
+        let bytes = fs::metadata(&to).map(|m| m.len()).unwrap_or(0);
+        println!("{name:>14}  {}  ({} KiB)", to.display(), bytes / 1024);
+    }
+    Ok(())
+}
+
+/// A hash of the files directly in `dirs` with one of `extensions`, by
+/// name and content: whether an example's inputs changed.
+fn hash_files(dirs: &[&Path], extensions: &[&str]) -> Result<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for dir in dirs {
+        let mut files: Vec<PathBuf> = fs::read_dir(dir)
+            .with_context(|| format!("listing {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| extensions.contains(&e))
+            })
+            .collect();
+        files.sort();
+        for file in files {
+            file.file_name().hash(&mut hasher);
+            fs::read(&file)
+                .with_context(|| format!("reading {}", file.display()))?
+                .hash(&mut hasher);
+        }
+    }
+    Ok(hasher.finish())
 }
 
 /// The workspace's `Cargo.toml`, found from this crate so the task works

@@ -8,6 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::limits::Limits;
+use super::needs::Needs;
+use sluice_core::data::error::RejectReason;
 
 /// The host's ceilings. Defaults suit one host shared by many tenants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,16 @@ pub struct Ceilings {
     /// uses every core it can get and much memory; others wait for a slot
     /// (at most `compile_time`).
     pub concurrent_compiles: usize,
+    /// Most core instances one instance of a component may take (default
+    /// 64): a Rust tenant takes 3, a componentize-py one 38. Also the
+    /// pool's per-slot reservation: the pool holds this many per slot.
+    pub core_instances: u32,
+    /// Most linear memories one instance may define (default 2; Rust and
+    /// componentize-py tenants define 1). Each is a `memory`-sized slot
+    /// of the pool's virtual reservation.
+    pub memories: u32,
+    /// Most tables one instance may define (default 8; both define 2).
+    pub tables: u32,
 }
 
 impl Default for Ceilings {
@@ -49,6 +61,9 @@ impl Default for Ceilings {
             module_size: 32 << 20,
             compile_time: Duration::from_secs(60),
             concurrent_compiles: (cores / 2).max(1),
+            core_instances: 64,
+            memories: 2,
+            tables: 8,
         }
     }
 }
@@ -84,6 +99,31 @@ impl Ceilings {
                 setting: "max_output",
                 flag: "output",
             });
+        }
+        Ok(())
+    }
+
+    /// Refuses a component whose instances would take more of the pool
+    /// than the ceilings allow, with what it needs and the ceiling.
+    pub fn check_needs(&self, needs: &Needs) -> Result<(), RejectReason> {
+        for (what, setting, needed, ceiling) in [
+            (
+                "core instances",
+                "core_instances",
+                needs.core_instances,
+                self.core_instances,
+            ),
+            ("linear memories", "memories", needs.memories, self.memories),
+            ("tables", "tables", needs.tables, self.tables),
+        ] {
+            if needed > ceiling {
+                return Err(RejectReason::InstanceResources {
+                    what,
+                    setting,
+                    needed,
+                    ceiling,
+                });
+            }
         }
         Ok(())
     }

@@ -166,6 +166,13 @@ pub struct TenantInstance {
     reads: Vec<u32>,
     /// This instance's call in progress, for the host's watchdog.
     beat: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// CPU time of the last call, and what calls cost per row or window:
+    /// how big a piece of a batch fits the call budget (`pieces.rs`).
+    pub(crate) last_cpu: Duration,
+    pub(crate) sizer: super::pieces::Sizer,
+    /// The output cap of a batch cut into pieces and what its pieces
+    /// returned so far, bytes; `None` between batches (`pieces.rs`).
+    pub(crate) piece_output: Option<(u64, u64)>,
 }
 
 impl TenantInstance {
@@ -189,6 +196,9 @@ impl TenantInstance {
             stats: InstanceStats::default(),
             reads: Vec::new(),
             beat,
+            last_cpu: Duration::ZERO,
+            sizer: super::pieces::Sizer::default(),
+            piece_output: None,
         }
     }
 
@@ -243,6 +253,10 @@ impl TenantInstance {
     /// benchmarks to time instantiation, and after traps.
     pub fn discard(&mut self) {
         self.live = None;
+    }
+
+    pub(crate) fn call_budget(&self) -> Duration {
+        self.limits.call_budget
     }
 
     fn deadline_ticks(&self) -> u64 {
@@ -352,6 +366,18 @@ impl TenantInstance {
     ) -> SandboxError {
         let tenant = self.module.tenant().to_owned();
         let function = function.to_owned();
+        // A full pool is the host's capacity, not the tenant's doing: a
+        // limit with the numbers, never a trap (no backoff, no auto-pause).
+        if let Some(full) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+            self.stats.limit_hits += 1;
+            return SandboxError::LimitExceeded {
+                tenant,
+                function,
+                limit: Limit::Pool {
+                    pool: format!("{full}; {}", self.module.pool_summary()),
+                },
+            };
+        }
         let waited = err
             .downcast_ref::<WaitRefused>()
             .map(|w| Limit::Wait { requested: w.0 });
@@ -414,9 +440,15 @@ impl TenantInstance {
                 cap: self.limits.max_output,
                 size,
             },
-            Refusal::Call { size } => Limit::CallOutput {
-                cap: self.module.call_output_for(self.limits.max_output),
-                size,
+            Refusal::Call { size } => match self.piece_output {
+                Some((cap, spent)) => Limit::CallOutput {
+                    cap,
+                    size: spent.saturating_add(size),
+                },
+                None => Limit::CallOutput {
+                    cap: self.module.call_output_for(self.limits.max_output),
+                    size,
+                },
             },
         };
         self.stats.limit_hits += 1;
@@ -466,8 +498,12 @@ impl TenantInstance {
         });
         let caps = Caps {
             item: self.limits.max_output,
-            call: module.call_output_for(self.limits.max_output),
+            call: match self.piece_output {
+                Some((cap, spent)) => cap.saturating_sub(spent),
+                None => module.call_output_for(self.limits.max_output),
+            },
             declared: &declared,
+            total: Default::default(),
         };
         let live = self.ready(true)?;
         live.store.set_epoch_deadline(ticks);
@@ -481,7 +517,11 @@ impl TenantInstance {
         let memory_hit = live.store.data().limiter.hit;
         let used = thread_cpu_time().saturating_sub(live.store.data().cpu_start);
         module.add_guest_cpu(used);
+        self.last_cpu = used;
         let tenant = module.tenant();
+        if let (Some((_, spent)), Ok(Ok(_))) = (&mut self.piece_output, &outcome) {
+            *spent = spent.saturating_add(caps.total.get());
+        }
         match outcome {
             Ok(Ok(results)) => {
                 if results.len() != expected {
@@ -534,13 +574,13 @@ impl TenantInstance {
     /// Adds each group's events to its accumulator; returns the new
     /// accumulators in group order. Groups are consecutive runs of the
     /// batch's rows.
-    pub fn aggregate_add(
+    pub(crate) fn aggregate_add_whole(
         &mut self,
         function: &str,
         groups: &[AddGroup<'_>],
         batch: &EventBatch,
+        (at, seed): (i64, u64),
     ) -> Result<Vec<Vec<u8>>> {
-        let (at, seed) = self.batch_context(function, None, batch);
         let packed = packed::pack_add_groups(groups);
         let batch = wit::EventBatch::from(batch);
         self.call(function, at, seed, groups.len(), |guest, store, caps| {
@@ -557,7 +597,7 @@ impl TenantInstance {
     /// A list is anything of byte slices: `Vec<Vec<u8>>`, or `&[&[u8]]`
     /// borrowed from where the accumulators are kept; they are packed
     /// into one buffer for the call.
-    pub fn aggregate_merge<L, P>(
+    pub(crate) fn aggregate_merge_whole<L, P>(
         &mut self,
         function: &str,
         accumulators: &[L],
@@ -586,7 +626,7 @@ impl TenantInstance {
 
     /// Merges each window's panes and finishes them into output fields
     /// (windows as in [`Self::aggregate_merge`]).
-    pub fn aggregate_finish<W, P>(
+    pub(crate) fn aggregate_finish_whole<W, P>(
         &mut self,
         function: &str,
         windows: &[W],
@@ -615,13 +655,13 @@ impl TenantInstance {
     }
 
     /// Runs an alert function over the events of many keys.
-    pub fn alert(
+    pub(crate) fn alert_whole(
         &mut self,
         function: &str,
         groups: &[KeyGroup],
         batch: &EventBatch,
+        (at, seed): (i64, u64),
     ) -> Result<Vec<AlertResult>> {
-        let (at, seed) = self.batch_context(function, groups.first().map(|g| &g.key[..]), batch);
         let wit_groups: Vec<wit::KeyGroup> = groups.iter().map(Into::into).collect();
         let batch = wit::EventBatch::from(batch);
         let results = self.call(function, at, seed, groups.len(), |guest, store, caps| {
@@ -635,15 +675,13 @@ impl TenantInstance {
     }
 
     /// Runs a process-window function over many fired windows.
-    pub fn process_window(
+    pub(crate) fn process_window_whole(
         &mut self,
         function: &str,
         windows: &[WindowGroup],
         batch: &EventBatch,
+        (at, seed): (i64, u64),
     ) -> Result<Vec<Vec<DataField>>> {
-        let at = windows.iter().map(|w| w.end).max().unwrap_or(0);
-        let key = windows.first().map(|w| &w.key[..]);
-        let (_, seed) = self.batch_context(function, key, batch);
         let wit_windows: Vec<wit::WindowGroup> = windows.iter().map(Into::into).collect();
         let batch = wit::EventBatch::from(batch);
         let results = self.call(function, at, seed, windows.len(), |guest, store, caps| {
@@ -658,7 +696,7 @@ impl TenantInstance {
 
     /// Clock (latest event time of the batch) and seed (tenant, function,
     /// first key, first event time) of a batched call.
-    fn batch_context(
+    pub(crate) fn batch_context(
         &self,
         function: &str,
         key: Option<&[String]>,

@@ -34,19 +34,22 @@ mod limits;
 mod log;
 pub mod log_book;
 mod module;
+mod needs;
 mod output;
 mod packed;
+mod pieces;
 mod priority;
 mod validate;
 mod wasi;
 
 pub use bindings::{GuestError, LogLevel};
 pub use ceilings::Ceilings;
-pub use engine::{LoadSource, SandboxConfig, SandboxEngine, TrapBackoff};
+pub use engine::{default_cache_dir, LoadSource, SandboxConfig, SandboxEngine, TrapBackoff};
 pub use instance::{InstanceStats, TenantInstance};
 pub use log::TenantLog;
 pub use log_book::{LogBook, LogEntry, LogPage};
 pub use module::TenantModule;
+pub use needs::{count as count_needs, Needs};
 pub use priority::{current_nice, TRAP_NICE};
 /// The result of a tenant call; its error is the core's [`SandboxError`](sluice_core::data::SandboxError).
 pub use sluice_core::data::error::Result;

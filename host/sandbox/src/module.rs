@@ -30,6 +30,10 @@ struct Inner {
     hash: String,
     info: ModuleInfo,
     source: LoadSource,
+    /// What one instance takes from the pool, counted at load.
+    needs: super::needs::Needs,
+    /// Instance slots of the engine's pool.
+    pool_slots: u32,
     /// Calls of any instance of this module that trapped or hit a limit:
     /// the operator plane watches it to pause a tenant that keeps trapping.
     traps: AtomicU64,
@@ -64,6 +68,7 @@ impl TenantModule {
         hash: String,
         info: ModuleInfo,
         source: LoadSource,
+        needs: super::needs::Needs,
     ) -> Self {
         TenantModule {
             inner: Arc::new(Inner {
@@ -75,6 +80,8 @@ impl TenantModule {
                 hash,
                 info,
                 source,
+                needs,
+                pool_slots: engine.config.pool_instances.max(1),
                 traps: AtomicU64::new(0),
                 guest_cpu_ns: AtomicU64::new(0),
                 beats: CallBeats::default(),
@@ -86,6 +93,29 @@ impl TenantModule {
                 }),
             }),
         }
+    }
+
+    /// What one instance of this module takes from the instance pool.
+    pub fn needs(&self) -> super::needs::Needs {
+        self.inner.needs
+    }
+
+    /// The pool's size beside this module's needs, for the message of a
+    /// full pool.
+    pub(crate) fn pool_summary(&self) -> String {
+        let (n, c) = (self.inner.pool_slots, &self.inner.ceilings);
+        let needs = self.inner.needs;
+        format!(
+            "one instance of this module takes {} core instances, {} memories and {} tables; \
+             the pool holds {n} instances of at most {} core instances, {} memories and {} \
+             tables each",
+            needs.core_instances,
+            needs.memories,
+            needs.tables,
+            c.core_instances,
+            c.memories,
+            c.tables
+        )
     }
 
     pub(crate) fn set_info(&mut self, info: ModuleInfo) {

@@ -41,13 +41,16 @@ pub(crate) enum Refusal {
 }
 
 /// The caps one call's results are checked against.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Caps<'a> {
     /// Per key group or window, bytes.
     pub item: u64,
-    /// Per call, bytes (never below `item`).
+    /// Per call, bytes. Below `item` only when earlier pieces of the same
+    /// batch (`pieces.rs`) used most of it.
     pub call: u64,
     pub declared: &'a Declared<'a>,
+    /// What the checked results came to, for the pieces' running total.
+    pub total: std::cell::Cell<u64>,
 }
 
 impl Caps<'_> {
@@ -63,6 +66,7 @@ impl Caps<'_> {
         if total > self.call {
             return Err(Refusal::Call { size: total });
         }
+        self.total.set(total);
         Ok(())
     }
 }
@@ -307,6 +311,7 @@ mod tests {
             item: 1 << 20,
             call: 1 << 30,
             declared: &d,
+            total: Default::default(),
         };
         let group = KeyGroup {
             key: vec!["k".into()],
@@ -351,8 +356,10 @@ mod tests {
             item: 10,
             call: 25,
             declared: &d,
+            total: Default::default(),
         };
         assert_eq!(caps.sizes([10, 10].into_iter()), Ok(()));
+        assert_eq!(caps.total.get(), 20, "the total kept for the pieces");
         assert_eq!(
             caps.sizes([11].into_iter()),
             Err(Refusal::Item { size: 11 })

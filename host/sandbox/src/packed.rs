@@ -203,6 +203,7 @@ mod tests {
             item: 1 << 20,
             call: 1 << 30,
             declared,
+            total: Default::default(),
         }
     }
 
@@ -352,6 +353,7 @@ mod tests {
             item: 2000,
             call: 1 << 20,
             declared: &d,
+            total: Default::default(),
         };
         assert!(matches!(
             unpack_fields(small, &tight),

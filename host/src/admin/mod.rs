@@ -12,6 +12,10 @@
 //! | `DELETE /v1/tenants/{t}` | operator | undeploy |
 //! | `POST /v1/tenants/{t}/pause`, `/resume` | operator, tenant `t` | pause / resume the consumer |
 //! | `GET /v1/tenants/{t}/logs?after=N&limit=M` | operator, tenant `t` | the tenant's log book: its guest's log lines and stdout, its failed calls, the host's notes about it; entries numbered above `N` (default 0), at most `M` (default and most 1000) |
+//! | `GET /v1/tenants/{t}/history` | operator, tenant `t` | the last 15 minutes at 10 s: events/s, lag, records, traps, dead-lettered rows (in memory; empty after a restart) |
+//! | `GET /v1/tenants/{t}/dead-letters` | operator, tenant `t` | the last 50 dead letters, newest first (in memory; the broker's `<queue>.dead` is the record) |
+//! | `GET /v1/tenants/{t}/manifest` | operator, tenant `t` | the running version's manifest: columns, key, windows, alerts, params, limits |
+//! | `GET /`, `/console.js`, `/console.css` | anyone | the operator console (`console/`): static files compiled in, which call the routes above with the token the operator types |
 //!
 //! `{t}` is a tenant name (`[a-z0-9][a-z0-9_-]*`, at most 63 bytes),
 //! checked before anything else: anything else is a 400.
@@ -23,6 +27,7 @@
 //! on the blocking pool.
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod server;
 
@@ -65,6 +70,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/tenants/{tenant}/pause", post(pause))
         .route("/v1/tenants/{tenant}/resume", post(resume))
         .route("/v1/tenants/{tenant}/logs", get(logs))
+        .route("/v1/tenants/{tenant}/history", get(history))
+        .route("/v1/tenants/{tenant}/dead-letters", get(dead_letters))
+        .route("/v1/tenants/{tenant}/manifest", get(manifest))
+        .merge(console::routes())
         .fallback(fallback)
         .with_state(state)
 }
@@ -131,6 +140,51 @@ async fn get_one(
         .host
         .get(&tenant)
         .ok_or_else(|| crate::serve::Error::NotFound(tenant.to_string()))?;
+    Ok(Json(view).into_response())
+}
+
+/// `t`, checked, once the caller may see it.
+fn readable(s: &AdminState, tenant: &str, headers: &HeaderMap) -> Result<TenantName, ApiError> {
+    let tenant = tenant_name(tenant)?;
+    let caller = auth::caller(headers, s.host.config())?;
+    auth::allow(&caller, Need::Tenant(&tenant))?;
+    Ok(tenant)
+}
+
+fn not_found(tenant: &TenantName) -> ApiError {
+    crate::serve::Error::NotFound(tenant.to_string()).into()
+}
+
+async fn history(
+    State(s): AppState,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = readable(&s, &tenant, &headers)?;
+    let view = s.host.history(&tenant).ok_or_else(|| not_found(&tenant))?;
+    Ok(Json(view).into_response())
+}
+
+async fn dead_letters(
+    State(s): AppState,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = readable(&s, &tenant, &headers)?;
+    let letters = s
+        .host
+        .dead_letters(&tenant)
+        .ok_or_else(|| not_found(&tenant))?;
+    Ok(Json(serde_json::json!({ "letters": letters })).into_response())
+}
+
+async fn manifest(
+    State(s): AppState,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = readable(&s, &tenant, &headers)?;
+    let view = s.host.manifest(&tenant).ok_or_else(|| not_found(&tenant))?;
     Ok(Json(view).into_response())
 }
 

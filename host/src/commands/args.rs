@@ -35,6 +35,16 @@ pub struct CeilingArgs {
     /// Compiles at once (default: half the cores, at least 1).
     #[arg(long)]
     pub max_concurrent_compiles: Option<usize>,
+    /// Most core instances one instance of a module may take (default 64;
+    /// a componentize-py module takes 38). Sizes the instance pool.
+    #[arg(long)]
+    pub max_core_instances: Option<u32>,
+    /// Most linear memories one instance may define (default 2).
+    #[arg(long)]
+    pub max_memories: Option<u32>,
+    /// Most tables one instance may define (default 8).
+    #[arg(long)]
+    pub max_tables: Option<u32>,
 }
 
 impl CeilingArgs {
@@ -42,6 +52,15 @@ impl CeilingArgs {
         let d = Ceilings::default();
         if self.max_concurrent_compiles == Some(0) {
             anyhow::bail!("--max-concurrent-compiles must be at least 1");
+        }
+        for (flag, value) in [
+            ("--max-core-instances", self.max_core_instances),
+            ("--max-memories", self.max_memories),
+            ("--max-tables", self.max_tables),
+        ] {
+            if value == Some(0) {
+                anyhow::bail!("{flag} must be at least 1");
+            }
         }
         Ok(Ceilings {
             call_budget: self.max_call_budget.unwrap_or(d.call_budget),
@@ -53,6 +72,9 @@ impl CeilingArgs {
             concurrent_compiles: self
                 .max_concurrent_compiles
                 .unwrap_or(d.concurrent_compiles),
+            core_instances: self.max_core_instances.unwrap_or(d.core_instances),
+            memories: self.max_memories.unwrap_or(d.memories),
+            tables: self.max_tables.unwrap_or(d.tables),
         })
     }
 }

@@ -1,5 +1,7 @@
-//! `sluice build`: a tenant crate compiled into its component and checked
-//! as a deploy would check it, so a tenant finds a refused import or a
+//! `sluice build`: a tenant crate (Rust), a directory with an `app.py`
+//! (Python, `build/python.rs`) or with an `app.js` (JavaScript,
+//! `build/javascript.rs`) compiled into its component and checked as
+//! a deploy would check it, so a tenant finds a refused import or a
 //! manifest naming a missing function before the operator does.
 //!
 //! stdout carries only the component's absolute path (its last line), so
@@ -16,13 +18,17 @@ use sluice_host::manifest::Manifest;
 use super::inspect::{kind_name, validate};
 use super::new::contract;
 
+pub mod javascript;
+pub mod python;
+
 /// The target tenants compile to: a WASI 0.2 component.
 const TARGET: &str = "wasm32-wasip2";
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The tenant crate (a directory with a Cargo.toml, as `sluice new`
-    /// writes it).
+    /// The tenant: a crate (a directory with a Cargo.toml), a Python
+    /// tenant (a directory with an app.py) or a JavaScript tenant (a
+    /// directory with an app.js), as `sluice new` writes them.
     #[arg(default_value = ".")]
     dir: PathBuf,
     /// Cache compiled artifacts here (by content hash).
@@ -35,15 +41,33 @@ pub fn build(args: Args) -> anyhow::Result<()> {
         .dir
         .canonicalize()
         .with_context(|| format!("opening {}", args.dir.display()))?;
-    let cargo_toml = dir.join("Cargo.toml");
-    if !cargo_toml.is_file() {
-        bail!(
-            "{} has no Cargo.toml: `sluice build` builds Rust tenant crates (`sluice new` writes one)",
-            dir.display()
-        );
-    }
-    ensure_target(&dir)?;
-    let (package, component) = cargo_build(&dir, &cargo_toml)?;
+    // A Python or JS component is written where the manifest's `module`
+    // points, when there is one.
+    let named_module = || -> anyhow::Result<Option<PathBuf>> {
+        let named = dir.join("sluice.toml");
+        named
+            .is_file()
+            .then(|| Manifest::from_path(&named).map(|m| m.module))
+            .transpose()
+            .context("loading sluice.toml")
+    };
+    let (package, component) = if python::is_python_tenant(&dir) {
+        python::build(&dir, named_module()?)?
+    } else if javascript::is_js_tenant(&dir) {
+        javascript::build(&dir, named_module()?)?
+    } else {
+        let cargo_toml = dir.join("Cargo.toml");
+        if !cargo_toml.is_file() {
+            bail!(
+                "{} has no Cargo.toml, app.py or app.js: `sluice build` builds Rust tenant \
+                 crates, Python and JavaScript tenants (`sluice new --lang rust|python|js` \
+                 writes one)",
+                dir.display()
+            );
+        }
+        ensure_target(&dir)?;
+        cargo_build(&dir, &cargo_toml)?
+    };
 
     let manifest_path = dir.join("sluice.toml");
     let manifest = if manifest_path.is_file() {

@@ -24,6 +24,8 @@ use anyhow::{bail, Context};
 use sluice_host::manifest::{Manifest, TenantName};
 
 mod infer;
+mod javascript;
+mod python;
 mod vendor;
 
 use infer::{infer, test_rows, Plan, Ty};
@@ -43,6 +45,18 @@ pub struct Args {
     /// sample (default: the BTS schema and a BTS sample).
     #[arg(long)]
     sample: Option<PathBuf>,
+    /// The tenant's language: a Rust crate, a Python or a JavaScript directory.
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: Lang,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    Rust,
+    Python,
+    /// JavaScript (TypeScript types included), built with componentize-js.
+    #[value(alias = "javascript")]
+    Js,
 }
 
 /// The WIT contract the host binds and the vendored SDK exports.
@@ -89,7 +103,11 @@ pub fn new(args: Args) -> anyhow::Result<()> {
         }
         None => Plan::bts(),
     };
-    let files = render(&args.name, &plan)?;
+    let files = match args.lang {
+        Lang::Rust => render(&args.name, &plan)?,
+        Lang::Python => python::render(&args.name, &plan),
+        Lang::Js => javascript::render(&args.name, &plan),
+    };
     // Checked before anything is written: a manifest the host would refuse
     // is a bug here, not the tenant's to find.
     let (_, manifest) = files
@@ -106,7 +124,9 @@ pub fn new(args: Args) -> anyhow::Result<()> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    format_rust(&dir);
+    if args.lang == Lang::Rust {
+        format_rust(&dir);
+    }
     let shown = dir.display();
     eprintln!(
         "sluice new: tenant `{}` in {shown} ({} schema: {} columns, key [{}], event time `{}`, value `{}`)",
@@ -127,8 +147,13 @@ pub fn new(args: Args) -> anyhow::Result<()> {
              `sluice test sluice.toml --input {SAMPLE_NAME} --update` and review it"
         );
     }
+    let native = match args.lang {
+        Lang::Rust => "cargo test",
+        Lang::Python => "python -m pytest",
+        Lang::Js => "npm install && npm test",
+    };
     eprintln!(
-        "next: cd {shown} && cargo test && sluice build && sluice test sluice.toml --input {SAMPLE_NAME}"
+        "next: cd {shown} && {native} && sluice build && sluice test sluice.toml --input {SAMPLE_NAME}"
     );
     Ok(())
 }
@@ -199,7 +224,14 @@ fn render(name: &str, plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
         ),
         (".gitignore".to_owned(), GITIGNORE.to_owned()),
         ("README.md".to_owned(), fill(README, &common)),
-        ("sluice.toml".to_owned(), manifest(name, &crate_name, plan)),
+        (
+            "sluice.toml".to_owned(),
+            manifest(
+                name,
+                &format!("target/wasm32-wasip2/release/{crate_name}.wasm"),
+                plan,
+            ),
+        ),
         (SAMPLE_NAME.to_owned(), plan.sample.clone()),
         (
             "expected.jsonl".to_owned(),
@@ -312,7 +344,7 @@ fn type_name(name: &str) -> String {
 }
 
 /// The manifest, with `module` where `sluice build` writes the component.
-fn manifest(name: &str, crate_name: &str, plan: &Plan) -> String {
+fn manifest(name: &str, module: &str, plan: &Plan) -> String {
     let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
     let mut m = String::new();
     let _ = writeln!(
@@ -322,11 +354,7 @@ fn manifest(name: &str, crate_name: &str, plan: &Plan) -> String {
          # writes the component."
     );
     let _ = writeln!(m, "tenant = {}", q(name));
-    let _ = writeln!(
-        m,
-        "module = {}\n",
-        q(&format!("target/wasm32-wasip2/release/{crate_name}.wasm"))
-    );
+    let _ = writeln!(m, "module = {}\n", q(module));
     let _ = writeln!(m, "[input]");
     let _ = writeln!(
         m,

@@ -14,7 +14,7 @@ use sluice_host::ingress::Input;
 use sluice_host::manifest::Manifest;
 use sluice_host::pipeline::{self, Ceilings as PipelineCeilings, Options, Sinks};
 use sluice_host::runner::{self, Checkpoints, RunSpec, Runner};
-use sluice_host::sandbox::Ceilings;
+use sluice_host::sandbox::{default_cache_dir, Ceilings};
 use sluice_host::sink::LineSink;
 use sluice_host::state::local::LocalStore;
 use sluice_host::state::CheckpointStore;
@@ -41,9 +41,13 @@ pub struct Args {
     /// Shard workers (default: all cores).
     #[arg(long)]
     workers: Option<usize>,
-    /// Cache compiled artifacts here (by content hash).
+    /// Cache compiled artifacts here, by content hash and engine version
+    /// (default: ~/.cache/sluice/artifacts).
     #[arg(long, env = "SLUICE_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Compile the module on every load: no artifact cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
     /// No progress line on stderr.
     #[arg(long)]
     quiet: bool,
@@ -141,7 +145,11 @@ fn run_tenant(
         &manifest,
         &args.manifest,
         args.workers,
-        args.cache_dir.clone(),
+        if args.no_cache {
+            None
+        } else {
+            args.cache_dir.clone().or_else(default_cache_dir)
+        },
         ceilings,
     )?;
 

@@ -156,6 +156,18 @@ pub trait TenantSource: Send + Sync + 'static {
 pub struct CheckpointMetrics {
     duration: Family<TenantLabel, Histogram>,
     size: Family<TenantLabel, Gauge>,
+    /// Each tenant's last checkpoint, for the console (its age).
+    last: Arc<std::sync::Mutex<std::collections::BTreeMap<String, LastCheckpoint>>>,
+}
+
+/// A tenant's last checkpoint as written.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct LastCheckpoint {
+    /// Seconds since the Unix epoch when it was written.
+    pub at: u64,
+    pub bytes: u64,
+    /// How long writing it took, seconds.
+    pub took_secs: f64,
 }
 
 impl CheckpointMetrics {
@@ -169,6 +181,26 @@ impl CheckpointMetrics {
         self.size
             .get_or_create(&label)
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            tenant.to_owned(),
+            LastCheckpoint {
+                at,
+                bytes,
+                took_secs: took.as_secs_f64(),
+            },
+        );
+    }
+
+    /// The tenant's last checkpoint since this host started.
+    pub fn last(&self, tenant: &str) -> Option<LastCheckpoint> {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .copied()
     }
 
     /// Drops an undeployed tenant's series.
@@ -178,6 +210,10 @@ impl CheckpointMetrics {
         };
         self.duration.remove(&label);
         self.size.remove(&label);
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(tenant);
     }
 }
 
@@ -275,7 +311,11 @@ impl HostMetrics {
         registry.register_collector(Box::new(TenantCollector { source }));
         HostMetrics {
             registry,
-            checkpoints: CheckpointMetrics { duration, size },
+            checkpoints: CheckpointMetrics {
+                duration,
+                size,
+                last: Arc::default(),
+            },
             latency: LatencyMetrics {
                 window_fire,
                 end_to_end,

@@ -49,6 +49,41 @@ pub struct TriggerStats {
     pub repeated: AtomicU64,
     /// Alerts dropped because the queue was full.
     pub dropped: AtomicU64,
+    /// The last [`RECENT_RUNS`] job runs, oldest first (the console).
+    pub recent: std::sync::Mutex<std::collections::VecDeque<TriggerRun>>,
+}
+
+/// Job runs a tenant's [`TriggerStats`] remember.
+pub const RECENT_RUNS: usize = 20;
+
+/// One triggered job run, as the console lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TriggerRun {
+    /// Seconds since the Unix epoch when it ended.
+    pub at: u64,
+    pub job: String,
+    /// What fired it (`schedule`, `alert:<kind>`).
+    pub trigger: String,
+    /// The job's range, ms since the epoch.
+    pub from: i64,
+    pub to: i64,
+    /// `column=value` of its scope, joined by `, `.
+    pub scope: String,
+    pub rows_in: u64,
+    pub results: u64,
+    pub took_ms: u64,
+    /// Why it failed; `None` once its results are stored.
+    pub error: Option<String>,
+}
+
+impl TriggerStats {
+    fn note(&self, run: TriggerRun) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_RUNS {
+            recent.pop_front();
+        }
+        recent.push_back(run);
+    }
 }
 
 enum Event {
@@ -255,6 +290,7 @@ impl Worker {
         trigger: &str,
     ) -> bool {
         let tenant = &self.manifest.tenant;
+        let asked_scope = scope_text(scope.iter().map(|(k, v)| (k, v)));
         let run = match JobRun::new(&self.manifest, job, range, scope) {
             Ok(run) => run,
             Err(e) => {
@@ -269,6 +305,18 @@ impl Worker {
             ..pipeline::Options::default()
         };
         let started = std::time::Instant::now();
+        let note = |scope: String, rows_in: u64, results: u64, error: Option<String>| TriggerRun {
+            at: super::history::unix_now(),
+            job: job.to_owned(),
+            trigger: trigger.to_owned(),
+            from: range.from,
+            to: range.to,
+            scope,
+            rows_in,
+            results,
+            took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            error,
+        };
         match stored::run_and_store(
             &run,
             &self.module,
@@ -294,15 +342,31 @@ impl Worker {
                     took_ms = started.elapsed().as_millis() as u64,
                     "batch job ran"
                 );
+                self.stats.note(note(
+                    scope_text(record.scope.iter()),
+                    record.rows_in,
+                    outcome.results.len() as u64,
+                    None,
+                ));
                 true
             }
             Err(e) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%tenant, job, trigger, error = %e, "batch job failed");
+                self.stats
+                    .note(note(asked_scope, 0, 0, Some(e.to_string())));
                 false
             }
         }
     }
+}
+
+/// `column=value, …` of a scope.
+fn scope_text<'a>(scope: impl Iterator<Item = (&'a String, &'a String)>) -> String {
+    scope
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The first multiple of `every` after `now`.

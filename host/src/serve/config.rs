@@ -262,7 +262,13 @@ impl HostConfig {
             return Err(invalid("`cassandra` names no node".into()));
         }
         let state_dir = resolve(&raw.state_dir);
-        let cache_dir = raw.cache_dir.as_deref().map(resolve);
+        // On by default (a componentize-py module compiles in ≈ 20 s);
+        // `cache_dir = ""` turns it off.
+        let cache_dir = match raw.cache_dir.as_deref() {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(resolve(dir)),
+            None => crate::sandbox::default_cache_dir(),
+        };
         // Uploads are written under the state directory; the artifact cache
         // (trusted machine code) must not be where they can land.
         if let Some(cache) = &cache_dir {
@@ -345,6 +351,9 @@ struct RawCeilings {
     module_size: Option<String>,
     compile_time: Option<String>,
     concurrent_compiles: Option<usize>,
+    core_instances: Option<u32>,
+    memories: Option<u32>,
+    tables: Option<u32>,
     max_line_bytes: Option<String>,
     max_panes_per_window: Option<u64>,
     max_key_state: Option<String>,
@@ -379,6 +388,10 @@ impl RawCeilings {
             v => Ok(v.unwrap_or(default)),
         };
         let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let pool = |key: &str, v: Option<u32>, default: u32| match v {
+            Some(0) => Err(format!("`[ceilings] {key}` must be at least 1")),
+            v => Ok(v.unwrap_or(default)),
+        };
         let p = crate::pipeline::Ceilings::DEFAULT;
         let pipeline = crate::pipeline::Ceilings {
             max_line_bytes: usize_of(size(
@@ -411,6 +424,9 @@ impl RawCeilings {
             module_size: size("module_size", self.module_size, d.module_size)?,
             compile_time: duration("compile_time", self.compile_time, d.compile_time)?,
             concurrent_compiles: self.concurrent_compiles.unwrap_or(d.concurrent_compiles),
+            core_instances: pool("core_instances", self.core_instances, d.core_instances)?,
+            memories: pool("memories", self.memories, d.memories)?,
+            tables: pool("tables", self.tables, d.tables)?,
         };
         Ok((sandbox, pipeline))
     }

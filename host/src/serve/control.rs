@@ -353,7 +353,15 @@ impl Host {
         }
         let slot = Slot::new(run, counters, before, paused);
         let view = view(tenant, &slot);
-        let old = self.tenants().insert(tenant.to_string(), slot);
+        let old = {
+            let mut tenants = self.tenants();
+            let mut old = tenants.insert(tenant.to_string(), slot);
+            // The sparklines go on across a redeploy.
+            if let (Some(old), Some(new)) = (old.as_mut(), tenants.get_mut(tenant.as_str())) {
+                new.history = std::mem::take(&mut old.history);
+            }
+            old
+        };
         if let Some(old) = old {
             finish_old(tenant, old.run);
         }
@@ -413,6 +421,7 @@ impl Host {
         log.flush();
         self.env.checkpoint_metrics.remove(tenant);
         self.env.latency_metrics.remove(tenant);
+        self.env.dead_letters.remove(tenant);
         let dir = self.tenant_dir(tenant);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             tracing::warn!(%tenant, error = %e, "removing the tenant's state");

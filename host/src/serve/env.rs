@@ -13,10 +13,11 @@ use crate::amqp::sink::AmqpSink;
 use crate::manifest::Manifest;
 use crate::metrics::prometheus::{CheckpointMetrics, LatencyMetrics};
 use crate::runner::{self, Checkpoints};
-use crate::sink::TableSink;
+use crate::sink::{MessageSink, TableSink};
 use crate::state::{Checkpoint, CheckpointStore};
 
 use super::batch::BatchEnv;
+use super::dead_letters::{DeadLetterBook, Tap};
 
 /// What every run of the host shares.
 #[derive(Clone)]
@@ -36,6 +37,30 @@ pub struct RunEnv {
     pub state_db: Option<StateDb>,
     /// This host in partition ownership records and logs.
     pub host_name: String,
+    /// Each tenant's last dead letters (the console's tenant page).
+    pub dead_letters: DeadLetterBooks,
+}
+
+/// The tenants' dead-letter books, by tenant: one per tenant across its
+/// runs and partitions, dropped at undeploy.
+#[derive(Clone, Default)]
+pub struct DeadLetterBooks(
+    Arc<std::sync::Mutex<std::collections::BTreeMap<String, Arc<DeadLetterBook>>>>,
+);
+
+impl DeadLetterBooks {
+    /// The tenant's book (made on first use).
+    pub fn book(&self, tenant: &str) -> Arc<DeadLetterBook> {
+        let mut books = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(books.entry(tenant.to_owned()).or_default())
+    }
+
+    pub fn remove(&self, tenant: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(tenant);
+    }
 }
 
 impl RunEnv {
@@ -46,6 +71,14 @@ impl RunEnv {
             runner::result_sink(self.amqp.clone(), manifest),
             self.runtime.clone(),
         ))
+    }
+
+    /// `sink` keeping a copy of the tenant's last dead letters.
+    pub fn tapped(&self, tenant: &str, sink: AmqpSink) -> Arc<dyn MessageSink> {
+        Arc::new(Tap {
+            inner: Arc::new(sink),
+            book: self.dead_letters.book(tenant),
+        })
     }
 
     /// Checkpoints of a broker-fed run into `store`, resuming `restore`.

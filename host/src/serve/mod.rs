@@ -39,7 +39,9 @@ pub mod batch;
 mod checks;
 pub mod config;
 mod control;
+pub mod dead_letters;
 pub mod env;
+pub mod history;
 pub mod partition;
 pub mod tenant;
 mod view;
@@ -62,11 +64,13 @@ pub use batch::BatchEnv;
 use checks::{check, compatible, unclaimed_in, Claim};
 pub use config::HostConfig;
 pub use control::Deployed;
+pub use dead_letters::KeptLetter;
 pub use env::{RunEnv, StateDb};
+use history::{History, HistoryView, Sample};
 pub use partition::PartitionView;
 use tenant::Run;
-use view::{counters_view, metric_state, view};
-pub use view::{CountersView, ModuleView, State, TenantView, TriggersView};
+use view::{counters_view, manifest_view, metric_state, view};
+pub use view::{CountersView, LiveView, ManifestView, ModuleView, State, TenantView, TriggersView};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -148,6 +152,8 @@ struct Slot {
     fault: Option<Fault>,
     /// A redeploy or undeploy under way.
     operation: Option<&'static str>,
+    /// The console's sparklines: 15 min at 10 s (kept across a redeploy).
+    history: History,
 }
 
 /// Why a tenant failed outside its run. Kept apart from the reason's
@@ -188,6 +194,7 @@ impl Slot {
             rate_samples: VecDeque::new(),
             fault: None,
             operation: None,
+            history: History::default(),
         }
     }
 
@@ -208,6 +215,23 @@ impl Slot {
         self.run
             .partition_summary()
             .unwrap_or_else(|| self.counters.snapshot(Duration::ZERO))
+    }
+
+    /// Adds a point to the history when one is due.
+    fn sample_history(&mut self, now: Instant) {
+        if !self.history.due(now) {
+            return;
+        }
+        let s = self.summary();
+        let sample = Sample {
+            at: history::unix_now(),
+            events_per_sec: self.events_per_sec(),
+            consumer_lag: self.run.backlog().1,
+            records_in: s.rows_in,
+            guest_traps: self.traps(),
+            dead_lettered: s.bad_rows + s.late_dropped + s.future_dropped + s.limited,
+        };
+        self.history.push(now, sample);
     }
 
     fn sample_rate(&mut self, now: Instant) {
@@ -296,6 +320,7 @@ impl Host {
             checkpoint_interval: config.checkpoint_interval,
             checkpoint_metrics,
             latency_metrics,
+            dead_letters: env::DeadLetterBooks::default(),
         };
         Host {
             config,
@@ -453,6 +478,28 @@ impl Host {
         Some(book.after(after, limit))
     }
 
+    /// The tenant's history of the last 15 minutes (empty after a restart).
+    pub fn history(&self, tenant: &TenantName) -> Option<HistoryView> {
+        self.tenants()
+            .get(tenant.as_str())
+            .map(|s| s.history.view())
+    }
+
+    /// The tenant's last dead letters, newest first.
+    pub fn dead_letters(&self, tenant: &TenantName) -> Option<Vec<KeptLetter>> {
+        if !self.tenants().contains_key(tenant.as_str()) {
+            return None;
+        }
+        Some(self.env.dead_letters.book(tenant).newest_first())
+    }
+
+    /// The running version's manifest, as the console shows it.
+    pub fn manifest(&self, tenant: &TenantName) -> Option<ManifestView> {
+        self.tenants()
+            .get(tenant.as_str())
+            .map(|s| manifest_view(&s.run.manifest))
+    }
+
     /// The control plane's own health: it answers (the tenants' map can
     /// be locked) and is not shutting down. A failed or stuck tenant does
     /// not make the shared host unready: it shows in `/v1/tenants` and
@@ -505,6 +552,7 @@ impl Host {
         let mut tenants = self.tenants();
         for (tenant, slot) in tenants.iter_mut() {
             slot.sample_rate(now);
+            slot.sample_history(now);
             slot.run.balance();
             self.watchdog(tenant, slot);
             if limit == 0 {

@@ -20,9 +20,9 @@ use std::time::Instant;
 use crate::amqp::ingress::IngressGauges;
 use crate::amqp::ingress::{AmqpIngress, AmqpIngressConfig, IngressControl};
 use crate::manifest::Manifest;
-use crate::metrics::prometheus::CheckpointMetrics;
+use crate::metrics::prometheus::{CheckpointMetrics, LastCheckpoint};
 use crate::metrics::Counters;
-use crate::pipeline::{self, Options, Sinks};
+use crate::pipeline::{self, Live, Options, Sinks};
 use crate::runner::{self, RunSpec, Runner};
 use crate::sandbox::TenantModule;
 use crate::sink::LineSink;
@@ -57,6 +57,8 @@ pub struct Run {
     pub manifest: Manifest,
     pub module: TenantModule,
     pub started: Instant,
+    /// Where the tenant's last checkpoint is noted (the console shows its age).
+    checkpoint_metrics: CheckpointMetrics,
     body: Body,
     /// The tenant's batch triggers, when it has any and Cassandra is set.
     triggers: Option<Triggers>,
@@ -70,6 +72,8 @@ enum Body {
         thread: Option<JoinHandle<()>>,
         /// Set by the run's thread when it ends: `Err` says why it failed.
         outcome: Arc<Mutex<Option<Result<(), RunError>>>>,
+        /// The run's input watermark.
+        live: Arc<Live>,
     },
     /// `[input] partitions`: a pipeline per partition this host owns.
     Partitioned(PartitionedRun),
@@ -128,7 +132,7 @@ impl Run {
             LineSink::discard("output"),
             LineSink::discard("dead-letter"),
         );
-        sinks.messages = Some(Arc::new(sink));
+        sinks.messages = Some(env.tapped(&tenant, sink));
         let triggers = env
             .batch
             .as_ref()
@@ -163,6 +167,7 @@ impl Run {
             _ => env.workers,
         };
         let suspend = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(Live::watermark_only());
         let checkpoints = env.checkpoints(store.clone(), restore);
         let options = Options {
             workers,
@@ -170,6 +175,7 @@ impl Run {
             counters: Some(counters),
             suspend: Some(Arc::clone(&suspend)),
             latency: Some(env.latency_metrics.observer(&tenant)),
+            live: Some(Arc::clone(&live)),
             ..Options::default()
         };
         let control = ingress.control();
@@ -206,11 +212,13 @@ impl Run {
             manifest,
             module,
             started: Instant::now(),
+            checkpoint_metrics: env.checkpoint_metrics.clone(),
             body: Body::Single {
                 control,
                 suspend,
                 thread: Some(thread),
                 outcome,
+                live,
             },
             triggers,
         })
@@ -249,6 +257,7 @@ impl Run {
             manifest,
             module,
             started: Instant::now(),
+            checkpoint_metrics: env.checkpoint_metrics.clone(),
             body: Body::Partitioned(partitions),
             triggers,
         })
@@ -281,6 +290,22 @@ impl Run {
         match &self.body {
             Body::Single { .. } => None,
             Body::Partitioned(p) => Some(p.views()),
+        }
+    }
+
+    /// The tenant's last checkpoint written on this host.
+    pub fn last_checkpoint(&self) -> Option<LastCheckpoint> {
+        self.checkpoint_metrics.last(&self.manifest.tenant)
+    }
+
+    /// The input watermark, ms since the epoch: the run's, or the lowest
+    /// of the partitions this host owns; `None` before any row.
+    pub fn watermark(&self) -> Option<i64> {
+        match &self.body {
+            Body::Single { live, .. } => {
+                Some(live.watermark.load(Ordering::Relaxed)).filter(|w| *w != i64::MIN)
+            }
+            Body::Partitioned(p) => p.views().iter().filter_map(|v| v.watermark).min(),
         }
     }
 

@@ -6,7 +6,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::{PartitionView, Slot, AUTO_PAUSED};
-use crate::metrics::prometheus::TenantState;
+use crate::manifest::{format_duration, Manifest, WindowFunction, WindowKind};
+use crate::metrics::prometheus::{LastCheckpoint, TenantState};
 use crate::metrics::Summary;
 
 /// A tenant's state as `sluice list` shows it.
@@ -24,6 +25,10 @@ pub enum State {
 pub struct TenantView {
     pub tenant: String,
     pub state: State,
+    /// `state` with its causes told apart, as `/metrics`'
+    /// `sluice_tenant_state` names them: `running`, `paused`,
+    /// `auto_paused`, `failed`, `stuck`.
+    pub condition: &'static str,
     /// Why it is paused or failed.
     pub reason: Option<String>,
     /// A change under way: `redeploying` (this version serves until the
@@ -36,6 +41,8 @@ pub struct TenantView {
     /// Seconds since the Unix epoch of the running version's deploy.
     pub deployed_at: u64,
     pub counters: CountersView,
+    /// How fast and how far behind, now.
+    pub live: LiveView,
     /// The tenant's batch triggers (this run's), when it has any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_triggers: Option<TriggersView>,
@@ -45,8 +52,28 @@ pub struct TenantView {
     pub partitions: Option<Vec<PartitionView>>,
 }
 
+/// A tenant's pace and delay as this host sees them now.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveView {
+    /// Records read per second over the last 10 s.
+    pub events_per_sec: f64,
+    /// Messages ready in the input queue (sampled each second).
+    pub queue_depth: u64,
+    /// Ready in the queue, or delivered and not yet acked.
+    pub consumer_lag: u64,
+    /// The input watermark, ms since the epoch (`None` before any row).
+    pub watermark: Option<i64>,
+    /// How far the watermark is behind this host's clock, ms (negative
+    /// for event times ahead of it).
+    pub watermark_delay_ms: Option<i64>,
+    /// The last checkpoint written since this host started.
+    pub last_checkpoint: Option<LastCheckpoint>,
+    /// Seconds since then.
+    pub checkpoint_age_secs: Option<u64>,
+}
+
 /// What a tenant's batch triggers did in its current run.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TriggersView {
     /// Job runs completed (results and run stored).
     pub runs: u64,
@@ -55,6 +82,8 @@ pub struct TriggersView {
     pub repeated: u64,
     /// Alerts dropped because the trigger queue was full.
     pub dropped: u64,
+    /// The last 20 job runs, newest first.
+    pub recent: Vec<super::batch::TriggerRun>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,9 +130,29 @@ pub(super) fn view(tenant: &str, slot: &Slot) -> TenantView {
         (None, Some(reason)) => (State::Paused, Some(reason.clone())),
         (None, None) => (State::Running, None),
     };
+    let (queue_depth, consumer_lag) = slot.run.backlog();
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let watermark = slot.run.watermark();
+    let last_checkpoint = slot.run.last_checkpoint();
+    let live = LiveView {
+        events_per_sec: slot.events_per_sec(),
+        queue_depth,
+        consumer_lag,
+        watermark,
+        watermark_delay_ms: watermark.map(|w| now_ms.saturating_sub(w)),
+        last_checkpoint,
+        checkpoint_age_secs: last_checkpoint.map(|c| {
+            u64::try_from(now_ms / 1000)
+                .unwrap_or(0)
+                .saturating_sub(c.at)
+        }),
+    };
     TenantView {
         tenant: tenant.to_owned(),
         state,
+        condition: metric_state(slot).as_str(),
         reason,
         operation: slot.operation,
         module: ModuleView {
@@ -118,6 +167,7 @@ pub(super) fn view(tenant: &str, slot: &Slot) -> TenantView {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         counters: counters_view(&slot.summary(), slot.traps()),
+        live,
         partitions: slot.run.partitions(),
         batch_triggers: slot.run.trigger_stats().map(|t| {
             let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -126,6 +176,11 @@ pub(super) fn view(tenant: &str, slot: &Slot) -> TenantView {
                 failed: n(&t.failed),
                 repeated: n(&t.repeated),
                 dropped: n(&t.dropped),
+                recent: t
+                    .recent
+                    .lock()
+                    .map(|r| r.iter().rev().cloned().collect())
+                    .unwrap_or_default(),
             }
         }),
     }
@@ -143,5 +198,120 @@ pub(super) fn counters_view(s: &Summary, traps: u64) -> CountersView {
         alerts: s.alerts,
         poisoned: s.poisoned,
         guest_traps: traps,
+    }
+}
+
+/// A tenant's manifest as the console shows it: input, key, windows,
+/// alerts, params and limits. Durations and sizes as a manifest writes
+/// them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestView {
+    pub tenant: String,
+    pub queue: String,
+    pub exchange: String,
+    pub partitions: Option<u16>,
+    pub columns: Vec<ColumnView>,
+    pub key: Vec<String>,
+    pub event_time: String,
+    pub max_out_of_orderness: String,
+    pub allowed_lateness: String,
+    pub windows: Vec<WindowView>,
+    /// The alert function, when the tenant has one.
+    pub alerts: Option<String>,
+    pub params: std::collections::BTreeMap<String, String>,
+    pub limits: LimitsView,
+    /// Names of its `[[batch]]` jobs.
+    pub batch_jobs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowView {
+    pub name: String,
+    pub kind: &'static str,
+    /// Its shape: `size 10s`, `size 1h slide 5m`, `gap 45s`, …
+    pub shape: String,
+    /// `aggregate NAME` or `process NAME`.
+    pub function: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsView {
+    pub memory_bytes: u64,
+    pub call_budget: String,
+    pub max_output_bytes: u64,
+}
+
+pub(super) fn manifest_view(m: &Manifest) -> ManifestView {
+    let d = format_duration;
+    ManifestView {
+        tenant: m.tenant.clone(),
+        queue: m.input.queue.clone(),
+        exchange: m.output.exchange.clone(),
+        partitions: m.input.partitions,
+        columns: m
+            .input
+            .columns
+            .iter()
+            .map(|c| ColumnView {
+                name: c.name.clone(),
+                ty: type_name(c.ty),
+                optional: c.optional,
+            })
+            .collect(),
+        key: m.input.key.clone(),
+        event_time: m.input.event_time.clone(),
+        max_out_of_orderness: d(m.input.max_out_of_orderness),
+        allowed_lateness: d(m.input.allowed_lateness),
+        windows: m
+            .windows
+            .iter()
+            .map(|w| WindowView {
+                name: w.name.clone(),
+                kind: w.kind.name(),
+                shape: match w.kind {
+                    WindowKind::Tumbling { size } => format!("size {}", d(size)),
+                    WindowKind::Sliding { size, slide } => {
+                        format!("size {} slide {}", d(size), d(slide))
+                    }
+                    WindowKind::Count { n } => format!("{n} events"),
+                    WindowKind::Global { emit_every } => format!("emit every {}", d(emit_every)),
+                    WindowKind::Session { gap, max_duration } => match max_duration {
+                        Some(max) => format!("gap {} max {}", d(gap), d(max)),
+                        None => format!("gap {}", d(gap)),
+                    },
+                },
+                function: match &w.function {
+                    WindowFunction::Aggregate(f) => format!("aggregate {f}"),
+                    WindowFunction::Process(f) => format!("process {f}"),
+                },
+            })
+            .collect(),
+        alerts: m.alerts.as_ref().map(|a| a.function.clone()),
+        params: m.params.clone(),
+        limits: LimitsView {
+            memory_bytes: m.limits.memory,
+            call_budget: d(m.limits.call_budget),
+            max_output_bytes: m.limits.max_output,
+        },
+        batch_jobs: m.batch.iter().map(|j| j.name.clone()).collect(),
+    }
+}
+
+fn type_name(ty: crate::data::FieldType) -> &'static str {
+    use crate::data::FieldType;
+    match ty {
+        FieldType::Text => "text",
+        FieldType::Int => "int",
+        FieldType::Float => "float",
+        FieldType::Boolean => "bool",
+        FieldType::Timestamp => "timestamp",
     }
 }

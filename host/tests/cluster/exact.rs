@@ -43,11 +43,29 @@ fn three_hosts_store_what_one_host_and_the_embedded_run_store() {
     let refs: Vec<&Served> = hosts.iter().collect();
     let publisher = three.publish(&file, Some(800));
     let mut most_owners = 0;
+    // A standby partition names its owner as the ownership record does:
+    // always one of the three hosts, and at some point another one.
+    let pid = |p: u32| format!(" pid {p} ");
+    let pids: Vec<String> = hosts.iter().map(|h| pid(h.pid())).collect();
+    let mut standby_named_another = false;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(6) || most_owners < 3 {
         let views: Vec<_> = refs.iter().map(|h| three.view(h)).collect();
         let owners = owned_counts(&views).iter().filter(|n| **n > 0).count();
         most_owners = most_owners.max(owners);
+        for (host, view) in refs.iter().zip(&views) {
+            let partitions = view["partitions"].as_array().into_iter().flatten();
+            for p in partitions.filter(|p| p["state"] == "standby") {
+                let Some(owner) = p["owner"].as_str() else {
+                    continue;
+                };
+                assert!(
+                    pids.iter().any(|pid| owner.contains(pid.as_str())),
+                    "a standby partition's owner is one of the hosts: {p}"
+                );
+                standby_named_another |= !owner.contains(&pid(host.pid()));
+            }
+        }
         if fixture::owned_records(&views) >= ROWS || started.elapsed() > Duration::from_secs(60) {
             break;
         }
@@ -55,6 +73,10 @@ fn three_hosts_store_what_one_host_and_the_embedded_run_store() {
     }
     published(publisher);
     three.wait_read(&refs, ROWS);
+    assert!(
+        standby_named_another,
+        "no standby partition ever named the host that owns it"
+    );
     assert_eq!(
         most_owners, 3,
         "the partitions never spread over the three hosts (the first host to consume \
@@ -90,6 +112,31 @@ fn three_hosts_store_what_one_host_and_the_embedded_run_store() {
             .all(|p| p["takeovers"] == 1 && p["state"] == "active"),
         "{view:#}"
     );
+    // Each partition's owner is this host, by the name its ownership
+    // records use, and the console shows it with the generation.
+    let owner = partitions[0]["owner"]
+        .as_str()
+        .expect("an owner")
+        .to_owned();
+    assert!(owner.contains(&format!(" pid {} ", host.pid())), "{view:#}");
+    assert!(partitions.iter().all(|p| p["owner"] == owner.as_str()));
+    let page = crate::browser::browse(serde_json::json!({
+        "action": "partitions", "url": host.url, "token": crate::host::OPERATOR,
+    }));
+    let rows = page["partitions"].as_array().expect("partition rows");
+    assert_eq!(rows.len(), partitions.len(), "{page}");
+    for (row, p) in rows.iter().zip(partitions) {
+        assert_eq!(row[0], format!("↳ partition {}", p["partition"]), "{row}");
+        assert_eq!(row[1], "owned here", "{row}");
+        assert_eq!(row[2], owner.as_str(), "{row}");
+        assert!(
+            row[3]
+                .as_str()
+                .unwrap_or("")
+                .starts_with(&format!("generation {},", p["generation"])),
+            "{row} {p}"
+        );
+    }
     one.finish(&[&host]);
     let stored_one = one.stored();
 

@@ -14,6 +14,8 @@
 #[path = "../broker/amqp.rs"]
 #[allow(dead_code)]
 mod amqp;
+#[path = "../serve/browser.rs"]
+mod browser;
 #[path = "../pipeline/common.rs"]
 #[allow(dead_code)]
 mod common;

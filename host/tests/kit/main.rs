@@ -195,3 +195,48 @@ fn a_crate_from_a_sample_passes_its_own_native_test() {
         text(&out.stderr)
     );
 }
+
+/// `sluice new --lang js`, as a JS tenant uses the kit: its native tests
+/// pass (`npm install` links the vendored SDK, nothing is fetched), `sluice
+/// build` (componentize-js, from `SLUICE_TOOLCHAINS` or installed on first
+/// use) prints the component's path last, and `sluice test` passes.
+#[test]
+fn a_new_js_tenant_passes_its_native_tests_builds_and_passes_its_test() {
+    let root = outside_the_workspace();
+    let dir = root.path().join("kit-js");
+    let dir_arg = dir.to_str().expect("a UTF-8 temp path");
+    ok(
+        &run(
+            root.path(),
+            SLUICE,
+            &["new", "kit-js", "--lang", "js", "--dir", dir_arg],
+        ),
+        "sluice new --lang js",
+    );
+    ok(
+        &run(
+            &dir,
+            "npm",
+            &["install", "--offline", "--no-audit", "--no-fund"],
+        ),
+        "npm install",
+    );
+    ok(&run(&dir, "npm", &["test"]), "npm test");
+    let built = run(&dir, SLUICE, &["build"]);
+    ok(&built, "sluice build");
+    let stdout = text(&built.stdout);
+    let component = PathBuf::from(stdout.lines().last().expect("a path on stdout"));
+    assert!(
+        component.is_absolute() && component.is_file(),
+        "{}",
+        component.display()
+    );
+    ok(
+        &run(
+            &dir,
+            SLUICE,
+            &["test", "sluice.toml", "--input", "sample.csv"],
+        ),
+        "sluice test",
+    );
+}

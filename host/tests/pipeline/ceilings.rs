@@ -394,9 +394,11 @@ fn keys_buffering_4_mb_of_rows_in_a_process_window_are_refused_per_window_in_bou
     );
     // What is held is ≤ 50 × 256 KiB; the rest over the calm run is the
     // 215 MB streaming through (batches in flight and their dead letters),
-    // which does not grow with the input.
+    // which does not grow with the input: ≈ 110–135 MB. (Before compiled
+    // modules were cached by default, the compile's ≈ 70 MB in both runs
+    // hid part of it, and 128 MB was the bound.)
     assert!(
-        hostile.peak_mib < calm.peak_mib + 128,
+        hostile.peak_mib < calm.peak_mib + 160,
         "peak RSS {} MB, without the bulk keys {} MB",
         hostile.peak_mib,
         calm.peak_mib

@@ -246,8 +246,12 @@ pub fn vm_hwm(pid: u32) -> Option<u64> {
     Some(kib << 10)
 }
 
-/// Samples a child's `VmHWM` every 20 ms on a thread of its own, for tests
-/// that bound a run's memory while they feed or wait on it.
+/// Samples a child's `VmHWM` every 2 ms on a thread of its own, for tests
+/// that bound a run's memory while they feed or wait on it. `VmHWM` is the
+/// high-water mark, so any sample late in the run holds the peak; 2 ms, as
+/// a baseline run with its compiled module cached can end within 20 ms.
+/// (`wait4`'s `ru_maxrss` is no substitute: it counts the forked test
+/// process's pages before the child's `exec`.)
 pub struct PeakRss {
     peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
     done: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -266,7 +270,7 @@ impl PeakRss {
                     if let Some(bytes) = vm_hwm(pid) {
                         peak.fetch_max(bytes, Ordering::Relaxed);
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    std::thread::sleep(std::time::Duration::from_millis(2));
                 }
             })
         };

@@ -11,5 +11,6 @@ mod flow;
 mod guards;
 mod hostile;
 mod idle;
+mod languages;
 mod poison;
 mod sessions;

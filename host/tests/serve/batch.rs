@@ -207,6 +207,42 @@ fn alert_and_schedule_triggers_run_their_jobs_once_per_range() {
     for r in store.runs(&tenant, "on_breach").expect("runs") {
         assert_eq!(r.trigger, "alert:predicted-breach");
     }
+    // The host's list of recent runs (the console's) says the same.
+    let recent = view["batch_triggers"]["recent"].as_array().expect("recent");
+    assert!(!recent.is_empty() && recent.len() <= 20, "{view}");
+    for r in recent {
+        assert_eq!(r["error"], Value::Null, "{r}");
+        if r["job"] == "every_2s" {
+            assert_eq!(r["trigger"], "schedule", "{r}");
+            continue;
+        }
+        assert_eq!(r["job"], "on_breach", "{r}");
+        assert_eq!(r["trigger"], "alert:predicted-breach", "{r}");
+        let station = r["scope"]
+            .as_str()
+            .and_then(|s| s.strip_prefix("station_id="))
+            .unwrap_or("");
+        let range = JobRange {
+            from: r["from"].as_i64().unwrap_or(0),
+            to: r["to"].as_i64().unwrap_or(0),
+        };
+        assert!(
+            runs.contains_key(&(range, station.to_owned())),
+            "{r} is one of the stored runs {runs:?}"
+        );
+    }
+    // The console's tenant page lists them (headless Chromium).
+    let page = crate::browser::browse(serde_json::json!({
+        "action": "triggers", "url": served.url, "token": crate::host::OPERATOR,
+        "tenant": tenant,
+    }));
+    let shown = page["runs"].as_array().expect("runs");
+    assert!(!shown.is_empty() && shown.len() <= 20, "{page}");
+    for row in shown {
+        let job = row[1].as_str().unwrap_or("");
+        assert!(job == "on_breach" || job == "every_2s", "{row}");
+        assert_eq!(row[8], "stored", "{row}");
+    }
     let alert_rows = store.count(&tenant, "on_breach").expect("count");
     assert!(alert_rows > 0);
     for range in expected.iter().map(|(r, _)| *r).collect::<BTreeSet<_>>() {

@@ -16,8 +16,11 @@ mod host;
 
 mod api;
 mod batch;
+mod browser;
 mod claims;
+mod console;
 mod control;
+mod grafana;
 mod hardening;
 mod isolation;
 mod metrics;

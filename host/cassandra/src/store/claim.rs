@@ -1,12 +1,51 @@
 //! Ownership of a partition's checkpoints: claiming the next generation
-//! by lightweight transaction, and dropping the slots of the generations
-//! before it once it has written its first checkpoint.
+//! by lightweight transaction, dropping the slots of the generations
+//! before it once it has written its first checkpoint, and reading who
+//! holds it (for hosts that stand by).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{CassandraStore, StoreError};
 use crate as sink;
+
+/// The current owner of `pipeline`'s checkpoints: its generation and the
+/// name it claimed with (without the per-attempt suffix `claim` adds);
+/// `None` before any claim. A plain read at `ONE`, without preparing: it
+/// is informational (a standby host's view of who runs a partition), taken
+/// every few seconds, and a claim racing with it is shown on the next.
+pub async fn read_owner(
+    session: &scylla::client::session::Session,
+    keyspace: &str,
+    tenant: &str,
+    pipeline: &str,
+) -> Result<Option<(i64, String)>, StoreError> {
+    let fail = |e: &dyn std::fmt::Display| StoreError::Failed {
+        what: "reading a partition's owner",
+        message: e.to_string(),
+    };
+    let row = session
+        .query_unpaged(
+            format!(
+                "SELECT owner_generation, owner FROM {keyspace}.checkpoints \
+                 WHERE tenant = ? AND pipeline = ? LIMIT 1"
+            ),
+            (tenant, pipeline),
+        )
+        .await
+        .map_err(|e| fail(&e))?
+        .into_rows_result()
+        .map_err(|e| fail(&e))?
+        .maybe_first_row::<(Option<i64>, Option<String>)>()
+        .map_err(|e| fail(&e))?;
+    Ok(match row {
+        Some((Some(generation), Some(owner))) => {
+            let name = owner.rsplit_once(" #").map_or(owner.as_str(), |(n, _)| n);
+            Some((generation, name.to_owned()))
+        }
+        _ => None,
+    })
+}
 
 impl CassandraStore {
     /// Claims the pipeline for `owner` (a name for logs and

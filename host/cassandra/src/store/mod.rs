@@ -51,6 +51,8 @@
 //! request with backoff.
 
 mod claim;
+
+pub use claim::read_owner;
 mod read;
 mod retry;
 mod statements;

@@ -56,6 +56,18 @@ pub enum RejectReason {
     WrongWorld(String),
     #[error("`describe` failed: {0}")]
     Describe(String),
+    /// One instance would take more of the instance pool than the host's
+    /// ceiling allows (counted from the binary at load).
+    #[error(
+        "one instance takes {needed} {what}, over the host's ceiling of {ceiling} (ceiling \
+         `{setting}`)"
+    )]
+    InstanceResources {
+        what: &'static str,
+        setting: &'static str,
+        needed: u32,
+        ceiling: u32,
+    },
 }
 
 /// Longest guest message kept (errors, traps, dead letters, logs): a guest
@@ -95,6 +107,10 @@ pub enum Limit {
     /// The guest tried to sleep or wait: guest calls may not block, so the
     /// wait is refused at once (the pinned clock would never get there).
     Wait { requested: Duration },
+    /// The host's instance pool had no room for one more instance (all its
+    /// slots taken by this and other tenants): the host's capacity, not
+    /// the tenant's fault, so never a trap; `pool` is what ran out.
+    Pool { pool: String },
 }
 
 impl std::fmt::Display for Limit {
@@ -110,6 +126,11 @@ impl std::fmt::Display for Limit {
                 f,
                 "host's ceiling of {cap} bytes of results per call (this one returned {size} \
                  bytes; it is retried in smaller calls)"
+            ),
+            Limit::Pool { pool } => write!(
+                f,
+                "host's instance pool: {pool} (the host is at capacity; ceilings \
+                 `core_instances`, `memories`, `tables` and the worker count size it)"
             ),
             Limit::Wait { requested } => write!(
                 f,
@@ -210,9 +231,16 @@ impl SandboxError {
 
     /// True when the failure is caused by what the call was given (a trap,
     /// a limit, an error value): callers isolate the poison input by
-    /// retrying smaller pieces. False for engine and I/O failures.
+    /// retrying smaller pieces. False for engine and I/O failures, and for
+    /// a full instance pool (no input is to blame).
     pub fn is_caused_by_input(&self) -> bool {
-        matches!(
+        !matches!(
+            self,
+            SandboxError::LimitExceeded {
+                limit: Limit::Pool { .. },
+                ..
+            }
+        ) && matches!(
             self,
             SandboxError::Trap { .. }
                 | SandboxError::LimitExceeded { .. }

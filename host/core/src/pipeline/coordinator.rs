@@ -291,7 +291,7 @@ impl<'a> Coordinator<'a> {
         self.wm_at_last_record = self.wm;
         if let Some(live) = &self.live {
             live.watermark.store(self.wm, Ordering::Relaxed);
-            if let Ok(mut keys) = live.keys.lock() {
+            if let Some(mut keys) = live.count_keys.then(|| live.keys.lock().ok()).flatten() {
                 let good = rows.iter().flatten().map(|(r, _)| &r.key);
                 let bad = bad.iter().flatten().filter_map(|(b, _)| b.key.as_ref());
                 keys.extend(good.chain(bad).map(Key::hash64));

@@ -62,6 +62,8 @@ pub struct Live {
     pub watermark: std::sync::atomic::AtomicI64,
     /// Hashes of the keys of the rows read (good, and bad with a key).
     pub(super) keys: std::sync::Mutex<HashSet<u64>>,
+    /// Whether `keys` is kept (a hash per row under a lock per batch).
+    pub(super) count_keys: bool,
 }
 
 impl Default for Live {
@@ -69,11 +71,21 @@ impl Default for Live {
         Live {
             watermark: std::sync::atomic::AtomicI64::new(i64::MIN),
             keys: std::sync::Mutex::new(HashSet::new()),
+            count_keys: true,
         }
     }
 }
 
 impl Live {
+    /// The watermark only: no key is counted (`keys` stays 0), so a host
+    /// that only shows the watermark costs its runs nothing per row.
+    pub fn watermark_only() -> Live {
+        Live {
+            count_keys: false,
+            ..Live::default()
+        }
+    }
+
     /// Distinct keys seen so far.
     pub fn keys(&self) -> usize {
         self.keys.lock().map_or(0, |k| k.len())

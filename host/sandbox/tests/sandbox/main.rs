@@ -6,6 +6,7 @@ mod bts;
 mod common;
 mod determinism;
 mod hostile;
+mod pool;
 mod rejection;
 mod spike;
 mod windows_bts;

@@ -143,8 +143,14 @@ pub struct PartitionView {
     pub queue: String,
     /// `active` (this host runs it) or `standby` (waiting for the broker).
     pub state: &'static str,
-    /// Ownership generation of the running activation (0: none yet).
+    /// Ownership generation: this host's activation while `active`; the
+    /// owner's, as last read from the ownership record (every 2 s), while
+    /// `standby` (0: none yet).
     pub generation: i64,
+    /// The host running it, as ownership records name it: this host while
+    /// `active`; while `standby`, the owner last read (`None` before the
+    /// first read, or when no host has claimed it yet).
+    pub owner: Option<String>,
     /// Seconds since this host took the partition over.
     pub owned_for_secs: Option<u64>,
     /// Messages ready in the partition queue plus those delivered here and
@@ -181,6 +187,8 @@ struct PartitionState {
     takeovers: AtomicU64,
     losses: AtomicU64,
     handovers: AtomicU64,
+    /// The owner's generation and name as last read while standing by.
+    standby_owner: Mutex<Option<(i64, String)>>,
 }
 
 impl PartitionState {
@@ -221,6 +229,8 @@ pub struct PartitionedRun {
     suspend_on_stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
     last_handover: Mutex<Option<Instant>>,
+    /// This host as ownership records name it (a partition's `owner`).
+    host_name: String,
 }
 
 impl PartitionedRun {
@@ -272,6 +282,7 @@ impl PartitionedRun {
             suspend_on_stop,
             paused,
             last_handover: Mutex::new(None),
+            host_name: env.host_name.clone(),
         })
     }
 
@@ -384,11 +395,23 @@ impl PartitionedRun {
                 let control = state.control();
                 let live = state.live.lock().ok().and_then(|l| l.clone());
                 let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+                let (generation, owner) = if owned {
+                    (
+                        state.generation.load(Ordering::Relaxed),
+                        Some(self.host_name.clone()),
+                    )
+                } else {
+                    match state.standby_owner.lock().ok().and_then(|o| o.clone()) {
+                        Some((generation, owner)) => (generation, Some(owner)),
+                        None => (state.generation.load(Ordering::Relaxed), None),
+                    }
+                };
                 PartitionView {
                     partition: index,
                     queue: self.queue.queue(index),
                     state: if owned { "active" } else { "standby" },
-                    generation: state.generation.load(Ordering::Relaxed),
+                    generation,
+                    owner,
                     owned_for_secs: state.owned_for().map(|d| d.as_secs()),
                     lag: control.as_ref().map_or(0, |c| c.gauges().lag()),
                     hosts: control.as_ref().map_or(0, |c| c.gauges().consumers()),

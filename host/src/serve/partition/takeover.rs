@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use crate::amqp::ingress::{AmqpIngress, AmqpIngressConfig};
 use crate::amqp::topology;
-use crate::cassandra::store::{CassandraStore, CassandraStoreOptions};
+use crate::cassandra::store::{read_owner, CassandraStore, CassandraStoreOptions};
 use crate::ingress::Input;
 use crate::pipeline::{Live, Options, Sinks};
 use crate::runner::{self, RunSpec, Runner};
-use crate::sink::{LineSink, MessageSink};
+use crate::sink::LineSink;
 use crate::state::{self, Checkpoint, CheckpointStore};
 
 use super::{
@@ -107,8 +107,14 @@ pub(super) fn activation(
     let Some(mut activated) = ingress.activation() else {
         return Err(PartitionError::NoActivationSignal);
     };
-    // Standby until the broker delivers (or the host stops the tenant).
+    // Standby until the broker delivers (or the host stops the tenant),
+    // reading now and then who owns the partition meanwhile.
+    let mut owner_read: Option<Instant> = None;
     let active = loop {
+        if owner_read.is_none_or(|at| at.elapsed() >= OWNER_READ_EVERY) {
+            owner_read = Some(Instant::now());
+            read_standby_owner(ctx, index, state);
+        }
         if ctx.stop.load(Ordering::Acquire) {
             control.end();
             let _ = ingress.finish();
@@ -193,6 +199,42 @@ pub(super) fn activation(
     }
 }
 
+/// How often a standby partition reads who owns it, for the views.
+const OWNER_READ_EVERY: Duration = Duration::from_secs(2);
+
+/// Reads partition `index`'s owner from its ownership record into
+/// `state` (the views show it while this host stands by). Bounded: a
+/// database that does not answer delays the standby loop by at most
+/// 500 ms, and the view keeps the last owner read.
+fn read_standby_owner(ctx: &Ctx, index: u16, state: &PartitionState) {
+    let pipeline = checkpoint_name(&ctx.input.base, index);
+    let read = ctx.env.runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            read_owner(
+                &ctx.db.session,
+                &ctx.db.keyspace,
+                &ctx.manifest.tenant,
+                &pipeline,
+            ),
+        )
+        .await
+    });
+    match read {
+        Ok(Ok(owner)) => {
+            if let Ok(mut known) = state.standby_owner.lock() {
+                *known = owner;
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(tenant = %ctx.manifest.tenant, partition = index, error = %e, "reading the partition's owner failed");
+        }
+        Err(_) => {
+            tracing::debug!(tenant = %ctx.manifest.tenant, partition = index, "reading the partition's owner timed out");
+        }
+    }
+}
+
 /// Claims partition `index` for this host and reads its newest checkpoint.
 pub(super) fn claim(
     ctx: &Ctx,
@@ -271,7 +313,7 @@ pub(super) fn run_partition(
         LineSink::discard("dead-letter"),
     );
     sinks.messages = Some(Arc::new(Gate {
-        inner: Arc::new(sink) as Arc<dyn MessageSink>,
+        inner: env.tapped(tenant, sink),
         lost: Arc::clone(lost),
     }));
     if let Some(tables) = &ctx.tables {

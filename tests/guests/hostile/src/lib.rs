@@ -34,6 +34,9 @@
 //! - `huge-error`: `alerts` returns an error whose message is 40 MiB;
 //! - anything else, or absent: normal.
 //!
+//! In every mode, param `say` (any text) is written to the tenant's log by
+//! `init`, as given: the console test's payload in a log line.
+//!
 //! Normal behaviour: `count` (aggregate) and `window` (process-window)
 //! output `counter` = rows; `alerts` keeps the key's row count as state
 //! and raises one `hostile` alert per non-empty group with `counter` = the
@@ -160,6 +163,9 @@ impl Tenant for Hostile {
         let mode = params.get_str("mode").map_or(Mode::Normal, Mode::parse);
         if mode == Mode::SleepInit {
             std::thread::sleep(Duration::from_secs(20));
+        }
+        if let Some(say) = params.get_str("say") {
+            sluice_guest::log::warn(say);
         }
         REFS.store(params.get_or("refs", 100u32)?, Ordering::Relaxed);
         let value = match mode {

@@ -1,0 +1,333 @@
+// Host-held bytes: how accumulators and alert states cross calls.
+//
+// A class with `static STATE = { count: "u64", sum: "f64", ... }` has a
+// fixed little-endian layout, written straight into the call's one output
+// buffer and read in place from the call's input buffer through a
+// `DataView` (no copy, no allocation but the object). 64-bit ints are kept
+// as numbers (exact up to 2^53) and written as two 32-bit halves: no
+// `BigInt` on the hot path. A class with `encode()` (→ `Uint8Array`) and
+// `static decode(bytes)` (a view into the call's buffer) packs itself; any
+// other is JSON (which has no NaN or ±Infinity: declare a STATE then).
+
+import { GuestError } from "./errors.js";
+
+const SIZES = { f64: 8, f32: 4, i64: 8, u64: 8, i32: 4, u32: 4, u16: 2, u8: 1, bool: 1 };
+const TWO32 = 4294967296;
+
+function compileLayout(cls) {
+  const fields = [];
+  let size = 0;
+  for (const [name, type] of Object.entries(cls.STATE)) {
+    const width = SIZES[type];
+    if (width === undefined) {
+      throw new TypeError(`${cls.name}.STATE: field \`${name}\` has unknown type \`${type}\` (one of ${Object.keys(SIZES).join(", ")})`);
+    }
+    fields.push([name, type, size]);
+    size += width;
+  }
+  // Generated once per class: straight-line code with no loop or switch
+  // per field. Two versions: over typed arrays (`f64[i]`, `u32[i]`: an
+  // element access is a cheap op in the engine's interpreter, a DataView
+  // method a native call), used when the record starts 8-aligned, and
+  // over the DataView otherwise. Profiled: reading the 12 panes of a BTS
+  // sliding window was most of `aggregate-finish`.
+  const fast = { w: [], r: [] }, slow = { w: [], r: [] };
+  for (const [name, type, off] of fields) {
+    const p = `x[${JSON.stringify(name)}]`;
+    const at = `o + ${off}`;
+    let dv;
+    switch (type) {
+      case "f64": dv = [`v.dv.setFloat64(${at}, ${p}, true);`, `${p} = v.dv.getFloat64(${at}, true);`]; break;
+      case "f32": dv = [`v.dv.setFloat32(${at}, ${p}, true);`, `${p} = v.dv.getFloat32(${at}, true);`]; break;
+      case "i32": dv = [`v.dv.setInt32(${at}, ${p}, true);`, `${p} = v.dv.getInt32(${at}, true);`]; break;
+      case "u32": dv = [`v.dv.setUint32(${at}, ${p}, true);`, `${p} = v.dv.getUint32(${at}, true);`]; break;
+      case "u16": dv = [`v.dv.setUint16(${at}, ${p}, true);`, `${p} = v.dv.getUint16(${at}, true);`]; break;
+      case "u8": dv = [`v.dv.setUint8(${at}, ${p});`, `${p} = v.dv.getUint8(${at});`]; break;
+      case "bool": dv = [`v.dv.setUint8(${at}, ${p} ? 1 : 0);`, `${p} = v.dv.getUint8(${at}) !== 0;`]; break;
+      default:
+        // i64/u64 as a number: low half unsigned, high half signed.
+        dv = [
+          `{ const n = ${p}; const hi = Math.floor(n / ${TWO32}); v.dv.setUint32(${at}, n - hi * ${TWO32}, true); v.dv.setInt32(${at} + 4, hi, true); }`,
+          `${p} = v.dv.getInt32(${at} + 4, true) * ${TWO32} + v.dv.getUint32(${at}, true);`,
+        ];
+    }
+    slow.w.push(dv[0]);
+    slow.r.push(dv[1]);
+    if (type === "f64" && off % 8 === 0) {
+      fast.w.push(`v.f64[(o >> 3) + ${off / 8}] = ${p};`);
+      fast.r.push(`${p} = v.f64[(o >> 3) + ${off / 8}];`);
+    } else if ((type === "u64" || type === "i64") && off % 4 === 0) {
+      const i = `(o >> 2) + ${off / 4}`;
+      fast.w.push(`{ const n = ${p}; const hi = Math.floor(n / ${TWO32}); v.u32[${i}] = n - hi * ${TWO32}; v.i32[${i} + 1] = hi; }`);
+      fast.r.push(`${p} = v.i32[${i} + 1] * ${TWO32} + v.u32[${i}];`);
+    } else if ((type === "u32" || type === "i32") && off % 4 === 0) {
+      const arr = type === "u32" ? "u32" : "i32";
+      fast.w.push(`v.${arr}[(o >> 2) + ${off / 4}] = ${p};`);
+      fast.r.push(`${p} = v.${arr}[(o >> 2) + ${off / 4}];`);
+    } else {
+      fast.w.push(dv[0]);
+      fast.r.push(dv[1]);
+    }
+  }
+  const fn = (body) => new Function("x", "v", "o", body.join("\n"));
+  const writeFast = fn(fast.w), writeSlow = fn(slow.w);
+  const readFast = fn(fast.r), readSlow = fn(slow.r);
+  const proto = cls.prototype;
+  // Every pane after the first of a window, read into `x` and merged into
+  // `acc` in one loop: no call per pane but `merge` (the records are
+  // `size` bytes apart, checked once per call by `uniform`).
+  const allFast = size % 8 === 0 && fast.r.every((line) => !line.includes("v.dv."));
+  const mergeRange = allFast
+    ? new Function(
+        "acc", "x", "v", "first", "last",
+        `for (let j = first; j < last; j++) { const o = j * ${size};\n${fast.r.join("\n")}\nacc.merge(x); }`,
+      )
+    : undefined;
+  return {
+    fixed: size,
+    mergeRange,
+    mergeWindow: allFast ? compileMerge(cls, fields, size) : undefined,
+    /** An accumulator to merge a window into and finish, reused. */
+    window: Object.create(proto),
+    /** Writes `x` at byte `o` of the views. */
+    write(x, v, o) {
+      if (v.f64 !== null && (o & 7) === 0) writeFast(x, v, o);
+      else writeSlow(x, v, o);
+    },
+    /** Reads the record at byte `o` into `x` (an instance to reuse). */
+    readInto(x, v, o) {
+      if (v.f64 !== null && (o & 7) === 0) readFast(x, v, o);
+      else readSlow(x, v, o);
+      return x;
+    },
+    /** A new instance from the record at byte `o` (no constructor run). */
+    read(v, o) {
+      return this.readInto(Object.create(proto), v, o);
+    },
+    /** An instance to decode into and reuse within one call. */
+    scratch: Object.create(proto),
+  };
+}
+
+// `static MERGE`: how each field of a fixed layout merges, as the class's
+// `merge` does it ("min"/"max" as Rust's `f64::min`/`max`: a NaN loses).
+const MERGES = {
+  sum: (a, b) => `${a} += ${b};`,
+  min: (a, b) => `if (${a} !== ${a} || ${b} < ${a}) ${a} = ${b};`,
+  max: (a, b) => `if (${a} !== ${a} || ${b} > ${a}) ${a} = ${b};`,
+  first: () => "",
+  last: (a, b) => `${a} = ${b};`,
+};
+
+/**
+ * With `static MERGE` declared, a window's panes are merged field by field
+ * in locals straight from the typed arrays: no object and no call per pane
+ * (profiled: the `merge` call per pane was the largest part of
+ * `aggregate-finish` after the reads; a BTS sliding window has 12 panes).
+ */
+function compileMerge(cls, fields, size) {
+  const merge = cls.MERGE;
+  if (merge === undefined) return undefined;
+  for (const name of Object.keys(merge)) {
+    if (!fields.some(([f]) => f === name)) {
+      throw new TypeError(`${cls.name}.MERGE names \`${name}\`, which STATE does not declare`);
+    }
+  }
+  const read = (type, off) => {
+    if (type === "f64") return `v.f64[(o >> 3) + ${off / 8}]`;
+    if (type === "u32" || type === "i32") return `v.${type}[(o >> 2) + ${off / 4}]`;
+    const i = `(o >> 2) + ${off / 4}`;
+    return `(v.i32[${i} + 1] * ${TWO32} + v.u32[${i}])`;
+  };
+  const init = [], step = [], out = [];
+  fields.forEach(([name, type, off], k) => {
+    const how = merge[name];
+    if (MERGES[how] === undefined) {
+      throw new TypeError(`${cls.name}.MERGE: field \`${name}\` merges by \`${how}\` (one of ${Object.keys(MERGES).join(", ")})`);
+    }
+    init.push(`let a${k} = ${read(type, off)};`);
+    step.push(`{ const b = ${read(type, off)}; ${MERGES[how](`a${k}`, "b")} }`);
+    out.push(`x[${JSON.stringify(name)}] = a${k};`);
+  });
+  return new Function(
+    "x", "v", "first", "last",
+    `let o = first * ${size};\n${init.join("\n")}\n` +
+      `for (let j = first + 1; j < last; j++) {\no = j * ${size};\n${step.join("\n")}\n}\n` +
+      `${out.join("\n")}\nreturn x;`,
+  );
+}
+
+let textEncoder, textDecoder;
+
+function customCodec(cls) {
+  return {
+    fixed: -1,
+    encode: (x) => {
+      const bytes = x.encode();
+      if (!(bytes instanceof Uint8Array)) {
+        throw new TypeError(`${cls.name}.encode() returned ${typeof bytes}, not a Uint8Array`);
+      }
+      return bytes;
+    },
+    decode: (bytes) => {
+      const x = cls.decode(bytes);
+      if (!(x instanceof cls)) {
+        throw new GuestError(`the bytes decode to ${x?.constructor?.name ?? typeof x}, not ${cls.name}`);
+      }
+      return x;
+    },
+  };
+}
+
+function jsonCodec(cls) {
+  return {
+    fixed: -1,
+    encode: (x) => (textEncoder ??= new TextEncoder()).encode(JSON.stringify(x)),
+    decode: (bytes) => {
+      let parsed;
+      try {
+        parsed = JSON.parse((textDecoder ??= new TextDecoder()).decode(bytes));
+      } catch (e) {
+        throw new GuestError(`${cls.name} could not be decoded: ${e.message}`);
+      }
+      return Object.assign(Object.create(cls.prototype), parsed);
+    },
+  };
+}
+
+const CODECS = new WeakMap();
+
+/** How `cls`'s instances are packed (compiled once per class). */
+export function codecOf(cls) {
+  let c = CODECS.get(cls);
+  if (c === undefined) {
+    if (cls.STATE) c = compileLayout(cls);
+    else if (typeof cls.prototype.encode === "function" && typeof cls.decode === "function") c = customCodec(cls);
+    else c = jsonCodec(cls);
+    CODECS.set(cls, c);
+  }
+  return c;
+}
+
+/**
+ * Views of a `Uint8Array`'s bytes, made once per call: a `DataView`, and
+ * when the bytes start 8-aligned (a list the bindings lift is a fresh
+ * buffer, so they do) `Float64Array`/`Uint32Array`/`Int32Array` over them.
+ */
+export function viewsOf(bytes) {
+  const { buffer, byteOffset, byteLength } = bytes;
+  const aligned = (byteOffset & 7) === 0;
+  return {
+    bytes,
+    dv: new DataView(buffer, byteOffset, byteLength),
+    f64: aligned ? new Float64Array(buffer, byteOffset, byteLength >> 3) : null,
+    u32: aligned ? new Uint32Array(buffer, byteOffset, byteLength >> 2) : null,
+    i32: aligned ? new Int32Array(buffer, byteOffset, byteLength >> 2) : null,
+  };
+}
+
+function checkSize(codec, cls, start, end) {
+  if (end - start !== codec.fixed) {
+    throw new GuestError(`${cls.name} is ${codec.fixed} bytes packed, the host gave ${end - start}`);
+  }
+}
+
+/** An instance of `cls` from bytes `start..end` of the views. */
+export function decodeAt(codec, cls, views, start, end) {
+  if (codec.fixed >= 0) {
+    checkSize(codec, cls, start, end);
+    return codec.read(views, start);
+  }
+  return codec.decode(views.bytes.subarray(start, end));
+}
+
+/** Whether `ends` are those of records of exactly `size` bytes each (then
+ * record `j` is at `j * size`). */
+export function uniform(ends, size) {
+  for (let j = 0; j < ends.length; j++) if (ends[j] !== (j + 1) * size) return false;
+  return true;
+}
+
+/** Like `decodeAt`, into the codec's scratch instance when the layout is
+ * fixed (valid until the next call of this): no allocation per pane. */
+export function decodeScratch(codec, cls, views, start, end) {
+  if (codec.fixed >= 0) {
+    checkSize(codec, cls, start, end);
+    return codec.readInto(codec.scratch, views, start);
+  }
+  return codec.decode(views.bytes.subarray(start, end));
+}
+
+/**
+ * Buffers a component reuses from call to call for what it returns: the
+ * bindings copy a returned typed array into the host's memory before the
+ * call ends, so the next call may overwrite it. Why: every fresh
+ * `ArrayBuffer` is malloc'd in the instance's linear memory and freed only
+ * when the engine's GC finalizes it — measured, that garbage took a BTS
+ * instance past the example's 64 MiB cap within 100 000 rows. Tests use
+ * none (each result is its own).
+ */
+export class Scratch {
+  constructor() {
+    this.slots = new Map();
+  }
+
+  /** A `Uint8Array` view of `n` bytes of buffer `slot` (grown as needed;
+   * 8-aligned, contents undefined). */
+  bytes(slot, n) {
+    let buf = this.slots.get(slot);
+    if (buf === undefined || buf.byteLength < n) {
+      buf = new ArrayBuffer(Math.max(64, 2 ** Math.ceil(Math.log2(Math.max(n, 1)))));
+      this.slots.set(slot, buf);
+    }
+    return new Uint8Array(buf, 0, n);
+  }
+
+  /** A `Uint32Array` view of `n` values of buffer `slot`. */
+  u32(slot, n) {
+    const bytes = this.bytes(slot, 4 * n);
+    return new Uint32Array(bytes.buffer, 0, n);
+  }
+}
+
+/** Packs `objects` into one buffer and their end offsets (in `scratch`'s
+ * buffers when given). */
+export function encodeAll(codec, objects, scratch) {
+  const n = objects.length;
+  const ends = scratch ? scratch.u32("ends", n) : new Uint32Array(n);
+  if (codec.fixed >= 0) {
+    const size = codec.fixed;
+    const data = scratch ? scratch.bytes("data", size * n) : new Uint8Array(size * n);
+    const views = viewsOf(data);
+    for (let i = 0; i < n; i++) {
+      codec.write(objects[i], views, i * size);
+      ends[i] = (i + 1) * size;
+    }
+    return { data, ends };
+  }
+  const parts = new Array(n);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const p = codec.encode(objects[i]);
+    parts[i] = p;
+    total += p.length;
+    ends[i] = total;
+  }
+  const data = scratch ? scratch.bytes("data", total) : new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    data.set(p, at);
+    at += p.length;
+  }
+  return { data, ends };
+}
+
+/** One object packed on its own. */
+export function encodeOne(codec, x) {
+  if (codec.fixed >= 0) {
+    const data = new Uint8Array(codec.fixed);
+    codec.write(x, viewsOf(data), 0);
+    return data;
+  }
+  return codec.encode(x);
+}

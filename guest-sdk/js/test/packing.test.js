@@ -1,0 +1,137 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Aggregate, Batch, Events, GuestError, Module, Output, State, Tenant, aggregate, alert, batchOf, fieldDef, processWindow } from "../src/index.js";
+import { textValues, int64Values } from "../src/events.js";
+
+const FIELDS = [fieldDef("name", "text"), fieldDef("n", "int"), fieldDef("x", "float"), fieldDef("on", "boolean"), fieldDef("note", "text", true)];
+
+class Sum extends Aggregate {
+  static OUTPUTS = ["sum", "count", "big"];
+  static STATE = { count: "u64", sum: "f64", big: "i64" };
+  constructor() { super(); this.count = 0; this.sum = 0; this.big = 0; }
+  addEvents(t, events) {
+    const xs = events.values(t.x), ns = events.values(t.n);
+    for (let i = 0; i < xs.length; i++) { this.sum += xs[i]; this.big += ns[i]; }
+    this.count += xs.length;
+  }
+  merge(o) { this.count += o.count; this.sum += o.sum; this.big += o.big; }
+  finish() { return new Output().float("sum", this.sum).int("count", this.count).int("big", this.big); }
+}
+
+class Seen extends State {
+  constructor() { super(); this.names = []; }
+}
+
+class T extends Tenant {
+  static NAME = "t";
+  static VERSION = "1.0.0";
+  init(params, schema) {
+    this.x = schema.float("x");
+    this.n = schema.int("n");
+    this.name = schema.text("name");
+    this.note = schema.text("note");
+  }
+}
+T.FUNCTIONS = [
+  aggregate("sum", Sum),
+  alert("seen", Seen, { kinds: ["new-name"], outputs: ["name"] }, (t, s, key, events, out) => {
+    for (const e of events) {
+      const name = e.get(t.name);
+      if (!s.names.includes(name)) {
+        s.names.push(name);
+        out.raise("new-name", e.time, new Output().text("name", name));
+      }
+    }
+  }),
+  processWindow("notes", ["notes"], (t, key, w, events) => new Output().text("notes", events.values(t.note).map((v) => v ?? "-").join(","))),
+];
+
+const module = () => new Module(T, [], FIELDS);
+
+test("init returns the projection: the fields the tenant resolved", () => {
+  assert.deepEqual([...module().reads()], [0, 1, 2, 4]);
+});
+
+test("text columns are sliced at UTF-8 byte offsets, non-ASCII included", () => {
+  const raw = batchOf(FIELDS, [1, 2, 3], [["é", 1, 1, true, null], ["a", 2, 2, false, "日本"], ["😀x", 3, 3, true, "z"]]);
+  assert.deepEqual(raw.columns[0].val.offsets, Uint32Array.from([0, 2, 3, 8]));
+  assert.deepEqual(textValues(raw.columns[0].val.data, raw.columns[0].val.offsets), ["é", "a", "😀x"]);
+  assert.throws(() => textValues("é", Uint32Array.from([0, 1])), /splits a UTF-8 character/);
+  assert.throws(() => textValues("ab", Uint32Array.from([0, 3])), /past its 2 bytes/);
+});
+
+test("64-bit ints become numbers, BigInt only when a double cannot hold them", () => {
+  assert.ok(int64Values(BigInt64Array.from([1n, -5n])) instanceof Float64Array);
+  const mixed = int64Values(BigInt64Array.from([1n, 9007199254740993n]));
+  assert.deepEqual(mixed, [1, 9007199254740993n]);
+});
+
+test("absent optional fields read as null", () => {
+  const raw = batchOf(FIELDS, [1, 2], [["a", 1, 1, true, null], ["b", 2, 2, false, "x"]]);
+  const m = module();
+  const out = m.processWindow("notes", [{ key: ["k"], start: 0n, end: 10n, first: 0, len: 2 }], raw);
+  assert.deepEqual(out, [[{ name: "notes", value: { tag: "text", val: "-,x" } }]]);
+  const e = [...new Events(new Batch(raw), 0, 2)];
+  assert.equal(e[0].get(m.tenant.note), null);
+  assert.equal(e[1].get(m.tenant.note), "x");
+});
+
+test("aggregate add, merge and finish round-trip packed accumulators", () => {
+  const m = module();
+  const raw = batchOf(FIELDS, [1, 2, 3], [["a", 1, 1.5, true, null], ["a", 2, 2.5, false, null], ["b", -4, 10, true, null]]);
+  // Group 0: rows 0..2, fresh; group 1: row 2, fresh.
+  const added = m.aggregateAdd("sum", { ends: Uint32Array.from([2, 3]), states: { data: new Uint8Array(0), ends: new Uint32Array(0), items: Uint32Array.from([0, 0]) } }, raw);
+  assert.deepEqual([...added.ends], [24, 48]);
+  // Group 0 (a row of x 1, n 5) onto the first accumulator; group 1 empty and fresh.
+  const again = m.aggregateAdd("sum", { ends: Uint32Array.from([1, 1]), states: { data: added.data.slice(0, 24), ends: Uint32Array.from([24]), items: Uint32Array.from([1, 1]) } },
+    batchOf(FIELDS, [4], [["a", 5, 1, true, null]]));
+  const merged = m.aggregateMerge("sum", { data: added.data, ends: added.ends, items: Uint32Array.from([2, 2]) });
+  assert.equal(merged.length, 2);
+  assert.equal(merged[1].length, 24);
+  const data = new Uint8Array([...merged[0], ...again.data.subarray(0, 24)]);
+  const fin = m.aggregateFinish("sum", { data, ends: Uint32Array.from([24, 48]), items: Uint32Array.from([1, 2, 2]) });
+  assert.deepEqual(fin.names, ["sum", "count", "big"]);
+  assert.deepEqual([...fin.windows], [3, 6, 9]);
+  assert.deepEqual(fin.values.map((v) => v.val), [14, 3, -1, 5, 3, 8, 0, 0, 0]);
+});
+
+test("malformed packed accumulators and wrong sizes are guest errors naming the call", () => {
+  const m = module();
+  assert.throws(() => m.aggregateMerge("sum", { data: new Uint8Array(4), ends: Uint32Array.from([8]), items: Uint32Array.from([1]) }),
+    (e) => e instanceof GuestError && /accumulator 0 ends at 8, outside 0..=4/.test(e.message));
+  assert.throws(() => m.aggregateMerge("sum", { data: new Uint8Array(4), ends: Uint32Array.from([4]), items: Uint32Array.from([1]) }),
+    /aggregate `sum`, list 0: Sum is 24 bytes packed, the host gave 4/);
+  assert.throws(() => m.aggregateMerge("nope", { data: new Uint8Array(0), ends: new Uint32Array(0), items: new Uint32Array(0) }),
+    /module `t` has no function `nope` \(it has: \[sum, seen, notes\]\)/);
+  assert.throws(() => m.alert("sum", [], batchOf(FIELDS, [], [])), /function `sum` is an aggregate function, not an alert function/);
+});
+
+test("alert state survives the round trip and undeclared kinds are refused", () => {
+  const m = module();
+  const raw = batchOf(FIELDS, [1, 2], [["a", 1, 1, true, null], ["a", 2, 2, false, null]]);
+  const [r] = m.alert("seen", [{ key: ["k"], state: undefined, start: 0, len: 2 }], raw);
+  assert.deepEqual(r.alerts.map((a) => a.kind), ["new-name"]);
+  const [r2] = m.alert("seen", [{ key: ["k"], state: r.state, start: 0, len: 2 }], raw);
+  assert.deepEqual(r2.alerts, []);
+});
+
+test("a batch whose columns do not match the schema is refused", () => {
+  const m = module();
+  const raw = batchOf(FIELDS, [1], [["a", 1, 1, true, null]]);
+  raw.columns[2] = { tag: "int", val: BigInt64Array.from([1n]) };
+  assert.throws(() => m.alert("seen", [], raw), /alert `seen`: batch column `x` is int, but the schema declares float/);
+});
+
+test("a component's reused result buffers hold what fresh ones would", () => {
+  const fresh = module(), reused = new Module(T, [], FIELDS, { reuseBuffers: true });
+  const raw = batchOf(FIELDS, [1, 2, 3], [["a", 1, 1.5, true, null], ["a", 2, 2.5, false, null], ["b", -4, 10, true, null]]);
+  const groups = { ends: Uint32Array.from([2, 3]), states: { data: new Uint8Array(0), ends: new Uint32Array(0), items: Uint32Array.from([0, 0]) } };
+  const a = fresh.aggregateAdd("sum", groups, raw), b = reused.aggregateAdd("sum", groups, raw);
+  assert.deepEqual([...b.data], [...a.data]);
+  assert.deepEqual([...b.ends], [...a.ends]);
+  const packed = { data: a.data, ends: a.ends, items: Uint32Array.from([2, 2]) };
+  const fa = fresh.aggregateFinish("sum", packed), fb = reused.aggregateFinish("sum", packed);
+  assert.deepEqual([...fb.nameIds], [...fa.nameIds]);
+  assert.deepEqual([...fb.windows], [...fa.windows]);
+  assert.deepEqual(fb.values, fa.values);
+});

@@ -1,0 +1,199 @@
+"""What a tenant writes: a `Tenant` (params and field handles resolved once
+by `init`), `Aggregate` accumulators, typed per-key `State` for alert
+functions, `Output` fields and `Alerts`; and the function declarations
+(`aggregate`, `alert`, `process_window`) its `FUNCTIONS` list.
+
+Accumulators and states are host-held bytes between calls, so the host can
+checkpoint them and a failed call changes nothing. A class with a `STATE`
+struct format (fields in `__slots__` order) is packed with `struct`, read
+in place from the call's buffer (no copy); one without is pickled."""
+
+import pickle
+import struct
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+from .errors import GuestError
+
+# Value kinds of output fields, as the WIT `value` variant.
+INT, FLOAT, TEXT, BOOLEAN = "int", "float", "text", "boolean"
+
+
+class Output:
+    """Result fields of a window or an alert, in order:
+    `Output().float("mean", m).int("counter", n)`."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self):
+        self.fields: List[Tuple[str, str, Any]] = []
+
+    def float(self, name: str, value: float) -> "Output":
+        self.fields.append((name, FLOAT, float(value)))
+        return self
+
+    def int(self, name: str, value: int) -> "Output":
+        self.fields.append((name, INT, int(value)))
+        return self
+
+    def text(self, name: str, value: str) -> "Output":
+        self.fields.append((name, TEXT, str(value)))
+        return self
+
+    def boolean(self, name: str, value: bool) -> "Output":
+        self.fields.append((name, BOOLEAN, bool(value)))
+        return self
+
+
+class Alerts:
+    """The alerts an alert function raises for one key group."""
+
+    __slots__ = ("raised",)
+
+    def __init__(self):
+        self.raised: List[Tuple[str, int, Output]] = []
+
+    def raise_(self, kind: str, event_time: int, data: Optional[Output] = None) -> None:
+        """Raises an alert of `kind` (one the function declared) at
+        `event_time` (ms), with `data` fields."""
+        self.raised.append((kind, event_time, data if data is not None else Output()))
+
+    # `raise` is a keyword; `alert` reads well at the call site too.
+    alert = raise_
+
+
+class _Packed:
+    """Encoding of host-held bytes: `STATE` + `__slots__` with struct, or
+    pickle when a class declares no `STATE`."""
+
+    __slots__ = ()
+    STATE: str = ""
+    _struct: Optional[struct.Struct] = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.STATE:
+            cls._struct = struct.Struct(cls.STATE)
+            slots = _all_slots(cls)
+            if len(slots) != len(cls._struct.unpack(bytes(cls._struct.size))):
+                raise TypeError(
+                    f"{cls.__name__}: STATE {cls.STATE!r} packs "
+                    f"{len(cls._struct.unpack(bytes(cls._struct.size)))} values but __slots__ "
+                    f"names {len(slots)}"
+                )
+            cls._slots = slots
+
+    def encode(self) -> bytes:
+        s = type(self)._struct
+        if s is not None:
+            return s.pack(*[getattr(self, n) for n in type(self)._slots])
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def decode(cls, buf, start: int, end: int):
+        """An instance from `buf[start:end]` (a bytes-like of the call)."""
+        s = cls._struct
+        if s is not None:
+            if end - start != s.size:
+                raise GuestError(
+                    f"{cls.__name__} is {s.size} bytes packed, the host gave {end - start}"
+                )
+            obj = cls.__new__(cls)
+            for name, value in zip(cls._slots, s.unpack_from(buf, start)):
+                setattr(obj, name, value)
+            return obj
+        try:
+            obj = pickle.loads(memoryview(buf)[start:end])
+        except Exception as e:  # any unpickling failure is bad bytes
+            raise GuestError(f"{cls.__name__} could not be decoded: {e}") from None
+        if not isinstance(obj, cls):
+            raise GuestError(f"the bytes decode to {type(obj).__name__}, not {cls.__name__}")
+        return obj
+
+
+def _all_slots(cls) -> Tuple[str, ...]:
+    names: List[str] = []
+    for klass in reversed(cls.__mro__):
+        slots = klass.__dict__.get("__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    return tuple(names)
+
+
+class Aggregate(_Packed):
+    """An incremental aggregate's accumulator: `add` events, `merge` panes,
+    `finish` a window into output fields. `__init__()` (no arguments) makes
+    a fresh one. Override `add_events` to read whole columns at once (the
+    fast path: one Python call per group, not per event)."""
+
+    __slots__ = ()
+    OUTPUTS: Sequence[str] = ()
+
+    def add(self, tenant, event) -> None:
+        raise NotImplementedError(f"{type(self).__name__}.add")
+
+    def add_events(self, tenant, events) -> None:
+        add = self.add
+        for event in events:
+            add(tenant, event)
+
+    def merge(self, other) -> None:
+        raise NotImplementedError(f"{type(self).__name__}.merge")
+
+    def finish(self, tenant) -> Output:
+        raise NotImplementedError(f"{type(self).__name__}.finish")
+
+
+class State(_Packed):
+    """Typed per-key state of an alert function; `__init__()` makes the
+    state of a key never seen."""
+
+    __slots__ = ()
+
+
+class Tenant:
+    """A tenant: `init(params, schema)` reads params and resolves field
+    handles once per instance; `FUNCTIONS` lists what the manifest may name."""
+
+    NAME = ""
+    VERSION = "0.0.0"
+    FUNCTIONS: Sequence["Function"] = ()
+
+    def init(self, params, schema) -> None:
+        pass
+
+
+AGGREGATE, PROCESS_WINDOW, ALERT = "aggregate", "process-window", "alert"
+
+
+class Function:
+    """One named function of a tenant (use `aggregate`, `alert` or
+    `process_window` to declare one)."""
+
+    __slots__ = ("name", "kind", "outputs", "alert_kinds", "cls", "run")
+
+    def __init__(self, name, kind, outputs, alert_kinds=(), cls=None, run=None):
+        self.name, self.kind = name, kind
+        self.outputs, self.alert_kinds = list(outputs), list(alert_kinds)
+        self.cls, self.run = cls, run
+
+
+def aggregate(name: str, cls) -> Function:
+    """An aggregate whose accumulator is `cls` (an `Aggregate`)."""
+    if not (isinstance(cls, type) and issubclass(cls, Aggregate)):
+        raise TypeError(f"aggregate `{name}`: {cls!r} is not an Aggregate class")
+    return Function(name, AGGREGATE, cls.OUTPUTS, cls=cls)
+
+
+def alert(name: str, state, kinds: Sequence[str], outputs: Sequence[str],
+          run: Callable) -> Function:
+    """An alert function `run(tenant, state, key, events, alerts)` with
+    per-key `state` (a `State` class), raising alerts of `kinds` whose data
+    fields are `outputs`."""
+    if not (isinstance(state, type) and issubclass(state, State)):
+        raise TypeError(f"alert `{name}`: {state!r} is not a State class")
+    return Function(name, ALERT, outputs, kinds, cls=state, run=run)
+
+
+def process_window(name: str, outputs: Sequence[str], run: Callable) -> Function:
+    """A process-window function `run(tenant, key, window, events) -> Output`,
+    `window` being `(start, end)` in ms."""
+    return Function(name, PROCESS_WINDOW, outputs, run=run)

@@ -1,0 +1,243 @@
+"""The dispatcher: a tenant's functions behind the contract's calls, over
+plain Python data (the component adapter converts the WIT records; tests
+call it directly). All packing and unpacking of the contract is here."""
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .errors import GuestError
+from .events import Batch, Events
+from .model import AGGREGATE, ALERT, PROCESS_WINDOW, Alerts, Function, Tenant
+from .params import Params
+from .schema import FieldDef, Schema
+
+_ARTICLE = {AGGREGATE: "an", ALERT: "an", PROCESS_WINDOW: "a"}
+
+
+def _at(f: Function) -> str:
+    return f"{f.kind} `{f.name}`"
+
+
+def _bounds(data_len: int, ends: Sequence[int], items: Sequence[int]) -> None:
+    """Checks packed accumulators: ends ascending within the data, items
+    ascending within the ends (the Rust SDK's rules)."""
+    last = 0
+    for j, end in enumerate(ends):
+        if end < last or end > data_len:
+            raise GuestError(
+                f"packed accumulators: accumulator {j} ends at {end}, outside {last}..={data_len}"
+            )
+        last = end
+    last = 0
+    for i, item in enumerate(items):
+        if item < last or item > len(ends):
+            raise GuestError(
+                f"packed accumulators: item {i} ends at accumulator {item}, outside "
+                f"{last}..={len(ends)}"
+            )
+        last = item
+
+
+class Module:
+    """One instance's tenant: built by `init`, then serving every call."""
+
+    def __init__(self, tenant_cls, params: List[Tuple[str, str]], schema: List[FieldDef]):
+        self.schema = Schema(schema)
+        self.tenant: Tenant = tenant_cls()
+        self.tenant.init(Params(params), self.schema)
+        self.functions: Dict[str, Function] = {}
+        for f in tenant_cls.FUNCTIONS:
+            self.functions[f.name] = f
+        self.name = tenant_cls.NAME
+
+    @staticmethod
+    def describe(tenant_cls) -> Tuple[str, str, List[Function]]:
+        return tenant_cls.NAME, tenant_cls.VERSION, list(tenant_cls.FUNCTIONS)
+
+    def reads(self) -> List[int]:
+        return self.schema.used_fields()
+
+    def find(self, name: str, kind: str) -> Function:
+        f = self.functions.get(name)
+        if f is None:
+            known = ", ".join(self.functions)
+            raise GuestError(f"module `{self.name}` has no function `{name}` (it has: [{known}])")
+        if f.kind != kind:
+            raise GuestError(
+                f"function `{f.name}` is {_ARTICLE[f.kind]} {f.kind} function, not "
+                f"{_ARTICLE[kind]} {kind} function"
+            )
+        return f
+
+    # -- aggregates -------------------------------------------------------
+
+    def aggregate_add(
+        self,
+        function: str,
+        group_ends: Sequence[int],
+        states: Tuple[bytes, Sequence[int], Sequence[int]],
+        batch: Batch,
+    ) -> Tuple[bytes, List[int]]:
+        """Adds each group's rows (group i: rows `group_ends[i-1]..group_ends[i]`)
+        to its accumulator (item i of `states`: one, or none for a fresh
+        one); returns the new accumulators packed."""
+        f = self.find(function, AGGREGATE)
+        try:
+            batch.validate(self.schema)
+        except GuestError as e:
+            raise e.context(_at(f)) from None
+        data, ends, items = states
+        if len(items) != len(group_ends):
+            raise GuestError(
+                f"{_at(f)}: {len(group_ends)} groups but {len(items)} accumulator items"
+            )
+        _bounds(len(data), ends, items)
+        cls, t = f.cls, self.tenant
+        rows = len(batch.times)
+        out: List[bytes] = []
+        out_ends: List[int] = []
+        size = start = first = 0
+        for i, end in enumerate(group_ends):
+            if end < start or end > rows:
+                raise GuestError(
+                    f"{_at(f)}, group {i}: rows {start}..{end} are outside the batch of {rows} rows"
+                )
+            item = items[i]
+            try:
+                if item == first:
+                    acc = cls()
+                elif item == first + 1:
+                    acc = cls.decode(data, ends[first - 1] if first else 0, ends[first])
+                else:
+                    raise GuestError(f"{item - first} accumulators for one group (at most 1)")
+                acc.add_events(t, Events(batch, start, end))
+            except GuestError as e:
+                raise e.context(f"{_at(f)}, group {i}") from None
+            encoded = acc.encode()
+            out.append(encoded)
+            size += len(encoded)
+            out_ends.append(size)
+            start, first = end, item
+        return b"".join(out), out_ends
+
+    def _merged(self, f: Function, data, ends, first: int, last: int):
+        cls = f.cls
+        if first == last:
+            return cls()
+        acc = cls.decode(data, ends[first - 1] if first else 0, ends[first])
+        for j in range(first + 1, last):
+            acc.merge(cls.decode(data, ends[j - 1], ends[j]))
+        return acc
+
+    def aggregate_merge(
+        self, function: str, packed: Tuple[bytes, Sequence[int], Sequence[int]]
+    ) -> List[bytes]:
+        """Merges each item's accumulators in order (none: a fresh one)."""
+        f = self.find(function, AGGREGATE)
+        data, ends, items = packed
+        _bounds(len(data), ends, items)
+        out = []
+        first = 0
+        for i, last in enumerate(items):
+            try:
+                out.append(self._merged(f, data, ends, first, last).encode())
+            except GuestError as e:
+                raise e.context(f"{_at(f)}, list {i}") from None
+            first = last
+        return out
+
+    def aggregate_finish(
+        self, function: str, packed: Tuple[bytes, Sequence[int], Sequence[int]]
+    ) -> Tuple[List[str], List[int], list, List[int]]:
+        """For each window, merges its panes and finishes them: the fields
+        packed (names once, name ids, (kind, value) pairs, window ends)."""
+        f = self.find(function, AGGREGATE)
+        data, ends, items = packed
+        _bounds(len(data), ends, items)
+        names: List[str] = []
+        ids: Dict[str, int] = {}
+        name_ids: List[int] = []
+        values: list = []
+        windows: List[int] = []
+        t = self.tenant
+        first = 0
+        for i, last in enumerate(items):
+            try:
+                fields = self._merged(f, data, ends, first, last).finish(t).fields
+            except GuestError as e:
+                raise e.context(f"{_at(f)}, window {i}") from None
+            for name, kind, value in fields:
+                nid = ids.get(name)
+                if nid is None:
+                    nid = ids[name] = len(names)
+                    names.append(name)
+                name_ids.append(nid)
+                values.append((kind, value))
+            windows.append(len(name_ids))
+            first = last
+        return names, name_ids, values, windows
+
+    # -- alerts and process-window functions ------------------------------
+
+    def alert(
+        self,
+        function: str,
+        groups: Sequence[Tuple[List[str], Optional[bytes], int, int]],
+        batch: Batch,
+    ) -> List[Tuple[bytes, list]]:
+        """Runs the alert function on each (key, state, start, len) group;
+        returns (new state, raised alerts) per group."""
+        f = self.find(function, ALERT)
+        try:
+            batch.validate(self.schema)
+        except GuestError as e:
+            raise e.context(_at(f)) from None
+        cls, run, t = f.cls, f.run, self.tenant
+        kinds = f.alert_kinds
+        rows = len(batch.times)
+        results = []
+        for i, (key, state, start, length) in enumerate(groups):
+            try:
+                if start + length > rows:
+                    raise GuestError(
+                        f"rows {start}..{start}+{length} are outside the batch of {rows} rows"
+                    )
+                s = cls() if state is None else cls.decode(state, 0, len(state))
+                alerts = Alerts()
+                run(t, s, key, Events(batch, start, start + length), alerts)
+            except GuestError as e:
+                raise e.context(f"{_at(f)}, group {i} (key {'/'.join(key)})") from None
+            for kind, _, _ in alerts.raised:
+                if kind not in kinds:
+                    raise GuestError(
+                        f"{_at(f)}, group {i} (key {'/'.join(key)}): raised undeclared alert "
+                        f"kind `{kind}` (declared: [{', '.join(kinds)}])"
+                    )
+            results.append((s.encode(), alerts.raised))
+        return results
+
+    def process_window(
+        self,
+        function: str,
+        windows: Sequence[Tuple[List[str], int, int, int, int]],
+        batch: Batch,
+    ) -> List[list]:
+        """Runs the function on each (key, start, end, first, len) window;
+        returns each window's fields."""
+        f = self.find(function, PROCESS_WINDOW)
+        try:
+            batch.validate(self.schema)
+        except GuestError as e:
+            raise e.context(_at(f)) from None
+        rows = len(batch.times)
+        out = []
+        for i, (key, start, end, first, length) in enumerate(windows):
+            try:
+                if first + length > rows:
+                    raise GuestError(
+                        f"rows {first}..{first}+{length} are outside the batch of {rows} rows"
+                    )
+                output = f.run(self.tenant, key, (start, end), Events(batch, first, first + length))
+            except GuestError as e:
+                raise e.context(f"{_at(f)}, window {i}") from None
+            out.append(output.fields)
+        return out
