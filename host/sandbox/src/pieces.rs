@@ -17,7 +17,6 @@
 //! larger), else a tenant hoarding state per key would have the host
 //! gather it piece by piece.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -41,17 +40,19 @@ pub(crate) enum Unit {
 /// enough for the slowest guest, large enough to be measured.
 const FIRST_PIECE: usize = 256;
 
-/// Learned CPU cost per unit of each function, per instance.
+/// Learned CPU cost per unit of each function, per instance. A list, not a
+/// map: a module has a handful of functions, and it is read several times
+/// a call, where hashing an owned key cost an allocation each time.
 #[derive(Debug, Default)]
 pub(crate) struct Sizer {
-    per_unit: HashMap<(String, Unit), f64>,
+    per_unit: Vec<(String, Unit, f64)>,
 }
 
 impl Sizer {
     /// The most units a call of `function` should carry to stay within a
     /// quarter of `budget` (at least 1).
     pub(crate) fn max_units(&self, function: &str, unit: Unit, budget: Duration) -> usize {
-        match self.per_unit.get(&(function.to_owned(), unit)) {
+        match self.cost(function, unit) {
             None => FIRST_PIECE,
             Some(&ns) if ns <= 0.0 => usize::MAX,
             Some(&ns) => {
@@ -69,10 +70,21 @@ impl Sizer {
             return;
         }
         let ns = cpu.as_nanos() as f64 / units as f64;
+        match self
+            .per_unit
+            .iter_mut()
+            .find(|(f, u, _)| f == function && *u == unit)
+        {
+            Some((_, _, old)) => *old = if ns > *old { ns } else { *old * 0.7 + ns * 0.3 },
+            None => self.per_unit.push((function.to_owned(), unit, ns)),
+        }
+    }
+
+    fn cost(&self, function: &str, unit: Unit) -> Option<&f64> {
         self.per_unit
-            .entry((function.to_owned(), unit))
-            .and_modify(|old| *old = if ns > *old { ns } else { *old * 0.7 + ns * 0.3 })
-            .or_insert(ns);
+            .iter()
+            .find(|(f, u, _)| f == function && *u == unit)
+            .map(|(_, _, ns)| ns)
     }
 }
 

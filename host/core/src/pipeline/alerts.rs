@@ -8,7 +8,6 @@
 //! group is alone; that group is dead-lettered with the error, its state is
 //! left as it was, and every other group's results are kept.
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use super::{Ctx, Error, Result};
@@ -33,8 +32,9 @@ pub trait AlertCalls {
     fn breached_limit(&mut self) {}
 }
 
-/// Each key's alert state, as the guest last returned it.
-pub(super) type States = HashMap<Key, Vec<u8>>;
+/// Each key's alert state, as the guest last returned it. Fx, not SipHash:
+/// looked up per key group of every batch (checkpoints sort it).
+pub(super) type States = rustc_hash::FxHashMap<Key, Vec<u8>>;
 
 /// Runs the alert function over one batch; appends alert lines to `out`
 /// and poison groups to `dead`. Returns the number of alert lines.
@@ -60,7 +60,7 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
         return Ok(0);
     }
     // Group by key, keys in order of first appearance.
-    let mut index: HashMap<&Key, usize> = HashMap::new();
+    let mut index: rustc_hash::FxHashMap<&Key, usize> = rustc_hash::FxHashMap::default();
     let mut groups: Vec<(&Key, Vec<&ParsedRow>)> = Vec::new();
     for (row, _) in rows {
         let i = *index.entry(&row.key).or_insert_with(|| {
