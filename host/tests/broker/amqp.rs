@@ -248,3 +248,43 @@ pub fn cut_connections() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `sluice tail --type alert --count N` started before the host runs over
+/// `input` (published 100 lines a message): it prints exactly `alerts`.
+pub fn tail_prints_the_alerts(manifest: &Path, input: &Path, alerts: &[&String], until_idle: &str) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut tail = sluice()
+        .args(["tail", "--amqp", &url(), "--manifest"])
+        .arg(manifest)
+        .args(["--type", "alert", "--count", &alerts.len().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning sluice tail");
+    // Wait until its queue is bound.
+    let mut err = BufReader::new(tail.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("tail's first line");
+    assert!(line.contains("listening on"), "{line}");
+    publish(manifest, input, 100);
+    let run = run_host(manifest, until_idle, &[]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = tail.wait_with_output().expect("tail ends after --count");
+    assert!(out.status.success());
+    let mut printed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    printed.sort();
+    let mut want: Vec<String> = alerts.iter().map(|a| (*a).clone()).collect();
+    want.sort();
+    assert_eq!(
+        printed, want,
+        "tail --type alert printed exactly the alerts"
+    );
+}

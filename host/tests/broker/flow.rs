@@ -4,15 +4,14 @@
 //! prints what the host publishes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use lapin::options::BasicPublishOptions;
 use lapin::BasicProperties;
 use serde_json::Value;
 
 use crate::amqp::{self, figure, Got};
-use crate::common::{self, sluice};
+use crate::common;
 
 /// The routing key a result line must have: `<type>.<key values>`.
 fn expected_routing_key(line: &str) -> String {
@@ -331,40 +330,7 @@ fn sluice_tail_prints_the_published_results() {
         .collect();
     assert!(!alerts.is_empty(), "the ramp key raises alerts");
 
-    let mut tail = sluice()
-        .args(["tail", "--amqp", &amqp::url(), "--manifest"])
-        .arg(&manifest)
-        .args(["--type", "alert", "--count", &alerts.len().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning sluice tail");
-    // Wait until its queue is bound.
-    let mut err = BufReader::new(tail.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    err.read_line(&mut line).expect("tail's first line");
-    assert!(line.contains("listening on"), "{line}");
-
-    amqp::publish(&manifest, &input, 100);
-    let run = amqp::run_host(&manifest, "1", &[]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let out = tail.wait_with_output().expect("tail ends after --count");
-    assert!(out.status.success());
-    let mut printed: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    printed.sort();
-    let mut want: Vec<String> = alerts.into_iter().cloned().collect();
-    want.sort();
-    assert_eq!(
-        printed, want,
-        "tail --type alert printed exactly the alerts"
-    );
+    amqp::tail_prints_the_alerts(&manifest, &input, &alerts, "1");
 
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());

@@ -4,14 +4,12 @@
 //! lines.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use serde_json::Value;
 
 use crate::amqp::{self, Got};
-use crate::common::{self, sluice};
+use crate::common;
 
 fn packed_manifest(dir: &Path, queue: &str, exchange: &str) -> PathBuf {
     let path = amqp::manifest(dir, queue, exchange);
@@ -115,35 +113,7 @@ fn packed_results_are_the_embedded_runs_in_few_typed_messages() {
     assert!(!alerts.is_empty(), "the ramp keys raise alerts");
     let (queue, exchange) = (amqp::unique("ptail"), amqp::unique("ptail-out"));
     let tail_manifest = packed_manifest(dir.path(), &queue, &exchange);
-    let mut tail = sluice()
-        .args(["tail", "--amqp", &amqp::url(), "--manifest"])
-        .arg(&tail_manifest)
-        .args(["--type", "alert", "--count", &alerts.len().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning sluice tail");
-    let mut err = BufReader::new(tail.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    err.read_line(&mut line).expect("tail's first line");
-    assert!(line.contains("listening on"), "{line}");
-    amqp::publish(&tail_manifest, &input, 100);
-    let run = amqp::run_host(&tail_manifest, "1.5", &[]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let out = tail.wait_with_output().expect("tail ends after --count");
-    assert!(out.status.success());
-    let mut printed: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    printed.sort();
-    let mut want: Vec<String> = alerts.into_iter().cloned().collect();
-    want.sort();
-    assert_eq!(printed, want, "tail printed exactly the alerts");
+    amqp::tail_prints_the_alerts(&tail_manifest, &input, &alerts, "1.5");
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
     let dead = format!("{queue}.dead");
