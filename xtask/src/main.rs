@@ -104,16 +104,10 @@ fn componentize_py() -> Option<PathBuf> {
 }
 
 /// Builds every Python example (`examples/*` with an `app.py`) with the
-/// SDK in `guest-sdk/python` into `<name>.wasm` (dashes as underscores),
-/// unless its inputs are unchanged since the last build (a componentize-py
-/// build takes ≈ 40 s). Without the toolchain, says so and skips them.
+/// SDK in `guest-sdk/python` (a componentize-py build takes ≈ 40 s).
+/// Without the toolchain, says so and skips them.
 fn build_python_examples(root: &Path, components: &Path) -> Result<()> {
-    let mut examples: Vec<PathBuf> = fs::read_dir(root.join("examples"))
-        .context("listing examples/")?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|dir| dir.join("app.py").is_file())
-        .collect();
-    examples.sort();
+    let examples = examples_with(root, "app.py")?;
     if examples.is_empty() {
         return Ok(());
     }
@@ -127,35 +121,26 @@ fn build_python_examples(root: &Path, components: &Path) -> Result<()> {
     let sdk = root.join("guest-sdk").join("python");
     let wit = root.join("wit");
     for dir in examples {
-        let name = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .context("an example directory's name")?
-            .replace('-', "_");
-        let to = components.join(format!("{name}.wasm"));
-        let stamp = components.join(format!("{name}.wasm.inputs"));
-        let inputs = format!(
-            "{COMPONENTIZE_PY} {:016x}",
-            hash_files(&[&dir, &sdk.join("sluice_guest"), &wit], &["py", "wit"])?
-        );
-        if to.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(inputs.as_str()) {
-            println!("{name:>14}  {}  (unchanged)", to.display());
-            continue;
-        }
-        run(Command::new(&tool)
-            .arg("-d")
-            .arg(&wit)
-            .args(["-w", "tenant", "componentize", "--stub-wasi", "-p"])
-            .arg(&dir)
-            .arg("-p")
-            .arg(&sdk)
-            .arg("-o")
-            .arg(&to)
-            .arg("app")
-            .env_remove("VIRTUAL_ENV"))?;
-        fs::write(&stamp, &inputs).with_context(|| format!("writing {}", stamp.display()))?;
-        let bytes = fs::metadata(&to).map(|m| m.len()).unwrap_or(0);
-        println!("{name:>14}  {}  ({} KiB)", to.display(), bytes / 1024);
+        let inputs = [dir.as_path(), &sdk.join("sluice_guest"), &wit];
+        build_if_changed(
+            components,
+            &dir,
+            COMPONENTIZE_PY,
+            (&inputs, &["py", "wit"]),
+            |_, to| {
+                run(Command::new(&tool)
+                    .arg("-d")
+                    .arg(&wit)
+                    .args(["-w", "tenant", "componentize", "--stub-wasi", "-p"])
+                    .arg(&dir)
+                    .arg("-p")
+                    .arg(&sdk)
+                    .arg("-o")
+                    .arg(to)
+                    .arg("app")
+                    .env_remove("VIRTUAL_ENV"))
+            },
+        )?;
     }
     Ok(())
 }
@@ -176,16 +161,10 @@ fn componentize_js() -> Option<PathBuf> {
 }
 
 /// Builds every JS example (`examples/*` with an `app.js`) with the SDK in
-/// `guest-sdk/js` and its build script into `<name>.wasm` (dashes as
-/// underscores), unless its inputs are unchanged since the last build.
-/// Without the toolchain, says so and skips them.
+/// `guest-sdk/js` and its build script. Without the toolchain, says so and
+/// skips them.
 fn build_js_examples(root: &Path, components: &Path) -> Result<()> {
-    let mut examples: Vec<PathBuf> = fs::read_dir(root.join("examples"))
-        .context("listing examples/")?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|dir| dir.join("app.js").is_file())
-        .collect();
-    examples.sort();
+    let examples = examples_with(root, "app.js")?;
     if examples.is_empty() {
         return Ok(());
     }
@@ -199,43 +178,72 @@ fn build_js_examples(root: &Path, components: &Path) -> Result<()> {
     let sdk = root.join("guest-sdk").join("js");
     let wit = root.join("wit");
     for dir in examples {
-        let name = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .context("an example directory's name")?
-            .replace('-', "_");
-        let to = components.join(format!("{name}.wasm"));
-        let stamp = components.join(format!("{name}.wasm.inputs"));
-        let inputs = format!(
-            "{COMPONENTIZE_JS} {:016x}",
-            hash_files(
-                &[&dir, &sdk.join("src"), &sdk.join("tools"), &wit],
-                &["js", "mjs", "wit"]
-            )?
-        );
-        if to.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(inputs.as_str()) {
-            println!("{name:>14}  {}  (unchanged)", to.display());
-            continue;
-        }
-        run(Command::new("node")
-            .arg(sdk.join("tools").join("componentize.mjs"))
-            .arg("--toolchain")
-            .arg(&toolchain)
-            .arg("--sdk")
-            .arg(sdk.join("src"))
-            .arg("--wit")
-            .arg(&wit)
-            .arg("--tenant")
-            .arg(&dir)
-            .args(["--entry", "app.js"])
-            .arg("--stage")
-            .arg(root.join("target").join("js-stage").join(&name))
-            .arg("--out")
-            .arg(&to))?;
-        fs::write(&stamp, &inputs).with_context(|| format!("writing {}", stamp.display()))?;
-        let bytes = fs::metadata(&to).map(|m| m.len()).unwrap_or(0);
-        println!("{name:>14}  {}  ({} KiB)", to.display(), bytes / 1024);
+        let inputs = [dir.as_path(), &sdk.join("src"), &sdk.join("tools"), &wit];
+        build_if_changed(
+            components,
+            &dir,
+            COMPONENTIZE_JS,
+            (&inputs, &["js", "mjs", "wit"]),
+            |name, to| {
+                run(Command::new("node")
+                    .arg(sdk.join("tools").join("componentize.mjs"))
+                    .arg("--toolchain")
+                    .arg(&toolchain)
+                    .arg("--sdk")
+                    .arg(sdk.join("src"))
+                    .arg("--wit")
+                    .arg(&wit)
+                    .arg("--tenant")
+                    .arg(&dir)
+                    .args(["--entry", "app.js"])
+                    .arg("--stage")
+                    .arg(root.join("target").join("js-stage").join(name))
+                    .arg("--out")
+                    .arg(to))
+            },
+        )?;
     }
+    Ok(())
+}
+
+/// The example directories (`examples/*`) holding `marker`, sorted.
+fn examples_with(root: &Path, marker: &str) -> Result<Vec<PathBuf>> {
+    let mut examples: Vec<PathBuf> = fs::read_dir(root.join("examples"))
+        .context("listing examples/")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|dir| dir.join(marker).is_file())
+        .collect();
+    examples.sort();
+    Ok(examples)
+}
+
+/// Builds example `dir` into `<name>.wasm` (dashes as underscores) with
+/// `build(name, to)`, unless the `toolchain` and the files of `inputs`
+/// (directories, extensions) are what they were at the last build, as its
+/// `.wasm.inputs` stamp records.
+fn build_if_changed(
+    components: &Path,
+    dir: &Path,
+    toolchain: &str,
+    (dirs, extensions): (&[&Path], &[&str]),
+    build: impl FnOnce(&str, &Path) -> Result<()>,
+) -> Result<()> {
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("an example directory's name")?
+        .replace('-', "_");
+    let to = components.join(format!("{name}.wasm"));
+    let stamp = components.join(format!("{name}.wasm.inputs"));
+    let inputs = format!("{toolchain} {:016x}", hash_files(dirs, extensions)?);
+    if to.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(inputs.as_str()) {
+        println!("{name:>14}  {}  (unchanged)", to.display());
+        return Ok(());
+    }
+    build(&name, &to)?;
+    fs::write(&stamp, &inputs).with_context(|| format!("writing {}", stamp.display()))?;
+    let bytes = fs::metadata(&to).map(|m| m.len()).unwrap_or(0);
+    println!("{name:>14}  {}  ({} KiB)", to.display(), bytes / 1024);
     Ok(())
 }
 
