@@ -196,13 +196,6 @@ fn render(name: &str, plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
     let ty = type_name(name);
     let contract = contract();
     let host_version = env!("CARGO_PKG_VERSION");
-    let fill = |template: &str, vars: &[(&str, &str)]| -> String {
-        let mut out = template.to_owned();
-        for (k, v) in vars {
-            out = out.replace(&format!("{{{{{k}}}}}"), v);
-        }
-        out
-    };
     let common = [
         ("name", name),
         ("crate", crate_name.as_str()),
@@ -224,22 +217,12 @@ fn render(name: &str, plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
         ),
         (".gitignore".to_owned(), GITIGNORE.to_owned()),
         ("README.md".to_owned(), fill(README, &common)),
-        (
-            "sluice.toml".to_owned(),
-            manifest(
-                name,
-                &format!("target/wasm32-wasip2/release/{crate_name}.wasm"),
-                plan,
-            ),
-        ),
-        (SAMPLE_NAME.to_owned(), plan.sample.clone()),
-        (
-            "expected.jsonl".to_owned(),
-            plan.expected
-                .map(|e| e.replace("{{name}}", name))
-                .unwrap_or_default(),
-        ),
     ];
+    files.extend(run_files(
+        name,
+        &format!("target/wasm32-wasip2/release/{crate_name}.wasm"),
+        plan,
+    ));
 
     let (field_type, resolve, read) = if plan.value_is_int {
         ("IntField", "int", "event.get(self.value) as f64")
@@ -326,6 +309,49 @@ fn render(name: &str, plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
     }
     files.push((format!("{sdk}/wit/sluice.wit"), WIT.to_owned()));
     Ok(files)
+}
+
+/// `template` with each `{{key}}` of `vars` replaced by its value.
+fn fill(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = template.to_owned();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    out
+}
+
+/// A Python or JS template filled with the tenant's names and the
+/// sample's value column.
+fn fill_script(template: &str, name: &str, plan: &Plan) -> String {
+    let ty = type_name(name);
+    let value_literal = format!("{:?}", plan.value);
+    fill(
+        template,
+        &[
+            ("name", name),
+            ("type", ty.as_str()),
+            ("value", plan.value.as_str()),
+            ("value_literal", value_literal.as_str()),
+            ("resolve", if plan.value_is_int { "int" } else { "float" }),
+            ("value_type", if plan.value_is_int { "1" } else { "2" }),
+            ("sample", SAMPLE_NAME),
+        ],
+    )
+}
+
+/// What every language's tenant runs with: its manifest naming `module`,
+/// the sample, and the sample's expected output.
+fn run_files(name: &str, module: &str, plan: &Plan) -> [(String, String); 3] {
+    [
+        ("sluice.toml".to_owned(), manifest(name, module, plan)),
+        (SAMPLE_NAME.to_owned(), plan.sample.clone()),
+        (
+            "expected.jsonl".to_owned(),
+            plan.expected
+                .map(|e| e.replace("{{name}}", name))
+                .unwrap_or_default(),
+        ),
+    ]
 }
 
 /// `my-sensors` → `MySensors`, with `Tenant` appended so it cannot clash
