@@ -212,3 +212,70 @@ fn cargo_build(dir: &Path, cargo_toml: &Path) -> anyhow::Result<(String, PathBuf
         )
     })
 }
+
+/// Files compiled into this binary (path relative to the directory, text)
+/// written once per content under the toolchain cache, as
+/// `<prefix>-<hash of them all>/`; the last file is written last, so its
+/// presence says the copy is complete. Returns the directory.
+fn unpack_once(prefix: &str, files: &[(PathBuf, &str)]) -> anyhow::Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for (path, text) in files {
+        hash.update(path.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update(text);
+        hash.update([0]);
+    }
+    let id: String = hash.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let root = python::toolchains_dir()?.join(format!("{prefix}-{id}"));
+    let complete = files.last().map(|(path, _)| root.join(path));
+    if complete.as_ref().is_some_and(|c| c.is_file()) {
+        return Ok(root);
+    }
+    for (path, text) in files {
+        let path = root.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(root)
+}
+
+/// A Python or JS tenant's name (its directory's) and the component path:
+/// `module` (what its sluice.toml names), else `DIR/target/<name>.wasm`,
+/// its directory created.
+fn component_path(dir: &Path, module: Option<PathBuf>) -> anyhow::Result<(String, PathBuf)> {
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("tenant")
+        .to_owned();
+    let component = module.unwrap_or_else(|| {
+        dir.join("target")
+            .join(format!("{}.wasm", name.replace('-', "_")))
+    });
+    if let Some(out) = component.parent() {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    }
+    Ok((name, component))
+}
+
+/// The names of the files in `dir` ending in one of `suffixes`, sorted:
+/// what an SDK's embedded sources must list (a test of each SDK).
+#[cfg(test)]
+fn sources_in(dir: &str, suffixes: &[&str]) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .expect("the SDK directory")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| suffixes.iter().any(|s| n.ends_with(s)))
+        .collect();
+    on_disk.sort();
+    on_disk
+}

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
-use sha2::{Digest, Sha256};
 
 use super::python::{run, toolchains_dir};
 use crate::commands::new::WIT;
@@ -150,35 +149,18 @@ pub fn componentize_js() -> anyhow::Result<PathBuf> {
 /// The SDK, the build script and the WIT written once per content under
 /// the toolchain cache; returns (SDK `src` dir, build script, WIT dir).
 fn sdk_dir() -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
-    let mut hash = Sha256::new();
-    hash.update(WIT);
-    hash.update(BUILD_SCRIPT);
-    for (name, text) in SDK_SOURCES {
-        hash.update(name);
-        hash.update(text);
-    }
-    let id: String = hash.finalize()[..8]
+    let mut files: Vec<(PathBuf, &str)> = SDK_SOURCES
         .iter()
-        .map(|b| format!("{b:02x}"))
+        .map(|(name, text)| (Path::new("src").join(name), *text))
         .collect();
-    let root = toolchains_dir()?.join(format!("sluice-guest-js-{id}"));
-    let (src, tools, wit) = (root.join("src"), root.join("tools"), root.join("wit"));
-    let script = tools.join("componentize.mjs");
-    if !wit.join("sluice.wit").is_file() {
-        for d in [&src, &tools, &wit] {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-        }
-        for (name, text) in SDK_SOURCES {
-            std::fs::write(src.join(name), text)
-                .with_context(|| format!("writing {}", src.join(name).display()))?;
-        }
-        std::fs::write(&script, BUILD_SCRIPT)
-            .with_context(|| format!("writing {}", script.display()))?;
-        // The WIT last: its presence says the copy is complete.
-        std::fs::write(wit.join("sluice.wit"), WIT)
-            .with_context(|| format!("writing {}", wit.display()))?;
-    }
-    Ok((src, script, wit))
+    files.push(("tools/componentize.mjs".into(), BUILD_SCRIPT));
+    files.push(("wit/sluice.wit".into(), WIT));
+    let root = super::unpack_once("sluice-guest-js", &files)?;
+    Ok((
+        root.join("src"),
+        root.join("tools").join("componentize.mjs"),
+        root.join("wit"),
+    ))
 }
 
 /// Builds the JS tenant in `dir` into `module` (what its sluice.toml
@@ -194,15 +176,7 @@ pub fn build(dir: &Path, module: Option<PathBuf>) -> anyhow::Result<(String, Pat
     } else {
         embedded
     };
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("tenant")
-        .to_owned();
-    let component = module.unwrap_or_else(|| {
-        dir.join("target")
-            .join(format!("{}.wasm", name.replace('-', "_")))
-    });
+    let (name, component) = super::component_path(dir, module)?;
     let started = std::time::Instant::now();
     run(
         Command::new(node())
@@ -237,15 +211,10 @@ mod tests {
 
     #[test]
     fn js_sdk_sources_are_all_embedded() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/js/src");
-        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
-            .expect("the SDK directory")
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".js") || n.ends_with(".d.ts"))
-            .collect();
-        on_disk.sort();
         let embedded: Vec<&str> = SDK_SOURCES.iter().map(|(n, _)| *n).collect();
-        assert_eq!(on_disk, embedded);
+        assert_eq!(
+            super::super::sources_in("../guest-sdk/js/src", &[".js", ".d.ts"]),
+            embedded
+        );
     }
 }

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
-use sha2::{Digest, Sha256};
 
 use crate::commands::new::WIT;
 
@@ -140,32 +139,13 @@ pub(super) fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
 /// The SDK and the WIT written once per content under the toolchain
 /// cache; returns (python path of the SDK, WIT directory).
 fn sdk_dir() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let mut hash = Sha256::new();
-    hash.update(WIT);
-    for (name, text) in SDK_SOURCES {
-        hash.update(name);
-        hash.update(text);
-    }
-    let id: String = hash.finalize()[..8]
+    let mut files: Vec<(PathBuf, &str)> = SDK_SOURCES
         .iter()
-        .map(|b| format!("{b:02x}"))
+        .map(|(name, text)| (Path::new("python/sluice_guest").join(name), *text))
         .collect();
-    let root = toolchains_dir()?.join(format!("sluice-guest-py-{id}"));
-    let (sdk, wit) = (root.join("python"), root.join("wit"));
-    if !wit.join("sluice.wit").is_file() {
-        let package = sdk.join("sluice_guest");
-        std::fs::create_dir_all(&package)
-            .and_then(|()| std::fs::create_dir_all(&wit))
-            .with_context(|| format!("creating {}", root.display()))?;
-        for (name, text) in SDK_SOURCES {
-            std::fs::write(package.join(name), text)
-                .with_context(|| format!("writing {}", package.join(name).display()))?;
-        }
-        // The WIT last: its presence says the copy is complete.
-        std::fs::write(wit.join("sluice.wit"), WIT)
-            .with_context(|| format!("writing {}", wit.display()))?;
-    }
-    Ok((sdk, wit))
+    files.push(("wit/sluice.wit".into(), WIT));
+    let root = super::unpack_once("sluice-guest-py", &files)?;
+    Ok((root.join("python"), root.join("wit")))
 }
 
 /// Builds the Python tenant in `dir` into `module` (what its sluice.toml
@@ -175,18 +155,7 @@ fn sdk_dir() -> anyhow::Result<(PathBuf, PathBuf)> {
 pub fn build(dir: &Path, module: Option<PathBuf>) -> anyhow::Result<(String, PathBuf)> {
     let tool = componentize_py()?;
     let (sdk, wit) = sdk_dir()?;
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("tenant")
-        .to_owned();
-    let component = module.unwrap_or_else(|| {
-        dir.join("target")
-            .join(format!("{}.wasm", name.replace('-', "_")))
-    });
-    if let Some(out) = component.parent() {
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    }
+    let (name, component) = super::component_path(dir, module)?;
     let started = std::time::Instant::now();
     run(
         Command::new(&tool)
@@ -220,15 +189,10 @@ mod tests {
 
     #[test]
     fn python_sdk_sources_are_all_embedded() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/python/sluice_guest");
-        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
-            .expect("the SDK directory")
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".py"))
-            .collect();
-        on_disk.sort();
         let embedded: Vec<&str> = SDK_SOURCES.iter().map(|(n, _)| *n).collect();
-        assert_eq!(on_disk, embedded);
+        assert_eq!(
+            super::super::sources_in("../guest-sdk/python/sluice_guest", &[".py"]),
+            embedded
+        );
     }
 }
