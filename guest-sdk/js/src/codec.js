@@ -331,3 +331,98 @@ export function encodeOne(codec, x) {
   }
   return codec.encode(x);
 }
+
+/**
+ * The columns of one `aggregate-finish` result, filled window by window
+ * (in `scratch`'s buffers when given: the bindings copy them out before
+ * the next call). Returned as typed arrays, which the bindings copy into
+ * the host's memory in one go each (an `Array` they lower element by
+ * element, checking each). Int and boolean values go in as two 32-bit
+ * halves: no `BigInt` made per value.
+ */
+export class FieldColumns {
+  constructor(scratch, windows) {
+    this.scratch = scratch;
+    // A first guess, grown when a window does not fit.
+    const cap = Math.max(16, windows * 8);
+    this.n = 0;
+    this.nInts = 0;
+    this.nFloats = 0;
+    this.ids = this.array("ids", Uint32Array, cap, null, 0);
+    this.kinds = this.array("kinds", Uint8Array, cap, null, 0);
+    this.floats = this.array("floats", Float64Array, cap, null, 0);
+    this.setInts(this.array("ints", BigInt64Array, cap, null, 0));
+    this.texts = [];
+  }
+
+  /** A `Ctor` array of at least `n` values holding `old`'s first `keep`. */
+  array(slot, Ctor, n, old, keep) {
+    let a;
+    if (this.scratch) {
+      const bytes = this.scratch.bytes(slot, n * Ctor.BYTES_PER_ELEMENT);
+      a = new Ctor(bytes.buffer, 0, bytes.buffer.byteLength / Ctor.BYTES_PER_ELEMENT);
+    } else {
+      a = new Ctor(Math.max(n, 2 * keep));
+    }
+    // A scratch slot's buffer is replaced when it grows: copy what's in.
+    if (old !== null && keep > 0 && old.buffer !== a.buffer) a.set(old.subarray(0, keep));
+    return a;
+  }
+
+  setInts(i64) {
+    this.i64 = i64;
+    this.u32 = new Uint32Array(i64.buffer, i64.byteOffset, i64.length * 2);
+    this.i32 = new Int32Array(i64.buffer, i64.byteOffset, i64.length * 2);
+  }
+
+  /** Appends a window's fields (`ids[k]`, `kinds[k]`, `raw[k]` as `Output`
+   * keeps them); returns the fields' end so far. */
+  push(ids, kinds, raw) {
+    const k = kinds.length;
+    let n = this.n, ni = this.nInts, nf = this.nFloats;
+    if (n + k > this.ids.length) {
+      const want = 2 * (n + k);
+      this.ids = this.array("ids", Uint32Array, want, this.ids, n);
+      this.kinds = this.array("kinds", Uint8Array, want, this.kinds, n);
+    }
+    if (ni + k > this.i64.length) this.setInts(this.array("ints", BigInt64Array, 2 * (ni + k), this.i64, ni));
+    if (nf + k > this.floats.length) this.floats = this.array("floats", Float64Array, 2 * (nf + k), this.floats, nf);
+    const idCol = this.ids, kindCol = this.kinds, floats = this.floats;
+    for (let j = 0; j < k; j++) {
+      const kind = kinds[j], v = raw[j];
+      idCol[n] = ids[j];
+      kindCol[n] = kind;
+      n++;
+      if (kind === 1) {
+        floats[nf++] = v;
+      } else if (kind === 2) {
+        this.texts.push(v);
+      } else if (typeof v === "bigint") {
+        this.i64[ni++] = v;
+      } else {
+        // Low half unsigned, high half signed (exact for safe integers).
+        const hi = Math.floor(v / TWO32);
+        this.u32[2 * ni] = v - hi * TWO32;
+        this.i32[2 * ni + 1] = hi;
+        ni++;
+      }
+    }
+    this.n = n;
+    this.nInts = ni;
+    this.nFloats = nf;
+    return n;
+  }
+
+  /** The contract's `packed-fields`. */
+  packed(names, windows) {
+    return {
+      names,
+      nameIds: this.ids.subarray(0, this.n),
+      kinds: this.kinds.subarray(0, this.n),
+      ints: this.i64.subarray(0, this.nInts),
+      floats: this.floats.subarray(0, this.nFloats),
+      texts: this.texts,
+      windows,
+    };
+  }
+}

@@ -6,7 +6,7 @@
 
 import { GuestError } from "./errors.js";
 import { Batch, Events } from "./events.js";
-import { Scratch, codecOf, decodeAt, decodeScratch, encodeAll, encodeOne, uniform, viewsOf } from "./codec.js";
+import { FieldColumns, Scratch, codecOf, decodeAt, decodeScratch, encodeAll, encodeOne, uniform, viewsOf } from "./codec.js";
 import { AGGREGATE, ALERT, Alerts, PROCESS_WINDOW } from "./model.js";
 import { Params } from "./params.js";
 import { Schema } from "./schema.js";
@@ -187,8 +187,9 @@ export class Module {
     return out;
   }
 
-  /** For each window, merges its panes and finishes them: the fields packed
-   * (names once, name ids, values, window ends). */
+  /** For each window, merges its panes and finishes them: the fields
+   * packed by column (names once, name ids, kinds, the int, float and text
+   * columns, window ends). */
   aggregateFinish(function_, packed) {
     const f = this.find(function_, AGGREGATE);
     const { data, ends, items } = packed;
@@ -197,8 +198,7 @@ export class Module {
     const fast = this.fastMerge(codec, views, ends);
     const names = [];
     const ids = new Map();
-    const nameIds = [];
-    const values = [];
+    const cols = new FieldColumns(this.scratch, items.length);
     const windows = this.scratch ? this.scratch.u32("windows", items.length) : new Uint32Array(items.length);
     let lastNames = [], lastIds = [];
     let first = 0;
@@ -210,7 +210,7 @@ export class Module {
       } catch (e) {
         rethrow(e, `${at(f)}, window ${i}`);
       }
-      const fieldNames = output.names, fieldValues = output.values;
+      const fieldNames = output.names;
       // Windows of one aggregate mostly name the same fields in the same
       // order: their ids are the last window's unless a name differs.
       let same = fieldNames.length === lastNames.length;
@@ -227,16 +227,10 @@ export class Module {
         });
         lastNames = fieldNames;
       }
-      for (let k = 0; k < fieldNames.length; k++) {
-        nameIds.push(lastIds[k]);
-        values.push(fieldValues[k]);
-      }
-      windows[i] = nameIds.length;
+      windows[i] = cols.push(lastIds, output.kinds, output.raw);
       first = items[i];
     }
-    const ids32 = this.scratch ? this.scratch.u32("ids", nameIds.length) : new Uint32Array(nameIds.length);
-    ids32.set(nameIds);
-    return { names, nameIds: ids32, values, windows };
+    return cols.packed(names, windows);
   }
 
   // -- alerts and process-window functions --------------------------------

@@ -48,6 +48,31 @@ T.FUNCTIONS = [
 
 const module = () => new Module(T, [], FIELDS);
 
+const TAGS = ["int", "float", "text", "boolean"];
+
+/** Packed fields read back by the contract's rules, one `[name, tag, val]`
+ * list per window (ints as BigInt); every column must be used up. */
+function unpack(fin) {
+  assert.ok(fin.kinds instanceof Uint8Array && fin.ints instanceof BigInt64Array && fin.floats instanceof Float64Array);
+  assert.equal(fin.kinds.length, fin.nameIds.length);
+  let ni = 0, nf = 0, nt = 0, f = 0;
+  const out = [];
+  for (const end of fin.windows) {
+    const w = [];
+    for (; f < end; f++) {
+      const kind = fin.kinds[f], name = fin.names[fin.nameIds[f]];
+      if (kind === 0) w.push([name, "int", fin.ints[ni++]]);
+      else if (kind === 1) w.push([name, "float", fin.floats[nf++]]);
+      else if (kind === 2) w.push([name, "text", fin.texts[nt++]]);
+      else if (kind === 3) w.push([name, "boolean", fin.ints[ni++]]);
+      else assert.fail(`kind ${kind} of field ${f}`);
+    }
+    out.push(w);
+  }
+  assert.deepEqual([f, ni, nf, nt], [fin.kinds.length, fin.ints.length, fin.floats.length, fin.texts.length], "columns used up exactly");
+  return out;
+}
+
 test("init returns the projection: the fields the tenant resolved", () => {
   assert.deepEqual([...module().reads()], [0, 1, 2, 4]);
 });
@@ -92,7 +117,12 @@ test("aggregate add, merge and finish round-trip packed accumulators", () => {
   const fin = m.aggregateFinish("sum", { data, ends: Uint32Array.from([24, 48]), items: Uint32Array.from([1, 2, 2]) });
   assert.deepEqual(fin.names, ["sum", "count", "big"]);
   assert.deepEqual([...fin.windows], [3, 6, 9]);
-  assert.deepEqual(fin.values.map((v) => v.val), [14, 3, -1, 5, 3, 8, 0, 0, 0]);
+  assert.deepEqual([...fin.kinds], [1, 0, 0, 1, 0, 0, 1, 0, 0]);
+  assert.deepEqual(unpack(fin), [
+    [["sum", "float", 14], ["count", "int", 3n], ["big", "int", -1n]],
+    [["sum", "float", 5], ["count", "int", 3n], ["big", "int", 8n]],
+    [["sum", "float", 0], ["count", "int", 0n], ["big", "int", 0n]],
+  ]);
 });
 
 test("malformed packed accumulators and wrong sizes are guest errors naming the call", () => {
@@ -133,5 +163,67 @@ test("a component's reused result buffers hold what fresh ones would", () => {
   const fa = fresh.aggregateFinish("sum", packed), fb = reused.aggregateFinish("sum", packed);
   assert.deepEqual([...fb.nameIds], [...fa.nameIds]);
   assert.deepEqual([...fb.windows], [...fa.windows]);
-  assert.deepEqual(fb.values, fa.values);
+  assert.deepEqual(unpack(fb), unpack(fa));
+});
+
+/** An aggregate whose windows' fields differ in kind, name and number. */
+class Mixed extends Aggregate {
+  static OUTPUTS = ["f*"];
+  static STATE = { n: "u32" };
+  constructor() { super(); this.n = 0; }
+  addEvents(t, events) { this.n += events.length; }
+  merge(o) { this.n += o.n; }
+  finish() {
+    const out = new Output();
+    // n fields: cycling through the kinds, ints beyond 2^32 and negative.
+    for (let i = 0; i < this.n; i++) {
+      switch (i % 5) {
+        case 0: out.int(`f${i}`, -(2 ** 40) - i); break;
+        case 1: out.float(`f${i}`, i / 3); break;
+        case 2: out.text(`f${i}`, `t${i}é`); break;
+        case 3: out.boolean(`f${i}`, i % 2 === 0); break;
+        default: out.int(`f${i}`, 9007199254740993n); break;
+      }
+    }
+    return out;
+  }
+}
+class M extends Tenant {}
+M.FUNCTIONS = [aggregate("mixed", Mixed)];
+
+/** The windows' accumulators, window i having `counts[i]` events. */
+function packedCounts(counts) {
+  const data = new Uint8Array(4 * counts.length);
+  new Uint32Array(data.buffer).set(counts);
+  return { data, ends: Uint32Array.from(counts, (_, i) => 4 * (i + 1)), items: Uint32Array.from(counts, (_, i) => i + 1) };
+}
+
+test("fields of every kind go to their columns in field order, as Output.fields has them", () => {
+  const counts = [5, 0, 7, 2, 40, 1];
+  for (const reuse of [false, true]) {
+    const m = new Module(M, [], FIELDS, { reuseBuffers: reuse });
+    // Twice: a reused buffer holds stale values from the first call.
+    for (const packed of [packedCounts([...counts].reverse()), packedCounts(counts)]) {
+      const fin = m.aggregateFinish("mixed", packed);
+      const expected = Array.from(new Uint32Array(packed.data.buffer), (n) => {
+        const acc = Object.assign(new Mixed(), { n });
+        return acc.finish().fields.map(({ name, value }) => [name, value.tag,
+          value.tag === "int" ? BigInt(value.val) : value.tag === "boolean" ? (value.val ? 1n : 0n) : value.val]);
+      });
+      assert.deepEqual(unpack(fin), expected);
+      assert.equal(fin.names.length, 40);
+    }
+  }
+});
+
+test("Output keeps the tenant-facing {tag, val} fields", () => {
+  const out = new Output().int("a", 3).float("b", 0.5).text("c", 7).boolean("d", 1).int("e", 2n ** 62n);
+  assert.deepEqual(out.fields, [
+    { name: "a", value: { tag: "int", val: 3 } },
+    { name: "b", value: { tag: "float", val: 0.5 } },
+    { name: "c", value: { tag: "text", val: "7" } },
+    { name: "d", value: { tag: "boolean", val: true } },
+    { name: "e", value: { tag: "int", val: 2n ** 62n } },
+  ]);
+  assert.throws(() => new Output().int("x", 1.5), /is not an integer/);
 });

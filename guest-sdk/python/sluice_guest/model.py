@@ -14,34 +14,61 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .errors import GuestError
 
-# Value kinds of output fields, as the WIT `value` variant.
+# Value kinds of output fields, as the WIT `value` variant, and their codes
+# in `packed-fields.kinds` (the order of the variant's cases).
 INT, FLOAT, TEXT, BOOLEAN = "int", "float", "text", "boolean"
+KIND_INT, KIND_FLOAT, KIND_TEXT, KIND_BOOLEAN = 0, 1, 2, 3
+_KIND_NAMES = (INT, FLOAT, TEXT, BOOLEAN)
 
 
 class Output:
     """Result fields of a window or an alert, in order:
-    `Output().float("mean", m).int("counter", n)`."""
+    `Output().float("mean", m).int("counter", n)`.
 
-    __slots__ = ("fields",)
+    Kept as three parallel lists (names, kind codes, values; a boolean as
+    0/1) rather than a tuple per field: `aggregate-finish` packs them by
+    column with list operations, not a Python step per field. `fields`
+    gives the `(name, kind, value)` tuples."""
+
+    __slots__ = ("names", "kinds", "values")
 
     def __init__(self):
-        self.fields: List[Tuple[str, str, Any]] = []
+        self.names: List[str] = []
+        self.kinds: List[int] = []
+        self.values: List[Any] = []
 
     def float(self, name: str, value: float) -> "Output":
-        self.fields.append((name, FLOAT, float(value)))
+        self.names.append(name)
+        self.kinds.append(KIND_FLOAT)
+        self.values.append(float(value))
         return self
 
     def int(self, name: str, value: int) -> "Output":
-        self.fields.append((name, INT, int(value)))
+        self.names.append(name)
+        self.kinds.append(KIND_INT)
+        self.values.append(int(value))
         return self
 
     def text(self, name: str, value: str) -> "Output":
-        self.fields.append((name, TEXT, str(value)))
+        self.names.append(name)
+        self.kinds.append(KIND_TEXT)
+        self.values.append(str(value))
         return self
 
     def boolean(self, name: str, value: bool) -> "Output":
-        self.fields.append((name, BOOLEAN, bool(value)))
+        self.names.append(name)
+        self.kinds.append(KIND_BOOLEAN)
+        self.values.append(1 if value else 0)
         return self
+
+    @property
+    def fields(self) -> List[Tuple[str, str, Any]]:
+        """The fields as `(name, kind, value)`, kind "int", "float", "text"
+        or "boolean" (a boolean's value a `bool`)."""
+        return [
+            (name, _KIND_NAMES[k], bool(v) if k == KIND_BOOLEAN else v)
+            for name, k, v in zip(self.names, self.kinds, self.values)
+        ]
 
 
 class Alerts:
