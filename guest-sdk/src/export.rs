@@ -241,7 +241,10 @@ impl From<PackedFields> for wit::PackedFields {
         wit::PackedFields {
             names: p.names,
             name_ids: p.name_ids,
-            values: convert_vec(p.values),
+            kinds: p.kinds,
+            ints: p.ints,
+            floats: p.floats,
+            texts: p.texts,
             windows: p.windows,
         }
     }

@@ -437,12 +437,19 @@ impl PackedAccumulators {
 
 /// The result fields of many windows, packed as the contract's
 /// `packed-fields`: window `i` has fields `windows[i-1]..windows[i]` of
-/// `name_ids` and `values`, each name stored once per call.
+/// `name_ids` and `kinds`, each name stored once per call, and each value
+/// in the column of its kind (ints and booleans in `ints`, floats in
+/// `floats`, texts in `texts`, in field order). Why columns: a list of
+/// variants is lowered and lifted element by element.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PackedFields {
     pub names: Vec<String>,
     pub name_ids: Vec<u32>,
-    pub values: Vec<Value>,
+    /// Per field: 0 int, 1 float, 2 text, 3 boolean.
+    pub kinds: Vec<u8>,
+    pub ints: Vec<i64>,
+    pub floats: Vec<f64>,
+    pub texts: Vec<String>,
     pub windows: Vec<u32>,
 }
 
@@ -468,12 +475,56 @@ impl PackedFields {
 
     fn push_field(&mut self, id: u32, value: Value) {
         self.name_ids.push(id);
-        self.values.push(value);
+        let kind = match value {
+            Value::Int(v) => {
+                self.ints.push(v);
+                0
+            }
+            Value::Float(v) => {
+                self.floats.push(v);
+                1
+            }
+            Value::Text(v) => {
+                self.texts.push(v);
+                2
+            }
+            Value::Boolean(v) => {
+                self.ints.push(i64::from(v));
+                3
+            }
+        };
+        self.kinds.push(kind);
     }
 
     fn end_window(&mut self) {
         self.windows
-            .push(u32::try_from(self.values.len()).unwrap_or(u32::MAX));
+            .push(u32::try_from(self.name_ids.len()).unwrap_or(u32::MAX));
+    }
+
+    /// Each window's fields as `(name, value)` pairs, read back as the
+    /// host reads them (for tests; `None` if the packing is malformed).
+    pub fn unpack(&self) -> Option<Vec<Vec<(String, Value)>>> {
+        let (mut ints, mut floats, mut texts) =
+            (self.ints.iter(), self.floats.iter(), self.texts.iter());
+        let mut at = 0usize;
+        let mut out = Vec::with_capacity(self.windows.len());
+        for &end in &self.windows {
+            let mut window = Vec::new();
+            for f in at..end as usize {
+                let name = self.names.get(*self.name_ids.get(f)? as usize)?.clone();
+                let value = match self.kinds.get(f)? {
+                    0 => Value::Int(*ints.next()?),
+                    1 => Value::Float(*floats.next()?),
+                    2 => Value::Text(texts.next()?.clone()),
+                    3 => Value::Boolean(*ints.next()? != 0),
+                    _ => return None,
+                };
+                window.push((name, value));
+            }
+            out.push(window);
+            at = end as usize;
+        }
+        Some(out)
     }
 
     /// Number of windows.
@@ -633,17 +684,7 @@ mod tests {
 
     /// Each window's fields, read back through `names[name_ids[f]]`.
     fn unpacked(p: &PackedFields) -> Vec<Vec<(String, Value)>> {
-        let mut at = 0;
-        p.windows
-            .iter()
-            .map(|&end| {
-                let window = (at..end as usize)
-                    .map(|f| (p.names[p.name_ids[f] as usize].clone(), p.values[f].clone()))
-                    .collect();
-                at = end as usize;
-                window
-            })
-            .collect()
+        p.unpack().expect("well-formed packing")
     }
 
     /// Each window's (name, value) pairs as given.

@@ -326,17 +326,16 @@ fn packed_merge_and_finish_equal_the_unpacked_ones() {
         "each name once per call"
     );
     let unpacked: Vec<Vec<DataField>> = fields
-        .windows
-        .iter()
-        .scan(0usize, |at, &end| {
-            let window = (*at..end as usize)
-                .map(|f| DataField {
-                    name: fields.names[fields.name_ids[f] as usize].clone().into(),
-                    value: fields.values[f].clone(),
+        .unpack()
+        .expect("well-formed packing")
+        .into_iter()
+        .map(|w| {
+            w.into_iter()
+                .map(|(name, value)| DataField {
+                    name: name.into(),
+                    value,
                 })
-                .collect();
-            *at = end as usize;
-            Some(window)
+                .collect()
         })
         .collect();
     assert_eq!(unpacked, m.aggregate_finish("acc", &items).expect("finish"));

@@ -285,6 +285,13 @@ impl SandboxEngine {
         let (component, source) = self.compile(&hash, bytes).map_err(reject)?;
 
         let ty = component.component_type();
+        let sluice_names = ty
+            .imports(&self.engine)
+            .chain(ty.exports(&self.engine))
+            .map(|(name, _)| name);
+        if let Some(found) = validate::other_contract(sluice_names) {
+            return Err(reject(RejectReason::OtherContract { found }));
+        }
         let forbidden = validate::forbidden_imports(ty.imports(&self.engine).map(|(name, _)| name));
         if !forbidden.is_empty() {
             return Err(reject(RejectReason::ForbiddenImports(forbidden)));

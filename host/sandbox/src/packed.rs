@@ -1,13 +1,14 @@
 //! The packed forms of the aggregate calls: accumulators go in as one byte
 //! buffer with offsets (contract 0.2.0 for merge/finish, 0.3.0 for add),
-//! fields come back with each name once, added accumulators as one buffer.
+//! fields come back with each name once and their values by column (0.4.0),
+//! added accumulators as one buffer.
 //! Why: per window, n panes and k fields used to cost n + k allocations on
 //! each side of the boundary and n calls into the guest's allocator; per
 //! `aggregate-add` group, its key strings, state and result did.
 
 use super::bindings::{AddGroups, PackedAccumulators, PackedBytes, PackedFields};
-use super::output::{field_cost, twice, Caps, Refusal, LINE_OVERHEAD};
-use sluice_core::data::{AddGroup, DataField};
+use super::output::{twice, Caps, Refusal, FIELD_OVERHEAD, LINE_OVERHEAD};
+use sluice_core::data::{AddGroup, DataField, Value};
 
 /// Packs `aggregate-add` groups: row ends, and each group's state as an item
 /// of zero or one accumulators.
@@ -89,12 +90,30 @@ where
     packed
 }
 
+/// A field's value kind in `packed-fields` (0.4): the order of the WIT
+/// `value` variant's cases.
+const INT: u8 = 0;
+const FLOAT: u8 = 1;
+const TEXT: u8 = 2;
+const BOOLEAN: u8 = 3;
+
+/// What a value of `kind` costs in a result line (as
+/// [`super::output::value_cost`] for the unpacked form); `text` is the
+/// value's length for a text.
+fn kind_cost(kind: u8, text: usize) -> u64 {
+    match kind {
+        TEXT => text as u64 + 2,
+        BOOLEAN => 5,
+        _ => 24,
+    }
+}
+
 /// Unpacks a guest's fields into one list per window. First, without
-/// allocating per field, it checks the offsets and name ids, the names
-/// against the declared ones (none twice in a window), and what each
-/// window will cost the host — its name spelled out once per reference —
-/// against the caps: a 1 MiB name referred to by 1000 fields is refused
-/// before it is copied once.
+/// allocating per field, it checks the offsets, kinds, columns and name
+/// ids, the names against the declared ones (none twice in a window), and
+/// what each window will cost the host — its name spelled out once per
+/// reference — against the caps: a 1 MiB name referred to by 1000 fields
+/// is refused before it is copied once.
 pub(crate) fn unpack_fields(
     packed: PackedFields,
     caps: &Caps<'_>,
@@ -102,16 +121,52 @@ pub(crate) fn unpack_fields(
     let PackedFields {
         names,
         name_ids,
-        values,
+        kinds,
+        ints,
+        floats,
+        texts,
         windows,
     } = packed;
     let contract = |m: String| Err(Refusal::Contract(m));
-    if name_ids.len() != values.len() {
+    if name_ids.len() != kinds.len() {
         return contract(format!(
-            "packed fields: {} name ids for {} values",
+            "packed fields: {} name ids for {} kinds",
             name_ids.len(),
-            values.len()
+            kinds.len()
         ));
+    }
+    // Every column used up exactly, every kind known, every boolean 0 or 1.
+    let mut used = [0usize; 3];
+    for (f, &kind) in kinds.iter().enumerate() {
+        match kind {
+            INT => used[0] += 1,
+            BOOLEAN => {
+                if let Some(&v) = ints.get(used[0]).filter(|&&v| v != 0 && v != 1) {
+                    return contract(format!(
+                        "packed fields: field {f} is a boolean of value {v} (0 or 1)"
+                    ));
+                }
+                used[0] += 1;
+            }
+            FLOAT => used[1] += 1,
+            TEXT => used[2] += 1,
+            other => {
+                return contract(format!(
+                    "packed fields: field {f} has kind {other} (0 int, 1 float, 2 text, 3 boolean)"
+                ))
+            }
+        }
+    }
+    for (column, have, want) in [
+        ("ints", ints.len(), used[0]),
+        ("floats", floats.len(), used[1]),
+        ("texts", texts.len(), used[2]),
+    ] {
+        if have != want {
+            return contract(format!(
+                "packed fields: {have} {column} for {want} fields of their kinds"
+            ));
+        }
     }
     if let Some(name) = names.iter().find(|n| !caps.declared.output(n)) {
         return Err(caps.declared.undeclared_field(name));
@@ -119,6 +174,7 @@ pub(crate) fn unpack_fields(
     // Per name: the last window (+1) that used it, to find duplicates.
     let mut seen = vec![0u32; names.len()];
     let mut sizes = Vec::with_capacity(windows.len());
+    let mut text = 0usize;
     let mut at = 0usize;
     for (i, &end) in windows.iter().enumerate() {
         let end = end as usize;
@@ -135,7 +191,7 @@ pub(crate) fn unpack_fields(
         let mark = u32::try_from(i + 1).unwrap_or(u32::MAX);
         let mut cost = LINE_OVERHEAD;
         let mut dup = None;
-        for (&id, value) in name_ids[at..end].iter().zip(&values[at..end]) {
+        for (&id, &kind) in name_ids[at..end].iter().zip(&kinds[at..end]) {
             let Some(name) = names.get(id as usize) else {
                 return contract(format!(
                     "packed fields: name id {id} of window {i}, but {} names",
@@ -146,7 +202,15 @@ pub(crate) fn unpack_fields(
                 dup.get_or_insert(name);
             }
             seen[id as usize] = mark;
-            cost = cost.saturating_add(field_cost(name.len(), value));
+            let len = if kind == TEXT {
+                text += 1;
+                texts.get(text - 1).map_or(0, String::len)
+            } else {
+                0
+            };
+            cost = cost
+                .saturating_add(name.len() as u64 + FIELD_OVERHEAD)
+                .saturating_add(kind_cost(kind, len));
         }
         // The size first: a name repeated to blow up the output is a limit
         // breach (a trap), not only a broken contract.
@@ -166,17 +230,25 @@ pub(crate) fn unpack_fields(
     }
     caps.sizes(sizes.into_iter())?;
 
+    let (mut ints, mut floats, mut texts) =
+        (ints.into_iter(), floats.into_iter(), texts.into_iter());
     let mut out = Vec::with_capacity(windows.len());
-    let mut fields = name_ids.into_iter().zip(values);
     let mut at = 0usize;
     for &end in &windows {
         let end = end as usize;
-        let window: Vec<DataField> = fields
-            .by_ref()
-            .take(end - at)
-            .map(|(id, value)| DataField {
-                name: names[id as usize].clone(),
-                value: value.into(),
+        let window: Vec<DataField> = (at..end)
+            .map(|f| {
+                // Counted above: every column holds its kind's values.
+                let value = match kinds[f] {
+                    INT => Value::Int(ints.next().unwrap_or_default()),
+                    BOOLEAN => Value::Boolean(ints.next() == Some(1)),
+                    FLOAT => Value::Float(floats.next().unwrap_or_default()),
+                    _ => Value::Text(texts.next().unwrap_or_default()),
+                };
+                DataField {
+                    name: names[name_ids[f] as usize].clone(),
+                    value,
+                }
             })
             .collect();
         out.push(window);
@@ -188,7 +260,6 @@ pub(crate) fn unpack_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::Value;
     use crate::output::Declared;
     use sluice_core::data;
 
@@ -278,13 +349,82 @@ mod tests {
         assert_eq!(packed.items, vec![3, 3, 4]);
     }
 
+    /// Int fields valued as their name ids.
     fn fields(names: &[&str], ids: &[u32], windows: &[u32]) -> PackedFields {
         PackedFields {
             names: names.iter().map(|n| (*n).to_owned()).collect(),
             name_ids: ids.to_vec(),
-            values: ids.iter().map(|&i| Value::Int(i64::from(i))).collect(),
+            kinds: vec![INT; ids.len()],
+            ints: ids.iter().map(|&i| i64::from(i)).collect(),
+            floats: vec![],
+            texts: vec![],
             windows: windows.to_vec(),
         }
+    }
+
+    #[test]
+    fn values_are_taken_in_order_from_the_column_of_their_kind() {
+        let all = any_name();
+        let d = open(&all);
+        let packed = PackedFields {
+            names: ["i", "f", "t", "b"].map(str::to_owned).to_vec(),
+            name_ids: vec![0, 1, 2, 3, 3, 2, 1, 0],
+            kinds: vec![INT, FLOAT, TEXT, BOOLEAN, BOOLEAN, TEXT, FLOAT, INT],
+            ints: vec![-7, 1, 0, i64::MAX],
+            floats: vec![0.5, -2.25],
+            texts: vec!["x".to_owned(), "é".to_owned()],
+            windows: vec![4, 8],
+        };
+        let out = unpack_fields(packed, &caps(&d)).expect("valid");
+        let values: Vec<Vec<data::Value>> = out
+            .into_iter()
+            .map(|w| w.into_iter().map(|f| f.value).collect())
+            .collect();
+        use data::Value as V;
+        assert_eq!(
+            values,
+            vec![
+                vec![
+                    V::Int(-7),
+                    V::Float(0.5),
+                    V::Text("x".into()),
+                    V::Boolean(true)
+                ],
+                vec![
+                    V::Boolean(false),
+                    V::Text("é".into()),
+                    V::Float(-2.25),
+                    V::Int(i64::MAX)
+                ],
+            ]
+        );
+    }
+
+    #[test]
+    fn columns_that_do_not_match_the_kinds_are_refused() {
+        let all = any_name();
+        let d = open(&all);
+        let refused = |packed| match unpack_fields(packed, &caps(&d)) {
+            Err(Refusal::Contract(m)) => m,
+            other => panic!("expected a contract refusal, got {other:?}"),
+        };
+        let mut extra = fields(&["a"], &[0], &[1]);
+        extra.floats.push(1.0);
+        assert!(refused(extra).contains("1 floats for 0 fields"));
+        let mut short = fields(&["a"], &[0, 0], &[1, 2]);
+        short.ints.pop();
+        assert!(refused(short).contains("1 ints for 2 fields"));
+        let mut text = fields(&["a"], &[0], &[1]);
+        text.kinds[0] = TEXT;
+        text.ints.clear();
+        assert!(refused(text).contains("0 texts for 1 fields"));
+        let mut unknown = fields(&["a"], &[0], &[1]);
+        unknown.kinds[0] = 4;
+        assert!(refused(unknown).contains("field 0 has kind 4"));
+        let mut boolean = fields(&["a"], &[0], &[1]);
+        boolean.kinds[0] = BOOLEAN;
+        boolean.ints[0] = 2;
+        assert!(refused(boolean).contains("boolean of value 2"));
     }
 
     #[test]
@@ -319,8 +459,8 @@ mod tests {
             assert!(err.contains(fault), "{err}");
         }
         let mut uneven = fields(&["a"], &[0], &[1]);
-        uneven.values.clear();
-        assert!(refused(uneven).contains("1 name ids for 0 values"));
+        uneven.kinds.clear();
+        assert!(refused(uneven).contains("1 name ids for 0 kinds"));
         assert!(refused(fields(&["a"], &[0, 0], &[2])).contains("twice"));
     }
 
@@ -332,7 +472,10 @@ mod tests {
         let packed = PackedFields {
             names: vec![name],
             name_ids: vec![0; 1000],
-            values: vec![Value::Int(1); 1000],
+            kinds: vec![INT; 1000],
+            ints: vec![1; 1000],
+            floats: vec![],
+            texts: vec![],
             windows: (1..=1000).collect(),
         };
         // Each window alone is just over the cap: 1 MiB name plus overhead.
@@ -346,7 +489,10 @@ mod tests {
         let small = PackedFields {
             names: vec!["n".repeat(1000)],
             name_ids: vec![0; 2000],
-            values: vec![Value::Int(1); 2000],
+            kinds: vec![INT; 2000],
+            ints: vec![1; 2000],
+            floats: vec![],
+            texts: vec![],
             windows: (1..=2000).collect(),
         };
         let tight = Caps {

@@ -2,7 +2,7 @@
 //! and does it import only what the sandbox offers.
 
 use super::error::RejectReason;
-use sluice_core::data::ModuleInfo;
+use sluice_core::data::{ModuleInfo, CONTRACT};
 
 /// Interfaces a tenant may import. Everything else — filesystem, sockets,
 /// HTTP, anything unknown — is refused at load, so no call can reach it.
@@ -29,19 +29,35 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:random/insecure-seed",
 ];
 
-/// The major.minor every allowed interface must have: what the host links
-/// (the sluice contract is 0.3 since aggregate-add groups are packed;
-/// WASI is 0.2). Kept apart per interface family: they move independently.
-const SLUICE_VERSION: &str = "0.3.";
+/// The major.minor every allowed WASI interface must have: what the host
+/// links. The sluice contract's is [`CONTRACT`]'s (0.4 since result values
+/// are packed by column); the two families move independently.
 const WASI_VERSION: &str = "0.2.";
 
+/// `0.4.1` of `0.4.1`, `0.4` of `0.4.0`: the part a compatible version
+/// shares.
+fn major_minor(version: &str) -> &str {
+    version.rsplit_once('.').map_or(version, |(mm, _)| mm)
+}
+
 fn version_ok(name: &str, version: &str) -> bool {
-    let wanted = if name.starts_with("sluice:") {
-        SLUICE_VERSION
+    if name.starts_with("sluice:") {
+        major_minor(version) == major_minor(CONTRACT)
     } else {
-        WASI_VERSION
-    };
-    version.starts_with(wanted)
+        version.starts_with(WASI_VERSION)
+    }
+}
+
+/// The contract version a component was built for, when it is not this
+/// host's: read from its `sluice:analytics/*@X.Y.Z` imports and exports.
+/// Checked before the allow-list, so a tenant built with an older SDK is
+/// told to rebuild, not that it imports something forbidden.
+pub(crate) fn other_contract<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    names.into_iter().find_map(|full| {
+        let (name, version) = full.split_once('@')?;
+        (name.starts_with("sluice:analytics/") && !version_ok(name, version))
+            .then(|| version.to_owned())
+    })
 }
 
 /// Checks the 8-byte header: Wasm magic, then the layer (core module or
@@ -155,11 +171,13 @@ mod tests {
     fn only_the_deterministic_subset_is_allowed() {
         let bad = forbidden_imports([
             "wasi:cli/environment@0.2.6",
-            "sluice:analytics/host@0.3.0",
+            "sluice:analytics/host@0.4.0",
             // Modules built for older contracts: 0.1 (unpacked
-            // finish/merge), 0.2 (unpacked add groups).
+            // finish/merge), 0.2 (unpacked add groups), 0.3 (values as
+            // variants).
             "sluice:analytics/types@0.1.0",
             "sluice:analytics/types@0.2.0",
+            "sluice:analytics/types@0.3.0",
             "wasi:filesystem/preopens@0.2.6",
             "wasi:sockets/tcp@0.2.6",
             "wasi:random/random@0.3.0",
@@ -170,11 +188,47 @@ mod tests {
             vec![
                 "sluice:analytics/types@0.1.0",
                 "sluice:analytics/types@0.2.0",
+                "sluice:analytics/types@0.3.0",
                 "wasi:filesystem/preopens@0.2.6",
                 "wasi:sockets/tcp@0.2.6",
                 "wasi:random/random@0.3.0",
                 "wasi:io/streams",
             ]
+        );
+    }
+
+    #[test]
+    fn the_contract_is_the_wit_package() {
+        let wit = include_str!("../../../wit/sluice.wit");
+        let package = wit
+            .lines()
+            .find_map(|l| l.strip_prefix("package sluice:analytics@"))
+            .expect("the WIT's package line");
+        assert_eq!(package.trim_end_matches(';'), CONTRACT);
+    }
+
+    #[test]
+    fn another_contract_is_named_by_its_version() {
+        let names = |v: &str| {
+            [
+                "wasi:io/streams@0.2.6".to_owned(),
+                format!("sluice:analytics/host@{v}"),
+                format!("sluice:analytics/analytics@{v}"),
+            ]
+        };
+        let found = |v: &str| other_contract(names(v).iter().map(String::as_str));
+        assert_eq!(found("0.3.0"), Some("0.3.0".to_owned()));
+        assert_eq!(found("0.5.0"), Some("0.5.0".to_owned()));
+        assert_eq!(found(CONTRACT), None);
+        assert_eq!(found("0.4.7"), None, "a patch release is compatible");
+        let message = sluice_core::data::RejectReason::OtherContract {
+            found: "0.3.0".into(),
+        }
+        .to_string();
+        assert!(
+            message.contains("built for the sluice contract 0.3.0, but this host runs 0.4.0")
+                && message.contains("rebuild"),
+            "{message}"
         );
     }
 }

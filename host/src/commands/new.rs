@@ -482,7 +482,7 @@ mod tests {
             "{deps}"
         );
         assert_eq!(version, env!("CARGO_PKG_VERSION"));
-        assert_eq!(contract(), "sluice:analytics@0.3.0");
+        assert_eq!(contract(), "sluice:analytics@0.4.0");
     }
 
     #[test]

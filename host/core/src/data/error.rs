@@ -10,6 +10,10 @@ use std::time::Duration;
 /// Result of sandbox operations.
 pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
 
+/// The version of the sluice contract (`wit/sluice.wit`'s package) this
+/// host links; a component built for another is refused at load, by name.
+pub const CONTRACT: &str = "0.4.0";
+
 /// Why a component was refused at load time. The running version of a
 /// tenant (if any) is unaffected by a rejection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,8 +56,18 @@ pub enum RejectReason {
         .0.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
     )]
     ForbiddenImports(Vec<String>),
-    #[error("does not target the sluice world `sluice:analytics/tenant@0.3.0`: {0}")]
+    #[error("does not target the sluice world `sluice:analytics/tenant@{contract}`: {0}", contract = CONTRACT)]
     WrongWorld(String),
+    /// Built for another version of the contract (an SDK of another
+    /// release). Nothing of the tenant's is touched: its checkpoints hold
+    /// its own accumulator and state bytes, which a rebuild keeps reading.
+    #[error(
+        "was built for the sluice contract {found}, but this host runs {}: rebuild the tenant \
+         with this release's SDK (`sluice build DIR`) and deploy it again; its checkpoints and \
+         state are kept",
+        CONTRACT
+    )]
+    OtherContract { found: String },
     #[error("`describe` failed: {0}")]
     Describe(String),
     /// One instance would take more of the instance pool than the host's

@@ -18,7 +18,7 @@ pub use batch::{
     AddGroup, BatchBuilder, BatchError, Column, EventBatch, FieldValue, KeyGroup, TextColumn,
     WindowGroup,
 };
-pub use error::{Limit, RejectReason, SandboxError, MAX_GUEST_MESSAGE};
+pub use error::{Limit, RejectReason, SandboxError, CONTRACT, MAX_GUEST_MESSAGE};
 
 /// The five result types of the product: the `"type"` of a result line,
 /// the word its routing key starts with, the Cassandra table it goes to.

@@ -45,6 +45,56 @@ fn a_component_that_opens_sockets_is_rejected_naming_the_import() {
     assert!(message.contains("wasi:sockets/"), "{message}");
 }
 
+/// `bytes` with every `from` replaced by `to` (of the same length, so the
+/// binary's sizes stay right).
+fn replaced(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut out = bytes.to_vec();
+    let mut found = 0;
+    let mut at = 0;
+    while let Some(i) = out[at..].windows(from.len()).position(|w| w == from) {
+        out[at + i..at + i + from.len()].copy_from_slice(to);
+        at += i + from.len();
+        found += 1;
+    }
+    assert!(
+        found > 0,
+        "no {:?} in the component",
+        String::from_utf8_lossy(from)
+    );
+    out
+}
+
+#[test]
+fn a_component_built_for_another_contract_is_told_to_rebuild() {
+    // The example as an SDK of contract 0.3 (or a future 0.5) would have
+    // named its imports and exports: the same binary, other versions.
+    let bytes = std::fs::read(component("bts_analytics")).expect("component bytes");
+    let ours = format!("sluice:analytics/types@{}", sluice_core::data::CONTRACT);
+    for version in ["0.3.0", "0.5.0"] {
+        let other = replaced(
+            &bytes,
+            format!("@{}", sluice_core::data::CONTRACT).as_bytes(),
+            format!("@{version}").as_bytes(),
+        );
+        assert!(!other.windows(ours.len()).any(|w| w == ours.as_bytes()));
+        let reason = rejection(&other);
+        assert_eq!(
+            reason,
+            RejectReason::OtherContract {
+                found: version.to_owned()
+            }
+        );
+        let message = reason.to_string();
+        assert!(
+            message.contains(&format!("built for the sluice contract {version}"))
+                && message.contains("rebuild")
+                && message.contains("state are kept"),
+            "{message}"
+        );
+    }
+}
+
 #[test]
 fn a_core_module_is_rejected_as_not_a_component() {
     // The smallest valid core module: magic + version 1.
