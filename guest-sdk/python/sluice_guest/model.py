@@ -25,49 +25,54 @@ class Output:
     """Result fields of a window or an alert, in order:
     `Output().float("mean", m).int("counter", n)`.
 
-    Kept as three parallel lists (names, kind codes, values; a boolean as
-    0/1) rather than a tuple per field: `aggregate-finish` packs them by
-    column with list operations, not a Python step per field. `fields`
-    gives the `(name, kind, value)` tuples."""
+    Kept flat, three items a field (name, kind code, value; a boolean as
+    0/1), one in-place add per field: `aggregate-finish` takes the names,
+    kinds and values out with slices (C loops, not a Python step per field).
+    `fields` gives the `(name, kind, value)` tuples."""
 
-    __slots__ = ("names", "kinds", "values")
+    __slots__ = ("_flat",)
 
     def __init__(self):
-        self.names: List[str] = []
-        self.kinds: List[int] = []
-        self.values: List[Any] = []
+        self._flat: list = []
 
     def float(self, name: str, value: float) -> "Output":
-        self.names.append(name)
-        self.kinds.append(KIND_FLOAT)
-        self.values.append(float(value))
+        self._flat += (name, KIND_FLOAT, float(value))
         return self
 
     def int(self, name: str, value: int) -> "Output":
-        self.names.append(name)
-        self.kinds.append(KIND_INT)
-        self.values.append(int(value))
+        self._flat += (name, KIND_INT, int(value))
         return self
 
     def text(self, name: str, value: str) -> "Output":
-        self.names.append(name)
-        self.kinds.append(KIND_TEXT)
-        self.values.append(str(value))
+        self._flat += (name, KIND_TEXT, str(value))
         return self
 
     def boolean(self, name: str, value: bool) -> "Output":
-        self.names.append(name)
-        self.kinds.append(KIND_BOOLEAN)
-        self.values.append(1 if value else 0)
+        self._flat += (name, KIND_BOOLEAN, 1 if value else 0)
         return self
+
+    @property
+    def names(self) -> List[str]:
+        return self._flat[0::3]
+
+    @property
+    def kinds(self) -> List[int]:
+        """Kind codes: 0 int, 1 float, 2 text, 3 boolean."""
+        return self._flat[1::3]
+
+    @property
+    def values(self) -> list:
+        """The values (a boolean as 0/1)."""
+        return self._flat[2::3]
 
     @property
     def fields(self) -> List[Tuple[str, str, Any]]:
         """The fields as `(name, kind, value)`, kind "int", "float", "text"
         or "boolean" (a boolean's value a `bool`)."""
+        f = self._flat
         return [
-            (name, _KIND_NAMES[k], bool(v) if k == KIND_BOOLEAN else v)
-            for name, k, v in zip(self.names, self.kinds, self.values)
+            (f[i], _KIND_NAMES[f[i + 1]], bool(f[i + 2]) if f[i + 1] == KIND_BOOLEAN else f[i + 2])
+            for i in range(0, len(f), 3)
         ]
 
 
@@ -108,6 +113,7 @@ class _Packed:
                     f"names {len(slots)}"
                 )
             cls._slots = slots
+            _install_struct_codec(cls, slots)
 
     def encode(self) -> bytes:
         s = type(self)._struct
@@ -135,6 +141,43 @@ class _Packed:
         if not isinstance(obj, cls):
             raise GuestError(f"the bytes decode to {type(obj).__name__}, not {cls.__name__}")
         return obj
+
+
+def _generated(f) -> bool:
+    return getattr(getattr(f, "__func__", f), "_sluice_generated", False)
+
+
+def _install_struct_codec(cls, slots: Tuple[str, ...]) -> None:
+    """Gives a `STATE` class an `encode` and a `decode` generated for its
+    slots (`obj.a, obj.b = unpack_from(...)`: attribute stores, not a
+    `setattr` call per field; profiled: `decode` with its `setattr`s was
+    over half of a sliding window's `aggregate-finish`, 12 panes a window)
+    unless the class (or a base) defines its own. Names the generated code
+    cannot spell as attributes (`__x`, mangled) keep the generic code."""
+    if not all(n.isidentifier() and not n.startswith("__") for n in slots):
+        return
+    s = cls._struct
+    attrs = ", ".join(f"obj.{n}" for n in slots) + ","
+    namespace = {"unpack_from": s.unpack_from, "pack": s.pack, "GuestError": GuestError}
+    exec(
+        f"def encode(obj):\n"
+        f"    return pack({attrs})\n"
+        f"def decode(cls, buf, start, end):\n"
+        f"    if end - start != {s.size}:\n"
+        f"        raise GuestError(f'{{cls.__name__}} is {s.size} bytes packed, the host gave "
+        f"{{end - start}}')\n"
+        f"    obj = cls.__new__(cls)\n"
+        f"    {attrs} = unpack_from(buf, start)\n"
+        f"    return obj\n",
+        namespace,
+    )
+    for name, f in (("encode", namespace["encode"]), ("decode", namespace["decode"])):
+        current = getattr(cls, name)
+        base = _Packed.__dict__[name]
+        if getattr(current, "__func__", current) is getattr(base, "__func__", base) or _generated(
+                current):
+            f._sluice_generated = True
+            setattr(cls, name, classmethod(f) if name == "decode" else f)
 
 
 def _all_slots(cls) -> Tuple[str, ...]:

@@ -74,6 +74,12 @@ def _at(f: Function) -> str:
 def _bounds(data_len: int, ends: Sequence[int], items: Sequence[int]) -> None:
     """Checks packed accumulators: ends ascending within the data, items
     ascending within the ends (the Rust SDK's rules)."""
+    # The common case in C loops (sorting a sorted list is one pass); the
+    # loops below only find what is wrong.
+    if (not ends or (ends[0] >= 0 and ends[-1] <= data_len and list(ends) == sorted(ends))) and (
+            not items or (items[0] >= 0 and items[-1] <= len(ends)
+                          and list(items) == sorted(items))):
+        return
     last = 0
     for j, end in enumerate(ends):
         if end < last or end > data_len:
@@ -229,7 +235,8 @@ class Module:
                 out = self._merged(f, data, ends, first, last).finish(t)
             except GuestError as e:
                 raise e.context(f"{_at(f)}, window {i}") from None
-            out_names, out_kinds, values = out.names, out.kinds, out.values
+            flat = out._flat
+            out_names, out_kinds, values = flat[0::3], flat[1::3], flat[2::3]
             if out_names != last_names:
                 last_ids = []
                 for name in out_names:
@@ -238,10 +245,10 @@ class Module:
                         nid = ids[name] = len(names)
                         names.append(name)
                     last_ids.append(nid)
-                last_names = list(out_names)
+                last_names = out_names
             if out_kinds != last_kinds:
                 split = _split_of(out_kinds)
-                last_kinds = list(out_kinds)
+                last_kinds = out_kinds
             name_ids += last_ids
             kinds += out_kinds
             if split.ints is not None:

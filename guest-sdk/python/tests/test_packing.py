@@ -277,3 +277,41 @@ def test_a_state_format_must_match_the_slots():
         class Bad(Aggregate):  # noqa: F841
             STATE = "<dd"
             __slots__ = ("a",)
+
+
+class Pair(Aggregate):
+    STATE = "<qd"
+    __slots__ = ("n", "x")
+
+
+class OwnCodec(Aggregate):
+    """Its own encode/decode, inherited by a subclass with a STATE."""
+
+    __slots__ = ("n",)
+
+    def encode(self):
+        return b"own"
+
+    @classmethod
+    def decode(cls, buf, start, end):
+        obj = cls.__new__(cls)
+        obj.n = -1
+        return obj
+
+
+class OwnChild(OwnCodec):
+    STATE = "<q"
+    __slots__ = ()
+
+
+def test_state_classes_get_a_generated_codec_unless_they_have_their_own():
+    p = Pair()
+    p.n, p.x = -(2 ** 62), 0.25
+    raw = b"xy" + p.encode()
+    back = Pair.decode(memoryview(raw), 2, len(raw))
+    assert (type(back), back.n, back.x) == (Pair, -(2 ** 62), 0.25)
+    with pytest.raises(GuestError, match="Pair is 16 bytes packed, the host gave 15"):
+        Pair.decode(raw, 2, len(raw) - 1)
+    c = OwnChild()
+    c.n = 5
+    assert c.encode() == b"own" and OwnChild.decode(b"", 0, 0).n == -1
