@@ -53,25 +53,29 @@ function compileLayout(cls) {
     }
     slow.w.push(dv[0]);
     slow.r.push(dv[1]);
+    // Fast lines index the typed arrays from locals (`d`, `w`: the record's
+    // index in 8- and 4-byte units), set once per record.
     if (type === "f64" && off % 8 === 0) {
-      fast.w.push(`v.f64[(o >> 3) + ${off / 8}] = ${p};`);
-      fast.r.push(`${p} = v.f64[(o >> 3) + ${off / 8}];`);
+      fast.w.push(`f64[d + ${off / 8}] = ${p};`);
+      fast.r.push(`${p} = f64[d + ${off / 8}];`);
     } else if ((type === "u64" || type === "i64") && off % 4 === 0) {
-      const i = `(o >> 2) + ${off / 4}`;
-      fast.w.push(`{ const n = ${p}; const hi = Math.floor(n / ${TWO32}); v.u32[${i}] = n - hi * ${TWO32}; v.i32[${i} + 1] = hi; }`);
-      fast.r.push(`${p} = v.i32[${i} + 1] * ${TWO32} + v.u32[${i}];`);
+      const i = `w + ${off / 4}`;
+      fast.w.push(`{ const n = ${p}; const hi = Math.floor(n / ${TWO32}); u32[${i}] = n - hi * ${TWO32}; i32[${i} + 1] = hi; }`);
+      fast.r.push(`${p} = i32[${i} + 1] * ${TWO32} + u32[${i}];`);
     } else if ((type === "u32" || type === "i32") && off % 4 === 0) {
       const arr = type === "u32" ? "u32" : "i32";
-      fast.w.push(`v.${arr}[(o >> 2) + ${off / 4}] = ${p};`);
-      fast.r.push(`${p} = v.${arr}[(o >> 2) + ${off / 4}];`);
+      fast.w.push(`${arr}[w + ${off / 4}] = ${p};`);
+      fast.r.push(`${p} = ${arr}[w + ${off / 4}];`);
     } else {
       fast.w.push(dv[0]);
       fast.r.push(dv[1]);
     }
   }
+  const VIEWS = "const f64 = v.f64, u32 = v.u32, i32 = v.i32;";
   const fn = (body) => new Function("x", "v", "o", body.join("\n"));
-  const writeFast = fn(fast.w), writeSlow = fn(slow.w);
-  const readFast = fn(fast.r), readSlow = fn(slow.r);
+  const fastFn = (body) => fn([VIEWS, "const d = o >> 3, w = o >> 2;", ...body]);
+  const writeFast = fastFn(fast.w), writeSlow = fn(slow.w);
+  const readFast = fastFn(fast.r), readSlow = fn(slow.r);
   const proto = cls.prototype;
   // Every pane after the first of a window, read into `x` and merged into
   // `acc` in one loop: no call per pane but `merge` (the records are
@@ -80,7 +84,7 @@ function compileLayout(cls) {
   const mergeRange = allFast
     ? new Function(
         "acc", "x", "v", "first", "last",
-        `for (let j = first; j < last; j++) { const o = j * ${size};\n${fast.r.join("\n")}\nacc.merge(x); }`,
+        `${VIEWS}\nfor (let j = first; j < last; j++) { const o = j * ${size}, d = o >> 3, w = o >> 2;\n${fast.r.join("\n")}\nacc.merge(x); }`,
       )
     : undefined;
   return {
@@ -133,11 +137,14 @@ function compileMerge(cls, fields, size) {
       throw new TypeError(`${cls.name}.MERGE names \`${name}\`, which STATE does not declare`);
     }
   }
+  // `d` and `w` index the record in 8- and 4-byte units; the views are
+  // locals: in the engine's interpreter every property read and shift
+  // per pane and field counts (profiled: this loop is most of a sliding
+  // window's `aggregate-finish`).
   const read = (type, off) => {
-    if (type === "f64") return `v.f64[(o >> 3) + ${off / 8}]`;
-    if (type === "u32" || type === "i32") return `v.${type}[(o >> 2) + ${off / 4}]`;
-    const i = `(o >> 2) + ${off / 4}`;
-    return `(v.i32[${i} + 1] * ${TWO32} + v.u32[${i}])`;
+    if (type === "f64") return `f64[d + ${off / 8}]`;
+    if (type === "u32" || type === "i32") return `${type}[w + ${off / 4}]`;
+    return `(i32[w + ${off / 4 + 1}] * ${TWO32} + u32[w + ${off / 4}])`;
   };
   const init = [], step = [], out = [];
   fields.forEach(([name, type, off], k) => {
@@ -146,13 +153,14 @@ function compileMerge(cls, fields, size) {
       throw new TypeError(`${cls.name}.MERGE: field \`${name}\` merges by \`${how}\` (one of ${Object.keys(MERGES).join(", ")})`);
     }
     init.push(`let a${k} = ${read(type, off)};`);
-    step.push(`{ const b = ${read(type, off)}; ${MERGES[how](`a${k}`, "b")} }`);
+    if (how !== "first") step.push(`{ const b = ${read(type, off)}; ${MERGES[how](`a${k}`, "b")} }`);
     out.push(`x[${JSON.stringify(name)}] = a${k};`);
   });
   return new Function(
     "x", "v", "first", "last",
-    `let o = first * ${size};\n${init.join("\n")}\n` +
-      `for (let j = first + 1; j < last; j++) {\no = j * ${size};\n${step.join("\n")}\n}\n` +
+    `const f64 = v.f64, u32 = v.u32, i32 = v.i32;\n` +
+      `let d = first * ${size / 8}, w = first * ${size / 4};\n${init.join("\n")}\n` +
+      `for (let j = first + 1; j < last; j++) {\nd += ${size / 8}; w += ${size / 4};\n${step.join("\n")}\n}\n` +
       `${out.join("\n")}\nreturn x;`,
   );
 }
@@ -375,10 +383,10 @@ export class FieldColumns {
     this.i32 = new Int32Array(i64.buffer, i64.byteOffset, i64.length * 2);
   }
 
-  /** Appends a window's fields (`ids[k]`, `kinds[k]`, `raw[k]` as `Output`
-   * keeps them); returns the fields' end so far. */
-  push(ids, kinds, raw) {
-    const k = kinds.length;
+  /** Appends a window's fields (name ids `ids`, `flat` as `Output` keeps
+   * them: name, kind, value in turn); returns the fields' end so far. */
+  push(ids, flat) {
+    const k = ids.length;
     let n = this.n, ni = this.nInts, nf = this.nFloats;
     if (n + k > this.ids.length) {
       const want = 2 * (n + k);
@@ -388,8 +396,8 @@ export class FieldColumns {
     if (ni + k > this.i64.length) this.setInts(this.array("ints", BigInt64Array, 2 * (ni + k), this.i64, ni));
     if (nf + k > this.floats.length) this.floats = this.array("floats", Float64Array, 2 * (nf + k), this.floats, nf);
     const idCol = this.ids, kindCol = this.kinds, floats = this.floats;
-    for (let j = 0; j < k; j++) {
-      const kind = kinds[j], v = raw[j];
+    for (let j = 0, at = 1; j < k; j++, at += 3) {
+      const kind = flat[at], v = flat[at + 1];
       idCol[n] = ids[j];
       kindCol[n] = kind;
       n++;

@@ -210,13 +210,14 @@ export class Module {
       } catch (e) {
         rethrow(e, `${at(f)}, window ${i}`);
       }
-      const fieldNames = output.names;
+      const flat = output.flat;
       // Windows of one aggregate mostly name the same fields in the same
       // order: their ids are the last window's unless a name differs.
-      let same = fieldNames.length === lastNames.length;
-      for (let k = 0; same && k < fieldNames.length; k++) same = fieldNames[k] === lastNames[k];
+      let same = flat.length === 3 * lastNames.length;
+      for (let k = 0; same && k < lastNames.length; k++) same = flat[3 * k] === lastNames[k];
       if (!same) {
-        lastIds = fieldNames.map((name) => {
+        lastNames = output.names;
+        lastIds = lastNames.map((name) => {
           let id = ids.get(name);
           if (id === undefined) {
             id = names.length;
@@ -225,9 +226,8 @@ export class Module {
           }
           return id;
         });
-        lastNames = fieldNames;
       }
-      windows[i] = cols.push(lastIds, output.kinds, output.raw);
+      windows[i] = cols.push(lastIds, flat);
       first = items[i];
     }
     return cols.packed(names, windows);

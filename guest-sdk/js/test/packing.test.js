@@ -225,5 +225,8 @@ test("Output keeps the tenant-facing {tag, val} fields", () => {
     { name: "d", value: { tag: "boolean", val: true } },
     { name: "e", value: { tag: "int", val: 2n ** 62n } },
   ]);
-  assert.throws(() => new Output().int("x", 1.5), /is not an integer/);
+  for (const bad of [1.5, "3", NaN, Infinity, 2 ** 53, -(2 ** 53), null]) {
+    assert.throws(() => new Output().int("x", bad), /is not an integer/, String(bad));
+  }
+  assert.deepEqual(new Output().int("x", 2 ** 53 - 1).int("y", -(2 ** 53 - 1)).values.map((v) => v.val), [2 ** 53 - 1, -(2 ** 53 - 1)]);
 });
