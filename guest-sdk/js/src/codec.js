@@ -37,18 +37,18 @@ function compileLayout(cls) {
     const at = `o + ${off}`;
     let dv;
     switch (type) {
-      case "f64": dv = [`v.dv.setFloat64(${at}, ${p}, true);`, `${p} = v.dv.getFloat64(${at}, true);`]; break;
-      case "f32": dv = [`v.dv.setFloat32(${at}, ${p}, true);`, `${p} = v.dv.getFloat32(${at}, true);`]; break;
-      case "i32": dv = [`v.dv.setInt32(${at}, ${p}, true);`, `${p} = v.dv.getInt32(${at}, true);`]; break;
-      case "u32": dv = [`v.dv.setUint32(${at}, ${p}, true);`, `${p} = v.dv.getUint32(${at}, true);`]; break;
-      case "u16": dv = [`v.dv.setUint16(${at}, ${p}, true);`, `${p} = v.dv.getUint16(${at}, true);`]; break;
-      case "u8": dv = [`v.dv.setUint8(${at}, ${p});`, `${p} = v.dv.getUint8(${at});`]; break;
-      case "bool": dv = [`v.dv.setUint8(${at}, ${p} ? 1 : 0);`, `${p} = v.dv.getUint8(${at}) !== 0;`]; break;
+      case "f64": dv = [`dv.setFloat64(${at}, ${p}, true);`, `${p} = dv.getFloat64(${at}, true);`]; break;
+      case "f32": dv = [`dv.setFloat32(${at}, ${p}, true);`, `${p} = dv.getFloat32(${at}, true);`]; break;
+      case "i32": dv = [`dv.setInt32(${at}, ${p}, true);`, `${p} = dv.getInt32(${at}, true);`]; break;
+      case "u32": dv = [`dv.setUint32(${at}, ${p}, true);`, `${p} = dv.getUint32(${at}, true);`]; break;
+      case "u16": dv = [`dv.setUint16(${at}, ${p}, true);`, `${p} = dv.getUint16(${at}, true);`]; break;
+      case "u8": dv = [`dv.setUint8(${at}, ${p});`, `${p} = dv.getUint8(${at});`]; break;
+      case "bool": dv = [`dv.setUint8(${at}, ${p} ? 1 : 0);`, `${p} = dv.getUint8(${at}) !== 0;`]; break;
       default:
         // i64/u64 as a number: low half unsigned, high half signed.
         dv = [
-          `{ const n = ${p}; const hi = Math.floor(n / ${TWO32}); v.dv.setUint32(${at}, n - hi * ${TWO32}, true); v.dv.setInt32(${at} + 4, hi, true); }`,
-          `${p} = v.dv.getInt32(${at} + 4, true) * ${TWO32} + v.dv.getUint32(${at}, true);`,
+          `{ const n = ${p}; const hi = Math.floor(n / ${TWO32}); dv.setUint32(${at}, n - hi * ${TWO32}, true); dv.setInt32(${at} + 4, hi, true); }`,
+          `${p} = dv.getInt32(${at} + 4, true) * ${TWO32} + dv.getUint32(${at}, true);`,
         ];
     }
     slow.w.push(dv[0]);
@@ -72,7 +72,10 @@ function compileLayout(cls) {
     }
   }
   const VIEWS = "const f64 = v.f64, u32 = v.u32, i32 = v.i32;";
-  const fn = (body) => new Function("x", "v", "o", body.join("\n"));
+  // The DataView only where a line needs it, made on first use (most
+  // calls never do: a view costs about a microsecond in the interpreter).
+  const DV = "const dv = v.dv ?? (v.dv = new DataView(v.bytes.buffer, v.bytes.byteOffset, v.bytes.byteLength));";
+  const fn = (body) => new Function("x", "v", "o", (body.some((l) => l.includes("dv.")) ? [DV, ...body] : body).join("\n"));
   const fastFn = (body) => fn([VIEWS, "const d = o >> 3, w = o >> 2;", ...body]);
   const writeFast = fastFn(fast.w), writeSlow = fn(slow.w);
   const readFast = fastFn(fast.r), readSlow = fn(slow.r);
@@ -80,7 +83,7 @@ function compileLayout(cls) {
   // Every pane after the first of a window, read into `x` and merged into
   // `acc` in one loop: no call per pane but `merge` (the records are
   // `size` bytes apart, checked once per call by `uniform`).
-  const allFast = size % 8 === 0 && fast.r.every((line) => !line.includes("v.dv."));
+  const allFast = size % 8 === 0 && fast.r.every((line) => !line.includes("dv."));
   const mergeRange = allFast
     ? new Function(
         "acc", "x", "v", "first", "last",
@@ -218,16 +221,17 @@ export function codecOf(cls) {
 }
 
 /**
- * Views of a `Uint8Array`'s bytes, made once per call: a `DataView`, and
- * when the bytes start 8-aligned (a list the bindings lift is a fresh
- * buffer, so they do) `Float64Array`/`Uint32Array`/`Int32Array` over them.
+ * Views of a `Uint8Array`'s bytes, made once per call: when the bytes
+ * start 8-aligned (a list the bindings lift is a fresh buffer, so they do)
+ * `Float64Array`/`Uint32Array`/`Int32Array` over them; a `DataView` (`dv`)
+ * only if code needs one (made then).
  */
 export function viewsOf(bytes) {
   const { buffer, byteOffset, byteLength } = bytes;
   const aligned = (byteOffset & 7) === 0;
   return {
     bytes,
-    dv: new DataView(buffer, byteOffset, byteLength),
+    dv: null,
     f64: aligned ? new Float64Array(buffer, byteOffset, byteLength >> 3) : null,
     u32: aligned ? new Uint32Array(buffer, byteOffset, byteLength >> 2) : null,
     i32: aligned ? new Int32Array(buffer, byteOffset, byteLength >> 2) : null,
@@ -280,21 +284,47 @@ export class Scratch {
     this.slots = new Map();
   }
 
+  /** Slot `slot`: `{buffer, views}` of at least `n` bytes (a new, larger
+   * buffer when it is too small; contents undefined). */
+  slot(slot, n) {
+    let s = this.slots.get(slot);
+    if (s === undefined || s.buffer.byteLength < n) {
+      s = { buffer: new ArrayBuffer(Math.max(64, 2 ** Math.ceil(Math.log2(Math.max(n, 1))))), views: {} };
+      this.slots.set(slot, s);
+    }
+    return s;
+  }
+
   /** A `Uint8Array` view of `n` bytes of buffer `slot` (grown as needed;
    * 8-aligned, contents undefined). */
   bytes(slot, n) {
-    let buf = this.slots.get(slot);
-    if (buf === undefined || buf.byteLength < n) {
-      buf = new ArrayBuffer(Math.max(64, 2 ** Math.ceil(Math.log2(Math.max(n, 1)))));
-      this.slots.set(slot, buf);
-    }
-    return new Uint8Array(buf, 0, n);
+    return new Uint8Array(this.slot(slot, n).buffer, 0, n);
   }
 
   /** A `Uint32Array` view of `n` values of buffer `slot`. */
   u32(slot, n) {
-    const bytes = this.bytes(slot, 4 * n);
-    return new Uint32Array(bytes.buffer, 0, n);
+    return new Uint32Array(this.slot(slot, 4 * n).buffer, 0, n);
+  }
+
+  /** A `Ctor` view of the whole of buffer `slot` (at least `n` values),
+   * made once per buffer: no view is made per call for it. */
+  array(slot, Ctor, n) {
+    const s = this.slot(slot, n * Ctor.BYTES_PER_ELEMENT);
+    return (s.views[Ctor.name] ??= new Ctor(s.buffer));
+  }
+
+  /** `viewsOf` the first `n` bytes of buffer `slot`, its typed arrays
+   * made once per buffer. */
+  views(slot, n) {
+    const s = this.slot(slot, n);
+    const v = s.views;
+    return {
+      bytes: new Uint8Array(s.buffer, 0, n),
+      dv: null,
+      f64: (v.Float64Array ??= new Float64Array(s.buffer)),
+      u32: (v.Uint32Array ??= new Uint32Array(s.buffer)),
+      i32: (v.Int32Array ??= new Int32Array(s.buffer)),
+    };
   }
 }
 
@@ -305,8 +335,8 @@ export function encodeAll(codec, objects, scratch) {
   const ends = scratch ? scratch.u32("ends", n) : new Uint32Array(n);
   if (codec.fixed >= 0) {
     const size = codec.fixed;
-    const data = scratch ? scratch.bytes("data", size * n) : new Uint8Array(size * n);
-    const views = viewsOf(data);
+    const views = scratch ? scratch.views("data", size * n) : viewsOf(new Uint8Array(size * n));
+    const data = views.bytes;
     for (let i = 0; i < n; i++) {
       codec.write(objects[i], views, i * size);
       ends[i] = (i + 1) * size;
@@ -365,13 +395,7 @@ export class FieldColumns {
 
   /** A `Ctor` array of at least `n` values holding `old`'s first `keep`. */
   array(slot, Ctor, n, old, keep) {
-    let a;
-    if (this.scratch) {
-      const bytes = this.scratch.bytes(slot, n * Ctor.BYTES_PER_ELEMENT);
-      a = new Ctor(bytes.buffer, 0, bytes.buffer.byteLength / Ctor.BYTES_PER_ELEMENT);
-    } else {
-      a = new Ctor(Math.max(n, 2 * keep));
-    }
+    const a = this.scratch ? this.scratch.array(slot, Ctor, n) : new Ctor(Math.max(n, 2 * keep));
     // A scratch slot's buffer is replaced when it grows: copy what's in.
     if (old !== null && keep > 0 && old.buffer !== a.buffer) a.set(old.subarray(0, keep));
     return a;
@@ -379,8 +403,13 @@ export class FieldColumns {
 
   setInts(i64) {
     this.i64 = i64;
-    this.u32 = new Uint32Array(i64.buffer, i64.byteOffset, i64.length * 2);
-    this.i32 = new Int32Array(i64.buffer, i64.byteOffset, i64.length * 2);
+    if (this.scratch) {
+      this.u32 = this.scratch.array("ints", Uint32Array, 2 * i64.length);
+      this.i32 = this.scratch.array("ints", Int32Array, 2 * i64.length);
+    } else {
+      this.u32 = new Uint32Array(i64.buffer, i64.byteOffset, i64.length * 2);
+      this.i32 = new Int32Array(i64.buffer, i64.byteOffset, i64.length * 2);
+    }
   }
 
   /** Appends a window's fields (name ids `ids`, `flat` as `Output` keeps

@@ -252,7 +252,11 @@ export class Module {
         if (start + len > rows) {
           throw new GuestError(`rows ${start}..${start}+${len} are outside the batch of ${rows} rows`);
         }
-        s = state === undefined || state === null ? new cls() : decodeAt(codec, cls, viewsOf(state), 0, state.length);
+        // A state that packs itself decodes from the bytes as lifted (no
+        // views made per group).
+        if (state === undefined || state === null) s = new cls();
+        else if (codec.fixed < 0) s = codec.decode(state);
+        else s = decodeAt(codec, cls, viewsOf(state), 0, state.length);
         alerts = new Alerts();
         run(t, s, key, new Events(batch, start, start + len), alerts);
       } catch (e) {

@@ -230,3 +230,45 @@ test("Output keeps the tenant-facing {tag, val} fields", () => {
   }
   assert.deepEqual(new Output().int("x", 2 ** 53 - 1).int("y", -(2 ** 53 - 1)).values.map((v) => v.val), [2 ** 53 - 1, -(2 ** 53 - 1)]);
 });
+
+/** A layout with fields only a DataView reads (u8, u16, f32, bool, an
+ * unaligned f64 and i64). */
+class Odd extends Aggregate {
+  static OUTPUTS = ["a", "b", "c", "d", "e", "f"];
+  static STATE = { a: "u8", b: "f64", c: "u16", d: "bool", e: "i64", f: "f32" };
+  constructor() { super(); this.a = 0; this.b = 0; this.c = 0; this.d = false; this.e = 0; this.f = 0; }
+  addEvents(t, events) {
+    const xs = events.values(t.x);
+    for (let i = 0; i < xs.length; i++) { this.a += 1; this.b += xs[i]; this.c += 2; this.d = !this.d; this.e -= 2 ** 40; this.f += 0.5; }
+  }
+  merge(o) { this.a += o.a; this.b += o.b; this.c += o.c; this.d = this.d !== o.d; this.e += o.e; this.f += o.f; }
+  finish() { return new Output().int("a", this.a).float("b", this.b).int("c", this.c).boolean("d", this.d).int("e", this.e).float("f", this.f); }
+}
+class OddT extends Tenant {
+  init(params, schema) { this.x = schema.float("x"); }
+}
+OddT.FUNCTIONS = [aggregate("odd", Odd)];
+
+test("layouts read through a DataView round-trip, aligned or not, reused buffers or not", () => {
+  const raw = batchOf(FIELDS, [1, 2, 3], [["a", 1, 1.5, true, null], ["a", 2, 2.5, false, null], ["b", -4, 10, true, null]]);
+  const groups = { ends: Uint32Array.from([2, 3]), states: { data: new Uint8Array(0), ends: new Uint32Array(0), items: Uint32Array.from([0, 0]) } };
+  for (const reuse of [false, true]) {
+    const m = new Module(OddT, [], FIELDS, { reuseBuffers: reuse });
+    const added = m.aggregateAdd("odd", groups, raw);
+    const size = added.ends[0];
+    assert.equal(size, 1 + 8 + 2 + 1 + 8 + 4);
+    // The same bytes at an odd offset: no typed-array views then.
+    const shifted = new Uint8Array(added.data.length + 1);
+    shifted.set(added.data, 1);
+    for (const data of [added.data.slice(), shifted.subarray(1)]) {
+      const fin = m.aggregateFinish("odd", { data, ends: added.ends.slice(), items: Uint32Array.from([1, 2]) });
+      assert.deepEqual(unpack(fin), [
+        [["a", "int", 2n], ["b", "float", 4], ["c", "int", 4n], ["d", "boolean", 0n], ["e", "int", -(2n ** 41n)], ["f", "float", 1]],
+        [["a", "int", 1n], ["b", "float", 10], ["c", "int", 2n], ["d", "boolean", 1n], ["e", "int", -(2n ** 40n)], ["f", "float", 0.5]],
+      ]);
+      const [both] = m.aggregateMerge("odd", { data, ends: added.ends.slice(), items: Uint32Array.from([2]) });
+      const again = m.aggregateFinish("odd", { data: both.slice(), ends: Uint32Array.from([size]), items: Uint32Array.from([1]) });
+      assert.deepEqual(unpack(again)[0].map((f) => f[2]), [3n, 14, 6n, 1n, -3n * 2n ** 40n, 1.5]);
+    }
+  }
+});
