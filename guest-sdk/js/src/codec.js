@@ -109,7 +109,10 @@ function compileLayout(cls) {
     },
     /** A new instance from the record at byte `o` (no constructor run). */
     read(v, o) {
-      return this.readInto(Object.create(proto), v, o);
+      const x = Object.create(proto);
+      if (v.f64 !== null && (o & 7) === 0) readFast(x, v, o);
+      else readSlow(x, v, o);
+      return x;
     },
     /** An instance to decode into and reuse within one call. */
     scratch: Object.create(proto),
