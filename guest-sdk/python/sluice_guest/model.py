@@ -100,6 +100,10 @@ class _Packed:
     __slots__ = ()
     STATE: str = ""
     _struct: Optional[struct.Struct] = None
+    # `merge_window(cls, buf, first, last)`: records `first..last` of a
+    # buffer of records exactly the STATE's size, merged in order (set
+    # where the generated decode is the class's).
+    _merge_window: Optional[Callable] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -113,6 +117,7 @@ class _Packed:
                     f"names {len(slots)}"
                 )
             cls._slots = slots
+            cls._merge_window = None
             _install_struct_codec(cls, slots)
 
     def encode(self) -> bytes:
@@ -158,7 +163,8 @@ def _install_struct_codec(cls, slots: Tuple[str, ...]) -> None:
         return
     s = cls._struct
     attrs = ", ".join(f"obj.{n}" for n in slots) + ","
-    namespace = {"unpack_from": s.unpack_from, "pack": s.pack, "GuestError": GuestError}
+    namespace = {"unpack_from": s.unpack_from, "pack": s.pack, "GuestError": GuestError,
+                 "iter_unpack": s.iter_unpack}
     exec(
         f"def encode(obj):\n"
         f"    return pack({attrs})\n"
@@ -168,7 +174,20 @@ def _install_struct_codec(cls, slots: Tuple[str, ...]) -> None:
         f"{{end - start}}')\n"
         f"    obj = cls.__new__(cls)\n"
         f"    {attrs} = unpack_from(buf, start)\n"
-        f"    return obj\n",
+        f"    return obj\n"
+        # A window's panes: every record after the first unpacked by one
+        # `iter_unpack` (no Python call per pane but `merge`).
+        f"def merge_window(cls, buf, first, last):\n"
+        f"    new = cls.__new__\n"
+        f"    acc = obj = new(cls)\n"
+        f"    {attrs} = unpack_from(buf, first * {s.size})\n"
+        f"    if last - first > 1:\n"
+        f"        merge = acc.merge\n"
+        f"        for values in iter_unpack(buf[(first + 1) * {s.size}:last * {s.size}]):\n"
+        f"            obj = new(cls)\n"
+        f"            {attrs} = values\n"
+        f"            merge(obj)\n"
+        f"    return acc\n",
         namespace,
     )
     for name, f in (("encode", namespace["encode"]), ("decode", namespace["decode"])):
@@ -178,6 +197,8 @@ def _install_struct_codec(cls, slots: Tuple[str, ...]) -> None:
                 current):
             f._sluice_generated = True
             setattr(cls, name, classmethod(f) if name == "decode" else f)
+            if name == "decode":
+                cls._merge_window = namespace["merge_window"]
 
 
 def _all_slots(cls) -> Tuple[str, ...]:

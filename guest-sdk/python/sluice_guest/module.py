@@ -179,14 +179,32 @@ class Module:
             start, first = end, item
         return b"".join(out), out_ends
 
-    def _merged(self, f: Function, data, ends, first: int, last: int):
+    def _merged(self, f: Function, data, ends, first: int, last: int, window=None):
+        """The accumulators `first..last` merged in order (none: a fresh one);
+        with `window` (a STATE class's `_merge_window`, over a memoryview of
+        uniform records) in one generated loop."""
         cls = f.cls
         if first == last:
             return cls()
+        if window is not None:
+            return window(cls, data, first, last)
         acc = cls.decode(data, ends[first - 1] if first else 0, ends[first])
         for j in range(first + 1, last):
             acc.merge(cls.decode(data, ends[j - 1], ends[j]))
         return acc
+
+    @staticmethod
+    def _window_merger(f: Function, data, ends):
+        """`(data, window)` for `_merged`: the STATE class's generated
+        window merge and a memoryview of `data` when every accumulator is
+        exactly its size (checked in one C comparison), else `(data, None)`."""
+        window = f.cls._merge_window
+        if window is None or not ends:
+            return data, None
+        size = f.cls._struct.size
+        if list(ends) != list(range(size, size * len(ends) + 1, size)):
+            return data, None
+        return memoryview(data), window
 
     def aggregate_merge(
         self, function: str, packed: Tuple[bytes, Sequence[int], Sequence[int]]
@@ -195,11 +213,12 @@ class Module:
         f = self.find(function, AGGREGATE)
         data, ends, items = packed
         _bounds(len(data), ends, items)
+        data, window = self._window_merger(f, data, ends)
         out = []
         first = 0
         for i, last in enumerate(items):
             try:
-                out.append(self._merged(f, data, ends, first, last).encode())
+                out.append(self._merged(f, data, ends, first, last, window).encode())
             except GuestError as e:
                 raise e.context(f"{_at(f)}, list {i}") from None
             first = last
@@ -229,10 +248,11 @@ class Module:
         last_ids: List[int] = []
         last_kinds: Optional[list] = None
         split = _Split(None, None, None)
+        data, window = self._window_merger(f, data, ends)
         first = 0
         for i, last in enumerate(items):
             try:
-                out = self._merged(f, data, ends, first, last).finish(t)
+                out = self._merged(f, data, ends, first, last, window).finish(t)
             except GuestError as e:
                 raise e.context(f"{_at(f)}, window {i}") from None
             flat = out._flat

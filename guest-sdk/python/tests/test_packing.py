@@ -315,3 +315,36 @@ def test_state_classes_get_a_generated_codec_unless_they_have_their_own():
     c = OwnChild()
     c.n = 5
     assert c.encode() == b"own" and OwnChild.decode(b"", 0, 0).n == -1
+
+
+class Digits(Aggregate):
+    """An order-sensitive merge: the panes' digits in merge order."""
+
+    STATE = "<q"
+    __slots__ = ("n",)
+
+    def __init__(self):
+        self.n = 0
+
+    def merge(self, other):
+        self.n = self.n * 10 + other.n
+
+    def finish(self, t):
+        return Output().int("n", self.n)
+
+
+class DigitsTenant(Tenant):
+    FUNCTIONS = [aggregate("digits", Digits)]
+
+
+def test_window_merges_keep_pane_order_with_uniform_panes_or_not():
+    m = Module(DigitsTenant, [], [])
+    data = struct.pack("<5q", 1, 2, 3, 4, 5)
+    # Items: panes 0..3, none, pane 3, panes 3..5.
+    items = [3, 3, 4, 5]
+    assert [struct.unpack("<q", x)[0] for x in m.aggregate_merge("digits", (data, [8, 16, 24, 32, 40], items))] \
+        == [123, 0, 4, 5]
+    assert m.aggregate_finish("digits", (data, [8, 16, 24, 32, 40], [2, 5])).ints == [12, 345]
+    # Not uniform (a pane of the wrong size): the per-pane path names it.
+    with pytest.raises(GuestError, match="Digits is 8 bytes packed, the host gave 16"):
+        m.aggregate_finish("digits", (data, [8, 24, 32, 40], [2, 4]))
