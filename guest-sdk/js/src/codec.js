@@ -60,7 +60,8 @@ function compileLayout(cls) {
       fast.r.push(`${p} = f64[d + ${off / 8}];`);
     } else if ((type === "u64" || type === "i64") && off % 4 === 0) {
       const i = `w + ${off / 4}`;
-      fast.w.push(`{ const n = ${p}; const hi = Math.floor(n / ${TWO32}); u32[${i}] = n - hi * ${TWO32}; i32[${i} + 1] = hi; }`);
+      // A count below 2^32 (the usual) without Math.floor's native call.
+      fast.w.push(`{ const n = ${p}; if (n >= 0 && n < ${TWO32}) { u32[${i}] = n; i32[${i} + 1] = 0; } else { const hi = Math.floor(n / ${TWO32}); u32[${i}] = n - hi * ${TWO32}; i32[${i} + 1] = hi; } }`);
       fast.r.push(`${p} = i32[${i} + 1] * ${TWO32} + u32[${i}];`);
     } else if ((type === "u32" || type === "i32") && off % 4 === 0) {
       const arr = type === "u32" ? "u32" : "i32";
@@ -439,6 +440,11 @@ export class FieldColumns {
         this.texts.push(v);
       } else if (typeof v === "bigint") {
         this.i64[ni++] = v;
+      } else if (v >= 0 && v < TWO32) {
+        // The usual small count, without Math.floor's native call.
+        this.u32[2 * ni] = v;
+        this.i32[2 * ni + 1] = 0;
+        ni++;
       } else {
         // Low half unsigned, high half signed (exact for safe integers).
         const hi = Math.floor(v / TWO32);
