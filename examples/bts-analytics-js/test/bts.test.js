@@ -32,7 +32,10 @@ test("stats of no rows are NaN and min/max ignore NaN", () => {
   const raw = batchOf(SCHEMA, [0, 1, 2], [["a", 1, 9, true], ["a", NaN, 9, false], ["a", 3, 9, true]]);
   const { data } = m.aggregateAdd("stats", { ends: Uint32Array.from([3]), states: { data: new Uint8Array(0), ends: new Uint32Array(0), items: Uint32Array.from([0]) } }, raw);
   const fin = m.aggregateFinish("stats", { data, ends: Uint32Array.from([data.length]), items: Uint32Array.from([1]) });
-  assert.deepEqual(fin.values.slice(1).map((v) => v.val), [3, 1, 3, 2]);
+  // mean, max, min as floats; counter and alarms as ints.
+  assert.deepEqual([...fin.kinds], [1, 1, 1, 0, 0]);
+  assert.deepEqual([...fin.floats.subarray(1)], [3, 1]);
+  assert.deepEqual([...fin.ints], [3n, 2n]);
 });
 
 test("a rising trend predicts a rounded crossing", () => {
@@ -68,6 +71,8 @@ test("the declared MERGE merges panes as merge() does, NaN and an empty pane inc
   panes.push(new Stats());
   const acc = panes[0];
   for (const p of panes.slice(1)) acc.merge(p);
-  assert.deepEqual(declared.values.map((v) => v.val), acc.finish().values.map((v) => v.val));
-  assert.equal(declared.values[3].val, 12);
+  const expected = acc.finish().fields.map((f) => f.value.val);
+  assert.deepEqual([...declared.floats], expected.slice(0, 3));
+  assert.deepEqual([...declared.ints], expected.slice(3).map(BigInt));
+  assert.equal(declared.ints[0], 12n);
 });

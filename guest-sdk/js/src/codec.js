@@ -37,50 +37,58 @@ function compileLayout(cls) {
     const at = `o + ${off}`;
     let dv;
     switch (type) {
-      case "f64": dv = [`v.dv.setFloat64(${at}, ${p}, true);`, `${p} = v.dv.getFloat64(${at}, true);`]; break;
-      case "f32": dv = [`v.dv.setFloat32(${at}, ${p}, true);`, `${p} = v.dv.getFloat32(${at}, true);`]; break;
-      case "i32": dv = [`v.dv.setInt32(${at}, ${p}, true);`, `${p} = v.dv.getInt32(${at}, true);`]; break;
-      case "u32": dv = [`v.dv.setUint32(${at}, ${p}, true);`, `${p} = v.dv.getUint32(${at}, true);`]; break;
-      case "u16": dv = [`v.dv.setUint16(${at}, ${p}, true);`, `${p} = v.dv.getUint16(${at}, true);`]; break;
-      case "u8": dv = [`v.dv.setUint8(${at}, ${p});`, `${p} = v.dv.getUint8(${at});`]; break;
-      case "bool": dv = [`v.dv.setUint8(${at}, ${p} ? 1 : 0);`, `${p} = v.dv.getUint8(${at}) !== 0;`]; break;
+      case "f64": dv = [`dv.setFloat64(${at}, ${p}, true);`, `${p} = dv.getFloat64(${at}, true);`]; break;
+      case "f32": dv = [`dv.setFloat32(${at}, ${p}, true);`, `${p} = dv.getFloat32(${at}, true);`]; break;
+      case "i32": dv = [`dv.setInt32(${at}, ${p}, true);`, `${p} = dv.getInt32(${at}, true);`]; break;
+      case "u32": dv = [`dv.setUint32(${at}, ${p}, true);`, `${p} = dv.getUint32(${at}, true);`]; break;
+      case "u16": dv = [`dv.setUint16(${at}, ${p}, true);`, `${p} = dv.getUint16(${at}, true);`]; break;
+      case "u8": dv = [`dv.setUint8(${at}, ${p});`, `${p} = dv.getUint8(${at});`]; break;
+      case "bool": dv = [`dv.setUint8(${at}, ${p} ? 1 : 0);`, `${p} = dv.getUint8(${at}) !== 0;`]; break;
       default:
         // i64/u64 as a number: low half unsigned, high half signed.
         dv = [
-          `{ const n = ${p}; const hi = Math.floor(n / ${TWO32}); v.dv.setUint32(${at}, n - hi * ${TWO32}, true); v.dv.setInt32(${at} + 4, hi, true); }`,
-          `${p} = v.dv.getInt32(${at} + 4, true) * ${TWO32} + v.dv.getUint32(${at}, true);`,
+          `{ const n = ${p}; const hi = Math.floor(n / ${TWO32}); dv.setUint32(${at}, n - hi * ${TWO32}, true); dv.setInt32(${at} + 4, hi, true); }`,
+          `${p} = dv.getInt32(${at} + 4, true) * ${TWO32} + dv.getUint32(${at}, true);`,
         ];
     }
     slow.w.push(dv[0]);
     slow.r.push(dv[1]);
+    // Fast lines index the typed arrays from locals (`d`, `w`: the record's
+    // index in 8- and 4-byte units), set once per record.
     if (type === "f64" && off % 8 === 0) {
-      fast.w.push(`v.f64[(o >> 3) + ${off / 8}] = ${p};`);
-      fast.r.push(`${p} = v.f64[(o >> 3) + ${off / 8}];`);
+      fast.w.push(`f64[d + ${off / 8}] = ${p};`);
+      fast.r.push(`${p} = f64[d + ${off / 8}];`);
     } else if ((type === "u64" || type === "i64") && off % 4 === 0) {
-      const i = `(o >> 2) + ${off / 4}`;
-      fast.w.push(`{ const n = ${p}; const hi = Math.floor(n / ${TWO32}); v.u32[${i}] = n - hi * ${TWO32}; v.i32[${i} + 1] = hi; }`);
-      fast.r.push(`${p} = v.i32[${i} + 1] * ${TWO32} + v.u32[${i}];`);
+      const i = `w + ${off / 4}`;
+      // A count below 2^32 (the usual) without Math.floor's native call.
+      fast.w.push(`{ const n = ${p}; if (n >= 0 && n < ${TWO32}) { u32[${i}] = n; i32[${i} + 1] = 0; } else { const hi = Math.floor(n / ${TWO32}); u32[${i}] = n - hi * ${TWO32}; i32[${i} + 1] = hi; } }`);
+      fast.r.push(`${p} = i32[${i} + 1] * ${TWO32} + u32[${i}];`);
     } else if ((type === "u32" || type === "i32") && off % 4 === 0) {
       const arr = type === "u32" ? "u32" : "i32";
-      fast.w.push(`v.${arr}[(o >> 2) + ${off / 4}] = ${p};`);
-      fast.r.push(`${p} = v.${arr}[(o >> 2) + ${off / 4}];`);
+      fast.w.push(`${arr}[w + ${off / 4}] = ${p};`);
+      fast.r.push(`${p} = ${arr}[w + ${off / 4}];`);
     } else {
       fast.w.push(dv[0]);
       fast.r.push(dv[1]);
     }
   }
-  const fn = (body) => new Function("x", "v", "o", body.join("\n"));
-  const writeFast = fn(fast.w), writeSlow = fn(slow.w);
-  const readFast = fn(fast.r), readSlow = fn(slow.r);
+  const VIEWS = "const f64 = v.f64, u32 = v.u32, i32 = v.i32;";
+  // The DataView only where a line needs it, made on first use (most
+  // calls never do: a view costs about a microsecond in the interpreter).
+  const DV = "const dv = v.dv ?? (v.dv = new DataView(v.bytes.buffer, v.bytes.byteOffset, v.bytes.byteLength));";
+  const fn = (body) => new Function("x", "v", "o", (body.some((l) => l.includes("dv.")) ? [DV, ...body] : body).join("\n"));
+  const fastFn = (body) => fn([VIEWS, "const d = o >> 3, w = o >> 2;", ...body]);
+  const writeFast = fastFn(fast.w), writeSlow = fn(slow.w);
+  const readFast = fastFn(fast.r), readSlow = fn(slow.r);
   const proto = cls.prototype;
   // Every pane after the first of a window, read into `x` and merged into
   // `acc` in one loop: no call per pane but `merge` (the records are
   // `size` bytes apart, checked once per call by `uniform`).
-  const allFast = size % 8 === 0 && fast.r.every((line) => !line.includes("v.dv."));
+  const allFast = size % 8 === 0 && fast.r.every((line) => !line.includes("dv."));
   const mergeRange = allFast
     ? new Function(
         "acc", "x", "v", "first", "last",
-        `for (let j = first; j < last; j++) { const o = j * ${size};\n${fast.r.join("\n")}\nacc.merge(x); }`,
+        `${VIEWS}\nfor (let j = first; j < last; j++) { const o = j * ${size}, d = o >> 3, w = o >> 2;\n${fast.r.join("\n")}\nacc.merge(x); }`,
       )
     : undefined;
   return {
@@ -102,7 +110,10 @@ function compileLayout(cls) {
     },
     /** A new instance from the record at byte `o` (no constructor run). */
     read(v, o) {
-      return this.readInto(Object.create(proto), v, o);
+      const x = Object.create(proto);
+      if (v.f64 !== null && (o & 7) === 0) readFast(x, v, o);
+      else readSlow(x, v, o);
+      return x;
     },
     /** An instance to decode into and reuse within one call. */
     scratch: Object.create(proto),
@@ -133,11 +144,14 @@ function compileMerge(cls, fields, size) {
       throw new TypeError(`${cls.name}.MERGE names \`${name}\`, which STATE does not declare`);
     }
   }
+  // `d` and `w` index the record in 8- and 4-byte units; the views are
+  // locals: in the engine's interpreter every property read and shift
+  // per pane and field counts (profiled: this loop is most of a sliding
+  // window's `aggregate-finish`).
   const read = (type, off) => {
-    if (type === "f64") return `v.f64[(o >> 3) + ${off / 8}]`;
-    if (type === "u32" || type === "i32") return `v.${type}[(o >> 2) + ${off / 4}]`;
-    const i = `(o >> 2) + ${off / 4}`;
-    return `(v.i32[${i} + 1] * ${TWO32} + v.u32[${i}])`;
+    if (type === "f64") return `f64[d + ${off / 8}]`;
+    if (type === "u32" || type === "i32") return `${type}[w + ${off / 4}]`;
+    return `(i32[w + ${off / 4 + 1}] * ${TWO32} + u32[w + ${off / 4}])`;
   };
   const init = [], step = [], out = [];
   fields.forEach(([name, type, off], k) => {
@@ -146,13 +160,14 @@ function compileMerge(cls, fields, size) {
       throw new TypeError(`${cls.name}.MERGE: field \`${name}\` merges by \`${how}\` (one of ${Object.keys(MERGES).join(", ")})`);
     }
     init.push(`let a${k} = ${read(type, off)};`);
-    step.push(`{ const b = ${read(type, off)}; ${MERGES[how](`a${k}`, "b")} }`);
+    if (how !== "first") step.push(`{ const b = ${read(type, off)}; ${MERGES[how](`a${k}`, "b")} }`);
     out.push(`x[${JSON.stringify(name)}] = a${k};`);
   });
   return new Function(
     "x", "v", "first", "last",
-    `let o = first * ${size};\n${init.join("\n")}\n` +
-      `for (let j = first + 1; j < last; j++) {\no = j * ${size};\n${step.join("\n")}\n}\n` +
+    `const f64 = v.f64, u32 = v.u32, i32 = v.i32;\n` +
+      `let d = first * ${size / 8}, w = first * ${size / 4};\n${init.join("\n")}\n` +
+      `for (let j = first + 1; j < last; j++) {\nd += ${size / 8}; w += ${size / 4};\n${step.join("\n")}\n}\n` +
       `${out.join("\n")}\nreturn x;`,
   );
 }
@@ -210,16 +225,17 @@ export function codecOf(cls) {
 }
 
 /**
- * Views of a `Uint8Array`'s bytes, made once per call: a `DataView`, and
- * when the bytes start 8-aligned (a list the bindings lift is a fresh
- * buffer, so they do) `Float64Array`/`Uint32Array`/`Int32Array` over them.
+ * Views of a `Uint8Array`'s bytes, made once per call: when the bytes
+ * start 8-aligned (a list the bindings lift is a fresh buffer, so they do)
+ * `Float64Array`/`Uint32Array`/`Int32Array` over them; a `DataView` (`dv`)
+ * only if code needs one (made then).
  */
 export function viewsOf(bytes) {
   const { buffer, byteOffset, byteLength } = bytes;
   const aligned = (byteOffset & 7) === 0;
   return {
     bytes,
-    dv: new DataView(buffer, byteOffset, byteLength),
+    dv: null,
     f64: aligned ? new Float64Array(buffer, byteOffset, byteLength >> 3) : null,
     u32: aligned ? new Uint32Array(buffer, byteOffset, byteLength >> 2) : null,
     i32: aligned ? new Int32Array(buffer, byteOffset, byteLength >> 2) : null,
@@ -272,21 +288,47 @@ export class Scratch {
     this.slots = new Map();
   }
 
+  /** Slot `slot`: `{buffer, views}` of at least `n` bytes (a new, larger
+   * buffer when it is too small; contents undefined). */
+  slot(slot, n) {
+    let s = this.slots.get(slot);
+    if (s === undefined || s.buffer.byteLength < n) {
+      s = { buffer: new ArrayBuffer(Math.max(64, 2 ** Math.ceil(Math.log2(Math.max(n, 1))))), views: {} };
+      this.slots.set(slot, s);
+    }
+    return s;
+  }
+
   /** A `Uint8Array` view of `n` bytes of buffer `slot` (grown as needed;
    * 8-aligned, contents undefined). */
   bytes(slot, n) {
-    let buf = this.slots.get(slot);
-    if (buf === undefined || buf.byteLength < n) {
-      buf = new ArrayBuffer(Math.max(64, 2 ** Math.ceil(Math.log2(Math.max(n, 1)))));
-      this.slots.set(slot, buf);
-    }
-    return new Uint8Array(buf, 0, n);
+    return new Uint8Array(this.slot(slot, n).buffer, 0, n);
   }
 
   /** A `Uint32Array` view of `n` values of buffer `slot`. */
   u32(slot, n) {
-    const bytes = this.bytes(slot, 4 * n);
-    return new Uint32Array(bytes.buffer, 0, n);
+    return new Uint32Array(this.slot(slot, 4 * n).buffer, 0, n);
+  }
+
+  /** A `Ctor` view of the whole of buffer `slot` (at least `n` values),
+   * made once per buffer: no view is made per call for it. */
+  array(slot, Ctor, n) {
+    const s = this.slot(slot, n * Ctor.BYTES_PER_ELEMENT);
+    return (s.views[Ctor.name] ??= new Ctor(s.buffer));
+  }
+
+  /** `viewsOf` the first `n` bytes of buffer `slot`, its typed arrays
+   * made once per buffer. */
+  views(slot, n) {
+    const s = this.slot(slot, n);
+    const v = s.views;
+    return {
+      bytes: new Uint8Array(s.buffer, 0, n),
+      dv: null,
+      f64: (v.Float64Array ??= new Float64Array(s.buffer)),
+      u32: (v.Uint32Array ??= new Uint32Array(s.buffer)),
+      i32: (v.Int32Array ??= new Int32Array(s.buffer)),
+    };
   }
 }
 
@@ -297,8 +339,8 @@ export function encodeAll(codec, objects, scratch) {
   const ends = scratch ? scratch.u32("ends", n) : new Uint32Array(n);
   if (codec.fixed >= 0) {
     const size = codec.fixed;
-    const data = scratch ? scratch.bytes("data", size * n) : new Uint8Array(size * n);
-    const views = viewsOf(data);
+    const views = scratch ? scratch.views("data", size * n) : viewsOf(new Uint8Array(size * n));
+    const data = views.bytes;
     for (let i = 0; i < n; i++) {
       codec.write(objects[i], views, i * size);
       ends[i] = (i + 1) * size;
@@ -330,4 +372,103 @@ export function encodeOne(codec, x) {
     return data;
   }
   return codec.encode(x);
+}
+
+/**
+ * The columns of one `aggregate-finish` result, filled window by window
+ * (in `scratch`'s buffers when given: the bindings copy them out before
+ * the next call). Returned as typed arrays, which the bindings copy into
+ * the host's memory in one go each (an `Array` they lower element by
+ * element, checking each). Int and boolean values go in as two 32-bit
+ * halves: no `BigInt` made per value.
+ */
+export class FieldColumns {
+  constructor(scratch, windows) {
+    this.scratch = scratch;
+    // A first guess, grown when a window does not fit.
+    const cap = Math.max(16, windows * 8);
+    this.n = 0;
+    this.nInts = 0;
+    this.nFloats = 0;
+    this.ids = this.array("ids", Uint32Array, cap, null, 0);
+    this.kinds = this.array("kinds", Uint8Array, cap, null, 0);
+    this.floats = this.array("floats", Float64Array, cap, null, 0);
+    this.setInts(this.array("ints", BigInt64Array, cap, null, 0));
+    this.texts = [];
+  }
+
+  /** A `Ctor` array of at least `n` values holding `old`'s first `keep`. */
+  array(slot, Ctor, n, old, keep) {
+    const a = this.scratch ? this.scratch.array(slot, Ctor, n) : new Ctor(Math.max(n, 2 * keep));
+    // A scratch slot's buffer is replaced when it grows: copy what's in.
+    if (old !== null && keep > 0 && old.buffer !== a.buffer) a.set(old.subarray(0, keep));
+    return a;
+  }
+
+  setInts(i64) {
+    this.i64 = i64;
+    if (this.scratch) {
+      this.u32 = this.scratch.array("ints", Uint32Array, 2 * i64.length);
+      this.i32 = this.scratch.array("ints", Int32Array, 2 * i64.length);
+    } else {
+      this.u32 = new Uint32Array(i64.buffer, i64.byteOffset, i64.length * 2);
+      this.i32 = new Int32Array(i64.buffer, i64.byteOffset, i64.length * 2);
+    }
+  }
+
+  /** Appends a window's fields (name ids `ids`, `flat` as `Output` keeps
+   * them: name, kind, value in turn); returns the fields' end so far. */
+  push(ids, flat) {
+    const k = ids.length;
+    let n = this.n, ni = this.nInts, nf = this.nFloats;
+    if (n + k > this.ids.length) {
+      const want = 2 * (n + k);
+      this.ids = this.array("ids", Uint32Array, want, this.ids, n);
+      this.kinds = this.array("kinds", Uint8Array, want, this.kinds, n);
+    }
+    if (ni + k > this.i64.length) this.setInts(this.array("ints", BigInt64Array, 2 * (ni + k), this.i64, ni));
+    if (nf + k > this.floats.length) this.floats = this.array("floats", Float64Array, 2 * (nf + k), this.floats, nf);
+    const idCol = this.ids, kindCol = this.kinds, floats = this.floats;
+    for (let j = 0, at = 1; j < k; j++, at += 3) {
+      const kind = flat[at], v = flat[at + 1];
+      idCol[n] = ids[j];
+      kindCol[n] = kind;
+      n++;
+      if (kind === 1) {
+        floats[nf++] = v;
+      } else if (kind === 2) {
+        this.texts.push(v);
+      } else if (typeof v === "bigint") {
+        this.i64[ni++] = v;
+      } else if (v >= 0 && v < TWO32) {
+        // The usual small count, without Math.floor's native call.
+        this.u32[2 * ni] = v;
+        this.i32[2 * ni + 1] = 0;
+        ni++;
+      } else {
+        // Low half unsigned, high half signed (exact for safe integers).
+        const hi = Math.floor(v / TWO32);
+        this.u32[2 * ni] = v - hi * TWO32;
+        this.i32[2 * ni + 1] = hi;
+        ni++;
+      }
+    }
+    this.n = n;
+    this.nInts = ni;
+    this.nFloats = nf;
+    return n;
+  }
+
+  /** The contract's `packed-fields`. */
+  packed(names, windows) {
+    return {
+      names,
+      nameIds: this.ids.subarray(0, this.n),
+      kinds: this.kinds.subarray(0, this.n),
+      ints: this.i64.subarray(0, this.nInts),
+      floats: this.floats.subarray(0, this.nFloats),
+      texts: this.texts,
+      windows,
+    };
+  }
 }

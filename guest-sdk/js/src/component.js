@@ -9,7 +9,7 @@
 // random or HTTP import reaches a tenant), so `console` is replaced here
 // by the host's log, a line per call.
 
-import { log as hostLog } from "sluice:analytics/host@0.3.0";
+import { log as hostLog } from "sluice:analytics/host@0.4.0";
 import { GuestError } from "./errors.js";
 import { Module, describe } from "./module.js";
 

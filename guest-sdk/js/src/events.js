@@ -212,8 +212,10 @@ export class Events {
    * `Array` with `null` there. */
   values(field) {
     const b = this.batch;
-    const col = b.column(field.index);
-    const values = col.subarray ? col.subarray(this.start, this.end) : col.slice(this.start, this.end);
+    // The converted column straight from the cache: with one-row groups a
+    // call per group and field shows.
+    const col = b.columns[field.index] ?? b.column(field.index);
+    const values = col.subarray !== undefined ? col.subarray(this.start, this.end) : col.slice(this.start, this.end);
     if (!field.optional) return values;
     const absent = b.absentRows(field.index);
     if (absent === undefined) return values;

@@ -123,6 +123,8 @@ export interface DataField {
 
 export class Output {
   readonly fields: DataField[];
+  /** The values as `{tag, val}` variants, in field order. */
+  readonly values: Value[];
   float(name: string, value: number): this;
   int(name: string, value: Int): this;
   text(name: string, value: string): this;
@@ -186,9 +188,21 @@ export class Module {
   reads(): Uint32Array;
   aggregateAdd(f: string, groups: { ends: Uint32Array; states: Packed }, batch: RawBatch): { data: Uint8Array; ends: Uint32Array };
   aggregateMerge(f: string, accumulators: Packed): Uint8Array[];
-  aggregateFinish(f: string, windows: Packed): { names: string[]; nameIds: Uint32Array; values: Value[]; windows: Uint32Array };
+  aggregateFinish(f: string, windows: Packed): PackedFields;
   alert(f: string, groups: Array<{ key: string[]; state?: Uint8Array; start: number; len: number }>, batch: RawBatch): Array<{ state: Uint8Array; alerts: Alerts["raised"] }>;
   processWindow(f: string, windows: Array<{ key: string[]; start: bigint; end: bigint; first: number; len: number }>, batch: RawBatch): DataField[][];
+}
+/** The contract's `packed-fields`: field `f`'s kind is `kinds[f]` (0 int,
+ * 1 float, 2 text, 3 boolean) and its value the next of that kind's column
+ * (`ints` for int and boolean fields, a boolean as 0/1). */
+export interface PackedFields {
+  names: string[];
+  nameIds: Uint32Array;
+  kinds: Uint8Array;
+  ints: BigInt64Array;
+  floats: Float64Array;
+  texts: string[];
+  windows: Uint32Array;
 }
 export interface Packed {
   data: Uint8Array;

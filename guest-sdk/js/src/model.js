@@ -6,52 +6,76 @@
 // Accumulators and states are host-held bytes between calls, so the host
 // can checkpoint them and a failed call changes nothing (`codec.js`).
 
-// Value kinds of output fields: the WIT `value` variant's tags.
+// Value kinds of output fields: the WIT `value` variant's tags, and their
+// codes in `packed-fields.kinds` (the order of the variant's cases).
 export const INT = "int", FLOAT = "float", TEXT = "text", BOOLEAN = "boolean";
+export const KIND_INT = 0, KIND_FLOAT = 1, KIND_TEXT = 2, KIND_BOOLEAN = 3;
+const TAGS = [INT, FLOAT, TEXT, BOOLEAN];
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 /**
  * Result fields of a window or an alert, in order:
- * `new Output().float("mean", m).int("counter", n)`. Kept as names and the
- * `{tag, val}` values the contract lowers, built once (one object per
- * field: a window's fields go straight into the call's packed fields).
+ * `new Output().float("mean", m).int("counter", n)`. Kept flat, three
+ * slots a field (name, kind code, raw value: a number, a BigInt int, a
+ * string, a boolean as 0/1), one `push` per field: `aggregate-finish`
+ * copies them straight into the packed columns. Measured in the engine's
+ * interpreter, a 5-field Output cost ≈ half as much so as with three
+ * arrays, and far less than with a `{tag, val}` object per field.
+ * `fields` and `values` build the `{tag, val}` shape when asked.
  */
 export class Output {
   constructor() {
-    this.names = [];
-    this.values = [];
+    /** name, kind, value of each field in turn. */
+    this.flat = [];
   }
 
   float(name, value) {
-    this.names.push(name);
-    this.values.push({ tag: FLOAT, val: +value });
+    this.flat.push(name, KIND_FLOAT, +value);
     return this;
   }
 
   /** A 64-bit int: a safe-integer number or a BigInt. */
   int(name, value) {
-    if (typeof value !== "bigint" && !Number.isSafeInteger(value)) {
+    // Number.isSafeInteger without the native call.
+    if (typeof value === "number" ? !(value <= MAX_SAFE && value >= -MAX_SAFE && value % 1 === 0) : typeof value !== "bigint") {
       throw new TypeError(`output \`${name}\`: ${value} is not an integer (a safe-integer number or a BigInt)`);
     }
-    this.names.push(name);
-    this.values.push({ tag: INT, val: value });
+    this.flat.push(name, KIND_INT, value);
     return this;
   }
 
   text(name, value) {
-    this.names.push(name);
-    this.values.push({ tag: TEXT, val: String(value) });
+    this.flat.push(name, KIND_TEXT, String(value));
     return this;
   }
 
   boolean(name, value) {
-    this.names.push(name);
-    this.values.push({ tag: BOOLEAN, val: !!value });
+    this.flat.push(name, KIND_BOOLEAN, value ? 1 : 0);
     return this;
+  }
+
+  /** The field names, in order. */
+  get names() {
+    const out = [];
+    for (let i = 0; i < this.flat.length; i += 3) out.push(this.flat[i]);
+    return out;
+  }
+
+  /** The values as the contract's `value` variants (`{tag, val}`). */
+  get values() {
+    const out = [], f = this.flat;
+    for (let i = 0; i < f.length; i += 3) {
+      const k = f[i + 1];
+      out.push({ tag: TAGS[k], val: k === KIND_BOOLEAN ? f[i + 2] !== 0 : f[i + 2] });
+    }
+    return out;
   }
 
   /** The fields as the contract's `list<data-field>`. */
   get fields() {
-    return this.names.map((name, i) => ({ name, value: this.values[i] }));
+    const names = this.names, values = this.values;
+    return names.map((name, i) => ({ name, value: values[i] }));
   }
 }
 

@@ -6,7 +6,7 @@
 
 import { GuestError } from "./errors.js";
 import { Batch, Events } from "./events.js";
-import { Scratch, codecOf, decodeAt, decodeScratch, encodeAll, encodeOne, uniform, viewsOf } from "./codec.js";
+import { FieldColumns, Scratch, codecOf, decodeAt, decodeScratch, encodeAll, encodeOne, uniform, viewsOf } from "./codec.js";
 import { AGGREGATE, ALERT, Alerts, PROCESS_WINDOW } from "./model.js";
 import { Params } from "./params.js";
 import { Schema } from "./schema.js";
@@ -187,18 +187,19 @@ export class Module {
     return out;
   }
 
-  /** For each window, merges its panes and finishes them: the fields packed
-   * (names once, name ids, values, window ends). */
+  /** For each window, merges its panes and finishes them: the fields
+   * packed by column (names once, name ids, kinds, the int, float and text
+   * columns, window ends). */
   aggregateFinish(function_, packed) {
     const f = this.find(function_, AGGREGATE);
     const { data, ends, items } = packed;
     checkPacked(data, ends, items);
     const codec = codecOf(f.cls), views = viewsOf(data), t = this.tenant;
     const fast = this.fastMerge(codec, views, ends);
+    const mergeWindow = fast ? codec.mergeWindow : undefined;
     const names = [];
     const ids = new Map();
-    const nameIds = [];
-    const values = [];
+    const cols = new FieldColumns(this.scratch, items.length);
     const windows = this.scratch ? this.scratch.u32("windows", items.length) : new Uint32Array(items.length);
     let lastNames = [], lastIds = [];
     let first = 0;
@@ -206,17 +207,23 @@ export class Module {
       let output;
       try {
         // The window's accumulator is finished and dropped: one reused.
-        output = this.merged(f, codec, views, ends, first, items[i], fast, codec.window).finish(t);
+        // The declared merge called here directly: a call less per window.
+        const last = items[i];
+        const acc = mergeWindow !== undefined && first !== last
+          ? mergeWindow(codec.window, views, first, last)
+          : this.merged(f, codec, views, ends, first, last, fast, codec.window);
+        output = acc.finish(t);
       } catch (e) {
         rethrow(e, `${at(f)}, window ${i}`);
       }
-      const fieldNames = output.names, fieldValues = output.values;
+      const flat = output.flat;
       // Windows of one aggregate mostly name the same fields in the same
       // order: their ids are the last window's unless a name differs.
-      let same = fieldNames.length === lastNames.length;
-      for (let k = 0; same && k < fieldNames.length; k++) same = fieldNames[k] === lastNames[k];
+      let same = flat.length === 3 * lastNames.length;
+      for (let k = 0; same && k < lastNames.length; k++) same = flat[3 * k] === lastNames[k];
       if (!same) {
-        lastIds = fieldNames.map((name) => {
+        lastNames = output.names;
+        lastIds = lastNames.map((name) => {
           let id = ids.get(name);
           if (id === undefined) {
             id = names.length;
@@ -225,18 +232,11 @@ export class Module {
           }
           return id;
         });
-        lastNames = fieldNames;
       }
-      for (let k = 0; k < fieldNames.length; k++) {
-        nameIds.push(lastIds[k]);
-        values.push(fieldValues[k]);
-      }
-      windows[i] = nameIds.length;
+      windows[i] = cols.push(lastIds, flat);
       first = items[i];
     }
-    const ids32 = this.scratch ? this.scratch.u32("ids", nameIds.length) : new Uint32Array(nameIds.length);
-    ids32.set(nameIds);
-    return { names, nameIds: ids32, values, windows };
+    return cols.packed(names, windows);
   }
 
   // -- alerts and process-window functions --------------------------------
@@ -258,13 +258,20 @@ export class Module {
         if (start + len > rows) {
           throw new GuestError(`rows ${start}..${start}+${len} are outside the batch of ${rows} rows`);
         }
-        s = state === undefined || state === null ? new cls() : decodeAt(codec, cls, viewsOf(state), 0, state.length);
+        // A state that packs itself decodes from the bytes as lifted (no
+        // views made per group).
+        if (state === undefined || state === null) s = new cls();
+        else if (codec.fixed < 0) s = codec.decode(state);
+        else s = decodeAt(codec, cls, viewsOf(state), 0, state.length);
         alerts = new Alerts();
         run(t, s, key, new Events(batch, start, start + len), alerts);
       } catch (e) {
         rethrow(e, context());
       }
-      for (const a of alerts.raised) {
+      // Indexed, not for-of: an iterator object per group costs.
+      const raised = alerts.raised;
+      for (let k = 0; k < raised.length; k++) {
+        const a = raised[k];
         if (!kinds.includes(a.kind)) {
           throw new GuestError(`${context()}: raised undeclared alert kind \`${a.kind}\` (declared: [${kinds.join(", ")}])`);
         }

@@ -48,6 +48,31 @@ T.FUNCTIONS = [
 
 const module = () => new Module(T, [], FIELDS);
 
+const TAGS = ["int", "float", "text", "boolean"];
+
+/** Packed fields read back by the contract's rules, one `[name, tag, val]`
+ * list per window (ints as BigInt); every column must be used up. */
+function unpack(fin) {
+  assert.ok(fin.kinds instanceof Uint8Array && fin.ints instanceof BigInt64Array && fin.floats instanceof Float64Array);
+  assert.equal(fin.kinds.length, fin.nameIds.length);
+  let ni = 0, nf = 0, nt = 0, f = 0;
+  const out = [];
+  for (const end of fin.windows) {
+    const w = [];
+    for (; f < end; f++) {
+      const kind = fin.kinds[f], name = fin.names[fin.nameIds[f]];
+      if (kind === 0) w.push([name, "int", fin.ints[ni++]]);
+      else if (kind === 1) w.push([name, "float", fin.floats[nf++]]);
+      else if (kind === 2) w.push([name, "text", fin.texts[nt++]]);
+      else if (kind === 3) w.push([name, "boolean", fin.ints[ni++]]);
+      else assert.fail(`kind ${kind} of field ${f}`);
+    }
+    out.push(w);
+  }
+  assert.deepEqual([f, ni, nf, nt], [fin.kinds.length, fin.ints.length, fin.floats.length, fin.texts.length], "columns used up exactly");
+  return out;
+}
+
 test("init returns the projection: the fields the tenant resolved", () => {
   assert.deepEqual([...module().reads()], [0, 1, 2, 4]);
 });
@@ -92,7 +117,12 @@ test("aggregate add, merge and finish round-trip packed accumulators", () => {
   const fin = m.aggregateFinish("sum", { data, ends: Uint32Array.from([24, 48]), items: Uint32Array.from([1, 2, 2]) });
   assert.deepEqual(fin.names, ["sum", "count", "big"]);
   assert.deepEqual([...fin.windows], [3, 6, 9]);
-  assert.deepEqual(fin.values.map((v) => v.val), [14, 3, -1, 5, 3, 8, 0, 0, 0]);
+  assert.deepEqual([...fin.kinds], [1, 0, 0, 1, 0, 0, 1, 0, 0]);
+  assert.deepEqual(unpack(fin), [
+    [["sum", "float", 14], ["count", "int", 3n], ["big", "int", -1n]],
+    [["sum", "float", 5], ["count", "int", 3n], ["big", "int", 8n]],
+    [["sum", "float", 0], ["count", "int", 0n], ["big", "int", 0n]],
+  ]);
 });
 
 test("malformed packed accumulators and wrong sizes are guest errors naming the call", () => {
@@ -133,5 +163,112 @@ test("a component's reused result buffers hold what fresh ones would", () => {
   const fa = fresh.aggregateFinish("sum", packed), fb = reused.aggregateFinish("sum", packed);
   assert.deepEqual([...fb.nameIds], [...fa.nameIds]);
   assert.deepEqual([...fb.windows], [...fa.windows]);
-  assert.deepEqual(fb.values, fa.values);
+  assert.deepEqual(unpack(fb), unpack(fa));
+});
+
+/** An aggregate whose windows' fields differ in kind, name and number. */
+class Mixed extends Aggregate {
+  static OUTPUTS = ["f*"];
+  static STATE = { n: "u32" };
+  constructor() { super(); this.n = 0; }
+  addEvents(t, events) { this.n += events.length; }
+  merge(o) { this.n += o.n; }
+  finish() {
+    const out = new Output();
+    // n fields: cycling through the kinds, ints beyond 2^32 and negative.
+    for (let i = 0; i < this.n; i++) {
+      switch (i % 5) {
+        case 0: out.int(`f${i}`, -(2 ** 40) - i); break;
+        case 1: out.float(`f${i}`, i / 3); break;
+        case 2: out.text(`f${i}`, `t${i}é`); break;
+        case 3: out.boolean(`f${i}`, i % 2 === 0); break;
+        default: out.int(`f${i}`, 9007199254740993n); break;
+      }
+    }
+    return out;
+  }
+}
+class M extends Tenant {}
+M.FUNCTIONS = [aggregate("mixed", Mixed)];
+
+/** The windows' accumulators, window i having `counts[i]` events. */
+function packedCounts(counts) {
+  const data = new Uint8Array(4 * counts.length);
+  new Uint32Array(data.buffer).set(counts);
+  return { data, ends: Uint32Array.from(counts, (_, i) => 4 * (i + 1)), items: Uint32Array.from(counts, (_, i) => i + 1) };
+}
+
+test("fields of every kind go to their columns in field order, as Output.fields has them", () => {
+  const counts = [5, 0, 7, 2, 40, 1];
+  for (const reuse of [false, true]) {
+    const m = new Module(M, [], FIELDS, { reuseBuffers: reuse });
+    // Twice: a reused buffer holds stale values from the first call.
+    for (const packed of [packedCounts([...counts].reverse()), packedCounts(counts)]) {
+      const fin = m.aggregateFinish("mixed", packed);
+      const expected = Array.from(new Uint32Array(packed.data.buffer), (n) => {
+        const acc = Object.assign(new Mixed(), { n });
+        return acc.finish().fields.map(({ name, value }) => [name, value.tag,
+          value.tag === "int" ? BigInt(value.val) : value.tag === "boolean" ? (value.val ? 1n : 0n) : value.val]);
+      });
+      assert.deepEqual(unpack(fin), expected);
+      assert.equal(fin.names.length, 40);
+    }
+  }
+});
+
+test("Output keeps the tenant-facing {tag, val} fields", () => {
+  const out = new Output().int("a", 3).float("b", 0.5).text("c", 7).boolean("d", 1).int("e", 2n ** 62n);
+  assert.deepEqual(out.fields, [
+    { name: "a", value: { tag: "int", val: 3 } },
+    { name: "b", value: { tag: "float", val: 0.5 } },
+    { name: "c", value: { tag: "text", val: "7" } },
+    { name: "d", value: { tag: "boolean", val: true } },
+    { name: "e", value: { tag: "int", val: 2n ** 62n } },
+  ]);
+  for (const bad of [1.5, "3", NaN, Infinity, 2 ** 53, -(2 ** 53), null]) {
+    assert.throws(() => new Output().int("x", bad), /is not an integer/, String(bad));
+  }
+  assert.deepEqual(new Output().int("x", 2 ** 53 - 1).int("y", -(2 ** 53 - 1)).values.map((v) => v.val), [2 ** 53 - 1, -(2 ** 53 - 1)]);
+});
+
+/** A layout with fields only a DataView reads (u8, u16, f32, bool, an
+ * unaligned f64 and i64). */
+class Odd extends Aggregate {
+  static OUTPUTS = ["a", "b", "c", "d", "e", "f"];
+  static STATE = { a: "u8", b: "f64", c: "u16", d: "bool", e: "i64", f: "f32" };
+  constructor() { super(); this.a = 0; this.b = 0; this.c = 0; this.d = false; this.e = 0; this.f = 0; }
+  addEvents(t, events) {
+    const xs = events.values(t.x);
+    for (let i = 0; i < xs.length; i++) { this.a += 1; this.b += xs[i]; this.c += 2; this.d = !this.d; this.e -= 2 ** 40; this.f += 0.5; }
+  }
+  merge(o) { this.a += o.a; this.b += o.b; this.c += o.c; this.d = this.d !== o.d; this.e += o.e; this.f += o.f; }
+  finish() { return new Output().int("a", this.a).float("b", this.b).int("c", this.c).boolean("d", this.d).int("e", this.e).float("f", this.f); }
+}
+class OddT extends Tenant {
+  init(params, schema) { this.x = schema.float("x"); }
+}
+OddT.FUNCTIONS = [aggregate("odd", Odd)];
+
+test("layouts read through a DataView round-trip, aligned or not, reused buffers or not", () => {
+  const raw = batchOf(FIELDS, [1, 2, 3], [["a", 1, 1.5, true, null], ["a", 2, 2.5, false, null], ["b", -4, 10, true, null]]);
+  const groups = { ends: Uint32Array.from([2, 3]), states: { data: new Uint8Array(0), ends: new Uint32Array(0), items: Uint32Array.from([0, 0]) } };
+  for (const reuse of [false, true]) {
+    const m = new Module(OddT, [], FIELDS, { reuseBuffers: reuse });
+    const added = m.aggregateAdd("odd", groups, raw);
+    const size = added.ends[0];
+    assert.equal(size, 1 + 8 + 2 + 1 + 8 + 4);
+    // The same bytes at an odd offset: no typed-array views then.
+    const shifted = new Uint8Array(added.data.length + 1);
+    shifted.set(added.data, 1);
+    for (const data of [added.data.slice(), shifted.subarray(1)]) {
+      const fin = m.aggregateFinish("odd", { data, ends: added.ends.slice(), items: Uint32Array.from([1, 2]) });
+      assert.deepEqual(unpack(fin), [
+        [["a", "int", 2n], ["b", "float", 4], ["c", "int", 4n], ["d", "boolean", 0n], ["e", "int", -(2n ** 41n)], ["f", "float", 1]],
+        [["a", "int", 1n], ["b", "float", 10], ["c", "int", 2n], ["d", "boolean", 1n], ["e", "int", -(2n ** 40n)], ["f", "float", 0.5]],
+      ]);
+      const [both] = m.aggregateMerge("odd", { data, ends: added.ends.slice(), items: Uint32Array.from([2]) });
+      const again = m.aggregateFinish("odd", { data: both.slice(), ends: Uint32Array.from([size]), items: Uint32Array.from([1]) });
+      assert.deepEqual(unpack(again)[0].map((f) => f[2]), [3n, 14, 6n, 1n, -3n * 2n ** 40n, 1.5]);
+    }
+  }
 });

@@ -148,11 +148,14 @@ def export(tenant_cls):
             m = self._module()
             w = windows
             try:
-                names, ids, values, ends = m.aggregate_finish(function, (w.data, w.ends, w.items))
+                p = m.aggregate_finish(function, (w.data, w.ends, w.items))
             except GuestError as e:
                 raise guest_error(e) from None
-            vt = _VALUES
-            return wit.PackedFields(names, ids, [vt[k](v) for k, v in values], ends)
+            # componentize-py lowers a `list<u8>` from `bytes` in one copy
+            # (and only from `bytes`); other lists must be `list`s.
+            return wit.PackedFields(names=p.names, name_ids=p.name_ids, kinds=bytes(p.kinds),
+                                    ints=p.ints, floats=p.floats, texts=p.texts,
+                                    windows=p.windows)
 
         def alert(self, function, groups, batch):
             m = self._module()

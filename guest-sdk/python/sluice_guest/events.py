@@ -135,8 +135,16 @@ class Events:
         """The field's values for these rows (a slice of the column:
         booleans as 0/1 ints; an absent optional value as None)."""
         b = self._batch
-        values = b.column(field.index)[self.start:self.end]
-        absent = b.absent_rows(field.index) if field.optional else None
+        index = field.index
+        # The decoded column straight from the cache: a call per group and
+        # field is a cost in itself when groups are one row.
+        column = b._decoded[index]
+        if column is None:
+            column = b.column(index)
+        values = column[self.start:self.end]
+        if not field.optional:
+            return values
+        absent = b.absent_rows(index)
         if absent:
             values = list(values)
             for row in absent:

@@ -116,13 +116,82 @@ def test_merge_and_finish_read_packed_panes_in_place():
     # Item 0: panes 0 and 1; item 1: none (fresh); item 2: pane 2.
     merged = m.aggregate_merge("sum", (data, [16, 32, 48], [2, 2, 3]))
     assert [struct.unpack("<dq", x) for x in merged] == [(3.0, 2), (0.0, 0), (3.0, 1)]
-    names_, ids, values, windows = m.aggregate_finish("sum", (memoryview(data), [16, 32, 48],
-                                                              [2, 2, 3]))
-    assert names_ == ["sum", "n"]  # each name once per call
-    assert ids == [0, 1, 0, 1, 0, 1]
-    assert values == [("float", 3.0), ("int", 2), ("float", 0.0), ("int", 0),
-                      ("float", 3.0), ("int", 1)]
-    assert windows == [2, 4, 6]
+    fin = m.aggregate_finish("sum", (memoryview(data), [16, 32, 48], [2, 2, 3]))
+    assert fin.names == ["sum", "n"]  # each name once per call
+    assert fin.name_ids == [0, 1, 0, 1, 0, 1]
+    assert fin.kinds == [1, 0, 1, 0, 1, 0]
+    assert fin.floats == [3.0, 0.0, 3.0] and fin.ints == [2, 0, 1] and fin.texts == []
+    assert fin.windows == [2, 4, 6]
+    assert unpack(fin) == [[("sum", "float", 3.0), ("n", "int", 2)],
+                           [("sum", "float", 0.0), ("n", "int", 0)],
+                           [("sum", "float", 3.0), ("n", "int", 1)]]
+
+
+def unpack(fin):
+    """Packed fields read back by the contract's rules: a `(name, kind,
+    value)` list per window (a boolean as 0/1); every column used up."""
+    ints = iter(fin.ints)  # int and boolean fields share the column
+    columns = {0: ints, 1: iter(fin.floats), 2: iter(fin.texts), 3: ints}
+    assert len(fin.kinds) == len(fin.name_ids)
+    out, f = [], 0
+    for end in fin.windows:
+        out.append([(fin.names[fin.name_ids[g]], ("int", "float", "text", "boolean")[fin.kinds[g]],
+                     next(columns[fin.kinds[g]])) for g in range(f, end)])
+        f = end
+    assert f == len(fin.kinds)
+    for column in columns.values():
+        assert next(column, None) is None, "a column is not used up"
+    return out
+
+
+class Mixed(Aggregate):
+    """Windows whose fields differ in kind, name and number: `n` fields."""
+
+    OUTPUTS = ("f*",)
+    STATE = "<I"
+    __slots__ = ("n",)
+
+    def __init__(self):
+        self.n = 0
+
+    def merge(self, other):
+        self.n += other.n
+
+    def finish(self, t):
+        out = Output()
+        for i in range(self.n):
+            [lambda: out.int(f"f{i}", -(2 ** 40) - i), lambda: out.float(f"f{i}", i / 3),
+             lambda: out.text(f"f{i}", f"t{i}é"), lambda: out.boolean(f"f{i}", i % 2 == 0),
+             lambda: out.int(f"f{i}", 2 ** 62)][i % 5]()
+        return out
+
+
+class MixedTenant(Tenant):
+    FUNCTIONS = [aggregate("mixed", Mixed)]
+
+
+def test_fields_of_every_kind_go_to_their_columns_in_field_order():
+    m = Module(MixedTenant, [], [])
+    counts = [5, 0, 7, 7, 2, 40, 1, 3]
+    data = struct.pack(f"<{len(counts)}I", *counts)
+    fin = m.aggregate_finish("mixed", (data, [4 * (i + 1) for i in range(len(counts))],
+                                       list(range(1, len(counts) + 1))))
+    expected = []
+    for n in counts:
+        acc = Mixed()
+        acc.n = n
+        expected.append([(name, kind, int(v) if kind == "boolean" else v)
+                         for name, kind, v in acc.finish(None).fields])
+    assert unpack(fin) == expected
+    assert len(fin.names) == 40
+    assert fin.kinds[:5] == [0, 1, 2, 3, 0]
+
+
+def test_output_fields_keep_the_tenant_facing_tuples():
+    out = Output().int("a", 3).float("b", 1).text("c", 7).boolean("d", "yes")
+    assert out.fields == [("a", "int", 3), ("b", "float", 1.0), ("c", "text", "7"),
+                          ("d", "boolean", True)]
+    assert type(out.fields[3][2]) is bool
 
 
 def test_malformed_packing_is_a_guest_error():
@@ -208,3 +277,74 @@ def test_a_state_format_must_match_the_slots():
         class Bad(Aggregate):  # noqa: F841
             STATE = "<dd"
             __slots__ = ("a",)
+
+
+class Pair(Aggregate):
+    STATE = "<qd"
+    __slots__ = ("n", "x")
+
+
+class OwnCodec(Aggregate):
+    """Its own encode/decode, inherited by a subclass with a STATE."""
+
+    __slots__ = ("n",)
+
+    def encode(self):
+        return b"own"
+
+    @classmethod
+    def decode(cls, buf, start, end):
+        obj = cls.__new__(cls)
+        obj.n = -1
+        return obj
+
+
+class OwnChild(OwnCodec):
+    STATE = "<q"
+    __slots__ = ()
+
+
+def test_state_classes_get_a_generated_codec_unless_they_have_their_own():
+    p = Pair()
+    p.n, p.x = -(2 ** 62), 0.25
+    raw = b"xy" + p.encode()
+    back = Pair.decode(memoryview(raw), 2, len(raw))
+    assert (type(back), back.n, back.x) == (Pair, -(2 ** 62), 0.25)
+    with pytest.raises(GuestError, match="Pair is 16 bytes packed, the host gave 15"):
+        Pair.decode(raw, 2, len(raw) - 1)
+    c = OwnChild()
+    c.n = 5
+    assert c.encode() == b"own" and OwnChild.decode(b"", 0, 0).n == -1
+
+
+class Digits(Aggregate):
+    """An order-sensitive merge: the panes' digits in merge order."""
+
+    STATE = "<q"
+    __slots__ = ("n",)
+
+    def __init__(self):
+        self.n = 0
+
+    def merge(self, other):
+        self.n = self.n * 10 + other.n
+
+    def finish(self, t):
+        return Output().int("n", self.n)
+
+
+class DigitsTenant(Tenant):
+    FUNCTIONS = [aggregate("digits", Digits)]
+
+
+def test_window_merges_keep_pane_order_with_uniform_panes_or_not():
+    m = Module(DigitsTenant, [], [])
+    data = struct.pack("<5q", 1, 2, 3, 4, 5)
+    # Items: panes 0..3, none, pane 3, panes 3..5.
+    items = [3, 3, 4, 5]
+    assert [struct.unpack("<q", x)[0] for x in m.aggregate_merge("digits", (data, [8, 16, 24, 32, 40], items))] \
+        == [123, 0, 4, 5]
+    assert m.aggregate_finish("digits", (data, [8, 16, 24, 32, 40], [2, 5])).ints == [12, 345]
+    # Not uniform (a pane of the wrong size): the per-pane path names it.
+    with pytest.raises(GuestError, match="Digits is 8 bytes packed, the host gave 16"):
+        m.aggregate_finish("digits", (data, [8, 24, 32, 40], [2, 4]))
