@@ -12,6 +12,7 @@
 import { log as hostLog } from "sluice:analytics/host@0.4.0";
 import { GuestError } from "./errors.js";
 import { Module, describe } from "./module.js";
+import { textColumn } from "./model.js";
 
 const LEVELS = new Set(["trace", "debug", "info", "warn", "error"]);
 
@@ -56,7 +57,11 @@ export function exportTenant(tenantCls) {
     },
     aggregateAdd: (f, groups, batch) => current().aggregateAdd(f, groups, batch),
     aggregateMerge: (f, accumulators) => current().aggregateMerge(f, accumulators),
-    aggregateFinish: (f, windows) => current().aggregateFinish(f, windows),
+    aggregateFinish(f, windows) {
+      // Names and texts cross as text columns (the Module keeps arrays).
+      const p = current().aggregateFinish(f, windows);
+      return { ...p, names: textColumn(p.names), texts: textColumn(p.texts) };
+    },
     alert: (f, groups, batch) => current().alert(f, groups, batch),
     processWindow: (f, windows, batch) => current().processWindow(f, windows, batch),
   };

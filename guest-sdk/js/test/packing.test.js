@@ -272,3 +272,15 @@ test("layouts read through a DataView round-trip, aligned or not, reused buffers
     }
   }
 });
+
+test("names and texts cross as text columns with UTF-8 byte offsets", async () => {
+  const { textColumn } = await import("../src/model.js");
+  const strings = ["mean", "é", "", "😀", "\ud800"];
+  const { data, offsets } = textColumn(strings);
+  assert.equal(data, strings.join(""));
+  assert.deepEqual([...offsets], [0, 4, 6, 6, 10, 13]);
+  // Node encodes a lone surrogate as U+FFFD too: the last offset is the
+  // byte length of the data as the bindings will write it.
+  assert.equal(offsets[offsets.length - 1], Buffer.byteLength(data, "utf8"));
+  assert.deepEqual(textColumn([]), { data: "", offsets: new Uint32Array(0) });
+});

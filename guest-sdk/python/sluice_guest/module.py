@@ -33,6 +33,20 @@ class PackedFields(NamedTuple):
     windows: List[int]
 
 
+def text_column(strings: Sequence[str]) -> Tuple[str, List[int]]:
+    """Strings as the contract's `text-column`: (data, UTF-8 byte offsets),
+    no offsets at all for none. Why not a list of strings: the host pays an
+    allocation per string it lifts."""
+    if not strings:
+        return "", []
+    offsets = [0]
+    at = 0
+    for s in strings:
+        at += len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
+        offsets.append(at)
+    return "".join(strings), offsets
+
+
 def _picker(indices: List[int]):
     """A function of a window's values: those at `indices`, as a sequence
     (`itemgetter`: one C call, not a Python step per value)."""

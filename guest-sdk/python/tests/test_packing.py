@@ -348,3 +348,14 @@ def test_window_merges_keep_pane_order_with_uniform_panes_or_not():
     # Not uniform (a pane of the wrong size): the per-pane path names it.
     with pytest.raises(GuestError, match="Digits is 8 bytes packed, the host gave 16"):
         m.aggregate_finish("digits", (data, [8, 24, 32, 40], [2, 4]))
+
+
+def test_names_and_texts_cross_as_text_columns_with_utf8_byte_offsets():
+    from sluice_guest.module import text_column
+
+    strings = ["mean", "é", "", "😀"]
+    data, offsets = text_column(strings)
+    assert data == "".join(strings)
+    assert offsets == [0, 4, 6, 6, 10]
+    assert offsets[-1] == len(data.encode())
+    assert text_column([]) == ("", [])

@@ -79,8 +79,14 @@ fn writes_exactly_the_rust_tenants_results(module: &str, language: &str) {
         "result lines; the {language} run: {}",
         other.stderr
     );
+    // With both runs' summaries: a difference seen once (and not since)
+    // must say whether a trap, a poisoned key or a dead letter came first.
     for (i, (r, o)) in rust.lines.iter().zip(&other.lines).enumerate() {
-        assert_eq!(r, o, "result line {i} differs ({language})");
+        assert_eq!(
+            r, o,
+            "result line {i} differs ({language}); the Rust run: {}; the {language} run: {}",
+            rust.stderr, other.stderr
+        );
     }
     assert_eq!(rust.dead, other.dead, "dead letters ({language})");
     assert!(
