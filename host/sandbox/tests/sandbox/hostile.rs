@@ -97,6 +97,29 @@ fn an_infinite_loop_is_stopped_at_the_cpu_budget() {
     });
 }
 
+/// A heap that only grows (8 MiB kept per poison event, under a 32 MiB
+/// cap) never reaches the cap: past 3/4 of it after a call the instance
+/// is retired, and the next call runs on a fresh one, without a trap.
+#[test]
+fn an_instance_that_keeps_growing_is_retired_before_it_traps() {
+    let mut inst = hostile("leak", roomy());
+    let (groups, events) = batch(&readings(true), |_| None);
+    let first = inst
+        .aggregate_add("count", &adds(&groups), &events)
+        .expect("a leaking call still succeeds");
+    for call in 1..8 {
+        let again = inst
+            .aggregate_add("count", &adds(&groups), &events)
+            .unwrap_or_else(|e| panic!("call {call}: {e}"));
+        assert_eq!(again, first, "call {call} answers as the first");
+    }
+    let stats = inst.stats();
+    assert_eq!(stats.traps, 0, "{stats:?}");
+    assert!(stats.retired >= 2, "{stats:?}");
+    assert!(stats.instantiations >= 3, "{stats:?}");
+    assert!(inst.memory_in_use() <= 24 << 20, "{}", inst.memory_in_use());
+}
+
 #[test]
 fn a_memory_bomb_is_stopped_at_the_memory_cap() {
     misbehaviour_is_contained("memory", roomy(), |e| {

@@ -32,6 +32,8 @@
 //! - `exit`: calls `std::process::exit(3)`;
 //! - `stack`: recurses without end (stack overflow);
 //! - `huge-error`: `alerts` returns an error whose message is 40 MiB;
+//! - `leak`: keeps 8 MiB of touched memory per poison event and goes on
+//!   normally (a heap that only grows, as CPython's and SpiderMonkey's);
 //! - `name-flood`: `aggregate-finish` returns its fields with param
 //!   `names` (default 4 000 000) one-byte names besides (added by the
 //!   export): a few bytes of guest memory each, an allocation each had the
@@ -81,10 +83,11 @@ enum Mode {
     Stack,
     HugeError,
     NameFlood,
+    Leak,
 }
 
 /// Every mode, for `from_u8`.
-const MODES: [Mode; 17] = [
+const MODES: [Mode; 18] = [
     Mode::Normal,
     Mode::Loop,
     Mode::Memory,
@@ -102,6 +105,7 @@ const MODES: [Mode; 17] = [
     Mode::Stack,
     Mode::HugeError,
     Mode::NameFlood,
+    Mode::Leak,
 ];
 
 impl Mode {
@@ -123,6 +127,7 @@ impl Mode {
             "stack" => Mode::Stack,
             "huge-error" => Mode::HugeError,
             "name-flood" => Mode::NameFlood,
+            "leak" => Mode::Leak,
             _ => Mode::Normal,
         }
     }
@@ -238,6 +243,7 @@ fn misbehave(mode: Mode) {
         Mode::Stack => {
             black_box(recurse(0));
         }
+        Mode::Leak => std::mem::forget(black_box(vec![7u8; 8 << 20])),
         _ => {}
     }
 }
