@@ -152,27 +152,30 @@ fn poison_keys(run: &Measured) -> Vec<String> {
     keys
 }
 
-#[test]
-fn a_name_spelled_out_per_reference_cannot_blow_up_the_host() {
+/// Runs the hostile guest in `mode` over 30 good and `bad` guilty keys;
+/// checks its peak RSS stays under `ceiling_mib`, every good window is
+/// emitted, no guilty one, and each guilty window is dead-lettered with
+/// `why` in its message.
+fn only_the_guilty_windows_are_lost(
+    mode: &str,
+    bad: usize,
+    params: &str,
+    limits: &str,
+    ceiling_mib: u64,
+    why: &str,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let input = input(dir.path(), 30, 20, false);
-    // 400 references to a 256 KiB name per guilty window: 100 MiB each,
-    // 2 GiB for the 20, had the host spelled them out.
-    let manifest = hostile_manifest(
-        dir.path(),
-        "bigname",
-        "refs = \"400\"",
-        "call_budget = \"5s\"\nmemory = \"64MiB\"",
-    );
+    let input = input(dir.path(), 30, bad, false);
+    let manifest = hostile_manifest(dir.path(), mode, params, limits);
     let run = run_measured(&manifest, &input, &[]);
     assert!(run.success, "sluice run failed: {}", run.stderr);
     println!(
-        "bigname: peak RSS {} MiB, {:.1} s",
+        "{mode}: peak RSS {} MiB, {:.1} s",
         run.peak_rss >> 20,
         run.elapsed.as_secs_f64()
     );
     assert!(
-        run.peak_rss < 600 << 20,
+        run.peak_rss < ceiling_mib << 20,
         "peak RSS {} MiB",
         run.peak_rss >> 20
     );
@@ -186,18 +189,32 @@ fn a_name_spelled_out_per_reference_cannot_blow_up_the_host() {
         );
     }
     assert!(
-        (0..20).all(|b| !counters.contains_key(&format!("b{b}/1/1"))),
+        (0..bad).all(|b| !counters.contains_key(&format!("b{b}/1/1"))),
         "no guilty window emitted"
     );
     assert_eq!(
         poison_keys(&run).len(),
-        20,
+        bad,
         "each guilty window dead-lettered"
     );
     assert!(
-        run.dead_text.contains("output cap"),
+        run.dead_text.contains(why),
         "{}",
         &run.dead_text[..500.min(run.dead_text.len())]
+    );
+}
+
+#[test]
+fn a_name_spelled_out_per_reference_cannot_blow_up_the_host() {
+    // 400 references to a 256 KiB name per guilty window: 100 MiB each,
+    // 2 GiB for the 20, had the host spelled them out.
+    only_the_guilty_windows_are_lost(
+        "bigname",
+        20,
+        "refs = \"400\"",
+        "call_budget = \"5s\"\nmemory = \"64MiB\"",
+        600,
+        "output cap",
     );
 }
 
@@ -207,49 +224,15 @@ fn a_name_spelled_out_per_reference_cannot_blow_up_the_host() {
 /// then refused (undeclared), and only the guilty windows dead-lettered.
 #[test]
 fn a_flood_of_one_byte_names_costs_the_host_no_more_than_the_guest() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let input = input(dir.path(), 30, 4, false);
-    let manifest = hostile_manifest(
-        dir.path(),
-        "name-flood",
-        "names = \"10000000\"",
-        "call_budget = \"5s\"\nmemory = \"128MiB\"",
-    );
-    let run = run_measured(&manifest, &input, &[]);
-    assert!(run.success, "sluice run failed: {}", run.stderr);
-    println!(
-        "name-flood: peak RSS {} MiB, {:.1} s",
-        run.peak_rss >> 20,
-        run.elapsed.as_secs_f64()
-    );
     // Two workers, each lifting 10 MB of names and 40 MB of offsets at
     // most at once; as strings, 2 × 10 M × ≈ 32–40 B = 640–800 MB.
-    assert!(
-        run.peak_rss < 400 << 20,
-        "peak RSS {} MiB",
-        run.peak_rss >> 20
-    );
-    let counters = window_counters(&run);
-    for g in 0..30 {
-        assert_eq!(
-            counters.get(&format!("g{g}/1/1")),
-            Some(&10),
-            "good key g{g}"
-        );
-    }
-    assert!(
-        (0..4).all(|b| !counters.contains_key(&format!("b{b}/1/1"))),
-        "no guilty window emitted"
-    );
-    assert_eq!(
-        poison_keys(&run).len(),
+    only_the_guilty_windows_are_lost(
+        "name-flood",
         4,
-        "each guilty window dead-lettered"
-    );
-    assert!(
-        run.dead_text.contains("returned a field named `a`"),
-        "{}",
-        &run.dead_text[..500.min(run.dead_text.len())]
+        "names = \"10000000\"",
+        "call_budget = \"5s\"\nmemory = \"128MiB\"",
+        400,
+        "returned a field named `a`",
     );
 }
 
