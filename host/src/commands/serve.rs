@@ -72,6 +72,7 @@ pub fn serve(args: &Args) -> anyhow::Result<()> {
             let state_db = StateDb {
                 session: Arc::clone(sink.session()),
                 keyspace: sink.keyspace().to_owned(),
+                owner_read: Arc::default(),
             };
             Storage {
                 tables: Some(Arc::new(sink)),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
 
 use crate::amqp::sink::AmqpSink;
 use crate::manifest::Manifest;
@@ -102,4 +103,6 @@ impl RunEnv {
 pub struct StateDb {
     pub session: Arc<Session>,
     pub keyspace: String,
+    /// The standby partitions' owner read, prepared on first use.
+    pub owner_read: Arc<tokio::sync::OnceCell<PreparedStatement>>,
 }

@@ -6,17 +6,41 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::Consistency;
+
 use super::{CassandraStore, StoreError};
 use crate as sink;
 
-/// The current owner of `pipeline`'s checkpoints: its generation and the
-/// name it claimed with (without the per-attempt suffix `claim` adds);
-/// `None` before any claim. A plain read at `ONE`, without preparing: it
-/// is informational (a standby host's view of who runs a partition), taken
-/// every few seconds, and a claim racing with it is shown on the next.
-pub async fn read_owner(
+/// The statement [`read_owner`] runs, prepared once per session: a host
+/// standing by for a partitioned tenant reads each standby partition's
+/// owner every few seconds. At `ONE`: the read is informational (who runs
+/// a partition, for the views), and a claim racing with it shows on the
+/// next.
+pub async fn prepare_owner_read(
     session: &scylla::client::session::Session,
     keyspace: &str,
+) -> Result<PreparedStatement, StoreError> {
+    let mut statement = session
+        .prepare(format!(
+            "SELECT owner_generation, owner FROM {keyspace}.checkpoints \
+             WHERE tenant = ? AND pipeline = ? LIMIT 1"
+        ))
+        .await
+        .map_err(|e| StoreError::Failed {
+            what: "preparing the partition owner read",
+            message: e.to_string(),
+        })?;
+    statement.set_consistency(Consistency::One);
+    Ok(statement)
+}
+
+/// The current owner of `pipeline`'s checkpoints: its generation and the
+/// name it claimed with (without the per-attempt suffix `claim` adds);
+/// `None` before any claim. `statement`: [`prepare_owner_read`]'s.
+pub async fn read_owner(
+    session: &scylla::client::session::Session,
+    statement: &PreparedStatement,
     tenant: &str,
     pipeline: &str,
 ) -> Result<Option<(i64, String)>, StoreError> {
@@ -25,13 +49,7 @@ pub async fn read_owner(
         message: e.to_string(),
     };
     let row = session
-        .query_unpaged(
-            format!(
-                "SELECT owner_generation, owner FROM {keyspace}.checkpoints \
-                 WHERE tenant = ? AND pipeline = ? LIMIT 1"
-            ),
-            (tenant, pipeline),
-        )
+        .execute_unpaged(statement, (tenant, pipeline))
         .await
         .map_err(|e| fail(&e))?
         .into_rows_result()

@@ -52,7 +52,7 @@
 
 mod claim;
 
-pub use claim::read_owner;
+pub use claim::{prepare_owner_read, read_owner};
 mod read;
 mod retry;
 mod statements;

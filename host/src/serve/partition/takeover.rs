@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::amqp::ingress::{AmqpIngress, AmqpIngressConfig};
 use crate::amqp::topology;
-use crate::cassandra::store::{read_owner, CassandraStore, CassandraStoreOptions};
+use crate::cassandra::store::{
+    prepare_owner_read, read_owner, CassandraStore, CassandraStoreOptions,
+};
 use crate::ingress::Input;
 use crate::pipeline::{Live, Options, Sinks};
 use crate::runner::{self, RunSpec, Runner};
@@ -209,15 +211,14 @@ const OWNER_READ_EVERY: Duration = Duration::from_secs(2);
 fn read_standby_owner(ctx: &Ctx, index: u16, state: &PartitionState) {
     let pipeline = checkpoint_name(&ctx.input.base, index);
     let read = ctx.env.runtime.block_on(async {
-        tokio::time::timeout(
-            Duration::from_millis(500),
-            read_owner(
-                &ctx.db.session,
-                &ctx.db.keyspace,
-                &ctx.manifest.tenant,
-                &pipeline,
-            ),
-        )
+        tokio::time::timeout(Duration::from_millis(500), async {
+            let db = &ctx.db;
+            let statement = db
+                .owner_read
+                .get_or_try_init(|| prepare_owner_read(&db.session, &db.keyspace))
+                .await?;
+            read_owner(&db.session, statement, &ctx.manifest.tenant, &pipeline).await
+        })
         .await
     });
     match read {
