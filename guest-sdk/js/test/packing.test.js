@@ -89,6 +89,17 @@ test("64-bit ints become numbers, BigInt only when a double cannot hold them", (
   assert.ok(int64Values(BigInt64Array.from([1n, -5n])) instanceof Float64Array);
   const mixed = int64Values(BigInt64Array.from([1n, 9007199254740993n]));
   assert.deepEqual(mixed, [1, 9007199254740993n]);
+  const edges = [0n, -1n, 4294967295n, 4294967296n, -4294967296n, -4294967297n, 1487442485000n, -1487442485000n,
+    2n ** 53n - 1n, -(2n ** 53n) + 1n, 2n ** 53n, -(2n ** 53n), 2n ** 63n - 1n, -(2n ** 63n)];
+  const safe = (v) => v <= 2n ** 53n - 1n && v >= -(2n ** 53n) + 1n;
+  for (const v of edges) {
+    // Alone, and behind a value, so a BigInt turns up at any index.
+    for (const xs of [[v], [5n, v]]) {
+      assert.deepEqual([...int64Values(BigInt64Array.from(xs))], xs.map((x) => (safe(x) ? Number(x) : x)), String(v));
+    }
+  }
+  // A view at an offset of a larger buffer reads its own values.
+  assert.deepEqual([...int64Values(BigInt64Array.from([7n, -3n, 9n]).subarray(1))], [-3, 9]);
 });
 
 test("absent optional fields read as null", () => {
