@@ -239,15 +239,34 @@ impl From<wit::PackedAccumulators> for PackedAccumulators {
 impl From<PackedFields> for wit::PackedFields {
     fn from(p: PackedFields) -> Self {
         wit::PackedFields {
-            names: p.names,
+            names: text_column(&p.names),
             name_ids: p.name_ids,
             kinds: p.kinds,
             ints: p.ints,
             floats: p.floats,
-            texts: p.texts,
+            texts: text_column(&p.texts),
             windows: p.windows,
         }
     }
+}
+
+/// Strings as the contract's text column: one string and byte offsets
+/// (none at all for no strings).
+fn text_column(strings: &[String]) -> wit::TextColumn {
+    if strings.is_empty() {
+        return wit::TextColumn {
+            data: String::new(),
+            offsets: Vec::new(),
+        };
+    }
+    let mut data = String::with_capacity(strings.iter().map(String::len).sum());
+    let mut offsets = Vec::with_capacity(strings.len() + 1);
+    offsets.push(0);
+    for s in strings {
+        data.push_str(s);
+        offsets.push(u32::try_from(data.len()).unwrap_or(u32::MAX));
+    }
+    wit::TextColumn { data, offsets }
 }
 
 impl From<DataField> for wit::DataField {

@@ -19,10 +19,15 @@
 //!   message on the tenant's exchange, rows already waiting;
 //! - **swap pause**: rows published at a steady rate, the same module
 //!   redeployed mid-stream; the longest gap between result messages around
-//!   the redeploy against the longest gap of the same stretch without one.
+//!   the redeploy against the longest gap of the same stretch without one;
+//! - **output modes**: the BTS tenant draining the rows with one message
+//!   per result (the default) and with `[output] messages = "packed"`,
+//!   publish → `serve` → output exchange, alternating for the rounds (the
+//!   broker bench compares each mode with a bare lapin consumer).
 //!
 //! `cargo bench -p sluice-host --bench serve` (`SLUICE_BENCH_ROWS`, default
-//! 60 000). Figures only; never passes or fails on time.
+//! 60 000; `SLUICE_BENCH_ONLY=outputs` for the last section alone).
+//! Figures only; never passes or fails on time.
 
 #[path = "support/amqp.rs"]
 mod amqp;
@@ -140,6 +145,10 @@ fn main() {
     if modes.iter().any(|m| m == "loop") {
         beside.push(("loop".into(), 0));
     }
+    if std::env::var("SLUICE_BENCH_ONLY").as_deref() == Ok("outputs") {
+        bench.output_modes(&data, rounds);
+        return;
+    }
     let mut shares: Vec<Vec<f64>> = vec![Vec::new(); beside.len()];
     println!("isolation (healthy tenant draining {rows} rows), {rounds} rounds:");
     for round in 1..=rounds {
@@ -170,6 +179,7 @@ fn main() {
     bench.trapping_redeploy();
     bench.deploy_to_first_output(&data);
     bench.swap_pause(&data);
+    bench.output_modes(&data, rounds);
 }
 
 /// Waits (at most 120 s) until this process uses under 5 % of a core:
@@ -353,9 +363,15 @@ struct Served {
 
 impl Served {
     fn start(bench: &Bench, max_traps: u64) -> Served {
+        Served::start_with(bench, max_traps, 1000)
+    }
+
+    /// `prefetch`: messages a tenant's consumer holds unacked (its acks
+    /// wait for a checkpoint, which waits for the results' confirms).
+    fn start_with(bench: &Bench, max_traps: u64, prefetch: u16) -> Served {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = format!(
-            "listen = \"127.0.0.1:0\"\noperator_token = \"bench-operator-token\"\namqp = {:?}\nstate_dir = {:?}\ncheckpoint_interval = \"1s\"\nmax_traps_per_minute = {max_traps}\n",
+            "listen = \"127.0.0.1:0\"\noperator_token = \"bench-operator-token\"\namqp = {:?}\nstate_dir = {:?}\ncheckpoint_interval = \"1s\"\nmax_traps_per_minute = {max_traps}\nprefetch = {prefetch}\n",
             url(),
             dir.path().join("state").display().to_string(),
         );
@@ -441,15 +457,40 @@ impl Bench {
             )
     }
 
-    /// Deploys the BTS tenant on queue `q`, results to `x`.
-    fn deploy_healthy(&self, served: &Served, q: &str, x: &str) {
-        deploy(
-            &served.host,
-            "bts",
-            &self.manifest(&self.healthy_manifest, q, x),
-            &self.healthy_wasm,
-        )
-        .expect("deploying the BTS tenant");
+    /// Deploys the BTS tenant on queue `q`, results to `x` (in packed
+    /// messages when `packed`).
+    fn deploy_healthy(&self, served: &Served, q: &str, x: &str, packed: bool) {
+        let mut manifest = self.manifest(&self.healthy_manifest, q, x);
+        if packed {
+            manifest = manifest.replacen("[output]\n", "[output]\nmessages = \"packed\"\n", 1);
+            assert!(manifest.contains("messages = \"packed\""), "{manifest}");
+        }
+        deploy(&served.host, "bts", &manifest, &self.healthy_wasm)
+            .expect("deploying the BTS tenant");
+    }
+
+    /// The healthy tenant's rows/s with each output mode, alternating.
+    /// With a prefetch of 100 messages (10 000 rows) the consumer cannot run
+    /// ahead of the results' confirms by more than that, so rows in per
+    /// second is the rate through to the output exchange.
+    fn output_modes(&self, data: &[u8], rounds: usize) {
+        println!("output modes (the BTS tenant alone draining the rows, prefetch 100 messages), {rounds} rounds:");
+        let (mut per_result, mut packed) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let one = self.drain_rate(&format!("per-result{round}"), data, None, Some(false));
+            let many = self.drain_rate(&format!("packed{round}"), data, None, Some(true));
+            println!(
+                "    round {round}: per-result {one:>8.0} rows/s, packed {many:>8.0} rows/s = {:.1}x",
+                many / one
+            );
+            per_result.push(one);
+            packed.push(many);
+        }
+        let (one, many) = (median(&mut per_result), median(&mut packed));
+        println!(
+            "    median: per-result {one:.0} rows/s, packed {many:.0} rows/s = {:.1}x",
+            many / one
+        );
     }
 
     /// The hostile tenant's manifest, component and input for `mode`.
@@ -467,8 +508,21 @@ impl Bench {
     /// Rows/s of the healthy tenant draining `data`, alone (`hostile` =
     /// `None`) or beside a hostile tenant (mode, auto-pause limit).
     fn healthy_rate(&self, what: &str, data: &[u8], hostile: Option<(&str, u64)>) -> f64 {
+        self.drain_rate(what, data, hostile, None)
+    }
+
+    /// [`Self::healthy_rate`]; for the output modes (`packed`: `Some`), its
+    /// results in packed messages or not, a prefetch of 100.
+    fn drain_rate(
+        &self,
+        what: &str,
+        data: &[u8],
+        hostile: Option<(&str, u64)>,
+        packed: Option<bool>,
+    ) -> f64 {
         quiesce();
-        let served = Served::start(self, hostile.map_or(10, |h| h.1));
+        let prefetch = if packed.is_some() { 100 } else { 1000 };
+        let served = Served::start_with(self, hostile.map_or(10, |h| h.1), prefetch);
         let (q, x) = self.names(what);
         let (hq, hx) = self.names(&format!("{what}.hostile"));
         let sink = self.rt.block_on(bind_sink_queue(&self.channel, &x));
@@ -491,7 +545,7 @@ impl Bench {
         }
         let rows = data.iter().filter(|b| **b == b'\n').count() as u64;
         let started = Instant::now();
-        self.deploy_healthy(&served, &q, &x);
+        self.deploy_healthy(&served, &q, &x, packed == Some(true));
         served.wait_records("bts", rows);
         let took = started.elapsed();
         if hostile.is_some() {
@@ -536,7 +590,7 @@ impl Bench {
             .expect("redeploying the hostile tenant");
         let took = started.elapsed();
         let neighbour_from = Instant::now();
-        self.deploy_healthy(&served, &q, &x);
+        self.deploy_healthy(&served, &q, &x, false);
         let neighbour = neighbour_from.elapsed();
         println!(
             "redeploy of a trapping tenant with a backlog: the call answered in {:.0} ms ({}); \
@@ -571,7 +625,7 @@ impl Bench {
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let receiver = self.rt.spawn(receive(sink.clone(), Arc::clone(&arrivals)));
         let started = Instant::now();
-        self.deploy_healthy(&served, &q, &x);
+        self.deploy_healthy(&served, &q, &x, false);
         let deployed = started.elapsed();
         let first = loop {
             if let Some(at) = arrivals.lock().ok().and_then(|a| a.first().copied()) {

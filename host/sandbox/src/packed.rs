@@ -6,7 +6,7 @@
 //! each side of the boundary and n calls into the guest's allocator; per
 //! `aggregate-add` group, its key strings, state and result did.
 
-use super::bindings::{AddGroups, PackedAccumulators, PackedBytes, PackedFields};
+use super::bindings::{AddGroups, PackedAccumulators, PackedBytes, PackedFields, TextColumn};
 use super::output::{twice, Caps, Refusal, FIELD_OVERHEAD, LINE_OVERHEAD};
 use sluice_core::data::{AddGroup, DataField, Value};
 
@@ -108,6 +108,56 @@ fn kind_cost(kind: u8, text: usize) -> u64 {
     }
 }
 
+/// A guest's text column, its offsets checked: text `i` is
+/// `data[offsets[i]..offsets[i + 1]]`, no offsets at all for none.
+struct Texts<'a> {
+    data: &'a str,
+    offsets: &'a [u32],
+}
+
+impl<'a> Texts<'a> {
+    fn new(column: &'a TextColumn, what: &str) -> Result<Texts<'a>, Refusal> {
+        let (data, offsets) = (column.data.as_str(), column.offsets.as_slice());
+        let fault = |m: String| Err(Refusal::Contract(format!("packed fields: {what}: {m}")));
+        match offsets {
+            [] if data.is_empty() => {}
+            [] => return fault(format!("{} bytes of text but no offsets", data.len())),
+            [first, ..] if *first != 0 => {
+                return fault(format!("the first offset is {first}, not 0"))
+            }
+            _ => {}
+        }
+        let mut at = 0usize;
+        for (i, &o) in offsets.iter().enumerate() {
+            let o = o as usize;
+            if o < at || o > data.len() || !data.is_char_boundary(o) {
+                return fault(format!(
+                    "offset {i} is {o}: not a character boundary in {at}..={}",
+                    data.len()
+                ));
+            }
+            at = o;
+        }
+        if at != data.len() {
+            return fault(format!(
+                "the last offset is {at}, not the end ({})",
+                data.len()
+            ));
+        }
+        Ok(Texts { data, offsets })
+    }
+
+    fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    fn get(&self, i: usize) -> Option<&'a str> {
+        let start = *self.offsets.get(i)? as usize;
+        let end = *self.offsets.get(i + 1)? as usize;
+        self.data.get(start..end)
+    }
+}
+
 /// Unpacks a guest's fields into one list per window. First, without
 /// allocating per field, it checks the offsets, kinds, columns and name
 /// ids, the names against the declared ones (none twice in a window), and
@@ -128,6 +178,8 @@ pub(crate) fn unpack_fields(
         windows,
     } = packed;
     let contract = |m: String| Err(Refusal::Contract(m));
+    let names = Texts::new(&names, "names")?;
+    let texts = Texts::new(&texts, "texts")?;
     if name_ids.len() != kinds.len() {
         return contract(format!(
             "packed fields: {} name ids for {} kinds",
@@ -168,7 +220,10 @@ pub(crate) fn unpack_fields(
             ));
         }
     }
-    if let Some(name) = names.iter().find(|n| !caps.declared.output(n)) {
+    if let Some(name) = (0..names.len())
+        .filter_map(|n| names.get(n))
+        .find(|n| !caps.declared.output(n))
+    {
         return Err(caps.declared.undeclared_field(name));
     }
     // Per name: the last window (+1) that used it, to find duplicates.
@@ -204,7 +259,7 @@ pub(crate) fn unpack_fields(
             seen[id as usize] = mark;
             let len = if kind == TEXT {
                 text += 1;
-                texts.get(text - 1).map_or(0, String::len)
+                texts.get(text - 1).map_or(0, str::len)
             } else {
                 0
             };
@@ -230,8 +285,7 @@ pub(crate) fn unpack_fields(
     }
     caps.sizes(sizes.into_iter())?;
 
-    let (mut ints, mut floats, mut texts) =
-        (ints.into_iter(), floats.into_iter(), texts.into_iter());
+    let (mut ints, mut floats, mut text) = (ints.into_iter(), floats.into_iter(), 0..texts.len());
     let mut out = Vec::with_capacity(windows.len());
     let mut at = 0usize;
     for &end in &windows {
@@ -243,10 +297,18 @@ pub(crate) fn unpack_fields(
                     INT => Value::Int(ints.next().unwrap_or_default()),
                     BOOLEAN => Value::Boolean(ints.next() == Some(1)),
                     FLOAT => Value::Float(floats.next().unwrap_or_default()),
-                    _ => Value::Text(texts.next().unwrap_or_default()),
+                    _ => Value::Text(
+                        text.next()
+                            .and_then(|t| texts.get(t))
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ),
                 };
                 DataField {
-                    name: names[name_ids[f] as usize].clone(),
+                    name: names
+                        .get(name_ids[f] as usize)
+                        .unwrap_or_default()
+                        .to_owned(),
                     value,
                 }
             })
@@ -349,15 +411,26 @@ mod tests {
         assert_eq!(packed.items, vec![3, 3, 4]);
     }
 
+    /// A text column of `texts`.
+    fn column(texts: &[&str]) -> TextColumn {
+        let mut offsets = if texts.is_empty() { vec![] } else { vec![0] };
+        let mut data = String::new();
+        for t in texts {
+            data.push_str(t);
+            offsets.push(data.len() as u32);
+        }
+        TextColumn { data, offsets }
+    }
+
     /// Int fields valued as their name ids.
     fn fields(names: &[&str], ids: &[u32], windows: &[u32]) -> PackedFields {
         PackedFields {
-            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            names: column(names),
             name_ids: ids.to_vec(),
             kinds: vec![INT; ids.len()],
             ints: ids.iter().map(|&i| i64::from(i)).collect(),
             floats: vec![],
-            texts: vec![],
+            texts: column(&[]),
             windows: windows.to_vec(),
         }
     }
@@ -367,12 +440,12 @@ mod tests {
         let all = any_name();
         let d = open(&all);
         let packed = PackedFields {
-            names: ["i", "f", "t", "b"].map(str::to_owned).to_vec(),
+            names: column(&["i", "f", "t", "b"]),
             name_ids: vec![0, 1, 2, 3, 3, 2, 1, 0],
             kinds: vec![INT, FLOAT, TEXT, BOOLEAN, BOOLEAN, TEXT, FLOAT, INT],
             ints: vec![-7, 1, 0, i64::MAX],
             floats: vec![0.5, -2.25],
-            texts: vec!["x".to_owned(), "é".to_owned()],
+            texts: column(&["x", "é"]),
             windows: vec![4, 8],
         };
         let out = unpack_fields(packed, &caps(&d)).expect("valid");
@@ -398,6 +471,41 @@ mod tests {
                 ],
             ]
         );
+    }
+
+    #[test]
+    fn malformed_text_columns_are_refused_with_the_fault() {
+        let all = any_name();
+        let d = open(&all);
+        let refused = |names: TextColumn| match unpack_fields(
+            PackedFields {
+                names,
+                ..fields(&["a"], &[0], &[1])
+            },
+            &caps(&d),
+        ) {
+            Err(Refusal::Contract(m)) => m,
+            other => panic!("expected a contract refusal, got {other:?}"),
+        };
+        let bad = |data: &str, offsets: &[u32]| TextColumn {
+            data: data.to_owned(),
+            offsets: offsets.to_vec(),
+        };
+        for (names, fault) in [
+            (bad("ab", &[]), "names: 2 bytes of text but no offsets"),
+            (bad("ab", &[1, 2]), "the first offset is 1"),
+            (bad("ab", &[0, 3]), "offset 1 is 3"),
+            (bad("ab", &[0, 2, 1]), "offset 2 is 1"),
+            (
+                bad("é", &[0, 1, 2]),
+                "offset 1 is 1: not a character boundary",
+            ),
+            (bad("ab", &[0, 1]), "the last offset is 1, not the end (2)"),
+            (bad("", &[0]), "name id 0 of window 0, but 0 names"),
+        ] {
+            let err = refused(names);
+            assert!(err.contains(fault), "{err}");
+        }
     }
 
     #[test]
@@ -470,12 +578,12 @@ mod tests {
         let d = open(&all);
         let name = "n".repeat(1 << 20);
         let packed = PackedFields {
-            names: vec![name],
+            names: column(&[&name]),
             name_ids: vec![0; 1000],
             kinds: vec![INT; 1000],
             ints: vec![1; 1000],
             floats: vec![],
-            texts: vec![],
+            texts: column(&[]),
             windows: (1..=1000).collect(),
         };
         // Each window alone is just over the cap: 1 MiB name plus overhead.
@@ -487,12 +595,12 @@ mod tests {
             ),
         }
         let small = PackedFields {
-            names: vec!["n".repeat(1000)],
+            names: column(&[&"n".repeat(1000)]),
             name_ids: vec![0; 2000],
             kinds: vec![INT; 2000],
             ints: vec![1; 2000],
             floats: vec![],
-            texts: vec![],
+            texts: column(&[]),
             windows: (1..=2000).collect(),
         };
         let tight = Caps {

@@ -1,6 +1,7 @@
 //! `sluice build`: a tenant crate (Rust), a directory with an `app.py`
-//! (Python, `build/python.rs`) or with an `app.js` (JavaScript,
-//! `build/javascript.rs`) compiled into its component and checked as
+//! (Python, `build/python.rs`), with an `app.js` (JavaScript,
+//! `build/javascript.rs`) or with an `app.ts` (TypeScript, compiled to
+//! JavaScript first: `build/typescript.rs`) compiled into its component and checked as
 //! a deploy would check it, so a tenant finds a refused import or a
 //! manifest naming a missing function before the operator does.
 //!
@@ -20,6 +21,7 @@ use super::new::contract;
 
 pub mod javascript;
 pub mod python;
+pub mod typescript;
 
 /// The target tenants compile to: a WASI 0.2 component.
 const TARGET: &str = "wasm32-wasip2";
@@ -27,8 +29,9 @@ const TARGET: &str = "wasm32-wasip2";
 #[derive(clap::Args)]
 pub struct Args {
     /// The tenant: a crate (a directory with a Cargo.toml), a Python
-    /// tenant (a directory with an app.py) or a JavaScript tenant (a
-    /// directory with an app.js), as `sluice new` writes them.
+    /// tenant (a directory with an app.py) or a JavaScript or TypeScript
+    /// tenant (a directory with an app.js or an app.ts), as `sluice new`
+    /// writes them.
     #[arg(default_value = ".")]
     dir: PathBuf,
     /// Cache compiled artifacts here (by content hash).

@@ -45,7 +45,8 @@ pub struct Args {
     /// sample (default: the BTS schema and a BTS sample).
     #[arg(long)]
     sample: Option<PathBuf>,
-    /// The tenant's language: a Rust crate, a Python or a JavaScript directory.
+    /// The tenant's language: a Rust crate, a Python, JavaScript or
+    /// TypeScript directory.
     #[arg(long, value_enum, default_value = "rust")]
     lang: Lang,
 }
@@ -57,6 +58,10 @@ pub enum Lang {
     /// JavaScript (TypeScript types included), built with componentize-js.
     #[value(alias = "javascript")]
     Js,
+    /// TypeScript, type-checked and compiled by tsc, then built as
+    /// JavaScript.
+    #[value(alias = "typescript")]
+    Ts,
 }
 
 /// The WIT contract the host binds and the vendored SDK exports.
@@ -106,7 +111,8 @@ pub fn new(args: Args) -> anyhow::Result<()> {
     let files = match args.lang {
         Lang::Rust => render(&args.name, &plan)?,
         Lang::Python => python::render(&args.name, &plan),
-        Lang::Js => javascript::render(&args.name, &plan),
+        Lang::Js => javascript::render(&args.name, &plan, false),
+        Lang::Ts => javascript::render(&args.name, &plan, true),
     };
     // Checked before anything is written: a manifest the host would refuse
     // is a bug here, not the tenant's to find.
@@ -150,7 +156,7 @@ pub fn new(args: Args) -> anyhow::Result<()> {
     let native = match args.lang {
         Lang::Rust => "cargo test",
         Lang::Python => "python -m pytest",
-        Lang::Js => "npm install && npm test",
+        Lang::Js | Lang::Ts => "npm install && npm test",
     };
     eprintln!(
         "next: cd {shown} && {native} && sluice build && sluice test sluice.toml --input {SAMPLE_NAME}"

@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::data::SandboxError;
+use crate::data::{RejectReason, SandboxError};
 use crate::manifest::{self, Manifest, TenantName};
 use crate::metrics::prometheus::{
     CheckpointMetrics, LatencyMetrics, PartitionFigures, TenantFigures, TenantSource,
@@ -383,10 +383,21 @@ impl Host {
             }
         }
         for (tenant, manifest) in manifests {
-            let module = self
-                .engine
-                .load_file(&tenant, &manifest.module)
-                .map_err(Error::module)?;
+            let module = match self.engine.load_file(&tenant, &manifest.module) {
+                Ok(module) => module,
+                // After a host upgrade: one tenant's module is not the
+                // others' problem, and its state waits for the rebuilt one.
+                Err(
+                    e @ SandboxError::Rejected {
+                        reason: RejectReason::OtherContract { .. },
+                        ..
+                    },
+                ) => {
+                    tracing::error!(%tenant, error = %e, "not started; deploy the rebuilt module to resume it");
+                    continue;
+                }
+                Err(e) => return Err(Error::module(e)),
+            };
             check(&manifest, &module)?;
             self.launch(manifest, module)?;
         }

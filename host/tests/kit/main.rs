@@ -196,31 +196,30 @@ fn a_crate_from_a_sample_passes_its_own_native_test() {
     );
 }
 
-/// `sluice new --lang js`, as a JS tenant uses the kit: its native tests
-/// pass (`npm install` links the vendored SDK, nothing is fetched), `sluice
-/// build` (componentize-js, from `SLUICE_TOOLCHAINS` or installed on first
-/// use) prints the component's path last, and `sluice test` passes.
-#[test]
-fn a_new_js_tenant_passes_its_native_tests_builds_and_passes_its_test() {
+/// `sluice new --lang LANG` (`js` or `ts`), as a JS or TS tenant uses the
+/// kit: its native tests pass (`npm install` links the vendored SDK; a TS
+/// tenant's also fetches the pinned TypeScript and Node's types), `sluice
+/// build` (tsc for TS, componentize-js; from `SLUICE_TOOLCHAINS` or
+/// installed on first use) prints the component's path last, and `sluice
+/// test` passes. Returns the tenant's directory and its temp root.
+fn new_script_tenant(lang: &str, offline: bool) -> (tempfile::TempDir, PathBuf) {
     let root = outside_the_workspace();
-    let dir = root.path().join("kit-js");
+    let dir = root.path().join(format!("kit-{lang}"));
     let dir_arg = dir.to_str().expect("a UTF-8 temp path");
+    let name = format!("kit-{lang}");
     ok(
         &run(
             root.path(),
             SLUICE,
-            &["new", "kit-js", "--lang", "js", "--dir", dir_arg],
+            &["new", &name, "--lang", lang, "--dir", dir_arg],
         ),
-        "sluice new --lang js",
+        &format!("sluice new --lang {lang}"),
     );
-    ok(
-        &run(
-            &dir,
-            "npm",
-            &["install", "--offline", "--no-audit", "--no-fund"],
-        ),
-        "npm install",
-    );
+    let mut install = vec!["install", "--no-audit", "--no-fund"];
+    if offline {
+        install.push("--offline");
+    }
+    ok(&run(&dir, "npm", &install), "npm install");
     ok(&run(&dir, "npm", &["test"]), "npm test");
     let built = run(&dir, SLUICE, &["build"]);
     ok(&built, "sluice build");
@@ -238,5 +237,33 @@ fn a_new_js_tenant_passes_its_native_tests_builds_and_passes_its_test() {
             &["test", "sluice.toml", "--input", "sample.csv"],
         ),
         "sluice test",
+    );
+    (root, dir)
+}
+
+#[test]
+fn a_new_js_tenant_passes_its_native_tests_builds_and_passes_its_test() {
+    new_script_tenant("js", true);
+}
+
+/// The same for TypeScript, and a type error fails `sluice build` with
+/// tsc's message (the component is built from checked code only).
+#[test]
+fn a_new_ts_tenant_passes_its_native_tests_builds_and_passes_its_test() {
+    let (_root, dir) = new_script_tenant("ts", false);
+    let tenant = dir.join("tenant.ts");
+    let source = std::fs::read_to_string(&tenant).expect("tenant.ts");
+    let broken = source.replace(
+        "this.limit = params.floatOr(\"limit\", 100.0);",
+        "this.limit = params.strOr(\"limit\", \"high\");",
+    );
+    assert_ne!(broken, source, "the template sets the limit as expected");
+    std::fs::write(&tenant, broken).expect("tenant.ts");
+    let built = run(&dir, SLUICE, &["build"]);
+    assert!(!built.status.success(), "a type error must fail the build");
+    let stderr = text(&built.stderr);
+    assert!(
+        stderr.contains("tenant.ts") && stderr.contains("TS2322"),
+        "{stderr}"
     );
 }

@@ -201,6 +201,58 @@ fn a_name_spelled_out_per_reference_cannot_blow_up_the_host() {
     );
 }
 
+/// Millions of one-byte names cost the host what they cost the guest: a
+/// text column is lifted in two copies (under contract 0.3 a list of
+/// strings cost an allocation each, ≈ 40 host bytes per 9 guest bytes);
+/// then refused (undeclared), and only the guilty windows dead-lettered.
+#[test]
+fn a_flood_of_one_byte_names_costs_the_host_no_more_than_the_guest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = input(dir.path(), 30, 4, false);
+    let manifest = hostile_manifest(
+        dir.path(),
+        "name-flood",
+        "names = \"10000000\"",
+        "call_budget = \"5s\"\nmemory = \"128MiB\"",
+    );
+    let run = run_measured(&manifest, &input, &[]);
+    assert!(run.success, "sluice run failed: {}", run.stderr);
+    println!(
+        "name-flood: peak RSS {} MiB, {:.1} s",
+        run.peak_rss >> 20,
+        run.elapsed.as_secs_f64()
+    );
+    // Two workers, each lifting 10 MB of names and 40 MB of offsets at
+    // most at once; as strings, 2 × 10 M × ≈ 32–40 B = 640–800 MB.
+    assert!(
+        run.peak_rss < 400 << 20,
+        "peak RSS {} MiB",
+        run.peak_rss >> 20
+    );
+    let counters = window_counters(&run);
+    for g in 0..30 {
+        assert_eq!(
+            counters.get(&format!("g{g}/1/1")),
+            Some(&10),
+            "good key g{g}"
+        );
+    }
+    assert!(
+        (0..4).all(|b| !counters.contains_key(&format!("b{b}/1/1"))),
+        "no guilty window emitted"
+    );
+    assert_eq!(
+        poison_keys(&run).len(),
+        4,
+        "each guilty window dead-lettered"
+    );
+    assert!(
+        run.dead_text.contains("returned a field named `a`"),
+        "{}",
+        &run.dead_text[..500.min(run.dead_text.len())]
+    );
+}
+
 #[test]
 fn fifty_thousand_empty_alerts_dead_letter_only_their_key() {
     let dir = tempfile::tempdir().expect("temp dir");

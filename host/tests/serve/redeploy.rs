@@ -2,7 +2,8 @@
 //! no longer fails existing tenants at restart; a tenant never answers 404
 //! while it is redeployed; a deploy whose client disconnected before it
 //! was applied is cancelled; an upload with two `module` (or `manifest`)
-//! parts is refused.
+//! parts is refused; a tenant built for an older contract waits for its
+//! rebuild with its state kept.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +55,99 @@ fn a_tenant_restarted_with_another_worker_count_keeps_its_state_and_its_results(
         &channel,
         &[&queue, &collector, &format!("{queue}.dead")],
     ));
+}
+
+/// `bytes` with every `from` replaced by `to`, of the same length.
+fn with_replaced(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let (from, to) = (from.as_bytes(), to.as_bytes());
+    assert_eq!(from.len(), to.len());
+    let mut out = bytes.to_vec();
+    let mut at = 0;
+    while let Some(i) = out[at..].windows(from.len()).position(|w| w == from) {
+        out[at + i..at + i + from.len()].copy_from_slice(to);
+        at += i + from.len();
+    }
+    assert!(at > 0, "nothing replaced");
+    out
+}
+
+#[test]
+fn a_tenant_built_for_an_older_contract_waits_with_its_state_for_its_rebuild() {
+    let _broker = amqp::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let queue = unique("serve.contract");
+    let exchange = format!("{queue}.out");
+    let manifest = amqp::manifest(dir.path(), &queue, &exchange);
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let module = std::fs::read(common::component("bts_analytics")).expect("module");
+    let data = Data::bts(dir.path(), &["--events", "4000"]);
+    let [first, second] = data.halves(dir.path());
+    let rt = amqp::runtime();
+    let (_conn, channel) = rt.block_on(amqp::connect());
+    let collector = rt.block_on(amqp::collector(&channel, &exchange));
+
+    let served = Served::start(dir.path(), &[], &[]);
+    let (status, body) = served.deploy("bts", &text, &module);
+    assert_eq!(status, 200, "{body}");
+    amqp::publish(&manifest, &first.path, 40);
+    served.wait_records("bts", first.rows);
+    served.stop();
+    // The host was upgraded under a tenant built with the previous SDK:
+    // the same component naming contract 0.3.0.
+    let tenant_dir = dir.path().join("state").join("tenants").join("bts");
+    let deployed = tenant_dir.join("deployed").join("module.wasm");
+    let contract = format!("@{}", sluice_core::data::CONTRACT);
+    let old = with_replaced(&module, &contract, "@0.3.0");
+    std::fs::write(&deployed, &old).expect("the old module");
+    let state_before = files_under(&tenant_dir);
+
+    let served = Served::start_with(dir.path().join("host.toml"));
+    let (status, _) = served.get("/v1/tenants/bts", Some(OPERATOR));
+    assert_eq!(status, 404, "a refused tenant does not run");
+    // Its input waits in the queue meanwhile, its state on disk.
+    amqp::publish(&manifest, &second.path, 40);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        files_under(&tenant_dir),
+        state_before,
+        "its state untouched"
+    );
+    let (status, body) = served.deploy("bts", &text, &module);
+    assert_eq!(status, 200, "{body}");
+    served.wait_records("bts", data.rows);
+    let (status, body) = served.delete("/v1/tenants/bts", Some(OPERATOR));
+    assert_eq!(status, 200, "{body}");
+    let log = served.stop();
+    assert!(
+        log.contains("was built for the sluice contract 0.3.0, but this host runs")
+            && log.contains("rebuild the tenant"),
+        "{log}"
+    );
+    // Resumed from its checkpoint: exactly the uninterrupted run's lines.
+    let got = collected(&rt, &channel, &collector);
+    assert_eq!(got, amqp::embedded_lines(&manifest, &data.path));
+    rt.block_on(amqp::delete(
+        &channel,
+        &[&queue, &collector, &format!("{queue}.dead")],
+    ));
+}
+
+/// Every file under `dir` with its length, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                todo.push(entry.path());
+            } else {
+                out.push((entry.path(), meta.len()));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]

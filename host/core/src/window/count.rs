@@ -313,19 +313,9 @@ impl CountWindows {
                     data,
                     0,
                 ),
-                Err(error) => env.poison(
-                    &self.name,
-                    f.key,
-                    PoisonedInput::Window {
-                        start: f.start,
-                        end: f.end,
-                        rows: items
-                            .get(j)
-                            .map(ProcessItem::owned_rows)
-                            .unwrap_or_default(),
-                    },
-                    error,
-                ),
+                Err(error) => {
+                    env.poison_window(&self.name, f.key, (f.start, f.end), items.get(j), error)
+                }
             }
         }
         Ok(())

@@ -85,6 +85,39 @@ impl Env<'_, '_> {
         });
     }
 
+    /// Dead-letters a window whose call failed, with the rows its function
+    /// got (`item`: a process window's; an aggregate's has none).
+    pub(super) fn poison_window(
+        &mut self,
+        window: &str,
+        key: KeyId,
+        (start, end): (i64, i64),
+        item: Option<&ProcessItem<'_>>,
+        error: String,
+    ) {
+        let rows = item.map(ProcessItem::owned_rows).unwrap_or_default();
+        self.poison(
+            window,
+            key,
+            PoisonedInput::Window { start, end, rows },
+            error,
+        );
+    }
+
+    /// Dead-letters a window (`what`: "window", "session") whose rows the
+    /// state ceilings refused; the rows were dead-lettered then.
+    pub(super) fn poison_refused(
+        &mut self,
+        window: &str,
+        key: KeyId,
+        bounds: (i64, i64),
+        what: &str,
+        why: &str,
+    ) {
+        let error = format!("rows of this {what} were dead-lettered: {why}");
+        self.poison_window(window, key, bounds, None, error);
+    }
+
     /// Ends a step: its outputs, in a deterministic order, go to `out`.
     pub(super) fn end_step(&mut self, out: &mut Vec<WindowOutput>) {
         // Names and keys are shared allocations (the spec's, the key

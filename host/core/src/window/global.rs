@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::geometry::{clamp, next_multiple_after};
 use super::{
     finish_all, isolate, min_opt, recount_panes, take_due, Env, Error, HasPanes, KeyId, OutputType,
-    Pane, PendingAdds, PoisonedInput, Result,
+    Pane, PendingAdds, Result,
 };
 use crate::parse::ParsedRow;
 
@@ -235,12 +235,7 @@ impl GlobalWindows {
                 }
                 Err(error) => {
                     let start = state.first_time.unwrap_or(end);
-                    let input = PoisonedInput::Window {
-                        start,
-                        end,
-                        rows: Vec::new(),
-                    };
-                    env.poison(&self.name, key, input, error);
+                    env.poison_window(&self.name, key, (start, end), None, error);
                 }
             }
         }
@@ -282,16 +277,7 @@ impl GlobalWindows {
                     data,
                     0,
                 ),
-                Err(error) => env.poison(
-                    &self.name,
-                    e.key,
-                    PoisonedInput::Window {
-                        start,
-                        end: e.end,
-                        rows: Vec::new(),
-                    },
-                    error,
-                ),
+                Err(error) => env.poison_window(&self.name, e.key, (start, e.end), None, error),
             }
         }
         Ok(())

@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use super::budget::{Admit, Buffer};
 use super::{
     finish_all, min_opt, process_all, recount_panes, take_due, Buffered, Env, HasPanes, KeyId,
-    OutputType, Pane, PendingAdds, PoisonedInput, ProcessItem, Result, StateBudget,
+    OutputType, Pane, PendingAdds, ProcessItem, Result, StateBudget,
 };
 use crate::manifest::WindowFunction;
 use crate::parse::ParsedRow;
@@ -555,31 +555,15 @@ impl SessionWindows {
                     );
                     env.replacing(&f.replaces);
                 }
-                Err(error) => env.poison(
-                    &self.name,
-                    f.key,
-                    PoisonedInput::Window {
-                        start: f.start,
-                        end: f.end,
-                        rows: items
-                            .get(j)
-                            .map(ProcessItem::owned_rows)
-                            .unwrap_or_default(),
-                    },
-                    error,
-                ),
+                Err(error) => {
+                    env.poison_window(&self.name, f.key, (f.start, f.end), items.get(j), error)
+                }
             }
         }
         for (i, why) in refused {
             let f = &fires[i];
             // Its rows were dead-lettered when they were refused.
-            let bounds = PoisonedInput::Window {
-                start: f.start,
-                end: f.end,
-                rows: Vec::new(),
-            };
-            let error = format!("rows of this session were dead-lettered: {why}");
-            env.poison(&self.name, f.key, bounds, error);
+            env.poison_refused(&self.name, f.key, (f.start, f.end), "session", why);
         }
         for f in &fires {
             let errors = pane(f).map_or(0, |p| p.errors);

@@ -8,7 +8,7 @@ use super::budget::{Admit, Buffer};
 use super::geometry::Geometry;
 use super::{
     finish_all, process_all, recount_panes, take_due, Buffered, Env, HasPanes, KeyId, OutputType,
-    Pane, PendingAdds, PoisonedInput, ProcessItem, Result, StateBudget,
+    Pane, PendingAdds, ProcessItem, Result, StateBudget,
 };
 use crate::manifest::WindowFunction;
 use crate::parse::ParsedRow;
@@ -288,31 +288,15 @@ impl TimeWindows {
                     data,
                     f.update,
                 ),
-                Err(error) => env.poison(
-                    &self.name,
-                    f.key,
-                    PoisonedInput::Window {
-                        start: f.start,
-                        end: f.end,
-                        rows: items
-                            .get(j)
-                            .map(ProcessItem::owned_rows)
-                            .unwrap_or_default(),
-                    },
-                    error,
-                ),
+                Err(error) => {
+                    env.poison_window(&self.name, f.key, (f.start, f.end), items.get(j), error)
+                }
             }
         }
         for (i, why) in refused {
             let f = &fires[i];
             // Its rows were dead-lettered when they were refused.
-            let bounds = PoisonedInput::Window {
-                start: f.start,
-                end: f.end,
-                rows: Vec::new(),
-            };
-            let error = format!("rows of this window were dead-lettered: {why}");
-            env.poison(&self.name, f.key, bounds, error);
+            env.poison_refused(&self.name, f.key, (f.start, f.end), "window", why);
         }
         for f in fires {
             let errors: u64 = panes(f).map(|p| p.errors).sum();

@@ -18,6 +18,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 use super::python::{run, toolchains_dir};
+use super::typescript;
 use crate::commands::new::WIT;
 
 /// The componentize-js release sluice builds JS tenants with.
@@ -84,12 +85,15 @@ const BUILD_SCRIPT: &str = include_str!("../../../../guest-sdk/js/tools/componen
 /// The tenant's entry module.
 const ENTRY: &str = "app.js";
 
-/// Whether `dir` holds a JavaScript tenant.
+/// Whether `dir` holds a JavaScript tenant (or a TypeScript one: an
+/// `app.ts`, compiled first).
 pub fn is_js_tenant(dir: &Path) -> bool {
-    dir.join(ENTRY).is_file() && !dir.join("Cargo.toml").is_file() && !dir.join("app.py").is_file()
+    (dir.join(ENTRY).is_file() || dir.join(typescript::ENTRY).is_file())
+        && !dir.join("Cargo.toml").is_file()
+        && !dir.join("app.py").is_file()
 }
 
-fn node() -> PathBuf {
+pub(super) fn node() -> PathBuf {
     std::env::var_os("SLUICE_NODE").map_or_else(|| PathBuf::from("node"), PathBuf::from)
 }
 
@@ -100,18 +104,36 @@ pub fn componentize_js() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("SLUICE_COMPONENTIZE_JS") {
         return Ok(PathBuf::from(path));
     }
-    let dir = toolchains_dir()?.join(format!("componentize-js-{COMPONENTIZE_JS}"));
+    npm_toolchain(
+        &format!("componentize-js-{COMPONENTIZE_JS}"),
+        &format!("componentize-js {COMPONENTIZE_JS} (jco {JCO})"),
+        &[
+            format!("@bytecodealliance/componentize-js@{COMPONENTIZE_JS}"),
+            format!("@bytecodealliance/jco@{JCO}"),
+        ],
+        "node_modules/@bytecodealliance/componentize-js/src/componentize.js",
+    )
+}
+
+/// npm `packages` installed into `name` under the toolchain cache, once:
+/// a stamp written last says the install finished, so an interrupted one
+/// is started over, never taken for a finished one. `check`: a file the
+/// install must have left (relative to the directory).
+pub(super) fn npm_toolchain(
+    name: &str,
+    what: &str,
+    packages: &[String],
+    check: &str,
+) -> anyhow::Result<PathBuf> {
+    let dir = toolchains_dir()?.join(name);
     let stamp = dir.join("sluice-installed");
     if stamp.is_file() {
         return Ok(dir);
     }
     eprintln!(
-        "sluice build: installing componentize-js {COMPONENTIZE_JS} (jco {JCO}) from npm into {} \
-         (first use)",
+        "sluice build: installing {what} from npm into {} (first use)",
         dir.display()
     );
-    // A stamp written last says the install finished: an interrupted one
-    // is started over, never taken for a finished one.
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(
@@ -123,26 +145,14 @@ pub fn componentize_js() -> anyhow::Result<PathBuf> {
         Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&dir)
-            .arg(format!(
-                "@bytecodealliance/componentize-js@{COMPONENTIZE_JS}"
-            ))
-            .arg(format!("@bytecodealliance/jco@{JCO}")),
-        "npm install componentize-js (are Node.js ≥ 20 and npm installed?)",
+            .args(packages),
+        &format!("npm install {what} (are Node.js ≥ 20 and npm installed?)"),
     )?;
-    if !dir
-        .join("node_modules/@bytecodealliance/componentize-js/src/componentize.js")
-        .is_file()
-    {
-        bail!(
-            "installing componentize-js left no componentize.js under {}",
-            dir.display()
-        );
+    if !dir.join(check).is_file() {
+        bail!("installing {what} left no {check} under {}", dir.display());
     }
-    std::fs::write(
-        &stamp,
-        format!("componentize-js {COMPONENTIZE_JS}, jco {JCO}\n"),
-    )
-    .with_context(|| format!("writing {}", stamp.display()))?;
+    std::fs::write(&stamp, format!("{what}\n"))
+        .with_context(|| format!("writing {}", stamp.display()))?;
     Ok(dir)
 }
 
@@ -177,6 +187,12 @@ pub fn build(dir: &Path, module: Option<PathBuf>) -> anyhow::Result<(String, Pat
         embedded
     };
     let (name, component) = super::component_path(dir, module)?;
+    // A TypeScript tenant is built from what tsc made of it.
+    let sources = if dir.join(typescript::ENTRY).is_file() && !dir.join(ENTRY).is_file() {
+        typescript::compile(dir, &sdk)?
+    } else {
+        dir.to_path_buf()
+    };
     let started = std::time::Instant::now();
     run(
         Command::new(node())
@@ -188,7 +204,7 @@ pub fn build(dir: &Path, module: Option<PathBuf>) -> anyhow::Result<(String, Pat
             .arg("--wit")
             .arg(&wit)
             .arg("--tenant")
-            .arg(dir)
+            .arg(&sources)
             .args(["--entry", ENTRY])
             .arg("--stage")
             .arg(dir.join("target").join("js-stage"))

@@ -32,6 +32,10 @@
 //! - `exit`: calls `std::process::exit(3)`;
 //! - `stack`: recurses without end (stack overflow);
 //! - `huge-error`: `alerts` returns an error whose message is 40 MiB;
+//! - `name-flood`: `aggregate-finish` returns its fields with param
+//!   `names` (default 4 000 000) one-byte names besides (added by the
+//!   export): a few bytes of guest memory each, an allocation each had the
+//!   host lifted them as a list of strings;
 //! - anything else, or absent: normal.
 //!
 //! In every mode, param `say` (any text) is written to the tenant's log by
@@ -76,10 +80,11 @@ enum Mode {
     Exit,
     Stack,
     HugeError,
+    NameFlood,
 }
 
 /// Every mode, for `from_u8`.
-const MODES: [Mode; 16] = [
+const MODES: [Mode; 17] = [
     Mode::Normal,
     Mode::Loop,
     Mode::Memory,
@@ -96,6 +101,7 @@ const MODES: [Mode; 16] = [
     Mode::Exit,
     Mode::Stack,
     Mode::HugeError,
+    Mode::NameFlood,
 ];
 
 impl Mode {
@@ -116,6 +122,7 @@ impl Mode {
             "exit" => Mode::Exit,
             "stack" => Mode::Stack,
             "huge-error" => Mode::HugeError,
+            "name-flood" => Mode::NameFlood,
             _ => Mode::Normal,
         }
     }
@@ -134,6 +141,9 @@ static MODE: AtomicU8 = AtomicU8::new(Mode::Normal as u8);
 /// `bigname`: how many fields refer to the big name.
 static REFS: AtomicU32 = AtomicU32::new(100);
 
+/// `name-flood`: how many one-byte names the export adds.
+static NAMES: AtomicU32 = AtomicU32::new(4_000_000);
+
 /// `bigname`: the name, made once; `&'static` so the SDK's packer keeps it
 /// once per call and refers to it by id.
 fn big_name() -> &'static str {
@@ -148,6 +158,8 @@ thread_local! {
     /// `undeclared`: set by `alerts` on the poison event; the export then
     /// adds an alert of an undeclared kind (the SDK refuses to raise one).
     static BAD_KIND: Cell<bool> = const { Cell::new(false) };
+    /// Set by `finish` on a poisoned window in `name-flood` mode.
+    static FLOOD: Cell<bool> = const { Cell::new(false) };
 }
 pub struct Hostile {
     mode: Mode,
@@ -168,6 +180,7 @@ impl Tenant for Hostile {
             sluice_guest::log::warn(say);
         }
         REFS.store(params.get_or("refs", 100u32)?, Ordering::Relaxed);
+        NAMES.store(params.get_or("names", 4_000_000u32)?, Ordering::Relaxed);
         let value = match mode {
             Mode::TrapOnValue => Some(schema.float("value")?),
             _ => schema.float("value").ok(),
@@ -301,6 +314,9 @@ impl Aggregate<Hostile> for Count {
             if let Some(out) = bad_output(t.mode, self.rows) {
                 return out;
             }
+            if t.mode == Mode::NameFlood {
+                FLOOD.with(|f| f.set(true));
+            }
             if t.mode == Mode::BigName {
                 let mut out = Output::new().int("counter", self.rows as i64);
                 for i in 0..REFS.load(Ordering::Relaxed) {
@@ -394,9 +410,10 @@ fn counter(oversize: bool, rows: u64) -> Output {
 /// the SDK's alert functions cannot.
 #[cfg(target_arch = "wasm32")]
 mod export {
-    use super::{Hostile, BAD_KIND, FAIL_CALL};
+    use super::{Hostile, BAD_KIND, FAIL_CALL, FLOOD, NAMES};
     use sluice_guest::bindings::exports::sluice::analytics::analytics;
     use sluice_guest::bindings::sluice::analytics::types as wit;
+    use std::sync::atomic::Ordering;
 
     std::thread_local! {
         static MODULE: std::cell::RefCell<Option<sluice_guest::Module<Hostile>>> =
@@ -436,7 +453,20 @@ mod export {
             function: String,
             windows: wit::PackedAccumulators,
         ) -> Result<wit::PackedFields, wit::GuestError> {
-            sluice_guest::export::aggregate_finish(&MODULE, function, windows)
+            FLOOD.with(|f| f.set(false));
+            let mut result = sluice_guest::export::aggregate_finish(&MODULE, function, windows);
+            if FLOOD.with(|f| f.replace(false)) {
+                if let Ok(fields) = result.as_mut() {
+                    let n = NAMES.load(Ordering::Relaxed);
+                    let mut offsets: Vec<u32> = Vec::with_capacity(n as usize + 1);
+                    offsets.extend(0..=n);
+                    fields.names = wit::TextColumn {
+                        data: "a".repeat(n as usize),
+                        offsets,
+                    };
+                }
+            }
+            result
         }
 
         fn alert(
