@@ -283,3 +283,23 @@ test("layouts read through a DataView round-trip, aligned or not, reused buffers
     }
   }
 });
+
+test("names and texts become text columns at UTF-8 byte offsets", async () => {
+  const { textColumn } = await import("../src/codec.js");
+  const strings = ["mean", "", "é", "日本", "😀x", "a\ud800b", "\udc00"];
+  const col = textColumn(strings);
+  const wellFormed = (x) => new TextDecoder().decode(new TextEncoder().encode(x));
+  assert.equal(col.data, strings.map(wellFormed).join(""));
+  assert.ok(col.offsets instanceof Uint32Array);
+  // As the bindings encode the string (a lone surrogate as U+FFFD).
+  const bytes = new TextEncoder().encode(col.data);
+  assert.equal(col.offsets[col.offsets.length - 1], bytes.length);
+  const back = [];
+  for (let i = 0; i + 1 < col.offsets.length; i++) back.push(new TextDecoder().decode(bytes.subarray(col.offsets[i], col.offsets[i + 1])));
+  assert.deepEqual(back, strings.map(wellFormed));
+  assert.deepEqual(textColumn(["x"]), { data: "x", offsets: Uint32Array.from([0, 1]) });
+  // Lone halves of a pair in two strings stay two replacement characters.
+  assert.deepEqual(textColumn(["a\ud800", "\udc00b"]), { data: "a\ufffd\ufffdb", offsets: Uint32Array.from([0, 4, 8]) });
+  // None: no offsets at all.
+  assert.deepEqual(textColumn([]), { data: "", offsets: new Uint32Array(0) });
+});

@@ -16,7 +16,7 @@ from wit_world.imports import types as wit  # type: ignore[import-not-found]
 from .errors import GuestError
 from .events import Batch
 from .model import AGGREGATE, ALERT, BOOLEAN, FLOAT, INT, PROCESS_WINDOW
-from .module import Module
+from .module import Module, text_column
 from .schema import FieldDef
 
 _KINDS = {
@@ -153,8 +153,10 @@ def export(tenant_cls):
                 raise guest_error(e) from None
             # componentize-py lowers a `list<u8>` from `bytes` in one copy
             # (and only from `bytes`); other lists must be `list`s.
-            return wit.PackedFields(names=p.names, name_ids=p.name_ids, kinds=bytes(p.kinds),
-                                    ints=p.ints, floats=p.floats, texts=p.texts,
+            # Names and texts as text columns (the dispatcher keeps lists).
+            return wit.PackedFields(names=wit.TextColumn(*text_column(p.names)),
+                                    name_ids=p.name_ids, kinds=bytes(p.kinds), ints=p.ints,
+                                    floats=p.floats, texts=wit.TextColumn(*text_column(p.texts)),
                                     windows=p.windows)
 
         def alert(self, function, groups, batch):

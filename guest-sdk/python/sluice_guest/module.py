@@ -3,6 +3,7 @@ plain Python data (the component adapter converts the WIT records; tests
 call it directly). All packing and unpacking of the contract is here."""
 
 from functools import lru_cache
+from itertools import accumulate
 from operator import itemgetter
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -31,6 +32,17 @@ class PackedFields(NamedTuple):
     floats: List[float]
     texts: List[str]
     windows: List[int]
+
+
+def text_column(strings: List[str]) -> Tuple[str, List[int]]:
+    """Strings as the contract's text column: one string and UTF-8 byte
+    offsets (none at all for no strings). Why the contract has it: a
+    `list<string>` costs the host an allocation per string."""
+    if not strings:
+        return "", []
+    data = "".join(strings)
+    lengths = map(len, strings) if data.isascii() else (len(s.encode("utf-8")) for s in strings)
+    return data, list(accumulate(lengths, initial=0))
 
 
 def _picker(indices: List[int]):

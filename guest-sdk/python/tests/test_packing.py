@@ -348,3 +348,14 @@ def test_window_merges_keep_pane_order_with_uniform_panes_or_not():
     # Not uniform (a pane of the wrong size): the per-pane path names it.
     with pytest.raises(GuestError, match="Digits is 8 bytes packed, the host gave 16"):
         m.aggregate_finish("digits", (data, [8, 24, 32, 40], [2, 4]))
+
+
+def test_names_and_texts_become_text_columns_at_utf8_byte_offsets():
+    from sluice_guest.module import text_column
+    strings = ["mean", "", "é", "日本", "😀x"]
+    data, offsets = text_column(strings)
+    raw = data.encode()
+    assert data == "".join(strings) and offsets[-1] == len(raw)
+    assert [raw[a:b].decode() for a, b in zip(offsets, offsets[1:])] == strings
+    assert text_column(["ab", "c"]) == ("abc", [0, 2, 3])
+    assert text_column([]) == ("", [])  # none: no offsets at all
