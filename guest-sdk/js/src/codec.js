@@ -472,3 +472,46 @@ export class FieldColumns {
     };
   }
 }
+
+/** UTF-8 bytes of `s` as the bindings encode it (a lone surrogate as
+ * U+FFFD, 3 bytes). */
+function utf8Length(s) {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else {
+      if (c >= 0xd800 && c <= 0xdfff) loneSurrogate = true;
+      n += 3;
+    }
+  }
+  return n;
+}
+
+let loneSurrogate = false;
+const LONE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+const NO_TEXTS = { data: "", offsets: new Uint32Array(0) };
+
+/** Strings as the contract's text column: one string and UTF-8 byte
+ * offsets (none at all for no strings). Why the contract has it: a
+ * `list<string>` costs the host an allocation per string. */
+export function textColumn(strings) {
+  const n = strings.length;
+  if (n === 0) return NO_TEXTS;
+  const offsets = new Uint32Array(n + 1);
+  let at = 0;
+  loneSurrogate = false;
+  for (let i = 0; i < n; i++) {
+    at += utf8Length(strings[i]);
+    offsets[i + 1] = at;
+  }
+  // A lone surrogate is encoded as U+FFFD; replaced first, so that two of
+  // them meeting at a join cannot pair up into one character.
+  const parts = loneSurrogate ? strings.map((x) => x.replace(LONE, "\ufffd")) : strings;
+  return { data: n === 1 ? parts[0] : parts.join(""), offsets };
+}

@@ -11,8 +11,8 @@
 
 import { log as hostLog } from "sluice:analytics/host@0.4.0";
 import { GuestError } from "./errors.js";
+import { textColumn } from "./codec.js";
 import { Module, describe } from "./module.js";
-import { textColumn } from "./model.js";
 
 const LEVELS = new Set(["trace", "debug", "info", "warn", "error"]);
 
@@ -40,6 +40,13 @@ globalThis.console = {
   error: (...a) => log("error", line(a)),
 };
 
+/** `Module.aggregateFinish`'s result as the contract's `packed-fields`:
+ * names and texts as text columns (the Module keeps string arrays, which
+ * tests and tenants read). */
+function packedFields(p) {
+  return { ...p, names: textColumn(p.names), texts: textColumn(p.texts) };
+}
+
 /** The `analytics` export for `tenantCls`. */
 export function exportTenant(tenantCls) {
   let module;
@@ -57,11 +64,7 @@ export function exportTenant(tenantCls) {
     },
     aggregateAdd: (f, groups, batch) => current().aggregateAdd(f, groups, batch),
     aggregateMerge: (f, accumulators) => current().aggregateMerge(f, accumulators),
-    aggregateFinish(f, windows) {
-      // Names and texts cross as text columns (the Module keeps arrays).
-      const p = current().aggregateFinish(f, windows);
-      return { ...p, names: textColumn(p.names), texts: textColumn(p.texts) };
-    },
+    aggregateFinish: (f, windows) => packedFields(current().aggregateFinish(f, windows)),
     alert: (f, groups, batch) => current().alert(f, groups, batch),
     processWindow: (f, windows, batch) => current().processWindow(f, windows, batch),
   };

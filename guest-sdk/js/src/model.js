@@ -152,33 +152,3 @@ export function alert(name, state, { kinds, outputs }, run) {
 export function processWindow(name, outputs, run) {
   return { name, kind: PROCESS_WINDOW, outputs: [...outputs], alertKinds: [], cls: undefined, run };
 }
-
-/** UTF-8 length of `s` (a lone surrogate counts as U+FFFD, as the
- * bindings encode it). */
-function utf8Length(s) {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      n += 4;
-      i++;
-    } else n += 3;
-  }
-  return n;
-}
-
-/** Strings as the contract's `text-column`: one string and UTF-8 byte
- * offsets, none at all for no strings. Why not a list of strings: the host
- * pays an allocation per string it lifts. */
-export function textColumn(strings) {
-  if (strings.length === 0) return { data: "", offsets: new Uint32Array(0) };
-  const offsets = new Uint32Array(strings.length + 1);
-  let at = 0;
-  for (let i = 0; i < strings.length; i++) {
-    at += utf8Length(strings[i]);
-    offsets[i + 1] = at;
-  }
-  return { data: strings.join(""), offsets };
-}

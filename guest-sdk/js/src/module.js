@@ -1,8 +1,9 @@
 // The dispatcher: a tenant's functions behind the contract's calls. Its
-// methods take and return exactly what componentize-js lifts and lowers
-// for `sluice:analytics/analytics` (typed arrays, `{tag, val}` variants,
+// methods take and return what componentize-js lifts and lowers for
+// `sluice:analytics/analytics` (typed arrays, `{tag, val}` variants,
 // `BigInt` s64s), so the component adapter only forwards, and tests call
-// it directly. All packing and unpacking of the contract is here.
+// it directly — but for `aggregateFinish`'s names and texts, string arrays
+// here, which the adapter turns into the contract's text columns.
 
 import { GuestError } from "./errors.js";
 import { Batch, Events } from "./events.js";

@@ -89,6 +89,17 @@ test("64-bit ints become numbers, BigInt only when a double cannot hold them", (
   assert.ok(int64Values(BigInt64Array.from([1n, -5n])) instanceof Float64Array);
   const mixed = int64Values(BigInt64Array.from([1n, 9007199254740993n]));
   assert.deepEqual(mixed, [1, 9007199254740993n]);
+  const edges = [0n, -1n, 4294967295n, 4294967296n, -4294967296n, -4294967297n, 1487442485000n, -1487442485000n,
+    2n ** 53n - 1n, -(2n ** 53n) + 1n, 2n ** 53n, -(2n ** 53n), 2n ** 63n - 1n, -(2n ** 63n)];
+  const safe = (v) => v <= 2n ** 53n - 1n && v >= -(2n ** 53n) + 1n;
+  for (const v of edges) {
+    // Alone, and behind a value, so a BigInt turns up at any index.
+    for (const xs of [[v], [5n, v]]) {
+      assert.deepEqual([...int64Values(BigInt64Array.from(xs))], xs.map((x) => (safe(x) ? Number(x) : x)), String(v));
+    }
+  }
+  // A view at an offset of a larger buffer reads its own values.
+  assert.deepEqual([...int64Values(BigInt64Array.from([7n, -3n, 9n]).subarray(1))], [-3, 9]);
 });
 
 test("absent optional fields read as null", () => {
@@ -273,14 +284,22 @@ test("layouts read through a DataView round-trip, aligned or not, reused buffers
   }
 });
 
-test("names and texts cross as text columns with UTF-8 byte offsets", async () => {
-  const { textColumn } = await import("../src/model.js");
-  const strings = ["mean", "é", "", "😀", "\ud800"];
-  const { data, offsets } = textColumn(strings);
-  assert.equal(data, strings.join(""));
-  assert.deepEqual([...offsets], [0, 4, 6, 6, 10, 13]);
-  // Node encodes a lone surrogate as U+FFFD too: the last offset is the
-  // byte length of the data as the bindings will write it.
-  assert.equal(offsets[offsets.length - 1], Buffer.byteLength(data, "utf8"));
+test("names and texts become text columns at UTF-8 byte offsets", async () => {
+  const { textColumn } = await import("../src/codec.js");
+  const strings = ["mean", "", "é", "日本", "😀x", "a\ud800b", "\udc00"];
+  const col = textColumn(strings);
+  const wellFormed = (x) => new TextDecoder().decode(new TextEncoder().encode(x));
+  assert.equal(col.data, strings.map(wellFormed).join(""));
+  assert.ok(col.offsets instanceof Uint32Array);
+  // As the bindings encode the string (a lone surrogate as U+FFFD).
+  const bytes = new TextEncoder().encode(col.data);
+  assert.equal(col.offsets[col.offsets.length - 1], bytes.length);
+  const back = [];
+  for (let i = 0; i + 1 < col.offsets.length; i++) back.push(new TextDecoder().decode(bytes.subarray(col.offsets[i], col.offsets[i + 1])));
+  assert.deepEqual(back, strings.map(wellFormed));
+  assert.deepEqual(textColumn(["x"]), { data: "x", offsets: Uint32Array.from([0, 1]) });
+  // Lone halves of a pair in two strings stay two replacement characters.
+  assert.deepEqual(textColumn(["a\ud800", "\udc00b"]), { data: "a\ufffd\ufffdb", offsets: Uint32Array.from([0, 4, 8]) });
+  // None: no offsets at all.
   assert.deepEqual(textColumn([]), { data: "", offsets: new Uint32Array(0) });
 });

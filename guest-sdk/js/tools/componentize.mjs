@@ -65,11 +65,17 @@ const started = Date.now();
 // componentize-js maps the working directory to `/` when the source is
 // under it: the staged modules' relative imports resolve there.
 process.chdir(stage);
+// With SLUICE_WEVAL naming a weval binary (`cargo install weval`), the
+// engine is partially evaluated ahead of time (componentize-js's
+// `enableAot`): the tenant's JS then runs through compiled interpreter
+// paths instead of the generic interpreter loop.
+const weval = process.env.SLUICE_WEVAL;
 const { component, imports } = await componentize({
   sourcePath: join(stage, a.entry),
   witPath: wit,
   worldName: "tenant",
   disableFeatures: DISABLED,
+  ...(weval ? { enableAot: true, wevalBin: resolve(weval) } : {}),
 });
 const foreign = imports.filter(([name]) => !String(name).startsWith("sluice:analytics/"));
 if (foreign.length > 0) {

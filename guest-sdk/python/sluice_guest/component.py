@@ -153,12 +153,10 @@ def export(tenant_cls):
                 raise guest_error(e) from None
             # componentize-py lowers a `list<u8>` from `bytes` in one copy
             # (and only from `bytes`); other lists must be `list`s.
-            # Names and texts cross as text columns (an allocation per
-            # string is what the host pays for a list of strings).
+            # Names and texts as text columns (the dispatcher keeps lists).
             return wit.PackedFields(names=wit.TextColumn(*text_column(p.names)),
-                                    name_ids=p.name_ids, kinds=bytes(p.kinds),
-                                    ints=p.ints, floats=p.floats,
-                                    texts=wit.TextColumn(*text_column(p.texts)),
+                                    name_ids=p.name_ids, kinds=bytes(p.kinds), ints=p.ints,
+                                    floats=p.floats, texts=wit.TextColumn(*text_column(p.texts)),
                                     windows=p.windows)
 
         def alert(self, function, groups, batch):

@@ -3,6 +3,7 @@ plain Python data (the component adapter converts the WIT records; tests
 call it directly). All packing and unpacking of the contract is here."""
 
 from functools import lru_cache
+from itertools import accumulate
 from operator import itemgetter
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -33,18 +34,15 @@ class PackedFields(NamedTuple):
     windows: List[int]
 
 
-def text_column(strings: Sequence[str]) -> Tuple[str, List[int]]:
-    """Strings as the contract's `text-column`: (data, UTF-8 byte offsets),
-    no offsets at all for none. Why not a list of strings: the host pays an
-    allocation per string it lifts."""
+def text_column(strings: List[str]) -> Tuple[str, List[int]]:
+    """Strings as the contract's text column: one string and UTF-8 byte
+    offsets (none at all for no strings). Why the contract has it: a
+    `list<string>` costs the host an allocation per string."""
     if not strings:
         return "", []
-    offsets = [0]
-    at = 0
-    for s in strings:
-        at += len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
-        offsets.append(at)
-    return "".join(strings), offsets
+    data = "".join(strings)
+    lengths = map(len, strings) if data.isascii() else (len(s.encode("utf-8")) for s in strings)
+    return data, list(accumulate(lengths, initial=0))
 
 
 def _picker(indices: List[int]):

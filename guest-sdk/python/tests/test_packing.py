@@ -350,12 +350,12 @@ def test_window_merges_keep_pane_order_with_uniform_panes_or_not():
         m.aggregate_finish("digits", (data, [8, 24, 32, 40], [2, 4]))
 
 
-def test_names_and_texts_cross_as_text_columns_with_utf8_byte_offsets():
+def test_names_and_texts_become_text_columns_at_utf8_byte_offsets():
     from sluice_guest.module import text_column
-
-    strings = ["mean", "é", "", "😀"]
+    strings = ["mean", "", "é", "日本", "😀x"]
     data, offsets = text_column(strings)
-    assert data == "".join(strings)
-    assert offsets == [0, 4, 6, 6, 10]
-    assert offsets[-1] == len(data.encode())
-    assert text_column([]) == ("", [])
+    raw = data.encode()
+    assert data == "".join(strings) and offsets[-1] == len(raw)
+    assert [raw[a:b].decode() for a, b in zip(offsets, offsets[1:])] == strings
+    assert text_column(["ab", "c"]) == ("abc", [0, 2, 3])
+    assert text_column([]) == ("", [])  # none: no offsets at all
