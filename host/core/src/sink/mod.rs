@@ -373,14 +373,17 @@ impl Fragments {
             self.key_names = key_names.to_vec();
             self.keys.clear();
         }
-        if self.keys.len() >= Self::MAX_KEYS && !self.keys.contains_key(key) {
-            self.keys.clear();
-        }
-        self.keys.entry(key.clone()).or_insert_with(|| {
+        // Looked up by reference: `entry` takes an owned key, a clone (two
+        // atomic reference count changes) per line.
+        if !self.keys.contains_key(key) {
+            if self.keys.len() >= Self::MAX_KEYS {
+                self.keys.clear();
+            }
             let mut out = Vec::new();
             write_key_object(&mut out, key_names, key);
-            out.into_boxed_slice()
-        })
+            self.keys.insert(key.local_copy(), out.into_boxed_slice());
+        }
+        self.keys.get(key).map_or(&[][..], |object| &object[..])
     }
 }
 
