@@ -208,14 +208,14 @@ impl Sinks {
 pub use crate::data::OutputType;
 
 /// Rendered result bytes a worker holds before writing them
-/// ([`Sinks::spill`]). Written whole, a batch's lines (megabytes) had left
-/// the core's 2 MiB L2 by the time `write` copied them into the page
-/// cache, and rendering into a buffer that large missed on every store:
-/// the copy alone cost 1.0–1.4 s of a 1 M-row run (issue 22). In pieces of
-/// this size, rendered and copied while cached, it costs a fifth of that
-/// (a 880 MB write: 1.1–1.2 s of system time in 3.6 MB writes, 0.2–0.3 s
-/// in 256 KiB ones).
-pub const SPILL_BYTES: usize = 256 << 10;
+/// ([`Sinks::spill`]). Written whole, a batch's lines (3.6 MB for 4096 BTS
+/// rows on one worker) had left the core's 2 MiB L2 by the time `write`
+/// copied them into the page cache: ≈ 1.1 s of system time per 880 MB of
+/// output, against ≈ 0.45 s in pieces that are still cached (issue 22).
+/// 1 MiB rather than less: two workers then take the sink's lock about as
+/// often as with whole batches (at 256 KiB their spills queued on each
+/// other and cost the 2-worker run what they saved).
+pub const SPILL_BYTES: usize = 1 << 20;
 
 /// The `"window"` object: which window, and its bounds (ms since the epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
