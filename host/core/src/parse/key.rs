@@ -60,6 +60,16 @@ impl Key {
         self.0.split(KEY_SEPARATOR)
     }
 
+    /// A copy in an allocation of the calling thread's own, for a key a
+    /// thread keeps and clones often (a shard's key table, its alert
+    /// states). A clone shares the row's allocation, made by the reader
+    /// thread among the other rows' keys it keeps allocating and the
+    /// workers keep freeing: every reference count change on it then
+    /// bounced a cache line between cores (issue 22).
+    pub fn local_copy(&self) -> Key {
+        Key(Arc::from(&*self.0))
+    }
+
     /// Whether both are the same allocation (clones of one key): a cheap
     /// equality test before comparing text.
     pub fn same_allocation(&self, other: &Key) -> bool {

@@ -161,7 +161,14 @@ pub(super) fn run<C: AlertCalls + WindowCalls>(
                     });
                     lines += 1;
                 }
-                states.insert((*key).clone(), state);
+                // A known key keeps its entry (no clone of the row's key);
+                // a new one is stored as the shard's own copy.
+                match states.get_mut(*key) {
+                    Some(old) => *old = state,
+                    None => {
+                        states.insert(key.local_copy(), state);
+                    }
+                }
             }
             Err(error) => {
                 poisoned += 1;

@@ -134,7 +134,7 @@ impl<C: ShardCalls> Shard<'_, C> {
                     continue;
                 }
             }
-            self.render(&emitted, &batch_rows, &batch_positions, &mut out, &mut dead);
+            self.render(&emitted, &batch_rows, &batch_positions, &mut out, &mut dead)?;
             self.counters
                 .add_outputs(emitted.outputs.len() as u64 + alert_lines, alert_lines);
             self.counters.add_late_dropped(emitted.late.len() as u64);
@@ -198,7 +198,8 @@ impl<C: ShardCalls> Shard<'_, C> {
     }
 
     /// Renders what a step emitted; `rows` and `positions` are the batch's
-    /// (a late row is an index into them).
+    /// (a late row is an index into them). Result lines are written out
+    /// every `SPILL_BYTES` as they are rendered ([`Sinks::spill`]).
     fn render(
         &self,
         emitted: &Emitted,
@@ -206,7 +207,7 @@ impl<C: ShardCalls> Shard<'_, C> {
         positions: &[RowPos],
         out: &mut Rendered,
         dead: &mut Rendered,
-    ) {
+    ) -> Result<()> {
         for o in &emitted.outputs {
             out.push_record(&Record {
                 tenant: &self.ctx.tenant,
@@ -222,6 +223,7 @@ impl<C: ShardCalls> Shard<'_, C> {
                 update: o.update,
                 replaces: &o.replaces,
             });
+            self.sinks.spill(out)?;
         }
         for &i in &emitted.late {
             if let Some((row, _)) = rows.get(i) {
@@ -249,5 +251,6 @@ impl<C: ShardCalls> Shard<'_, C> {
                 dead,
             );
         }
+        Ok(())
     }
 }

@@ -246,13 +246,17 @@ pub(crate) struct KeyTable {
 }
 
 impl KeyTable {
+    /// The key's id; a new key is stored as the shard's own copy
+    /// ([`Key::local_copy`]): every output line clones and drops it, and
+    /// the row's allocation sits among the reader's (issue 22).
     fn intern(&mut self, key: &Key) -> KeyId {
         if let Some(&id) = self.ids.get(key) {
             return id;
         }
         let id = KeyId::try_from(self.keys.len()).unwrap_or(KeyId::MAX);
+        let key = key.local_copy();
         self.keys.push(key.clone());
-        self.ids.insert(key.clone(), id);
+        self.ids.insert(key, id);
         id
     }
 
