@@ -130,11 +130,11 @@ impl<'a> Texts<'a> {
         let mut at = 0usize;
         for (i, &o) in offsets.iter().enumerate() {
             let o = o as usize;
-            if o < at || o > data.len() || !data.is_char_boundary(o) {
-                return fault(format!(
-                    "offset {i} is {o}: not a character boundary in {at}..={}",
-                    data.len()
-                ));
+            if o < at || o > data.len() {
+                return fault(format!("offset {i} is {o}, outside {at}..={}", data.len()));
+            }
+            if !data.is_char_boundary(o) {
+                return fault(format!("offset {i} is {o}, inside a character"));
             }
             at = o;
         }
@@ -496,10 +496,7 @@ mod tests {
             (bad("ab", &[1, 2]), "the first offset is 1"),
             (bad("ab", &[0, 3]), "offset 1 is 3"),
             (bad("ab", &[0, 2, 1]), "offset 2 is 1"),
-            (
-                bad("é", &[0, 1, 2]),
-                "offset 1 is 1: not a character boundary",
-            ),
+            (bad("é", &[0, 1, 2]), "offset 1 is 1, inside a character"),
             (bad("ab", &[0, 1]), "the last offset is 1, not the end (2)"),
             (bad("", &[0]), "name id 0 of window 0, but 0 names"),
         ] {
