@@ -57,6 +57,33 @@ fn a_tenant_restarted_with_another_worker_count_keeps_its_state_and_its_results(
     ));
 }
 
+/// The BTS tenant's queue, exchange, manifest (path and text) and module,
+/// deployed through the API by the tests below.
+struct ApiTenant {
+    queue: String,
+    exchange: String,
+    manifest: std::path::PathBuf,
+    text: String,
+    module: Vec<u8>,
+}
+
+impl ApiTenant {
+    fn new(dir: &std::path::Path, name: &str) -> ApiTenant {
+        let queue = unique(name);
+        let exchange = format!("{queue}.out");
+        let manifest = amqp::manifest(dir, &queue, &exchange);
+        let text = std::fs::read_to_string(&manifest).expect("manifest");
+        let module = std::fs::read(common::component("bts_analytics")).expect("module");
+        ApiTenant {
+            queue,
+            exchange,
+            manifest,
+            text,
+            module,
+        }
+    }
+}
+
 /// `bytes` with every `from` replaced by `to`, of the same length.
 fn with_replaced(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
     let (from, to) = (from.as_bytes(), to.as_bytes());
@@ -75,21 +102,17 @@ fn with_replaced(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
 fn a_tenant_built_for_an_older_contract_waits_with_its_state_for_its_rebuild() {
     let _broker = amqp::shared();
     let dir = tempfile::tempdir().expect("tempdir");
-    let queue = unique("serve.contract");
-    let exchange = format!("{queue}.out");
-    let manifest = amqp::manifest(dir.path(), &queue, &exchange);
-    let text = std::fs::read_to_string(&manifest).expect("manifest");
-    let module = std::fs::read(common::component("bts_analytics")).expect("module");
+    let bts = ApiTenant::new(dir.path(), "serve.contract");
     let data = Data::bts(dir.path(), &["--events", "4000"]);
     let [first, second] = data.halves(dir.path());
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
-    let collector = rt.block_on(amqp::collector(&channel, &exchange));
+    let collector = rt.block_on(amqp::collector(&channel, &bts.exchange));
 
     let served = Served::start(dir.path(), &[], &[]);
-    let (status, body) = served.deploy("bts", &text, &module);
+    let (status, body) = served.deploy("bts", &bts.text, &bts.module);
     assert_eq!(status, 200, "{body}");
-    amqp::publish(&manifest, &first.path, 40);
+    amqp::publish(&bts.manifest, &first.path, 40);
     served.wait_records("bts", first.rows);
     served.stop();
     // The host was upgraded under a tenant built with the previous SDK:
@@ -97,7 +120,7 @@ fn a_tenant_built_for_an_older_contract_waits_with_its_state_for_its_rebuild() {
     let tenant_dir = dir.path().join("state").join("tenants").join("bts");
     let deployed = tenant_dir.join("deployed").join("module.wasm");
     let contract = format!("@{}", sluice_core::data::CONTRACT);
-    let old = with_replaced(&module, &contract, "@0.3.0");
+    let old = with_replaced(&bts.module, &contract, "@0.3.0");
     std::fs::write(&deployed, &old).expect("the old module");
     let state_before = files_under(&tenant_dir);
 
@@ -105,14 +128,14 @@ fn a_tenant_built_for_an_older_contract_waits_with_its_state_for_its_rebuild() {
     let (status, _) = served.get("/v1/tenants/bts", Some(OPERATOR));
     assert_eq!(status, 404, "a refused tenant does not run");
     // Its input waits in the queue meanwhile, its state on disk.
-    amqp::publish(&manifest, &second.path, 40);
+    amqp::publish(&bts.manifest, &second.path, 40);
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
         files_under(&tenant_dir),
         state_before,
         "its state untouched"
     );
-    let (status, body) = served.deploy("bts", &text, &module);
+    let (status, body) = served.deploy("bts", &bts.text, &bts.module);
     assert_eq!(status, 200, "{body}");
     served.wait_records("bts", data.rows);
     let (status, body) = served.delete("/v1/tenants/bts", Some(OPERATOR));
@@ -125,10 +148,10 @@ fn a_tenant_built_for_an_older_contract_waits_with_its_state_for_its_rebuild() {
     );
     // Resumed from its checkpoint: exactly the uninterrupted run's lines.
     let got = collected(&rt, &channel, &collector);
-    assert_eq!(got, amqp::embedded_lines(&manifest, &data.path));
+    assert_eq!(got, amqp::embedded_lines(&bts.manifest, &data.path));
     rt.block_on(amqp::delete(
         &channel,
-        &[&queue, &collector, &format!("{queue}.dead")],
+        &[&bts.queue, &collector, &format!("{}.dead", bts.queue)],
     ));
 }
 
@@ -154,16 +177,12 @@ fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
 fn a_tenant_answers_throughout_its_redeploys() {
     let _broker = amqp::shared();
     let dir = tempfile::tempdir().expect("tempdir");
-    let queue = unique("serve.swap");
-    let exchange = format!("{queue}.out");
-    let manifest = amqp::manifest(dir.path(), &queue, &exchange);
-    let text = std::fs::read_to_string(&manifest).expect("manifest");
-    let module = std::fs::read(common::component("bts_analytics")).expect("module");
+    let bts = ApiTenant::new(dir.path(), "serve.swap");
     let data = Data::bts(dir.path(), &["--events", "20000"]);
     let served = Arc::new(Served::start(dir.path(), &[], &[]));
-    let (status, body) = served.deploy("bts", &text, &module);
+    let (status, body) = served.deploy("bts", &bts.text, &bts.module);
     assert_eq!(status, 200, "{body}");
-    amqp::publish(&manifest, &data.path, 20);
+    amqp::publish(&bts.manifest, &data.path, 20);
 
     // Look at the tenant as fast as possible while it is redeployed.
     let done = Arc::new(AtomicBool::new(false));
@@ -179,7 +198,7 @@ fn a_tenant_answers_throughout_its_redeploys() {
         })
     };
     for _ in 0..3 {
-        let (status, body) = served.deploy("bts", &text, &module);
+        let (status, body) = served.deploy("bts", &bts.text, &bts.module);
         assert!(status == 200 || status == 202, "{status} {body}");
         // 202: the old version still drains; the swap completes on its
         // own (a deploy meanwhile would be refused with 409).
@@ -205,7 +224,10 @@ fn a_tenant_answers_throughout_its_redeploys() {
     drop(served);
     let rt = amqp::runtime();
     let (_conn, channel) = rt.block_on(amqp::connect());
-    rt.block_on(amqp::delete(&channel, &[&queue, &format!("{queue}.dead")]));
+    rt.block_on(amqp::delete(
+        &channel,
+        &[&bts.queue, &format!("{}.dead", bts.queue)],
+    ));
 }
 
 #[test]
