@@ -210,3 +210,6 @@ export interface Packed {
   items: Uint32Array;
 }
 export function describe(tenant: typeof Tenant): { name: string; version: string; functions: FunctionDef[] };
+/** Each window's fields of `aggregateFinish`'s result as `{ name: value }`
+ * (ints as numbers where a double holds them): for tests. */
+export function unpackFields(packed: PackedFields): Array<Record<string, number | bigint | string | boolean>>;

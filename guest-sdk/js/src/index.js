@@ -18,6 +18,6 @@
 export { GuestError } from "./errors.js";
 export { Batch, Event, Events, batchOf } from "./events.js";
 export { Aggregate, Alerts, Output, State, Tenant, aggregate, alert, processWindow } from "./model.js";
-export { Module, describe } from "./module.js";
+export { Module, describe, unpackFields } from "./module.js";
 export { Params, parseDurationMs } from "./params.js";
 export { Field, Schema, fieldDef } from "./schema.js";

@@ -304,3 +304,30 @@ export class Module {
     return out;
   }
 }
+
+/** Each window's fields of `aggregateFinish`'s packed result as a plain
+ * object, `{ name: value }` (ints as numbers where a double holds them,
+ * booleans as booleans): what a tenant's tests compare, whatever the
+ * contract's packing. */
+export function unpackFields({ names, nameIds, kinds, ints, floats, texts, windows }) {
+  const out = [];
+  let i = 0, f = 0, t = 0, at = 0;
+  for (const end of windows) {
+    const w = {};
+    for (; at < end; at++) {
+      const name = names[nameIds[at]];
+      switch (kinds[at]) {
+        case 0: {
+          const v = ints[i++];
+          w[name] = typeof v === "bigint" && Number.isSafeInteger(Number(v)) ? Number(v) : v;
+          break;
+        }
+        case 1: w[name] = floats[f++]; break;
+        case 2: w[name] = texts[t++]; break;
+        default: w[name] = Number(ints[i++]) !== 0;
+      }
+    }
+    out.push(w);
+  }
+  return out;
+}

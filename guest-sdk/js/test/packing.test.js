@@ -303,3 +303,17 @@ test("names and texts become text columns at UTF-8 byte offsets", async () => {
   // None: no offsets at all.
   assert.deepEqual(textColumn([]), { data: "", offsets: new Uint32Array(0) });
 });
+
+test("unpackFields reads each window's fields back as plain objects", async () => {
+  const { unpackFields } = await import("../src/index.js");
+  const packed = {
+    names: ["n", "x", "s", "on"],
+    nameIds: Uint32Array.from([0, 1, 2, 3, 0]),
+    kinds: Uint8Array.from([0, 1, 2, 3, 0]),
+    ints: BigInt64Array.from([7n, 1n, 2n ** 60n]),
+    floats: Float64Array.from([0.5]),
+    texts: ["é"],
+    windows: Uint32Array.from([4, 4, 5]),
+  };
+  assert.deepEqual(unpackFields(packed), [{ n: 7, x: 0.5, s: "é", on: true }, {}, { n: 2n ** 60n }]);
+});

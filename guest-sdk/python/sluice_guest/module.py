@@ -33,6 +33,18 @@ class PackedFields(NamedTuple):
     texts: List[str]
     windows: List[int]
 
+    def fields(self) -> List[Dict[str, Any]]:
+        """Each window's fields as `{name: value}` (booleans as `bool`):
+        what a tenant's tests compare, whatever the contract's packing."""
+        ints, floats, texts = iter(self.ints), iter(self.floats), iter(self.texts)
+        take = (lambda: next(ints), lambda: next(floats), lambda: next(texts),
+                lambda: next(ints) != 0)
+        out, at = [], 0
+        for end in self.windows:
+            out.append({self.names[self.name_ids[f]]: take[self.kinds[f]]() for f in range(at, end)})
+            at = end
+        return out
+
 
 def text_column(strings: List[str]) -> Tuple[str, List[int]]:
     """Strings as the contract's text column: one string and UTF-8 byte

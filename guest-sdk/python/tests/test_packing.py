@@ -359,3 +359,13 @@ def test_names_and_texts_become_text_columns_at_utf8_byte_offsets():
     assert [raw[a:b].decode() for a, b in zip(offsets, offsets[1:])] == strings
     assert text_column(["ab", "c"]) == ("abc", [0, 2, 3])
     assert text_column([]) == ("", [])  # none: no offsets at all
+
+
+def test_packed_fields_read_back_per_window_as_dicts():
+    from sluice_guest.module import PackedFields
+
+    packed = PackedFields(
+        names=["n", "x", "s", "on"], name_ids=[0, 1, 2, 3, 0], kinds=[0, 1, 2, 3, 0],
+        ints=[7, 1, 2**60], floats=[0.5], texts=["é"], windows=[4, 4, 5],
+    )
+    assert packed.fields() == [{"n": 7, "x": 0.5, "s": "é", "on": True}, {}, {"n": 2**60}]
