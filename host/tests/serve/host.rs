@@ -444,3 +444,23 @@ pub fn bts_as(dir: &Path, name: &str, queue: &str, exchange: &str) -> String {
 pub fn cassandra() -> String {
     std::env::var("SLUICE_TEST_CASSANDRA").unwrap_or_else(|_| "127.0.0.1:9042".to_owned())
 }
+
+/// Every file under `dir`: its path relative to `dir` and its length,
+/// sorted (what a test compares to show a directory untouched).
+pub fn files_under(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                let len = e.metadata().map_or(0, |m| m.len());
+                out.push((rel.display().to_string(), len));
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{Data, Served, OPERATOR};
+use crate::host::{files_under, Data, Served, OPERATOR};
 
 /// The hostile names, as raw bytes for a request path.
 fn hostile() -> Vec<(String, Vec<u8>)> {
@@ -37,20 +37,7 @@ fn hostile() -> Vec<(String, Vec<u8>)> {
 
 /// Every file under `dir` (relative), sorted.
 fn files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(rel) = p.strip_prefix(dir) {
-                out.push(rel.display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
+    files_under(dir).into_iter().map(|(name, _)| name).collect()
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::amqp::{self, unique};
 use crate::common;
-use crate::host::{collected, Data, Served, OPERATOR};
+use crate::host::{collected, files_under, Data, Served, OPERATOR};
 
 #[test]
 fn a_tenant_restarted_with_another_worker_count_keeps_its_state_and_its_results() {
@@ -153,24 +153,6 @@ fn a_tenant_built_for_an_older_contract_waits_with_its_state_for_its_rebuild() {
         &channel,
         &[&bts.queue, &collector, &format!("{}.dead", bts.queue)],
     ));
-}
-
-/// Every file under `dir` with its length, sorted.
-fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            let meta = entry.metadata().expect("metadata");
-            if meta.is_dir() {
-                todo.push(entry.path());
-            } else {
-                out.push((entry.path(), meta.len()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]
