@@ -145,12 +145,22 @@ fn listing(names: &[String]) -> String {
     out.join(", ")
 }
 
+/// What a number (int or float) costs in a result line, at most.
+pub(crate) const NUMBER_COST: u64 = 24;
+/// What a boolean costs in a result line.
+pub(crate) const BOOLEAN_COST: u64 = 5;
+
+/// What a text of `len` bytes costs in a result line: it and its quotes.
+pub(crate) fn text_cost(len: usize) -> u64 {
+    len as u64 + 2
+}
+
 /// What a value costs in a result line.
 pub(crate) fn value_cost(value: &Value) -> u64 {
     match value {
-        Value::Text(s) => s.len() as u64 + 2,
-        Value::Int(_) | Value::Float(_) => 24,
-        Value::Boolean(_) => 5,
+        Value::Text(s) => text_cost(s.len()),
+        Value::Int(_) | Value::Float(_) => NUMBER_COST,
+        Value::Boolean(_) => BOOLEAN_COST,
     }
 }
 

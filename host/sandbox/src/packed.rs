@@ -7,7 +7,9 @@
 //! `aggregate-add` group, its key strings, state and result did.
 
 use super::bindings::{AddGroups, PackedAccumulators, PackedBytes, PackedFields, TextColumn};
-use super::output::{twice, Caps, Refusal, FIELD_OVERHEAD, LINE_OVERHEAD};
+use super::output::{
+    text_cost, twice, Caps, Refusal, BOOLEAN_COST, FIELD_OVERHEAD, LINE_OVERHEAD, NUMBER_COST,
+};
 use sluice_core::data::{AddGroup, DataField, Value};
 
 /// Packs `aggregate-add` groups: row ends, and each group's state as an item
@@ -102,9 +104,9 @@ const BOOLEAN: u8 = 3;
 /// value's length for a text.
 fn kind_cost(kind: u8, text: usize) -> u64 {
     match kind {
-        TEXT => text as u64 + 2,
-        BOOLEAN => 5,
-        _ => 24,
+        TEXT => text_cost(text),
+        BOOLEAN => BOOLEAN_COST,
+        _ => NUMBER_COST,
     }
 }
 
